@@ -1,0 +1,226 @@
+"""Reading and writing audio files, with every conversion stated and every failure one line.
+
+Conversions (documented, tested):
+- any sample format libsndfile reads (8/16/24/32-bit int, float) -> float32 in [-1, 1];
+- more than one channel -> the mean of the channels;
+- any sample rate -> 16 kHz with a polyphase resampler (Kaiser-windowed sinc, the same design
+  as scipy.signal.resample_poly, implemented here in numpy so a Pi needs nothing more).
+
+Refusals (AudioError, one line, naming the file): missing file, directory, 0-byte file, a file
+libsndfile cannot parse (e.g. text named .wav), zero samples, a file shorter than its header
+says (truncated), NaN or Inf samples, a recording longer than ``max_duration_s`` (read long
+recordings with :func:`iter_audio_blocks`, which never loads them whole).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+from math import gcd
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import soundfile as sf
+
+from .errors import AudioError
+from .settings import SAMPLE_RATE
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif")
+
+MAX_READ_DURATION_S = 3600.0
+"""read_audio refuses longer files: an hour of 16 kHz float32 is 230 MB already."""
+
+
+def _short(exc: BaseException) -> str:
+    """The first line of an exception's message, for a one-line error."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _open(path: Path) -> sf.SoundFile:
+    if not path.exists():
+        raise AudioError(f"{path}: no such file")
+    if path.is_dir():
+        raise AudioError(f"{path}: is a directory, not an audio file")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path}: empty file (0 bytes)")
+    try:
+        f = sf.SoundFile(str(path))
+    except Exception as exc:  # libsndfile says why in its message; soundfile raises several types
+        raise AudioError(f"{path}: not a readable audio file ({_short(exc)})") from None
+    missing = _wav_data_bytes_missing(path)
+    if missing:
+        f.close()
+        raise AudioError(f"{path}: truncated (the WAV header promises {missing} more bytes than the file has)")
+    return f
+
+
+def _wav_data_bytes_missing(path: Path) -> int:
+    """For a RIFF/WAVE file: how many bytes the 'data' chunk's header promises beyond the end
+    of the file (libsndfile silently shortens such files). 0 when complete or not a WAV."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return 0
+            size = path.stat().st_size
+            while True:
+                chunk = f.read(8)
+                if len(chunk) < 8:
+                    return 0
+                cid, clen = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+                if cid == b"data":
+                    if clen in (0, 0xFFFFFFFF):  # streamed WAV without a final length
+                        return 0
+                    return max(0, f.tell() + clen - size)
+                f.seek(clen + (clen & 1), os.SEEK_CUR)
+    except OSError:
+        return 0
+
+
+def audio_info(path: str | os.PathLike) -> dict:
+    """Sample rate, channels, frames, duration and subtype, without decoding the samples."""
+    path = Path(path)
+    with _open(path) as f:
+        return {
+            "path": str(path),
+            "sample_rate": f.samplerate,
+            "channels": f.channels,
+            "frames": f.frames,
+            "duration_s": f.frames / f.samplerate if f.samplerate else 0.0,
+            "format": f.format,
+            "subtype": f.subtype,
+        }
+
+
+def _to_mono_checked(data: np.ndarray, path: Path) -> np.ndarray:
+    if not np.isfinite(data).all():
+        raise AudioError(f"{path}: contains NaN or Inf samples")
+    return data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+
+
+def read_audio(
+    path: str | os.PathLike,
+    sample_rate: int = SAMPLE_RATE,
+    *,
+    max_duration_s: float = MAX_READ_DURATION_S,
+) -> np.ndarray:
+    """Read a whole file as mono float32 at ``sample_rate`` Hz (see the module doc for what
+    is converted and what is refused)."""
+    path = Path(path)
+    with _open(path) as f:
+        native_sr, frames = f.samplerate, f.frames
+        if frames <= 0:
+            raise AudioError(f"{path}: no audio samples (zero length)")
+        if frames / native_sr > max_duration_s:
+            raise AudioError(
+                f"{path}: {frames / native_sr:.0f} s of audio is longer than the "
+                f"{max_duration_s:.0f} s read whole; stream it instead"
+            )
+        try:
+            data = f.read(dtype="float32", always_2d=True)
+        except Exception as exc:
+            raise AudioError(f"{path}: corrupt audio data ({_short(exc)})") from None
+    if len(data) < frames:
+        raise AudioError(f"{path}: truncated (header promises {frames} frames, file holds {len(data)})")
+    audio = _to_mono_checked(data, path)
+    if native_sr != sample_rate:
+        audio = resample(audio, native_sr, sample_rate)
+    return np.ascontiguousarray(audio, dtype=np.float32)
+
+
+def iter_audio_blocks(
+    path: str | os.PathLike, block_samples: int, sample_rate: int = SAMPLE_RATE
+) -> Iterator[np.ndarray]:
+    """Yield mono float32 blocks of ``block_samples`` (the last may be shorter) without ever
+    loading the file whole. The file must already be at ``sample_rate``: a streaming
+    resampler belongs to the microphone path, and files are cheap to convert once."""
+    path = Path(path)
+    with _open(path) as f:
+        if f.samplerate != sample_rate:
+            raise AudioError(
+                f"{path}: sample rate {f.samplerate} Hz, streaming needs {sample_rate} Hz "
+                f"(convert the file once, e.g. with sox)"
+            )
+        if f.frames <= 0:
+            raise AudioError(f"{path}: no audio samples (zero length)")
+        read = 0
+        while True:
+            try:
+                data = f.read(block_samples, dtype="float32", always_2d=True)
+            except Exception as exc:
+                raise AudioError(f"{path}: corrupt audio data ({_short(exc)})") from None
+            if len(data) == 0:
+                break
+            read += len(data)
+            yield _to_mono_checked(data, path)
+        if read < f.frames:
+            raise AudioError(f"{path}: truncated (header promises {f.frames} frames, file holds {read})")
+
+
+def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
+    """Write mono audio as 16-bit PCM (WAV or FLAC by the suffix), atomically: a temporary
+    file in the same folder renamed into place, so a kill never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = "FLAC" if path.suffix.lower() == ".flac" else "WAV"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        sf.write(tmp, np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16", format=fmt)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _kaiser_lowpass(num_taps: int, cutoff: float, beta: float = 5.0) -> np.ndarray:
+    """Windowed-sinc low-pass, ``cutoff`` relative to Nyquist, unit DC gain (scipy's firwin)."""
+    m = np.arange(num_taps) - (num_taps - 1) / 2.0
+    h = cutoff * np.sinc(cutoff * m) * np.kaiser(num_taps, beta)
+    return h / h.sum()
+
+
+def resample_poly(x: np.ndarray, up: int, down: int, chunk: int = 1 << 15) -> np.ndarray:
+    """Resample by the rational factor up/down with a polyphase FIR filter.
+
+    Same filter and alignment as ``scipy.signal.resample_poly(x, up, down)`` (Kaiser beta 5,
+    half length 10 * max(up, down)); only the outputs that are kept are computed."""
+    x = np.asarray(x, dtype=np.float64)
+    g = gcd(up, down)
+    up, down = up // g, down // g
+    if up == down == 1:
+        return x.copy()
+    max_rate = max(up, down)
+    half_len = 10 * max_rate
+    h = _kaiser_lowpass(2 * half_len + 1, 1.0 / max_rate) * up
+    taps = -(-len(h) // up)
+    phases = np.zeros((up, taps))
+    for p in range(up):
+        sub = h[p::up]
+        phases[p, : len(sub)] = sub
+    phases = phases[:, ::-1]  # so a forward window of x lines up with the taps
+    n_out = -(-len(x) * up // down)
+    xpad = np.concatenate([np.zeros(taps - 1), x, np.zeros(taps + 1)])
+    windows = np.lib.stride_tricks.sliding_window_view(xpad, taps)
+    y = np.empty(n_out)
+    for start in range(0, n_out, chunk):
+        s = np.arange(start, min(start + chunk, n_out)) * down + half_len  # upsampled time
+        # output n = sum_i h[s%up + i*up] * x[s//up - i]; window s//up covers x[s//up-taps+1 .. s//up]
+        y[start : start + len(s)] = np.einsum("nk,nk->n", windows[s // up], phases[s % up])
+    return y
+
+
+def resample(audio: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
+    """Resample mono audio from ``from_hz`` to ``to_hz`` (float32 out)."""
+    if from_hz == to_hz:
+        return np.asarray(audio, dtype=np.float32)
+    if from_hz <= 0 or to_hz <= 0:
+        raise AudioError(f"cannot resample from {from_hz} Hz to {to_hz} Hz")
+    return resample_poly(audio, to_hz, from_hz).astype(np.float32)
+
+
+def is_audio_file(path: Path) -> bool:
+    return path.suffix.lower() in AUDIO_SUFFIXES

@@ -1,0 +1,156 @@
+"""The front end: 16 kHz mono audio -> log-mel frames, in batch and streaming modes that agree
+bit for bit.
+
+Defaults (FrontendConfig), chosen for 16 kHz audio band-limited to about 4 kHz:
+- window 25 ms (400 samples), periodic Hann, zero-padded to a 512-point FFT;
+- hop 10 ms (160 samples); the first frame starts at sample 0 and there is no centre padding,
+  so a frame exists only once all its samples have arrived (what a microphone allows);
+- 40 triangular mel bands (HTK mel scale, unit peak, no area normalisation) from 50 Hz to
+  4000 Hz, on the power spectrum |FFT|^2;
+- natural log of (mel energy + 1e-6): the floor keeps digital silence finite.
+
+A clip of N samples gives 1 + (N - 400) // 160 frames (98 for one second), 0 if N < 400.
+Every number needed to recompute the features exactly is in FrontendConfig.to_dict(), which
+the model bundle's manifest stores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from .settings import SAMPLE_RATE
+
+
+@dataclass(frozen=True)
+class FrontendConfig:
+    sample_rate: int = SAMPLE_RATE
+    window_ms: float = 25.0
+    hop_ms: float = 10.0
+    n_fft: int = 512
+    n_mels: int = 40
+    fmin_hz: float = 50.0
+    fmax_hz: float = 4000.0
+    log_floor: float = 1e-6
+
+    def __post_init__(self):
+        if self.window_samples > self.n_fft:
+            raise ValueError(f"window of {self.window_samples} samples exceeds n_fft={self.n_fft}")
+        if not 0 <= self.fmin_hz < self.fmax_hz <= self.sample_rate / 2:
+            raise ValueError(f"need 0 <= fmin_hz < fmax_hz <= {self.sample_rate / 2}")
+        if self.hop_samples <= 0 or self.n_mels <= 0:
+            raise ValueError("hop and n_mels must be positive")
+
+    @property
+    def window_samples(self) -> int:
+        return int(round(self.sample_rate * self.window_ms / 1000))
+
+    @property
+    def hop_samples(self) -> int:
+        return int(round(self.sample_rate * self.hop_ms / 1000))
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames produced by ``num_samples`` of audio."""
+        if num_samples < self.window_samples:
+            return 0
+        return 1 + (num_samples - self.window_samples) // self.hop_samples
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FrontendConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown front-end parameters: {sorted(unknown)}")
+        return cls(**d)
+
+
+def hz_to_mel(hz):
+    return 2595.0 * np.log10(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
+
+
+def mel_to_hz(mel):
+    return 700.0 * (10.0 ** (np.asarray(mel, dtype=np.float64) / 2595.0) - 1.0)
+
+
+def mel_filterbank(cfg: FrontendConfig) -> np.ndarray:
+    """(n_mels, n_fft // 2 + 1) triangular filters, HTK mel scale, peak 1."""
+    bins_hz = np.arange(cfg.n_fft // 2 + 1) * cfg.sample_rate / cfg.n_fft
+    edges_hz = mel_to_hz(np.linspace(hz_to_mel(cfg.fmin_hz), hz_to_mel(cfg.fmax_hz), cfg.n_mels + 2))
+    lo, mid, hi = edges_hz[:-2, None], edges_hz[1:-1, None], edges_hz[2:, None]
+    rising = (bins_hz - lo) / (mid - lo)
+    falling = (hi - bins_hz) / (hi - mid)
+    return np.maximum(0.0, np.minimum(rising, falling))
+
+
+class _Kernel:
+    """The per-frame arithmetic shared by both modes, so they cannot drift apart."""
+
+    def __init__(self, cfg: FrontendConfig):
+        self.cfg = cfg
+        n = cfg.window_samples
+        self.window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)).astype(np.float32)
+        self.filterbank_t = np.ascontiguousarray(mel_filterbank(cfg).T.astype(np.float32))
+
+    def frames_to_log_mel(self, frames: np.ndarray) -> np.ndarray:
+        """(F, window_samples) float32 frames -> (F, n_mels) float32 log-mel."""
+        spectrum = np.fft.rfft(frames * self.window, n=self.cfg.n_fft, axis=1)
+        power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
+        # einsum without BLAS: each output is the same sum in the same order whatever F is,
+        # which is what makes streaming (small F) and batch (large F) agree bit for bit.
+        mel = np.einsum("fk,km->fm", power, self.filterbank_t, optimize=False)
+        return np.log(mel + np.float32(self.cfg.log_floor)).astype(np.float32)
+
+
+def _frame(audio: np.ndarray, cfg: FrontendConfig) -> np.ndarray:
+    n = cfg.num_frames(len(audio))
+    if n == 0:
+        return np.zeros((0, cfg.window_samples), np.float32)
+    view = np.lib.stride_tricks.sliding_window_view(audio, cfg.window_samples)
+    return view[:: cfg.hop_samples][:n]
+
+
+_kernels: dict[FrontendConfig, _Kernel] = {}
+
+
+def _kernel(cfg: FrontendConfig) -> _Kernel:
+    if cfg not in _kernels:
+        _kernels[cfg] = _Kernel(cfg)
+    return _kernels[cfg]
+
+
+def log_mel(audio: np.ndarray, cfg: FrontendConfig = FrontendConfig()) -> np.ndarray:
+    """Batch mode: a whole clip (float32, ``cfg.sample_rate`` Hz) -> (frames, n_mels)."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim != 1:
+        raise ValueError(f"expected mono audio (1-D), got shape {audio.shape}")
+    return _kernel(cfg).frames_to_log_mel(_frame(audio, cfg))
+
+
+class StreamingLogMel:
+    """Streaming mode: push blocks of any size as a microphone delivers them; get back the
+    frames that became complete. The concatenation of all outputs equals ``log_mel`` of the
+    concatenated input, bit for bit. Holds at most window_samples - 1 + block samples."""
+
+    def __init__(self, cfg: FrontendConfig = FrontendConfig()):
+        self.cfg = cfg
+        self._kernel = _kernel(cfg)
+        self._pending = np.zeros(0, np.float32)
+        self.samples_in = 0
+        self.frames_out = 0
+
+    def reset(self) -> None:
+        self._pending = np.zeros(0, np.float32)
+        self.samples_in = self.frames_out = 0
+
+    def push(self, block: np.ndarray) -> np.ndarray:
+        block = np.asarray(block, dtype=np.float32).reshape(-1)
+        self.samples_in += len(block)
+        pending = np.concatenate([self._pending, block]) if len(self._pending) else block
+        frames = _frame(pending, self.cfg)
+        self._pending = pending[len(frames) * self.cfg.hop_samples :].copy()
+        self.frames_out += len(frames)
+        return self._kernel.frames_to_log_mel(frames)

@@ -1,0 +1,16 @@
+"""Constants shared by every stage, in one place (as micro_speech keeps them in micro_model_settings)."""
+
+SAMPLE_RATE = 16_000
+"""Every stage works on 16 kHz mono float32 audio in [-1, 1]."""
+
+LABELS = ("dog", "baby_cry", "gunshot", "background")
+"""The four classes, in the order used for ratios (``--ratio 2:2:1:26``) and model outputs."""
+
+BACKGROUND = "background"
+"""The class that never fires an event."""
+
+CLIP_WINDOW_S = 1.0
+"""Length of the training/evaluation window cut from every clip (see datasets.clip_to_window)."""
+
+MAX_AUDIO_FILE_BYTES = 4 * 1024**3
+"""A file bigger than this is never read whole; streaming readers handle long recordings."""

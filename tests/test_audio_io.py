@@ -1,0 +1,111 @@
+"""Audio files in, every conversion checked against a reference and every refusal one line."""
+
+import numpy as np
+import pytest
+import scipy.signal
+import soundfile as sf
+
+from edge_sed.audio_io import audio_info, iter_audio_blocks, read_audio, resample_poly, write_audio
+from edge_sed.errors import AudioError
+
+
+def noise(seconds=1.0, sr=16000, seed=0):
+    return (np.random.default_rng(seed).standard_normal(int(seconds * sr)) * 0.1).astype(np.float32)
+
+
+@pytest.mark.parametrize("up,down", [(160, 441), (1, 3), (2, 1), (320, 441), (11, 40), (1, 1)])
+def test_resample_poly_matches_scipy(up, down):
+    x = noise(0.7, seed=up)
+    ours = resample_poly(x, up, down)
+    ref = scipy.signal.resample_poly(x.astype(np.float64), up, down)
+    assert ours.shape == ref.shape
+    np.testing.assert_allclose(ours, ref, atol=1e-12)
+
+
+@pytest.mark.parametrize("sr", [8000, 22050, 44100, 48000])
+def test_other_rates_are_resampled_to_16k(tmp_path, sr):
+    t = np.arange(int(0.5 * sr)) / sr
+    tone = (0.5 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)
+    sf.write(tmp_path / "a.wav", tone, sr, subtype="FLOAT")
+    audio = read_audio(tmp_path / "a.wav")
+    assert len(audio) == int(np.ceil(len(tone) * 16000 / sr))
+    # the 1 kHz tone survives: its spectral peak is at 1 kHz and its level is kept
+    spectrum = np.abs(np.fft.rfft(audio[200:-200] * np.hanning(len(audio) - 400)))
+    assert abs(np.argmax(spectrum) * 16000 / (len(audio) - 400) - 1000) < 5
+    assert abs(np.sqrt(np.mean(audio[200:-200] ** 2)) - 0.5 / np.sqrt(2)) < 0.01
+
+
+@pytest.mark.parametrize("subtype,tol", [("PCM_U8", 1 / 64), ("PCM_16", 1e-4), ("PCM_24", 1e-6), ("FLOAT", 0)])
+def test_sample_formats_read_as_float(tmp_path, subtype, tol):
+    x = noise()
+    sf.write(tmp_path / "a.wav", x, 16000, subtype=subtype)
+    y = read_audio(tmp_path / "a.wav")
+    assert y.dtype == np.float32 and y.shape == x.shape
+    assert np.abs(y - x).max() <= tol
+
+
+def test_stereo_becomes_the_mean_of_channels(tmp_path):
+    left, right = noise(seed=1), noise(seed=2)
+    sf.write(tmp_path / "s.flac", np.stack([left, right], 1), 16000)
+    np.testing.assert_allclose(read_audio(tmp_path / "s.flac"), (left + right) / 2, atol=1e-4)
+
+
+def test_silence_and_clipped_audio_are_valid(tmp_path):
+    write_audio(tmp_path / "zero.wav", np.zeros(16000))
+    write_audio(tmp_path / "clip.wav", np.full(16000, 3.0))
+    assert not read_audio(tmp_path / "zero.wav").any()
+    assert np.all(read_audio(tmp_path / "clip.wav") > 0.99)
+
+
+def _truncated(tmp_path, ext):
+    sf.write(tmp_path / f"full.{ext}", noise(2), 16000, subtype="PCM_16")
+    data = (tmp_path / f"full.{ext}").read_bytes()
+    (tmp_path / f"t.{ext}").write_bytes(data[: len(data) // 2])
+    return tmp_path / f"t.{ext}"
+
+
+BAD_FILES = {
+    "missing": (lambda d: d / "nope.wav", "no such file"),
+    "directory": (lambda d: d, "is a directory"),
+    "empty": (lambda d: (d / "e.wav").write_bytes(b"") or d / "e.wav", "empty file"),
+    "not audio": (lambda d: (d / "t.wav").write_text("hello, I am text") and d / "t.wav", "not a readable audio file"),
+    "zero length": (lambda d: sf.write(d / "z.wav", np.zeros(0, np.float32), 16000) or d / "z.wav", "zero length"),
+    "truncated wav": (lambda d: _truncated(d, "wav"), "truncated"),
+    "truncated flac": (lambda d: _truncated(d, "flac"), "corrupt audio data"),
+    "nan": (lambda d: sf.write(d / "n.wav", np.array([0, np.nan, 0], np.float32), 16000, subtype="FLOAT") or d / "n.wav", "NaN or Inf"),
+    "inf": (lambda d: sf.write(d / "i.wav", np.array([0, np.inf, 0], np.float32), 16000, subtype="FLOAT") or d / "i.wav", "NaN or Inf"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FILES))
+def test_bad_files_give_one_line_errors(tmp_path, case):
+    make, message = BAD_FILES[case]
+    path = make(tmp_path)
+    with pytest.raises(AudioError) as err:
+        read_audio(path)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+    if case not in ("missing", "directory", "empty", "not audio", "zero length"):
+        with pytest.raises(AudioError, match=message):
+            for _ in iter_audio_blocks(path, 1000):
+                pass
+
+
+def test_too_long_for_a_whole_read(tmp_path):
+    write_audio(tmp_path / "long.wav", noise(3))
+    with pytest.raises(AudioError, match="stream it instead"):
+        read_audio(tmp_path / "long.wav", max_duration_s=2)
+
+
+def test_blocks_equal_whole_read_and_unicode_paths(tmp_path):
+    path = tmp_path / "dir with spaces" / "ünïcødé bark.flac"
+    write_audio(path, noise(1.3))
+    blocks = list(iter_audio_blocks(path, 1000))
+    assert [len(b) for b in blocks[:-1]] == [1000] * (len(blocks) - 1)
+    np.testing.assert_array_equal(np.concatenate(blocks), read_audio(path))
+    assert audio_info(path)["frames"] == 20800
+
+
+def test_write_is_atomic_and_leaves_no_temp_files(tmp_path):
+    write_audio(tmp_path / "a.flac", noise())
+    assert [p.name for p in tmp_path.iterdir()] == ["a.flac"]

@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+
+from edge_sed.frontend import FrontendConfig, StreamingLogMel, log_mel, mel_filterbank
+
+
+def audio(seconds=3.0, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * 16000)) / 16000
+    return (0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_streaming_in_random_blocks_equals_batch_exactly(seed):
+    x = audio(seed=seed)
+    rng = np.random.default_rng(100 + seed)
+    stream, out, i = StreamingLogMel(), [], 0
+    while i < len(x):
+        n = int(rng.choice([1, 7, 160, 161, 399, 400, 1024, 4000]))
+        out.append(stream.push(x[i : i + n]))
+        i += n
+    np.testing.assert_array_equal(np.concatenate(out), log_mel(x))
+    assert stream.frames_out == FrontendConfig().num_frames(len(x))
+
+
+def test_reset_starts_a_new_stream():
+    x = audio(1.0)
+    s = StreamingLogMel()
+    s.push(audio(0.37, seed=9))
+    s.reset()
+    np.testing.assert_array_equal(s.push(x), log_mel(x))
+
+
+def test_shapes_and_frame_count():
+    cfg = FrontendConfig()
+    assert (cfg.window_samples, cfg.hop_samples) == (400, 160)
+    assert log_mel(np.zeros(16000, np.float32)).shape == (98, 40)
+    assert log_mel(np.zeros(399, np.float32)).shape == (0, 40)
+    assert StreamingLogMel().push(np.zeros(399)).shape == (0, 40)
+
+
+def test_tone_lands_in_the_right_mel_band():
+    cfg = FrontendConfig()
+    feats = log_mel(audio(1.0))
+    fb = mel_filterbank(cfg)
+    bin_440 = int(round(440 * cfg.n_fft / cfg.sample_rate))
+    assert np.argmax(feats.mean(0)) == np.argmax(fb[:, bin_440])
+
+
+def test_silence_is_the_log_floor_and_finite():
+    feats = log_mel(np.zeros(16000, np.float32))
+    np.testing.assert_allclose(feats, np.log(1e-6), rtol=1e-6)
+
+
+def test_filterbank_covers_fmin_to_fmax():
+    cfg = FrontendConfig(fmin_hz=100, fmax_hz=3800, n_mels=32)
+    fb = mel_filterbank(cfg)
+    hz = np.arange(cfg.n_fft // 2 + 1) * cfg.sample_rate / cfg.n_fft
+    assert fb.shape == (32, 257)
+    assert not fb[:, (hz < 100) | (hz > 3800)].any()
+    assert (fb.max(0)[(hz > 200) & (hz < 3700)] > 0.4).all()  # no holes between bands
+
+
+def test_config_round_trip_and_validation():
+    cfg = FrontendConfig(n_mels=32, fmax_hz=3800)
+    assert FrontendConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError):
+        FrontendConfig(fmax_hz=9000)
+    with pytest.raises(ValueError):
+        FrontendConfig.from_dict({**cfg.to_dict(), "nonsense": 1})
