@@ -36,7 +36,10 @@ MAX_READ_DURATION_S = 3600.0
 def _short(exc: BaseException) -> str:
     """The first line of an exception's message, for a one-line error."""
     text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    first = text[0] if text else type(exc).__name__
+    if first.startswith("Error opening") and "': " in first:  # libsndfile repeats the path
+        first = first.rsplit("': ", 1)[1]
+    return first
 
 
 def _open(path: Path) -> sf.SoundFile:

@@ -1,0 +1,327 @@
+"""The ``edge-sed`` command line.
+
+Each subcommand imports what it needs when it runs, so ``edge-sed --help`` and the on-device
+commands never load torch or TensorFlow. Errors a user can act on print one line and exit
+non-zero (EdgeSedError.exit_code); a stage that is not built yet says so and exits 3.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import EdgeSedError, NotBuiltError
+from .settings import LABELS
+
+
+@contextmanager
+def progress_bar(description: str, total: int, enabled: bool = True):
+    """A rich progress bar on stderr when it is a terminal; yields ``advance(n_done, n_total)``
+    for the worker. Logs and pipes get no bar (the command's summary line says what it did)."""
+    if not (enabled and sys.stderr.isatty()):
+        yield lambda done, total_: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=Console(stderr=True), transient=False,
+    ) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda done, total_: progress.update(task, completed=done, total=total_)
+
+
+def _emit_json(obj) -> None:
+    click.echo(json.dumps(obj, indent=2, default=str))
+
+
+def _counts_from_option(counts: str | None, total: int | None, ratio: str | None) -> dict:
+    from .datasets import parse_ratio
+    from .synth import DEFAULT_COUNTS
+
+    if counts and (total or ratio):
+        raise click.UsageError("give --counts, or --total with --ratio, not both")
+    if counts:
+        parsed = parse_ratio(counts)
+        bad = [k for k, v in parsed.items() if v != int(v)]
+        if bad:
+            raise click.UsageError(f"--counts must be whole numbers (got {counts})")
+        return {k: int(v) for k, v in parsed.items()}
+    if total or ratio:
+        weights = parse_ratio(ratio or "1:1:1:1")
+        total = total or sum(DEFAULT_COUNTS.values())
+        s = sum(weights.values())
+        return {k: int(round(total * w / s)) for k, w in weights.items()}
+    return dict(DEFAULT_COUNTS)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="edge-sed")
+def cli():
+    """edge-sed: detect rare sound events (dog bark, baby cry, gunshot) on Raspberry Pi boards
+    and microcontrollers.
+
+    Pipeline: data -> train -> convert -> simulate -> report; listen runs the device loop on
+    a microphone. Every command has --help.
+    """
+
+
+# ---------------------------------------------------------------------------------- data
+
+
+@cli.group()
+def data():
+    """Make, read, split and inspect data sets (synthetic, metadata.csv, UrbanSound8K, ESC-50,
+    class folders)."""
+
+
+@data.command("synth")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder to write audio/<label>/*.flac and metadata.csv into.")
+@click.option("--counts", help="Clips per class: 60:60:60:120 (label order "
+              f"{':'.join(LABELS)}) or dog=60,background=120. Default 60:60:60:120.")
+@click.option("--total", type=click.IntRange(1), help="Total clips, split by --ratio.")
+@click.option("--ratio", help="Class ratio for --total, e.g. 2:2:1:26.")
+@click.option("--seed", default=0, show_default=True, help="Same seed, same files.")
+@click.option("--clip-s", default=2.0, show_default=True, type=click.FloatRange(1.0, 60.0),
+              help="Clip length in seconds.")
+@click.option("--format", "fmt", type=click.Choice(["flac", "wav"]), default="flac", show_default=True)
+@click.option("--workers", type=click.IntRange(1), help="Processes (default: every core).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+def data_synth(out_dir, counts, total, ratio, seed, clip_s, fmt, workers, as_json):
+    """Write the built-in synthetic data set: procedurally varied barks, cries and gunshots
+    mixed into varied backgrounds at -6/0/+6 dB, deterministic by seed."""
+    from .synth import write_dataset
+
+    counts = _counts_from_option(counts, total, ratio)
+    start = time.perf_counter()
+    with progress_bar("synthesising", sum(counts.values()), enabled=not as_json) as advance:
+        csv_path = write_dataset(out_dir, counts, seed=seed, clip_s=clip_s, fmt=fmt,
+                                 workers=workers, progress=advance)
+    summary = {"metadata": str(csv_path), "counts": counts, "seed": seed,
+               "seconds": round(time.perf_counter() - start, 2)}
+    if as_json:
+        _emit_json(summary)
+    else:
+        click.echo(f"wrote {sum(counts.values())} clips ({counts}) to {csv_path} "
+                   f"in {summary['seconds']:.1f} s")
+
+
+@data.command("prepare")
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for train.csv, val.csv, test.csv.")
+@click.option("--ratio", help="Class ratio kept in every split by subsampling, e.g. 2:2:1:26 or "
+              "dog=2,baby_cry=2,gunshot=1,background=26.")
+@click.option("--split", "fractions", default="0.7,0.15,0.15", show_default=True,
+              help="train,val,test fractions (of groups, per class).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print per-split counts as JSON.")
+def data_prepare(source, out_dir, ratio, fractions, seed, as_json):
+    """Split a data set by recording group (no group in two splits) and impose a class ratio.
+
+    SOURCE is a metadata.csv (or its folder), an UrbanSound8K or ESC-50 root, or a folder of
+    class folders."""
+    from .datasets import class_stats, load_clips, parse_ratio, prepare_splits, write_split_csv
+
+    try:
+        fracs = tuple(float(x) for x in fractions.split(","))
+    except ValueError:
+        raise click.UsageError(f"--split wants three numbers like 0.7,0.15,0.15, got {fractions}")
+    if len(fracs) != 3 or any(f < 0 for f in fracs) or abs(sum(fracs) - 1) > 1e-6:
+        raise click.UsageError(f"--split wants three non-negative fractions summing to 1, got {fractions}")
+    clips = load_clips(source)
+    splits = prepare_splits(clips, ratio=parse_ratio(ratio) if ratio else None,
+                            fractions=fracs, seed=seed)
+    report = {}
+    for name, split in splits.items():
+        write_split_csv(split, out_dir / f"{name}.csv")
+        report[name] = {label: s["clips"] for label, s in class_stats(split).items()}
+    if as_json:
+        _emit_json({"source": str(source), "ratio": ratio, "seed": seed, "splits": report})
+        return
+    click.echo(f"{len(clips)} clips from {source}; ratio {ratio or 'as found'}; seed {seed}")
+    click.echo(f"{'split':<7}" + "".join(f"{label:>12}" for label in LABELS) + f"{'total':>8}")
+    for name, counts in report.items():
+        click.echo(f"{name:<7}" + "".join(f"{counts.get(l, 0):>12}" for l in LABELS)
+                   + f"{sum(counts.values()):>8}")
+    click.echo(f"wrote {', '.join(str(out_dir / f'{n}.csv') for n in report)}")
+
+
+@data.command("stats")
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option("--png", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to draw log-mel examples per class (default: ./logmel-<name>.png).")
+@click.option("--examples", default=3, show_default=True, type=click.IntRange(1, 10),
+              help="Examples per class in the PNG.")
+@click.option("--no-png", is_flag=True, help="Counts only.")
+@click.option("--seed", default=0, show_default=True, help="Which examples are drawn.")
+@click.option("--no-check", is_flag=True, help="Do not decode every file (faster, trusts the data).")
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+def data_stats(source, png, examples, no_png, seed, no_check, as_json):
+    """Per-class clip counts, groups and durations of a data set, and a PNG of log-mel
+    examples per class (the 1 s windows a model is trained on).
+
+    Every file is decoded first, so a corrupt, truncated or NaN file is found now, not
+    half-way through training."""
+    from .datasets import class_stats, load_clips
+
+    clips = load_clips(source)
+    if not no_check:
+        check_audio_files([c.path for c in clips], progress=not as_json)
+    stats = class_stats(clips)
+    if not no_png:
+        png = png or Path(f"logmel-{source.resolve().stem if source.is_file() else source.resolve().name}.png")
+        from .plots import plot_log_mel_examples
+
+        plot_log_mel_examples(clips, png, examples_per_class=examples, seed=seed)
+    if as_json:
+        _emit_json({"source": str(source), "classes": stats, "png": None if no_png else str(png)})
+        return
+    click.echo(f"{source}: {len(clips)} clips")
+    click.echo(f"{'class':<12}{'clips':>8}{'groups':>8}{'hours':>8}{'mean s':>8}")
+    for label, s in stats.items():
+        mean = s["duration_s"] / s["clips"] if s["clips"] else 0.0
+        click.echo(f"{label:<12}{s['clips']:>8}{s['groups']:>8}{s['duration_s'] / 3600:>8.3f}{mean:>8.2f}")
+    if not no_png:
+        click.echo(f"log-mel examples: {png}")
+
+
+def check_audio_files(paths, progress: bool = True) -> None:
+    """Decode every file; one AudioError naming how many are unusable and the first reason."""
+    from .audio_io import read_audio
+    from .errors import AudioError
+
+    bad = []
+    with progress_bar("checking audio", len(paths), enabled=progress) as advance:
+        for i, path in enumerate(paths, 1):
+            try:
+                read_audio(path)
+            except AudioError as exc:
+                bad.append(str(exc))
+            advance(i, len(paths))
+    if bad:
+        raise AudioError(f"{len(bad)} of {len(paths)} audio files are unusable; first: {bad[0]}")
+
+
+# ------------------------------------------------------------- stages not built yet
+
+
+def _not_built(stage: str, issue: int):
+    raise NotBuiltError(f"edge-sed {stage}: not built yet (tracked in issue #{issue})")
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+def train():
+    """Train the LSTM/CNN with weighted-ce or the clustered-centroid objective (not built yet)."""
+    _not_built("train", 3)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+def convert():
+    """Convert a trained run to TFLite bundles at every quantization level (not built yet)."""
+    _not_built("convert", 4)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+def simulate():
+    """Run the firmware loop of a bundle on a simulated MCU or Pi (not built yet)."""
+    _not_built("simulate", 5)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+def listen():
+    """Detect events on a microphone or a file, live (not built yet)."""
+    _not_built("listen", 7)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+def report():
+    """Accuracy and latency per quantization level and per device (not built yet)."""
+    _not_built("report", 8)
+
+
+@cli.command()
+@click.option("--out", "out_dir", default="out/demo", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Everything goes here.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def demo(out_dir, seed, as_json):
+    """The main job end to end on the built-in synthetic data: the stages built so far
+    (synthesise -> split at 2:2:1:26 -> stats and log-mel PNG), then the list of stages
+    still to come."""
+    from .datasets import class_stats, load_clips, parse_ratio, prepare_splits, write_split_csv
+    from .plots import plot_log_mel_examples
+    from .synth import write_dataset
+
+    start = time.perf_counter()
+    counts = {"dog": 120, "baby_cry": 120, "gunshot": 60, "background": 1560}
+    with progress_bar("1/3 synthesising", sum(counts.values()), enabled=not as_json) as advance:
+        csv_path = write_dataset(out_dir / "synth", counts, seed=seed, progress=advance)
+    if not as_json:
+        click.echo("2/3 splitting by group at ratio 2:2:1:26")
+    splits = prepare_splits(load_clips(csv_path), ratio=parse_ratio("2:2:1:26"), seed=seed)
+    for name, split in splits.items():
+        write_split_csv(split, out_dir / "splits" / f"{name}.csv")
+    if not as_json:
+        click.echo("3/3 drawing log-mel examples")
+    png = out_dir / "logmel-examples.png"
+    plot_log_mel_examples(splits["train"], png, examples_per_class=3, seed=seed)
+    summary = {
+        "out": str(out_dir),
+        "splits": {n: {l: s["clips"] for l, s in class_stats(sp).items()} for n, sp in splits.items()},
+        "png": str(png),
+        "seconds": round(time.perf_counter() - start, 1),
+        "not_built_yet": ["train (#3)", "convert (#4)", "simulate (#5, #6)", "report (#8)"],
+    }
+    if as_json:
+        _emit_json(summary)
+        return
+    for name, counts_ in summary["splits"].items():
+        click.echo(f"  {name:<6}" + "  ".join(f"{l}={counts_.get(l, 0)}" for l in LABELS))
+    click.echo(f"demo done in {summary['seconds']} s: data in {out_dir}, log-mel PNG {png}")
+    click.echo("stages not built yet: " + ", ".join(summary["not_built_yet"]))
+
+
+# ------------------------------------------------------------------------- entry point
+
+
+def main(argv=None) -> int:
+    """Console-script entry: one-line errors, never a traceback for a user's mistake."""
+    try:
+        cli.main(args=argv, prog_name="edge-sed", standalone_mode=False)
+        return 0
+    except EdgeSedError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        return 130
+    except BrokenPipeError:
+        return 141
+    except Exception as exc:  # a bug in edge-sed: still one line, with a way to see more
+        if os.environ.get("EDGE_SED_DEBUG"):
+            raise
+        click.echo(f"internal error: {type(exc).__name__}: {exc} "
+                   "(set EDGE_SED_DEBUG=1 for the traceback, and please report it)", err=True)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""The edge-sed command as a user runs it: the installed console script, in a subprocess."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_sed.audio_io import write_audio
+
+EDGE_SED = str(Path(sys.executable).with_name("edge-sed"))
+SUBCOMMANDS = ["data", "train", "convert", "simulate", "listen", "report", "demo"]
+
+
+def run(*args, timeout=300):
+    return subprocess.run([EDGE_SED, *map(str, args)], capture_output=True, text=True, timeout=timeout)
+
+
+def assert_one_line_error(result, code, text):
+    assert result.returncode == code, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and text in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_help_lists_every_subcommand():
+    result = run("--help")
+    assert result.returncode == 0
+    for name in SUBCOMMANDS:
+        assert name in result.stdout
+
+
+@pytest.mark.parametrize("args", [[c, "--help"] for c in SUBCOMMANDS]
+                         + [["data", c, "--help"] for c in ("synth", "prepare", "stats")])
+def test_every_command_has_help(args):
+    result = run(*args)
+    assert result.returncode == 0 and "Usage:" in result.stdout
+
+
+@pytest.mark.parametrize("stage", ["train", "convert", "simulate", "listen", "report"])
+def test_unbuilt_stages_say_so_and_fail(stage):
+    assert_one_line_error(run(stage, "anything", "--at-all"), 3, "not built yet")
+
+
+@pytest.fixture(scope="module")
+def synth_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth")
+    result = run("data", "synth", "--out", out, "--counts", "15:15:15:75", "--seed", "3", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["counts"] == {"dog": 15, "baby_cry": 15, "gunshot": 15, "background": 75}
+    return out
+
+
+def test_synth_then_stats_with_png(synth_dir, tmp_path):
+    png = tmp_path / "ex.png"
+    result = run("data", "stats", synth_dir, "--png", png, "--json")
+    assert result.returncode == 0, result.stderr
+    stats = json.loads(result.stdout)["classes"]
+    assert {k: v["clips"] for k, v in stats.items()} == {"dog": 15, "baby_cry": 15, "gunshot": 15, "background": 75}
+    assert stats["dog"]["duration_s"] == pytest.approx(30.0)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_prepare_keeps_the_ratio_and_groups_apart(synth_dir, tmp_path):
+    result = run("data", "prepare", synth_dir, "--ratio", "dog=2,baby_cry=2,gunshot=1,background=10",
+                 "--out", tmp_path, "--json", "--split", "0.34,0.33,0.33")
+    assert result.returncode == 0, result.stderr
+    splits = json.loads(result.stdout)["splits"]
+    groups = {}
+    for name, counts in splits.items():
+        k = counts["gunshot"]
+        assert k >= 1 and counts == {"dog": 2 * k, "baby_cry": 2 * k, "gunshot": k, "background": 10 * k}
+        with open(tmp_path / f"{name}.csv") as f:
+            groups[name] = {row["group"] for row in csv.DictReader(f)}
+    assert not (groups["train"] & groups["val"] or groups["train"] & groups["test"] or groups["val"] & groups["test"])
+
+
+def test_synth_counts_and_ratio_forms(tmp_path):
+    result = run("data", "synth", "--out", tmp_path, "--total", "31", "--ratio", "2:2:1:26", "--json")
+    assert json.loads(result.stdout)["counts"] == {"dog": 2, "baby_cry": 2, "gunshot": 1, "background": 26}
+
+
+@pytest.mark.parametrize("args,text", [
+    (["data", "synth", "--out", "{tmp}", "--counts", "1:2"], "ratio"),
+    (["data", "synth", "--out", "{tmp}", "--counts", "cat=3"], "unknown label 'cat'"),
+    (["data", "prepare", "{tmp}", "--out", "{tmp}/o"], "no audio"),
+    (["data", "stats", "{tmp}/nonexistent"], "does not exist"),
+    (["data", "prepare", "{synth}", "--out", "{tmp}/o", "--ratio", "1:1:1:500"], "needs at least"),
+    (["data", "prepare", "{synth}", "--out", "{tmp}/o", "--split", "0.9,0.9"], "--split"),
+])
+def test_user_mistakes_are_one_line(tmp_path, synth_dir, args, text):
+    args = [a.format(tmp=tmp_path, synth=synth_dir) for a in args]
+    result = run(*args)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert text in result.stderr and "Traceback" not in result.stderr
+    assert len([l for l in result.stderr.splitlines() if l.strip() and not l.startswith(("Usage:", "Try "))]) == 1
+
+
+@pytest.mark.parametrize("bad", ["empty", "text", "nan", "truncated"])
+def test_a_bad_file_in_a_data_set_is_named(tmp_path, bad):
+    for i in range(3):
+        write_audio(tmp_path / "dog" / f"d{i}.wav", np.zeros(8000))
+    path = tmp_path / "dog" / "broken file.wav"
+    if bad == "empty":
+        path.write_bytes(b"")
+    elif bad == "text":
+        path.write_text("not audio at all")
+    elif bad == "nan":
+        import soundfile as sf
+        sf.write(path, np.array([0.0, np.nan] * 100, np.float32), 16000, subtype="FLOAT")
+    else:
+        write_audio(path, np.zeros(16000))
+        path.write_bytes(path.read_bytes()[:3000])
+    result = run("data", "stats", tmp_path, "--png", tmp_path / "x.png")
+    assert_one_line_error(result, 2, "broken file.wav")
+    assert "1 of 4 audio files" in result.stderr
+    assert not (tmp_path / "x.png").exists()
