@@ -264,7 +264,9 @@ def demo(out_dir, seed, as_json):
 
     start = time.perf_counter()
     counts = {"dog": 120, "baby_cry": 120, "gunshot": 60, "background": 1560}
-    with progress_bar("1/3 synthesising", sum(counts.values()), enabled=not as_json) as advance:
+    if not as_json:
+        click.echo(f"1/3 synthesising {sum(counts.values())} clips (2:2:1:26) into {out_dir / 'synth'}")
+    with progress_bar("synthesising", sum(counts.values()), enabled=not as_json) as advance:
         csv_path = write_dataset(out_dir / "synth", counts, seed=seed, progress=advance)
     if not as_json:
         click.echo("2/3 splitting by group at ratio 2:2:1:26")
