@@ -219,10 +219,89 @@ def _not_built(stage: str, issue: int):
     raise NotBuiltError(f"edge-sed {stage}: not built yet (tracked in issue #{issue})")
 
 
-@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def train():
-    """Train the LSTM/CNN with weighted-ce or the clustered-centroid objective (not built yet)."""
-    _not_built("train", 3)
+def _import_extra(module: str, extra: str):
+    """Import a heavy package for one subcommand, or say which extra installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise EdgeSedError(f"this command needs the '{extra}' extra: pip install 'edge-sed[{extra}]' ({exc})") from None
+
+
+def _parse_params(params) -> dict:
+    out = {}
+    for item in params:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.UsageError(f"--param wants NAME=VALUE, got {item!r}")
+        try:
+            out[key.replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.replace("-", "_")] = value
+    return out
+
+
+@cli.command(context_settings={"max_content_width": 100})
+@click.option("--data", "data_path", type=click.Path(exists=True), help="A data set (metadata.csv, "
+              "UrbanSound8K, ESC-50, class folders) or a folder of train/val/test.csv from `data prepare`.")
+@click.option("--synthetic", is_flag=True, help="Use the built-in synthetic set (made once, cached).")
+@click.option("--synth-counts", default="120:120:60:1560", show_default=True,
+              help="Clips per class of the synthetic set.")
+@click.option("--model", type=click.Choice(["lstm", "cnn"]), default="lstm", show_default=True)
+@click.option("--objective", default="weighted-ce", show_default=True,
+              help="weighted-ce | clustered | class-balanced | focal | logit-adjusted | oversample")
+@click.option("--ratio", default="2:2:1:26", show_default=True,
+              help="Class ratio imposed on every split ('none' keeps the data's own).")
+@click.option("--seed", default=0, show_default=True, help="Split, subsample, init and batch order.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Run directory.")
+@click.option("--epochs", default=40, show_default=True, help="Most epochs of the classify stage.")
+@click.option("--stage1-epochs", default=15, show_default=True, help="clustered: epochs of the embed stage.")
+@click.option("--patience", default=8, show_default=True, help="Early stopping on val balanced accuracy.")
+@click.option("--batch-size", default=64, show_default=True)
+@click.option("--lr", default=2e-3, show_default=True)
+@click.option("--finetune-lr", default=1e-4, show_default=True, help="clustered stage 2: embedding net's lr.")
+@click.option("--freeze-embedding", is_flag=True, help="clustered stage 2: do not fine-tune the embedding net.")
+@click.option("--param", "params", multiple=True, help="Objective parameter NAME=VALUE (repeatable), "
+              "e.g. margin=0.5, momentum=0.9, stage1_sampling=cluster-balanced, gamma=2, tau=1.")
+@click.option("--threads", default=0, help="torch threads (0: default).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint.")
+@click.option("--json", "as_json", is_flag=True, help="Print metrics.json at the end.")
+def train(data_path, synthetic, synth_counts, model, objective, ratio, seed, out_dir, epochs, stage1_epochs,
+          patience, batch_size, lr, finetune_lr, freeze_embedding, params, threads, resume, as_json):
+    """Train the LSTM (or CNN) on imbalanced data with one objective; writes config.json,
+    metrics.json, best.pt, checkpoint.pt, history.json and PNGs into the run directory."""
+    if bool(data_path) == synthetic:
+        raise click.UsageError("give exactly one of --data PATH or --synthetic")
+    trainer = _import_extra("train.trainer", "train")
+    cfg = trainer.TrainConfig(
+        data="synthetic" if synthetic else str(data_path), out=out_dir, model=model, objective=objective,
+        ratio=None if ratio.lower() == "none" else ratio, seed=seed, synth_counts=synth_counts,
+        epochs=epochs, stage1_epochs=stage1_epochs, patience=patience, batch_size=batch_size, lr=lr,
+        finetune_lr=finetune_lr, freeze_embedding=freeze_embedding, threads=threads,
+        objective_params=_parse_params(params))
+    try:
+        trainer.make_objective(objective, [1, 1, 1, 1], embed_dim=cfg.embed_dim, **cfg.objective_params)
+    except (ValueError, TypeError) as exc:
+        raise click.UsageError(str(exc))
+
+    def on_epoch(info):
+        if as_json:
+            return
+        val = info.get("val_balanced_accuracy")
+        click.echo(f"epoch {info['epoch']:>3} {info['stage']:<8} loss {info['loss']:.4f}"
+                   + (f"  val balanced acc {val:.3f}" if val is not None else ""), err=True)
+
+    with progress_bar("epoch", 1, enabled=not as_json) as advance:
+        metrics = trainer.train(cfg, resume=resume, on_epoch=on_epoch, on_batch=advance)
+    if as_json:
+        _emit_json(metrics)
+        return
+    test = metrics["test"]
+    click.echo(f"{model} {objective} seed {seed}: test overall error {test['overall_error']:.3f} "
+               f"(per class " + ", ".join(f"{k} {v:.2f}" for k, v in test["per_class_error"].items() if v is not None)
+               + f"), macro-F1 {test['macro_f1']:.3f}, best epoch {metrics['best_epoch']}, "
+               f"{metrics['train_seconds']:.0f} s -> {out_dir}")
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

@@ -1,0 +1,232 @@
+"""One plain training loop, readable top to bottom.
+
+Baselines train the whole net with their classification loss. ``clustered`` trains in two
+stages: stage 1 ("embed") trains the embedding net with the clustered-centroid loss, clusters
+re-assigned by k-means at the start of every epoch; stage 2 ("classify") trains the classifier
+on the embeddings while the embedding net is fine-tuned at ``finetune_lr`` (or frozen with
+``freeze_embedding``).
+
+Early stopping and the best checkpoint use the validation balanced accuracy (1 - overall
+error) of the classify stage. A checkpoint is written atomically after every epoch; every
+epoch's randomness is seeded by (seed, epoch), so ``resume`` after a kill — even mid-epoch —
+repeats exactly what the uninterrupted run would have done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edge_sed.frontend import FrontendConfig
+from edge_sed.metrics import classification_metrics
+from edge_sed.settings import LABELS
+
+from .data import Split, load_splits
+from .models import build_model, encoder_parameters
+from .objectives import make_objective
+
+
+@dataclass
+class TrainConfig:
+    data: str = "synthetic"          # a data set path, a prepared-splits folder, or "synthetic"
+    out: str = "runs/default"
+    model: str = "lstm"              # lstm | cnn
+    objective: str = "weighted-ce"   # see train.objectives.OBJECTIVES
+    ratio: str | None = "2:2:1:26"   # imposed on every split (dog:baby_cry:gunshot:background)
+    seed: int = 0                    # split, subsample, init and batch order
+    synth_counts: str = "120:120:60:1560"
+    epochs: int = 40                 # most epochs of the classify stage
+    stage1_epochs: int = 15          # clustered only: epochs of the embed stage
+    patience: int = 8                # classify-stage epochs without a better val score
+    batch_size: int = 64
+    lr: float = 2e-3
+    finetune_lr: float = 1e-4        # clustered stage 2: the embedding net's learning rate
+    freeze_embedding: bool = False   # clustered stage 2 ablation
+    weight_decay: float = 1e-4
+    hidden: int = 64                 # lstm units
+    embed_dim: int = 32
+    threads: int = 0                 # torch threads (0: torch's default)
+    objective_params: dict = field(default_factory=dict)
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _atomic_json(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+@torch.no_grad()
+def predict(model, x: np.ndarray, batch: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities (N, C), embeddings (N, D)) in eval mode."""
+    model.eval()
+    probs, embs = [], []
+    for i in range(0, len(x), batch):
+        z = model.embed(torch.from_numpy(x[i:i + batch]))
+        embs.append(z.numpy())
+        probs.append(torch.softmax(model.classify(z), 1).numpy())
+    return np.concatenate(probs), np.concatenate(embs)
+
+
+def _batches(n: int, batch_size: int, rng: np.random.Generator, weights=None):
+    """Index batches for one epoch: a shuffle, or n draws with replacement by ``weights``."""
+    order = rng.permutation(n) if weights is None else rng.choice(n, size=n, p=weights / weights.sum())
+    for i in range(0, n, batch_size):
+        batch = order[i:i + batch_size]
+        if len(batch) > 1:  # batch norm needs two
+            yield batch
+
+
+def _stages(cfg: TrainConfig, two_stage: bool) -> list[str]:
+    """The stage of every epoch, in order."""
+    return ["embed"] * cfg.stage1_epochs * two_stage + ["classify"] * cfg.epochs
+
+
+def _optimizer(cfg: TrainConfig, model, stage: str, two_stage: bool):
+    if stage == "embed":
+        params = [{"params": encoder_parameters(model), "lr": cfg.lr}]
+    elif two_stage:
+        head = list(model.classifier.parameters())
+        params = [{"params": head, "lr": cfg.lr}]
+        if not cfg.freeze_embedding:
+            params.append({"params": encoder_parameters(model), "lr": cfg.finetune_lr})
+    else:
+        params = [{"params": list(model.parameters()), "lr": cfg.lr}]
+    return torch.optim.AdamW(params, weight_decay=cfg.weight_decay)
+
+
+def train(cfg: TrainConfig, resume: bool = False, on_epoch=None, on_batch=None,
+          splits: dict[str, Split] | None = None) -> dict:
+    """Train, write the run directory, return metrics.json's content.
+
+    ``on_epoch(info: dict)`` is called after each epoch, ``on_batch(done, total)`` during it
+    (the CLI draws its progress with them). ``splits`` skips loading (tests, experiments)."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    started = time.perf_counter()
+    splits = splits or load_splits(cfg.data, cfg.ratio, cfg.seed, cfg.synth_counts)
+    train_set, val = splits["train"], splits["val"]
+    counts = train_set.counts()
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, n_mels=train_set.x.shape[2], embed_dim=cfg.embed_dim,
+                        num_classes=len(LABELS), **({"hidden": cfg.hidden} if cfg.model == "lstm" else {}))
+    model.standardise.fit(torch.from_numpy(train_set.x))
+    objective = make_objective(cfg.objective, counts, embed_dim=cfg.embed_dim, **cfg.objective_params)
+    stages = _stages(cfg, objective.two_stage)
+    state = {"epoch": 0, "best_score": -1.0, "best_epoch": None, "bad_epochs": 0, "history": []}
+    optimizer, opt_stage = None, None
+
+    ckpt_path = out / "checkpoint.pt"
+    if resume and ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        if objective.two_stage:
+            objective.embedding_loss.load_state_dict(ckpt["embedding_loss"])
+        state = ckpt["state"]
+        opt_stage = ckpt["opt_stage"]
+        optimizer = _optimizer(cfg, model, opt_stage, objective.two_stage)
+        optimizer.load_state_dict(ckpt["optimizer"])
+    _atomic_json(asdict(cfg), out / "config.json")
+
+    x_train, y_train = torch.from_numpy(train_set.x), torch.from_numpy(train_set.y)
+    cluster_ids = None
+    while state["epoch"] < len(stages) and not state.get("stopped"):
+        epoch = state["epoch"]
+        stage = stages[epoch]
+        if stage != opt_stage:
+            optimizer, opt_stage = _optimizer(cfg, model, stage, objective.two_stage), stage
+        rng = np.random.default_rng([cfg.seed, epoch])
+        if stage == "embed":
+            _, emb = predict(model, train_set.x)
+            cluster_ids = objective.embedding_loss.assign(torch.from_numpy(emb), y_train, seed=cfg.seed * 1000 + epoch)
+            weights = objective.stage1_sample_weights(train_set.y, cluster_ids.numpy())
+        else:
+            weights = objective.sample_weights(train_set.y)
+
+        model.train()
+        if stage == "classify" and objective.two_stage and cfg.freeze_embedding:
+            model.eval()  # frozen encoder: its batch-norm statistics stay as stage 1 left them
+            model.classifier.train()
+        torch.manual_seed(cfg.seed * 1000 + epoch)
+        losses, n_batches = [], -(-len(y_train) // cfg.batch_size)
+        for b, idx in enumerate(_batches(len(y_train), cfg.batch_size, rng, weights)):
+            idx = torch.from_numpy(idx)
+            z = model.embed(x_train[idx])
+            if stage == "embed":
+                loss = objective.embedding_loss(z, y_train[idx], cluster_ids[idx])
+            else:
+                loss = objective.classification_loss(model.classify(z), y_train[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            optimizer.step()
+            if stage == "embed":
+                objective.embedding_loss.update_centroids(z.detach(), cluster_ids[idx])
+            losses.append(loss.item())
+            if on_batch:
+                on_batch(b + 1, n_batches)
+
+        info = {"epoch": epoch + 1, "stage": stage, "loss": float(np.mean(losses)) if losses else None}
+        if stage == "classify":
+            probs, _ = predict(model, val.x)
+            score = classification_metrics(val.y, probs.argmax(1))["balanced_accuracy"]
+            info["val_balanced_accuracy"] = score
+            if score > state["best_score"]:
+                state.update(best_score=score, best_epoch=epoch + 1, bad_epochs=0)
+                _atomic_save(model.state_dict(), out / "best.pt")
+            else:
+                state["bad_epochs"] += 1
+                if state["bad_epochs"] >= cfg.patience:
+                    state["stopped"] = f"no better val score for {cfg.patience} epochs"
+        state["history"].append(info)
+        state["epoch"] = epoch + 1
+        ckpt = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "opt_stage": opt_stage,
+                "state": state}
+        if objective.two_stage:
+            ckpt["embedding_loss"] = objective.embedding_loss.state_dict()
+        _atomic_save(ckpt, ckpt_path)
+        if on_epoch:
+            on_epoch(info)
+
+    model.load_state_dict(torch.load(out / "best.pt", weights_only=True))
+    return _finish(cfg, model, objective, splits, state, time.perf_counter() - started)
+
+
+def _finish(cfg, model, objective, splits, state, seconds) -> dict:
+    """metrics.json, the history and the figures of a finished run."""
+    out = Path(cfg.out)
+    metrics = {"objective": cfg.objective, "model": cfg.model, "seed": cfg.seed, "data": cfg.data,
+               "ratio": cfg.ratio, "train_counts": dict(zip(LABELS, splits["train"].counts())),
+               "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
+               "stopped": state.get("stopped"), "train_seconds": round(seconds, 2),
+               "frontend": FrontendConfig().to_dict(),
+               "parameters": sum(p.numel() for p in model.parameters())}
+    embeddings = {}
+    for name in ("val", "test"):
+        probs, embeddings[name] = predict(model, splits[name].x)
+        metrics[name] = classification_metrics(splits[name].y, probs.argmax(1))
+    _atomic_json(metrics, out / "metrics.json")
+    _atomic_json(state["history"], out / "history.json")
+    try:
+        from .plots import plot_confusion, plot_embeddings
+
+        plot_confusion(metrics["test"], out / "confusion.png", title=f"{cfg.model} {cfg.objective} (test)")
+        centroids = objective.embedding_loss if objective.two_stage else None
+        plot_embeddings(embeddings["test"], splits["test"].y, out / "embeddings.png", centroids)
+    except ImportError:  # matplotlib not installed: the numbers are in metrics.json anyway
+        pass
+    return metrics
