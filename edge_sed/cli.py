@@ -335,40 +335,53 @@ def report():
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def demo(out_dir, seed, as_json):
     """The main job end to end on the built-in synthetic data: the stages built so far
-    (synthesise -> split at 2:2:1:26 -> stats and log-mel PNG), then the list of stages
-    still to come."""
+    (synthesise -> split at 2:2:1:26 -> log-mel PNG -> train the LSTM with weighted-ce and with
+    clustered), then the list of stages still to come."""
     from .datasets import class_stats, load_clips, parse_ratio, prepare_splits, write_split_csv
     from .plots import plot_log_mel_examples
     from .synth import write_dataset
 
+    trainer = _import_extra("train.trainer", "train")
+    say = (lambda *a: None) if as_json else click.echo
     start = time.perf_counter()
     counts = {"dog": 120, "baby_cry": 120, "gunshot": 60, "background": 1560}
-    if not as_json:
-        click.echo(f"1/3 synthesising {sum(counts.values())} clips (2:2:1:26) into {out_dir / 'synth'}")
+    say(f"1/4 synthesising {sum(counts.values())} clips (2:2:1:26) into {out_dir / 'synth'}")
     with progress_bar("synthesising", sum(counts.values()), enabled=not as_json) as advance:
         csv_path = write_dataset(out_dir / "synth", counts, seed=seed, progress=advance)
-    if not as_json:
-        click.echo("2/3 splitting by group at ratio 2:2:1:26")
+    say("2/4 splitting by group at ratio 2:2:1:26")
     splits = prepare_splits(load_clips(csv_path), ratio=parse_ratio("2:2:1:26"), seed=seed)
     for name, split in splits.items():
         write_split_csv(split, out_dir / "splits" / f"{name}.csv")
-    if not as_json:
-        click.echo("3/3 drawing log-mel examples")
+    say("3/4 drawing log-mel examples")
     png = out_dir / "logmel-examples.png"
     plot_log_mel_examples(splits["train"], png, examples_per_class=3, seed=seed)
+    runs = {}
+    for objective in ("weighted-ce", "clustered"):
+        say(f"4/4 training the LSTM with {objective}")
+        cfg = trainer.TrainConfig(data=str(out_dir / "splits"), out=str(out_dir / "runs" / objective),
+                                  objective=objective, seed=seed)
+        with progress_bar("epoch", 1, enabled=not as_json) as advance:
+            runs[objective] = trainer.train(cfg, on_batch=advance)["test"]
     summary = {
         "out": str(out_dir),
         "splits": {n: {l: s["clips"] for l, s in class_stats(sp).items()} for n, sp in splits.items()},
         "png": str(png),
+        "test": {o: {"overall_error": m["overall_error"], "per_class_error": m["per_class_error"],
+                     "macro_f1": m["macro_f1"]} for o, m in runs.items()},
         "seconds": round(time.perf_counter() - start, 1),
-        "not_built_yet": ["train (#3)", "convert (#4)", "simulate (#5, #6)", "report (#8)"],
+        "not_built_yet": ["convert (#4)", "simulate (#5, #6)", "report (#8)"],
     }
     if as_json:
         _emit_json(summary)
         return
     for name, counts_ in summary["splits"].items():
         click.echo(f"  {name:<6}" + "  ".join(f"{l}={counts_.get(l, 0)}" for l in LABELS))
-    click.echo(f"demo done in {summary['seconds']} s: data in {out_dir}, log-mel PNG {png}")
+    click.echo(f"test set, one seed ({seed}); error = 1 - recall, overall = mean over classes")
+    click.echo(f"  {'objective':<12}" + "".join(f"{l:>11}" for l in LABELS) + f"{'overall':>9}{'macro-F1':>10}")
+    for objective, m in summary["test"].items():
+        click.echo(f"  {objective:<12}" + "".join(f"{m['per_class_error'][l]:>11.3f}" for l in LABELS)
+                   + f"{m['overall_error']:>9.3f}{m['macro_f1']:>10.3f}")
+    click.echo(f"demo done in {summary['seconds']} s: data, runs and PNGs in {out_dir}")
     click.echo("stages not built yet: " + ", ".join(summary["not_built_yet"]))
 
 

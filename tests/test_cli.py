@@ -40,7 +40,7 @@ def test_every_command_has_help(args):
     assert result.returncode == 0 and "Usage:" in result.stdout
 
 
-@pytest.mark.parametrize("stage", ["train", "convert", "simulate", "listen", "report"])
+@pytest.mark.parametrize("stage", ["convert", "simulate", "listen", "report"])
 def test_unbuilt_stages_say_so_and_fail(stage):
     assert_one_line_error(run(stage, "anything", "--at-all"), 3, "not built yet")
 
@@ -119,3 +119,27 @@ def test_a_bad_file_in_a_data_set_is_named(tmp_path, bad):
     assert_one_line_error(result, 2, "broken file.wav")
     assert "1 of 4 audio files" in result.stderr
     assert not (tmp_path / "x.png").exists()
+
+
+def test_train_from_prepared_splits_writes_a_run(synth_dir, tmp_path):
+    splits = tmp_path / "splits"
+    assert run("data", "prepare", synth_dir, "--out", splits, "--ratio", "1:1:1:5",
+               "--split", "0.34,0.33,0.33").returncode == 0
+    result = run("train", "--data", splits, "--out", tmp_path / "run", "--epochs", "3", "--json",
+                 "--objective", "clustered", "--stage1-epochs", "2", "--param", "margin=0.4")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    assert metrics["epochs_run"] == 5 and metrics["objective"] == "clustered"
+    assert 0 <= metrics["test"]["overall_error"] <= 1
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["objective_params"] == {"margin": 0.4}
+
+
+@pytest.mark.parametrize("args,text", [
+    (["train", "--out", "x"], "exactly one of --data PATH or --synthetic"),
+    (["train", "--synthetic", "--out", "x", "--objective", "magic"], "unknown objective"),
+    (["train", "--synthetic", "--out", "x", "--param", "nonsense"], "NAME=VALUE"),
+])
+def test_train_usage_errors(args, text):
+    result = run(*args)
+    assert result.returncode == 2 and text in result.stderr, result.stderr
