@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 from math import gcd
 from pathlib import Path
 from typing import Iterator
@@ -24,6 +23,7 @@ from typing import Iterator
 import numpy as np
 import soundfile as sf
 
+from .atomic import atomic_path
 from .errors import AudioError
 from .settings import SAMPLE_RATE
 
@@ -166,17 +166,9 @@ def iter_audio_blocks(
 def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
     """Write mono audio as 16-bit PCM (WAV or FLAC by the suffix), atomically: a temporary
     file in the same folder renamed into place, so a kill never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fmt = "FLAC" if path.suffix.lower() == ".flac" else "WAV"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    fmt = "FLAC" if Path(path).suffix.lower() == ".flac" else "WAV"
+    with atomic_path(path) as tmp:
         sf.write(tmp, np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16", format=fmt)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _kaiser_lowpass(num_taps: int, cutoff: float, beta: float = 5.0) -> np.ndarray:

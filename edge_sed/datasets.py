@@ -35,7 +35,6 @@ import csv
 import math
 import os
 import re
-import tempfile
 import zlib
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
@@ -47,6 +46,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from .audio_io import audio_info, is_audio_file, read_audio
+from .atomic import atomic_path
 from .errors import DatasetError
 from .settings import BACKGROUND, CLIP_WINDOW_S, LABELS, SAMPLE_RATE
 
@@ -266,24 +266,17 @@ def write_split_csv(clips: Iterable[Clip], path: str | os.PathLike) -> None:
     columns = list(METADATA_COLUMNS)
     for c in clips:
         columns += [k for k in c.extra if k not in columns]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, columns, restval="")
-            writer.writeheader()
-            for c in clips:
-                try:
-                    rel = c.path.relative_to(path.parent).as_posix()
-                except ValueError:
-                    rel = str(c.path)
-                duration = "" if c.duration_s is None else repr(float(c.duration_s))
-                writer.writerow({**c.extra, "path": rel, "label": c.label, "group": c.group,
-                                 "source_class": c.source_class, "duration_s": duration})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, columns, restval="")
+        writer.writeheader()
+        for c in clips:
+            try:
+                rel = c.path.relative_to(path.parent).as_posix()
+            except ValueError:
+                rel = str(c.path)
+            duration = "" if c.duration_s is None else repr(float(c.duration_s))
+            writer.writerow({**c.extra, "path": rel, "label": c.label, "group": c.group,
+                             "source_class": c.source_class, "duration_s": duration})
 
 
 def class_stats(clips: Iterable[Clip]) -> dict[str, dict]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from functools import partial
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Callable
 import numpy as np
 
 from .audio_io import write_audio
+from .atomic import atomic_path
 from .errors import DatasetError
 from .settings import BACKGROUND, LABELS, SAMPLE_RATE
 
@@ -403,14 +403,8 @@ def write_dataset(out_dir, counts: dict[str, int], seed: int = 0, clip_s: float 
                 progress(len(rows), len(jobs))
     rows.sort(key=lambda r: r["_key"])
     csv_path = out_dir / "metadata.csv"
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".metadata.csv.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            writer = csv.DictWriter(f, CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, csv_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(csv_path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
     return csv_path

@@ -14,8 +14,6 @@ repeats exactly what the uninterrupted run would have done.
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edge_sed.atomic import atomic_path, write_json
 from edge_sed.frontend import FrontendConfig
 from edge_sed.metrics import classification_metrics
 from edge_sed.settings import LABELS
@@ -56,15 +55,8 @@ class TrainConfig:
 
 
 def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _atomic_json(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 @torch.no_grad()
@@ -140,7 +132,7 @@ def train(cfg: TrainConfig, resume: bool = False, on_epoch=None, on_batch=None,
         opt_stage = ckpt["opt_stage"]
         optimizer = _optimizer(cfg, model, opt_stage, objective.two_stage)
         optimizer.load_state_dict(ckpt["optimizer"])
-    _atomic_json(asdict(cfg), out / "config.json")
+    write_json(asdict(cfg), out / "config.json")
 
     x_train, y_train = torch.from_numpy(train_set.x), torch.from_numpy(train_set.y)
     cluster_ids = None
@@ -219,8 +211,8 @@ def _finish(cfg, model, objective, splits, state, seconds) -> dict:
     for name in ("val", "test"):
         probs, embeddings[name] = predict(model, splits[name].x)
         metrics[name] = classification_metrics(splits[name].y, probs.argmax(1))
-    _atomic_json(metrics, out / "metrics.json")
-    _atomic_json(state["history"], out / "history.json")
+    write_json(metrics, out / "metrics.json")
+    write_json(state["history"], out / "history.json")
     try:
         from .plots import plot_confusion, plot_embeddings
 
