@@ -119,13 +119,16 @@ def data_synth(out_dir, counts, total, ratio, seed, clip_s, fmt, workers, as_jso
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for train.csv, val.csv, test.csv.")
-@click.option("--ratio", help="Class ratio kept in every split by subsampling, e.g. 2:2:1:26 or "
+@click.option("--ratio", help="Class ratio imposed by subsampling, e.g. 2:2:1:26 or "
               "dog=2,baby_cry=2,gunshot=1,background=26.")
+@click.option("--ratio-on", type=click.Choice(["train", "all"]), default="train", show_default=True,
+              help="Subsample only the training split (val/test keep every clip; the metrics are "
+              "per class) or every split.")
 @click.option("--split", "fractions", default="0.7,0.15,0.15", show_default=True,
               help="train,val,test fractions (of groups, per class).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print per-split counts as JSON.")
-def data_prepare(source, out_dir, ratio, fractions, seed, as_json):
+def data_prepare(source, out_dir, ratio, ratio_on, fractions, seed, as_json):
     """Split a data set by recording group (no group in two splits) and impose a class ratio.
 
     SOURCE is a metadata.csv (or its folder), an UrbanSound8K or ESC-50 root, or a folder of
@@ -139,8 +142,8 @@ def data_prepare(source, out_dir, ratio, fractions, seed, as_json):
     if len(fracs) != 3 or any(f < 0 for f in fracs) or abs(sum(fracs) - 1) > 1e-6:
         raise click.UsageError(f"--split wants three non-negative fractions summing to 1, got {fractions}")
     clips = load_clips(source)
-    splits = prepare_splits(clips, ratio=parse_ratio(ratio) if ratio else None,
-                            fractions=fracs, seed=seed)
+    splits = prepare_splits(clips, ratio=parse_ratio(ratio) if ratio else None, fractions=fracs,
+                            seed=seed, ratio_splits=("train", "val", "test") if ratio_on == "all" else ("train",))
     report = {}
     for name, split in splits.items():
         write_split_csv(split, out_dir / f"{name}.csv")
@@ -148,7 +151,7 @@ def data_prepare(source, out_dir, ratio, fractions, seed, as_json):
     if as_json:
         _emit_json({"source": str(source), "ratio": ratio, "seed": seed, "splits": report})
         return
-    click.echo(f"{len(clips)} clips from {source}; ratio {ratio or 'as found'}; seed {seed}")
+    click.echo(f"{len(clips)} clips from {source}; ratio {ratio or 'as found'} on {ratio_on}; seed {seed}")
     click.echo(f"{'split':<7}" + "".join(f"{label:>12}" for label in LABELS) + f"{'total':>8}")
     for name, counts in report.items():
         click.echo(f"{name:<7}" + "".join(f"{counts.get(l, 0):>12}" for l in LABELS)
@@ -328,6 +331,71 @@ def report():
     _not_built("report", 8)
 
 
+@cli.command(context_settings={"max_content_width": 100})
+@click.option("--data", "data_path", type=click.Path(exists=True), help="A data set (as for train).")
+@click.option("--synthetic", is_flag=True, help="Use the built-in synthetic set (one per seed, cached).")
+@click.option("--synth-counts", default="120:120:60:1560", show_default=True,
+              help="Clips per class of the synthetic set.")
+@click.option("--models", default="lstm", show_default=True, help="Comma list: lstm,cnn.")
+@click.option("--ratios", default="6:1:2:16,2:2:1:26", show_default=True,
+              help="Comma list of dog:baby_cry:gunshot:background ratios.")
+@click.option("--objectives", default="all", show_default=True, help="'all' or a comma list.")
+@click.option("--seeds", default="5", show_default=True, help="N (seeds 0..N-1), A-B, or a comma list.")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1),
+              help="Processes, one torch thread each.")
+@click.option("--epochs", default=40, show_default=True, help="Most epochs of the classify stage.")
+@click.option("--stage1-epochs", default=15, show_default=True, help="clustered: epochs of the embed stage.")
+@click.option("--patience", default=8, show_default=True, help="Early stopping on val balanced accuracy.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Run directories, table.md and table.json.")
+@click.option("--json", "as_json", is_flag=True, help="Print table.json instead of the Markdown.")
+def experiments(data_path, synthetic, synth_counts, models, ratios, objectives, seeds, workers,
+                epochs, stage1_epochs, patience, out_dir, as_json):
+    """The paper's table: every (model, ratio, objective, seed), paired by seed, each objective
+    against weighted-ce per clip (primary) and per window. Finished runs are skipped, so an
+    interrupted table resumes."""
+    if bool(data_path) == synthetic:
+        raise click.UsageError("give exactly one of --data PATH or --synthetic")
+    experiments_mod = _import_extra("train.experiments", "train")
+    split = lambda text: [p.strip() for p in text.split(",") if p.strip()]
+    try:
+        if "," in seeds:
+            seed_list = [int(s) for s in split(seeds)]
+        elif "-" in seeds:
+            lo, hi = (int(s) for s in seeds.split("-", 1))
+            seed_list = list(range(lo, hi + 1))
+        else:
+            seed_list = list(range(int(seeds)))
+    except ValueError:
+        raise click.UsageError(f"--seeds wants N, A-B or a comma list, got {seeds!r}")
+    if not seed_list:
+        raise click.UsageError(f"--seeds {seeds!r} names no seed")
+    objective_list = list(experiments_mod.OBJECTIVES) if objectives == "all" else split(objectives)
+    unknown = [o for o in objective_list if o not in experiments_mod.OBJECTIVES]
+    if unknown:
+        raise click.UsageError(f"unknown objective(s) {', '.join(unknown)}; "
+                               f"choose from {', '.join(experiments_mod.OBJECTIVES)}")
+    model_list = split(models)
+    if not model_list or any(m not in ("lstm", "cnn") for m in model_list):
+        raise click.UsageError(f"--models wants lstm and/or cnn, got {models!r}")
+    ratio_list = split(ratios)
+    from .datasets import parse_ratio
+
+    for r in ratio_list:
+        parse_ratio(r)  # a bad ratio fails now, not in a worker
+    with progress_bar("runs", len(model_list) * len(ratio_list) * len(objective_list) * len(seed_list),
+                      enabled=not as_json) as advance:
+        table = experiments_mod.run_table(
+            "synthetic" if synthetic else str(data_path), models=model_list, ratios=ratio_list,
+            objectives=objective_list, seeds=seed_list, out_dir=out_dir, workers=workers, epochs=epochs,
+            progress=advance, stage1_epochs=stage1_epochs, patience=patience, synth_counts=synth_counts)
+    if as_json:
+        _emit_json(table)
+        return
+    click.echo(experiments_mod.table_markdown(table))
+    click.echo(f"{table['runs']} runs in {table['wall_seconds']:.0f} s -> {Path(out_dir) / 'table.md'}")
+
+
 @cli.command()
 @click.option("--out", "out_dir", default="out/demo", show_default=True,
               type=click.Path(file_okay=False, path_type=Path), help="Everything goes here.")
@@ -348,7 +416,7 @@ def demo(out_dir, seed, as_json):
     say(f"1/4 synthesising {sum(counts.values())} clips (2:2:1:26) into {out_dir / 'synth'}")
     with progress_bar("synthesising", sum(counts.values()), enabled=not as_json) as advance:
         csv_path = write_dataset(out_dir / "synth", counts, seed=seed, progress=advance)
-    say("2/4 splitting by group at ratio 2:2:1:26")
+    say("2/4 splitting by group; training split at ratio 2:2:1:26")
     splits = prepare_splits(load_clips(csv_path), ratio=parse_ratio("2:2:1:26"), seed=seed)
     for name, split in splits.items():
         write_split_csv(split, out_dir / "splits" / f"{name}.csv")

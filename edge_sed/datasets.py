@@ -13,8 +13,9 @@ name: an UrbanSound8K slice ``{fsID}-{classID}-{occurrence}-{slice}`` (optionall
 (``kitchen01__003.wav``) -> the part before the first ``__``; anything else -> the stem.
 
 Imbalance. A ratio such as ``2:2:1:26`` is in ``LABELS`` order; labels a ratio leaves out (or
-gives 0) are dropped. ``prepare_splits`` splits by group FIRST and then subsamples EACH split
-to the ratio, so validation and test carry the same imbalance the model will meet.
+gives 0) are dropped. ``prepare_splits`` splits by group FIRST and then subsamples the training
+split to the ratio (or every split, with ``ratio_splits``); validation and test keep all their
+clips by default, since the metrics are per class.
 
 Clip-to-window policy (identical for every trainer): each clip becomes exactly one window of
 ``CLIP_WINDOW_S`` (16000 samples at 16 kHz).
@@ -443,17 +444,23 @@ def prepare_splits(
     fractions: Sequence[float] = (0.7, 0.15, 0.15),
     seed: int = 0,
     max_per_unit: int | None = None,
+    ratio_splits: Sequence[str] = ("train",),
 ) -> dict[str, list[Clip]]:
-    """Split by group, then subsample each split to ``ratio`` (so every split, test included,
-    has the same class imbalance). Classes with ratio 0 are dropped before splitting."""
+    """Split by group, then subsample the splits named in ``ratio_splits`` to ``ratio``.
+
+    By default only train is subsampled: the imbalance is a property of the training data,
+    and every metric we report (per-class error, their mean, macro-F1) is per class, so
+    validation and test keep all their clips, which makes early stopping and the test
+    estimate less noisy. ``ratio_splits=SPLITS`` imposes the ratio everywhere. Classes with
+    ratio 0 are dropped before splitting."""
     if ratio is None:
         return split_by_group(clips, fractions, seed)
     r = _integer_ratio(ratio)
     splits = split_by_group([c for c in clips if c.label in r], fractions, seed)
     out = {}
     for name, part in splits.items():
-        if not part:  # a split with fraction 0
-            out[name] = []
+        if not part or name not in ratio_splits:  # a split with fraction 0, or kept whole
+            out[name] = part
             continue
         try:
             out[name] = subsample_to_ratio(part, r, seed, max_per_unit)

@@ -67,7 +67,7 @@ def test_synth_then_stats_with_png(synth_dir, tmp_path):
 
 def test_prepare_keeps_the_ratio_and_groups_apart(synth_dir, tmp_path):
     result = run("data", "prepare", synth_dir, "--ratio", "dog=2,baby_cry=2,gunshot=1,background=10",
-                 "--out", tmp_path, "--json", "--split", "0.34,0.33,0.33")
+                 "--out", tmp_path, "--json", "--split", "0.34,0.33,0.33", "--ratio-on", "all")
     assert result.returncode == 0, result.stderr
     splits = json.loads(result.stdout)["splits"]
     groups = {}

@@ -19,6 +19,7 @@ from edge_sed.datasets import (
     load_clips,
     load_windows,
     parse_ratio,
+    SPLITS,
     prepare_splits,
     read_esc50,
     read_folder_tree,
@@ -367,8 +368,11 @@ def test_prepare_splits_keeps_ratio_in_every_split():
     clips = fake_clips({"dog": 120, "baby_cry": 120, "gunshot": 60, "background": 900}, group_size=3)
     r = parse_ratio("2:2:1:10")
     for seed in range(3):
-        splits = prepare_splits(clips, "2:2:1:10", seed=seed)
+        splits = prepare_splits(clips, "2:2:1:10", seed=seed, ratio_splits=SPLITS)
         raw = split_by_group(clips, seed=seed)
+        default = prepare_splits(clips, "2:2:1:10", seed=seed)
+        assert default["train"] == splits["train"]
+        assert default["val"] == raw["val"] and default["test"] == raw["test"]
         for name, part in splits.items():
             counts = Counter(c.label for c in part)
             k = counts["gunshot"]
@@ -379,7 +383,7 @@ def test_prepare_splits_keeps_ratio_in_every_split():
     assert {c.label for s in prepare_splits(few, "dog=1,background=2").values() for c in s} == {"dog", "background"}
     small = fake_clips({"dog": 30, "baby_cry": 30, "gunshot": 30, "background": 40})
     with pytest.raises(DatasetError, match="^(val|test) split: ratio 1:1:1:26 needs at least 26 background"):
-        prepare_splits(small, "1:1:1:26")
+        prepare_splits(small, "1:1:1:26", ratio_splits=SPLITS)
 
 
 # ---------------------------------------------------------------- window policy

@@ -4,7 +4,7 @@ The data source is one of:
 - a folder with ``train.csv``, ``val.csv``, ``test.csv`` (what ``edge-sed data prepare`` wrote):
   used as it is;
 - anything ``edge_sed.datasets.load_clips`` reads (a metadata.csv, UrbanSound8K, ESC-50, class
-  folders): split by group and subsampled to the ratio with the run's seed;
+  folders): split by group, the training split subsampled to the ratio, with the run's seed;
 - ``synthetic``: the built-in generator, written once per (counts, seed) under
   ``~/.cache/edge-sed/synth`` (or $EDGE_SED_CACHE) and then read like any metadata.csv.
 
@@ -58,7 +58,7 @@ def features(windows: np.ndarray, cfg: FrontendConfig = FrontendConfig()) -> np.
 
 
 def load_splits(data: str, ratio: str | None, seed: int, synth_counts: str = "120:120:60:1560",
-                fractions=(0.7, 0.15, 0.15)) -> dict[str, Split]:
+                fractions=(0.7, 0.15, 0.15), ratio_splits=("train",)) -> dict[str, Split]:
     """Train/val/test splits as log-mel windows (see the module doc for ``data``)."""
     if data == "synthetic":
         source = synthetic_source(synth_counts, seed)
@@ -68,7 +68,7 @@ def load_splits(data: str, ratio: str | None, seed: int, synth_counts: str = "12
         clip_splits = {s: read_metadata_csv(source / f"{s}.csv") for s in SPLITS}
     else:
         clip_splits = prepare_splits(load_clips(source), ratio=parse_ratio(ratio) if ratio else None,
-                                     fractions=fractions, seed=seed)
+                                     fractions=fractions, seed=seed, ratio_splits=ratio_splits)
     out = {}
     for name, clips in clip_splits.items():
         windows, y, groups = load_windows(clips, seed=seed)
