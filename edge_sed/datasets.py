@@ -472,12 +472,13 @@ def prepare_splits(
 # ---------------------------------------------------------------- clip-to-window policy
 
 
-def clip_to_window(
+def locate_window(
     audio: np.ndarray, label: str, seed: int, key: str,
     window_s: float = CLIP_WINDOW_S, sample_rate: int = SAMPLE_RATE,
-) -> np.ndarray:
-    """One window of ``window_s`` from a clip (policy in the module docstring). ``key`` names
-    the clip for the background crop's seed (load_windows passes the file name)."""
+) -> tuple[np.ndarray, int]:
+    """The clip, zero-padded to one window if shorter, and the sample where the policy's window
+    starts in it (policy in the module docstring). Trainers that crop around the policy window
+    (augmentation) start from here."""
     if label not in LABELS:
         raise DatasetError(f"{key}: unknown label {label!r}")
     audio = np.asarray(audio, dtype=np.float32).reshape(-1)
@@ -485,7 +486,7 @@ def clip_to_window(
     event = label != BACKGROUND
     if len(audio) <= n:
         left = (n - len(audio)) // 2 if event else 0
-        return np.pad(audio, (left, n - len(audio) - left))
+        return np.pad(audio, (left, n - len(audio) - left)), 0
     if event:
         hop, box = max(1, sample_rate // 100), max(1, sample_rate // 10)
         energy = np.concatenate([[0.0], np.cumsum(audio.astype(np.float64) ** 2)])
@@ -495,7 +496,17 @@ def clip_to_window(
         start = min(max(peak - n // 2, 0), len(audio) - n)
     else:
         start = int(_rng(seed, str(key)).integers(0, len(audio) - n + 1))
-    return audio[start : start + n].copy()
+    return audio, start
+
+
+def clip_to_window(
+    audio: np.ndarray, label: str, seed: int, key: str,
+    window_s: float = CLIP_WINDOW_S, sample_rate: int = SAMPLE_RATE,
+) -> np.ndarray:
+    """One window of ``window_s`` from a clip (policy in the module docstring). ``key`` names
+    the clip for the background crop's seed (load_windows passes the file name)."""
+    audio, start = locate_window(audio, label, seed, key, window_s, sample_rate)
+    return audio[start : start + int(round(window_s * sample_rate))].copy()
 
 
 def _load_window(job: tuple) -> np.ndarray:

@@ -20,21 +20,42 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_sed.datasets import (SPLITS, load_clips, load_windows, parse_ratio, prepare_splits,
+from edge_sed.audio_io import read_audio
+from edge_sed.datasets import (SPLITS, load_clips, locate_window, parse_ratio, prepare_splits,
                                read_metadata_csv)
 from edge_sed.frontend import FrontendConfig, log_mel
-from edge_sed.settings import LABELS
+from edge_sed.settings import BACKGROUND, CLIP_WINDOW_S, LABELS, SAMPLE_RATE
 
 
 @dataclass
 class Split:
-    x: np.ndarray  # (N, frames, n_mels) float32 log-mel
+    x: np.ndarray  # (N, frames, n_mels) float32 log-mel of the policy window of every clip
     y: np.ndarray  # (N,) int64 label index
     groups: list
     paths: list
+    clip_features: list | None = None  # per clip: log-mel of the whole (padded) clip
+    anchors: np.ndarray | None = None  # per clip: frame where the policy window starts
 
     def counts(self) -> list[int]:
         return np.bincount(self.y, minlength=len(LABELS)).tolist()
+
+    def random_crops(self, rng: np.random.Generator, jitter_frames: int) -> np.ndarray:
+        """Training augmentation: a fresh window per clip. Event clips: the policy window
+        shifted by up to +-jitter_frames (the event stays inside); background clips: anywhere in
+        the clip. Without whole-clip features (e.g. splits built in memory) the policy windows."""
+        if self.clip_features is None or jitter_frames <= 0:
+            return self.x
+        width = self.x.shape[1]
+        out = np.empty_like(self.x)
+        background = LABELS.index(BACKGROUND)
+        for i, feats in enumerate(self.clip_features):
+            last = len(feats) - width
+            if self.y[i] == background:
+                start = rng.integers(0, last + 1)
+            else:
+                start = int(np.clip(self.anchors[i] + rng.integers(-jitter_frames, jitter_frames + 1), 0, last))
+            out[i] = feats[start:start + width]
+        return out
 
 
 def cache_dir() -> Path:
@@ -69,8 +90,19 @@ def load_splits(data: str, ratio: str | None, seed: int, synth_counts: str = "12
     else:
         clip_splits = prepare_splits(load_clips(source), ratio=parse_ratio(ratio) if ratio else None,
                                      fractions=fractions, seed=seed, ratio_splits=ratio_splits)
-    out = {}
-    for name, clips in clip_splits.items():
-        windows, y, groups = load_windows(clips, seed=seed)
-        out[name] = Split(features(windows), np.asarray(y, np.int64), list(groups), [str(c.path) for c in clips])
-    return out
+    return {name: clips_to_split(clips, seed) for name, clips in clip_splits.items()}
+
+
+def clips_to_split(clips, seed: int, cfg: FrontendConfig = FrontendConfig()) -> Split:
+    """Policy windows (exactly ``clip_to_window``'s audio, then log-mel) plus each clip's
+    whole log-mel and the frame where its policy window starts, for random crops."""
+    n = int(round(CLIP_WINDOW_S * SAMPLE_RATE))
+    windows, clip_features, anchors = [], [], []
+    for clip in clips:
+        audio, start = locate_window(read_audio(clip.path), clip.label, seed, clip.path.name)
+        windows.append(log_mel(audio[start:start + n], cfg))
+        clip_features.append(log_mel(audio, cfg))
+        anchors.append(min(round(start / cfg.hop_samples), len(clip_features[-1]) - len(windows[-1])))
+    x = np.stack(windows) if windows else np.zeros((0, cfg.num_frames(n), cfg.n_mels), np.float32)
+    return Split(x, np.array([LABELS.index(c.label) for c in clips], np.int64), [c.group for c in clips],
+                 [str(c.path) for c in clips], clip_features, np.asarray(anchors, np.int64))

@@ -40,17 +40,19 @@ class TrainConfig:
     ratio: str | None = "2:2:1:26"   # imposed on every split (dog:baby_cry:gunshot:background)
     seed: int = 0                    # split, subsample, init and batch order
     synth_counts: str = "120:120:60:1560"
-    epochs: int = 40                 # most epochs of the classify stage
+    epochs: int = 120                # most epochs of the classify stage
     stage1_epochs: int = 15          # clustered only: epochs of the embed stage
-    patience: int = 8                # classify-stage epochs without a better val score
+    patience: int = 25               # classify-stage epochs without a better val score
     batch_size: int = 64
-    lr: float = 2e-3
+    lr: float = 1e-3
     finetune_lr: float = 1e-4        # clustered stage 2: the embedding net's learning rate
     freeze_embedding: bool = False   # clustered stage 2 ablation
     weight_decay: float = 1e-4
     hidden: int = 64                 # lstm units
     embed_dim: int = 32
     threads: int = 0                 # torch threads (0: torch's default)
+    crop_jitter_s: float = 0.3       # augmentation: event windows shift up to +-this, background
+                                     # windows anywhere in the clip (0: the fixed policy windows)
     objective_params: dict = field(default_factory=dict)
 
 
@@ -134,7 +136,7 @@ def train(cfg: TrainConfig, resume: bool = False, on_epoch=None, on_batch=None,
         optimizer.load_state_dict(ckpt["optimizer"])
     write_json(asdict(cfg), out / "config.json")
 
-    x_train, y_train = torch.from_numpy(train_set.x), torch.from_numpy(train_set.y)
+    y_train = torch.from_numpy(train_set.y)
     cluster_ids = None
     while state["epoch"] < len(stages) and not state.get("stopped"):
         epoch = state["epoch"]
@@ -155,9 +157,11 @@ def train(cfg: TrainConfig, resume: bool = False, on_epoch=None, on_batch=None,
             model.classifier.train()
         torch.manual_seed(cfg.seed * 1000 + epoch)
         losses, n_batches = [], -(-len(y_train) // cfg.batch_size)
+        jitter = int(round(cfg.crop_jitter_s * 1000 / FrontendConfig().hop_ms))
+        x_epoch = torch.from_numpy(train_set.random_crops(np.random.default_rng([cfg.seed, epoch, 1]), jitter))
         for b, idx in enumerate(_batches(len(y_train), cfg.batch_size, rng, weights)):
             idx = torch.from_numpy(idx)
-            z = model.embed(x_train[idx])
+            z = model.embed(x_epoch[idx])
             if stage == "embed":
                 loss = objective.embedding_loss(z, y_train[idx], cluster_ids[idx])
             else:
