@@ -47,6 +47,8 @@ class TrainConfig:
     lr: float = 1e-3
     finetune_lr: float = 1e-4        # clustered stage 2: the embedding net's learning rate
     freeze_embedding: bool = False   # clustered stage 2 ablation
+    stage2_embedding_weight: float = 0.0  # clustered stage 2: keep lambda * the centroid loss
+                                     # beside the classifier's loss (0: classifier loss only)
     weight_decay: float = 1e-4
     hidden: int = 64                 # lstm units
     embed_dim: int = 32
@@ -144,9 +146,11 @@ def train(cfg: TrainConfig, resume: bool = False, on_epoch=None, on_batch=None,
         if stage != opt_stage:
             optimizer, opt_stage = _optimizer(cfg, model, stage, objective.two_stage), stage
         rng = np.random.default_rng([cfg.seed, epoch])
-        if stage == "embed":
+        centroid_weight = 1.0 if stage == "embed" else cfg.stage2_embedding_weight if objective.two_stage else 0.0
+        if centroid_weight:
             _, emb = predict(model, train_set.x)
             cluster_ids = objective.embedding_loss.assign(torch.from_numpy(emb), y_train, seed=cfg.seed * 1000 + epoch)
+        if stage == "embed":
             weights = objective.stage1_sample_weights(train_set.y, cluster_ids.numpy())
         else:
             weights = objective.sample_weights(train_set.y)
@@ -162,15 +166,16 @@ def train(cfg: TrainConfig, resume: bool = False, on_epoch=None, on_batch=None,
         for b, idx in enumerate(_batches(len(y_train), cfg.batch_size, rng, weights)):
             idx = torch.from_numpy(idx)
             z = model.embed(x_epoch[idx])
-            if stage == "embed":
-                loss = objective.embedding_loss(z, y_train[idx], cluster_ids[idx])
-            else:
+            loss = 0.0
+            if stage == "classify":
                 loss = objective.classification_loss(model.classify(z), y_train[idx])
+            if centroid_weight:
+                loss = loss + centroid_weight * objective.embedding_loss(z, y_train[idx], cluster_ids[idx])
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             optimizer.step()
-            if stage == "embed":
+            if centroid_weight:
                 objective.embedding_loss.update_centroids(z.detach(), cluster_ids[idx])
             losses.append(loss.item())
             if on_batch:
