@@ -258,20 +258,23 @@ def _parse_params(params) -> dict:
               help="Class ratio imposed on every split ('none' keeps the data's own).")
 @click.option("--seed", default=0, show_default=True, help="Split, subsample, init and batch order.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Run directory.")
-@click.option("--epochs", default=40, show_default=True, help="Most epochs of the classify stage.")
+@click.option("--epochs", default=120, show_default=True, help="Most epochs of the classify stage.")
 @click.option("--stage1-epochs", default=15, show_default=True, help="clustered: epochs of the embed stage.")
-@click.option("--patience", default=8, show_default=True, help="Early stopping on val balanced accuracy.")
+@click.option("--patience", default=25, show_default=True, help="Early stopping on val balanced accuracy.")
 @click.option("--batch-size", default=64, show_default=True)
-@click.option("--lr", default=2e-3, show_default=True)
+@click.option("--lr", default=1e-3, show_default=True)
 @click.option("--finetune-lr", default=1e-4, show_default=True, help="clustered stage 2: embedding net's lr.")
 @click.option("--freeze-embedding", is_flag=True, help="clustered stage 2: do not fine-tune the embedding net.")
+@click.option("--stage2-embedding-weight", default=0.0, show_default=True,
+              help="clustered stage 2: also keep this weight x the centroid loss.")
 @click.option("--param", "params", multiple=True, help="Objective parameter NAME=VALUE (repeatable), "
               "e.g. margin=0.5, momentum=0.9, stage1_sampling=cluster-balanced, gamma=2, tau=1.")
 @click.option("--threads", default=0, help="torch threads (0: default).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint.")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json at the end.")
 def train(data_path, synthetic, synth_counts, model, objective, ratio, seed, out_dir, epochs, stage1_epochs,
-          patience, batch_size, lr, finetune_lr, freeze_embedding, params, threads, resume, as_json):
+          patience, batch_size, lr, finetune_lr, freeze_embedding, stage2_embedding_weight, params, threads,
+          resume, as_json):
     """Train the LSTM (or CNN) on imbalanced data with one objective; writes config.json,
     metrics.json, best.pt, checkpoint.pt, history.json and PNGs into the run directory."""
     if bool(data_path) == synthetic:
@@ -282,6 +285,7 @@ def train(data_path, synthetic, synth_counts, model, objective, ratio, seed, out
         ratio=None if ratio.lower() == "none" else ratio, seed=seed, synth_counts=synth_counts,
         epochs=epochs, stage1_epochs=stage1_epochs, patience=patience, batch_size=batch_size, lr=lr,
         finetune_lr=finetune_lr, freeze_embedding=freeze_embedding, threads=threads,
+        stage2_embedding_weight=stage2_embedding_weight,
         objective_params=_parse_params(params))
     try:
         trainer.make_objective(objective, [1, 1, 1, 1], embed_dim=cfg.embed_dim, **cfg.objective_params)
@@ -307,10 +311,122 @@ def train(data_path, synthetic, synth_counts, model, objective, ratio, seed, out
                f"{metrics['train_seconds']:.0f} s -> {out_dir}")
 
 
-@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def convert():
-    """Convert a trained run to TFLite bundles at every quantization level (not built yet)."""
-    _not_built("convert", 4)
+@cli.command(context_settings={"max_content_width": 100})
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Bundles directory: one sub-directory per level, plus convert-report.json.")
+@click.option("--levels", default="all", show_default=True,
+              help="all, or a comma list of fp32, fp16, dynamic-int8, int8, int16x8, fp32-streaming, "
+                   "int8-streaming, int16x8-streaming (the -streaming forms are LSTM only).")
+@click.option("--data", "data_path", help="Where the run's data set is now (default: the path in its "
+              "config.json); the test split measures accuracy, the training split calibrates int8.")
+@click.option("--json", "as_json", is_flag=True, help="Print the conversion report as JSON.")
+def convert(run_dir, out_dir, levels, data_path, as_json):
+    """Convert a trained run to TFLite bundles, one per quantization level, each proven against
+    the torch model: Keras port parity (< 1e-5) is checked first, then every bundle's accuracy on
+    the test split through LiteRT; the MCU bundles (int8, int8-streaming, int16x8-streaming) also
+    get a tflite-micro arena size, a TFLM-vs-LiteRT comparison and model_data.h/.cc. Levels the
+    converter cannot produce are listed as unsupported with its reason. Exits 2 if any failed."""
+    bundles = _import_extra("convert.bundles", "convert")
+    try:
+        names = bundles.parse_levels(levels)
+    except ValueError as exc:
+        raise click.UsageError(str(exc))
+    say = (lambda *a, **k: None) if as_json else click.echo
+    stage = {"name": ""}
+
+    def log(message):
+        stage["name"] = message
+        if not as_json and not sys.stderr.isatty():
+            click.echo(message, err=True)
+
+    def on_level(result):
+        if result.status != "ok":
+            say(f"{result.name:<18} {result.status.upper()}: {result.reason}")
+            return
+        s = result.summary()
+        vs = s["vs_torch"]
+        say(f"{result.name:<18} {s['model_bytes'] / 1024:7.1f} kB  overall error {s['overall_error']:.3f} "
+            f"(torch {s['overall_error'] - vs['overall_error_diff']:.3f}, diff {vs['overall_error_diff']:+.3f}; "
+            f"agreement {vs['prediction_agreement']:.3f}, max |dp| {vs['max_abs_prob_diff']:.2g})")
+        say(f"{'':<18} ops: " + ", ".join(f"{k}x{v}" for k, v in s["ops"].items()))
+        if s.get("tflm"):
+            t = s["tflm"]
+            v, r = t["vs_litert"], t["vs_litert_reference_kernels"]
+            say(f"{'':<18} tflite-micro: arena {t['arena_bytes']} B (min {t['arena_min_bytes']} + margin); "
+                f"vs LiteRT max |dp| {v['max_abs_prob_diff']:.2g} ({v['max_output_steps']} output steps), "
+                f"{v['identical_windows']:.0%} of {v['windows']} windows identical, argmax agreement "
+                f"{v['argmax_agreement']:.3f} (vs LiteRT reference kernels: max |dp| {r['max_abs_prob_diff']:.2g}, "
+                f"{r['identical_windows']:.0%} identical)")
+        for note in s.get("notes") or []:
+            say(f"{'':<18} note: {note}")
+        for warning in s.get("warnings") or []:
+            say(f"{'':<18} WARNING: {warning}")
+
+    with progress_bar("converting", 1, enabled=not as_json) as advance:
+        report = bundles.convert_run(run_dir, out_dir, names, data=data_path, log=log, on_level=on_level,
+                                     progress=advance)
+    if as_json:
+        _emit_json(report)
+    else:
+        ok = sum(l["status"] == "ok" for l in report["levels"])
+        click.echo(f"{ok} of {len(report['levels'])} bundles written to {out_dir} in {report['seconds']:.0f} s "
+                   f"(torch test overall error {report['torch']['overall_error']:.3f} on {report['test_windows']} "
+                   f"windows; Keras port max |dp| {report['keras_vs_torch_max_abs']:.1e}); report: "
+                   f"{out_dir / 'convert-report.json'}")
+    failed = [l["name"] for l in report["levels"] if l["status"] == "failed"]
+    if failed:
+        raise EdgeSedError(f"conversion failed for {', '.join(failed)} (reasons above / in convert-report.json)")
+
+
+@cli.command(context_settings={"max_content_width": 100})
+@click.argument("bundle_path", metavar="BUNDLE", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--data", "data_path", help="Also re-measure accuracy on a test split: a data set path, or "
+              "'run' for the one recorded in the manifest's provenance (needs the data on this machine).")
+@click.option("--json", "as_json", is_flag=True, help="Print the verification report as JSON.")
+def verify(bundle_path, data_path, as_json):
+    """Re-check a bundle (or every bundle in a bundles directory): model.tflite's sha256 and size,
+    the manifest's fields, the TFLite identifier and the model's inputs/outputs against the
+    manifest, the operator list against the manifest's, the C array against model.tflite, the
+    labels against the loaded model's outputs, and parity: the stored check windows (check.npz)
+    re-run through LiteRT must match the conversion-time outputs (float levels within 1e-4,
+    integer levels within 2 output steps, at least 1e-3). With --data, also the test-split
+    accuracy (within 0.01 overall error of the recorded one). Needs no TensorFlow or torch."""
+    from .bundle import MANIFEST_FILE, load_bundle, verify_bundle
+
+    paths = [bundle_path] if (bundle_path / MANIFEST_FILE).exists() else sorted(
+        p for p in bundle_path.iterdir() if p.is_dir() and (p / MANIFEST_FILE).exists() and not p.name.startswith("."))
+    if not paths:
+        raise EdgeSedError(f"{bundle_path}: no manifest.json here or in its sub-directories: not a bundle")
+    reports, split_cache = [], {}
+    for path in paths:
+        windows = y = None
+        if data_path:
+            prov = load_bundle(path).manifest["provenance"]
+            source = prov.get("dataset") if data_path == "run" else data_path
+            key = (source, prov.get("ratio"), prov.get("seed"), prov.get("synth_counts"))
+            if key not in split_cache:
+                data_mod = _import_extra("train.data", "train")
+                split_cache[key] = data_mod.load_splits(source, prov.get("ratio"), prov.get("seed", 0),
+                                                        prov.get("synth_counts") or "120:120:60:1560")["test"]
+            windows, y = split_cache[key].x, split_cache[key].y
+        report = verify_bundle(path, windows, y)
+        reports.append(report)
+        if not as_json:
+            line = (f"{path}: OK  {report['level']} {report['form']}, {report['model_bytes']} bytes, sha256 ok, "
+                    f"manifest ok, ops ok ({sum(report['ops'].values())} ops)")
+            if "c_array" in report:
+                line += ", C array ok"
+            if "check_windows" in report:
+                line += (f", {report['check_windows']} check windows within {report['tolerance']:.2g} "
+                         f"(max diff {report['max_diff_vs_conversion']:.2g}; "
+                         f"vs torch {report['max_diff_vs_torch']:.2g})")
+            if "test_windows" in report:
+                line += (f", test overall error {report['overall_error']:.4f} (recorded "
+                         f"{report['recorded_overall_error']:.4f})")
+            click.echo(line)
+    if as_json:
+        _emit_json(reports if len(reports) > 1 else reports[0])
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -343,9 +459,9 @@ def report():
 @click.option("--seeds", default="5", show_default=True, help="N (seeds 0..N-1), A-B, or a comma list.")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1),
               help="Processes, one torch thread each.")
-@click.option("--epochs", default=40, show_default=True, help="Most epochs of the classify stage.")
+@click.option("--epochs", default=120, show_default=True, help="Most epochs of the classify stage.")
 @click.option("--stage1-epochs", default=15, show_default=True, help="clustered: epochs of the embed stage.")
-@click.option("--patience", default=8, show_default=True, help="Early stopping on val balanced accuracy.")
+@click.option("--patience", default=25, show_default=True, help="Early stopping on val balanced accuracy.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Run directories, table.md and table.json.")
 @click.option("--json", "as_json", is_flag=True, help="Print table.json instead of the Markdown.")

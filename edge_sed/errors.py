@@ -20,6 +20,10 @@ class BundleError(EdgeSedError):
     """A model bundle that fails verification."""
 
 
+class ConvertError(EdgeSedError):
+    """A run that cannot be converted faithfully (e.g. the port does not match the trained model)."""
+
+
 class NotBuiltError(EdgeSedError):
     """A pipeline stage that does not exist yet. Exit code 3 so scripts can tell it apart."""
 

@@ -1,0 +1,483 @@
+"""A trained run directory -> one bundle directory per quantization level, each proven to give
+the trained model's answers (or to differ by a stated amount).
+
+For every run: load best.pt, load the run's splits (its own data, ratio and seed, or --data),
+port to Keras and refuse unless the port matches torch within 1e-5 on every test window. Then,
+per bundle name (``BUNDLES``):
+1. convert (convert.tflite), check the op list (the LSTM must be the fused
+   UNIDIRECTIONAL_SEQUENCE_LSTM except where a level needs it unrolled);
+2. run the whole test split through LiteRT with edge_sed.bundle.BundleRunner — the same code a
+   device runs — and record per-class error, overall error, macro-F1, and the difference from
+   torch; an fp32 model more than 1e-4 from torch is a failed conversion;
+3. for MCU levels (int8, int8-streaming): find the tensor arena by running tflite-micro,
+   compare tflite-micro's outputs with LiteRT's, and write model_data.h/.cc;
+4. write model.tflite, check.npz, the C files and manifest.json into a temporary directory,
+   re-verify it with edge_sed.bundle.verify_bundle, and rename it into place, so a kill never
+   leaves a half bundle under a bundle's name.
+Levels the converter cannot produce are reported "unsupported" with the converter's reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge_sed import __version__
+from edge_sed.atomic import write_json
+from edge_sed.bundle import (C_HEADER, C_SOURCE, CHECK_FILE, FORMAT_VERSION, MANIFEST_FILE, MODEL_FILE,
+                             Bundle, BundleRunner, verify_bundle)
+from edge_sed.errors import ConvertError
+from edge_sed.metrics import classification_metrics
+from edge_sed.tflite_info import read_tflite_info
+
+from . import port
+from .tflite import (FUSED_LSTM_OP, UnsupportedLevel, convert_saved_model, export_saved_model,
+                     remove_lstm_cell_clip)
+
+BUNDLES = ("fp32", "fp16", "dynamic-int8", "int8", "int16x8",
+           "fp32-streaming", "int8-streaming", "int16x8-streaming")
+"""Bundle names: a quantization level, optionally in the LSTM's streaming form."""
+MCU_BUNDLES = ("int8", "int8-streaming", "int16x8-streaming")
+"""Full-integer bundles tflite-micro runs: they get an arena size, a TFLM check and C files.
+int16x8-streaming is there because an int8 state fed back 98 times drifts (see the manifests'
+vs_torch): int16 activations keep the streaming form close to the float model."""
+STREAMING_SUFFIX = "-streaming"
+
+FP32_TOLERANCE = 1e-4
+"""Largest |probability difference| between an fp32 .tflite and torch on any test window
+(measured: ~1e-6 on trained 64-unit LSTMs once the converter's LSTM cell clip is removed, see
+convert.tflite.remove_lstm_cell_clip; with the clip it was 1.9e-2 on real-dev)."""
+REPRESENTATIVE_PER_CLASS = 100
+"""Calibration windows per class from the training split (class-balanced, so the rare classes'
+ranges are seen as often as the background's)."""
+CHECK_PER_CLASS = 3
+"""Test windows per class stored in check.npz for ``verify``."""
+TFLM_COMPARE_WINDOWS = 200
+"""Test windows run through tflite-micro to compare with LiteRT (TFLM is slow on a host)."""
+WARN_ERROR_INCREASE = 0.05
+"""A bundle whose overall test error exceeds torch's by more than this (absolute), or whose
+predictions agree with torch's on fewer than WARN_AGREEMENT of the test windows, is written
+but carries a warning: it converted faithfully to the letter but lost accuracy."""
+WARN_AGREEMENT = 0.9
+WINDOWED_HOP_FRAMES = 50
+"""Suggested hop between windowed-model invocations: 0.5 s, as the experiments evaluate."""
+
+
+def parse_levels(text: str) -> list[str]:
+    if text.strip().lower() == "all":
+        return list(BUNDLES)
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    unknown = [n for n in names if n not in BUNDLES]
+    if unknown or not names:
+        raise ValueError(f"unknown level(s) {', '.join(unknown) or text!r}; choose from all, {', '.join(BUNDLES)}")
+    return list(dict.fromkeys(names))
+
+
+@dataclass
+class LevelResult:
+    name: str
+    status: str                      # ok | unsupported | failed
+    reason: str | None = None
+    path: str | None = None
+    manifest: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        m = self.manifest
+        out = {"name": self.name, "status": self.status, "reason": self.reason, "path": self.path}
+        if m:
+            acc = m["accuracy"]
+            out.update(model_bytes=m["model_bytes"], ops=m["ops"], form=m["form"], lstm=m.get("lstm"),
+                       overall_error=acc["overall_error"], per_class_error=acc["per_class_error"],
+                       macro_f1=acc["macro_f1"], vs_torch=acc["vs_torch"],
+                       notes=m.get("notes", []), warnings=m.get("warnings", []))
+            if m.get("tflm"):
+                out["tflm"] = {k: m["tflm"][k] for k in ("arena_bytes", "arena_min_bytes", "vs_litert",
+                                                         "vs_litert_reference_kernels")}
+        return out
+
+
+def _git(*args) -> str | None:
+    try:
+        out = subprocess.run(["git", "--no-optional-locks", *args], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def git_commit() -> dict:
+    commit = _git("rev-parse", "HEAD")
+    dirty = _git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"git_commit": commit, "git_dirty": bool(dirty) if dirty is not None else None}
+
+
+def balanced_sample(y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    """Indices: up to ``per_class`` of each class, seeded, sorted."""
+    rng = np.random.default_rng(seed)
+    picks = [rng.permutation(np.flatnonzero(y == c))[:per_class] for c in np.unique(y)]
+    return np.sort(np.concatenate(picks)) if picks else np.zeros(0, int)
+
+
+def lstm_trajectories(model, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(frames, h, c) at every step of the float LSTM over ``windows``: what the streaming
+    model's inputs look like in use, for calibrating its state inputs."""
+    kernel, recurrent, bias = port.lstm_weights(model)
+    scale, shift = port.standardise_affine(model)
+    n, t, _ = windows.shape
+    hidden = recurrent.shape[0]
+    h = np.zeros((n, hidden), np.float32)
+    c = np.zeros((n, hidden), np.float32)
+    hs, cs = [], []
+    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    for step in range(t):
+        hs.append(h)
+        cs.append(c)
+        z = (windows[:, step] * scale + shift) @ kernel + h @ recurrent + bias
+        i, f, g, o = np.split(z, 4, axis=1)
+        c = sig(f) * c + sig(i) * np.tanh(g)
+        h = sig(o) * np.tanh(c)
+    return windows.transpose(1, 0, 2).reshape(-1, 1, windows.shape[2]), np.concatenate(hs), np.concatenate(cs)
+
+
+def _io_spec(info, roles: dict[str, str]) -> tuple[list, list]:
+    """Manifest inputs/outputs in the model's order, each tensor's role from the signature."""
+    by_index = {}
+    for sig in (info.signature_inputs, info.signature_outputs):
+        for name, index in sig.items():
+            if name in roles:
+                by_index[index] = roles[name]
+
+    def spec(t):
+        if t.index not in by_index:
+            raise ConvertError(f"tensor {t.name} has no role in the model's signature {info.signature_inputs}, "
+                               f"{info.signature_outputs}")
+        q = t.quantization if t.dtype != "float32" else None
+        return {"role": by_index[t.index], "name": t.name, "index": t.index, "dtype": t.dtype,
+                "shape": t.shape, "quantization": q}
+
+    return [spec(t) for t in info.inputs], [spec(t) for t in info.outputs]
+
+
+def _write_bundle_dir(out_dir: Path, name: str, files: dict[str, bytes]) -> Path:
+    """Write every file into a hidden temporary directory, manifest last, then rename it to
+    ``out_dir/name`` (replacing an older bundle of that name)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / f".{name}.tmp-{os.getpid()}-{secrets.token_hex(3)}"
+    tmp.mkdir()
+    try:
+        for fname, data in sorted(files.items(), key=lambda kv: kv[0] == MANIFEST_FILE):
+            with open(tmp / fname, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        verify_bundle(tmp)  # the bundle as written must verify, or it never gets its name
+        final = out_dir / name
+        old = None
+        if final.exists():
+            old = out_dir / f".{name}.old-{os.getpid()}-{secrets.token_hex(3)}"
+            os.replace(final, old)
+        os.replace(tmp, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+class Converter:
+    """Holds what every level shares: the run, its splits, torch's answers, the Keras ports."""
+
+    def __init__(self, run_dir, data: str | None = None, log=None):
+        self.log = log or (lambda msg: None)
+        self.run = port.load_run(run_dir)
+        cfg = self.run.config
+        from train.data import load_splits
+
+        self.data = data or cfg["data"]
+        self.log(f"loading {self.data} (ratio {cfg.get('ratio')}, seed {cfg['seed']})")
+        splits = load_splits(self.data, cfg.get("ratio"), cfg["seed"], cfg.get("synth_counts", "120:120:60:1560"))
+        self.train, self.test = splits["train"], splits["test"]
+        if len(self.test.y) == 0:
+            raise ConvertError("the test split is empty: nothing to prove parity or accuracy on")
+        self.frames, self.n_mels = self.test.x.shape[1:]
+        model = self.run.model
+        if model.standardise.mean.shape[0] != self.n_mels:
+            raise ConvertError(f"the model takes {model.standardise.mean.shape[0]} mel bands, "
+                               f"the data has {self.n_mels}")
+        from edge_sed.settings import LABELS
+
+        self.labels = list(LABELS)[:model.classifier[1].out_features]
+        self.torch_test = port.torch_probabilities(model, self.test.x)
+        self.torch_metrics = classification_metrics(self.test.y, self.torch_test.argmax(1), self.labels)
+        self.log("checking the Keras port against torch on every test window")
+        self.keras_parity = port.assert_parity(model, port.keras_windowed(model, self.frames, batch_size=None),
+                                               self.test.x)
+        self._saved_models = {}  # kind -> SavedModel directory, exported once, converted per level
+        self._tmp = tempfile.TemporaryDirectory(prefix="edge-sed-convert-")
+        seed = cfg["seed"]
+        self.rep_x = self.train.x[balanced_sample(self.train.y, REPRESENTATIVE_PER_CLASS, seed)]
+        self.check_idx = balanced_sample(self.test.y, CHECK_PER_CLASS, seed + 1)
+        self.is_lstm = self.run.model_type == "lstm"
+        self.provenance = {
+            "objective": cfg.get("objective"), "model": self.run.model_type, "dataset": self.data,
+            "ratio": cfg.get("ratio"), "synth_counts": cfg.get("synth_counts") if self.data == "synthetic" else None,
+            "seed": seed, "run_dir": str(Path(run_dir).resolve()), "best_epoch": self.run.metrics.get("best_epoch"),
+            **git_commit(), "edge_sed_version": __version__, "tensorflow": port.tf.__version__,
+            "tf_keras": port.keras.__version__, "torch": port.torch.__version__,
+            "hidden": getattr(getattr(model, "lstm", None), "hidden_size", None),
+            "embed_dim": model.embedding.out_features,
+            "converted_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+
+    def close(self) -> None:
+        self._tmp.cleanup()
+
+    def _saved_model(self, kind: str) -> str:
+        """The SavedModel of the windowed ("fused" or "unrolled" LSTM) or "streaming" port."""
+        if kind not in self._saved_models:
+            model = self.run.model
+            if kind == "streaming":
+                keras_model = port.keras_streaming(model)
+            else:
+                keras_model = port.keras_windowed(model, self.frames, batch_size=1, unroll=kind == "unrolled")
+            self._saved_models[kind] = export_saved_model(keras_model, Path(self._tmp.name) / kind)
+        return self._saved_models[kind]
+
+    # -- models and calibration data per level
+
+    def _windowed_rep(self):
+        def gen():
+            for w in self.rep_x:
+                yield [w[None]]
+        return gen
+
+    def _streaming_rep(self, samples: int = 1000):
+        frames, h, c = lstm_trajectories(self.run.model, self.rep_x)
+        idx = np.random.default_rng(self.run.config["seed"]).permutation(len(frames))[:samples]
+
+        def gen():
+            for i in idx:
+                yield {"frame": frames[i][None], "h": h[i][None], "c": c[i][None]}
+        return gen
+
+    def build(self, name: str) -> tuple[bytes, dict]:
+        """(.tflite bytes, facts for the manifest) or UnsupportedLevel."""
+        streaming = name.endswith(STREAMING_SUFFIX)
+        level = name[: -len(STREAMING_SUFFIX)] if streaming else name
+        if streaming:
+            if not self.is_lstm:
+                raise UnsupportedLevel("the streaming (explicit-state) form exists only for the LSTM model")
+            rep = self._streaming_rep() if level in ("int8", "int16x8") else None
+            return convert_saved_model(self._saved_model("streaming"), level, rep), {
+                "level": level, "form": "streaming-explicit-state", "lstm": "cell",
+                "roles": {"frame": "frame", "h": "h", "c": "c", "scores": "scores", "h_out": "h_out", "c_out": "c_out"}}
+        rep = self._windowed_rep() if level in ("int8", "int16x8") else None
+        facts = {"level": level, "form": "windowed", "lstm": "fused" if self.is_lstm else None,
+                 "roles": {"window": "window", "scores": "scores"}, "notes": []}
+        try:
+            model_bytes = convert_saved_model(self._saved_model("windowed"), level, rep)
+        except UnsupportedLevel as fused_error:
+            if not (self.is_lstm and level == "int16x8"):
+                raise
+            try:
+                model_bytes = convert_saved_model(self._saved_model("unrolled"), level, rep)
+            except UnsupportedLevel as unrolled_error:
+                raise UnsupportedLevel(f"fused LSTM: {fused_error}; unrolled LSTM: {unrolled_error}") from None
+            facts["lstm"] = "unrolled"
+            facts["notes"].append(f"fused LSTM not convertible at int16x8 ({fused_error}); converted with the "
+                                  f"LSTM unrolled into {self.frames} steps of elementwise ops")
+        if facts["lstm"] == "fused":
+            if FUSED_LSTM_OP not in read_tflite_info(model_bytes).op_counts():
+                raise ConvertError(f"the converter did not produce the fused {FUSED_LSTM_OP} op")
+            model_bytes, clips = remove_lstm_cell_clip(model_bytes)
+            if any(clips):
+                facts["notes"].append(f"the converter set the fused LSTM's cell_clip to {clips[0]:g}; set to 0 "
+                                      "(no clip) as in the torch model")
+        return model_bytes, facts
+
+    # -- one bundle
+
+    def make_bundle(self, name: str, out_dir: Path, progress=None) -> LevelResult:
+        try:
+            model_bytes, facts = self.build(name)
+        except UnsupportedLevel as exc:
+            return LevelResult(name, "unsupported", str(exc))
+        info = read_tflite_info(model_bytes)
+        inputs, outputs = _io_spec(info, facts["roles"])
+        streaming = facts["form"] != "windowed"
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "name": name,
+            "labels": self.labels,
+            "sample_rate": self.run.metrics.get("frontend", {}).get("sample_rate", 16000),
+            "frontend": self.run.metrics.get("frontend") or _default_frontend(),
+            "window_frames": int(self.frames),
+            "hop_frames": int(self.frames if streaming else WINDOWED_HOP_FRAMES),
+            "form": facts["form"],
+            "level": facts["level"],
+            "lstm": facts["lstm"],
+            "inputs": inputs,
+            "outputs": outputs,
+            "sha256": hashlib.sha256(model_bytes).hexdigest(),
+            "model_bytes": len(model_bytes),
+            "ops": info.op_counts(),
+            "provenance": self.provenance,
+            "accuracy": {},
+            "notes": facts.get("notes", []),
+        }
+        if streaming:
+            manifest["state"] = {
+                "size": int(inputs[[d["role"] for d in inputs].index("h")]["shape"][-1]),
+                "usage": "one frame per invoke; feed h_out/c_out back as h/c (dequantize with the output's "
+                         "quantization, quantize with the input's); zero the state every hop_frames frames: the "
+                         "scores after window_frames frames from zero are the windowed model's. For a shorter "
+                         "hop run several staggered states."}
+        else:
+            manifest["usage"] = ("invoke on window_frames log-mel frames; a fused-LSTM model keeps state in "
+                                 "variable tensors between invokes in LiteRT: reset_all_variables() before each "
+                                 "window (BundleRunner does)")
+        bundle = Bundle(out_dir, manifest, model_bytes, info)
+        runner = BundleRunner(bundle)
+        litert = runner.predict_many(self.test.x, progress=progress)
+        metrics = classification_metrics(self.test.y, litert.argmax(1), self.labels)
+        diff = np.abs(litert - self.torch_test)
+        manifest["accuracy"] = {
+            "split": "test", "windows": int(len(self.test.y)), "runtime": _runtime_name(),
+            "metric_note": "per-class error = 1 - recall; overall error = mean of per-class errors; macro-F1",
+            **{k: metrics[k] for k in ("per_class_error", "overall_error", "macro_f1", "accuracy", "support",
+                                       "confusion_matrix")},
+            "torch": {k: self.torch_metrics[k] for k in ("per_class_error", "overall_error", "macro_f1")},
+            "vs_torch": {
+                "overall_error_diff": metrics["overall_error"] - self.torch_metrics["overall_error"],
+                "macro_f1_diff": metrics["macro_f1"] - self.torch_metrics["macro_f1"],
+                "prediction_agreement": float(np.mean(litert.argmax(1) == self.torch_test.argmax(1))),
+                "max_abs_prob_diff": float(diff.max()), "mean_abs_prob_diff": float(diff.mean()),
+            },
+        }
+        vs = manifest["accuracy"]["vs_torch"]
+        manifest["warnings"] = []
+        if vs["overall_error_diff"] > WARN_ERROR_INCREASE or vs["prediction_agreement"] < WARN_AGREEMENT:
+            advice = ("; an int8 LSTM state fed back every frame is too coarse: prefer int16x8-streaming "
+                      "or the windowed int8 model" if name == "int8-streaming" else "")
+            manifest["warnings"].append(
+                f"{name} loses accuracy: overall error {metrics['overall_error']:.3f} vs torch "
+                f"{self.torch_metrics['overall_error']:.3f}, predictions agree on "
+                f"{vs['prediction_agreement']:.1%} of test windows{advice}")
+        manifest["parity"] = {"keras_vs_torch_max_abs": self.keras_parity, "keras_tolerance": port.PARITY_TOLERANCE,
+                              "tflite_vs_torch_max_abs": float(diff.max())}
+        if facts["level"] == "fp32":
+            manifest["parity"]["fp32_tolerance"] = FP32_TOLERANCE
+            if not diff.max() < FP32_TOLERANCE:
+                return LevelResult(name, "failed", f"fp32 TFLite differs from torch by {diff.max():.2e} "
+                                   f"(> {FP32_TOLERANCE:.0e}): a conversion bug, not quantization")
+        files = {MODEL_FILE: model_bytes}
+        check_x = self.test.x[self.check_idx]
+        buf = io.BytesIO()
+        np.savez(buf, x=check_x, y=self.test.y[self.check_idx], litert=litert[self.check_idx],
+                 torch=self.torch_test[self.check_idx])
+        files[CHECK_FILE] = buf.getvalue()
+        manifest["check"] = {"file": CHECK_FILE, "sha256": hashlib.sha256(files[CHECK_FILE]).hexdigest(),
+                             "windows": int(len(check_x)),
+                             "note": "test windows with LiteRT's and torch's outputs at conversion; "
+                                     "verify re-runs them"}
+        if name in MCU_BUNDLES:
+            manifest["tflm"] = self._tflm(bundle, litert)
+            header, source = _c_files(model_bytes, manifest)
+            files[C_HEADER], files[C_SOURCE] = header.encode(), source.encode()
+        files[MANIFEST_FILE] = (json.dumps(manifest, indent=2) + "\n").encode()
+        path = _write_bundle_dir(out_dir, name, files)
+        return LevelResult(name, "ok", None, str(path), manifest)
+
+    def _tflm(self, bundle: Bundle, litert: np.ndarray) -> dict:
+        """Arena size, and tflite-micro's outputs against LiteRT's (as the Pi runs it, with
+        XNNPACK) and against LiteRT's reference kernels, on the first test windows."""
+        from .micro import LiteRTReferenceBackend, MicroBackend, compare_outputs, find_arena_bytes
+
+        arena = find_arena_bytes(bundle.model_bytes)
+        n = min(TFLM_COMPARE_WINDOWS, len(self.test.x))
+        micro = BundleRunner(bundle, backend=MicroBackend(bundle.model_bytes, arena["arena_bytes"]))
+        micro_out = micro.predict_many(self.test.x[:n])
+        reference_backend = LiteRTReferenceBackend(bundle.model_bytes)
+        reference = BundleRunner(bundle, backend=reference_backend).predict_many(self.test.x[:n])
+        outputs = bundle.manifest["outputs"]
+        scale = outputs[[d["role"] for d in outputs].index("scores")]["quantization"]["scale"]
+        arena["vs_litert"] = compare_outputs(micro_out, litert[:n], scale)
+        arena["vs_litert_reference_kernels"] = compare_outputs(micro_out, reference, scale)
+        arena["litert_xnnpack_vs_reference_kernels"] = compare_outputs(litert[:n], reference, scale)
+        return arena
+
+
+def _c_files(model_bytes, manifest):
+    from .micro import c_array_files
+
+    return c_array_files(model_bytes, manifest, manifest["tflm"]["arena_bytes"])
+
+
+def _default_frontend() -> dict:
+    from edge_sed.frontend import FrontendConfig
+
+    return FrontendConfig().to_dict()
+
+
+def _runtime_name() -> str:
+    from edge_sed.runtime import interpreter_class
+
+    _, module = interpreter_class()
+    top = module.split(".")[0]
+    try:
+        from importlib.metadata import version
+
+        return f"{top} {version(top.replace('_', '-'))}"
+    except Exception:
+        return top
+
+
+def convert_run(run_dir, out_dir, levels=BUNDLES, data: str | None = None, log=None,
+                on_level=None, progress=None) -> dict:
+    """Convert ``run_dir`` into ``out_dir/<level>/`` for each of ``levels``; returns the report
+    also written to ``out_dir/convert-report.json``. ``on_level(LevelResult)`` after each level,
+    ``progress(done, total)`` within one (test windows run)."""
+    out_dir = Path(out_dir)
+    started = time.perf_counter()
+    conv = Converter(run_dir, data, log)
+    results = []
+    try:
+        for name in levels:
+            (log or (lambda m: None))(f"converting {name}")
+            try:
+                result = conv.make_bundle(name, out_dir, progress)
+            except ConvertError as exc:
+                result = LevelResult(name, "failed", str(exc))
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as exc:  # one level's failure must not hide the others' results
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                result = LevelResult(name, "failed", f"{type(exc).__name__}: {first}")
+            results.append(result)
+            if on_level:
+                on_level(result)
+    finally:
+        conv.close()
+    report = {
+        "run_dir": str(Path(run_dir).resolve()), "out": str(out_dir.resolve()),
+        "model": conv.run.model_type, "objective": conv.run.config.get("objective"),
+        "test_windows": int(len(conv.test.y)),
+        "torch": {k: conv.torch_metrics[k] for k in ("per_class_error", "overall_error", "macro_f1")},
+        "keras_vs_torch_max_abs": conv.keras_parity,
+        "levels": [r.summary() for r in results],
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    write_json(report, out_dir / "convert-report.json")
+    return report

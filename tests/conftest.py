@@ -1,0 +1,42 @@
+"""Session fixtures shared by the convert and bundle tests: one tiny trained LSTM run and its
+bundles at every level, made once (TensorFlow conversion is the slow part)."""
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    from edge_sed.synth import write_dataset
+
+    root = tmp_path_factory.mktemp("tiny-data")
+    return write_dataset(root, {"dog": 12, "baby_cry": 12, "gunshot": 12, "background": 36}, seed=5, workers=1)
+
+
+def train_tiny(tiny_data, out, model="lstm", epochs=4):
+    from train.trainer import TrainConfig, train
+
+    cfg = TrainConfig(data=str(tiny_data), out=str(out), model=model, ratio=None, epochs=epochs, patience=50,
+                      batch_size=16, hidden=8, embed_dim=4, threads=1, lr=1e-2)
+    train(cfg)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_data, tmp_path_factory):
+    """A run directory of an LSTM with 8 units, trained for a few epochs on 72 synthetic clips."""
+    return train_tiny(tiny_data, tmp_path_factory.mktemp("tiny-run") / "run")
+
+
+@pytest.fixture(scope="session")
+def tiny_cnn_run(tiny_data, tmp_path_factory):
+    """A run directory of the CNN (default size), trained for two epochs."""
+    return train_tiny(tiny_data, tmp_path_factory.mktemp("tiny-cnn-run") / "run", model="cnn", epochs=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_bundles(tiny_run, tmp_path_factory):
+    """(bundles directory, convert report) for every level of the tiny LSTM."""
+    from convert.bundles import convert_run
+
+    out = tmp_path_factory.mktemp("bundles")
+    return out, convert_run(tiny_run, out)

@@ -1,0 +1,350 @@
+"""The paper's table: every objective against ``weighted-ce``, paired over seeds, per clip and
+per window.
+
+    table = run_table("/path/to/data", ratios=("6:1:2:16", "2:2:1:26"), out_dir="out/table")
+
+Runs. For one (model, ratio, seed) every objective sees the same split, subsample, windows and
+initialisation (TrainConfig.seed), so objective differences are paired by seed. The splits are
+loaded once per (model, ratio, seed) task and handed to ``train(splits=...)`` for every
+objective. Tasks run in ``workers`` processes, one torch thread each. Every run writes
+``out_dir/runs/{model}-{ratio, ':' -> '_'}-{objective}-s{seed}``; a run whose ``metrics.json``
+exists is not trained again (a killed table resumes; a run killed mid-training continues from
+its checkpoint), and a run directory whose config.json differs from the requested one is an
+error rather than silently mixed into the table.
+
+Two levels of metrics (edge_sed.metrics.classification_metrics):
+- window (secondary): the test windows the trainer evaluates, one per clip by the project's
+  clip-to-window policy (event windows centred on the energy peak);
+- clip (primary): the whole test clip, as a device listening to it would see it. It is cut
+  into 1 s windows with a 0.5 s hop from its start; when the hop does not land on the clip's
+  end, one more window ends exactly at it, so every sample is covered. A clip of 1 s or less
+  is one window, padded as ``clip_to_window`` pads it (events centred, background at the end).
+  Decision rule ("any window fires"): the clip is an event if any of its windows' argmax is
+  an event class; then it takes the event class with the highest single-window probability
+  among those windows; otherwise it is background.
+
+Table, per (model, ratio) and level: per-class and overall error (1 - recall; overall = mean
+over classes) as mean ± sd over seeds; for every objective against weighted-ce, per seed
+d = err_wce - err_obj (positive: the objective makes fewer errors), the mean relative error
+reduction mean(d / err_wce), a 95 % t-interval of the paired mean of d (n - 1 degrees of
+freedom), and in how many seeds the objective beat weighted-ce; plus training time per run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edge_sed.atomic import write_json
+from edge_sed.audio_io import read_audio
+from edge_sed.datasets import clip_to_window
+from edge_sed.errors import EdgeSedError
+from edge_sed.metrics import classification_metrics
+from edge_sed.settings import BACKGROUND, CLIP_WINDOW_S, LABELS, SAMPLE_RATE
+
+from .data import features, load_splits, synthetic_source
+from .models import build_model
+from .objectives import OBJECTIVES
+from .trainer import TrainConfig, predict, train
+
+BASELINE = "weighted-ce"
+HOP_S = 0.5
+
+# Two-sided 95 % Student t quantiles t_{0.975, df} for df = 1..30 (standard tables; checked
+# against scipy.stats.t.ppf in the tests); beyond 30 the normal 1.960, at most 4 % narrow (df 31).
+# A table has a handful of seeds, and train/ need not depend on scipy for 30 numbers.
+T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+         2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+         2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def t_975(df: int) -> float:
+    return T_975[df - 1] if df <= len(T_975) else 1.960
+
+
+# ---------------------------------------------------------------- per-clip evaluation
+
+
+def clip_windows(audio: np.ndarray, label: str, key: str, seed: int = 0,
+                 window_s: float = CLIP_WINDOW_S, hop_s: float = HOP_S) -> np.ndarray:
+    """(W, samples) windows covering a whole clip (rule in the module docstring)."""
+    n, hop = int(round(window_s * SAMPLE_RATE)), int(round(hop_s * SAMPLE_RATE))
+    if len(audio) <= n:  # one window, padded by the training policy (the label only picks the side)
+        return clip_to_window(audio, label, seed, key, window_s)[None]
+    starts = list(range(0, len(audio) - n + 1, hop))
+    if starts[-1] + n < len(audio):
+        starts.append(len(audio) - n)
+    return np.stack([audio[s:s + n] for s in starts]).astype(np.float32)
+
+
+def clip_decision(probs: np.ndarray, background: int = LABELS.index(BACKGROUND)) -> int:
+    """One clip's class from its windows' probabilities (W, C): "any window fires"."""
+    fired = probs.argmax(1) != background
+    if not fired.any():
+        return background
+    events = [c for c in range(probs.shape[1]) if c != background]
+    sub = probs[fired][:, events]  # fired windows x event classes
+    return events[int(np.unravel_index(sub.argmax(), sub.shape)[1])]
+
+
+def clip_window_features(split, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Log-mel of every window of every test clip, and the clip index of each window."""
+    feats, owner = [], []
+    for i, (path, y) in enumerate(zip(split.paths, split.y)):
+        w = clip_windows(read_audio(path), LABELS[y], Path(path).name, seed)
+        feats.append(features(w))
+        owner += [i] * len(w)
+    return np.concatenate(feats), np.asarray(owner)
+
+
+def load_best(cfg: TrainConfig, n_mels: int):
+    """The run's best checkpoint in the network the trainer built."""
+    model = build_model(cfg.model, n_mels=n_mels, embed_dim=cfg.embed_dim, num_classes=len(LABELS),
+                        **({"hidden": cfg.hidden} if cfg.model == "lstm" else {}))
+    model.load_state_dict(torch.load(Path(cfg.out) / "best.pt", weights_only=True))
+    return model
+
+
+def clip_metrics(model, split, windows: np.ndarray, owner: np.ndarray) -> dict:
+    probs, _ = predict(model, windows)
+    pred = [clip_decision(probs[owner == i]) for i in range(len(split.y))]
+    return classification_metrics(split.y, pred)
+
+
+# ---------------------------------------------------------------- runs
+
+
+def run_name(model: str, ratio: str, objective: str, seed: int) -> str:
+    return f"{model}-{ratio.replace(':', '_')}-{objective}-s{seed}"
+
+
+def _done(run: Path) -> bool:
+    return (run / "clip_metrics.json").exists()
+
+
+def _check_config(cfg: TrainConfig) -> None:
+    """A run directory left by different settings must not be mixed into this table."""
+    path = Path(cfg.out) / "config.json"
+    if path.exists():
+        saved, wanted = json.loads(path.read_text()), json.loads(json.dumps(asdict(cfg)))
+        diff = sorted(k for k in wanted if saved.get(k) != wanted[k])
+        if diff:
+            raise EdgeSedError(f"{cfg.out} was run with other settings ({', '.join(diff)}); "
+                             "use another --out or delete it")
+
+
+def run_task(task: dict, on_run=None) -> dict:
+    """Every objective of one (model, ratio, seed), on splits loaded once. Returns timings."""
+    torch.set_num_threads(1)  # one process per core; more threads only fight each other
+    cfgs = [TrainConfig(**task["config"], objective=o,
+                        out=str(Path(task["out_dir"]) / "runs" / run_name(task["config"]["model"],
+                                                                          task["config"]["ratio"], o,
+                                                                          task["config"]["seed"])))
+            for o in task["objectives"]]
+    for cfg in cfgs:
+        _check_config(cfg)
+    todo = [cfg for cfg in cfgs if not _done(Path(cfg.out))]
+    if not todo:  # resuming a finished task: do not even read the data
+        return {"load_seconds": 0.0}
+    t0 = time.perf_counter()
+    c = task["config"]
+    splits = load_splits(c["data"], c["ratio"], c["seed"], c["synth_counts"])
+    windows, owner = clip_window_features(splits["test"], c["seed"])
+    load_seconds = time.perf_counter() - t0
+    for cfg in todo:
+        # CPU time as well as wall time: one thread per process, so CPU seconds are what the run
+        # costs, whatever else the machine is doing (wall time inflates under other load)
+        t, cpu = time.perf_counter(), time.process_time()
+        out = Path(cfg.out)
+        if (out / "metrics.json").exists():  # trained, killed before the clip metrics
+            window = json.loads((out / "metrics.json").read_text())["test"]
+        else:
+            window = train(cfg, resume=True, splits=splits)["test"]  # resume: a no-op without a checkpoint
+        model = load_best(cfg, splits["test"].x.shape[2])
+        write_json({"clip": clip_metrics(model, splits["test"], windows, owner), "window": window,
+                    "test_clips": len(splits["test"].y), "test_clip_windows": len(windows),
+                    "run_seconds": round(time.perf_counter() - t, 2),
+                    "run_cpu_seconds": round(time.process_time() - cpu, 2)}, out / "clip_metrics.json")
+        if on_run:
+            on_run()
+    return {"load_seconds": round(load_seconds, 2)}
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def mean_sd(values) -> dict:
+    v = np.asarray([x for x in values if x is not None], np.float64)
+    if not len(v):
+        return {"mean": None, "sd": None, "n": 0}
+    return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
+
+
+def paired_stats(err_base, err_obj) -> dict:
+    """Objective vs baseline over paired seeds. d = err_base - err_obj (positive: fewer errors).
+    Relative reduction per seed d / err_base (undefined, so left out, where err_base = 0)."""
+    base, obj = np.asarray(err_base, np.float64), np.asarray(err_obj, np.float64)
+    d = base - obj
+    n = len(d)
+    rel = [float(x / b) for x, b in zip(d, base) if b > 0]
+    out = {"n": n, "mean_diff": float(d.mean()), "sd_diff": float(d.std(ddof=1)) if n > 1 else None,
+           "ci95": None, "rel_reduction": float(np.mean(rel)) if rel else None,
+           "wins": int((obj < base).sum()), "ties": int((obj == base).sum())}
+    if n > 1:
+        half = t_975(n - 1) * out["sd_diff"] / math.sqrt(n)
+        out["ci95"] = [out["mean_diff"] - half, out["mean_diff"] + half]
+    return out
+
+
+def summarise(out_dir, models, ratios, objectives, seeds) -> list[dict]:
+    """The table's numbers from the run directories (so a resumed table is the same table)."""
+    groups = []
+    for model in models:
+        for ratio in ratios:
+            runs = {}
+            for o in objectives:
+                for s in seeds:
+                    run = Path(out_dir) / "runs" / run_name(model, ratio, o, s)
+                    runs[o, s] = {**json.loads((run / "clip_metrics.json").read_text()),
+                                  "train_seconds": json.loads((run / "metrics.json").read_text())["train_seconds"]}
+            group = {"model": model, "ratio": ratio, "seeds": list(seeds),
+                     "test_support": {l: mean_sd([runs[objectives[0], s]["clip"]["support"][l] for s in seeds])["mean"]
+                                      for l in LABELS},
+                     "levels": {}, "seconds": {}}
+            for level in ("clip", "window"):
+                rows = {}
+                for o in objectives:
+                    m = [runs[o, s][level] for s in seeds]
+                    rows[o] = {"per_class_error": {l: mean_sd([x["per_class_error"][l] for x in m]) for l in LABELS},
+                               "overall_error": {**mean_sd([x["overall_error"] for x in m]),
+                                                 "per_seed": [x["overall_error"] for x in m]},
+                               "macro_f1": mean_sd([x["macro_f1"] for x in m])}
+                    if BASELINE in objectives and o != BASELINE:
+                        rows[o]["vs_" + BASELINE] = paired_stats(
+                            [runs[BASELINE, s][level]["overall_error"] for s in seeds],
+                            [x["overall_error"] for x in m])
+                group["levels"][level] = rows
+            for o in objectives:
+                t = [runs[o, s]["train_seconds"] for s in seeds]
+                group["seconds"][o] = {"train_mean": float(np.mean(t)), "train_total": float(np.sum(t)),
+                                       "run_mean": float(np.mean([runs[o, s]["run_seconds"] for s in seeds])),
+                                       "run_cpu_mean": float(np.mean([runs[o, s]["run_cpu_seconds"] for s in seeds]))}
+            groups.append(group)
+    return groups
+
+
+# ---------------------------------------------------------------- the table
+
+
+def _pm(s: dict, digits: int = 3) -> str:
+    return "–" if s["mean"] is None else f"{s['mean']:.{digits}f} ± {s['sd']:.{digits}f}"
+
+
+def table_markdown(table: dict) -> str:
+    lines = [f"# Objectives vs {BASELINE}", "",
+             f"Data `{table['settings']['data']}`; seeds {table['settings']['seeds']}; "
+             f"epochs {table['settings']['train']['epochs']}, stage-1 epochs "
+             f"{table['settings']['train']['stage1_epochs']}, patience {table['settings']['train']['patience']}. "
+             "Error = 1 − recall on the test split, overall = mean over classes; mean ± sd over seeds. "
+             f"Δ = err({BASELINE}) − err(objective) per seed (positive: fewer errors), 95 % paired "
+             "t-interval; rel. = mean over seeds of Δ / err(weighted-ce); wins = seeds with a lower "
+             "overall error than weighted-ce.", ""]
+    for g in table["groups"]:
+        support = ", ".join(f"{l} {v:g}" for l, v in g["test_support"].items())
+        lines += [f"## {g['model']}, ratio {g['ratio']} (dog:baby_cry:gunshot:background)", "",
+                  f"Test clips per seed (mean): {support}.", ""]
+        for level, title in (("clip", "Clip level (primary: any window fires)"),
+                             ("window", "Window level (secondary: one window per clip)")):
+            lines += [f"**{title}**", "",
+                      "| objective | " + " | ".join(LABELS) + " | overall | rel. vs wce | Δ overall [95 % CI] | wins |",
+                      "|---|" + "---|" * (len(LABELS) + 4)]
+            for o, r in g["levels"][level].items():
+                cells = [_pm(r["per_class_error"][l]) for l in LABELS] + [_pm(r["overall_error"])]
+                p = r.get("vs_" + BASELINE)
+                if p is None:
+                    cells += ["(baseline)", "", ""]
+                else:
+                    rel = "–" if p["rel_reduction"] is None else f"{100 * p['rel_reduction']:+.1f} %"
+                    ci = "" if p["ci95"] is None else f" [{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}]"
+                    cells += [rel, f"{p['mean_diff']:+.3f}{ci}", f"{p['wins']}/{p['n']}"]
+                lines.append(f"| {o} | " + " | ".join(cells) + " |")
+            lines.append("")
+        lines += ["Seconds per run, mean over seeds, training wall time / whole run's CPU time "
+                  "(training + clip evaluation; CPU time does not grow with other load on the machine): "
+                  + ", ".join(f"{o} {s['train_mean']:.1f} / {s['run_cpu_mean']:.1f}" for o, s in g["seconds"].items()),
+                  ""]
+    lines.append(f"Total training time {table['train_seconds_total']:.0f} s (wall) and {table['cpu_seconds_total']:.0f} s "
+                 f"(CPU, whole runs) over {table['runs']} runs; this invocation's wall time "
+                 f"{table['wall_seconds']:.0f} s with {table['settings']['workers']} workers.")
+    return "\n".join(lines) + "\n"
+
+
+def write_table(table: dict, out_dir) -> str:
+    write_json(table, Path(out_dir) / "table.json")
+    md = table_markdown(table)
+    (Path(out_dir) / "table.md").write_text(md)
+    return md
+
+
+def run_table(data: str, models=("lstm",), ratios=("6:1:2:16", "2:2:1:26"), objectives=tuple(OBJECTIVES),
+              seeds=(0, 1, 2, 3, 4), out_dir="out/table", workers: int = 2, epochs: int = TrainConfig.epochs,
+              progress=None, **train_kwargs) -> dict:
+    """Train every (model, ratio, objective, seed), evaluate per clip and per window, write
+    table.md and table.json in ``out_dir`` and return the table. ``train_kwargs`` go to
+    TrainConfig (stage1_epochs, patience, synth_counts, hidden, ...). ``progress(done, total)``
+    is called as runs finish."""
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    models, ratios, objectives, seeds = list(models), list(ratios), list(objectives), list(seeds)
+    unknown = [o for o in objectives if o not in OBJECTIVES]
+    if unknown:
+        raise EdgeSedError(f"unknown objective(s) {', '.join(unknown)}; choose from {', '.join(OBJECTIVES)}")
+    if data != "synthetic":
+        data = str(Path(data).resolve())  # the same run, whatever the working directory
+    base = {**asdict(TrainConfig()), **train_kwargs, "data": data, "epochs": epochs, "threads": 1}
+    base.pop("out"), base.pop("objective")
+    if data == "synthetic":  # make each seed's set here, not twice at once in two workers
+        for s in seeds:
+            synthetic_source(base["synth_counts"], s)
+    tasks = [{"config": {**base, "model": m, "ratio": r, "seed": s}, "objectives": objectives,
+              "out_dir": str(out_dir)} for m in models for r in ratios for s in seeds]
+    total = len(tasks) * len(objectives)
+    count = lambda: sum(_done(out_dir / "runs" / run_name(m, r, o, s))
+                        for m in models for r in ratios for o in objectives for s in seeds)
+    report = progress or (lambda done, total: None)
+    report(count(), total)
+    loads = []
+    if workers <= 1:
+        for task in tasks:
+            loads.append(run_task(task, on_run=lambda: report(count(), total)))
+    else:
+        # spawn: a fresh interpreter per worker, nothing inherited from torch in this process
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx) as pool:
+            pending = {pool.submit(run_task, task) for task in tasks}
+            try:
+                while pending:  # the workers write run directories; count them for the progress
+                    finished, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+                    loads += [f.result() for f in finished]  # re-raises a worker's error here
+                    report(count(), total)
+            except BaseException:  # an error or ^C: do not start the queued tasks first
+                pool.shutdown(cancel_futures=True)
+                raise
+    groups = summarise(out_dir, models, ratios, objectives, seeds)
+    table = {"settings": {"data": data, "models": models, "ratios": ratios, "objectives": objectives,
+                          "seeds": seeds, "workers": workers, "train": {k: v for k, v in base.items() if k != "data"}},
+             "groups": groups, "runs": total,
+             "train_seconds_total": float(sum(s["train_total"] for g in groups for s in g["seconds"].values())),
+             "cpu_seconds_total": float(sum(s["run_cpu_mean"] * len(seeds) for g in groups for s in g["seconds"].values())),
+             "load_seconds_total": float(sum(x["load_seconds"] for x in loads)),
+             "wall_seconds": round(time.perf_counter() - started, 1)}
+    write_table(table, out_dir)
+    return table
