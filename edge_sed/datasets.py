@@ -25,8 +25,9 @@ Clip-to-window policy (identical for every trainer): each clip becomes exactly o
   the clip. A silent clip peaks at its first box, so its window starts at 0.
 - Background clips: a uniformly random crop, seeded by (seed, crc32 of the file name), so the
   crop is the same on every machine and run, whatever folder the data set lives in.
-- Clips shorter than the window are zero-padded: symmetrically for events (the event stays in
-  the middle), at the end for background.
+- Clips shorter than the window are zero-padded symmetrically (the clip in the middle), whatever
+  the label: a padding side chosen by label would tell the model the label (an earlier version
+  padded background at the end only, so "leading silence" meant "event").
 """
 
 from __future__ import annotations
@@ -485,7 +486,7 @@ def locate_window(
     n = int(round(window_s * sample_rate))
     event = label != BACKGROUND
     if len(audio) <= n:
-        left = (n - len(audio)) // 2 if event else 0
+        left = (n - len(audio)) // 2  # never by label: the padding must not carry the label
         return np.pad(audio, (left, n - len(audio) - left)), 0
     if event:
         hop, box = max(1, sample_rate // 100), max(1, sample_rate // 10)

@@ -433,7 +433,7 @@ def test_short_clips_are_padded():
     assert ev.shape == (16000,)
     assert not ev[:4000].any() and not ev[12000:].any() and (ev[4000:12000] == 0.25).all()
     bg = clip_to_window(audio, "background", seed=0, key="b.wav")
-    assert (bg[:8000] == 0.25).all() and not bg[8000:].any()
+    np.testing.assert_array_equal(bg, ev)  # padding never depends on the label
     assert clip_to_window(audio, "dog", 0, "d.wav", window_s=0.25).shape == (4000,)
     with pytest.raises(DatasetError, match="unknown label"):
         clip_to_window(audio, "cat", 0, "c.wav")

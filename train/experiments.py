@@ -18,7 +18,7 @@ Two levels of metrics (edge_sed.metrics.classification_metrics):
 - clip (primary): the whole test clip, as a device listening to it would see it. It is cut
   into 1 s windows with a 0.5 s hop from its start; when the hop does not land on the clip's
   end, one more window ends exactly at it, so every sample is covered. A clip of 1 s or less
-  is one window, padded as ``clip_to_window`` pads it (events centred, background at the end).
+  is one window, padded as ``clip_to_window`` pads it (centred, whatever the label).
   Decision rule ("any window fires"): the clip is an event if any of its windows' argmax is
   an event class; then it takes the event class with the highest single-window probability
   among those windows; otherwise it is background.
@@ -77,7 +77,7 @@ def clip_windows(audio: np.ndarray, label: str, key: str, seed: int = 0,
                  window_s: float = CLIP_WINDOW_S, hop_s: float = HOP_S) -> np.ndarray:
     """(W, samples) windows covering a whole clip (rule in the module docstring)."""
     n, hop = int(round(window_s * SAMPLE_RATE)), int(round(hop_s * SAMPLE_RATE))
-    if len(audio) <= n:  # one window, padded by the training policy (the label only picks the side)
+    if len(audio) <= n:  # one window, padded by the training policy (centred)
         return clip_to_window(audio, label, seed, key, window_s)[None]
     starts = list(range(0, len(audio) - n + 1, hop))
     if starts[-1] + n < len(audio):
