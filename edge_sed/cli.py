@@ -263,7 +263,7 @@ def _parse_params(params) -> dict:
 @click.option("--patience", default=25, show_default=True, help="Early stopping on val balanced accuracy.")
 @click.option("--batch-size", default=64, show_default=True)
 @click.option("--lr", default=1e-3, show_default=True)
-@click.option("--finetune-lr", default=1e-4, show_default=True, help="clustered stage 2: embedding net's lr.")
+@click.option("--finetune-lr", default=1e-3, show_default=True, help="clustered stage 2: embedding net's lr.")
 @click.option("--freeze-embedding", is_flag=True, help="clustered stage 2: do not fine-tune the embedding net.")
 @click.option("--stage2-embedding-weight", default=0.0, show_default=True,
               help="clustered stage 2: also keep this weight x the centroid loss.")

@@ -94,3 +94,15 @@ def _history(cfg):
         return torch.load(path, weights_only=False)["state"]["history"]
     except FileNotFoundError:
         return []
+
+
+def test_train_command_defaults_are_the_config_defaults():
+    """The CLI cannot import TrainConfig (torch) at definition time, so its defaults are
+    literals: they must not drift from the dataclass."""
+    from edge_sed.cli import experiments, train as train_command
+
+    for command in (train_command, experiments):
+        for param in command.params:
+            if param.name in TrainConfig.__dataclass_fields__ and not getattr(param, "is_flag", False) \
+                    and param.default is not None:
+                assert param.default == getattr(TrainConfig(), param.name), (command.name, param.name)
