@@ -1,0 +1,155 @@
+"""Events on a stream: the detector's decisions, annotation files, and stream-level metrics.
+
+Metric (say which one you report): DCASE 2017 task 2 style, event-based, onset only. A causal
+detector decides *after* an event starts, at ``Event.t_s`` (the end of the audio its decision
+used), so a detection matches a reference event of the same class when
+
+    reference onset - collar_s  <=  t_s  <=  reference onset + collar_s + delay_s
+
+where ``delay_s`` is the longest decision delay the detector is allowed (by default one model
+window, 1 s: the decision has then seen the whole event start). Each reference matches at most
+one detection (greedy, earliest detection first). Onset->detection latency = t_s - onset of the
+matched reference. Error rate = (S + D + I) / N as in sed_eval: after class-wise matching,
+unmatched detections and references that match in time only are substitutions.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import atomic_path
+from .errors import DatasetError
+
+ANNOTATION_COLUMNS = ("onset_s", "offset_s", "label")
+
+
+@dataclass(frozen=True)
+class Event:
+    """A detection: ``label`` with averaged probability ``score`` decided at stream time ``t_s``
+    (seconds: the end of the audio the decision used)."""
+
+    label: str
+    score: float
+    t_s: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """A reference event: ``label`` active over [onset_s, offset_s) seconds of stream time."""
+
+    onset_s: float
+    offset_s: float
+    label: str
+
+
+def write_annotations(path: str | os.PathLike, annotations) -> None:
+    """CSV with a header ``onset_s,offset_s,label``, one row per event, written atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(ANNOTATION_COLUMNS)
+        for a in annotations:
+            w.writerow([f"{a.onset_s:.4f}", f"{a.offset_s:.4f}", a.label])
+
+
+def read_annotations(path: str | os.PathLike) -> list[Annotation]:
+    """The rows of an annotation CSV (see write_annotations); DatasetError naming the row on
+    anything malformed."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such annotation file")
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in ANNOTATION_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DatasetError(f"{path}: missing column(s) {', '.join(missing)} (need {','.join(ANNOTATION_COLUMNS)})")
+        out = []
+        for n, row in enumerate(reader, start=2):
+            try:
+                onset, offset = float(row["onset_s"]), float(row["offset_s"])
+            except (TypeError, ValueError):
+                raise DatasetError(f"{path}:{n}: onset_s/offset_s are not numbers") from None
+            if not (np.isfinite(onset) and np.isfinite(offset)) or onset < 0 or offset < onset or not row["label"]:
+                raise DatasetError(f"{path}:{n}: need 0 <= onset_s <= offset_s and a label")
+            out.append(Annotation(onset, offset, row["label"]))
+    return sorted(out, key=lambda a: a.onset_s)
+
+
+def _matches(ref: Annotation, ev: Event, collar_s: float, delay_s: float) -> bool:
+    return ref.onset_s - collar_s <= ev.t_s <= ref.onset_s + collar_s + delay_s
+
+
+def _greedy_match(reference, detected, collar_s, delay_s, same_label: bool):
+    """Pairs (ref index, det index), each used once, detections in time order."""
+    used, pairs = set(), []
+    for j in sorted(range(len(detected)), key=lambda j: detected[j].t_s):
+        ev = detected[j]
+        for i, ref in enumerate(reference):
+            if i in used or (same_label and ref.label != ev.label) or not _matches(ref, ev, collar_s, delay_s):
+                continue
+            used.add(i)
+            pairs.append((i, j))
+            break
+    return pairs
+
+
+def event_metrics(reference, detected, duration_s: float, collar_s: float = 0.5, delay_s: float = 1.0,
+                  labels=None) -> dict:
+    """Event-based F1, error rate, precision/recall (overall and per class), onset->detection
+    latency (median, p95, seconds) and false alarms per hour, for ``detected`` Events against
+    ``reference`` Annotations on a stream of ``duration_s`` seconds (matching rule: module doc)."""
+    reference, detected = list(reference), list(detected)
+    labels = list(labels) if labels else sorted({a.label for a in reference} | {e.label for e in detected})
+    pairs = _greedy_match(reference, detected, collar_s, delay_s, same_label=True)
+    tp_ref = {i for i, _ in pairs}
+    tp_det = {j for _, j in pairs}
+    latencies = [detected[j].t_s - reference[i].onset_s for i, j in pairs]
+    left_ref = [reference[i] for i in range(len(reference)) if i not in tp_ref]
+    left_det = [detected[j] for j in range(len(detected)) if j not in tp_det]
+    subs = len(_greedy_match(left_ref, left_det, collar_s, delay_s, same_label=False))
+    n_ref, tp = len(reference), len(pairs)
+    fp, fn = len(detected) - tp, n_ref - tp
+
+    def prf(tp_, fp_, fn_):
+        p = tp_ / (tp_ + fp_) if tp_ + fp_ else 0.0
+        r = tp_ / (tp_ + fn_) if tp_ + fn_ else 0.0
+        f = 2 * tp_ / (2 * tp_ + fp_ + fn_) if tp_ + fp_ + fn_ else 1.0
+        return p, r, f
+
+    precision, recall, f1 = prf(tp, fp, fn)
+    hours = duration_s / 3600.0 if duration_s > 0 else float("nan")
+    per_class = {}
+    for label in labels:
+        n_l = sum(a.label == label for a in reference)
+        tp_l = sum(reference[i].label == label for i, _ in pairs)
+        fp_l = sum(e.label == label for e in detected) - tp_l
+        fn_l = n_l - tp_l
+        p, r, f = prf(tp_l, fp_l, fn_l)
+        lat = [detected[j].t_s - reference[i].onset_s for i, j in pairs if reference[i].label == label]
+        per_class[label] = {
+            "reference": n_l, "tp": tp_l, "fp": fp_l, "fn": fn_l, "precision": p, "recall": r, "f1": f,
+            "error_rate": (fn_l + fp_l) / n_l if n_l else float("nan"),
+            "latency_median_s": float(np.median(lat)) if lat else None,
+            "false_alarms_per_hour": fp_l / hours,
+        }
+    return {
+        "metric": (f"event-based, onset only: match if onset-{collar_s:g} s <= decision time <= "
+                   f"onset+{collar_s:g} s+{delay_s:g} s (DCASE 2017 task 2 collar with a causal delay)"),
+        "reference": n_ref, "detected": len(detected), "tp": tp, "fp": fp, "fn": fn,
+        "substitutions": subs, "deletions": fn - subs, "insertions": fp - subs,
+        "precision": precision, "recall": recall, "f1": f1,
+        "error_rate": (fn + fp - subs) / n_ref if n_ref else float("nan"),
+        "latency_median_s": float(np.median(latencies)) if latencies else None,
+        "latency_p95_s": float(np.percentile(latencies, 95)) if latencies else None,
+        "latencies_s": [float(x) for x in latencies],
+        "false_alarms_per_hour": fp / hours,
+        "duration_s": float(duration_s),
+        "per_class": per_class,
+    }

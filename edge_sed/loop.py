@@ -1,0 +1,127 @@
+"""The device loop: audio blocks -> front end -> model -> smoother -> decisions. The same object
+runs in ``edge-sed listen`` (wall clock), in firmware_sim (a virtual device clock advanced by
+the cost of what each decision reports it did) and in stream evaluation (no clock).
+
+Decisions are taken every ``hop_frames`` front-end frames once a whole model window
+(``window_frames`` frames) exists: the first at frame ``window_frames``, then every hop.
+- windowed bundle: the model runs on the last ``window_frames`` frames (one invoke a decision);
+- streaming bundle (per-frame LSTM with explicit state): every frame steps the states that are
+  alive; a state starts from zero every ``hop_frames`` frames and is read out after
+  ``window_frames`` frames, so its scores are the windowed model's on the same window
+  (the manifest's "staggered states"; ceil(window / hop) of them are alive, one per frame when
+  hop = window). Same decisions as the windowed form, within quantization tolerance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .bundle import Bundle, BundleRunner
+from .errors import EdgeSedError
+from .events import Event
+from .frontend import StreamingLogMel
+from .smoother import Smoother
+
+
+@dataclass
+class Decision:
+    """One model decision. ``t_s``: stream time (s) of the end of the audio it used;
+    ``scores``: one probability per label; ``event``: what the smoother made of it;
+    ``frames``/``inferences``: front-end frames and model invokes done since the previous
+    decision (what a device clock charges for)."""
+
+    t_s: float
+    scores: np.ndarray
+    event: Event | None
+    frames: int
+    inferences: int
+    average: np.ndarray | None = field(default=None, repr=False)  # the smoother's running average
+
+
+class Detector:
+    """``push(block) -> [Decision]`` for blocks of 16 kHz float32 audio of any size."""
+
+    def __init__(self, bundle: Bundle, backend=None, hop_frames: int | None = None,
+                 smoother: Smoother | None = None, runner: BundleRunner | None = None):
+        self.bundle = bundle
+        self.labels = bundle.labels
+        self.runner = runner or BundleRunner(bundle, backend=backend)
+        self.frontend = StreamingLogMel(bundle.frontend)
+        self.window_frames = bundle.window_frames
+        self.hop_frames = int(hop_frames or bundle.hop_frames)
+        if not 1 <= self.hop_frames:
+            raise EdgeSedError(f"hop of {self.hop_frames} frames: must be at least 1")
+        self.streaming = self.runner.streaming
+        self.smoother = smoother if smoother is not None else Smoother(self.labels)
+        self.frame_s = bundle.frontend.hop_samples / bundle.frontend.sample_rate
+        self.window_s = bundle.frontend.window_samples / bundle.frontend.sample_rate
+        self.reset()
+
+    def reset(self) -> None:
+        self.frontend.reset()
+        self.smoother.reset()
+        self._window = np.zeros((self.window_frames, self.bundle.frontend.n_mels), np.float32)
+        self._states: list[list] = []  # streaming: [frames seen, h, c]
+        self.frames_seen = 0
+        self._frames_since = 0
+        self._inferences_since = 0
+        self.inferences = 0
+
+    def frame_end_s(self, n_frames: int) -> float:
+        """Stream time (s) at which the ``n_frames``-th frame is complete."""
+        return (n_frames - 1) * self.frame_s + self.window_s
+
+    def push(self, block: np.ndarray) -> list[Decision]:
+        out = []
+        for frame in self.frontend.push(block):
+            decision = self._frame(frame)
+            if decision is not None:
+                out.append(decision)
+        return out
+
+    def _frame(self, frame: np.ndarray) -> Decision | None:
+        n = self.frames_seen  # index of this frame
+        self.frames_seen += 1
+        self._frames_since += 1
+        decide = n + 1 >= self.window_frames and (n + 1 - self.window_frames) % self.hop_frames == 0
+        if self.streaming:
+            scores = self._step_states(frame, n, decide)
+        else:
+            self._window = np.roll(self._window, -1, axis=0)
+            self._window[-1] = frame
+            scores = None
+            if decide:
+                scores = self.runner.predict(self._window)
+                self._count(1)
+        if not decide:
+            return None
+        t_s = self.frame_end_s(self.frames_seen)
+        event = self.smoother.update(t_s, scores)
+        d = Decision(t_s, scores, event, self._frames_since, self._inferences_since, self.smoother.average)
+        self._frames_since = self._inferences_since = 0
+        return d
+
+    def _count(self, invokes: int) -> None:
+        self._inferences_since += invokes
+        self.inferences += invokes
+
+    def _step_states(self, frame: np.ndarray, n: int, decide: bool) -> np.ndarray | None:
+        r = self.runner
+        if n % self.hop_frames == 0:  # the window of the decision after frame n + window - 1 starts here
+            r.reset()
+            self._states.append([0, r.h, r.c])
+        scores = None
+        for state in self._states:
+            r.h, r.c = state[1], state[2]
+            s = r.step(frame)
+            state[0] += 1
+            state[1], state[2] = r.h, r.c
+            if state[0] == self.window_frames:
+                scores = s
+        self._count(len(self._states))
+        self._states = [s for s in self._states if s[0] < self.window_frames]
+        if decide and scores is None:  # cannot happen: a state started window_frames ago
+            raise RuntimeError("streaming detector lost a state")
+        return scores if decide else None

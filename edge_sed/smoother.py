@@ -1,0 +1,96 @@
+"""Turn a stream of per-window scores into events, with the semantics of tflite-micro's
+micro_speech ``RecognizeCommands`` (recognize_commands.cc):
+
+- keep the decisions from the last ``average_window_ms`` (stream time t >= now - window);
+- with fewer than ``minimum_count`` of them, decide nothing;
+- average their scores; the top class is the argmax of the average;
+- it fires when its average is above its threshold AND it differs from the previous top class,
+  or more than ``suppression_ms`` have passed since that one was taken (so one long sound gives
+  one event, a second sound of another class fires at once);
+- the background class becomes the "previous top class" like any other (so it re-arms every
+  class) but never fires an event — micro_speech's "silence".
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Mapping
+
+import numpy as np
+
+from .errors import EdgeSedError
+from .events import Event
+from .settings import BACKGROUND
+
+DEFAULT_AVERAGE_WINDOW_MS = 750.0
+DEFAULT_THRESHOLD = 0.6
+DEFAULT_SUPPRESSION_MS = 1500.0
+DEFAULT_MINIMUM_COUNT = 2
+
+
+class Smoother:
+    """``update(t_s, scores) -> Event | None``; times in seconds of stream time, thresholds
+    are probabilities (0..1), one for every class or ``{label: p}`` (labels not named keep
+    ``DEFAULT_THRESHOLD``)."""
+
+    def __init__(self, labels, background: str = BACKGROUND,
+                 average_window_ms: float = DEFAULT_AVERAGE_WINDOW_MS,
+                 threshold: float | Mapping[str, float] = DEFAULT_THRESHOLD,
+                 suppression_ms: float = DEFAULT_SUPPRESSION_MS,
+                 minimum_count: int = DEFAULT_MINIMUM_COUNT):
+        self.labels = list(labels)
+        self.background = background if background in self.labels else None
+        if average_window_ms < 0 or suppression_ms < 0:
+            raise EdgeSedError("the averaging window and suppression period must be >= 0 ms")
+        if minimum_count < 1:
+            raise EdgeSedError(f"minimum count must be at least 1, got {minimum_count}")
+        self.average_window_s = average_window_ms / 1000.0
+        self.suppression_s = suppression_ms / 1000.0
+        self.minimum_count = int(minimum_count)
+        if isinstance(threshold, Mapping):
+            unknown = set(threshold) - set(self.labels)
+            if unknown:
+                raise EdgeSedError(f"threshold for unknown class(es) {', '.join(sorted(unknown))}; "
+                                   f"classes are {', '.join(self.labels)}")
+            per_class = {l: float(threshold.get(l, DEFAULT_THRESHOLD)) for l in self.labels}
+        else:
+            per_class = {l: float(threshold) for l in self.labels}
+        bad = {l: p for l, p in per_class.items() if not 0.0 <= p <= 1.0}
+        if bad:
+            raise EdgeSedError(f"thresholds must be probabilities in [0, 1], got {bad}")
+        self.thresholds = per_class
+        self._threshold = np.array([per_class[l] for l in self.labels], np.float32)
+        self.reset()
+
+    def reset(self) -> None:
+        self._recent: deque[tuple[float, np.ndarray]] = deque()
+        self.previous_top: str | None = self.background
+        self.previous_time_s: float | None = None
+        self.average: np.ndarray | None = None
+
+    def update(self, t_s: float, scores: np.ndarray) -> Event | None:
+        scores = np.asarray(scores, np.float32).reshape(-1)
+        if len(scores) != len(self.labels):
+            raise ValueError(f"{len(scores)} scores for {len(self.labels)} labels")
+        if self._recent and t_s < self._recent[-1][0]:
+            raise ValueError(f"decisions out of order: {t_s} s after {self._recent[-1][0]} s")
+        self._recent.append((t_s, scores))
+        # micro_speech keeps the results with t >= now - window
+        while self._recent and self._recent[0][0] <= t_s - self.average_window_s - 1e-9:
+            self._recent.popleft()
+        if len(self._recent) < self.minimum_count:
+            self.average = None
+            return None
+        self.average = np.mean([s for _, s in self._recent], axis=0)
+        top = int(np.argmax(self.average))
+        label, score = self.labels[top], float(self.average[top])
+        if score <= self._threshold[top]:
+            return None
+        since = (np.inf if self.previous_top in (None, self.background) or self.previous_time_s is None
+                 else t_s - self.previous_time_s)
+        if label == self.previous_top and since <= self.suppression_s:
+            return None
+        self.previous_top, self.previous_time_s = label, t_s
+        if label == self.background:
+            return None
+        return Event(label=label, score=score, t_s=float(t_s))

@@ -1,0 +1,139 @@
+"""Labelled streams, DCASE 2017 task 2 style: event clips placed on a long background at known
+onsets, with an annotation list. The test input of the device loop (listen, the simulators,
+stream-level evaluation).
+
+- Background: background clips of the split, in a seeded random order, joined with 20 ms
+  cross-fades until the stream is long enough (their distractors stay: they must not fire).
+- Events: for each event a clip of an event class (classes in turn, clips drawn without
+  replacement where possible). Its event segment is cut out: the annotated active span
+  [onset_s, offset_s) plus ``pad_s`` either side when the metadata has one (synthetic data),
+  else the clip's 1 s policy window (edge_sed.datasets.locate_window). The segment is scaled to
+  ``ebr_db`` over the background under it (RMS vs RMS; None keeps the clip's level), faded in
+  and out over 5 ms and added at a random onset, events ``min_gap_s`` apart at least.
+- Annotation onset/offset = where the active span lands (for a policy window without a span:
+  the window's bounds).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .audio_io import read_audio, write_audio
+from .datasets import Clip, load_clips, locate_window
+from .errors import DatasetError
+from .events import Annotation, write_annotations
+from .settings import BACKGROUND, CLIP_WINDOW_S, SAMPLE_RATE
+
+CROSSFADE_S = 0.02
+EDGE_FADE_S = 0.005
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) + 1e-12
+
+
+def _background_bed(clips: list[Clip], n: int, rng) -> np.ndarray:
+    fade = int(CROSSFADE_S * SAMPLE_RATE)
+    ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)
+    bed = np.zeros(0, np.float32)
+    order: list[int] = []
+    while len(bed) < n:
+        if not order:
+            order = list(rng.permutation(len(clips)))
+        x = read_audio(clips[order.pop()].path)
+        if len(x) <= 2 * fade:
+            continue
+        if len(bed) >= fade:
+            x = x.copy()
+            x[:fade] = bed[-fade:] * (1 - ramp) + x[:fade] * ramp
+            bed = bed[:-fade]
+        bed = np.concatenate([bed, x])
+    return bed[:n]
+
+
+def _event_segment(clip: Clip, pad_s: float, seed: int) -> tuple[np.ndarray, float, float]:
+    """(segment, onset within it, offset within it), seconds."""
+    audio = read_audio(clip.path)
+    onset, offset = clip.extra.get("onset_s"), clip.extra.get("offset_s")
+    try:
+        onset, offset = float(onset), float(offset)
+    except (TypeError, ValueError):
+        onset = offset = None
+    if onset is not None and offset > onset:
+        a = max(0, int(round((onset - pad_s) * SAMPLE_RATE)))
+        b = min(len(audio), int(round((offset + pad_s) * SAMPLE_RATE)))
+        return audio[a:b], onset - a / SAMPLE_RATE, offset - a / SAMPLE_RATE
+    audio, start = locate_window(audio, clip.label, seed, clip.path.name)
+    n = int(round(CLIP_WINDOW_S * SAMPLE_RATE))
+    return audio[start:start + n], 0.0, n / SAMPLE_RATE
+
+
+def make_stream(clips, duration_s: float, n_events: int, seed: int = 0, ebr_db: float | None = 6.0,
+                min_gap_s: float = 3.0, pad_s: float = 0.1, lead_in_s: float = 2.0,
+                labels=None) -> tuple[np.ndarray, list[Annotation]]:
+    """A stream of ``duration_s`` seconds (float32, 16 kHz) with ``n_events`` events of the
+    event classes in ``clips`` (Clip list, or a split CSV / data set path for load_clips),
+    none in the first ``lead_in_s`` seconds; ``labels`` limits the event classes. Returns
+    (audio, annotations sorted by onset). Deterministic by ``seed``."""
+    if not isinstance(clips, (list, tuple)):
+        clips = load_clips(clips)
+    rng = np.random.default_rng(seed)
+    backgrounds = [c for c in clips if c.label == BACKGROUND]
+    events_by_label: dict[str, list[Clip]] = {}
+    for c in clips:
+        if c.label != BACKGROUND and (labels is None or c.label in labels):
+            events_by_label.setdefault(c.label, []).append(c)
+    if not backgrounds:
+        raise DatasetError("a stream needs background clips; the split has none")
+    if n_events and not events_by_label:
+        raise DatasetError("a stream needs event clips; the split has none" +
+                           (f" of {', '.join(labels)}" if labels else ""))
+    n = int(round(duration_s * SAMPLE_RATE))
+    usable = duration_s - lead_in_s - 1.5
+    if n_events and usable < n_events * min_gap_s:
+        raise DatasetError(f"{n_events} events {min_gap_s:g} s apart do not fit in {duration_s:g} s "
+                           f"(after a {lead_in_s:g} s lead-in)")
+    audio = _background_bed(backgrounds, n, rng)
+    # onsets: equal slots, a random place in each slot leaving min_gap_s between neighbours
+    slot = usable / max(n_events, 1)
+    onsets = [lead_in_s + k * slot + rng.uniform(0, max(0.0, slot - min_gap_s)) for k in range(n_events)]
+    names = sorted(events_by_label)
+    pools = {l: list(rng.permutation(len(v))) for l, v in events_by_label.items()}
+    fade = int(EDGE_FADE_S * SAMPLE_RATE)
+    annotations = []
+    for k, onset_s in enumerate(onsets):
+        label = names[k % len(names)]
+        if not pools[label]:
+            pools[label] = list(rng.permutation(len(events_by_label[label])))
+        clip = events_by_label[label][pools[label].pop()]
+        seg, on, off = _event_segment(clip, pad_s, seed)
+        start = int(round((onset_s - on) * SAMPLE_RATE))
+        seg = seg[: max(0, n - start)].astype(np.float32).copy()
+        if len(seg) <= 2 * fade:
+            continue
+        seg[:fade] *= np.linspace(0, 1, fade, dtype=np.float32)
+        seg[-fade:] *= np.linspace(1, 0, fade, dtype=np.float32)
+        under = audio[start:start + len(seg)]
+        if ebr_db is not None:
+            a, b = int(on * SAMPLE_RATE), max(int(on * SAMPLE_RATE) + 1, int(off * SAMPLE_RATE))
+            seg *= np.float32(10 ** (ebr_db / 20) * _rms(under[a:b]) / _rms(seg[a:b]))
+        audio[start:start + len(seg)] += seg
+        annotations.append(Annotation(round(start / SAMPLE_RATE + on, 4),
+                                      round(min(start / SAMPLE_RATE + off, duration_s), 4), label))
+    peak = float(np.abs(audio).max())
+    if peak > 0.99:  # keep 16-bit files unclipped; the annotations do not depend on the level
+        audio *= np.float32(0.99 / peak)
+    return audio.astype(np.float32), sorted(annotations, key=lambda a: a.onset_s)
+
+
+def write_stream(out_wav: str | os.PathLike, audio: np.ndarray, annotations) -> Path:
+    """Write the stream as 16-bit audio and its annotations beside it as ``<stem>.csv``;
+    returns the CSV path."""
+    out_wav = Path(out_wav)
+    write_audio(out_wav, audio)
+    csv_path = out_wav.with_suffix(".csv")
+    write_annotations(csv_path, annotations)
+    return csv_path

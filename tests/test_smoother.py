@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+
+from edge_sed.errors import EdgeSedError
+from edge_sed.smoother import Smoother
+
+LABELS = ["dog", "baby_cry", "gunshot", "background"]
+
+
+def one_hot(label, p=0.9):
+    s = np.full(4, (1 - p) / 3, np.float32)
+    s[LABELS.index(label)] = p
+    return s
+
+
+def run(sm, seq, hop_s=0.25):
+    return [(round(k * hop_s, 3), e.label) for k, lab in enumerate(seq)
+            if (e := sm.update(k * hop_s, one_hot(lab))) is not None]
+
+
+def test_fires_once_per_long_sound_then_again_after_suppression():
+    sm = Smoother(LABELS, average_window_ms=500, threshold=0.6, suppression_ms=1000, minimum_count=2)
+    # dog for 2.5 s: fires at the 2nd decision (minimum count), again only after > 1 s
+    events = run(sm, ["dog"] * 11)
+    assert events[0] == (0.25, "dog")
+    assert [t for t, _ in events] == [0.25, 1.5, 2.5] or [t for t, _ in events] == [0.25, 1.5]
+    assert all(b - a > 1.0 for (a, _), (b, _) in zip(events, events[1:]))
+
+
+def test_background_never_fires_but_rearms():
+    sm = Smoother(LABELS, average_window_ms=250, threshold=0.6, suppression_ms=10_000, minimum_count=1)
+    events = run(sm, ["background"] * 4 + ["dog"] * 2 + ["background"] * 2 + ["dog"] * 2)
+    assert [l for _, l in events] == ["dog", "dog"]  # background in between re-arms the dog
+    sm.reset()
+    assert all(l != "background" for _, l in run(sm, ["background"] * 20))
+
+
+def test_other_class_fires_within_suppression():
+    sm = Smoother(LABELS, average_window_ms=0, threshold=0.6, suppression_ms=10_000, minimum_count=1)
+    assert [l for _, l in run(sm, ["dog", "dog", "gunshot", "gunshot", "dog"])] == ["dog", "gunshot", "dog"]
+
+
+def test_minimum_count_and_average():
+    sm = Smoother(LABELS, average_window_ms=1000, threshold=0.5, minimum_count=3)
+    assert sm.update(0.0, one_hot("dog")) is None and sm.average is None
+    assert sm.update(0.25, one_hot("dog")) is None
+    e = sm.update(0.5, one_hot("dog", 0.6))
+    assert e.label == "dog" and e.score == pytest.approx((0.9 + 0.9 + 0.6) / 3, abs=1e-6) and e.t_s == 0.5
+
+
+def test_average_window_drops_old_scores():
+    sm = Smoother(LABELS, average_window_ms=500, threshold=0.7, minimum_count=1)
+    sm.update(0.0, one_hot("dog", 1.0))
+    sm.update(0.25, one_hot("background", 0.9))
+    sm.update(0.5, one_hot("background", 0.9))  # micro_speech keeps t >= now - window: 0.0 stays
+    assert sm.average[LABELS.index("dog")] == pytest.approx((1.0 + 2 * 0.1 / 3) / 3, abs=1e-6)
+    sm.update(0.75, one_hot("background", 0.9))
+    assert sm.average[LABELS.index("dog")] == pytest.approx(0.1 / 3, abs=1e-6)
+
+
+def test_per_class_threshold():
+    sm = Smoother(LABELS, average_window_ms=0, threshold={"gunshot": 0.95}, minimum_count=1)
+    assert sm.update(0.0, one_hot("gunshot", 0.9)) is None
+    assert sm.update(1.0, one_hot("dog", 0.9)).label == "dog"
+    assert sm.thresholds["dog"] == 0.6
+
+
+@pytest.mark.parametrize("kw", [{"threshold": 1.5}, {"threshold": {"cat": 0.5}}, {"minimum_count": 0},
+                                {"suppression_ms": -1}])
+def test_bad_settings_are_one_line_errors(kw):
+    with pytest.raises(EdgeSedError):
+        Smoother(LABELS, **kw)
+
+
+def test_reset_forgets():
+    sm = Smoother(LABELS, average_window_ms=0, suppression_ms=10_000, minimum_count=1)
+    assert sm.update(0.0, one_hot("dog")) is not None
+    assert sm.update(0.1, one_hot("dog")) is None
+    sm.reset()
+    assert sm.update(0.0, one_hot("dog")) is not None
