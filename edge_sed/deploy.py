@@ -1,0 +1,783 @@
+"""Put a bundle on Raspberry Pi boards over SSH and keep ``edge-sed listen`` running there.
+
+Transport: the system's OpenSSH client (``ssh``), run as a subprocess. It is what device
+engineers already use, so ``~/.ssh/config`` (aliases, ProxyJump, ports), the ssh-agent,
+``known_hosts`` and hardware keys all just work, and the runtime gains no dependency; a library
+(paramiko, asyncssh) would re-implement and second-guess all of that. Files travel as one tar
+stream over the same connection (no scp/sftp needed on the board).
+
+Layout on a target (ROOT, default ``~/edge-sed``)::
+
+    ROOT/bundles/<name>-<sha12>/     a bundle, content-addressed (same bundle, same directory)
+    ROOT/runtimes/<version>-<id>/    a venv with that edge-sed wheel (id = hash of its RECORD)
+    ROOT/current  -> bundles/...     what the service runs    (switched with ln -s + mv -T)
+    ROOT/runtime  -> runtimes/...    the edge-sed it runs with
+    ROOT/previous, ROOT/previous-runtime   the pair before: what --rollback returns to
+    ROOT/logs/events.jsonl           the service's event log (edge-sed listen --log)
+    ROOT/deployments.log             one line per deploy/rollback
+    ROOT/.staging/                   uploads in progress (removed on success and on failure)
+
+A deploy is three remote steps, and only the last one touches anything live:
+1. preflight (read-only): OS, architecture, Python >= 3.9 with venv, free disk, audio inputs,
+   write permission; any failure is a one-line refusal;
+2. stage: upload bundle + wheel, check the sha256 on the target, install the runtime into a new
+   venv (kept if it already exists), re-run the bundle's check windows with the target's own
+   edge-sed and LiteRT (``edge-sed verify``: the bundle is then checked on that architecture),
+   and only then move it into ``bundles/``;
+3. switch: write the systemd unit, flip ``runtime``/``current`` atomically, restart the service
+   and check it is up; if it is not, flip back and restart the old pair.
+Several hosts run steps 1-2 in parallel and step 3 only on hosts whose steps 1-2 passed (with
+``all_or_nothing``: only if every host passed). The same shell steps drive the generated
+Ansible playbook (edge_sed.deploy_playbook) for real fleets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import EdgeSedError
+
+DEFAULT_ROOT = "~/edge-sed"
+DEFAULT_SERVICE = "edge-sed"
+MIN_PYTHON = (3, 9)
+RUNTIME_ARCHS = ("x86_64", "aarch64")
+"""Architectures with a LiteRT (ai-edge-litert) build, i.e. where a bundle can be checked at all.
+32-bit Raspberry Pi OS (armv7l/armv6l) has none: use the 64-bit image."""
+RUNTIME_INSTALL_MB = 300
+"""Disk a fresh runtime venv needs (numpy, LiteRT, soundfile, ... measured ~200 MB, plus pip's
+temporary files)."""
+SETTLE_S = 3.0
+"""How long after a restart the service must still be active to count as up."""
+REFUSED = 42
+"""Exit status of a remote step that refused (its stdout has a 'REFUSED: reason' line)."""
+
+
+class DeployError(EdgeSedError):
+    """A deploy step that failed on one host; nothing was switched on that host."""
+
+
+# ------------------------------------------------------------------------------ targets
+
+
+@dataclass(frozen=True)
+class Target:
+    """``[user@]host[:port]`` (host may be an ~/.ssh/config alias)."""
+
+    host: str
+    user: str | None = None
+    port: int | None = None
+
+    def __str__(self) -> str:
+        return (f"{self.user}@" if self.user else "") + self.host + (f":{self.port}" if self.port else "")
+
+
+def parse_target(spec: str, port: int | None = None) -> Target:
+    m = re.fullmatch(r"(?:([^@\s]+)@)?([^@:\s]+|\[[0-9a-fA-F:]+\])(?::(\d+))?", spec.strip())
+    if not m:
+        raise EdgeSedError(f"--host {spec!r}: expected [user@]host[:port]")
+    user, host, p = m.groups()
+    return Target(host.strip("[]"), user, int(p) if p else port)
+
+
+@dataclass
+class Options:
+    """Everything a deploy/rollback/status needs besides the bundle and the hosts."""
+
+    root: str = DEFAULT_ROOT
+    service: str = DEFAULT_SERVICE
+    identity: str | None = None
+    ssh_options: tuple[str, ...] = ()
+    python: str = "python3"
+    systemctl: str = "systemctl"
+    scope: str = "auto"  # auto | system | user
+    listen_args: str = ""
+    connect_timeout_s: int = 10
+    settle_s: float = SETTLE_S
+    keep: int = 3
+
+
+def ssh_command(target: Target, opts: Options) -> list[str]:
+    cmd = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={opts.connect_timeout_s}",
+           "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4"]
+    if opts.identity:
+        cmd += ["-i", str(opts.identity), "-o", "IdentitiesOnly=yes"]
+    for o in opts.ssh_options:
+        cmd += ["-o", o]
+    if target.port:
+        cmd += ["-p", str(target.port)]
+    return cmd + [f"{target.user}@{target.host}" if target.user else target.host, "--"]
+
+
+def _ssh_failure(target: Target, stderr: str) -> str:
+    """One line for an ssh-level failure (exit 255)."""
+    text = " ".join(stderr.split())
+    for needle, reason in (
+        ("Permission denied", "no permission: the SSH login was refused (check the user, --identity and "
+                              "the board's authorized_keys)"),
+        ("Host key verification failed", "host key verification failed (unknown or changed host key: "
+                                         "check known_hosts)"),
+        ("Could not resolve hostname", "unreachable: cannot resolve the host name"),
+        ("Connection refused", "unreachable: connection refused (is sshd running, is the port right?)"),
+        ("timed out", "unreachable: connection timed out"),
+        ("No route to host", "unreachable: no route to host"),
+        ("Network is unreachable", "unreachable: network is unreachable"),
+    ):
+        if needle in text:
+            return reason
+    last = stderr.strip().splitlines()[-1] if stderr.strip() else "ssh failed"
+    return f"ssh failed: {last[:200]}"
+
+
+def run_remote(target: Target, opts: Options, script: str, data: bytes | None = None,
+               timeout_s: float = 120, what: str = "remote step") -> dict:
+    """Run a POSIX sh script on the target; returns its ``key=value`` lines as a dict (plus
+    ``_warnings``). DeployError with one line on ssh failure, refusal or any non-zero exit."""
+    if shutil.which("ssh") is None:
+        raise EdgeSedError("no ssh client on this machine (Debian: apt-get install openssh-client)")
+    cmd = ssh_command(target, opts) + ["sh -c " + shlex.quote(script)]
+    try:
+        proc = subprocess.run(cmd, input=data if data is not None else b"", capture_output=True,
+                              timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise DeployError(f"{target}: {what} took more than {timeout_s:.0f} s (unreachable or stuck)") from None
+    out = proc.stdout.decode(errors="replace")
+    err = proc.stderr.decode(errors="replace")
+    if proc.returncode == 255:
+        raise DeployError(f"{target}: {_ssh_failure(target, err)}")
+    facts, warnings, refused = {}, [], None
+    for line in out.splitlines():
+        if line.startswith("REFUSED: "):
+            refused = line[len("REFUSED: "):]
+        elif line.startswith("WARN: "):
+            warnings.append(line[len("WARN: "):])
+        elif "=" in line and re.match(r"^[a-z_]+=", line):
+            key, _, value = line.partition("=")
+            if key == "event":
+                facts.setdefault("events", []).append(value)
+            else:
+                facts[key] = value
+    facts["_warnings"] = warnings
+    if proc.returncode != 0:
+        both = out + "\n" + err
+        if refused is None and "No space left on device" in both:
+            refused = f"disk full during {what}"
+        elif refused is None and "Permission denied" in both:
+            refused = f"no permission during {what}: " + _first_line_with(both, "Permission denied")
+        if refused is None:
+            lines = [l for l in err.strip().splitlines() if l.strip()] or [l for l in out.splitlines() if l.strip()]
+            refused = f"{what} failed (exit {proc.returncode}): {lines[-1][:300] if lines else 'no output'}"
+        raise DeployError(f"{target}: {refused}")
+    return facts
+
+
+def _first_line_with(text: str, needle: str) -> str:
+    return next((l.strip() for l in text.splitlines() if needle in l), needle)[:200]
+
+
+# -------------------------------------------------------------------------- local side
+
+
+@dataclass
+class Artifact:
+    """What is shipped: the bundle (verified here first) and the runtime wheel."""
+
+    bundle_dir: Path
+    manifest: dict
+    bundle_id: str
+    wheel: Path
+    runtime_id: str
+    tar: bytes = b""
+
+    @property
+    def bundle_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.bundle_dir.iterdir() if p.is_file())
+
+
+def bundle_id(manifest: dict) -> str:
+    name = str(manifest.get("name") or manifest["level"])
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name) + "-" + manifest["sha256"][:12]
+
+
+def source_root() -> Path | None:
+    """The project checkout edge_sed runs from, if any (its pyproject.toml names edge-sed)."""
+    root = Path(__file__).resolve().parent.parent
+    py = root / "pyproject.toml"
+    return root if py.is_file() and 'name = "edge-sed"' in py.read_text() else None
+
+
+_WHEEL_CACHE: dict[str, Path] = {}
+
+
+def build_wheel(out_dir: Path) -> Path:
+    """``pip wheel --no-deps`` of this checkout, built from a clean copy of the sources so the
+    checkout gets no build/ or egg-info litter. The target fetches the dependencies from PyPI."""
+    root = source_root()
+    if root is None:
+        raise EdgeSedError("edge-sed is not running from a source checkout, so there is no wheel to build: "
+                           "give --wheel PATH (e.g. from `pip download --no-deps edge-sed`)")
+    src = out_dir / "src"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build", "dist")
+    src.mkdir(parents=True)
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        if (root / name).exists():
+            shutil.copy2(root / name, src / name)
+    for pkg in ("edge_sed", "train", "convert", "firmware_sim"):
+        if (root / pkg).is_dir():
+            shutil.copytree(root / pkg, src / pkg, ignore=ignore)
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                           "--disable-pip-version-check", "-q", "-w", str(out_dir / "wheel"), str(src)],
+                          capture_output=True, text=True)
+    wheels = sorted((out_dir / "wheel").glob("edge_sed-*.whl"))
+    if proc.returncode != 0 or not wheels:
+        last = (proc.stderr.strip().splitlines() or ["no wheel produced"])[-1]
+        raise EdgeSedError(f"building the edge-sed wheel failed: {last}")
+    return wheels[0]
+
+
+def runtime_id(wheel: Path) -> str:
+    """``<version>-<sha12 of RECORD>``: RECORD lists every file's hash, so the id changes with
+    the code and not with the zip's timestamps (same code, same venv, no reinstall)."""
+    try:
+        with zipfile.ZipFile(wheel) as z:
+            record = next(n for n in z.namelist() if n.endswith(".dist-info/RECORD"))
+            digest = hashlib.sha256(z.read(record)).hexdigest()[:12]
+    except (zipfile.BadZipFile, StopIteration, OSError) as exc:
+        raise EdgeSedError(f"{wheel}: not a usable wheel ({exc})") from None
+    parts = wheel.name.split("-")
+    if len(parts) < 3 or parts[0] != "edge_sed":
+        raise EdgeSedError(f"{wheel}: not an edge-sed wheel")
+    return f"{parts[1]}-{digest}"
+
+
+def prepare(bundle_path, work_dir: Path, wheel: str | os.PathLike | None = None) -> Artifact:
+    """Verify the bundle here (sha256, manifest, model I/O and the check windows through LiteRT),
+    build (or take) the wheel, and pack both into one tar. Raises before anything is sent."""
+    from .bundle import MANIFEST_FILE, verify_bundle
+
+    bundle_path = Path(bundle_path)
+    if not (bundle_path / MANIFEST_FILE).is_file():
+        raise EdgeSedError(f"{bundle_path}: not a bundle directory (no {MANIFEST_FILE})")
+    try:
+        verify_bundle(bundle_path)
+    except EdgeSedError as exc:
+        raise EdgeSedError(f"refusing to deploy: the bundle fails verification: {exc}") from None
+    manifest = json.loads((bundle_path / MANIFEST_FILE).read_text())
+    wheel_path = Path(wheel) if wheel else _WHEEL_CACHE.get("built")
+    if wheel_path is None or not wheel_path.exists():
+        wheel_path = build_wheel(work_dir)
+        _WHEEL_CACHE["built"] = wheel_path
+    art = Artifact(bundle_path, manifest, bundle_id(manifest), wheel_path, runtime_id(wheel_path))
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for p in sorted(bundle_path.iterdir()):
+            if p.is_file() and not p.name.startswith("."):
+                tar.add(p, arcname=f"bundle/{p.name}")
+        tar.add(wheel_path, arcname=f"wheel/{wheel_path.name}")
+    art.tar = buf.getvalue()
+    return art
+
+
+def checked_archs(manifest: dict) -> list[str]:
+    """Architectures this bundle may run on: those with a LiteRT build, narrowed to the
+    manifest's ``checked_on`` list where a bundle carries one. The on-target ``edge-sed verify``
+    then checks the bundle on the target's own architecture before anything is switched."""
+    listed = manifest.get("checked_on")
+    if isinstance(listed, list) and listed:
+        return [a for a in listed if isinstance(a, str)]
+    return list(RUNTIME_ARCHS)
+
+
+# ------------------------------------------------------------------------ remote steps
+
+
+def sh_path(path: str) -> str:
+    """A shell word for a target path; a leading ~ becomes "$HOME" (quoted: spaces are fine)."""
+    if path == "~":
+        return '"$HOME"'
+    if path.startswith("~/"):
+        return '"$HOME"/' + shlex.quote(path[2:])
+    return shlex.quote(path)
+
+
+def _systemctl(opts: Options, scope_var: str = "$SCOPE") -> str:
+    # the scope is only known on the target (auto = system as root, user otherwise)
+    return f'{opts.systemctl} $( [ "{scope_var}" = user ] && echo --user )'
+
+
+_COMMON = r"""
+set -u
+ROOT={root}
+PY={python}
+SERVICE={service}
+refuse() {{ echo "REFUSED: $*"; exit {refused}; }}
+case "$ROOT" in /*) ;; *) ROOT="$HOME/$ROOT";; esac
+SCOPE={scope}
+if [ "$SCOPE" = auto ]; then if [ "$(id -u)" = 0 ]; then SCOPE=system; else SCOPE=user; fi; fi
+if [ "$SCOPE" = system ]; then UNIT_DIR=/etc/systemd/system; else UNIT_DIR="$HOME/.config/systemd/user"; fi
+UNIT="$UNIT_DIR/$SERVICE.service"
+"""
+
+
+def _common(opts: Options) -> str:
+    return _COMMON.format(root=sh_path(opts.root), python=shlex.quote(opts.python),
+                          service=shlex.quote(opts.service), refused=REFUSED, scope=shlex.quote(opts.scope))
+
+
+def preflight_script(opts: Options, archs: list[str], need_kb: int | None, runtime: str | None) -> str:
+    """Read-only: print the target's facts, then refuse on the first check that fails.
+    ``need_kb`` None = facts only (status)."""
+    checks = "" if need_kb is None else f"""
+case " {' '.join(archs)} " in *" $arch "*) ;; *) refuse "target architecture $arch: this bundle was not checked on it (checked on: {', '.join(archs)}; 32-bit Pi OS has no LiteRT: use the 64-bit image)";; esac
+[ -n "$pyver" ] || refuse "no Python on the target ($PY not found; Debian/Pi OS: apt-get install python3 python3-venv)"
+$PY -c 'import sys; sys.exit(0 if sys.version_info[:2] >= {MIN_PYTHON} else 1)' || refuse "Python $pyver on the target, edge-sed needs >= {'.'.join(map(str, MIN_PYTHON))}"
+[ "$venv" = yes ] || refuse "$PY has no venv/ensurepip module (Debian/Pi OS: apt-get install python3-venv)"
+[ "$writable" = yes ] || refuse "no permission to write $d (needed for $ROOT)"
+need={need_kb}
+[ -f "$ROOT/runtimes/{runtime}/.complete" ] || need=$((need + {RUNTIME_INSTALL_MB * 1024}))
+[ "$free_kb" -ge "$need" ] || refuse "disk full: $((free_kb / 1024)) MB free under $d, the deploy needs ~$((need / 1024)) MB"
+command -v {shlex.quote(opts.systemctl.split()[0])} >/dev/null 2>&1 || refuse "no systemd on the target ({opts.systemctl} not found)"
+[ "$audio_inputs" -gt 0 ] || echo "WARN: no audio input device found (/proc/asound): the service will fail until a microphone is plugged in"
+"""
+    return _common(opts) + r"""
+. /etc/os-release 2>/dev/null && echo "os=${PRETTY_NAME:-$NAME}" || echo "os=$(uname -s)"
+arch=$(uname -m); echo "arch=$arch"
+echo "uid=$(id -u)"; echo "scope=$SCOPE"; echo "unit=$UNIT"
+pyver=$($PY -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null || true)
+echo "python=$pyver"
+venv=no; [ -n "$pyver" ] && $PY -c 'import venv, ensurepip' 2>/dev/null && venv=yes; echo "venv=$venv"
+d="$ROOT"; while [ ! -e "$d" ]; do d=$(dirname "$d"); done
+free_kb=$(df -Pk "$d" | awk 'NR==2 {print $4}'); echo "free_kb=$free_kb"
+writable=no; [ -w "$d" ] && writable=yes; echo "writable=$writable"
+audio_inputs=0; [ -r /proc/asound/pcm ] && audio_inputs=$(grep -c capture /proc/asound/pcm || true); echo "audio_inputs=$audio_inputs"
+echo "current=$(readlink "$ROOT/current" 2>/dev/null || true)"
+echo "runtime=$(readlink "$ROOT/runtime" 2>/dev/null || true)"
+echo "previous=$(readlink "$ROOT/previous" 2>/dev/null || true)"
+""" + checks
+
+
+def stage_script(opts: Options, art: Artifact, tar_source: str = "-") -> str:
+    """Unpack into .staging, check sha256 on the target, install the runtime venv if it is new,
+    verify the bundle with the target's edge-sed, then move it into bundles/. Nothing live is
+    touched; the staging directory is removed whatever happens."""
+    m = art.manifest
+    check = m.get("check") or {}
+    check_line = (f'[ "$(sha256sum check.npz | cut -d" " -f1)" = {check["sha256"]} ] || '
+                  f'refuse "check.npz sha256 mismatch on the target (corrupted in transfer?)"'
+                  if check.get("sha256") else "")
+    rt = f"$ROOT/runtimes/{art.runtime_id}"
+    return _common(opts) + f"""
+mkdir -p "$ROOT/.staging" "$ROOT/bundles" "$ROOT/runtimes" "$ROOT/logs" || refuse "no permission to create $ROOT"
+ST=$(mktemp -d "$ROOT/.staging/{art.bundle_id}.XXXXXX") || refuse "cannot create a staging directory under $ROOT"
+TARFILE={tar_source}
+trap 'rm -rf "$ST"; [ "$TARFILE" = - ] || rm -f "$TARFILE"' EXIT
+tar -xf "$TARFILE" -C "$ST" 2>"$ST/.tar-err" || {{ grep -q "No space" "$ST/.tar-err" && refuse "disk full while copying the bundle"; refuse "copying the bundle failed: $(tail -n1 "$ST/.tar-err")"; }}
+cd "$ST/bundle" || refuse "the upload has no bundle"
+[ "$(sha256sum model.tflite | cut -d' ' -f1)" = {m["sha256"]} ] || refuse "model.tflite sha256 on the target does not match the manifest (corrupted in transfer?)"
+{check_line}
+echo "sha256=ok"
+if [ -f "{rt}/.complete" ]; then
+  echo "runtime_install=kept"
+else
+  rm -rf "{rt}"
+  $PY -m venv "{rt}" >"$ST/venv.log" 2>&1 || refuse "python -m venv failed: $(tail -n1 "$ST/venv.log")"
+  "{rt}/bin/python" -m pip install --disable-pip-version-check -q "$ST/wheel/{art.wheel.name}" >"$ST/pip.log" 2>&1 || {{
+    grep -q "No space left" "$ST/pip.log" && {{ rm -rf "{rt}"; refuse "disk full while installing the runtime"; }}
+    rm -rf "{rt}"; refuse "installing edge-sed on the target failed: $(grep -i error "$ST/pip.log" | tail -n1)"; }}
+  touch "{rt}/.complete"
+  echo "runtime_install=new"
+fi
+"{rt}/bin/edge-sed" verify "$ST/bundle" >"$ST/verify.log" 2>&1 || refuse "the bundle fails its check on this target ($(uname -m)): $(tail -n1 "$ST/verify.log")"
+echo "target_verify=$(uname -m)"
+B="$ROOT/bundles/{art.bundle_id}"
+if [ -d "$B" ] && [ "$(sha256sum "$B/model.tflite" 2>/dev/null | cut -d' ' -f1)" = {m["sha256"]} ]; then
+  echo "bundle=kept"
+else
+  [ -d "$B" ] && echo "WARN: bundles/{art.bundle_id} on the target was damaged: replaced"
+  rm -rf "$B.old"; [ -d "$B" ] && mv "$B" "$B.old"
+  cd "$ROOT" && mv "$ST/bundle" "$B" || refuse "moving the bundle into place failed"
+  rm -rf "$B.old"
+  echo "bundle=new"
+fi
+"""
+
+
+def unit_text(opts: Options, root_abs: str = "$ROOT") -> str:
+    args = " ".join(shlex.quote(a) for a in shlex.split(opts.listen_args))
+    return f"""[Unit]
+Description=edge-sed listen: rare sound event detection (managed by edge-sed deploy)
+After=sound.target network.target
+
+[Service]
+Type=simple
+WorkingDirectory={root_abs}
+ExecStart={root_abs}/runtime/bin/edge-sed listen --bundle current --log logs/events.jsonl{' ' + args if args else ''}
+Restart=on-failure
+RestartSec=5
+Environment=PYTHONUNBUFFERED=1
+
+[Install]
+WantedBy=$WANTED_BY
+"""
+
+
+_FLIP = r"""
+flip() {  # flip LINK TARGET: atomic symlink switch (a reader sees the old or the new link)
+  ln -sfn "$2" "$ROOT/.$1.tmp" && mv -T "$ROOT/.$1.tmp" "$ROOT/$1"
+}
+health() {  # is the service up, and still up after the settle time?
+  sleep {settle}
+  $SYSTEMCTL is-active --quiet "$SERVICE"
+}
+"""
+
+
+def switch_script(opts: Options, art: Artifact | None, rollback: bool = False) -> str:
+    """Write the unit, flip runtime/current (remembering the old pair as previous), restart,
+    check the service stays up; if not, flip back, restart the old pair, refuse. With
+    ``rollback``: swap current/runtime with previous/previous-runtime instead."""
+    systemctl = _systemctl(opts)
+    if rollback:
+        choose = r"""
+NEW_B=$(readlink "$ROOT/previous" 2>/dev/null) || refuse "nothing to roll back to on this target (no previous bundle)"
+NEW_R=$(readlink "$ROOT/previous-runtime" 2>/dev/null || readlink "$ROOT/runtime")
+[ -d "$ROOT/$NEW_B" ] && [ -x "$ROOT/$NEW_R/bin/edge-sed" ] || refuse "the previous bundle or runtime is gone from $ROOT"
+ACTION=rollback
+"""
+    else:
+        choose = f"""
+NEW_B=bundles/{art.bundle_id}; NEW_R=runtimes/{art.runtime_id}
+[ -d "$ROOT/$NEW_B" ] && [ -f "$ROOT/$NEW_R/.complete" ] || refuse "the staged bundle or runtime is missing"
+ACTION=deploy
+"""
+    unit = unit_text(opts)
+    return _common(opts) + f"SYSTEMCTL=\"{systemctl}\"\n" + _FLIP.replace("{settle}", f"{opts.settle_s:g}") + choose + f"""
+cd "$ROOT" || refuse "no $ROOT on the target"
+ROOT=$(pwd -P)
+OLD_B=$(readlink current 2>/dev/null || true); OLD_R=$(readlink runtime 2>/dev/null || true)
+mkdir -p "$UNIT_DIR" || refuse "no permission to create $UNIT_DIR"
+if [ "$SCOPE" = system ]; then WANTED_BY=multi-user.target; else WANTED_BY=default.target; fi
+cat > "$UNIT.tmp" <<EOF || refuse "no permission to write $UNIT"
+{unit}EOF
+if cmp -s "$UNIT.tmp" "$UNIT"; then rm -f "$UNIT.tmp"; else mv "$UNIT.tmp" "$UNIT" && $SYSTEMCTL daemon-reload || refuse "systemctl daemon-reload failed"; echo "unit_written=yes"; fi
+$SYSTEMCTL enable "$SERVICE" >/dev/null 2>&1 || echo "WARN: systemctl enable $SERVICE failed (the service will not start at boot)"
+if [ "$SCOPE" = user ]; then loginctl enable-linger "$(id -un)" >/dev/null 2>&1 || echo "WARN: loginctl enable-linger failed: the user service stops at logout and does not start at boot"; fi
+if [ "$OLD_B" != "$NEW_B" ] || [ "$OLD_R" != "$NEW_R" ]; then
+  [ -n "$OLD_B" ] && flip previous "$OLD_B"
+  [ -n "$OLD_R" ] && flip previous-runtime "$OLD_R"
+fi
+flip runtime "$NEW_R"
+flip current "$NEW_B"
+echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $ACTION $NEW_B $NEW_R" >> deployments.log
+echo "current=$NEW_B"; echo "runtime=$NEW_R"; echo "previous=$OLD_B"
+if $SYSTEMCTL restart "$SERVICE" && health; then
+  echo "service=active"
+  # prune: runtimes (~200 MB each) nothing points at; bundles beyond the newest {opts.keep}
+  for d in runtimes/*; do
+    [ -d "$d" ] && [ "$d" != "$(readlink runtime)" ] && [ "$d" != "$(readlink previous-runtime)" ] && rm -rf "$d" && echo "pruned=$d"
+  done
+  ls -1t bundles | tail -n +{opts.keep + 1} | while read -r b; do
+    [ "bundles/$b" != "$(readlink current)" ] && [ "bundles/$b" != "$(readlink previous)" ] && rm -rf "bundles/$b"
+  done
+else
+  state=$($SYSTEMCTL is-active "$SERVICE" 2>/dev/null || true)
+  if [ -n "$OLD_B" ] && [ -n "$OLD_R" ] && [ "$OLD_B" != "$NEW_B" -o "$OLD_R" != "$NEW_R" ]; then
+    flip runtime "$OLD_R"; flip current "$OLD_B"
+    echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) auto-rollback $OLD_B $OLD_R" >> deployments.log
+    $SYSTEMCTL restart "$SERVICE" || true
+    refuse "service $SERVICE did not stay up on $NEW_B (state: ${{state:-unknown}}): switched back to $OLD_B"
+  fi
+  refuse "service $SERVICE did not stay up on $NEW_B (state: ${{state:-unknown}}); see: journalctl $( [ "$SCOPE" = user ] && echo --user ) -u $SERVICE"
+fi
+"""
+
+
+def status_script(opts: Options, lines: int) -> str:
+    systemctl = _systemctl(opts)
+    return _common(opts) + f"""
+SYSTEMCTL="{systemctl}"
+[ -d "$ROOT" ] || refuse "nothing deployed here ($ROOT does not exist)"
+cd "$ROOT"
+echo "root=$(pwd -P)"
+echo "current=$(readlink current 2>/dev/null || true)"
+echo "runtime=$(readlink runtime 2>/dev/null || true)"
+echo "previous=$(readlink previous 2>/dev/null || true)"
+echo "arch=$(uname -m)"
+echo "service=$($SYSTEMCTL is-active "$SERVICE" 2>/dev/null || true)"
+$SYSTEMCTL show "$SERVICE" -p ActiveEnterTimestamp -p NRestarts -p MainPID 2>/dev/null | sed 's/^ActiveEnterTimestamp=/since=/; s/^NRestarts=/restarts=/; s/^MainPID=/pid=/'
+[ -f current/manifest.json ] && echo "manifest=$(tr -d '\\n' < current/manifest.json | head -c 200000)"
+echo "last_deploy=$(tail -n1 deployments.log 2>/dev/null || true)"
+echo "log=$(pwd -P)/logs/events.jsonl"
+tail -n {int(lines)} logs/events.jsonl 2>/dev/null | sed 's/^/event=/'
+"""
+
+
+# ---------------------------------------------------------------------------- one host
+
+
+@dataclass
+class HostResult:
+    target: Target
+    status: str = "pending"  # ok | failed | staged | dry-run
+    reason: str = ""
+    facts: dict = field(default_factory=dict)
+    steps: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {"host": str(self.target), "status": self.status, "reason": self.reason,
+                "facts": {k: v for k, v in self.facts.items() if not k.startswith("_")},
+                "steps": self.steps, "warnings": self.warnings, "seconds": round(self.seconds, 1)}
+
+
+def _need_kb(art: Artifact) -> int:
+    return (2 * art.bundle_bytes + 2 * art.wheel.stat().st_size) // 1024 + 20 * 1024
+
+
+def _record(res: HostResult, facts: dict, step: str) -> None:
+    res.warnings += facts.pop("_warnings", [])
+    res.facts.update(facts)
+    res.steps.append(step)
+
+
+def describe_target(f: dict) -> str:
+    free = int(f.get("free_kb") or 0) / 1024**2
+    return (f"{f.get('os', '?')}, {f.get('arch', '?')}, Python {f.get('python') or 'none'}, "
+            f"{free:.1f} GB free, {f.get('audio_inputs', '0')} audio input(s), {f.get('scope', '?')} service")
+
+
+def stage_host(target: Target, opts: Options, art: Artifact, dry_run: bool = False, log=None) -> HostResult:
+    """Steps 1-2 on one host (preflight, stage). Never raises: the result says what failed."""
+    log = log or (lambda m: None)
+    res = HostResult(target)
+    start = time.perf_counter()
+    try:
+        facts = run_remote(target, opts, preflight_script(opts, checked_archs(art.manifest), _need_kb(art),
+                                                          art.runtime_id), what="preflight")
+        _record(res, facts, "checked: " + describe_target(facts))
+        log(f"{target}: checked: {describe_target(facts)}")
+        if dry_run:
+            res.steps += plan_steps(opts, art, facts)
+            res.status = "dry-run"
+            return res
+        facts = run_remote(target, opts, stage_script(opts, art), data=art.tar, timeout_s=1800, what="staging")
+        step = (f"staged {art.bundle_id} (sha256 ok on the target), runtime {art.runtime_id} "
+                f"{'installed' if facts.get('runtime_install') == 'new' else 'already there'}, "
+                f"bundle re-checked by the target's edge-sed on {facts.get('target_verify')}")
+        _record(res, facts, step)
+        log(f"{target}: {step}")
+        res.status = "staged"
+    except DeployError as exc:
+        res.status, res.reason = "failed", str(exc).split(": ", 1)[-1]
+    finally:
+        res.seconds = time.perf_counter() - start
+    return res
+
+
+def switch_host(res: HostResult, opts: Options, art: Artifact | None, rollback: bool = False, log=None) -> HostResult:
+    """Step 3 on one host."""
+    log = log or (lambda m: None)
+    start = time.perf_counter()
+    try:
+        facts = run_remote(res.target, opts, switch_script(opts, art, rollback=rollback), timeout_s=300,
+                           what="rollback" if rollback else "switch")
+        prev = facts.get("previous") or "nothing"
+        step = (f"{'rolled back' if rollback else 'switched'}: current -> {facts.get('current')} "
+                f"(was {prev}), runtime -> {facts.get('runtime')}, service {opts.service} {facts.get('service')}")
+        _record(res, facts, step)
+        log(f"{res.target}: {step}")
+        res.status = "ok"
+    except DeployError as exc:
+        res.status, res.reason = "failed", str(exc).split(": ", 1)[-1]
+    res.seconds += time.perf_counter() - start
+    return res
+
+
+def plan_steps(opts: Options, art: Artifact, facts: dict) -> list[str]:
+    root, rt = opts.root, art.runtime_id
+    have_rt = "keep" if facts.get("runtime") == f"runtimes/{rt}" else "install (if not already there)"
+    return [
+        f"upload {art.bundle_dir} ({art.bundle_bytes / 1024:.0f} kB) and {art.wheel.name} to {root}/.staging/",
+        f"check sha256 {art.manifest['sha256'][:12]}... of model.tflite on the target",
+        f"runtime {root}/runtimes/{rt}: {have_rt} (python -m venv + pip install of the wheel; deps from PyPI)",
+        f"re-run the bundle's check windows with the target's edge-sed verify ({facts.get('arch')})",
+        f"move to {root}/bundles/{art.bundle_id}",
+        f"write {facts.get('unit')} (ExecStart: {root}/runtime/bin/edge-sed listen --bundle current "
+        f"--log logs/events.jsonl; Restart=on-failure)",
+        f"previous -> {facts.get('current') or '(none)'}; runtime -> runtimes/{rt}; "
+        f"current -> bundles/{art.bundle_id} (ln -s + mv -T)",
+        f"{opts.systemctl} restart {opts.service}; check it is still active after {opts.settle_s:g} s, "
+        "else switch back",
+    ]
+
+
+# ------------------------------------------------------------------------------ fleets
+
+
+def deploy(bundle_path, targets: list[Target], opts: Options, wheel=None, dry_run: bool = False,
+           all_or_nothing: bool = False, log=None, parallel: int = 4) -> list[HostResult]:
+    """Deploy to every target: preflight + stage in parallel, then switch the hosts that passed
+    (all_or_nothing: none unless all passed). Returns one HostResult per target; raises only for
+    problems before any host is touched (the bundle, the wheel)."""
+    with tempfile.TemporaryDirectory(prefix="edge-sed-deploy-") as tmp:
+        art = prepare(bundle_path, Path(tmp), wheel)
+        with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(targets)))) as pool:
+            results = list(pool.map(lambda t: stage_host(t, opts, art, dry_run, log), targets))
+            if dry_run:
+                return results
+            if all_or_nothing and any(r.status != "staged" for r in results):
+                for r in results:
+                    if r.status == "staged":
+                        r.status, r.reason = "staged", "not switched: another host failed (--all-or-nothing)"
+                return results
+            staged = [r for r in results if r.status == "staged"]
+            list(pool.map(lambda r: switch_host(r, opts, art, log=log), staged))
+    return results
+
+
+def rollback(targets: list[Target], opts: Options, log=None) -> list[HostResult]:
+    with ThreadPoolExecutor(max_workers=max(1, min(4, len(targets)))) as pool:
+        return list(pool.map(lambda t: switch_host(HostResult(t), opts, None, rollback=True, log=log), targets))
+
+
+def status(target: Target, opts: Options, lines: int = 10) -> dict:
+    """Running bundle, runtime, service state and the last ``lines`` events of one target."""
+    facts = run_remote(target, opts, status_script(opts, lines), what="status")
+    out = {"host": str(target), **{k: v for k, v in facts.items() if not k.startswith("_")}}
+    out["warnings"] = facts["_warnings"]
+    try:
+        m = json.loads(facts.get("manifest") or "{}")
+    except json.JSONDecodeError:
+        m = {}
+    out["bundle"] = {k: m.get(k) for k in ("name", "level", "form", "sha256", "labels")} if m else None
+    out.pop("manifest", None)
+    events = []
+    for line in facts.get("events", []):  # JSON lines where they are JSON
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            events.append(line)
+    out["events"] = events
+    return out
+
+
+def format_table(results: list[HostResult]) -> str:
+    rows = [("host", "arch", "python", "result", "seconds", "detail")]
+    for r in results:
+        f = r.facts
+        detail = r.reason or (f"current -> {f.get('current')}" if r.status == "ok" else
+                              f"would deploy (runtime {'kept' if f.get('runtime') else 'new'})" if r.status == "dry-run" else "")
+        rows.append((str(r.target), f.get("arch", "?"), f.get("python") or "?", r.status, f"{r.seconds:.1f}", detail))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row[:5], widths)) + "  " + row[5] for row in rows)
+
+
+def format_status(s: dict) -> str:
+    b = s.get("bundle") or {}
+    lines = [f"{s['host']}: service {s.get('service') or 'unknown'}"
+             + (f" since {s['since']}" if s.get("since") else "")
+             + (f", restarts {s['restarts']}" if s.get("restarts") else "")
+             + (f", pid {s['pid']}" if s.get("pid") and s.get("pid") != "0" else ""),
+             f"  bundle:   {s.get('current') or '(none)'}"
+             + (f"  ({b.get('level')} {b.get('form')}, sha256 {str(b.get('sha256'))[:12]}..., labels "
+                f"{', '.join(b.get('labels') or [])})" if b else ""),
+             f"  runtime:  {s.get('runtime') or '(none)'}",
+             f"  previous: {s.get('previous') or '(none: nothing to roll back to)'}",
+             f"  last deploy: {s.get('last_deploy') or '(none)'}",
+             f"  last {len(s['events'])} event(s) from {s.get('log')}:" if s["events"] else
+             f"  no events yet in {s.get('log')}"]
+    for e in s["events"]:
+        lines.append("    " + (json.dumps(e, separators=(", ", ": ")) if isinstance(e, (dict, list)) else str(e)))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- the command
+
+
+def command(bundle, hosts: list[str], inventory, opts: Options, *, port=None, wheel=None, dry_run=False,
+            do_rollback=False, do_status=False, lines=10, all_or_nothing=False, batch=1, as_json=False,
+            say=print) -> None:
+    """``edge-sed deploy``: one of deploy / --rollback / --status to --host(s), or a deploy through
+    Ansible with --inventory. Prints a report; EdgeSedError (one line) if anything failed."""
+    modes = sum(bool(x) for x in (do_rollback, do_status))
+    if modes > 1:
+        raise EdgeSedError("give at most one of --rollback and --status")
+    if bool(hosts) == bool(inventory):
+        raise EdgeSedError("give --host (repeatable) or --inventory, not both, not neither")
+    if inventory:
+        if modes:
+            raise EdgeSedError("--rollback and --status take --host; with an inventory run "
+                               "`edge-sed deploy --rollback --host ...` per host or use ansible directly")
+        if bundle is None:
+            raise EdgeSedError("give the BUNDLE directory to deploy")
+        from .deploy_playbook import run_playbook
+
+        results = run_playbook(inventory, bundle, opts, wheel=wheel, batch=batch, dry_run=dry_run,
+                               log=None if as_json else (lambda m: say(m)))
+        return _report(results, as_json, say)
+    targets = [parse_target(h, port) for h in hosts]
+    log = None if as_json else say
+    if do_status:
+        if bundle is not None:
+            raise EdgeSedError("--status takes no BUNDLE")
+        reports, errors = [], []
+        for t in targets:
+            try:
+                reports.append(status(t, opts, lines))
+            except DeployError as exc:
+                errors.append(str(exc))
+                reports.append({"host": str(t), "error": str(exc).split(": ", 1)[-1]})
+        if as_json:
+            say(json.dumps(reports if len(reports) > 1 else reports[0], indent=2))
+        else:
+            for r in reports:
+                say(format_status(r) if "error" not in r else f"{r['host']}: {r['error']}")
+        if errors:
+            raise EdgeSedError(errors[0] if len(errors) == 1 else f"{len(errors)} of {len(targets)} hosts failed")
+        return None
+    if do_rollback:
+        if bundle is not None:
+            raise EdgeSedError("--rollback takes no BUNDLE (it returns to the previous one)")
+        return _report(rollback(targets, opts, log=log), as_json, say)
+    if bundle is None:
+        raise EdgeSedError("give the BUNDLE directory to deploy (or --rollback / --status)")
+    results = deploy(bundle, targets, opts, wheel=wheel, dry_run=dry_run, all_or_nothing=all_or_nothing, log=log)
+    if dry_run and not as_json:
+        for r in results:
+            if r.status == "dry-run":
+                say(f"{r.target}: plan")
+                for i, step in enumerate(r.steps[1:], 1):
+                    say(f"  {i}. {step}")
+    return _report(results, as_json, say)
+
+
+def _report(results: list[HostResult], as_json: bool, say) -> None:
+    if as_json:
+        say(json.dumps([r.to_dict() for r in results], indent=2))
+    elif len(results) > 1 or any(r.status not in ("ok", "dry-run") for r in results):
+        say(format_table(results))
+    for r in results:
+        for w in r.warnings:
+            if not as_json:
+                say(f"{r.target}: warning: {w}")
+    bad = [r for r in results if r.status not in ("ok", "dry-run")]
+    if len(results) == 1 and bad:
+        raise DeployError(f"{bad[0].target}: {bad[0].reason}")
+    if bad:
+        raise DeployError(f"{len(bad)} of {len(results)} hosts not deployed: "
+                          + "; ".join(f"{r.target}: {r.reason}" for r in bad))
