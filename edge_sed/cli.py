@@ -198,6 +198,34 @@ def data_stats(source, png, examples, no_png, seed, no_check, as_json):
         click.echo(f"log-mel examples: {png}")
 
 
+@data.command("stream")
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", "out_wav", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The stream (.wav or .flac); its annotations go beside it as <stem>.csv (onset_s,offset_s,label).")
+@click.option("--duration", "duration_s", default=120.0, show_default=True, type=click.FloatRange(5),
+              help="Seconds of stream.")
+@click.option("--events", "n_events", default=20, show_default=True, type=click.IntRange(0),
+              help="Events placed (event classes in turn).")
+@click.option("--ebr-db", default=6.0, show_default=True, help="Event-to-background ratio of each event (dB).")
+@click.option("--min-gap", "min_gap_s", default=3.0, show_default=True, type=click.FloatRange(0),
+              help="Least seconds between two event onsets.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the annotations as JSON.")
+def data_stream(source, out_wav, duration_s, n_events, ebr_db, min_gap_s, seed, as_json):
+    """A labelled stream (DCASE 2017 task 2 style): event clips of SOURCE (a split CSV or data
+    set) placed at known onsets on its background clips, for `edge-sed listen --file` and the
+    simulators."""
+    from .streams import make_stream, write_stream
+
+    audio, annotations = make_stream(source, duration_s, n_events, seed=seed, ebr_db=ebr_db, min_gap_s=min_gap_s)
+    csv_path = write_stream(out_wav, audio, annotations)
+    if as_json:
+        _emit_json({"audio": str(out_wav), "annotations": str(csv_path),
+                    "events": [a.__dict__ for a in annotations]})
+        return
+    click.echo(f"wrote {duration_s:g} s with {len(annotations)} events to {out_wav} (annotations: {csv_path})")
+
+
 def check_audio_files(paths, progress: bool = True) -> None:
     """Decode every file; one AudioError naming how many are unusable and the first reason."""
     from .audio_io import read_audio
@@ -435,10 +463,75 @@ def simulate():
     _not_built("simulate", 5)
 
 
-@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def listen():
-    """Detect events on a microphone or a file, live (not built yet)."""
-    _not_built("listen", 7)
+def _thresholds_for(values) -> dict:
+    out = {}
+    for v in values:
+        label, sep, p = v.partition("=")
+        try:
+            out[label.strip()] = float(p)
+        except ValueError:
+            sep = ""
+        if not sep or not label.strip():
+            raise click.UsageError(f"--threshold-for wants CLASS=P, e.g. gunshot=0.8, got {v!r}")
+    return out
+
+
+@cli.command(context_settings={"max_content_width": 100})
+@click.option("--bundle", "bundle_path", required=True, type=click.Path(path_type=Path),
+              help="A bundle directory (windowed or *-streaming); its checksum is verified first.")
+@click.option("--input-device", "device", help="Microphone: index or part of the name (see `edge-sed devices`). "
+              "Default: the system's default input.")
+@click.option("--file", "file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Play a WAV/FLAC file through the loop instead of the microphone (streamed in blocks).")
+@click.option("--realtime", is_flag=True, help="With --file: at real-time pace (default: as fast as possible).")
+@click.option("--threshold", type=click.FloatRange(0, 1), help="Detection threshold on the averaged "
+              "probability, every class (default 0.6).")
+@click.option("--threshold-for", "thresholds", multiple=True, metavar="CLASS=P",
+              help="Threshold of one class (repeatable), e.g. --threshold-for gunshot=0.8.")
+@click.option("--window-ms", type=click.FloatRange(0), help="Averaging window of the smoother (default 750).")
+@click.option("--suppression-ms", type=click.FloatRange(0), help="After an event, the same class does not fire "
+              "again for this long unless another class came between (default 1500).")
+@click.option("--min-count", type=click.IntRange(1), help="Decisions needed in the window before any event (default 2).")
+@click.option("--hop-ms", type=click.FloatRange(10), default=250.0, show_default=True,
+              help="Model decision every hop (the window slides by this much).")
+@click.option("--duration", "duration_s", type=click.FloatRange(0, min_open=True), help="Stop after this many "
+              "seconds of audio.")
+@click.option("--log", "log", type=click.Path(dir_okay=False, path_type=Path),
+              help="Append one JSON object per event (ISO time, stream time, class, score, decision latency).")
+@click.option("--json", "as_json", is_flag=True, help="Print nothing live; print the summary (with every "
+              "event) as JSON at exit.")
+def listen(bundle_path, device, file, realtime, threshold, thresholds, window_ms, suppression_ms, min_count,
+           hop_ms, duration_s, log, as_json):
+    """Detect events live on a microphone (or a file): front end -> model -> smoother, one
+    line or a live display per event, a summary at exit (Ctrl-C: exit 130; SIGTERM: exit 0)."""
+    from .listen import listen as run
+
+    if realtime and not file:
+        raise click.UsageError("--realtime goes with --file (a microphone is real time already)")
+    if file and device is not None:
+        raise click.UsageError("give --file or --input-device, not both")
+    code = run(bundle_path, device=device, file=file, realtime=realtime, threshold=threshold,
+               thresholds=_thresholds_for(thresholds), average_window_ms=window_ms, suppression_ms=suppression_ms,
+               minimum_count=min_count, hop_ms=hop_ms, duration_s=duration_s, log=log, as_json=as_json)
+    if code:
+        raise click.exceptions.Exit(code)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+def devices(as_json):
+    """List the audio input devices PortAudio sees (for `edge-sed listen --input-device`)."""
+    from .listen import input_devices
+
+    found = input_devices()
+    if as_json:
+        _emit_json(found)
+        return
+    if not found:
+        click.echo("no input devices (no microphone, or no sound server running)")
+    for d in found:
+        click.echo(f"{'*' if d['default'] else ' '} {d['index']:>3}  {d['name']}  ({d['hostapi']}, "
+                   f"{d['input_channels']} ch, {d['default_samplerate']:g} Hz)")
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

@@ -14,6 +14,7 @@ Decisions are taken every ``hop_frames`` front-end frames once a whole model win
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,6 +38,7 @@ class Decision:
     event: Event | None
     frames: int
     inferences: int
+    model_s: float = 0.0  # host seconds spent in the model since the previous decision (wall clock)
     average: np.ndarray | None = field(default=None, repr=False)  # the smoother's running average
 
 
@@ -67,6 +69,7 @@ class Detector:
         self.frames_seen = 0
         self._frames_since = 0
         self._inferences_since = 0
+        self._model_s = 0.0
         self.inferences = 0
 
     def frame_end_s(self, n_frames: int) -> float:
@@ -86,6 +89,7 @@ class Detector:
         self.frames_seen += 1
         self._frames_since += 1
         decide = n + 1 >= self.window_frames and (n + 1 - self.window_frames) % self.hop_frames == 0
+        start = time.perf_counter()
         if self.streaming:
             scores = self._step_states(frame, n, decide)
         else:
@@ -95,12 +99,15 @@ class Detector:
             if decide:
                 scores = self.runner.predict(self._window)
                 self._count(1)
+        self._model_s += time.perf_counter() - start
         if not decide:
             return None
         t_s = self.frame_end_s(self.frames_seen)
         event = self.smoother.update(t_s, scores)
-        d = Decision(t_s, scores, event, self._frames_since, self._inferences_since, self.smoother.average)
+        d = Decision(t_s, scores, event, self._frames_since, self._inferences_since, self._model_s,
+                     self.smoother.average)
         self._frames_since = self._inferences_since = 0
+        self._model_s = 0.0
         return d
 
     def _count(self, invokes: int) -> None:

@@ -1,0 +1,494 @@
+"""``edge-sed listen``: the device loop on a microphone (or a file), live.
+
+Stages (one object each, as in micro_speech):
+- source: :class:`MicSource` (a sounddevice.InputStream whose callback only copies the block
+  into a bounded queue and counts overflows) or :class:`FileSource` (a file streamed in blocks,
+  at real-time pace or as fast as possible). Both yield ``(block, arrival_time_s)``: 16 kHz
+  mono float32 and the clock time at which the block became available.
+- detector: :class:`edge_sed.loop.Detector` (front end -> model -> smoother).
+- sinks: :class:`ConsoleSink` (rich live display on a terminal, plain lines otherwise),
+  :class:`JsonlSink` (one JSON object per event, flushed at once).
+:func:`run_loop` wires them and returns the summary. The model backend (Detector) and the clock
+(``clock=``) are injectable, so a simulated target can run the same loop.
+
+Decision latency = clock time when the decision was made - arrival time of the block holding
+the last sample the decision used (queueing + front end + model + smoother on this host).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from math import gcd
+from pathlib import Path
+
+import numpy as np
+
+from .audio_io import _kaiser_lowpass, audio_info, iter_audio_blocks
+from .errors import AudioError, EdgeSedError
+from .settings import SAMPLE_RATE
+
+BLOCK_MS = 20
+"""Microphone/file block: 20 ms (320 samples at 16 kHz)."""
+QUEUE_S = 2.0
+"""The callback->worker queue holds this much audio; beyond it blocks are dropped (counted)."""
+STALL_S = 3.0
+"""No audio from a running input stream for this long means the device is gone."""
+
+
+class DeviceError(EdgeSedError):
+    """No usable input device, or the device went away mid-stream."""
+
+
+class Stopped(BaseException):
+    """SIGTERM asked the loop to stop (a BaseException, like KeyboardInterrupt)."""
+
+
+def _sounddevice():
+    try:
+        import sounddevice
+    except OSError as exc:  # libportaudio missing
+        raise DeviceError(f"PortAudio is not available ({exc}); install libportaudio2") from None
+    return sounddevice
+
+
+# ------------------------------------------------------------------------------ resampling
+
+
+class StreamingResampler:
+    """Block-by-block form of edge_sed.audio_io.resample_poly (same Kaiser-windowed filter):
+    the concatenated output equals resample_poly of the concatenated input, except the last
+    few samples, which need input that has not arrived yet (half the filter: < 1 ms)."""
+
+    def __init__(self, from_hz: int, to_hz: int = SAMPLE_RATE):
+        g = gcd(from_hz, to_hz)
+        self.up, self.down = to_hz // g, from_hz // g
+        self.half_len = 10 * max(self.up, self.down)
+        h = _kaiser_lowpass(2 * self.half_len + 1, 1.0 / max(self.up, self.down)) * self.up
+        self.taps = -(-len(h) // self.up)
+        phases = np.zeros((self.up, self.taps))
+        for p in range(self.up):
+            sub = h[p::self.up]
+            phases[p, :len(sub)] = sub
+        self.phases = phases[:, ::-1]
+        self._buf = np.zeros(self.taps - 1)  # padded input: buf[i] is x[i - (taps - 1) + offset]
+        self._offset = 0  # x index of buf[taps - 1]
+        self._n = 0  # next output index
+
+    def push(self, block: np.ndarray) -> np.ndarray:
+        if self.up == self.down:
+            return np.asarray(block, np.float32)
+        self._buf = np.concatenate([self._buf, np.asarray(block, np.float64).reshape(-1)])
+        last_x = self._offset + len(self._buf) - self.taps  # last x index available
+        # output n needs x up to (n * down + half_len) // up
+        n_end = max(self._n, ((last_x + 1) * self.up - self.half_len + self.down - 1) // self.down)
+        s = np.arange(self._n, n_end) * self.down + self.half_len
+        centre = s // self.up - self._offset  # buf index of the last tap's x is centre + taps - 1
+        windows = np.lib.stride_tricks.sliding_window_view(self._buf, self.taps)
+        y = np.einsum("nk,nk->n", windows[centre], self.phases[s % self.up]) if len(s) else np.zeros(0)
+        self._n = n_end
+        # keep what the next output needs: from its first x minus taps - 1
+        keep_from = (self._n * self.down + self.half_len) // self.up - self._offset
+        keep_from = max(0, min(keep_from, len(self._buf) - self.taps + 1))
+        self._buf = self._buf[keep_from:]
+        self._offset += keep_from
+        return y.astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------- sources
+
+
+def input_devices() -> list[dict]:
+    """PortAudio's input devices: index, name, host API, channels, default sample rate."""
+    sd = _sounddevice()
+    try:
+        devices = sd.query_devices()
+        default_in = sd.default.device[0]
+    except Exception as exc:
+        raise DeviceError(f"cannot list audio devices ({exc})") from None
+    apis = {i: a["name"] for i, a in enumerate(sd.query_hostapis())}
+    return [{"index": d["index"], "name": d["name"], "hostapi": apis.get(d["hostapi"], "?"),
+             "input_channels": d["max_input_channels"], "default_samplerate": d["default_samplerate"],
+             "default": d["index"] == default_in}
+            for d in devices if d["max_input_channels"] > 0]
+
+
+def resolve_device(device) -> dict:
+    """The input device for ``device`` (None: the default; an int or digit string: an index;
+    else a case-insensitive substring of the name); DeviceError naming `edge-sed devices`."""
+    sd = _sounddevice()
+    hint = "run `edge-sed devices` to list the input devices"
+    if isinstance(device, str) and device.strip().isdigit():
+        device = int(device)
+    try:
+        info = sd.query_devices(device, "input")
+    except (ValueError, sd.PortAudioError) as exc:
+        if device is None:
+            raise DeviceError(f"no microphone: PortAudio finds no default input device; {hint}") from None
+        raise DeviceError(f"no input device {device!r} ({str(exc).splitlines()[0]}); {hint}") from None
+    if info["max_input_channels"] < 1:
+        raise DeviceError(f"device {device!r} ({info['name']}) has no input channels; {hint}")
+    return info
+
+
+class MicSource:
+    """A microphone through sounddevice.InputStream. ``capture_hz`` None tries 16 kHz and falls
+    back to the device's default rate (resampled to 16 kHz here, in the worker)."""
+
+    def __init__(self, device=None, block_ms: float = BLOCK_MS, capture_hz: int | None = None,
+                 clock=time.monotonic, stall_s: float = STALL_S):
+        self.info = resolve_device(device)
+        self.device = self.info["index"]
+        self.block_ms = block_ms
+        self.clock = clock
+        self.stall_s = stall_s
+        self.overflows = 0
+        self.dropped_blocks = 0
+        self.capture_hz = capture_hz
+        self.name = f"{self.info['name']} (device {self.device})"
+        self._queue: queue.Queue = queue.Queue(maxsize=max(4, int(QUEUE_S * 1000 / block_ms)))
+        self._stream = None
+        self._finished = threading.Event()
+
+    def _callback(self, indata, frames, time_info, status):
+        # real-time thread: copy, count, never block
+        if status.input_overflow:
+            self.overflows += 1
+        try:
+            self._queue.put_nowait((indata[:, 0].copy(), self.clock()))
+        except queue.Full:
+            self.dropped_blocks += 1
+
+    def _open(self, rate: int):
+        sd = _sounddevice()
+        stream = sd.InputStream(device=self.device, channels=1, samplerate=rate, dtype="float32",
+                                blocksize=int(round(rate * self.block_ms / 1000)), callback=self._callback,
+                                finished_callback=self._finished.set)
+        stream.start()
+        return stream
+
+    def __enter__(self):
+        sd = _sounddevice()
+        rates = [self.capture_hz] if self.capture_hz else [SAMPLE_RATE, int(self.info["default_samplerate"])]
+        error = None
+        for rate in dict.fromkeys(rates):
+            try:
+                self._stream = self._open(rate)
+                self.capture_hz = rate
+                break
+            except (sd.PortAudioError, ValueError) as exc:
+                error = exc
+        if self._stream is None:
+            raise DeviceError(f"cannot open {self.name} at {' or '.join(map(str, dict.fromkeys(rates)))} Hz "
+                              f"({str(error).splitlines()[0]}); run `edge-sed devices`")
+        self._resampler = StreamingResampler(self.capture_hz) if self.capture_hz != SAMPLE_RATE else None
+        return self
+
+    def __exit__(self, *exc):
+        if self._stream is not None:
+            try:
+                self._stream.abort()
+                self._stream.close()
+            except Exception:  # closing a lost device can fail too; nothing left to save
+                pass
+            self._stream = None
+
+    def blocks(self):
+        """Yield (16 kHz block, arrival clock time) until the stream ends; DeviceError when the
+        device stops delivering audio."""
+        last = self.clock()
+        while True:
+            try:
+                block, arrived = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                if self._finished.is_set() or (self._stream is not None and not self._stream.active):
+                    raise DeviceError(f"input device {self.name} stopped (unplugged or its server went away)")
+                if self.clock() - last > self.stall_s:
+                    raise DeviceError(f"input device {self.name} delivered no audio for {self.stall_s:g} s "
+                                      "(unplugged or its server went away)")
+                continue
+            last = self.clock()
+            if self._resampler is not None:
+                block = self._resampler.push(block)
+            yield block, arrived
+
+
+class FileSource:
+    """A file streamed in blocks (never loaded whole); ``realtime`` releases each block when its
+    last sample would have been recorded, else as fast as the loop takes them."""
+
+    overflows = dropped_blocks = 0
+
+    def __init__(self, path, block_ms: float = BLOCK_MS, realtime: bool = False, clock=time.monotonic,
+                 sleep=time.sleep):
+        self.path = Path(path)
+        self.info = audio_info(self.path)
+        self.capture_hz = self.info["sample_rate"]
+        self.block_ms, self.realtime, self.clock, self.sleep = block_ms, realtime, clock, sleep
+        self.name = str(self.path)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    def blocks(self):
+        rate = self.capture_hz
+        resampler = StreamingResampler(rate) if rate != SAMPLE_RATE else None
+        start, samples = self.clock(), 0
+        for block in iter_audio_blocks(self.path, int(round(rate * self.block_ms / 1000)), sample_rate=rate):
+            samples += len(block)
+            if self.realtime:
+                due = start + samples / rate
+                wait = due - self.clock()
+                if wait > 0:
+                    self.sleep(wait)
+            arrived = self.clock()
+            yield (resampler.push(block) if resampler else block), arrived
+
+
+# ------------------------------------------------------------------------------------ sinks
+
+
+def _iso_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class JsonlSink:
+    """Appends one JSON object per event and flushes it at once, so a crash or kill loses
+    nothing already reported."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._f = open(self.path, "a", encoding="utf-8")
+        except OSError as exc:
+            raise EdgeSedError(f"{self.path}: cannot open the event log ({exc.strerror})") from None
+
+    def event(self, event, latency_s: float) -> None:
+        record = {"time": _iso_now(), "stream_s": round(event.t_s, 4), "class": event.label,
+                  "score": round(float(event.score), 4), "decision_latency_ms": round(latency_s * 1000, 2)}
+        self._f.write(json.dumps(record) + "\n")
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def decision(self, decision, level_db: float) -> None:
+        pass
+
+    def close(self, summary) -> None:
+        self._f.close()
+
+
+class ConsoleSink:
+    """Live rich display on a terminal (input level, top class and score, recent events), else
+    one plain line per event on stdout. ``quiet`` (for --json) prints nothing."""
+
+    def __init__(self, labels, source_name: str, live: bool | None = None, quiet: bool = False):
+        self.labels, self.source_name, self.quiet = labels, source_name, quiet
+        self.live_mode = (sys.stdout.isatty() if live is None else live) and not quiet
+        self.recent: deque = deque(maxlen=8)
+        self.level_db, self.top, self.score, self.t_s = -120.0, "-", 0.0, 0.0
+        self._live = None
+        self._last_draw = 0.0
+        if self.live_mode:
+            from rich.live import Live
+
+            self._live = Live(self._render(), refresh_per_second=8, transient=False)
+            self._live.start()
+
+    def _render(self):
+        from rich.table import Table
+
+        bar_n = int(max(0.0, min(1.0, (self.level_db + 60) / 60)) * 30)
+        t = Table.grid(padding=(0, 2))
+        t.add_row("source", self.source_name)
+        t.add_row("stream", f"{self.t_s:8.1f} s")
+        t.add_row("level", f"[green]{'#' * bar_n}[/green]{'.' * (30 - bar_n)} {self.level_db:6.1f} dBFS")
+        t.add_row("top", f"[bold]{self.top}[/bold] {self.score:.2f}")
+        for e, lat in reversed(self.recent):
+            t.add_row("[yellow]event[/yellow]", f"{e.t_s:8.2f} s  [bold]{e.label}[/bold]  {e.score:.2f}  "
+                      f"({lat * 1000:.0f} ms)")
+        return t
+
+    def event(self, event, latency_s: float) -> None:
+        self.recent.append((event, latency_s))
+        if self.quiet:
+            return
+        if not self.live_mode:
+            print(f"{event.t_s:9.2f} s  {event.label:<10} {event.score:.2f}  (decided in {latency_s * 1000:.1f} ms)",
+                  flush=True)
+
+    def decision(self, decision, level_db: float) -> None:
+        avg = decision.average if decision.average is not None else decision.scores
+        top = int(np.argmax(avg))
+        self.top, self.score, self.level_db, self.t_s = self.labels[top], float(avg[top]), level_db, decision.t_s
+        if self._live is not None and time.monotonic() - self._last_draw > 0.1:
+            self._live.update(self._render())
+            self._last_draw = time.monotonic()
+
+    def close(self, summary) -> None:
+        if self._live is not None:
+            self._live.update(self._render())
+            self._live.stop()
+
+
+# ------------------------------------------------------------------------------------- loop
+
+
+@dataclass
+class Stats:
+    audio_samples: int = 0
+    decisions: int = 0
+    inferences: int = 0
+    model_ms: list = field(default_factory=list)
+    latency_ms: list = field(default_factory=list)
+    events: Counter = field(default_factory=Counter)
+    detected: list = field(default_factory=list)
+    peak_queue_s: float = 0.0
+
+
+def _pct(values, q):
+    return round(float(np.percentile(values, q)), 3) if values else None
+
+
+def run_loop(detector, source, sinks, duration_s: float | None = None, clock=time.monotonic,
+             cpu_clock=time.process_time) -> dict:
+    """Feed ``source`` blocks through ``detector`` into ``sinks`` until the source ends,
+    ``duration_s`` of audio has gone through, Ctrl-C (KeyboardInterrupt) or SIGTERM
+    (:class:`Stopped`), or a DeviceError. Returns the summary; ``summary['stopped_by']`` says
+    which ("end", "duration", "interrupt", "terminate", "error: ...")."""
+    stats = Stats()
+    wall0, cpu0 = clock(), cpu_clock()
+    stopped_by = "end"
+    error = None
+    limit = int(duration_s * SAMPLE_RATE) if duration_s else None
+    # arrival time of the most recent blocks, by the stream sample where each ends
+    arrivals: deque = deque(maxlen=512)
+    try:
+        for block, arrived in source.blocks():
+            if limit is not None:
+                block = block[: max(0, limit - stats.audio_samples)]
+            stats.audio_samples += len(block)
+            arrivals.append((stats.audio_samples, arrived))
+            level = float(np.sqrt(np.mean(np.square(block)))) if len(block) else 0.0
+            level_db = 20 * np.log10(level + 1e-9)
+            for d in detector.push(block):
+                now = clock()
+                end_sample = int(round(d.t_s * SAMPLE_RATE))
+                arrived_at = next((t for s, t in arrivals if s >= end_sample), arrived)
+                latency = max(0.0, now - arrived_at)
+                stats.decisions += 1
+                stats.inferences += d.inferences
+                stats.model_ms.append(d.model_s * 1000)
+                stats.latency_ms.append(latency * 1000)
+                for sink in sinks:
+                    sink.decision(d, level_db)
+                if d.event is not None:
+                    stats.events[d.event.label] += 1
+                    stats.detected.append({"class": d.event.label, "stream_s": round(d.event.t_s, 4),
+                                           "score": round(float(d.event.score), 4),
+                                           "decision_latency_ms": round(latency * 1000, 2)})
+                    for sink in sinks:
+                        sink.event(d.event, latency)
+            if limit is not None and stats.audio_samples >= limit:
+                stopped_by = "duration"
+                break
+    except KeyboardInterrupt:
+        stopped_by = "interrupt"
+    except Stopped:
+        stopped_by = "terminate"
+    except (DeviceError, AudioError) as exc:
+        stopped_by, error = f"error: {exc}", exc
+    wall, cpu = clock() - wall0, cpu_clock() - cpu0
+    audio_s = stats.audio_samples / SAMPLE_RATE
+    summary = {
+        "source": source.name,
+        "capture_hz": getattr(source, "capture_hz", SAMPLE_RATE),
+        "bundle": str(detector.bundle.path),
+        "form": detector.bundle.form, "level": detector.bundle.level,
+        "hop_ms": round(detector.hop_frames * detector.frame_s * 1000, 3),
+        "audio_s": round(audio_s, 3), "wall_s": round(wall, 3),
+        "decisions": stats.decisions, "inferences": stats.inferences,
+        "inference_ms_p50": _pct(stats.model_ms, 50), "inference_ms_p99": _pct(stats.model_ms, 99),
+        "inference_note": "model time per decision (streaming: every frame's invokes of the staggered states)",
+        "decision_latency_ms_p50": _pct(stats.latency_ms, 50), "decision_latency_ms_p95": _pct(stats.latency_ms, 95),
+        "cpu_percent_one_core": round(100.0 * cpu / wall, 1) if wall > 0 else None,
+        "cpu_note": "process CPU time (all threads) / wall time; 100 = one core busy",
+        "overflows": int(source.overflows), "dropped_blocks": int(source.dropped_blocks),
+        "events": sum(stats.events.values()), "events_by_class": dict(stats.events),
+        "stopped_by": stopped_by,
+        "detected": stats.detected,
+    }
+    for sink in sinks:
+        sink.close(summary)
+    if error is not None:
+        summary["_error"] = error
+    return summary
+
+
+def summary_text(s: dict) -> str:
+    by = ", ".join(f"{k} {v}" for k, v in sorted(s["events_by_class"].items())) or "none"
+    return (f"{s['audio_s']:.1f} s of audio from {s['source']} ({s['level']} {s['form']}, hop {s['hop_ms']:g} ms): "
+            f"{s['events']} events ({by}); inference {s['inference_ms_p50']} ms p50 / "
+            f"{s['inference_ms_p99']} ms p99 per decision; decision latency {s['decision_latency_ms_p50']} ms p50; "
+            f"CPU {s['cpu_percent_one_core']} % of one core; overflows {s['overflows']}, "
+            f"dropped blocks {s['dropped_blocks']}; stopped by {s['stopped_by']}")
+
+
+def _raise_stopped(signum, frame):
+    raise Stopped()
+
+
+def listen(bundle_path, *, device=None, file=None, realtime=False, threshold=None, thresholds=None,
+           average_window_ms=None, suppression_ms=None, minimum_count=None, hop_ms=None, duration_s=None,
+           log=None, as_json=False, live=None, capture_hz=None) -> int:
+    """The ``edge-sed listen`` command: runs until the end of the file, ``duration_s``, Ctrl-C
+    or SIGTERM, prints the summary (JSON with ``as_json``) and returns the exit code: 0 at the
+    end, after ``duration_s`` or on SIGTERM; 130 on Ctrl-C. A lost device raises DeviceError
+    after the summary is printed and the log closed (every event already in it)."""
+    from .bundle import load_bundle
+    from .loop import Detector
+    from .smoother import (DEFAULT_AVERAGE_WINDOW_MS, DEFAULT_MINIMUM_COUNT, DEFAULT_SUPPRESSION_MS,
+                           DEFAULT_THRESHOLD, Smoother)
+
+    bundle = load_bundle(bundle_path)  # checks the checksum before anything runs
+    th = threshold if threshold is not None else DEFAULT_THRESHOLD
+    if thresholds:
+        th = {**{l: th for l in bundle.labels}, **thresholds}
+    smoother = Smoother(bundle.labels, threshold=th,
+                        average_window_ms=DEFAULT_AVERAGE_WINDOW_MS if average_window_ms is None else average_window_ms,
+                        suppression_ms=DEFAULT_SUPPRESSION_MS if suppression_ms is None else suppression_ms,
+                        minimum_count=DEFAULT_MINIMUM_COUNT if minimum_count is None else minimum_count)
+    frame_ms = bundle.frontend.hop_ms
+    hop_frames = max(1, int(round(hop_ms / frame_ms))) if hop_ms else None
+    detector = Detector(bundle, hop_frames=hop_frames, smoother=smoother)
+    source = FileSource(file, realtime=realtime) if file else MicSource(device, capture_hz=capture_hz)
+    sinks = [JsonlSink(log)] if log else []
+    previous = signal.signal(signal.SIGTERM, _raise_stopped) if threading.current_thread() is threading.main_thread() else None
+    try:
+        with source:
+            sinks.insert(0, ConsoleSink(bundle.labels, source.name, live=live, quiet=as_json))
+            summary = run_loop(detector, source, sinks, duration_s=duration_s)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    error = summary.pop("_error", None)
+    code = 130 if summary["stopped_by"] == "interrupt" else (error.exit_code if error else 0)
+    summary["exit_code"] = code
+    if as_json:
+        print(json.dumps(summary, indent=2), flush=True)
+    else:
+        print(summary_text(summary), flush=True)
+    if error is not None:
+        raise error
+    return code
