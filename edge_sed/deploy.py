@@ -220,9 +220,6 @@ def source_root() -> Path | None:
     return root if py.is_file() and 'name = "edge-sed"' in py.read_text() else None
 
 
-_WHEEL_CACHE: dict[str, Path] = {}
-
-
 def build_wheel(out_dir: Path) -> Path:
     """``pip wheel --no-deps`` of this checkout, built from a clean copy of the sources so the
     checkout gets no build/ or egg-info litter. The target fetches the dependencies from PyPI."""
@@ -277,10 +274,7 @@ def prepare(bundle_path, work_dir: Path, wheel: str | os.PathLike | None = None)
     except EdgeSedError as exc:
         raise EdgeSedError(f"refusing to deploy: the bundle fails verification: {exc}") from None
     manifest = json.loads((bundle_path / MANIFEST_FILE).read_text())
-    wheel_path = Path(wheel) if wheel else _WHEEL_CACHE.get("built")
-    if wheel_path is None or not wheel_path.exists():
-        wheel_path = build_wheel(work_dir)
-        _WHEEL_CACHE["built"] = wheel_path
+    wheel_path = Path(wheel) if wheel else build_wheel(work_dir)
     art = Artifact(bundle_path, manifest, bundle_id(manifest), wheel_path, runtime_id(wheel_path))
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
@@ -354,6 +348,7 @@ command -v {shlex.quote(opts.systemctl.split()[0])} >/dev/null 2>&1 || refuse "n
 [ "$audio_inputs" -gt 0 ] || echo "WARN: no audio input device found (/proc/asound): the service will fail until a microphone is plugged in"
 """
     return _common(opts) + r"""
+echo "root_abs=$ROOT"
 . /etc/os-release 2>/dev/null && echo "os=${PRETTY_NAME:-$NAME}" || echo "os=$(uname -s)"
 arch=$(uname -m); echo "arch=$arch"
 echo "uid=$(id -u)"; echo "scope=$SCOPE"; echo "unit=$UNIT"

@@ -24,8 +24,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .deploy import HostResult, Options, Target, checked_archs, prepare, preflight_script, sh_path, \
-    stage_script, switch_script, _need_kb
+from .deploy import (HostResult, Options, Target, _need_kb, checked_archs, prepare, preflight_script,
+                     stage_script, switch_script)
 from .errors import EdgeSedError
 
 TASKS = ("preflight", "staging directory", "upload", "stage", "switch")
@@ -35,19 +35,23 @@ def write_playbook(out_dir: Path, opts: Options, art, batch: int = 1) -> Path:
     """Write playbook.yml, the three scripts and upload.tar into ``out_dir``; returns the
     playbook's path. The playbook is JSON, which is YAML too (no YAML writer needed)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    upload = f"{opts.root.rstrip('/')}/.staging/upload-{art.bundle_id}.tar"
+    upload = f".staging/upload-{art.bundle_id}.tar"  # under ROOT, as the target's shell resolves it
     scripts = {
         "preflight.sh": preflight_script(opts, checked_archs(art.manifest), _need_kb(art), art.runtime_id),
-        "stage.sh": stage_script(opts, art, tar_source=sh_path(upload)),
+        "stage.sh": stage_script(opts, art, tar_source=f'"$ROOT"/{upload}'),
         "switch.sh": switch_script(opts, art),
     }
     for name, text in scripts.items():
         (out_dir / name).write_text("#!/bin/sh\n" + text)
     (out_dir / "upload.tar").write_bytes(art.tar)
 
-    def script(name, title, changed=True):
-        return {"name": title, "ansible.builtin.script": {"cmd": str(out_dir / name), "executable": "/bin/sh"},
+    def script(name, title, changed=True, register=None):
+        task = {"name": title, "ansible.builtin.script": {"cmd": str(out_dir / name), "executable": "/bin/sh"},
                 "changed_when": changed}
+        return {**task, "register": register} if register else task
+
+    # ROOT as the target's shell sees it (Ansible's own ~ is the passwd home, which may differ)
+    root = "{{ preflight.stdout_lines | select('match', '^root_abs=') | first | regex_replace('^root_abs=', '') }}"
 
     play = {
         "name": f"edge-sed deploy {art.bundle_id} (runtime {art.runtime_id})",
@@ -57,11 +61,11 @@ def write_playbook(out_dir: Path, opts: Options, art, batch: int = 1) -> Path:
         "max_fail_percentage": 0,
         "any_errors_fatal": True,
         "tasks": [
-            script("preflight.sh", "preflight: OS, architecture, Python >= 3.9, disk, audio, permission", False),
-            {"name": "staging directory", "ansible.builtin.file": {"path": f"{opts.root}/.staging",
-                                                                    "state": "directory"}},
+            script("preflight.sh", "preflight: OS, architecture, Python >= 3.9, disk, audio, permission", False,
+                   register="preflight"),
+            {"name": "staging directory", "ansible.builtin.file": {"path": root + "/.staging", "state": "directory"}},
             {"name": f"upload bundle {art.bundle_id} and the edge-sed wheel",
-             "ansible.builtin.copy": {"src": str(out_dir / "upload.tar"), "dest": upload}},
+             "ansible.builtin.copy": {"src": str(out_dir / "upload.tar"), "dest": root + "/" + upload}},
             script("stage.sh", "stage: sha256 on the target, runtime venv, edge-sed verify on the target"),
             script("switch.sh", f"switch current and restart {opts.service}"),
         ],

@@ -1,0 +1,399 @@
+"""edge-sed deploy against a real OpenSSH server on loopback.
+
+The "boards" are sshd instances (Debian's openssh-server, each on its own free port of
+127.0.0.1, a generated host key, an authorized test key) whose sessions get their own HOME via
+sshd's SetEnv, so each is a separate target with its own ~/edge-sed:
+- ``good``: a normal target;
+- ``nopython``: its PATH has every tool of /usr/bin except python (a board without Python);
+- ``full`` (when tmpfs can be mounted): HOME on an 8 MB tmpfs (a full SD card).
+
+Only systemd is replaced: no systemd runs here, so the sessions' PATH starts with a directory
+holding FAKE_SYSTEMCTL below, a shell script that records every call in
+``$HOME/.fake-systemd/calls.log`` and keeps each service's state there. Its ``restart`` checks
+the unit for real (``systemd-analyze verify``) and that the unit's ExecStart program runs
+(``<program> --version``: the deployed venv's edge-sed), then marks the service active; a file
+``$HOME/.fake-systemd/fail-next-restart`` makes the next restart leave it failed (a crashing
+service). Everything else is real: ssh, the tar upload, sha256sum on the target, ``python -m
+venv`` + ``pip install`` of the wheel built from this checkout (dependencies from PyPI; the
+test sessions share the real pip cache so only the first install downloads), the target's own
+``edge-sed verify`` through LiteRT, the symlink switches, and ansible-playbook.
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from edge_sed.cli import main
+
+pytestmark = pytest.mark.skipif(not (shutil.which("ssh") and Path("/usr/sbin/sshd").exists()
+                                     and shutil.which("ssh-keygen")),
+                                reason="needs OpenSSH (scripts/setup.sh installs openssh-server/-client)")
+
+FAKE_SYSTEMCTL = r"""#!/bin/sh
+# Fake systemctl for the deploy tests (see tests/test_deploy.py).
+state="$HOME/.fake-systemd"; mkdir -p "$state"
+echo "$*" >> "$state/calls.log"
+if [ "${1:-}" = "--user" ]; then shift; units="$HOME/.config/systemd/user"; else units=/etc/systemd/system; fi
+cmd=${1:-}; [ $# -gt 0 ] && shift
+quiet=; [ "${1:-}" = "--quiet" ] && { quiet=1; shift; }
+name=${1%.service}
+case "$cmd" in
+  --version) echo "systemd 252 (fake)";;
+  daemon-reload) ;;
+  enable) [ -f "$units/$name.service" ] || { echo "Unit $name.service not found." >&2; exit 1; }
+          touch "$state/$name.enabled";;
+  start|restart)
+    unit="$units/$name.service"
+    [ -f "$unit" ] || { echo "Unit $name.service not found." >&2; exit 5; }
+    exe=$(sed -n 's/^ExecStart=\([^ ]*\).*/\1/p' "$unit")
+    ok=1
+    if command -v systemd-analyze >/dev/null 2>&1; then
+      systemd-analyze verify "$unit" >"$state/verify.log" 2>&1 || ok=0
+    fi
+    "$exe" --version >/dev/null 2>&1 || ok=0
+    if [ -f "$state/fail-next-restart" ]; then rm -f "$state/fail-next-restart"; ok=0; fi
+    if [ $ok = 1 ]; then echo active > "$state/$name.state"; date -u '+%a %Y-%m-%d %H:%M:%S UTC' > "$state/$name.since"
+    else echo failed > "$state/$name.state"; fi;;
+  stop) echo inactive > "$state/$name.state";;
+  is-active) s=$(cat "$state/$name.state" 2>/dev/null || echo inactive); [ -n "$quiet" ] || echo "$s"; [ "$s" = active ];;
+  show) echo "ActiveEnterTimestamp=$(cat "$state/$name.since" 2>/dev/null)"; echo "NRestarts=0"; echo "MainPID=0";;
+  *) echo "fake systemctl: unsupported command: $cmd" >&2; exit 1;;
+esac
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"sshd exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"sshd did not listen on {port} within {timeout_s} s")
+
+
+class Lab:
+    """The loopback sshd hosts and the options every edge-sed deploy call needs."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.user = "root" if os.geteuid() == 0 else os.environ.get("USER") or "nobody"
+        self.procs, self.hosts, self.homes, self.mounts = [], {}, {}, []
+        self.wheel = None
+
+    def args(self, *extra, identity=None):
+        return ["deploy", *extra, "--wheel", str(self.wheel), "--identity", str(identity or self.root / "client_key"),
+                "--ssh-option", f"UserKnownHostsFile={self.root / 'known_hosts'}",
+                "--ssh-option", "StrictHostKeyChecking=yes", "--scope", "user", "--settle", "0.2"]
+
+    def host(self, name):
+        return f"{self.user}@127.0.0.1:{self.hosts[name]}"
+
+
+def keygen(path: Path) -> None:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ssh-lab")
+    lab = Lab(root)
+    from edge_sed.deploy import build_wheel
+
+    # built once from this checkout (what deploy does by default) and shipped with --wheel
+    lab.wheel = build_wheel(root / "wheel-build")
+    keygen(root / "host_key")
+    keygen(root / "client_key")
+    keygen(root / "stranger_key")  # never authorized
+    (root / "authorized_keys").write_text((root / "client_key.pub").read_text())
+    fakebin = root / "fakebin"
+    fakebin.mkdir()
+    (fakebin / "systemctl").write_text(FAKE_SYSTEMCTL)
+    (fakebin / "systemctl").chmod(0o755)
+    nopy = root / "bin-without-python"  # a PATH with every tool but python
+    nopy.mkdir()
+    for tool in Path("/usr/bin").iterdir():
+        if not tool.name.startswith("python"):
+            (nopy / tool.name).symlink_to(tool)
+    std_path = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
+    # the deployed venv's pip shares this machine's pip cache: only the first install downloads
+    pip_cache = os.environ.get("PIP_CACHE_DIR") or str(Path.home() / ".cache" / "pip")
+    hosts = {"good": f"{fakebin}:{std_path}", "nopython": f"{fakebin}:{nopy}"}
+    full_home = root / "home-full"
+    full_home.mkdir()
+    if os.geteuid() == 0 and subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(full_home)],
+                                            capture_output=True).returncode == 0:
+        lab.mounts.append(full_home)
+        hosts["full"] = f"{fakebin}:{std_path}"
+    Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # sshd's privilege-separation directory
+    known = []
+    for name, path in hosts.items():
+        home = full_home if name == "full" else root / f"home-{name}"
+        home.mkdir(exist_ok=True)
+        port = free_port()
+        config = root / f"sshd_config-{name}"
+        config.write_text(f"""Port {port}
+ListenAddress 127.0.0.1
+HostKey {root / 'host_key'}
+PidFile {root / f'sshd-{name}.pid'}
+AuthorizedKeysFile {root / 'authorized_keys'}
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+SetEnv HOME={home} PATH={path} PIP_CACHE_DIR={pip_cache}
+""")
+        proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(config)],
+                                stdout=subprocess.DEVNULL, stderr=open(root / f"sshd-{name}.log", "w"))
+        lab.procs.append(proc)
+        wait_for_port(port, proc)
+        lab.hosts[name], lab.homes[name] = port, home
+        known.append(f"[127.0.0.1]:{port} {(root / 'host_key.pub').read_text().strip()}")
+    (root / "known_hosts").write_text("\n".join(known) + "\n")
+    yield lab
+    for proc in lab.procs:
+        proc.terminate()
+        proc.wait(timeout=10)
+    for mount in lab.mounts:
+        subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+def run(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def bundles(tiny_bundles):
+    return tiny_bundles[0]
+
+
+def target_state(home: Path, root="edge-sed"):
+    r = home / root
+    link = lambda name: os.readlink(r / name) if (r / name).is_symlink() else None
+    return {"current": link("current"), "previous": link("previous"), "runtime": link("runtime"),
+            "bundles": sorted(p.name for p in (r / "bundles").iterdir()) if (r / "bundles").is_dir() else []}
+
+
+def sha_of(bundle: Path) -> str:
+    return json.loads((bundle / "manifest.json").read_text())["sha256"]
+
+
+# ------------------------------------------------------------------------------- tests
+
+
+def test_deploy_status_redeploy_rollback(lab, bundles, capsys):
+    home, host = lab.homes["good"], lab.host("good")
+    int8, fp32 = bundles / "int8", bundles / "fp32"
+
+    code, out, err = run(capsys, *lab.args(int8, "--host", host, "--dry-run"))
+    assert code == 0, err
+    assert "plan" in out and "mv -T" in out and "x86_64" in out
+    assert not (home / "edge-sed").exists(), "a dry run must change nothing"
+
+    code, out, err = run(capsys, *lab.args(int8, "--host", host))
+    assert code == 0, err
+    int8_id = f"int8-{sha_of(int8)[:12]}"
+    assert f"current -> bundles/{int8_id}" in out and "service edge-sed active" in out
+    assert "runtime" in out and "installed" in out
+    state = target_state(home)
+    assert state["current"] == f"bundles/{int8_id}" and state["previous"] is None
+    root = home / "edge-sed"
+    # the real venv: the deployed edge-sed runs and verifies the bundle through LiteRT on the target
+    edge_sed = root / "runtime" / "bin" / "edge-sed"
+    assert subprocess.run([str(edge_sed), "verify", str(root / "current")], capture_output=True).returncode == 0
+    has_torch = subprocess.run([str(root / "runtime" / "bin" / "python"), "-c", "import torch"],
+                               capture_output=True).returncode == 0
+    assert not has_torch, "the device runtime must not install torch"
+    unit = (home / ".config/systemd/user/edge-sed.service").read_text()
+    assert f"ExecStart={root}/runtime/bin/edge-sed listen --bundle current --log logs/events.jsonl" in unit
+    assert "Restart=on-failure" in unit and f"WorkingDirectory={root}" in unit
+    calls = (home / ".fake-systemd/calls.log").read_text().splitlines()
+    assert "--user daemon-reload" in calls and "--user restart edge-sed" in calls
+    assert not list((root / ".staging").iterdir()), "staging must be cleaned up"
+
+    # what edge-sed listen would have logged; status shows it
+    (root / "logs" / "events.jsonl").write_text(json.dumps({"t": 12.5, "label": "dog", "score": 0.93}) + "\n")
+    code, out, err = run(capsys, *lab.args("--status", "--host", host))
+    assert code == 0, err
+    assert "service active" in out and int8_id in out and '"label": "dog"' in out
+    code, out, err = run(capsys, *lab.args("--status", "--host", host, "--json"))
+    status = json.loads(out)
+    assert status["service"] == "active" and status["bundle"]["level"] == "int8"
+    assert status["events"] == [{"t": 12.5, "label": "dog", "score": 0.93}]
+
+    # redeploy another bundle: same wheel -> the runtime venv is kept, not reinstalled
+    code, out, err = run(capsys, *lab.args(fp32, "--host", host))
+    assert code == 0, err
+    fp32_id = f"fp32-{sha_of(fp32)[:12]}"
+    assert "already there" in out
+    state = target_state(home)
+    assert state["current"] == f"bundles/{fp32_id}" and state["previous"] == f"bundles/{int8_id}"
+
+    # redeploying the same bundle is idempotent (previous stays the int8)
+    code, out, err = run(capsys, *lab.args(fp32, "--host", host))
+    assert code == 0, err
+    assert target_state(home)["previous"] == f"bundles/{int8_id}"
+
+    code, out, err = run(capsys, *lab.args("--rollback", "--host", host))
+    assert code == 0, err
+    assert f"rolled back: current -> bundles/{int8_id}" in out
+    state = target_state(home)
+    assert state["current"] == f"bundles/{int8_id}" and state["previous"] == f"bundles/{fp32_id}"
+    log = (root / "deployments.log").read_text().split("\n")
+    assert [l.split()[1] for l in log if l] == ["deploy", "deploy", "deploy", "rollback"]
+
+
+def test_service_that_does_not_stay_up_is_switched_back(lab, bundles, capsys):
+    host, home = lab.host("good"), lab.homes["good"]
+    args = lab.args("--root", "~/autorollback", "--host", host)
+    assert run(capsys, *args[:1], bundles / "int8", *args[1:])[0] == 0
+    (home / ".fake-systemd").mkdir(exist_ok=True)
+    (home / ".fake-systemd" / "fail-next-restart").touch()
+    code, out, err = run(capsys, *args[:1], bundles / "fp32", *args[1:])
+    assert code == 2
+    assert "did not stay up" in err and "switched back to bundles/int8-" in err
+    assert target_state(home, "autorollback")["current"].startswith("bundles/int8-")
+
+
+def test_tampered_bundle_is_refused_before_anything_is_sent(lab, bundles, tmp_path, capsys):
+    bad = shutil.copytree(bundles / "int8", tmp_path / "int8")
+    data = bytearray((bad / "model.tflite").read_bytes())
+    data[-100] ^= 0xFF
+    (bad / "model.tflite").write_bytes(bytes(data))
+    code, out, err = run(capsys, *lab.args(bad, "--host", lab.host("good"), "--root", "~/tampered"))
+    assert code == 2
+    assert err.startswith("error: refusing to deploy: the bundle fails verification") and "sha256" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (lab.homes["good"] / "tampered").exists()
+
+
+def test_architecture_the_bundle_was_not_checked_on(lab, bundles, tmp_path, capsys):
+    b = shutil.copytree(bundles / "int8", tmp_path / "int8")
+    manifest = json.loads((b / "manifest.json").read_text())
+    manifest["checked_on"] = ["aarch64"]
+    (b / "manifest.json").write_text(json.dumps(manifest))
+    code, out, err = run(capsys, *lab.args(b, "--host", lab.host("good"), "--root", "~/arch"))
+    assert code == 2
+    assert "target architecture x86_64: this bundle was not checked on it (checked on: aarch64" in err
+    assert not (lab.homes["good"] / "arch").exists()
+
+
+def test_unreachable_host_and_refused_login(lab, bundles, capsys):
+    start = time.monotonic()
+    code, out, err = run(capsys, *lab.args(bundles / "int8", "--host", f"{lab.user}@127.0.0.1:{free_port()}"))
+    assert code == 2 and "unreachable: connection refused" in err
+    assert time.monotonic() - start < 60
+    code, out, err = run(capsys, *lab.args("--status", "--host", lab.host("good"),
+                                           identity=lab.root / "stranger_key"))
+    assert code == 2 and "no permission: the SSH login was refused" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_two_hosts_one_without_python(lab, bundles, capsys):
+    good, bad = lab.host("good"), lab.host("nopython")
+    args = lab.args(bundles / "int8", "--host", good, "--host", bad, "--root", "~/fleet")
+    code, out, err = run(capsys, *args)
+    assert code == 2
+    lines = out.splitlines()
+    header = next(i for i, l in enumerate(lines) if l.startswith("host "))
+    table = {l.split()[0]: l for l in lines[header + 1:header + 3]}
+    assert " ok " in table[good] and "current -> bundles/int8-" in table[good]
+    assert " failed " in table[bad] and "no Python on the target" in table[bad]
+    assert "1 of 2 hosts not deployed" in err
+    assert target_state(lab.homes["good"], "fleet")["current"].startswith("bundles/int8-")
+    assert not (lab.homes["nopython"] / "fleet").exists()
+
+    # --all-or-nothing: the good host is staged but not switched
+    code, out, err = run(capsys, *args, "--all-or-nothing")
+    assert code == 2
+    assert "not switched: another host failed" in out
+    code, out, err = run(capsys, *lab.args(bundles / "fp32", "--host", good, "--host", bad, "--root", "~/fleet",
+                                           "--all-or-nothing"))
+    assert code == 2
+    state = target_state(lab.homes["good"], "fleet")
+    assert state["current"].startswith("bundles/int8-"), "the good host must not switch"
+    assert any(b.startswith("fp32-") for b in state["bundles"]), "but it is staged"
+
+
+def test_disk_full(lab, bundles, capsys):
+    if "full" not in lab.hosts:
+        pytest.skip("cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN) to make a full disk")
+    code, out, err = run(capsys, *lab.args(bundles / "int8", "--host", lab.host("full")))
+    assert code == 2
+    assert "disk full:" in err and "MB free under" in err
+    assert not (lab.homes["full"] / "edge-sed").exists()
+
+
+def test_usage_errors(capsys):
+    code, out, err = run(capsys, "deploy", "--status", "--wheel", __file__)
+    assert code == 2 and "give --host" in err
+    code, out, err = run(capsys, "deploy", "--host", "pi@", "--status")
+    assert code == 2 and "[user@]host[:port]" in err
+
+
+# ------------------------------------------------------------------------------ ansible
+
+
+def write_inventory(path: Path, lab, names, root):
+    lines = ["[boards]"]
+    for name in names:
+        lines.append(f"{name} ansible_host=127.0.0.1 ansible_port={lab.hosts[name]} ansible_user={lab.user} "
+                     f"ansible_ssh_private_key_file={lab.root / 'client_key'} "
+                     f"ansible_ssh_common_args='-o UserKnownHostsFile={lab.root / 'known_hosts'} "
+                     f"-o StrictHostKeyChecking=yes'")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def ansible():
+    if not shutil.which("ansible-playbook") and not (Path(os.sys.executable).parent / "ansible-playbook").exists():
+        pytest.skip("ansible-core is not installed (pip install 'edge-sed[deploy]')")
+
+
+def test_playbook_syntax_and_rolling_stop(lab, bundles, tmp_path, capsys, ansible):
+    from edge_sed.deploy import Options, prepare
+    from edge_sed.deploy_playbook import syntax_check, write_playbook
+
+    inv = write_inventory(tmp_path / "hosts.ini", lab, ["good", "nopython"], "~/ans")
+    art = prepare(bundles / "int8", tmp_path / "work", lab.wheel)
+    play = write_playbook(tmp_path / "play", Options(root="~/ans", scope="user", settle_s=0.2), art, batch=2)
+    syntax_check(play, inv)
+    spec = json.loads(play.read_text())[0]
+    assert spec["serial"] == 2 and spec["max_fail_percentage"] == 0 and spec["any_errors_fatal"] is True
+    assert [t["name"].split(":")[0] for t in spec["tasks"]][-1].startswith("switch")
+
+    # one batch holding both hosts: nopython fails preflight -> the good host is not switched either
+    common = ["--wheel", lab.wheel, "--root", "~/ans", "--scope", "user", "--settle", "0.2"]
+    code, out, err = run(capsys, "deploy", bundles / "int8", "--inventory", inv, "--batch", "2", *common)
+    assert code == 2, err
+    assert "no Python on the target" in out
+    assert "not switched" in out
+    assert not (lab.homes["good"] / "ans" / "current").exists()
+
+    # batches of one with the good host first: it is deployed, then the failing batch stops the play
+    inv1 = write_inventory(tmp_path / "hosts1.ini", lab, ["good", "nopython"], "~/ans")
+    code, out, err = run(capsys, "deploy", bundles / "int8", "--inventory", inv1, "--batch", "1", *common)
+    assert code == 2
+    table = out[out.rindex("host "):]
+    assert "good" in table and " ok " in table.splitlines()[1]
+    assert target_state(lab.homes["good"], "ans")["current"].startswith("bundles/int8-")
