@@ -498,10 +498,12 @@ def _thresholds_for(values) -> dict:
               "seconds of audio.")
 @click.option("--log", "log", type=click.Path(dir_okay=False, path_type=Path),
               help="Append one JSON object per event (ISO time, stream time, class, score, decision latency).")
+@click.option("--record", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the 16 kHz audio the loop heard to this WAV (replay it with --file).")
 @click.option("--json", "as_json", is_flag=True, help="Print nothing live; print the summary (with every "
               "event) as JSON at exit.")
 def listen(bundle_path, device, file, realtime, threshold, thresholds, window_ms, suppression_ms, min_count,
-           hop_ms, duration_s, log, as_json):
+           hop_ms, duration_s, log, record, as_json):
     """Detect events live on a microphone (or a file): front end -> model -> smoother, one
     line or a live display per event, a summary at exit (Ctrl-C: exit 130; SIGTERM: exit 0)."""
     from .listen import listen as run
@@ -512,7 +514,8 @@ def listen(bundle_path, device, file, realtime, threshold, thresholds, window_ms
         raise click.UsageError("give --file or --input-device, not both")
     code = run(bundle_path, device=device, file=file, realtime=realtime, threshold=threshold,
                thresholds=_thresholds_for(thresholds), average_window_ms=window_ms, suppression_ms=suppression_ms,
-               minimum_count=min_count, hop_ms=hop_ms, duration_s=duration_s, log=log, as_json=as_json)
+               minimum_count=min_count, hop_ms=hop_ms, duration_s=duration_s, log=log, record=record,
+               as_json=as_json)
     if code:
         raise click.exceptions.Exit(code)
 
@@ -534,10 +537,96 @@ def devices(as_json):
                    f"{d['input_channels']} ch, {d['default_samplerate']:g} Hz)")
 
 
-@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def report():
-    """Accuracy and latency per quantization level and per device (not built yet)."""
-    _not_built("report", 8)
+@cli.command(context_settings={"max_content_width": 100})
+@click.option("--bundles", "bundles", multiple=True, required=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A convert output (DIR/<level>/ + convert-report.json) or a folder of them (one per "
+                   "seed/objective); repeatable.")
+@click.option("--data", "data_path", type=click.Path(exists=True),
+              help="Data for the labelled stream: a data set or a prepared-splits folder (default: the "
+                   "bundles' own, from their provenance). The run's test split is used.")
+@click.option("--profiles", default="all", show_default=True,
+              help="Device profiles to estimate: 'all' or a comma list (host is always measured).")
+@click.option("--runs", "runs", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="Training run directories (metrics.json) for the objective comparison; repeatable.")
+@click.option("--out", "out_dir", default="report", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="report.md/.html/.json and plots go here.")
+@click.option("--stream-s", default=240.0, show_default=True, type=click.FloatRange(20, 7200),
+              help="Seconds of labelled stream per model.")
+@click.option("--stream-events", default=40, show_default=True, type=click.IntRange(1),
+              help="Events on the stream.")
+@click.option("--latency-rounds", default=30, show_default=True, type=click.IntRange(1),
+              help="Interleaved rounds of 10 calls per level for the host latency.")
+@click.option("--no-plots", is_flag=True, help="Tables only (no matplotlib needed).")
+@click.option("--screenshot", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also render report.html with headless Chromium to this PNG.")
+@click.option("--json", "as_json", is_flag=True, help="Print report.json.")
+def report(bundles, data_path, profiles, runs, out_dir, stream_s, stream_events, latency_rounds, no_plots,
+           screenshot, as_json):
+    """Accuracy and latency per quantization level and per device: clip-level error (per class,
+    overall, macro-F1; from the bundles' manifests), event F1 and onset latency on a labelled
+    stream (the device loop, measured here), host latency (LiteRT, interleaved, median), the
+    simulators' device estimates (latency, duty cycle, RAM/flash, fits), and the training
+    comparison of --runs. Writes report.md, a self-contained report.html and report.json (every
+    number with the file and JSON field it came from)."""
+    from .report import build_report, headline_markdown, screenshot_html
+
+    say = (lambda *a: None) if as_json else (lambda m: click.echo(m, err=True))
+    with progress_bar("streams", 1, enabled=not as_json) as advance:
+        result = build_report(list(bundles), out_dir, data=data_path, profiles=profiles, runs=list(runs),
+                              stream_s=stream_s, stream_events=stream_events, latency_rounds=latency_rounds,
+                              plots=not no_plots, say=say, progress=advance)
+    if screenshot:
+        screenshot_html(out_dir / "report.html", screenshot)
+    if as_json:
+        _emit_json(result)
+        return
+    click.echo(headline_markdown(result))
+    click.echo(f"report: {out_dir / 'report.html'} ({out_dir / 'report.md'}, {out_dir / 'report.json'})"
+               + (f"; screenshot {screenshot}" if screenshot else ""))
+
+
+@cli.command(context_settings={"max_content_width": 100})
+@click.argument("bundles_path", metavar="[BUNDLES]", required=False,
+                type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--rounds", default=30, show_default=True, type=click.IntRange(1),
+              help="Interleaved rounds; each round times 10 calls of every level.")
+@click.option("--hop-frames", default=50, show_default=True, type=click.IntRange(1),
+              help="Decision hop used to turn ms per invoke into ms per second of audio.")
+@click.option("--demo", "demo_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also time the whole demo from scratch into this (new or emptied) folder.")
+@click.option("--quick", is_flag=True, help="--demo: the small smoke-test demo.")
+@click.option("--json", "as_json", is_flag=True, help="Print the measurement as JSON.")
+def bench(bundles_path, rounds, hop_frames, demo_dir, quick, as_json):
+    """Host inference latency of every level of a convert output, side by side in one run
+    (interleaved round-robin, order rotated each round; median; ratios to fp32), and with --demo
+    the end-to-end demo time per stage."""
+    from .bench import bundle_dirs, latency_table, measure_latency
+
+    if not bundles_path and not demo_dir:
+        raise click.UsageError("give a BUNDLES folder, --demo DIR, or both")
+    result = {}
+    if demo_dir:
+        from .demo import run_demo
+
+        say = (lambda *a: None) if as_json else (lambda m: click.echo(m, err=True))
+        summary = run_demo(demo_dir, quick=quick, fresh=True, say=say)
+        result["demo"] = {"seconds": summary["seconds"], "stage_seconds": summary["stage_seconds"],
+                          "quick": quick, "out": summary["out"]}
+        bundles_path = bundles_path or Path(summary["bundles"]["weighted-ce"])
+    paths = bundle_dirs(bundles_path)
+    if not paths:
+        raise EdgeSedError(f"{bundles_path}: no bundles (no <level>/manifest.json)")
+    with progress_bar("rounds", rounds, enabled=not as_json) as advance:
+        result["latency"] = measure_latency(paths, rounds=rounds, progress=advance, hop_frames=hop_frames)
+    if as_json:
+        _emit_json(result)
+        return
+    click.echo(latency_table(result["latency"]))
+    if "demo" in result:
+        d = result["demo"]
+        click.echo(f"\ndemo end to end{' (quick)' if quick else ''}: {d['seconds']:.0f} s  ("
+                   + ", ".join(f"{k} {v:.0f} s" for k, v in d["stage_seconds"].items()) + ")")
 
 
 @cli.command(context_settings={"max_content_width": 100})
@@ -605,61 +694,32 @@ def experiments(data_path, synthetic, synth_counts, models, ratios, objectives, 
     click.echo(f"{table['runs']} runs in {table['wall_seconds']:.0f} s -> {Path(out_dir) / 'table.md'}")
 
 
-@cli.command()
+@cli.command(context_settings={"max_content_width": 100})
 @click.option("--out", "out_dir", default="out/demo", show_default=True,
               type=click.Path(file_okay=False, path_type=Path), help="Everything goes here.")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def demo(out_dir, seed, as_json):
-    """The main job end to end on the built-in synthetic data: the stages built so far
-    (synthesise -> split at 2:2:1:26 -> log-mel PNG -> train the LSTM with weighted-ce and with
-    clustered), then the list of stages still to come."""
-    from .datasets import class_stats, load_clips, parse_ratio, prepare_splits, write_split_csv
-    from .plots import plot_log_mel_examples
-    from .synth import write_dataset
+@click.option("--quick", is_flag=True, help="The same stages on 72 clips and a tiny LSTM (a smoke test, ~1 min).")
+@click.option("--fresh", is_flag=True, help="Delete --out first (default: resume, skipping finished stages).")
+@click.option("--profiles", default="all", show_default=True, help="Device profiles for the report.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary (demo.json) as JSON.")
+def demo(out_dir, seed, quick, fresh, profiles, as_json):
+    """The main job end to end on the built-in synthetic data: synthesise 1,860 clips -> split
+    by group, training split at 2:2:1:26 -> log-mel PNG -> train the LSTM with weighted-ce and with
+    clustered -> convert both to every quantization level -> report (stream evaluation, host
+    latency, device estimates) -> print the headline table. Resumable: finished stages are
+    skipped on a re-run (--fresh starts over)."""
+    from .demo import run_demo
 
-    trainer = _import_extra("train.trainer", "train")
     say = (lambda *a: None) if as_json else click.echo
-    start = time.perf_counter()
-    counts = {"dog": 120, "baby_cry": 120, "gunshot": 60, "background": 1560}
-    say(f"1/4 synthesising {sum(counts.values())} clips (2:2:1:26) into {out_dir / 'synth'}")
-    with progress_bar("synthesising", sum(counts.values()), enabled=not as_json) as advance:
-        csv_path = write_dataset(out_dir / "synth", counts, seed=seed, progress=advance)
-    say("2/4 splitting by group; training split at ratio 2:2:1:26")
-    splits = prepare_splits(load_clips(csv_path), ratio=parse_ratio("2:2:1:26"), seed=seed)
-    for name, split in splits.items():
-        write_split_csv(split, out_dir / "splits" / f"{name}.csv")
-    say("3/4 drawing log-mel examples")
-    png = out_dir / "logmel-examples.png"
-    plot_log_mel_examples(splits["train"], png, examples_per_class=3, seed=seed)
-    runs = {}
-    for objective in ("weighted-ce", "clustered"):
-        say(f"4/4 training the LSTM with {objective}")
-        cfg = trainer.TrainConfig(data=str(out_dir / "splits"), out=str(out_dir / "runs" / objective),
-                                  objective=objective, seed=seed)
-        with progress_bar("epoch", 1, enabled=not as_json) as advance:
-            runs[objective] = trainer.train(cfg, on_batch=advance)["test"]
-    summary = {
-        "out": str(out_dir),
-        "splits": {n: {l: s["clips"] for l, s in class_stats(sp).items()} for n, sp in splits.items()},
-        "png": str(png),
-        "test": {o: {"overall_error": m["overall_error"], "per_class_error": m["per_class_error"],
-                     "macro_f1": m["macro_f1"]} for o, m in runs.items()},
-        "seconds": round(time.perf_counter() - start, 1),
-        "not_built_yet": ["convert (#4)", "simulate (#5, #6)", "report (#8)"],
-    }
+    summary = run_demo(out_dir, seed=seed, quick=quick, fresh=fresh, profiles=profiles, say=say,
+                       bar=lambda d, t: progress_bar(d, t, enabled=not as_json))
     if as_json:
         _emit_json(summary)
         return
-    for name, counts_ in summary["splits"].items():
-        click.echo(f"  {name:<6}" + "  ".join(f"{l}={counts_.get(l, 0)}" for l in LABELS))
-    click.echo(f"test set, one seed ({seed}); error = 1 - recall, overall = mean over classes")
-    click.echo(f"  {'objective':<12}" + "".join(f"{l:>11}" for l in LABELS) + f"{'overall':>9}{'macro-F1':>10}")
-    for objective, m in summary["test"].items():
-        click.echo(f"  {objective:<12}" + "".join(f"{m['per_class_error'][l]:>11.3f}" for l in LABELS)
-                   + f"{m['overall_error']:>9.3f}{m['macro_f1']:>10.3f}")
-    click.echo(f"demo done in {summary['seconds']} s: data, runs and PNGs in {out_dir}")
-    click.echo("stages not built yet: " + ", ".join(summary["not_built_yet"]))
+    click.echo("")
+    click.echo(summary["headline"])
+    click.echo(f"demo done in {summary['seconds']:.0f} s. Report: {summary['report']['html']} "
+               f"(also {summary['report']['md']}, {summary['report']['json']})")
 
 
 # ------------------------------------------------------------------------------ deploy
