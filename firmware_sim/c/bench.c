@@ -1,0 +1,154 @@
+/* Runs every kernel configuration: once on deterministic inputs (an LCG the numpy reference
+   repeats) to print a checksum of the outputs, then `reps` times between two SysTick reads to
+   count instructions. One line per configuration:
+   RESULT {"kernel": ..., "params": {...}, "reps": R, "insns": total over R calls, "fnv": checksum} */
+#include <stdio.h>
+#include <string.h>
+
+#include "counter.h"
+#include "kernels.h"
+
+static uint32_t lcg_state;
+static uint32_t lcg(void) { return lcg_state = lcg_state * 1664525u + 1013904223u; }
+static void fill_s8(int8_t *p, int n) { for (int i = 0; i < n; i++) p[i] = (int8_t)(lcg() >> 24); }
+static void fill_bias(int32_t *p, int n) { for (int i = 0; i < n; i++) p[i] = (int32_t)(lcg() >> 16) - 32768; }
+
+static uint32_t fnv(const void *data, int n_bytes, uint32_t h)
+{
+    const uint8_t *p = data;
+    for (int i = 0; i < n_bytes; i++) h = (h ^ p[i]) * 16777619u;
+    return h;
+}
+#define FNV_START 2166136261u
+
+static void result(const char *kernel, const char *params, int reps, uint32_t ticks, uint32_t checksum)
+{
+    printf("RESULT {\"kernel\": \"%s\", \"params\": {%s}, \"reps\": %d, \"insns\": %lu, \"fnv\": \"%08lx\"}\n",
+           kernel, params, reps, (unsigned long)ticks * INSNS_PER_TICK, (unsigned long)checksum);
+}
+
+static int8_t buf_a[16384], buf_b[16384], buf_w[32768], out8[16384];
+static int32_t bias[1024], mult[256];
+static int8_t shift8[256];
+
+static void bench_fc(int n_in, int n_out, int reps)
+{
+    lcg_state = 1000u + n_in * 7u + n_out;
+    fill_s8(buf_a, n_in);
+    fill_s8(buf_w, n_in * n_out);
+    fill_bias(bias, n_out);
+    int32_t multiplier = 1518500250; /* 0.707 in Q31 */
+    int shift = -9;
+    fc_s8(buf_a, n_in, buf_w, bias, n_out, multiplier, shift, 3, out8);
+    uint32_t h = fnv(out8, n_out, FNV_START);
+    counter_start();
+    uint32_t t0 = counter_ticks();
+    for (int r = 0; r < reps; r++) fc_s8(buf_a, n_in, buf_w, bias, n_out, multiplier, shift, 3, out8);
+    uint32_t t1 = counter_ticks();
+    char params[64];
+    snprintf(params, sizeof params, "\"n_in\": %d, \"n_out\": %d", n_in, n_out);
+    result("fc_s8", params, reps, t1 - t0, h);
+}
+
+static void bench_dw(int hh, int ww, int c, int reps)
+{
+    lcg_state = 2000u + hh * 131u + ww * 17u + c;
+    fill_s8(buf_a, hh * ww * c);
+    fill_s8(buf_w, 9 * c);
+    fill_bias(bias, c);
+    for (int i = 0; i < c; i++) {
+        mult[i] = 1073741824 + (int32_t)(lcg() >> 2); /* [0.5, 0.75) in Q31 */
+        shift8[i] = (int8_t)(-6 - (int)(lcg() >> 30));
+    }
+    dwconv3x3_s8(buf_a, hh, ww, c, buf_w, bias, mult, shift8, 5, -2, out8);
+    uint32_t h = fnv(out8, hh * ww * c, FNV_START);
+    counter_start();
+    uint32_t t0 = counter_ticks();
+    for (int r = 0; r < reps; r++) dwconv3x3_s8(buf_a, hh, ww, c, buf_w, bias, mult, shift8, 5, -2, out8);
+    uint32_t t1 = counter_ticks();
+    char params[64];
+    snprintf(params, sizeof params, "\"h\": %d, \"w\": %d, \"c\": %d", hh, ww, c);
+    result("dwconv3x3_s8", params, reps, t1 - t0, h);
+}
+
+static void bench_add(int n, int reps)
+{
+    lcg_state = 3000u + n;
+    fill_s8(buf_a, n);
+    fill_s8(buf_b, n);
+    struct add_params p = {.a_offset = 7, .b_offset = -3, .out_offset = 1, .left_shift = 20,
+                           .a_multiplier = 1395864371, .b_multiplier = 1717986918, .out_multiplier = 1288490189,
+                           .a_shift = -1, .b_shift = -2, .out_shift = -19};
+    add_s8(buf_a, buf_b, n, &p, out8);
+    uint32_t h = fnv(out8, n, FNV_START);
+    counter_start();
+    uint32_t t0 = counter_ticks();
+    for (int r = 0; r < reps; r++) add_s8(buf_a, buf_b, n, &p, out8);
+    uint32_t t1 = counter_ticks();
+    char params[32];
+    snprintf(params, sizeof params, "\"n\": %d", n);
+    result("add_s8", params, reps, t1 - t0, h);
+}
+
+static int16_t cell[256], scratch[1024];
+static int32_t gate_acc[1024];
+
+static void bench_lstm(int n_in, int n_units, int reps)
+{
+    lcg_state = 4000u + n_in * 19u + n_units;
+    struct lstm_params p = {.n_input = n_in, .n_units = n_units, .w_input = buf_w,
+                            .w_recurrent = buf_w + 4 * n_units * n_in, .bias = bias,
+                            .gate_multiplier = {1288490189, 1395864371, 1503238554, 1610612736},
+                            .gate_shift = {-6, -6, -5, -6},
+                            .hidden_multiplier = 1073741824, .hidden_offset = -1, .hidden_shift = -22};
+    fill_s8(buf_w, 4 * n_units * (n_in + n_units));
+    fill_bias(bias, 4 * n_units);
+    fill_s8(buf_a, n_in);  /* x */
+    fill_s8(buf_b, n_units);  /* h */
+    for (int j = 0; j < n_units; j++) cell[j] = (int16_t)((int32_t)(lcg() >> 17) - 16384);
+    lstm_step_s8(&p, buf_a, buf_b, cell, scratch, gate_acc);
+    uint32_t h = fnv(cell, 2 * n_units, fnv(buf_b, n_units, FNV_START));
+    counter_start();
+    uint32_t t0 = counter_ticks();
+    for (int r = 0; r < reps; r++) lstm_step_s8(&p, buf_a, buf_b, cell, scratch, gate_acc);
+    uint32_t t1 = counter_ticks();
+    char params[64];
+    snprintf(params, sizeof params, "\"n_input\": %d, \"n_units\": %d", n_in, n_units);
+    result("lstm_step_s8", params, reps, t1 - t0, h);
+}
+
+static int16_t samples[400];
+static int32_t work_re[256], work_im[256], log_mel[40];
+
+static void bench_frontend(int reps)
+{
+    lcg_state = 5000u;
+    for (int i = 0; i < 400; i++) samples[i] = (int16_t)(((int32_t)(lcg() >> 16) - 32768) >> 2); /* noise, -12 dBFS */
+    frontend_frame_q15(samples, work_re, work_im, log_mel);
+    uint32_t h = fnv(log_mel, sizeof log_mel, FNV_START);
+    counter_start();
+    uint32_t t0 = counter_ticks();
+    for (int r = 0; r < reps; r++) frontend_frame_q15(samples, work_re, work_im, log_mel);
+    uint32_t t1 = counter_ticks();
+    result("frontend_frame_q15", "\"n_fft\": 512, \"n_mels\": 40", reps, t1 - t0, h);
+}
+
+int main(void)
+{
+    bench_fc(64, 16, 200);
+    bench_fc(256, 16, 100);
+    bench_fc(64, 64, 100);
+    bench_fc(128, 32, 100);
+    bench_fc(40, 64, 100);
+    bench_dw(8, 8, 16, 50);
+    bench_dw(25, 5, 64, 20);
+    bench_dw(16, 8, 32, 20);
+    bench_add(256, 200);
+    bench_add(1024, 50);
+    bench_lstm(40, 16, 100);
+    bench_lstm(40, 32, 50);
+    bench_lstm(40, 64, 20);
+    bench_lstm(16, 64, 20);
+    bench_frontend(50);
+    return 0;
+}

@@ -1,0 +1,258 @@
+/* The project's own int8 kernels whose instruction counts calibrate the MCU cost model.
+   Integer arithmetic as TFLM's integer kernels define it (double-rounding requantization,
+   per-channel multipliers); inner dot products in the CMSIS-NN style (SXTB16 + SMLAD: two
+   int8 multiply-accumulates per instruction on Cortex-M4/M7/M33). firmware_sim/kernels_ref.py
+   is the numpy reference every output is checked against (tests/test_mcu_kernels.py). */
+#include "kernels.h"
+
+#include "tables.h"
+
+/* ------------------------------------------------------------------ requantization */
+
+/* TFLM MultiplyByQuantizedMultiplier: x * m * 2^shift, m a Q31 multiplier, rounding as gemmlowp. */
+static inline int32_t sat_rounding_doubling_high_mul(int32_t a, int32_t b)
+{
+    int64_t ab = (int64_t)a * b;
+    int32_t nudge = ab >= 0 ? (1 << 30) : (1 - (1 << 30));
+    return (int32_t)((ab + nudge) / (1ll << 31));
+}
+
+static inline int32_t rounding_divide_by_pot(int32_t x, int exponent)
+{
+    int32_t mask = (int32_t)((1u << exponent) - 1u);
+    int32_t remainder = x & mask;
+    int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (x >> exponent) + (remainder > threshold ? 1 : 0);
+}
+
+static inline int32_t requantize(int32_t x, int32_t multiplier, int shift)
+{
+    int left = shift > 0 ? shift : 0;
+    int right = shift > 0 ? 0 : -shift;
+    return rounding_divide_by_pot(sat_rounding_doubling_high_mul(x * (1 << left), multiplier), right);
+}
+
+static inline int32_t clamp(int32_t x, int32_t lo, int32_t hi) { return x < lo ? lo : (x > hi ? hi : x); }
+
+/* ------------------------------------------------------------------ int8 dot product */
+
+static inline uint32_t ror32(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
+
+/* Two dot products of one int8 vector x with the rows w0 and w1 (n values each), 4 at a time with
+   SXTB16/SMLAD, each load of x serving both rows (CMSIS-NN's vec_mat_mult scheme); unaligned
+   32-bit loads are fine on M4/M7/M33. */
+static inline void dot2_s8(const int8_t *x, const int8_t *w0, const int8_t *w1, int n, int32_t *acc0, int32_t *acc1)
+{
+    int32_t a0 = *acc0, a1 = *acc1;
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        uint32_t vx, v0, v1;
+        __builtin_memcpy(&vx, x + i, 4);
+        __builtin_memcpy(&v0, w0 + i, 4);
+        __builtin_memcpy(&v1, w1 + i, 4);
+        uint32_t x_even = __sxtb16(vx), x_odd = __sxtb16(ror32(vx, 8));
+        a0 = __smlad(x_even, __sxtb16(v0), a0);
+        a0 = __smlad(x_odd, __sxtb16(ror32(v0, 8)), a0);
+        a1 = __smlad(x_even, __sxtb16(v1), a1);
+        a1 = __smlad(x_odd, __sxtb16(ror32(v1, 8)), a1);
+    }
+    for (; i < n; i++) {
+        a0 += (int32_t)x[i] * w0[i];
+        a1 += (int32_t)x[i] * w1[i];
+    }
+    *acc0 = a0;
+    *acc1 = a1;
+}
+
+/* acc[r] += w[r] . x for the rows r of an [n_rows][n] int8 matrix (n_rows even). */
+static inline void mat_vec_s8(const int8_t *x, const int8_t *w, int n, int n_rows, int32_t *acc)
+{
+    for (int r = 0; r < n_rows; r += 2) {
+        dot2_s8(x, w + r * n, w + (r + 1) * n, n, &acc[r], &acc[r + 1]);
+    }
+}
+
+/* ------------------------------------------------------------------ fully connected */
+
+void fc_s8(const int8_t *x, int n_in, const int8_t *w, const int32_t *bias, int n_out,
+           int32_t multiplier, int shift, int32_t out_offset, int8_t *out)
+{
+    /* bias already holds bias + input_offset * sum(w row) (computed once at prepare time,
+       as CMSIS-NN does), so the inner loop is a plain int8 dot product. n_out even. */
+    for (int o = 0; o < n_out; o += 2) {
+        int32_t acc[2] = {bias[o], bias[o + 1]};
+        dot2_s8(x, w + o * n_in, w + (o + 1) * n_in, n_in, &acc[0], &acc[1]);
+        for (int k = 0; k < 2; k++) {
+            out[o + k] = (int8_t)clamp(requantize(acc[k], multiplier, shift) + out_offset, -128, 127);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ depthwise 3x3 */
+
+void dwconv3x3_s8(const int8_t *x, int h, int w, int c, const int8_t *filt, const int32_t *bias,
+                  const int32_t *multiplier, const int8_t *shift, int32_t in_offset,
+                  int32_t out_offset, int8_t *out)
+{
+    /* NHWC, stride 1, 'same' padding: a padded input counts as the zero point, i.e. 0 after
+       the input offset. filt is [3][3][c], c a multiple of 4. Four channels at a time as in
+       CMSIS-NN: SXTB16 splits them into two int16 pairs, SADD16 adds the input offset,
+       SMLABB/SMLATT accumulate each channel; only the valid taps of each pixel are visited. */
+    uint32_t offset2 = ((uint32_t)in_offset & 0xffffu) | ((uint32_t)in_offset << 16);
+    for (int y = 0; y < h; y++) {
+        int ky0 = y == 0 ? 1 : 0, ky1 = y == h - 1 ? 2 : 3;
+        for (int x0 = 0; x0 < w; x0++) {
+            int kx0 = x0 == 0 ? 1 : 0, kx1 = x0 == w - 1 ? 2 : 3;
+            int8_t *o = out + (y * w + x0) * c;
+            for (int ch = 0; ch < c; ch += 4) {
+                int32_t a0 = bias[ch], a1 = bias[ch + 1], a2 = bias[ch + 2], a3 = bias[ch + 3];
+                for (int ky = ky0; ky < ky1; ky++) {
+                    const int8_t *row = x + ((y + ky - 1) * w + x0 - 1) * c + ch;
+                    const int8_t *f = filt + ky * 3 * c + ch;
+                    for (int kx = kx0; kx < kx1; kx++) {
+                        uint32_t vin, vf;
+                        __builtin_memcpy(&vin, row + kx * c, 4);
+                        __builtin_memcpy(&vf, f + kx * c, 4);
+                        uint32_t in_even = __sadd16(__sxtb16(vin), offset2);
+                        uint32_t in_odd = __sadd16(__sxtb16(ror32(vin, 8)), offset2);
+                        uint32_t f_even = __sxtb16(vf), f_odd = __sxtb16(ror32(vf, 8));
+                        a0 = __smlabb(in_even, f_even, a0);
+                        a2 = __smlatt(in_even, f_even, a2);
+                        a1 = __smlabb(in_odd, f_odd, a1);
+                        a3 = __smlatt(in_odd, f_odd, a3);
+                    }
+                }
+                int32_t acc[4] = {a0, a1, a2, a3};
+                for (int k = 0; k < 4; k++) {
+                    o[ch + k] = (int8_t)clamp(requantize(acc[k], multiplier[ch + k], shift[ch + k]) + out_offset, -128, 127);
+                }
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ elementwise add */
+
+void add_s8(const int8_t *a, const int8_t *b, int n, const struct add_params *p, int8_t *out)
+{
+    /* TFLM integer ADD: both inputs rescaled to a common scale with 20 bits of headroom. */
+    for (int i = 0; i < n; i++) {
+        int32_t sa = requantize(((int32_t)a[i] + p->a_offset) * (1 << p->left_shift), p->a_multiplier, p->a_shift);
+        int32_t sb = requantize(((int32_t)b[i] + p->b_offset) * (1 << p->left_shift), p->b_multiplier, p->b_shift);
+        int32_t r = requantize(sa + sb, p->out_multiplier, p->out_shift) + p->out_offset;
+        out[i] = (int8_t)clamp(r, -128, 127);
+    }
+}
+
+/* ------------------------------------------------------------------ int16 activations */
+
+/* sigmoid / tanh of a Q3.12 int16 (range [-8, 8)) as Q0.15: a 257-entry table over the input
+   range with linear interpolation (the CMSIS-NN int16 activation scheme). */
+static inline int32_t lut_interp(const int16_t *lut, int32_t x)
+{
+    uint32_t u = (uint32_t)(x + 32768);
+    int32_t idx = u >> 8, frac = u & 0xff;
+    int32_t a = lut[idx], b = lut[idx + 1];
+    return a + (((b - a) * frac) >> 8);
+}
+
+/* ------------------------------------------------------------------ LSTM step */
+
+void lstm_step_s8(const struct lstm_params *p, const int8_t *x, int8_t *h, int16_t *c, int16_t *scratch,
+                  int32_t *acc)
+{
+    /* One time step of an integer LSTM (gates i, f, g, o), TFLM's 8x8->16 scheme: int8 input
+       and hidden state, int8 weights, int16 gates (Q3.12) and cell (Q3.12), int8 output. n_units even; acc holds 4 * n_units. */
+    const int n = p->n_units, n_in = p->n_input;
+    for (int r = 0; r < 4 * n; r++) acc[r] = p->bias[r];
+    mat_vec_s8(x, p->w_input, n_in, 4 * n, acc);
+    mat_vec_s8(h, p->w_recurrent, n, 4 * n, acc);
+    for (int r = 0; r < 4 * n; r++) {
+        scratch[r] = (int16_t)clamp(requantize(acc[r], p->gate_multiplier[r / n], p->gate_shift[r / n]), -32768, 32767);
+    }
+    for (int j = 0; j < n; j++) {
+        int32_t i_gate = lut_interp(kSigmoidQ12, scratch[j]);
+        int32_t f_gate = lut_interp(kSigmoidQ12, scratch[n + j]);
+        int32_t g_gate = lut_interp(kTanhQ12, scratch[2 * n + j]);
+        int32_t o_gate = lut_interp(kSigmoidQ12, scratch[3 * n + j]);
+        int32_t cell = ((f_gate * c[j]) >> 15) + ((i_gate * g_gate) >> 18);
+        cell = clamp(cell, -32768, 32767);
+        c[j] = (int16_t)cell;
+        int32_t hq = requantize(o_gate * lut_interp(kTanhQ12, cell), p->hidden_multiplier, p->hidden_shift);
+        h[j] = (int8_t)clamp(hq + p->hidden_offset, -128, 127);
+    }
+}
+
+/* ------------------------------------------------------------------ front-end frame */
+
+/* In-place radix-2 decimation-in-time FFT of 256 complex Q15 values (int32 storage), halving
+   at every stage (8 stages: output = DFT / 256). Twiddles: kTwiddle512[2k] = e^(-2 pi i k/256). */
+static void cfft256_q15(int32_t *re, int32_t *im)
+{
+    for (int i = 0; i < 256; i++) {
+        int j = kBitrev256[i];
+        if (j > i) {
+            int32_t t = re[i]; re[i] = re[j]; re[j] = t;
+            t = im[i]; im[i] = im[j]; im[j] = t;
+        }
+    }
+    for (int half = 1, step = 128; half < 256; half <<= 1, step >>= 1) {
+        for (int start = 0; start < 256; start += 2 * half) {
+            for (int k = 0; k < half; k++) {
+                int32_t wr = kTwiddle512[2 * k * step][0], wi = kTwiddle512[2 * k * step][1];
+                int a = start + k, b = a + half;
+                int32_t tr = (re[b] * wr - im[b] * wi) >> 15;
+                int32_t ti = (re[b] * wi + im[b] * wr) >> 15;
+                int32_t ar = re[a], ai = im[a];
+                re[a] = (ar + tr) >> 1; im[a] = (ai + ti) >> 1;
+                re[b] = (ar - tr) >> 1; im[b] = (ai - ti) >> 1;
+            }
+        }
+    }
+}
+
+static inline int32_t log_q16(uint64_t v)
+{
+    /* natural log of v >= 1 in Q16: log2 from the leading bit and a 33-entry table of
+       log2(1 + i/32) with linear interpolation, times ln 2. */
+    int msb = 63 - __builtin_clzll(v);
+    uint32_t m = msb >= 30 ? (uint32_t)(v >> (msb - 30)) : (uint32_t)(v << (30 - msb));
+    uint32_t frac = m - (1u << 30);
+    int32_t idx = frac >> 25, rem = (frac >> 9) & 0xffff;
+    int32_t a = kLog2Q16[idx], b = kLog2Q16[idx + 1];
+    int32_t log2_q16 = (msb << 16) + a + (int32_t)(((int64_t)(b - a) * rem) >> 16);
+    return (int32_t)(((int64_t)log2_q16 * 45426) >> 16); /* 45426 = round(ln 2 * 2^16) */
+}
+
+void frontend_frame_q15(const int16_t *samples, int32_t *work_re, int32_t *work_im, int32_t *log_mel)
+{
+    /* 400 samples (25 ms at 16 kHz) -> periodic Hann (Q15), halved for FFT headroom -> 512-point
+       real FFT as a 256-point complex FFT of even/odd pairs plus a split step -> power of bins
+       0..256 -> 40 triangular mel bands (Q15 weights, each bin feeds at most two bands) -> ln(1 + e)
+       in Q16. The whole per-frame work of the device's front end. */
+    for (int n = 0; n < 256; n++) {
+        int i0 = 2 * n, i1 = 2 * n + 1;
+        work_re[n] = i0 < 400 ? ((int32_t)samples[i0] * kHannQ15[i0]) >> 16 : 0;
+        work_im[n] = i1 < 400 ? ((int32_t)samples[i1] * kHannQ15[i1]) >> 16 : 0;
+    }
+    cfft256_q15(work_re, work_im);
+    uint64_t energy[40] = {0};
+    for (int k = 0; k <= 256; k++) {
+        int m = k & 255, mc = (256 - k) & 255;
+        int32_t zr = work_re[m], zi = work_im[m], cr = work_re[mc], ci = -work_im[mc];
+        int32_t er = (zr + cr) >> 1, ei = (zi + ci) >> 1;
+        int32_t o_r = (zi - ci) >> 1, o_i = -((zr - cr) >> 1);
+        int32_t wr = kTwiddle512[k][0], wi = kTwiddle512[k][1];
+        int32_t tr = (o_r * wr - o_i * wi) >> 15, ti = (o_r * wi + o_i * wr) >> 15;
+        int32_t xr = (er + tr) >> 1, xi = (ei + ti) >> 1;
+        uint32_t power = (uint32_t)(xr * xr) + (uint32_t)(xi * xi);
+        int band = kMelBand[k];
+        if (band >= 0) {
+            energy[band] += (uint64_t)power * kMelWeightQ15[k][0];
+            if (band + 1 < 40) energy[band + 1] += (uint64_t)power * kMelWeightQ15[k][1];
+        }
+    }
+    for (int b = 0; b < 40; b++) {
+        log_mel[b] = log_q16(energy[b] + 1);
+    }
+}

@@ -1,0 +1,32 @@
+#ifndef KERNELS_H_
+#define KERNELS_H_
+#include <arm_acle.h>
+#include <stdint.h>
+
+struct add_params {
+    int32_t a_offset, b_offset, out_offset, left_shift;
+    int32_t a_multiplier, b_multiplier, out_multiplier;
+    int a_shift, b_shift, out_shift;
+};
+
+struct lstm_params {
+    int n_input, n_units;
+    const int8_t *w_input;     /* [4 * n_units][n_input], gates i, f, g, o */
+    const int8_t *w_recurrent; /* [4 * n_units][n_units] */
+    const int32_t *bias;       /* [4 * n_units], input/hidden offsets folded in */
+    int32_t gate_multiplier[4];
+    int gate_shift[4];
+    int32_t hidden_multiplier, hidden_offset;
+    int hidden_shift;
+};
+
+void fc_s8(const int8_t *x, int n_in, const int8_t *w, const int32_t *bias, int n_out,
+           int32_t multiplier, int shift, int32_t out_offset, int8_t *out);
+void dwconv3x3_s8(const int8_t *x, int h, int w, int c, const int8_t *filt, const int32_t *bias,
+                  const int32_t *multiplier, const int8_t *shift, int32_t in_offset,
+                  int32_t out_offset, int8_t *out);
+void add_s8(const int8_t *a, const int8_t *b, int n, const struct add_params *p, int8_t *out);
+void lstm_step_s8(const struct lstm_params *p, const int8_t *x, int8_t *h, int16_t *c, int16_t *scratch,
+                  int32_t *acc);
+void frontend_frame_q15(const int16_t *samples, int32_t *work_re, int32_t *work_im, int32_t *log_mel);
+#endif

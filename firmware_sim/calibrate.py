@@ -1,0 +1,178 @@
+"""Instruction counts of the project's C kernels on QEMU, and the cost coefficients fitted to them.
+
+``python -m firmware_sim.calibrate`` (or ``edge-sed simulate --calibrate``):
+1. builds firmware_sim/c (Makefile: arm-none-eabi-gcc -O2 -mthumb -mcpu=cortex-m4 / cortex-m7,
+   newlib semihosting) for QEMU's mps2-an386 (Cortex-M4) and mps2-an500 (Cortex-M7);
+2. runs each image with ``-icount shift=0,sleep=off`` (1 ns of virtual time per executed
+   instruction) - bench.c reads SysTick (25 MHz: 40 instructions a tick) around ``reps`` calls of
+   every kernel configuration, so the counts are exact to 40 instructions per measurement;
+3. checks every kernel's output checksum against the numpy reference (firmware_sim.kernels_ref);
+4. fits, per build, instructions = a * MACs + b * outputs/units + c (least squares over the
+   configurations of a kernel) and writes firmware_sim/c/counts.json: the raw counts, the fits,
+   their worst residual, and the toolchain/QEMU versions.
+
+The simulator reads only counts.json, so it needs neither QEMU nor the toolchain.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edge_sed.atomic import write_json
+from edge_sed.errors import EdgeSedError
+
+from .kernels_ref import C_DIR, reference_checksum
+
+COUNTS_JSON = C_DIR / "counts.json"
+BUILDS = {"cortex-m4": "mps2-an386", "cortex-m7": "mps2-an500"}
+QEMU_ARGS = ["-nographic", "-monitor", "none", "-serial", "none",
+             "-semihosting-config", "enable=on,target=native", "-icount", "shift=0,sleep=off"]
+INSTALL_HINT = ("apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm make "
+                "(Debian/Ubuntu; scripts/setup.sh installs them)")
+
+
+class ToolMissing(EdgeSedError):
+    """The ARM toolchain or QEMU is not installed."""
+
+
+def check_tools() -> None:
+    missing = [t for t in ("make", "arm-none-eabi-gcc", "qemu-system-arm") if shutil.which(t) is None]
+    if missing:
+        raise ToolMissing(f"calibration needs {', '.join(missing)}: {INSTALL_HINT}")
+
+
+def _version(cmd: list[str]) -> str:
+    return subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()[0].strip()
+
+
+def build(out_dir: Path) -> dict[str, Path]:
+    """Build the kernel images; {build name: elf path}."""
+    check_tools()
+    proc = subprocess.run(["make", "-C", str(C_DIR), f"BUILD={out_dir}", "all"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise EdgeSedError(f"building firmware_sim/c failed: {proc.stderr.strip().splitlines()[-1:]}")
+    return {name: out_dir / f"bench-{name}.elf" for name in BUILDS}
+
+
+def run_on_qemu(elf: Path, board: str, timeout_s: float = 600) -> list[dict]:
+    """Run one image; its RESULT lines as dicts."""
+    check_tools()
+    try:
+        proc = subprocess.run(["qemu-system-arm", "-M", board, *QEMU_ARGS, "-kernel", str(elf)],
+                              capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise EdgeSedError(f"{elf.name} on QEMU {board}: no exit after {timeout_s:g} s") from None
+    results = [json.loads(line[len("RESULT "):]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode != 0 or not results:
+        raise EdgeSedError(f"{elf.name} on QEMU {board}: exit status {proc.returncode}, "
+                           f"{len(results)} results ({proc.stderr.strip()[:200]})")
+    for r in results:
+        r["insns_per_call"] = r["insns"] / r["reps"]
+        r["reference_fnv"] = reference_checksum(r["kernel"], r["params"])
+        r["matches_reference"] = r["fnv"] == r["reference_fnv"]
+    return results
+
+
+# ---------------------------------------------------------------------------- fitting
+
+
+def _features(kernel: str, p: dict) -> tuple[list[str], list[float]]:
+    """The regressors of a kernel's instruction count, and their values for one configuration."""
+    if kernel == "fc_s8":
+        return ["insns_per_mac", "insns_per_output", "insns_per_call"], [p["n_in"] * p["n_out"], p["n_out"], 1]
+    if kernel == "dwconv3x3_s8":
+        return ["insns_per_mac", "insns_per_call"], [p["h"] * p["w"] * p["c"] * 9, 1]
+    if kernel == "lstm_step_s8":
+        h, i = p["n_units"], p["n_input"]
+        return ["insns_per_mac", "insns_per_unit", "insns_per_call"], [4 * h * (i + h), h, 1]
+    if kernel == "add_s8":
+        return ["insns_per_element", "insns_per_call"], [p["n"], 1]
+    if kernel == "frontend_frame_q15":
+        return ["insns_per_frame"], [1]
+    raise ValueError(kernel)
+
+
+COEFFICIENT_OF = {"fc_s8": "fully_connected", "dwconv3x3_s8": "depthwise_conv", "lstm_step_s8": "lstm_step",
+                  "add_s8": "elementwise", "frontend_frame_q15": "frontend"}
+
+
+def fit(results: list[dict]) -> dict:
+    """Least-squares fit per kernel: {coefficient group: {name: value, ..., max_residual_pct}}."""
+    out = {}
+    for kernel, group in COEFFICIENT_OF.items():
+        rows = [r for r in results if r["kernel"] == kernel]
+        if not rows:
+            continue
+        names = _features(kernel, rows[0]["params"])[0]
+        x = np.array([_features(kernel, r["params"])[1] for r in rows], float)
+        y = np.array([r["insns_per_call"] for r in rows], float)
+        coef = np.linalg.lstsq(x, y, rcond=None)[0]
+        pred = x @ coef
+        out[group] = {n: round(float(c), 4) for n, c in zip(names, coef)}
+        out[group]["configurations"] = len(rows)
+        out[group]["max_residual_pct"] = round(float(np.max(np.abs(pred - y) / y)) * 100, 3)
+    return out
+
+
+def calibrate(progress=None) -> dict:
+    """Build, run, check, fit; write counts.json; return its content."""
+    with tempfile.TemporaryDirectory(prefix="edge-sed-calib-") as tmp:
+        elves = build(Path(tmp))
+        builds = {}
+        for name, board in BUILDS.items():
+            if progress:
+                progress(f"running the {name} build on QEMU {board}")
+            results = run_on_qemu(elves[name], board)
+            bad = [r for r in results if not r["matches_reference"]]
+            if bad:
+                raise EdgeSedError(f"{name}: {bad[0]['kernel']} {bad[0]['params']} output checksum {bad[0]['fnv']} "
+                                   f"differs from the numpy reference {bad[0]['reference_fnv']}")
+            builds[name] = {"board": board, "cflags": f"-O2 -mthumb -mcpu={name}", "results": results,
+                            "coefficients": fit(results)}
+    report = {
+        "generated_by": "python -m firmware_sim.calibrate",
+        "method": ("instructions counted by QEMU -icount shift=0 (1 ns per instruction) read through SysTick "
+                   "(25 MHz, 40 instructions per tick) around `reps` calls; cycles = instructions * profile cpi"),
+        "toolchain": _version(["arm-none-eabi-gcc", "--version"]),
+        "qemu": _version(["qemu-system-arm", "--version"]),
+        "builds": builds,
+    }
+    write_json(report, COUNTS_JSON)
+    return report
+
+
+def load_counts(path: Path = COUNTS_JSON) -> dict:
+    if not path.is_file():
+        raise EdgeSedError(f"{path}: no instruction counts; run `python -m firmware_sim.calibrate` ({INSTALL_HINT})")
+    return json.loads(path.read_text())
+
+
+def coefficients(build_name: str, counts: dict | None = None) -> dict:
+    counts = counts or load_counts()
+    try:
+        return counts["builds"][build_name]["coefficients"]
+    except KeyError:
+        raise EdgeSedError(f"counts.json has no kernel build {build_name!r} "
+                           f"(has: {', '.join(counts.get('builds', {}))})") from None
+
+
+def main() -> None:
+    report = calibrate(progress=print)
+    for name, b in report["builds"].items():
+        print(f"{name} ({b['board']}):")
+        for r in b["results"]:
+            print(f"  {r['kernel']:20s} {json.dumps(r['params']):40s} {r['insns_per_call']:12.1f} insns/call  "
+                  f"output {'= numpy' if r['matches_reference'] else 'DIFFERS'}")
+        for group, c in b["coefficients"].items():
+            print(f"  {group:16s} {c}")
+    print(f"wrote {COUNTS_JSON}")
+
+
+if __name__ == "__main__":
+    main()
