@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 from collections import Counter, deque
+from contextlib import nullcontext as _nothing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from math import gcd
@@ -289,6 +290,33 @@ class JsonlSink:
         self._f.close()
 
 
+class RecordSink:
+    """Writes the 16 kHz audio that went through the loop to a 16-bit WAV as it goes (what the
+    microphone heard, for replay with --file); the header is final once closed."""
+
+    def __init__(self, path):
+        import soundfile as sf
+
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._f = sf.SoundFile(str(self.path), "w", samplerate=SAMPLE_RATE, channels=1, subtype="PCM_16")
+        except Exception as exc:
+            raise EdgeSedError(f"{self.path}: cannot record here ({str(exc).splitlines()[0]})") from None
+
+    def audio(self, block) -> None:
+        self._f.write(np.clip(block, -1.0, 1.0))
+
+    def event(self, event, latency_s: float) -> None:
+        pass
+
+    def decision(self, decision, level_db: float) -> None:
+        pass
+
+    def close(self, summary) -> None:
+        self._f.close()
+
+
 class ConsoleSink:
     """Live rich display on a terminal (input level, top class and score, recent events), else
     one plain line per event on stdout. ``quiet`` (for --json) prints nothing."""
@@ -382,6 +410,9 @@ def run_loop(detector, source, sinks, duration_s: float | None = None, clock=tim
             arrivals.append((stats.audio_samples, arrived))
             level = float(np.sqrt(np.mean(np.square(block)))) if len(block) else 0.0
             level_db = 20 * np.log10(level + 1e-9)
+            for sink in sinks:
+                if hasattr(sink, "audio"):
+                    sink.audio(block)
             for d in detector.push(block):
                 now = clock()
                 end_sample = int(round(d.t_s * SAMPLE_RATE))
@@ -449,9 +480,37 @@ def _raise_stopped(signum, frame):
     raise Stopped()
 
 
+class _FilteredStderr:
+    """PortAudio's ALSA layer prints "Expression '...' failed" and ALSA "ALSA lib ..." lines on
+    fd 2 (e.g. when a device disappears); they would bury the one-line error. fd 2 goes to a
+    temporary file while the stream runs and everything else in it is written back after."""
+
+    NOISE = ("Expression '", "ALSA lib ", "Cannot connect to server", "jack server", "JackShmReadWritePtr")
+
+    def __enter__(self):
+        import tempfile
+
+        sys.stderr.flush()
+        self._tmp = tempfile.TemporaryFile()
+        self._saved = os.dup(2)
+        os.dup2(self._tmp.fileno(), 2)
+        return self
+
+    def __exit__(self, *exc):
+        sys.stderr.flush()
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        self._tmp.seek(0)
+        kept = [l for l in self._tmp.read().decode(errors="replace").splitlines()
+                if l.strip() and not l.startswith(self.NOISE)]
+        self._tmp.close()
+        if kept:
+            print("\n".join(kept), file=sys.stderr, flush=True)
+
+
 def listen(bundle_path, *, device=None, file=None, realtime=False, threshold=None, thresholds=None,
            average_window_ms=None, suppression_ms=None, minimum_count=None, hop_ms=None, duration_s=None,
-           log=None, as_json=False, live=None, capture_hz=None) -> int:
+           log=None, record=None, as_json=False, live=None, capture_hz=None) -> int:
     """The ``edge-sed listen`` command: runs until the end of the file, ``duration_s``, Ctrl-C
     or SIGTERM, prints the summary (JSON with ``as_json``) and returns the exit code: 0 at the
     end, after ``duration_s`` or on SIGTERM; 130 on Ctrl-C. A lost device raises DeviceError
@@ -472,11 +531,12 @@ def listen(bundle_path, *, device=None, file=None, realtime=False, threshold=Non
     frame_ms = bundle.frontend.hop_ms
     hop_frames = max(1, int(round(hop_ms / frame_ms))) if hop_ms else None
     detector = Detector(bundle, hop_frames=hop_frames, smoother=smoother)
-    source = FileSource(file, realtime=realtime) if file else MicSource(device, capture_hz=capture_hz)
-    sinks = [JsonlSink(log)] if log else []
+    with _FilteredStderr() if not file else _nothing():
+        source = FileSource(file, realtime=realtime) if file else MicSource(device, capture_hz=capture_hz)
+    sinks = ([JsonlSink(log)] if log else []) + ([RecordSink(record)] if record else [])
     previous = signal.signal(signal.SIGTERM, _raise_stopped) if threading.current_thread() is threading.main_thread() else None
     try:
-        with source:
+        with _FilteredStderr() if not file else _nothing(), source:
             sinks.insert(0, ConsoleSink(bundle.labels, source.name, live=live, quiet=as_json))
             summary = run_loop(detector, source, sinks, duration_s=duration_s)
     finally:

@@ -2,14 +2,17 @@
 onsets, with an annotation list. The test input of the device loop (listen, the simulators,
 stream-level evaluation).
 
-- Background: background clips of the split, in a seeded random order, joined with 20 ms
-  cross-fades until the stream is long enough (their distractors stay: they must not fire).
+- Background: background clips of the split, a group (recording) at a time in a seeded random
+  order, levelled to one RMS and joined with 250 ms equal-power cross-fades until the stream
+  is long enough (their distractors stay: they must not fire).
 - Events: for each event a clip of an event class (classes in turn, clips drawn without
   replacement where possible). Its event segment is cut out: the annotated active span
   [onset_s, offset_s) plus ``pad_s`` either side when the metadata has one (synthetic data),
   else the clip's 1 s policy window (edge_sed.datasets.locate_window). The segment is scaled to
-  ``ebr_db`` over the background under it (RMS vs RMS; None keeps the clip's level), faded in
-  and out over 5 ms and added at a random onset, events ``min_gap_s`` apart at least.
+  ``ebr_db`` over the background under it (RMS vs RMS; None keeps the clip's level; less if
+  the sum would exceed a peak of 0.99 — the bed is never rescaled, so it keeps the level the
+  model knows), faded in and out over 5 ms and added at a random onset, events ``min_gap_s``
+  apart at least.
 - Annotation onset/offset = where the active span lands (for a policy window without a span:
   the window's bounds).
 """
@@ -27,8 +30,9 @@ from .errors import DatasetError
 from .events import Annotation, write_annotations
 from .settings import BACKGROUND, CLIP_WINDOW_S, SAMPLE_RATE
 
-CROSSFADE_S = 0.02
+CROSSFADE_S = 0.25
 EDGE_FADE_S = 0.005
+PEAK = 0.99
 
 
 def _rms(x: np.ndarray) -> float:
@@ -36,22 +40,37 @@ def _rms(x: np.ndarray) -> float:
 
 
 def _background_bed(clips: list[Clip], n: int, rng) -> np.ndarray:
+    """Background clips joined into one bed. A short clip is not a recording: its level and
+    kind jump at every join, which a model rightly takes for an impulsive sound. So clips go
+    group by group (a group is one recording: same room and noise), each is scaled to the
+    bed's running RMS, and joins are equal-power cross-fades of CROSSFADE_S."""
     fade = int(CROSSFADE_S * SAMPLE_RATE)
-    ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)
-    bed = np.zeros(0, np.float32)
-    order: list[int] = []
-    while len(bed) < n:
+    theta = np.linspace(0.0, np.pi / 2, fade, dtype=np.float32)
+    fade_in, fade_out = np.sin(theta), np.cos(theta)
+    groups: dict[str, list[Clip]] = {}
+    for c in clips:
+        groups.setdefault(c.group, []).append(c)
+    names = sorted(groups)
+    pieces, have, target_rms = [], 0, None
+    order: list[Clip] = []
+    while have < n + fade:
         if not order:
-            order = list(rng.permutation(len(clips)))
-        x = read_audio(clips[order.pop()].path)
+            for g in rng.permutation(len(names)):
+                members = groups[names[g]]
+                order += [members[i] for i in rng.permutation(len(members))]
+        x = read_audio(order.pop(0).path).astype(np.float32)
         if len(x) <= 2 * fade:
             continue
-        if len(bed) >= fade:
-            x = x.copy()
-            x[:fade] = bed[-fade:] * (1 - ramp) + x[:fade] * ramp
-            bed = bed[:-fade]
-        bed = np.concatenate([bed, x])
-    return bed[:n]
+        target_rms = target_rms or _rms(x)
+        x = x * np.float32(target_rms / _rms(x))
+        if pieces:
+            prev = pieces[-1]
+            x[:fade] = prev[-fade:] * fade_out + x[:fade] * fade_in
+            pieces[-1] = prev[:-fade]
+            have -= fade
+        pieces.append(x)
+        have += len(x)
+    return np.concatenate(pieces)[:n]
 
 
 def _event_segment(clip: Clip, pad_s: float, seed: int) -> tuple[np.ndarray, float, float]:
@@ -120,12 +139,14 @@ def make_stream(clips, duration_s: float, n_events: int, seed: int = 0, ebr_db: 
         if ebr_db is not None:
             a, b = int(on * SAMPLE_RATE), max(int(on * SAMPLE_RATE) + 1, int(off * SAMPLE_RATE))
             seg *= np.float32(10 ** (ebr_db / 20) * _rms(under[a:b]) / _rms(seg[a:b]))
+        # never clip (a 16-bit file would), and never rescale the whole stream either: the
+        # background must keep the level the model was trained at. A loud impulse gets less EBR.
+        headroom = (PEAK - float(np.abs(under).max())) / (float(np.abs(seg).max()) + 1e-12)
+        if headroom < 1.0:
+            seg *= np.float32(max(headroom, 0.0))
         audio[start:start + len(seg)] += seg
         annotations.append(Annotation(round(start / SAMPLE_RATE + on, 4),
                                       round(min(start / SAMPLE_RATE + off, duration_s), 4), label))
-    peak = float(np.abs(audio).max())
-    if peak > 0.99:  # keep 16-bit files unclipped; the annotations do not depend on the level
-        audio *= np.float32(0.99 / peak)
     return audio.astype(np.float32), sorted(annotations, key=lambda a: a.onset_s)
 
 
