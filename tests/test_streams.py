@@ -17,20 +17,20 @@ def clips(tmp_path_factory):
 
 
 def test_stream_places_events_where_annotated(clips, tmp_path):
-    audio, ann = make_stream(clips, duration_s=30.0, n_events=6, seed=3, ebr_db=12.0)
+    audio, ann = make_stream(clips, duration_s=30.0, n_events=6, seed=3, ebr_db=6.0)
     assert audio.dtype == np.float32 and len(audio) == 30 * 16000 and np.abs(audio).max() <= 0.99 + 1e-6
     assert len(ann) == 6 and {a.label for a in ann} == {"dog", "baby_cry", "gunshot"}
     assert all(b.onset_s - a.onset_s >= 3.0 - 1e-3 for a, b in zip(ann, ann[1:]))
     assert ann[0].onset_s >= 2.0
-    again, ann2 = make_stream(clips, duration_s=30.0, n_events=6, seed=3, ebr_db=12.0)
+    again, ann2 = make_stream(clips, duration_s=30.0, n_events=6, seed=3, ebr_db=6.0)
     assert np.array_equal(audio, again) and ann == ann2
     quiet = np.ones(len(audio), bool)
     for a in ann:
         quiet[int((a.onset_s - 0.2) * 16000): int((a.offset_s + 0.2) * 16000)] = False
     bed_rms = np.sqrt(np.mean(audio[quiet] ** 2))
-    for a in ann:  # at +12 dB the event span is clearly louder than the background elsewhere
+    for a in ann:  # at +6 dB (less for an impulse near full scale) the event span is louder than the bed
         s = slice(int(a.onset_s * 16000), int(a.offset_s * 16000))
-        assert np.sqrt(np.mean(audio[s] ** 2)) > 2 * bed_rms
+        assert np.sqrt(np.mean(audio[s] ** 2)) > 1.4 * bed_rms
     csv_path = write_stream(tmp_path / "s.wav", audio, ann)
     assert read_annotations(csv_path) == ann
     assert np.allclose(read_audio(tmp_path / "s.wav"), audio, atol=1e-4)
