@@ -86,6 +86,9 @@ def _features(kernel: str, p: dict) -> tuple[list[str], list[float]]:
     """The regressors of a kernel's instruction count, and their values for one configuration."""
     if kernel == "fc_s8":
         return ["insns_per_mac", "insns_per_output", "insns_per_call"], [p["n_in"] * p["n_out"], p["n_out"], 1]
+    if kernel == "conv_gemm_s8":
+        return (["insns_per_mac", "insns_per_output", "insns_per_call"],
+                [p["n_pix"] * p["n_in"] * p["n_out"], p["n_pix"] * p["n_out"], 1])
     if kernel == "dwconv3x3_s8":
         return ["insns_per_mac", "insns_per_call"], [p["h"] * p["w"] * p["c"] * 9, 1]
     if kernel == "lstm_step_s8":
@@ -98,7 +101,7 @@ def _features(kernel: str, p: dict) -> tuple[list[str], list[float]]:
     raise ValueError(kernel)
 
 
-COEFFICIENT_OF = {"fc_s8": "fully_connected", "dwconv3x3_s8": "depthwise_conv", "lstm_step_s8": "lstm_step",
+COEFFICIENT_OF = {"fc_s8": "fully_connected", "conv_gemm_s8": "conv", "dwconv3x3_s8": "depthwise_conv", "lstm_step_s8": "lstm_step",
                   "add_s8": "elementwise", "frontend_frame_q15": "frontend"}
 
 
@@ -162,15 +165,58 @@ def coefficients(build_name: str, counts: dict | None = None) -> dict:
                            f"(has: {', '.join(counts.get('builds', {}))})") from None
 
 
+DSCNN_TFLITE = Path(__file__).parent / "data" / "dscnn-kws-int8.tflite"
+# Published latencies of the MLPerf Tiny keyword-spotting DS-CNN (int8), as quoted in issue 5:
+# MLPerf Tiny v1.0 inference results (mlcommons.org/benchmarks/inference-tiny).
+DSCNN_PUBLISHED = [
+    {"device": "STM32 L4R5 (Cortex-M4) @ 120 MHz", "profile": "cortex-m4-80mhz", "clock_hz": 120_000_000,
+     "published_ms": 75.0},
+    {"device": "nRF5340 (Cortex-M33) @ 128 MHz", "profile": "cortex-m33-128mhz", "clock_hz": 128_000_000,
+     "published_ms": 76.0},
+]
+DSCNN_TOLERANCE = 0.35
+
+
+def dscnn_check(counts: dict | None = None) -> dict:
+    """The estimator on the MLPerf Tiny DS-CNN against the published latencies: ratio
+    estimate / published for each device (goal: within +-35 %)."""
+    from .cost import model_cost
+    from .profiles import load_profile
+
+    counts = counts or load_counts()
+    model = DSCNN_TFLITE.read_bytes()
+    rows = []
+    for pub in DSCNN_PUBLISHED:
+        profile = load_profile(pub["profile"])
+        cost = model_cost(model, coefficients(profile.kernel_build, counts))
+        cycles = cost["insns"] * profile.cpi
+        ms = cycles / pub["clock_hz"] * 1e3
+        ratio = ms / pub["published_ms"]
+        rows.append({**pub, "kernel_build": profile.kernel_build, "cpi": profile.cpi, "macs": cost["macs"],
+                     "insns": round(cost["insns"]), "cycles": round(cycles), "estimated_ms": round(ms, 2),
+                     "ratio": round(ratio, 3), "within_tolerance": abs(ratio - 1) <= DSCNN_TOLERANCE})
+    return {"model": str(DSCNN_TFLITE.relative_to(Path(__file__).parent.parent)),
+            "model_note": "MLPerf Tiny KWS DS-CNN architecture, random weights, int8 (firmware_sim/make_dscnn.py)",
+            "tolerance": DSCNN_TOLERANCE, "devices": rows}
+
+
+def print_report(report: dict, dscnn: dict, echo=print) -> None:
+    for name, b in report["builds"].items():
+        echo(f"{name} (QEMU {b['board']}, {b['cflags']}): instructions per call")
+        for r in b["results"]:
+            echo(f"  {r['kernel']:20s} {json.dumps(r['params']):44s} {r['insns_per_call']:12.1f}  "
+                 f"output {'= numpy reference' if r['matches_reference'] else 'DIFFERS from numpy'}")
+        for group, c in b["coefficients"].items():
+            echo(f"  {group:16s} {c}")
+    echo("DS-CNN (MLPerf Tiny KWS) estimate vs published:")
+    for d in dscnn["devices"]:
+        echo(f"  {d['device']:36s} {d['estimated_ms']:7.1f} ms vs {d['published_ms']:.0f} ms: ratio {d['ratio']:.2f} "
+             f"({'within' if d['within_tolerance'] else 'OUTSIDE'} +-{dscnn['tolerance']:.0%})")
+
+
 def main() -> None:
     report = calibrate(progress=print)
-    for name, b in report["builds"].items():
-        print(f"{name} ({b['board']}):")
-        for r in b["results"]:
-            print(f"  {r['kernel']:20s} {json.dumps(r['params']):40s} {r['insns_per_call']:12.1f} insns/call  "
-                  f"output {'= numpy' if r['matches_reference'] else 'DIFFERS'}")
-        for group, c in b["coefficients"].items():
-            print(f"  {group:16s} {c}")
+    print_report(report, dscnn_check(report))
     print(f"wrote {COUNTS_JSON}")
 
 

@@ -140,6 +140,20 @@ def fc_s8(n_in: int, n_out: int) -> int:
     return fnv(out)
 
 
+def conv_gemm_s8(n_pix: int, n_in: int, n_out: int) -> int:
+    r = LCG(6000 + n_pix * 31 + n_in * 7 + n_out)
+    cols = r.s8(n_pix * n_in).reshape(n_pix, n_in)
+    w = r.s8(n_in * n_out).reshape(n_out, n_in)
+    bias = r.bias(n_out)
+    mult, shift = np.zeros(n_out, np.int64), np.zeros(n_out, np.int64)
+    for i in range(n_out):
+        mult[i] = 1073741824 + (r.next() >> 2)
+        shift[i] = -7 - (r.next() >> 30)
+    acc = bias + cols @ w.T
+    out = np.clip(requantize(acc, mult, shift) - 4, -128, 127).astype(np.int8)
+    return fnv(out)
+
+
 def dwconv3x3_s8(h: int, w: int, c: int) -> int:
     r = LCG(2000 + h * 131 + w * 17 + c)
     x = r.s8(h * w * c).reshape(h, w, c)
@@ -250,7 +264,7 @@ def frontend_frame_q15() -> int:
     return fnv(frontend_frame_q15_values(bench_samples()))
 
 
-REFERENCES = {"fc_s8": fc_s8, "dwconv3x3_s8": dwconv3x3_s8, "add_s8": add_s8, "lstm_step_s8": lstm_step_s8,
+REFERENCES = {"fc_s8": fc_s8, "conv_gemm_s8": conv_gemm_s8, "dwconv3x3_s8": dwconv3x3_s8, "add_s8": add_s8, "lstm_step_s8": lstm_step_s8,
               "frontend_frame_q15": lambda n_fft, n_mels: frontend_frame_q15()}
 
 

@@ -50,6 +50,27 @@ static void bench_fc(int n_in, int n_out, int reps)
     result("fc_s8", params, reps, t1 - t0, h);
 }
 
+static void bench_conv(int n_pix, int n_in, int n_out, int reps)
+{
+    lcg_state = 6000u + n_pix * 31u + n_in * 7u + n_out;
+    fill_s8(buf_a, n_pix * n_in);
+    fill_s8(buf_w, n_in * n_out);
+    fill_bias(bias, n_out);
+    for (int i = 0; i < n_out; i++) {
+        mult[i] = 1073741824 + (int32_t)(lcg() >> 2);
+        shift8[i] = (int8_t)(-7 - (int)(lcg() >> 30));
+    }
+    conv_gemm_s8(buf_a, n_pix, n_in, buf_w, bias, n_out, mult, shift8, -4, out8);
+    uint32_t h = fnv(out8, n_pix * n_out, FNV_START);
+    counter_start();
+    uint32_t t0 = counter_ticks();
+    for (int r = 0; r < reps; r++) conv_gemm_s8(buf_a, n_pix, n_in, buf_w, bias, n_out, mult, shift8, -4, out8);
+    uint32_t t1 = counter_ticks();
+    char params[64];
+    snprintf(params, sizeof params, "\"n_pix\": %d, \"n_in\": %d, \"n_out\": %d", n_pix, n_in, n_out);
+    result("conv_gemm_s8", params, reps, t1 - t0, h);
+}
+
 static void bench_dw(int hh, int ww, int c, int reps)
 {
     lcg_state = 2000u + hh * 131u + ww * 17u + c;
@@ -140,6 +161,10 @@ int main(void)
     bench_fc(64, 64, 100);
     bench_fc(128, 32, 100);
     bench_fc(40, 64, 100);
+    bench_conv(16, 64, 64, 20);
+    bench_conv(16, 256, 32, 20);
+    bench_conv(64, 64, 16, 20);
+    bench_conv(32, 40, 64, 20);
     bench_dw(8, 8, 16, 50);
     bench_dw(25, 5, 64, 20);
     bench_dw(16, 8, 32, 20);

@@ -9,12 +9,15 @@
 
 /* ------------------------------------------------------------------ requantization */
 
-/* TFLM MultiplyByQuantizedMultiplier: x * m * 2^shift, m a Q31 multiplier, rounding as gemmlowp. */
+/* TFLM MultiplyByQuantizedMultiplier: x * m * 2^shift, m a Q31 multiplier, rounding as gemmlowp.
+   gemmlowp's SaturatingRoundingDoublingHighMul adds a nudge of 2^30 (1 - 2^30 when negative) and
+   divides by 2^31 truncating toward zero; for every product that equals floor((ab + 2^30) / 2^31),
+   one add and an arithmetic shift (bit-identical; the saturating case a = b = INT32_MIN cannot
+   occur with a positive multiplier). */
 static inline int32_t sat_rounding_doubling_high_mul(int32_t a, int32_t b)
 {
     int64_t ab = (int64_t)a * b;
-    int32_t nudge = ab >= 0 ? (1 << 30) : (1 - (1 << 30));
-    return (int32_t)((ab + nudge) / (1ll << 31));
+    return (int32_t)((ab + (1ll << 30)) >> 31);
 }
 
 static inline int32_t rounding_divide_by_pot(int32_t x, int exponent)
@@ -84,6 +87,48 @@ void fc_s8(const int8_t *x, int n_in, const int8_t *w, const int32_t *bias, int 
         dot2_s8(x, w + o * n_in, w + (o + 1) * n_in, n_in, &acc[0], &acc[1]);
         for (int k = 0; k < 2; k++) {
             out[o + k] = (int8_t)clamp(requantize(acc[k], multiplier, shift) + out_offset, -128, 127);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ convolution (im2col GEMM) */
+
+void conv_gemm_s8(const int8_t *cols, int n_pix, int n_in, const int8_t *w, const int32_t *bias, int n_out,
+                  const int32_t *multiplier, const int8_t *shift, int32_t out_offset, int8_t *out)
+{
+    /* A convolution after im2col (a 1x1 convolution needs none): out[p][o] = w[o] . cols[p] for
+       n_pix columns of n_in int8 values, per-channel requantization. Blocked 2 pixels x 2
+       channels so that every 32-bit load feeds two SMLADs (CMSIS-NN's mat_mult kernel scheme);
+       n_pix and n_out even. bias holds bias + input_offset * sum(w row). */
+    for (int p = 0; p < n_pix; p += 2) {
+        const int8_t *c0 = cols + p * n_in, *c1 = c0 + n_in;
+        for (int o = 0; o < n_out; o += 2) {
+            const int8_t *w0 = w + o * n_in, *w1 = w0 + n_in;
+            int32_t a00 = bias[o], a01 = bias[o + 1], a10 = bias[o], a11 = bias[o + 1];
+            int i = 0;
+            for (; i + 4 <= n_in; i += 4) {
+                uint32_t vc0, vc1, vw0, vw1;
+                __builtin_memcpy(&vc0, c0 + i, 4);
+                __builtin_memcpy(&vc1, c1 + i, 4);
+                __builtin_memcpy(&vw0, w0 + i, 4);
+                __builtin_memcpy(&vw1, w1 + i, 4);
+                uint32_t w0e = __sxtb16(vw0), w0o = __sxtb16(ror32(vw0, 8));
+                uint32_t w1e = __sxtb16(vw1), w1o = __sxtb16(ror32(vw1, 8));
+                uint32_t c0e = __sxtb16(vc0), c0o = __sxtb16(ror32(vc0, 8));
+                a00 = __smlad(c0e, w0e, a00); a00 = __smlad(c0o, w0o, a00);
+                a01 = __smlad(c0e, w1e, a01); a01 = __smlad(c0o, w1o, a01);
+                uint32_t c1e = __sxtb16(vc1), c1o = __sxtb16(ror32(vc1, 8));
+                a10 = __smlad(c1e, w0e, a10); a10 = __smlad(c1o, w0o, a10);
+                a11 = __smlad(c1e, w1e, a11); a11 = __smlad(c1o, w1o, a11);
+            }
+            for (; i < n_in; i++) {
+                a00 += (int32_t)c0[i] * w0[i]; a01 += (int32_t)c0[i] * w1[i];
+                a10 += (int32_t)c1[i] * w0[i]; a11 += (int32_t)c1[i] * w1[i];
+            }
+            out[p * n_out + o] = (int8_t)clamp(requantize(a00, multiplier[o], shift[o]) + out_offset, -128, 127);
+            out[p * n_out + o + 1] = (int8_t)clamp(requantize(a01, multiplier[o + 1], shift[o + 1]) + out_offset, -128, 127);
+            out[(p + 1) * n_out + o] = (int8_t)clamp(requantize(a10, multiplier[o], shift[o]) + out_offset, -128, 127);
+            out[(p + 1) * n_out + o + 1] = (int8_t)clamp(requantize(a11, multiplier[o + 1], shift[o + 1]) + out_offset, -128, 127);
         }
     }
 }

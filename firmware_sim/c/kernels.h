@@ -22,6 +22,8 @@ struct lstm_params {
 
 void fc_s8(const int8_t *x, int n_in, const int8_t *w, const int32_t *bias, int n_out,
            int32_t multiplier, int shift, int32_t out_offset, int8_t *out);
+void conv_gemm_s8(const int8_t *cols, int n_pix, int n_in, const int8_t *w, const int32_t *bias, int n_out,
+                  const int32_t *multiplier, const int8_t *shift, int32_t out_offset, int8_t *out);
 void dwconv3x3_s8(const int8_t *x, int h, int w, int c, const int8_t *filt, const int32_t *bias,
                   const int32_t *multiplier, const int8_t *shift, int32_t in_offset,
                   int32_t out_offset, int8_t *out);
