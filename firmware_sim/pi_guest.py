@@ -1,0 +1,84 @@
+"""Runs INSIDE the emulated Pi (Debian arm64 python3, aarch64 numpy + ai-edge-litert, a copy of
+edge_sed): ``python3 pi_guest.py REQUEST.json``. Started by firmware_sim.pi, never imported by
+the host. Uses only the standard library, numpy and edge_sed, like an installed device.
+
+For every bundle in the request it
+1. runs BundleRunner.predict on every window (the same code a Pi runs), and writes the scores;
+2. runs the device loop (edge_sed.loop.Detector: front end, model, smoother) on a stretch of audio
+   in blocks, as ``edge-sed listen`` would.
+Around each invoke, each predict and each pushed block it drops a marker (a failing lseek on a
+magic descriptor) that the host's QEMU plugin (pi_marks.c) logs with the instruction count, so
+the host can count exactly those regions without Python's and LiteRT's start-up. Markers: tag =
+(kind * 64 + bundle) * 2 (+1 at the end of the region); kinds below.
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+
+MARK_FD = -1517
+KIND_EMPTY, KIND_INVOKE, KIND_PREDICT, KIND_BLOCK = 1, 2, 3, 4
+
+
+def mark(tag):
+    try:
+        os.lseek(MARK_FD, tag, 0)
+    except OSError:
+        pass
+
+
+def tag(kind, b, end):
+    return (kind * 64 + b) * 2 + end
+
+
+def main(request_path):
+    from edge_sed.bundle import BundleRunner, load_bundle
+    from edge_sed.loop import Detector
+
+    req = json.load(open(request_path))
+    windows = np.load(req["windows"]) if req.get("windows") else None
+    audio = np.load(req["audio"]) if req.get("audio") else None
+    block = int(req.get("block_samples", 320))
+    for _ in range(int(req.get("calibration_marks", 20))):  # the cost of a marker pair itself
+        mark(tag(KIND_EMPTY, 0, 0))
+        mark(tag(KIND_EMPTY, 0, 1))
+    results = []
+    for b, path in enumerate(req["bundles"]):
+        bundle = load_bundle(path)
+        runner = BundleRunner(bundle, num_threads=int(req.get("threads", 1)))
+        invoke = runner.backend.invoke
+
+        def marked_invoke(b=b, invoke=invoke):
+            mark(tag(KIND_INVOKE, b, 0))
+            invoke()
+            mark(tag(KIND_INVOKE, b, 1))
+
+        runner.backend.invoke = marked_invoke
+        out = {"bundle": path}
+        if windows is not None:
+            scores = np.zeros((len(windows), len(bundle.labels)), np.float32)
+            for i, w in enumerate(windows):
+                mark(tag(KIND_PREDICT, b, 0))
+                scores[i] = runner.predict(w)
+                mark(tag(KIND_PREDICT, b, 1))
+            out["scores"] = scores.tolist()
+        if audio is not None:
+            runner.backend.invoke = invoke  # no markers nested inside the loop's blocks
+            det = Detector(bundle, runner=runner)
+            blocks = []
+            for start in range(0, len(audio) - block + 1, block):
+                frames, inferences = det.frames_seen, det.inferences
+                mark(tag(KIND_BLOCK, b, 0))
+                decisions = det.push(audio[start:start + block])
+                mark(tag(KIND_BLOCK, b, 1))
+                blocks.append([det.frames_seen - frames, det.inferences - inferences, len(decisions)])
+            out["blocks"] = blocks
+        results.append(out)
+    with open(req["out"], "w") as f:
+        json.dump({"results": results, "machine": os.uname().machine}, f)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

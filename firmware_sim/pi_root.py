@@ -1,0 +1,277 @@
+"""An emulated Raspberry Pi userland: Debian bookworm's arm64 python3 + libstdc++6 with the aarch64
+``ai-edge-litert`` and numpy wheels, run under QEMU user-mode emulation, and the QEMU TCG plugins
+that count the guest's instructions. Both are built on first use and cached under
+``$EDGE_SED_CACHE`` (default ``~/.cache/edge-sed``):
+
+- ``pi-root/<key>/`` — ``mmdebstrap --variant=extract`` of python3 and libstdc++6 (arm64, from
+  deb.debian.org), then ``pip install --target /opt/edge-sed/site --platform
+  manylinux_2_27_aarch64 --only-binary=:all:`` of the host's own ai-edge-litert and numpy
+  versions (so host and emulated runs use the same runtime release). <key> hashes all of that.
+  About 20 s and 150 MB the first time.
+- ``qemu-plugins/<qemu source version>/`` — ``libinsn.so`` (QEMU's own tests/plugin/insn.c) and
+  ``libedgesed-marks.so`` (firmware_sim/pi_marks.c: counts instructions between guest markers),
+  compiled against ``qemu-plugin.h`` from Debian's source package of the installed qemu-user,
+  fetched with ``apt-get source`` through a private apt configuration (its own deb-src list and
+  state under the cache; the system's apt configuration is not touched).
+
+Two traps handled here: LiteRT's CPU detection (cpuinfo) reads the host's sysfs through QEMU and
+crashes on it, so the root gets empty ``sys/devices/system/cpu/{possible,present}``; and the
+dynamic ``qemu-aarch64`` (which loads plugins) does not look the program itself up under ``-L``,
+so the program is always given as a host path inside the root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from edge_sed.errors import EdgeSedError
+
+SUITE = "bookworm"
+MIRROR = "http://deb.debian.org/debian"
+DEB_PACKAGES = ("python3", "libstdc++6")
+GUEST_PYTHON = "/usr/bin/python3"  # Debian bookworm's python3.11
+GUEST_SITE = "/opt/edge-sed/site"
+WHEEL_PLATFORMS = ("manylinux_2_27_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64")
+ROOT_FORMAT = 1  # bump when the way the root is built changes
+QEMU_CPUS = ("cortex-a53", "cortex-a72", "cortex-a76")  # all three are known to QEMU 7.2 (qemu-aarch64 -cpu help)
+MARK_FD = -1517  # see pi_marks.c
+PLUGIN_SOURCE = Path(__file__).with_name("pi_marks.c")
+
+
+class PiRootError(EdgeSedError):
+    """The emulated userland or the instruction-count plugin cannot be built or run."""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("EDGE_SED_CACHE", Path.home() / ".cache" / "edge-sed"))
+
+
+def _log(message: str, log) -> None:
+    if log:
+        log(message)
+
+
+def _need(*tools: str, hint: str) -> None:
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        raise PiRootError(f"the Pi simulator needs {', '.join(missing)} ({hint}; scripts/setup.sh installs it)")
+
+
+def _run(cmd: list[str], what: str, **kwargs) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise PiRootError(f"{what} failed (exit {proc.returncode}): {tail[0]}")
+    return proc
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """One builder at a time (two test sessions or CLI runs may start together)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _host_version(dist: str) -> str:
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        raise PiRootError(f"{dist} is not installed on the host: the emulated Pi installs the same version") from None
+
+
+def root_spec() -> dict:
+    """Everything the root's contents depend on."""
+    return {"format": ROOT_FORMAT, "suite": SUITE, "mirror": MIRROR, "debs": list(DEB_PACKAGES),
+            "wheels": {"ai-edge-litert": _host_version("ai-edge-litert"), "numpy": _host_version("numpy")},
+            "platforms": list(WHEEL_PLATFORMS)}
+
+
+def root_dir(spec: dict | None = None) -> Path:
+    spec = spec or root_spec()
+    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+    return cache_dir() / "pi-root" / key
+
+
+def ensure_root(log=None) -> Path:
+    """The cached emulated userland, built if missing. Returns its directory (the -L prefix)."""
+    spec = root_spec()
+    root = root_dir(spec)
+    if (root / ".complete").exists():
+        return root
+    _need("mmdebstrap", hint="Debian package mmdebstrap")
+    _need("qemu-aarch64-static", hint="Debian package qemu-user-static")
+    with _locked(root.parent / ".lock"):
+        if (root / ".complete").exists():
+            return root
+        tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=root.parent))
+        try:
+            _log(f"pi-root: extracting Debian {SUITE} arm64 {' '.join(DEB_PACKAGES)} with mmdebstrap", log)
+            rootfs = tmp / "root"
+            _run(["mmdebstrap", "--variant=extract", "--architectures=arm64", "--quiet",
+                  f"--include={','.join(DEB_PACKAGES)}", SUITE, str(rootfs), MIRROR], "mmdebstrap")
+            wheels = [f"{name}=={v}" for name, v in spec["wheels"].items()]
+            _log(f"pi-root: pip install --platform {WHEEL_PLATFORMS[0]} {' '.join(wheels)}", log)
+            cmd = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-compile",
+                   "--target", str(rootfs / GUEST_SITE.lstrip("/")), "--only-binary=:all:",
+                   "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311"]
+            for platform in WHEEL_PLATFORMS:
+                cmd += ["--platform", platform]
+            _run(cmd + wheels, "pip install of the aarch64 wheels")
+            cpu = rootfs / "sys/devices/system/cpu"
+            cpu.mkdir(parents=True, exist_ok=True)
+            for name in ("possible", "present"):  # hide the host's CPU topology from cpuinfo (it segfaults on it)
+                (cpu / name).write_text("")
+            if sys.version_info[:2] == (3, 11):
+                # Same .pyc format as the guest's 3.11: later runs start faster. (The guest itself
+                # cannot write them: QEMU sends a path missing in the root to the host's file system.)
+                _log("pi-root: byte-compiling the guest's Python", log)
+                subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", "-x",
+                                "/test/|/tests/|idlelib|tkinter|lib2to3", str(rootfs / "usr/lib/python3.11"),
+                                str(rootfs / GUEST_SITE.lstrip("/"))], capture_output=True)
+            (rootfs / ".complete").write_text(json.dumps(spec, indent=1))
+            if root.exists():  # an incomplete leftover
+                shutil.rmtree(root)
+            rootfs.rename(root)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    _log(f"pi-root: ready at {root}", log)
+    return root
+
+
+# ----------------------------------------------------------------------- QEMU plugins
+
+
+def qemu_source_version() -> str:
+    """Debian source version of the installed qemu-user (the plugin ABI must match it)."""
+    _need("dpkg-query", hint="dpkg")
+    proc = subprocess.run(["dpkg-query", "-W", "-f=${source:Version}", "qemu-user"], capture_output=True, text=True)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        raise PiRootError("qemu-user is not installed (Debian package qemu-user: scripts/setup.sh installs it)")
+    return proc.stdout.strip()
+
+
+def _apt_private(work: Path) -> list[str]:
+    """apt-get options for a private deb-src configuration under ``work``."""
+    (work / "lists/partial").mkdir(parents=True, exist_ok=True)
+    (work / "cache/archives/partial").mkdir(parents=True, exist_ok=True)
+    sources = work / "sources.list"
+    sources.write_text(f"deb-src {MIRROR} {SUITE} main\n"
+                       f"deb-src {MIRROR} {SUITE}-updates main\n"
+                       f"deb-src {MIRROR.rsplit('/', 1)[0]}/debian-security {SUITE}-security main\n")
+    opts = {"Dir::Etc::SourceList": sources, "Dir::Etc::SourceParts": "/dev/null",
+            "Dir::State::Lists": work / "lists", "Dir::Cache": work / "cache", "Debug::NoLocking": "1",
+            "APT::Sandbox::User": "root" if os.geteuid() == 0 else os.environ.get("USER", "nobody")}
+    return [a for k, v in opts.items() for a in ("-o", f"{k}={v}")]
+
+
+def ensure_plugins(log=None) -> dict[str, Path]:
+    """{"insn": libinsn.so, "marks": libedgesed-marks.so}, built if missing."""
+    src_version = qemu_source_version()
+    digest = hashlib.sha256(PLUGIN_SOURCE.read_bytes()).hexdigest()[:8]
+    out = cache_dir() / "qemu-plugins" / f"{src_version.replace(':', '_')}-{digest}"
+    plugins = {"insn": out / "libinsn.so", "marks": out / "libedgesed-marks.so"}
+    if all(p.exists() for p in plugins.values()):
+        return plugins
+    _need("apt-get", "dpkg-source", hint="Debian packages apt and dpkg-dev")
+    _need("gcc", hint="Debian package gcc")
+    _need("pkg-config", hint="Debian package pkg-config")
+    glib = subprocess.run(["pkg-config", "--cflags", "glib-2.0"], capture_output=True, text=True)
+    if glib.returncode != 0:
+        raise PiRootError("no glib headers for the QEMU plugin (Debian package libglib2.0-dev; scripts/setup.sh installs it)")
+    with _locked(out.parent / ".lock"):
+        if all(p.exists() for p in plugins.values()):
+            return plugins
+        with tempfile.TemporaryDirectory(prefix="qemu-src-") as tmp:
+            work = Path(tmp)
+            apt = ["apt-get", "-q"] + _apt_private(work / "apt")
+            _log(f"qemu plugins: apt-get source qemu={src_version} (Debian's source package, ~24 MB)", log)
+            _run(apt + ["update"], "apt-get update (private deb-src list)")
+            _run(apt + ["source", "--download-only", f"qemu={src_version}"], "apt-get source qemu", cwd=work)
+            dsc = next(work.glob("qemu_*.dsc"), None)
+            if dsc is None:
+                raise PiRootError("apt-get source qemu downloaded no .dsc")
+            _run(["dpkg-source", "--no-check", "-x", dsc.name, "qemu"], "dpkg-source -x (qemu)", cwd=work)
+            header = work / "qemu/include/qemu/qemu-plugin.h"
+            insn_c = work / "qemu/tests/plugin/insn.c"
+            out.mkdir(parents=True, exist_ok=True)
+            cflags = ["-O2", "-shared", "-fPIC", "-I", str(header.parent)] + glib.stdout.split()
+            libs = subprocess.run(["pkg-config", "--libs", "glib-2.0"], capture_output=True, text=True).stdout.split()
+            _log("qemu plugins: compiling libinsn.so (QEMU's tests/plugin/insn.c) and libedgesed-marks.so", log)
+            for src, dst in ((insn_c, plugins["insn"]), (PLUGIN_SOURCE, plugins["marks"])):
+                tmp_out = dst.with_suffix(".so.tmp")
+                _run(["gcc", *cflags, str(src), "-o", str(tmp_out), *libs], f"compiling {src.name}")
+                tmp_out.rename(dst)
+            shutil.copy2(header, out / "qemu-plugin.h")  # kept for reference: the API the plugins were built against
+    return plugins
+
+
+# ------------------------------------------------------------------------------ running
+
+
+def _guest_env(extra_path: list[str] = ()) -> dict:
+    """A clean environment: nothing of the host's Python (venv, PYTHONPATH) leaks into the guest."""
+    return {"PATH": "/usr/bin:/bin", "HOME": "/root", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",
+            "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": ":".join([GUEST_SITE, *extra_path])}
+
+
+def guest_command(root: Path, argv: list[str], cpu: str = "cortex-a72", plugin: Path | None = None,
+                  plugin_args: str = "", extra_path: list[str] = ()) -> tuple[list[str], dict]:
+    """(command, environment) that runs ``argv`` (argv[0]: a program in the root, e.g. python3 or
+    /usr/bin/python3) in the emulated userland on ``cpu``. With ``plugin`` the dynamic
+    qemu-aarch64 (which loads TCG plugins) is used, else qemu-aarch64-static."""
+    if cpu not in QEMU_CPUS:
+        raise PiRootError(f"unknown emulated CPU {cpu!r} (known: {', '.join(QEMU_CPUS)})")
+    if not argv:
+        argv = ["python3"]
+    program = argv[0] if "/" in argv[0] else f"/usr/bin/{argv[0]}"
+    host_program = root / program.lstrip("/")
+    if not host_program.exists():
+        raise PiRootError(f"{program}: no such program in the emulated root ({root})")
+    qemu = "qemu-aarch64" if plugin else "qemu-aarch64-static"
+    _need(qemu, hint="Debian package qemu-user" if plugin else "Debian package qemu-user-static")
+    cmd = [qemu, "-L", str(root), "-cpu", cpu]
+    if plugin:
+        cmd += ["-plugin", f"{plugin}{',' + plugin_args if plugin_args else ''}"]
+    return cmd + [str(host_program), *argv[1:]], _guest_env(list(extra_path))
+
+
+def shell(argv: list[str], cpu: str = "cortex-a72", count_insns: bool = False, log=None) -> int:
+    """``edge-sed pi-shell``: run a command in the emulated userland with the terminal attached;
+    with ``count_insns``, QEMU's insn plugin prints the instructions executed at the end."""
+    root = ensure_root(log)
+    plugin = ensure_plugins(log)["insn"] if count_insns else None
+    with tempfile.TemporaryDirectory(prefix="edge-sed-pi-") as tmp:
+        cmd, env = guest_command(root, list(argv), cpu, plugin, "inline=on" if plugin else "",
+                                 extra_path=[str(stage_edge_sed(Path(tmp)))])
+        if plugin:
+            cmd[1:1] = ["-d", "plugin"]  # the plugin's "insns: N" goes to QEMU's log (stderr)
+        return subprocess.run(cmd, env=env).returncode
+
+
+def stage_edge_sed(folder: Path) -> Path:
+    """Copy this checkout's edge_sed package (its .py files, as a device installs them) into
+    ``folder``/edge_sed and return ``folder`` for the guest's PYTHONPATH. A copy, not the host's
+    site-packages: those hold x86 builds of numpy and friends."""
+    import edge_sed
+
+    src = Path(edge_sed.__file__).parent
+    dst = folder / "edge_sed"
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in src.glob("*.py"):
+        shutil.copy2(f, dst / f.name)
+    return folder
