@@ -4,9 +4,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages: PortAudio for sounddevice, libsndfile for soundfile.
-# (Later stages add PulseAudio, QEMU and the ARM toolchain here.)
-APT_PACKAGES=(libportaudio2 libsndfile1)
+# Debian packages, one group per line with the stage that needs it.
+APT_PACKAGES=(
+  libportaudio2 libsndfile1                               # sounddevice, soundfile
+  pulseaudio pulseaudio-utils libasound2-plugins          # listen: the virtual microphone in tests
+  gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm   # MCU simulator: C kernels on QEMU mps2
+  qemu-user qemu-user-static mmdebstrap gcc pkg-config libglib2.0-dev dpkg-dev   # Pi simulator: emulated aarch64 userland + QEMU insn plugin
+  openssh-server openssh-client                           # deploy: loopback SSH server in tests
+  chromium                                                # report: HTML rendered to PNG
+)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
