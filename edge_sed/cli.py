@@ -463,6 +463,26 @@ def simulate():
     _not_built("simulate", 5)
 
 
+@cli.command("pi-shell", context_settings={"ignore_unknown_options": True, "max_content_width": 100})
+@click.option("--profile", default="rpi-4", show_default=True,
+              help="Pi profile whose core QEMU emulates (rpi-zero-2w: cortex-a53, rpi-4: cortex-a72, rpi-5: cortex-a76).")
+@click.option("--count-insns", is_flag=True, help="Print the instructions executed (QEMU's insn plugin) at the end.")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def pi_shell(profile, count_insns, command):
+    """Run COMMAND in the emulated Raspberry Pi userland (Debian arm64 python3 + aarch64 numpy and
+    ai-edge-litert, this checkout's edge_sed on PYTHONPATH) under qemu-aarch64, for debugging the
+    Pi simulator. Without a command: python3; `-- busybox sh` gives a shell. Built and cached under ~/.cache/edge-sed on first use
+    (~30 s). Example: edge-sed pi-shell -- python3 -c "import platform; print(platform.machine())"."""
+    from firmware_sim.pi_root import shell
+    from firmware_sim.profiles import load_profile
+
+    p = load_profile(profile)
+    if p.kind != "pi":
+        raise EdgeSedError(f"profile {profile!r} is a {p.kind} profile, not a Pi (rpi-zero-2w, rpi-4, rpi-5)")
+    sys.exit(shell(list(command), cpu=p.qemu_cpu, count_insns=count_insns,
+                   log=lambda m: click.echo(m, err=True)))
+
+
 def _thresholds_for(values) -> dict:
     out = {}
     for v in values:
