@@ -457,10 +457,61 @@ def verify(bundle_path, data_path, as_json):
         _emit_json(reports if len(reports) > 1 else reports[0])
 
 
-@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def simulate():
-    """Run the firmware loop of a bundle on a simulated MCU or Pi (not built yet)."""
-    _not_built("simulate", 5)
+@cli.command(context_settings={"max_content_width": 100})
+@click.argument("bundle_path", metavar="[BUNDLE]", required=False, type=click.Path(exists=True, path_type=Path))
+@click.option("--profile", "profile_spec", default="all", show_default=True,
+              help="A profile name, a comma list, mcu, pi, all, or a profile .json (see --list-profiles).")
+@click.option("--stream", help="A .wav/.flac with its annotations <stem>.csv (onset_s,offset_s,label), or a "
+              "split CSV / data set from which a stream is built.")
+@click.option("--annotations", type=click.Path(exists=True, dir_okay=False), help="Annotation CSV of --stream.")
+@click.option("--duration", default=600.0, show_default=True, type=click.FloatRange(5.0),
+              help="Seconds of stream built from a split CSV / data set.")
+@click.option("--events", "n_events", default=60, show_default=True, type=click.IntRange(0),
+              help="Events placed in a built stream.")
+@click.option("--seed", default=0, show_default=True, help="Seed of a built stream.")
+@click.option("--out", "out_path", default="simulate.json", show_default=True,
+              type=click.Path(dir_okay=False, path_type=Path), help="Where the JSON records go.")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON instead of the tables.")
+@click.option("--list-profiles", is_flag=True, help="List the device profiles and exit.")
+@click.option("--calibrate", is_flag=True, help="Rebuild the C kernels, count their instructions on QEMU, "
+              "rewrite firmware_sim/c/counts.json and check the DS-CNN estimate (needs gcc-arm-none-eabi, qemu-system-arm).")
+def simulate(bundle_path, profile_spec, stream, annotations, duration, n_events, seed, out_path, as_json,
+             list_profiles, calibrate):
+    """Run a bundle's firmware loop on simulated devices: the stream arrives in DMA blocks at device
+    pace; each stage (front end, model, smoother) advances a virtual device clock by its estimated
+    cycles. MCU profiles run the int8 model with tflite-micro's kernels and report the memory plan
+    (fits / does not fit), cycles and ms per decision, duty cycle, overruns, latency, RAM
+    high-water and event-based F1 / error rate (500 ms collar) on the stream. One record per
+    (bundle level, profile) goes to --out. BUNDLE may be a bundle or a folder of bundles."""
+    sim = _import_extra("firmware_sim.simulate", "sim")
+    if list_profiles:
+        click.echo(sim.list_profiles_text())
+        return
+    if calibrate:
+        from firmware_sim import calibrate as cal
+
+        report = cal.calibrate(progress=lambda m: click.echo(m, err=True))
+        dscnn = cal.dscnn_check(report)
+        if as_json:
+            _emit_json({"counts": report, "dscnn": dscnn})
+        else:
+            cal.print_report(report, dscnn, echo=click.echo)
+            click.echo(f"wrote {cal.COUNTS_JSON}")
+        return
+    if bundle_path is None or not stream:
+        raise click.UsageError("give BUNDLE and --stream (or --list-profiles / --calibrate)")
+    with progress_bar("simulating", 1, enabled=not as_json) as advance:
+        report = sim.run(bundle_path, profile_spec, stream, duration, n_events, seed, annotations,
+                         log=None if as_json else (lambda m: click.echo(m, err=True)), progress=advance)
+    from .atomic import atomic_path
+
+    with atomic_path(out_path) as tmp:
+        tmp.write_text(sim.dumps(report) + "\n")
+    if as_json:
+        click.echo(sim.dumps(report))
+    else:
+        click.echo(sim.format_tables(report))
+        click.echo(f"wrote {out_path}")
 
 
 @cli.command("pi-shell", context_settings={"ignore_unknown_options": True, "max_content_width": 100})

@@ -1,0 +1,196 @@
+"""The MCU simulator for one (bundle, profile): memory plan, stage costs, the firmware loop on the
+virtual device clock with the int8 model run by tflite-micro (its scores are the MCU's), and
+stream-level accuracy. ``simulate_profile`` returns one JSON-ready record.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from edge_sed.bundle import Bundle
+from edge_sed.errors import EdgeSedError
+from edge_sed.events import event_metrics
+from edge_sed.loop import Detector
+
+from .calibrate import COUNTS_JSON, coefficients, load_counts
+from .clock import simulate_stream, trace_blocks
+from .cost import stage_costs
+from .profiles import DeviceProfile
+from .tflm import MicroBackend, find_arena_bytes
+
+KB = 1024
+GOALS = {"model_bytes": 48 * KB, "arena_bytes": 12 * KB, "duty_cycle_at_80mhz": 0.10}
+MIN_RING_BLOCKS = 2   # ping-pong DMA buffer at least
+MAX_RING_S = 2.0      # an audio ring longer than this is not a design anyone would ship
+PCM_BYTES = 2    # int16 samples
+MCU_LEVELS = {"int8"}
+
+
+def frontend_table_bytes() -> int:
+    """Constant tables of the fixed-point front end (firmware_sim/c/tables.h), in flash."""
+    from .kernels_ref import C_TYPES, tables
+
+    size = {"int8_t": 1, "uint8_t": 1, "int16_t": 2, "uint16_t": 2, "int32_t": 4}
+    return sum(a.size * size[C_TYPES[name]] for name, a in tables().items())
+
+
+def ring_blocks_for(worst_block_s: float, block_s: float) -> int:
+    """Audio ring size (blocks) that absorbs the longest block's work without losing audio: the
+    blocks arriving while it runs, plus the one being filled; at least ping-pong, at most
+    MAX_RING_S of audio."""
+    need = math.ceil(worst_block_s / block_s - 1e-9) + 1
+    return int(min(max(MIN_RING_BLOCKS, need), max(MIN_RING_BLOCKS, round(MAX_RING_S / block_s))))
+
+
+def memory_plan(bundle: Bundle, profile: DeviceProfile, arena: dict, detector_states: int,
+                ring_blocks: int = MIN_RING_BLOCKS) -> dict:
+    """RAM and flash the firmware needs on this profile, item by item, and the verdict."""
+    fe = bundle.frontend
+    n_mels = fe.n_mels
+    inputs = {d["role"]: d for d in bundle.manifest["inputs"]}
+    if bundle.form == "windowed":
+        feature_bytes = bundle.window_frames * n_mels * np.dtype(inputs["window"]["dtype"]).itemsize
+        feature_note = f"{bundle.window_frames} frames x {n_mels} mels, {inputs['window']['dtype']} (ring of the model window)"
+    else:
+        h = inputs["h"]
+        per_state = 2 * int(np.prod(h["shape"])) * np.dtype(h["dtype"]).itemsize
+        feature_bytes = detector_states * per_state + n_mels * np.dtype(inputs["frame"]["dtype"]).itemsize
+        feature_note = f"{detector_states} live LSTM state(s) (h, c) + one frame"
+    ram = {
+        "tensor_arena": arena["arena_bytes"],
+        "audio_ring": ring_blocks * profile.dma_block_samples * PCM_BYTES + fe.window_samples * PCM_BYTES,
+        "frontend_scratch": 2 * (fe.n_fft // 2) * 4 + n_mels * 8,
+        "feature_buffer": feature_bytes,
+        "reserved_stack_globals": profile.reserved_ram_bytes,
+    }
+    flash = {
+        "model": len(bundle.model_bytes),
+        "frontend_tables": frontend_table_bytes(),
+        "code_allowance": profile.code_flash_bytes,
+    }
+    ram_total, flash_total = sum(ram.values()), sum(flash.values())
+    ram_spare, flash_spare = profile.ram_bytes - ram_total, profile.flash_bytes - flash_total
+    fits = ram_spare >= 0 and flash_spare >= 0
+    if fits:
+        verdict = (f"fits, with {ram_spare / KB:.1f} KB RAM and {flash_spare / KB:.1f} KB flash to spare")
+    else:
+        parts = []
+        if ram_spare < 0:
+            parts.append(f"needs {ram_total / KB:.1f} KB RAM, has {profile.ram_bytes / KB:.0f} KB")
+        if flash_spare < 0:
+            parts.append(f"needs {flash_total / KB:.1f} KB flash, has {profile.flash_bytes / KB:.0f} KB")
+        verdict = "does not fit: " + "; ".join(parts)
+    return {"ram": ram, "flash": flash, "ram_total_bytes": ram_total, "flash_total_bytes": flash_total,
+            "ram_bytes": profile.ram_bytes, "flash_bytes": profile.flash_bytes,
+            "ram_spare_bytes": ram_spare, "flash_spare_bytes": flash_spare, "fits": fits, "verdict": verdict,
+            "arena": arena, "feature_buffer_note": feature_note,
+            "audio_ring_blocks": ring_blocks,
+            "notes": (f"audio ring: {ring_blocks} DMA blocks (sized to absorb the longest block's work, at most "
+                      f"{MAX_RING_S:g} s) + one front-end window of int16 PCM; front-end scratch: 256 complex "
+                      "int32 FFT values + 40 int64 mel energies; code and stack are stated allowances from the "
+                      "profile, not measured")}
+
+
+class McuModel:
+    """What a bundle needs on any MCU, computed once: the TFLM arena and the TFLM detector."""
+
+    def __init__(self, bundle: Bundle):
+        if bundle.level not in MCU_LEVELS:
+            raise EdgeSedError(f"{bundle.path}: level {bundle.level} is not an MCU level (the MCU simulator runs "
+                               "full-integer int8 bundles: int8, int8-streaming)")
+        self.bundle = bundle
+        self.arena = find_arena_bytes(bundle.model_bytes)
+        self.backend = MicroBackend(bundle.model_bytes, self.arena["arena_bytes"])
+        self.detector = Detector(bundle, backend=self.backend)
+        self.traces = {}  # DMA block size -> the detector's work per block on the stream
+
+
+def prepare(bundle: Bundle) -> McuModel:
+    """Per-bundle state shared by every MCU profile (the dispatch in firmware_sim.simulate)."""
+    return McuModel(bundle)
+
+
+def simulate_profile(model: McuModel, profile: DeviceProfile, audio: np.ndarray, annotations, stream_info: dict,
+                     counts: dict | None = None, progress=None) -> dict:
+    """One record: memory plan, costs, clock figures and event metrics of the bundle on the profile."""
+    bundle = model.bundle
+    if profile.kind != "mcu":
+        raise EdgeSedError(f"profile {profile.name} is a {profile.kind} profile, not an MCU")
+    if profile.sample_rate != bundle.frontend.sample_rate:
+        raise EdgeSedError(f"profile {profile.name} delivers {profile.sample_rate} Hz audio, the bundle's "
+                           f"front end wants {bundle.frontend.sample_rate} Hz")
+    counts = counts or load_counts()
+    coef = coefficients(profile.kernel_build, counts)
+    costs = stage_costs(bundle, profile, coef)
+    hz = float(profile.clock_hz)
+
+    def work_s(frames, inferences, decisions):
+        return costs.block_cycles(frames, inferences, decisions) / hz
+
+    block_samples = profile.dma_block_samples
+    clean = model.traces.get(block_samples)
+    if clean is None:
+        clean = model.traces[block_samples] = trace_blocks(model.detector, audio, block_samples, progress=progress)
+    block_s = block_samples / profile.sample_rate
+    ring = ring_blocks_for(max(work_s(b.frames, b.inferences, len(b.decisions)) for b in clean), block_s)
+    result, _ = simulate_stream(model.detector, audio, block_samples, profile.sample_rate, work_s, ring,
+                                trace=clean, progress=progress)
+    metrics = event_metrics(annotations, result.events, result.duration_s, labels=[
+        l for l in bundle.labels if l != "background"])
+    clock = result.summary()
+    n_dec = max(result.decisions, 1)
+    inferences = sum(b.inferences for b in clean)
+    frames = sum(b.frames for b in clean)
+    cycles_per_decision = result.busy_s * hz / n_dec
+    decisions_per_s = result.decisions / result.duration_s if result.duration_s else float("nan")
+    plan = memory_plan(bundle, profile, model.arena, ring_blocks=ring,
+                       detector_states=max(1, math.ceil(bundle.window_frames / model.detector.hop_frames)))
+    # the ring is allocated whole; what varies is how much of it holds audio not yet processed
+    ram_high_water = (plan["ram_total_bytes"] - plan["ram"]["audio_ring"] + fe_history_bytes(bundle)
+                      + min(ring, clock["max_backlog_blocks"] + 1) * block_samples * PCM_BYTES)
+    duty_80 = result.duty_cycle * hz / 80e6
+    model_bytes = len(bundle.model_bytes)
+    return {
+        "kind": "mcu",
+        "bundle": str(bundle.path), "level": bundle.level, "form": bundle.form, "labels": bundle.labels,
+        "profile": profile.name, "device": profile.description, "core": profile.core,
+        "clock_hz": profile.clock_hz, "cpi": profile.cpi, "kernel_build": profile.kernel_build,
+        "profile_sources": profile.sources,
+        "estimate_note": (f"estimate: cycles = instructions x cpi {profile.cpi} (profile assumption); instructions "
+                          f"= graph work x coefficients fitted to the project's C kernels counted on QEMU "
+                          f"({counts['builds'][profile.kernel_build]['board']}, {COUNTS_JSON.name}); scores from "
+                          "tflite-micro's kernels (x86-64 host build)"),
+        "memory": plan,
+        "cost": {
+            "frontend_cycles_per_frame": costs.frontend_frame_cycles,
+            "invoke_cycles": costs.invoke_cycles,
+            "model_macs_per_invoke": costs.model["macs"],
+            "ops": [{k: v for k, v in o.items() if k != "index"} for o in costs.model["ops"]],
+            "smoother_cycles_per_decision": costs.decision_cycles,
+            "frames_per_decision": frames / n_dec, "invokes_per_decision": inferences / n_dec,
+            "cycles_per_decision": cycles_per_decision,
+            "ms_per_decision": cycles_per_decision / hz * 1e3,
+            "model_ms_per_decision": costs.invoke_cycles * inferences / n_dec / hz * 1e3,
+            "decisions_per_s": decisions_per_s,
+            "cycles_per_audio_s": result.busy_s * hz / result.duration_s if result.duration_s else None,
+        },
+        "clock": clock,
+        "ram_high_water_bytes": ram_high_water,
+        "stream": stream_info,
+        "events": {k: v for k, v in metrics.items() if k != "latencies_s"},
+        "goals": {
+            "model_bytes<=48KB": {"value": model_bytes, "met": model_bytes <= GOALS["model_bytes"]},
+            "arena_bytes<=12KB": {"value": model.arena["arena_min_bytes"],
+                                  "met": model.arena["arena_min_bytes"] <= GOALS["arena_bytes"],
+                                  "note": "smallest arena that allocates and invokes (host build, 64-bit pointers); "
+                                          "the memory plan adds the 10 % margin"},
+            "duty_cycle<=10%_at_80MHz": {"value": duty_80, "met": duty_80 <= GOALS["duty_cycle_at_80mhz"],
+                                         "note": "this profile's busy cycles per second / 80 MHz"},
+        },
+    }
+
+
+def fe_history_bytes(bundle: Bundle) -> int:
+    return bundle.frontend.window_samples * PCM_BYTES
