@@ -3,10 +3,12 @@ onsets, with an annotation list. The test input of the device loop (listen, the 
 stream-level evaluation).
 
 - Background: background clips of the split, a group (recording) at a time in a seeded random
-  order, levelled to one RMS and joined with 250 ms equal-power cross-fades until the stream
+  order, levelled to ``bed_rms`` and joined with 250 ms equal-power cross-fades until the stream
   is long enough (their distractors stay: they must not fire).
 - Events: for each event a clip of an event class (classes in turn, clips drawn without
-  replacement where possible). Its event segment is cut out: the annotated active span
+  replacement where possible). A clip of edge_sed.synth gives its isolated event (regenerated
+  from seed and index), as DCASE 2017 mixed isolated events; any other clip gives a segment of
+  itself (its own background included). The segment is cut out: the annotated active span
   [onset_s, offset_s) plus ``pad_s`` either side when the metadata has one (synthetic data),
   else the clip's 1 s policy window (edge_sed.datasets.locate_window). The segment is scaled to
   ``ebr_db`` over the background under it (RMS vs RMS; None keeps the clip's level; less if
@@ -20,6 +22,7 @@ stream-level evaluation).
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -29,21 +32,25 @@ from .datasets import Clip, load_clips, locate_window
 from .errors import DatasetError
 from .events import Annotation, write_annotations
 from .settings import BACKGROUND, CLIP_WINDOW_S, SAMPLE_RATE
+from .synth import make_components
 
 CROSSFADE_S = 0.25
 EDGE_FADE_S = 0.005
 PEAK = 0.99
+BED_RMS = 0.03
+"""Background level (RMS, -30 dBFS): like the background under the events of the synthetic
+clips, and room for events up to about +20 dB EBR before the peak limit."""
 
 
 def _rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) + 1e-12
 
 
-def _background_bed(clips: list[Clip], n: int, rng) -> np.ndarray:
+def _background_bed(clips: list[Clip], n: int, rng, bed_rms: float) -> np.ndarray:
     """Background clips joined into one bed. A short clip is not a recording: its level and
     kind jump at every join, which a model rightly takes for an impulsive sound. So clips go
     group by group (a group is one recording: same room and noise), each is scaled to the
-    bed's running RMS, and joins are equal-power cross-fades of CROSSFADE_S."""
+    ``bed_rms``, and joins are equal-power cross-fades of CROSSFADE_S."""
     fade = int(CROSSFADE_S * SAMPLE_RATE)
     theta = np.linspace(0.0, np.pi / 2, fade, dtype=np.float32)
     fade_in, fade_out = np.sin(theta), np.cos(theta)
@@ -51,7 +58,7 @@ def _background_bed(clips: list[Clip], n: int, rng) -> np.ndarray:
     for c in clips:
         groups.setdefault(c.group, []).append(c)
     names = sorted(groups)
-    pieces, have, target_rms = [], 0, None
+    pieces, have = [], 0
     order: list[Clip] = []
     while have < n + fade:
         if not order:
@@ -61,8 +68,7 @@ def _background_bed(clips: list[Clip], n: int, rng) -> np.ndarray:
         x = read_audio(order.pop(0).path).astype(np.float32)
         if len(x) <= 2 * fade:
             continue
-        target_rms = target_rms or _rms(x)
-        x = x * np.float32(target_rms / _rms(x))
+        x = x * np.float32(bed_rms / _rms(x))
         if pieces:
             prev = pieces[-1]
             x[:fade] = prev[-fade:] * fade_out + x[:fade] * fade_in
@@ -73,14 +79,31 @@ def _background_bed(clips: list[Clip], n: int, rng) -> np.ndarray:
     return np.concatenate(pieces)[:n]
 
 
+def _synthetic_event(clip: Clip, onset_s: float) -> np.ndarray | None:
+    """The isolated event of a clip made by edge_sed.synth (regenerated from its seed and index:
+    the generator is deterministic), or None for any other clip."""
+    m = re.fullmatch(rf"synth-{re.escape(clip.label)}-(\d+)", clip.path.stem)
+    if not m or clip.extra.get("source") != "synth" or clip.duration_s is None:
+        return None
+    try:
+        event, _, meta = make_components(clip.label, int(m.group(1)), int(clip.extra.get("seed", "")),
+                                         clip_s=clip.duration_s)
+    except (ValueError, DatasetError):
+        return None
+    if meta["onset_s"] is None or abs(meta["onset_s"] - onset_s) > 1e-3:
+        return None  # not the clip this metadata describes
+    return event.astype(np.float32)
+
+
 def _event_segment(clip: Clip, pad_s: float, seed: int) -> tuple[np.ndarray, float, float]:
     """(segment, onset within it, offset within it), seconds."""
-    audio = read_audio(clip.path)
     onset, offset = clip.extra.get("onset_s"), clip.extra.get("offset_s")
     try:
         onset, offset = float(onset), float(offset)
     except (TypeError, ValueError):
         onset = offset = None
+    isolated = _synthetic_event(clip, onset) if onset is not None else None
+    audio = isolated if isolated is not None else read_audio(clip.path)
     if onset is not None and offset > onset:
         a = max(0, int(round((onset - pad_s) * SAMPLE_RATE)))
         b = min(len(audio), int(round((offset + pad_s) * SAMPLE_RATE)))
@@ -92,7 +115,7 @@ def _event_segment(clip: Clip, pad_s: float, seed: int) -> tuple[np.ndarray, flo
 
 def make_stream(clips, duration_s: float, n_events: int, seed: int = 0, ebr_db: float | None = 6.0,
                 min_gap_s: float = 3.0, pad_s: float = 0.1, lead_in_s: float = 2.0,
-                labels=None) -> tuple[np.ndarray, list[Annotation]]:
+                labels=None, bed_rms: float = BED_RMS) -> tuple[np.ndarray, list[Annotation]]:
     """A stream of ``duration_s`` seconds (float32, 16 kHz) with ``n_events`` events of the
     event classes in ``clips`` (Clip list, or a split CSV / data set path for load_clips),
     none in the first ``lead_in_s`` seconds; ``labels`` limits the event classes. Returns
@@ -115,7 +138,7 @@ def make_stream(clips, duration_s: float, n_events: int, seed: int = 0, ebr_db: 
     if n_events and usable < n_events * min_gap_s:
         raise DatasetError(f"{n_events} events {min_gap_s:g} s apart do not fit in {duration_s:g} s "
                            f"(after a {lead_in_s:g} s lead-in)")
-    audio = _background_bed(backgrounds, n, rng)
+    audio = _background_bed(backgrounds, n, rng, bed_rms)
     # onsets: equal slots, a random place in each slot leaving min_gap_s between neighbours
     slot = usable / max(n_events, 1)
     onsets = [lead_in_s + k * slot + rng.uniform(0, max(0.0, slot - min_gap_s)) for k in range(n_events)]

@@ -31,6 +31,14 @@ def test_stream_places_events_where_annotated(clips, tmp_path):
     for a in ann:  # at +6 dB (less for an impulse near full scale) the event span is louder than the bed
         s = slice(int(a.onset_s * 16000), int(a.offset_s * 16000))
         assert np.sqrt(np.mean(audio[s] ** 2)) > 1.4 * bed_rms
+    # the bed is the same stream without events; outside the events (+- the 0.1 s pad) nothing changed
+    bed, none = make_stream(clips, duration_s=30.0, n_events=0, seed=3)
+    assert none == [] and np.array_equal(audio[quiet], bed[quiet])
+    added = audio - bed
+    for a in ann:  # synthetic clips give their isolated event: the added signal starts near the onset
+        before = added[int((a.onset_s - 0.09) * 16000): int((a.onset_s - 0.01) * 16000)]
+        during = added[int(a.onset_s * 16000): int(a.offset_s * 16000)]
+        assert np.sqrt(np.mean(before ** 2)) < 0.05 * np.sqrt(np.mean(during ** 2))
     csv_path = write_stream(tmp_path / "s.wav", audio, ann)
     assert read_annotations(csv_path) == ann
     assert np.allclose(read_audio(tmp_path / "s.wav"), audio, atol=1e-4)
