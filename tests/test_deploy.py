@@ -10,10 +10,13 @@ sshd's SetEnv, so each is a separate target with its own ~/edge-sed:
 Only systemd is replaced: no systemd runs here, so the sessions' PATH starts with a directory
 holding FAKE_SYSTEMCTL below, a shell script that records every call in
 ``$HOME/.fake-systemd/calls.log`` and keeps each service's state there. Its ``restart`` checks
-the unit for real (``systemd-analyze verify``) and that the unit's ExecStart program runs
-(``<program> --version``: the deployed venv's edge-sed), then marks the service active; a file
-``$HOME/.fake-systemd/fail-next-restart`` makes the next restart leave it failed (a crashing
-service). Everything else is real: ssh, the tar upload, sha256sum on the target, ``python -m
+the unit for real (``systemd-analyze verify``), stops the process it started before, and really
+starts the unit's ExecStart in its WorkingDirectory in the background (pid and exit status in
+``$HOME/.fake-systemd/``; ``is-active`` = that process is alive). The deployed ``edge-sed listen``
+then runs from the deployed venv on a synthetic WAV (``--listen-args "--file ... --realtime"``:
+no microphone here) and writes real events to ``logs/events.jsonl``, which ``--status`` shows. A
+file ``$HOME/.fake-systemd/fail-next-restart`` makes the next restart fail (a crashing service).
+No Restart=on-failure emulation. Everything else is real: ssh, the tar upload, sha256sum on the target, ``python -m
 venv`` + ``pip install`` of the wheel built from this checkout (dependencies from PyPI; the
 test sessions share the real pip cache so only the first install downloads), the target's own
 ``edge-sed verify`` through LiteRT, the symlink switches, and ansible-playbook.
@@ -43,6 +46,17 @@ if [ "${1:-}" = "--user" ]; then shift; units="$HOME/.config/systemd/user"; else
 cmd=${1:-}; [ $# -gt 0 ] && shift
 quiet=; [ "${1:-}" = "--quiet" ] && { quiet=1; shift; }
 name=${1%.service}
+pidf="$state/$name.pid"; rcf="$state/$name.rc"
+stop() {  # SIGTERM the process, wait (<= 10 s) for its exit status to be written
+  [ -f "$pidf" ] || return 0
+  kill "$(cat "$pidf")" 2>/dev/null && { i=0; while [ ! -f "$rcf" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done; }
+  rm -f "$pidf"
+}
+active_state() {
+  if [ -f "$pidf" ] && [ ! -f "$rcf" ] && kill -0 "$(cat "$pidf")" 2>/dev/null; then echo active
+  elif [ -f "$rcf" ]; then [ "$(cat "$rcf")" = 0 ] && echo inactive || echo failed
+  else cat "$state/$name.state" 2>/dev/null || echo inactive; fi
+}
 case "$cmd" in
   --version) echo "systemd 252 (fake)";;
   daemon-reload) ;;
@@ -51,18 +65,22 @@ case "$cmd" in
   start|restart)
     unit="$units/$name.service"
     [ -f "$unit" ] || { echo "Unit $name.service not found." >&2; exit 5; }
-    exe=$(sed -n 's/^ExecStart=\([^ ]*\).*/\1/p' "$unit")
+    stop; rm -f "$rcf"
     ok=1
     if command -v systemd-analyze >/dev/null 2>&1; then
       systemd-analyze verify "$unit" >"$state/verify.log" 2>&1 || ok=0
     fi
-    "$exe" --version >/dev/null 2>&1 || ok=0
     if [ -f "$state/fail-next-restart" ]; then rm -f "$state/fail-next-restart"; ok=0; fi
-    if [ $ok = 1 ]; then echo active > "$state/$name.state"; date -u '+%a %Y-%m-%d %H:%M:%S UTC' > "$state/$name.since"
-    else echo failed > "$state/$name.state"; fi;;
-  stop) echo inactive > "$state/$name.state";;
-  is-active) s=$(cat "$state/$name.state" 2>/dev/null || echo inactive); [ -n "$quiet" ] || echo "$s"; [ "$s" = active ];;
-  show) echo "ActiveEnterTimestamp=$(cat "$state/$name.since" 2>/dev/null)"; echo "NRestarts=0"; echo "MainPID=0";;
+    if [ $ok = 0 ]; then echo failed > "$state/$name.state"; exit 0; fi
+    wd=$(sed -n 's/^WorkingDirectory=//p' "$unit"); exec_start=$(sed -n 's/^ExecStart=//p' "$unit")
+    (cd "$wd" && sh -c "$exec_start & echo \$! > '$pidf'; wait \$!; echo \$? > '$rcf'") \
+      </dev/null >>"$state/$name.journal" 2>&1 &
+    i=0; while [ ! -f "$pidf" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    date -u '+%a %Y-%m-%d %H:%M:%S UTC' > "$state/$name.since";;
+  stop) stop; echo inactive > "$state/$name.state";;
+  is-active) s=$(active_state); [ -n "$quiet" ] || echo "$s"; [ "$s" = active ];;
+  show) echo "ActiveEnterTimestamp=$(cat "$state/$name.since" 2>/dev/null)"; echo "NRestarts=0"
+        echo "MainPID=$(cat "$pidf" 2>/dev/null || echo 0)";;
   *) echo "fake systemctl: unsupported command: $cmd" >&2; exit 1;;
 esac
 """
@@ -94,15 +112,29 @@ class Lab:
         self.root = root
         self.user = "root" if os.geteuid() == 0 else os.environ.get("USER") or "nobody"
         self.procs, self.hosts, self.homes, self.mounts = [], {}, {}, []
-        self.wheel = None
+        self.wheel = self.stream = None
 
     def args(self, *extra, identity=None):
-        return ["deploy", *extra, "--wheel", str(self.wheel), "--identity", str(identity or self.root / "client_key"),
+        listen = f"--file {self.stream} --realtime --threshold 0.05 --min-count 1"
+        return ["deploy", *extra, "--wheel", str(self.wheel), "--listen-args", listen, "--identity", str(identity or self.root / "client_key"),
                 "--ssh-option", f"UserKnownHostsFile={self.root / 'known_hosts'}",
                 "--ssh-option", "StrictHostKeyChecking=yes", "--scope", "user", "--settle", "0.2"]
 
     def host(self, name):
         return f"{self.user}@127.0.0.1:{self.hosts[name]}"
+
+
+def write_stream(path: Path, seconds: int = 90) -> Path:
+    """Synthetic audio for the service to listen to: events between backgrounds."""
+    import numpy as np
+    import soundfile as sf
+
+    from edge_sed.synth import make_clip
+
+    labels = ["background", "dog", "background", "gunshot", "background", "baby_cry"]
+    clips = [make_clip(labels[i % len(labels)], i, seed=3, clip_s=2.0)[0] for i in range(seconds // 2)]
+    sf.write(path, np.concatenate(clips), 16000)
+    return path
 
 
 def keygen(path: Path) -> None:
@@ -117,6 +149,7 @@ def lab(tmp_path_factory):
 
     # built once from this checkout (what deploy does by default) and shipped with --wheel
     lab.wheel = build_wheel(root / "wheel-build")
+    lab.stream = write_stream(root / "stream.wav")
     keygen(root / "host_key")
     keygen(root / "client_key")
     keygen(root / "stranger_key")  # never authorized
@@ -168,6 +201,11 @@ SetEnv HOME={home} PATH={path} PIP_CACHE_DIR={pip_cache}
         known.append(f"[127.0.0.1]:{port} {(root / 'host_key.pub').read_text().strip()}")
     (root / "known_hosts").write_text("\n".join(known) + "\n")
     yield lab
+    for pid_file in root.glob("home-*/.fake-systemd/*.pid"):  # services the fake systemctl started
+        try:
+            os.kill(int(pid_file.read_text()), 15)
+        except (ValueError, OSError):
+            pass
     for proc in lab.procs:
         proc.terminate()
         proc.wait(timeout=10)
@@ -205,6 +243,7 @@ def test_deploy_status_redeploy_rollback(lab, bundles, capsys):
     int8, fp32 = bundles / "int8", bundles / "fp32"
 
     code, out, err = run(capsys, *lab.args(int8, "--host", host, "--dry-run"))
+    assert "--listen-args" in lab.args()
     assert code == 0, err
     assert "plan" in out and "mv -T" in out and "x86_64" in out
     assert not (home / "edge-sed").exists(), "a dry run must change nothing"
@@ -230,15 +269,21 @@ def test_deploy_status_redeploy_rollback(lab, bundles, capsys):
     assert "--user daemon-reload" in calls and "--user restart edge-sed" in calls
     assert not list((root / ".staging").iterdir()), "staging must be cleaned up"
 
-    # what edge-sed listen would have logged; status shows it
-    (root / "logs" / "events.jsonl").write_text(json.dumps({"t": 12.5, "label": "dog", "score": 0.93}) + "\n")
-    code, out, err = run(capsys, *lab.args("--status", "--host", host))
+    # the service really runs the deployed edge-sed listen; its events reach the log and --status
+    events_log = root / "logs" / "events.jsonl"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (events_log.exists() and events_log.read_text().strip()):
+        time.sleep(0.5)
+    journal = (home / ".fake-systemd" / "edge-sed.journal").read_text() if (home / ".fake-systemd" / "edge-sed.journal").exists() else ""
+    assert events_log.exists() and events_log.read_text().strip(), f"no events from the service; journal: {journal[-2000:]}"
+    code, out, err = run(capsys, *lab.args("--status", "--host", host, "--lines", "3"))
     assert code == 0, err
-    assert "service active" in out and int8_id in out and '"label": "dog"' in out
+    assert "service active" in out and int8_id in out and "event(s) from" in out, out
     code, out, err = run(capsys, *lab.args("--status", "--host", host, "--json"))
     status = json.loads(out)
-    assert status["service"] == "active" and status["bundle"]["level"] == "int8"
-    assert status["events"] == [{"t": 12.5, "label": "dog", "score": 0.93}]
+    assert status["service"] == "active" and status["bundle"]["level"] == "int8" and int(status["pid"]) > 0
+    logged = [json.loads(l) for l in events_log.read_text().splitlines()[-10:]]
+    assert status["events"] == logged
 
     # redeploy another bundle: same wheel -> the runtime venv is kept, not reinstalled
     code, out, err = run(capsys, *lab.args(fp32, "--host", host))
