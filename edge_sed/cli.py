@@ -127,8 +127,9 @@ def data_synth(out_dir, counts, total, ratio, seed, clip_s, fmt, workers, as_jso
 @click.option("--split", "fractions", default="0.7,0.15,0.15", show_default=True,
               help="train,val,test fractions (of groups, per class).")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--no-check", is_flag=True, help="Do not decode every file (faster, trusts the data).")
 @click.option("--json", "as_json", is_flag=True, help="Print per-split counts as JSON.")
-def data_prepare(source, out_dir, ratio, ratio_on, fractions, seed, as_json):
+def data_prepare(source, out_dir, ratio, ratio_on, fractions, seed, no_check, as_json):
     """Split a data set by recording group (no group in two splits) and impose a class ratio.
 
     SOURCE is a metadata.csv (or its folder), an UrbanSound8K or ESC-50 root, or a folder of
@@ -142,6 +143,8 @@ def data_prepare(source, out_dir, ratio, ratio_on, fractions, seed, as_json):
     if len(fracs) != 3 or any(f < 0 for f in fracs) or abs(sum(fracs) - 1) > 1e-6:
         raise click.UsageError(f"--split wants three non-negative fractions summing to 1, got {fractions}")
     clips = load_clips(source)
+    if not no_check:  # a corrupt, empty or NaN file is found now, not half-way through training
+        check_audio_files([c.path for c in clips], progress=not as_json)
     splits = prepare_splits(clips, ratio=parse_ratio(ratio) if ratio else None, fractions=fracs,
                             seed=seed, ratio_splits=("train", "val", "test") if ratio_on == "all" else ("train",))
     report = {}

@@ -1,0 +1,358 @@
+"""The bad-audio matrix (issue 9): every input a user can point edge-sed at, through every
+command that reads audio. Each row either gives one line "error: ..." naming the file and a
+non-zero exit, or is a documented conversion whose result is checked against the plain 16 kHz
+mono reading of the same sound - never a traceback, a hang or a silently wrong answer.
+
+Commands run in-process through edge_sed.cli.main (capfd sees fd-level output too, e.g. from
+LiteRT); tests/test_reliability.py runs the console script as a subprocess for the kill tests.
+"""
+
+import csv
+import json
+import os
+import resource
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from edge_sed.audio_io import iter_audio_blocks, read_audio
+from edge_sed.cli import main
+from edge_sed.errors import AudioError
+from edge_sed.settings import SAMPLE_RATE
+
+SECONDS = 20.0  # the reference stream: short, with events in it
+LISTEN_ARGS = ["--threshold", "0.3", "--json"]  # the tiny model is unsure: a low threshold gives events
+
+
+# ------------------------------------------------------------------------ running a command
+
+
+def run_cli(capfd, *args):
+    """(exit code, stdout, stderr) of `edge-sed args` run in this process."""
+    capfd.readouterr()
+    code = main([str(a) for a in args])
+    out, err = capfd.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, *fragments):
+    """A user's mistake: non-zero (not 1, which is an internal error), no traceback, and either
+    our one line "error: ..." or click's own usage error (for a path click checks itself)."""
+    assert "Traceback" not in err and "internal error" not in err, err
+    assert code not in (0, 1), (code, err)
+    lines = [l for l in err.splitlines() if l.strip()]
+    if lines and lines[0].startswith("Usage:"):  # click: Usage / Try ... / Error: ...
+        message = lines[-1]
+        assert message.startswith("Error:"), err
+    else:
+        assert len(lines) == 1 and lines[0].startswith("error: "), err
+        message = lines[0]
+    for fragment in fragments:
+        assert fragment in message, (fragment, message)
+    return message
+
+
+# ------------------------------------------------------------------------------- the inputs
+
+
+def _truncated(path, subtype="PCM_16"):
+    full = path.with_name("full-" + path.name)
+    sf.write(full, np.random.default_rng(0).normal(0, 0.1, 32000).astype(np.float32), SAMPLE_RATE, subtype=subtype)
+    data = full.read_bytes()
+    full.unlink()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def write_long_wav(path, hours: float, sample_rate: int = SAMPLE_RATE) -> int:
+    """A valid 16-bit mono WAV of ``hours`` of silence, written as a header plus a sparse hole:
+    instant, and ~no disk, however long. Returns the data bytes."""
+    n_bytes = int(hours * 3600 * sample_rate) * 2
+    header = (b"RIFF" + struct.pack("<I", 36 + n_bytes) + b"WAVE"
+              + b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, sample_rate, sample_rate * 2, 2, 16)
+              + b"data" + struct.pack("<I", n_bytes))
+    with open(path, "wb") as f:
+        f.write(header)
+        f.truncate(len(header) + n_bytes)
+    return n_bytes
+
+
+def _write(path, audio, sr=SAMPLE_RATE, subtype="FLOAT"):
+    sf.write(path, audio, sr, subtype=subtype)
+
+
+def _resampled(ref, sr):
+    from edge_sed.audio_io import resample
+
+    return resample(ref, SAMPLE_RATE, sr)
+
+
+# name -> (file name, writer(path, reference audio)). Refused inputs:
+BAD = {
+    "missing file": ("missing.wav", None),
+    "empty file (0 bytes)": ("empty.wav", lambda p, r: p.write_bytes(b"")),
+    "zero-length audio": ("zero-length.wav", lambda p, r: _write(p, np.zeros(0, np.float32), subtype="PCM_16")),
+    "truncated WAV": ("truncated.wav", lambda p, r: _truncated(p)),
+    "truncated FLAC": ("truncated.flac", lambda p, r: _truncated(p)),
+    "text named .wav": ("text.wav", lambda p, r: p.write_text("RIFF? no: just a text file named .wav\n" * 20)),
+    "NaN samples": ("nan.wav", lambda p, r: _write(p, np.where(np.arange(len(r)) == 5000, np.nan, r).astype(np.float32))),
+    "Inf samples": ("inf.wav", lambda p, r: _write(p, np.where(np.arange(len(r)) == 9000, -np.inf, r).astype(np.float32))),
+}
+BAD_MESSAGE = {
+    "missing file": "no such file", "empty file (0 bytes)": "empty file", "zero-length audio": "zero length",
+    "truncated WAV": "truncated", "truncated FLAC": "corrupt audio data", "text named .wav": "not a readable audio file",
+    "NaN samples": "NaN or Inf", "Inf samples": "NaN or Inf",
+}
+# Converted inputs (documented in README "Audio in"), and how close to the reference they must come:
+# "same": the same events within a frame; "runs": exit 0 and the same number of decisions.
+CONVERTED = {
+    "all-zero audio": ("silence.wav", lambda p, r: _write(p, np.zeros_like(r), subtype="PCM_16"), "runs"),
+    "fully clipped audio": ("clipped.wav", lambda p, r: _write(p, np.sign(r + 1e-9).astype(np.float32), subtype="PCM_16"), "runs"),
+    "8-bit WAV": ("u8.wav", lambda p, r: _write(p, r, subtype="PCM_U8"), "runs"),
+    "24-bit WAV": ("s24.wav", lambda p, r: _write(p, r, subtype="PCM_24"), "same"),
+    "float WAV": ("float.wav", lambda p, r: _write(p, r, subtype="FLOAT"), "same"),
+    "stereo (mixdown)": ("stereo.wav", lambda p, r: _write(p, np.stack([r * 1.5, r * 0.5], 1), subtype="FLOAT"), "same"),
+    "8 kHz": ("sr8000.wav", lambda p, r: _write(p, _resampled(r, 8000), 8000), "runs"),
+    "22.05 kHz": ("sr22050.wav", lambda p, r: _write(p, _resampled(r, 22050), 22050), "same"),
+    "44.1 kHz": ("sr44100.flac", lambda p, r: _write(p, _resampled(r, 44100), 44100, subtype="PCM_24"), "same"),
+    "48 kHz": ("sr48000.wav", lambda p, r: _write(p, _resampled(r, 48000), 48000), "same"),
+    "unicode and spaces in path": ("dír with spaces/ünïcødé 吠える.flac", lambda p, r: _write(p, r, subtype="PCM_24"), "same"),
+}
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_data, tmp_path_factory):
+    """A 20 s labelled stream from the tiny data set (float32, 16 kHz), as a float WAV."""
+    from edge_sed.streams import make_stream
+
+    audio, annotations = make_stream(tiny_data, SECONDS, 4, seed=2, min_gap_s=3.0)
+    audio = (audio * (0.9 / np.abs(audio).max())).astype(np.float32)  # room for 8/16/24-bit files
+    path = tmp_path_factory.mktemp("ref") / "reference.wav"
+    _write(path, audio)
+    return path, audio
+
+
+@pytest.fixture(scope="module")
+def inputs(reference, tmp_path_factory):
+    """Every case of BAD and CONVERTED written once: name -> path."""
+    root = tmp_path_factory.mktemp("inputs")
+    _, ref = reference
+    out = {}
+    for name, (filename, make, *_) in {**BAD, **CONVERTED}.items():
+        path = root / filename
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if make is not None:
+            make(path, ref)
+        out[name] = path
+    return out
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_bundles):
+    return tiny_bundles[0] / "fp32"
+
+
+# ---------------------------------------------------------------------------- the Python API
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_api_refuses_bad_audio_in_one_line(inputs, case):
+    path = inputs[case]
+    for read in (lambda: read_audio(path), lambda: list(iter_audio_blocks(path, 1600))):
+        with pytest.raises(AudioError) as err:
+            read()
+        message = str(err.value)
+        assert "\n" not in message and BAD_MESSAGE[case] in message and path.name in message, message
+
+
+@pytest.mark.parametrize("case", list(CONVERTED))
+def test_api_converts_to_16k_mono(inputs, reference, case):
+    """read_audio gives 16 kHz mono float32 of the reference's length; iter_audio_blocks gives the
+    same samples at the file's own rate (a streaming resampler is the caller's: listen has one)."""
+    path, ref = inputs[case], reference[1]
+    audio = read_audio(path)
+    assert audio.dtype == np.float32 and audio.ndim == 1 and abs(len(audio) - len(ref)) <= 1
+    assert np.isfinite(audio).all() and np.abs(audio).max() <= 1.0 + 1e-6
+    if CONVERTED[case][2] == "same":  # a lossless-enough conversion: the reference's samples
+        err = np.abs(audio[200:-200] - ref[200:-200]).max()  # stereo: (1.5 r + 0.5 r) / 2 = r
+        assert err < (2e-3 if "kHz" in case else 1e-4), err
+    info = sf.info(str(path))
+    blocks = list(iter_audio_blocks(path, 1000, sample_rate=info.samplerate))
+    assert sum(len(b) for b in blocks) == info.frames and all(b.ndim == 1 for b in blocks)
+
+
+def test_api_ten_hour_file_streams_in_bounded_memory(tmp_path):
+    """read_audio refuses 10 h (230 MB a hour as float32) at once, without reading it;
+    iter_audio_blocks streams it. The stream runs in a child process whose peak RSS must stay
+    small: 10 h of 16-bit audio is 1.15 GB on disk (a sparse file here)."""
+    path = tmp_path / "ten hours.wav"
+    n_bytes = write_long_wav(path, 10.0)
+    with pytest.raises(AudioError, match="36000 s of audio is longer than the 3600 s read whole; stream it"):
+        read_audio(path)
+    script = (
+        "import resource, sys\n"
+        "from edge_sed.audio_io import iter_audio_blocks\n"
+        "n = 0\n"
+        "for block in iter_audio_blocks(sys.argv[1], 1 << 20):\n"
+        "    n += len(block); assert not block.any()\n"
+        "print(n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+    result = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    samples, peak_kb = map(int, result.stdout.split())
+    assert samples == n_bytes // 2 == 10 * 3600 * SAMPLE_RATE
+    assert peak_kb < 200 * 1024, f"peak RSS {peak_kb / 1024:.0f} MB while streaming 10 h"
+
+
+# ------------------------------------------------------------------------- edge-sed listen
+
+
+@pytest.fixture(scope="module")
+def listened(bundle, reference, tmp_path_factory):
+    """`listen --file` on the reference: the summary every converted row is compared with."""
+    import io
+    from contextlib import redirect_stdout
+
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        code = main(["listen", "--bundle", str(bundle), "--file", str(reference[0]), *LISTEN_ARGS])
+    assert code == 0
+    summary = json.loads(buf.getvalue())
+    assert summary["events"] > 0, "the reference must have events, or 'same events' proves nothing"
+    return summary
+
+
+@pytest.mark.parametrize("case", list(BAD) + ["a directory", "10-hour file (header only)"])
+def test_listen_refuses_bad_files(capfd, inputs, bundle, tmp_path, case):
+    if case == "a directory":
+        path, fragment = tmp_path, "is a directory"
+    elif case == "10-hour file (header only)":
+        # a 10-hour header with 1 s of data: truncated, found before any audio is played
+        path, fragment = tmp_path / "long.wav", "truncated"
+        write_long_wav(path, 10.0)
+        with open(path, "r+b") as f:
+            f.truncate(44 + 32000)
+    else:
+        path, fragment = inputs[case], BAD_MESSAGE[case]
+    code, out, err = run_cli(capfd, "listen", "--bundle", bundle, "--file", path, *LISTEN_ARGS)
+    assert_one_line_error(code, err, fragment)
+
+
+@pytest.mark.parametrize("case", list(CONVERTED))
+def test_listen_converts(capfd, inputs, bundle, listened, case):
+    code, out, err = run_cli(capfd, "listen", "--bundle", bundle, "--file", inputs[case], *LISTEN_ARGS)
+    assert code == 0, err
+    assert "Traceback" not in err
+    summary = json.loads(out)
+    assert abs(summary["audio_s"] - listened["audio_s"]) < 0.002
+    assert summary["decisions"] == listened["decisions"] and summary["stopped_by"] == "end"
+    if CONVERTED[case][2] == "same":
+        got = [(e["class"], e["stream_s"]) for e in summary["detected"]]
+        want = [(e["class"], e["stream_s"]) for e in listened["detected"]]
+        assert [c for c, _ in got] == [c for c, _ in want], (got, want)
+        assert all(abs(a - b) < 0.011 for (_, a), (_, b) in zip(got, want)), (got, want)
+
+
+def test_listen_ten_hour_file_streams_without_loading_it(capfd, bundle, tmp_path):
+    """A 10-hour WAV starts at once and runs in bounded memory (--duration stops it after 30 s
+    of audio): the file is streamed block by block, never read whole."""
+    path = tmp_path / "ten hours.wav"
+    write_long_wav(path, 10.0)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    code, out, err = run_cli(capfd, "listen", "--bundle", bundle, "--file", path, "--duration", "30", "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["audio_s"] == 30.0 and summary["stopped_by"] == "duration"
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 100, f"peak RSS grew by {grown_mb:.0f} MB"
+
+
+# --------------------------------------------------------------- data stats / prepare / train
+
+
+@pytest.fixture(scope="module")
+def dataset_rows(tiny_data):
+    """The tiny data set's metadata rows with absolute paths (so copies can live anywhere)."""
+    with open(tiny_data, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r["path"] = str((Path(tiny_data).parent / r["path"]).resolve())
+    return rows
+
+
+def dataset_with(rows, folder: Path, extra: dict) -> Path:
+    """A copy of the data set's metadata.csv in ``folder`` plus one dog clip per ``extra`` path
+    (each its own recording group)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [dict(r) for r in rows]
+    for i, path in enumerate(extra.values()):
+        rows.append({**rows[0], "path": str(path), "group": f"extra-{i}", "duration_s": "", "onset_s": "",
+                     "offset_s": ""})
+    with open(folder / "metadata.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return folder
+
+
+DATA_BAD = [c for c in BAD if c != "missing file"]
+
+
+@pytest.mark.parametrize("command", ["stats", "prepare"])
+@pytest.mark.parametrize("case", DATA_BAD)
+def test_data_stats_and_prepare_name_the_bad_file(capfd, dataset_rows, inputs, tmp_path, case, command):
+    """Both decode every file first (--no-check skips it), so the file is named before any split
+    is written or any training starts."""
+    folder = dataset_with(dataset_rows, tmp_path / "set", {case: inputs[case]})
+    args = ["--no-png"] if command == "stats" else ["--out", tmp_path / "splits"]
+    code, out, err = run_cli(capfd, "data", command, folder, *args)
+    message = assert_one_line_error(code, err, "1 of 73 audio files are unusable", inputs[case].name)
+    assert BAD_MESSAGE[case] in message
+    assert not (tmp_path / "splits").exists()
+
+
+@pytest.mark.parametrize("case", DATA_BAD)
+def test_train_names_the_bad_file_before_training(capfd, dataset_rows, inputs, tmp_path, case):
+    folder = dataset_with(dataset_rows, tmp_path / "set", {case: inputs[case]})
+    code, out, err = run_cli(capfd, "train", "--data", folder, "--ratio", "none", "--out", tmp_path / "run",
+                             "--epochs", "1", "--threads", "1", "--json")
+    assert_one_line_error(code, err, inputs[case].name, BAD_MESSAGE[case])
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_missing_file_in_a_data_set(capfd, dataset_rows, tmp_path):
+    folder = dataset_with(dataset_rows, tmp_path / "set", {"missing": tmp_path / "gone.wav"})
+    for args in (["data", "stats", folder, "--no-png"], ["data", "prepare", folder, "--out", tmp_path / "o"],
+                 ["train", "--data", folder, "--out", tmp_path / "run", "--epochs", "1"]):
+        code, out, err = run_cli(capfd, *args)
+        assert_one_line_error(code, err, "gone.wav")
+
+
+def test_data_commands_on_a_folder_without_audio(capfd, tmp_path):
+    (tmp_path / "empty" / "dog").mkdir(parents=True)
+    (tmp_path / "empty" / "notes.txt").write_text("no audio here")
+    for args in (["data", "stats", tmp_path / "empty"], ["data", "prepare", tmp_path / "empty", "--out", tmp_path / "o"],
+                 ["train", "--data", tmp_path / "empty", "--out", tmp_path / "run"],
+                 ["data", "stream", tmp_path / "empty", "--out", tmp_path / "s.wav"]):
+        code, out, err = run_cli(capfd, *args)
+        assert_one_line_error(code, err, "no audio files found")
+    assert not (tmp_path / "o").exists() and not (tmp_path / "s.wav").exists()
+
+
+def test_data_commands_accept_every_converted_format(capfd, dataset_rows, inputs, tmp_path):
+    """One data set holding every CONVERTED row: stats decodes them all, prepare splits them,
+    train reads them (one epoch) - and the windows train sees are the reference's windows."""
+    folder = dataset_with(dataset_rows, tmp_path / "set", {c: inputs[c] for c in CONVERTED})
+    code, out, err = run_cli(capfd, "data", "stats", folder, "--no-png", "--json")
+    assert code == 0, err
+    assert json.loads(out)["classes"]["dog"]["clips"] == 12 + len(CONVERTED)
+    code, out, err = run_cli(capfd, "data", "prepare", folder, "--out", tmp_path / "splits", "--json")
+    assert code == 0, err
+    code, out, err = run_cli(capfd, "train", "--data", tmp_path / "splits", "--ratio", "none", "--out",
+                             tmp_path / "run", "--epochs", "1", "--threads", "1", "--batch-size", "32", "--json")
+    assert code == 0, err
+    assert json.loads(out)["epochs_run"] == 1
