@@ -62,7 +62,7 @@ def _zero_inputs(model_bytes: bytes) -> list[np.ndarray]:
     return [np.zeros(t.shape, t.dtype) for t in read_tflite_info(model_bytes).inputs]
 
 
-def _allocates_and_invokes(model_bytes: bytes, arena_bytes: int, inputs) -> bool:
+def _try_arena(model_bytes: bytes, arena_bytes: int, inputs) -> bool:
     try:
         interp = _runtime().Interpreter.from_bytes(model_bytes, arena_size=arena_bytes)
         for i, x in enumerate(inputs):
@@ -71,6 +71,25 @@ def _allocates_and_invokes(model_bytes: bytes, arena_bytes: int, inputs) -> bool
         return True
     except (RuntimeError, ValueError):
         return False
+
+
+def _allocates_and_invokes(model_bytes: bytes, arena_bytes: int, inputs) -> bool:
+    """One probe of the arena search, in a forked child where the OS allows: with some arena
+    sizes tflite-micro's Python runtime crashes (SIGSEGV) instead of reporting a failed
+    allocation (seen with a lone FULLY_CONNECTED model), and a crash must count as "does not
+    fit", not kill the caller."""
+    if not hasattr(os, "fork"):
+        return _try_arena(model_bytes, arena_bytes, inputs)
+    _runtime()  # import before forking
+    pid = os.fork()
+    if pid == 0:  # child: report through the exit status only
+        ok = False
+        try:
+            ok = _try_arena(model_bytes, arena_bytes, inputs)
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
 def find_arena_bytes(model_bytes: bytes) -> dict:
@@ -94,7 +113,7 @@ def find_arena_bytes(model_bytes: bytes) -> dict:
     return {"arena_min_bytes": hi, "arena_bytes": int(math.ceil((hi + margin) / 16) * 16),
             "margin": f"{ARENA_MARGIN_FRACTION:.0%} (at least {ARENA_MARGIN_MIN_BYTES} bytes), rounded up to 16",
             "measured_with": "tflite-micro Python runtime (x86-64 host build, 64-bit pointers), "
-                             "binary search to 16 bytes over allocate + invoke"}
+                             "binary search to 16 bytes over allocate + invoke (each probe in a forked process)"}
 
 
 class MicroBackend:
