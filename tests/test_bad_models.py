@@ -1,0 +1,267 @@
+"""The bad-model matrix (issue 9): tampered, truncated, foreign and mis-described bundles through
+every command that reads a model - the load_bundle API, `verify`, `listen --bundle`, `bench` and
+`report`. Each is refused with one line naming the file, and the TFLite runtime never sees the
+bytes of a refused model (load_bundle checks sizes, the manifest, the TFL3 identifier, the sha256
+and the model's tensors first)."""
+
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import edge_sed.runtime
+from edge_sed.bundle import MAX_MODEL_BYTES, load_bundle, verify_bundle
+from edge_sed.errors import BundleError
+
+from test_bad_audio import assert_one_line_error, run_cli
+
+
+def _manifest(d):
+    return json.loads((d / "manifest.json").read_text())
+
+
+def _set_manifest(d, **changes):
+    m = _manifest(d)
+    for key, value in changes.items():
+        if value is _DELETE:
+            del m[key]
+        else:
+            m[key] = value
+    (d / "manifest.json").write_text(json.dumps(m))
+
+
+_DELETE = object()
+
+
+def _replace_model(d, data: bytes, update_manifest: bool):
+    (d / "model.tflite").write_bytes(data)
+    if update_manifest:  # a consistent forgery: checksum and size describe the new bytes
+        _set_manifest(d, sha256=hashlib.sha256(data).hexdigest(), model_bytes=len(data))
+
+
+def flip_byte(d, others):
+    data = bytearray((d / "model.tflite").read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (d / "model.tflite").write_bytes(bytes(data))
+
+
+def truncate(d, others):
+    data = (d / "model.tflite").read_bytes()
+    (d / "model.tflite").write_bytes(data[: len(data) * 2 // 3])
+
+
+def truncate_consistently(d, others):
+    data = (d / "model.tflite").read_bytes()
+    _replace_model(d, data[: len(data) * 2 // 3], update_manifest=True)
+
+
+def foreign_model(d, others):
+    """A valid .tflite that is not this bundle's model: the streaming model (inputs frame/h/c),
+    with a manifest whose sha256 and size were updated to match it."""
+    _replace_model(d, (others / "fp32-streaming" / "model.tflite").read_bytes(), update_manifest=True)
+
+
+def foreign_model_same_io_kind(d, others):
+    """Another windowed model with the right checksum but different quantization: int8 in/out."""
+    _replace_model(d, (others / "int8" / "model.tflite").read_bytes(), update_manifest=True)
+
+
+def zip_named_tflite(d, others):
+    _replace_model(d, b"PK\x03\x04" + b"a zip file, not a model " * 40, update_manifest=True)
+
+
+def garbage_with_identifier(d, others):
+    _replace_model(d, b"\x18\x00\x00\x00TFL3" + bytes(range(256)) * 4, update_manifest=True)
+
+
+def oversized(d, others):
+    """A model.tflite over the size limit (a sparse file: nothing is written, nothing is read)."""
+    with open(d / "model.tflite", "r+b") as f:
+        f.truncate(MAX_MODEL_BYTES + 1)
+
+
+def no_model(d, others):
+    (d / "model.tflite").unlink()
+
+
+def manifest_not_json(d, others):
+    (d / "manifest.json").write_text('{"format_version": 1, "labels": ["dog",')
+
+
+def manifest_missing_labels(d, others):
+    _set_manifest(d, labels=_DELETE)
+
+
+def manifest_missing_sha256(d, others):
+    _set_manifest(d, sha256=_DELETE)
+
+
+def manifest_wrong_type(d, others):
+    _set_manifest(d, window_frames="98")
+
+
+def manifest_wrong_version(d, others):
+    _set_manifest(d, format_version=2)
+
+
+def manifest_wrong_sample_rate(d, others):
+    _set_manifest(d, sample_rate=44100)
+
+
+def manifest_wrong_frontend(d, others):
+    m = _manifest(d)
+    _set_manifest(d, frontend={**m["frontend"], "n_mels": 64})
+
+
+def labels_fewer_than_outputs(d, others):
+    _set_manifest(d, labels=["dog", "baby_cry", "background"])
+
+
+def labels_more_than_outputs(d, others):
+    _set_manifest(d, labels=["dog", "baby_cry", "gunshot", "background", "siren"])
+
+
+def huge_manifest(d, others):
+    (d / "manifest.json").write_text(json.dumps({**_manifest(d), "padding": "x" * (2 * 1024**2)}))
+
+
+# case -> (tamper(bundle dir, all bundles dir), fragments of the one-line error)
+CASES = {
+    "one flipped byte": (flip_byte, ["model.tflite", "sha256", "does not match"]),
+    "truncated .tflite": (truncate, ["model.tflite", "truncated or replaced"]),
+    "truncated .tflite, manifest updated": (truncate_consistently, ["model.tflite"]),
+    "valid .tflite, not our model (streaming I/O)": (foreign_model, ["inputs"]),
+    "valid .tflite, not our model (int8 I/O)": (foreign_model_same_io_kind, ["window", "float32", "int8"]),
+    "zip named model.tflite": (zip_named_tflite, ["not a TFLite model", "TFL3"]),
+    "garbage with the TFL3 identifier": (garbage_with_identifier, ["model.tflite"]),
+    "model over the size limit": (oversized, ["model.tflite", "limit"]),
+    "no model.tflite": (no_model, ["no model.tflite"]),
+    "manifest not JSON": (manifest_not_json, ["manifest.json", "not valid JSON"]),
+    "manifest over the size limit": (huge_manifest, ["manifest.json", "limit"]),
+    "manifest missing 'labels'": (manifest_missing_labels, ["'labels'", "missing"]),
+    "manifest missing 'sha256'": (manifest_missing_sha256, ["'sha256'", "missing"]),
+    "manifest field of the wrong type": (manifest_wrong_type, ["'window_frames' should be a int"]),
+    "manifest from a newer edge-sed": (manifest_wrong_version, ["format_version 2 is not supported"]),
+    "manifest sample rate not the front end's": (manifest_wrong_sample_rate, ["sample_rate 44100"]),
+    "manifest front end not the model's": (manifest_wrong_frontend, ["window input", "64"]),
+    "fewer labels than outputs": (labels_fewer_than_outputs, ["3 labels", "4 scores"]),
+    "more labels than outputs": (labels_more_than_outputs, ["5 labels", "4 scores"]),
+}
+
+
+@pytest.fixture
+def broken(tiny_bundles, tmp_path, request, monkeypatch):
+    """A private copy of the tiny fp32 bundle (in a bundles folder of its own), broken by the
+    case's tamper function. The TFLite runtime is watched: it records every model it is given."""
+    case = request.param
+    bundles = tmp_path / "bundles"
+    d = shutil.copytree(tiny_bundles[0] / "fp32", bundles / "fp32")
+    CASES[case][0](d, tiny_bundles[0])
+    seen = []
+    real = edge_sed.runtime.load_interpreter
+
+    def watched(model, *args, **kw):
+        seen.append(model)
+        return real(model, *args, **kw)
+
+    monkeypatch.setattr(edge_sed.runtime, "load_interpreter", watched)
+    return case, d, seen
+
+
+ALL = pytest.mark.parametrize("broken", list(CASES), indirect=True)
+
+
+@pytest.fixture(scope="module")
+def wav(tmp_path_factory):
+    path = tmp_path_factory.mktemp("wav") / "three seconds.wav"
+    sf.write(path, np.random.default_rng(0).normal(0, 0.1, 48000).astype(np.float32), 16000)
+    return path
+
+
+@ALL
+def test_load_bundle_refuses(broken):
+    case, d, seen = broken
+    with pytest.raises(BundleError) as err:
+        load_bundle(d)
+    message = str(err.value)
+    assert "\n" not in message
+    for fragment in CASES[case][1]:
+        assert fragment in message, (fragment, message)
+    with pytest.raises(BundleError):
+        verify_bundle(d)
+    assert seen == [], "the runtime was handed a model that failed the checks"
+
+
+@ALL
+def test_verify_refuses(capfd, broken):
+    case, d, seen = broken
+    for path in (d, d.parent):  # the bundle, and the bundles folder holding it
+        code, out, err = run_cli(capfd, "verify", path)
+        assert_one_line_error(code, err, *CASES[case][1])
+    assert seen == []
+
+
+@ALL
+def test_listen_refuses(capfd, broken, wav):
+    case, d, seen = broken
+    code, out, err = run_cli(capfd, "listen", "--bundle", d, "--file", wav, "--json")
+    assert_one_line_error(code, err, *CASES[case][1])
+    assert out == "" and seen == []
+
+
+@ALL
+def test_bench_refuses(capfd, broken):
+    case, d, seen = broken
+    code, out, err = run_cli(capfd, "bench", d.parent, "--rounds", "1", "--json")
+    assert_one_line_error(code, err, *CASES[case][1])
+    assert seen == []
+
+
+@pytest.mark.parametrize("part", ["check.npz", "model_data.cc"])
+def test_verify_catches_what_listen_does_not_need(capfd, tiny_bundles, tmp_path, part):
+    """check.npz (parity windows) and the C array are not read by listen; verify (and deploy,
+    which runs verify) refuses them when they do not match the manifest / model.tflite."""
+    d = shutil.copytree(tiny_bundles[0] / "int8", tmp_path / "int8")
+    data = bytearray((d / part).read_bytes())
+    if part == "check.npz":
+        data[-40] ^= 0x01
+    else:
+        i = data.index(b"0x", data.index(b"g_model_data[]")) + 2
+        data[i:i + 2] = b"ff" if data[i:i + 2] != b"ff" else b"fe"
+    (d / part).write_bytes(bytes(data))
+    code, out, err = run_cli(capfd, "verify", d)
+    assert_one_line_error(code, err, part)
+
+
+def test_every_single_byte_flip_is_caught(tiny_bundles, tmp_path):
+    """Not just one position: 64 random positions across the file, each flipped alone."""
+    d = shutil.copytree(tiny_bundles[0] / "int8", tmp_path / "int8")
+    good = (d / "model.tflite").read_bytes()
+    rng = np.random.default_rng(1)
+    for i in rng.choice(len(good), 64, replace=False):
+        data = bytearray(good)
+        data[i] ^= 1 << int(rng.integers(8))
+        (d / "model.tflite").write_bytes(bytes(data))
+        with pytest.raises(BundleError, match="sha256|TFL3"):
+            load_bundle(d)
+    (d / "model.tflite").write_bytes(good)
+    assert load_bundle(d).level == "int8"
+
+
+def test_report_lists_an_invalid_bundle_and_goes_on(capfd, tiny_bundles, tmp_path):
+    """report is a summary over many bundles: one broken level is listed as invalid with its
+    reason (not an error, not a crash); the good levels are still reported."""
+    bundles = tmp_path / "bundles"
+    for name in ("fp32", "int8"):
+        shutil.copytree(tiny_bundles[0] / name, bundles / name)
+    flip_byte(bundles / "int8", None)
+    code, out, err = run_cli(capfd, "report", "--bundles", bundles, "--out", tmp_path / "report",
+                             "--stream-s", "20", "--stream-events", "2", "--latency-rounds", "1",
+                             "--no-plots", "--profiles", "none", "--json")
+    assert code == 0, err
+    assert "Traceback" not in err
+    text = (tmp_path / "report" / "report.json").read_text()
+    assert "invalid" in text and "sha256" in text
