@@ -464,13 +464,22 @@ ACTION=deploy
 cd "$ROOT" || refuse "no $ROOT on the target"
 ROOT=$(pwd -P)
 OLD_B=$(readlink current 2>/dev/null || true); OLD_R=$(readlink runtime 2>/dev/null || true)
+OLD_PB=$(readlink previous 2>/dev/null || true); OLD_PR=$(readlink previous-runtime 2>/dev/null || true)
+if [ "$ACTION" = deploy ]; then  # a rollback keeps the unit as it is
 mkdir -p "$UNIT_DIR" || refuse "no permission to create $UNIT_DIR"
 if [ "$SCOPE" = system ]; then WANTED_BY=multi-user.target; else WANTED_BY=default.target; fi
 cat > "$UNIT.tmp" <<EOF || refuse "no permission to write $UNIT"
 {unit}EOF
-if cmp -s "$UNIT.tmp" "$UNIT"; then rm -f "$UNIT.tmp"; else mv "$UNIT.tmp" "$UNIT" && $SYSTEMCTL daemon-reload || refuse "systemctl daemon-reload failed"; echo "unit_written=yes"; fi
+UNIT_CHANGED=
+if cmp -s "$UNIT.tmp" "$UNIT"; then rm -f "$UNIT.tmp"; else
+  [ -f "$UNIT" ] && cp -p "$UNIT" "$UNIT.prev"
+  mv "$UNIT.tmp" "$UNIT" && $SYSTEMCTL daemon-reload || refuse "systemctl daemon-reload failed"
+  UNIT_CHANGED=1; echo "unit_written=yes"
+fi
 $SYSTEMCTL enable "$SERVICE" >/dev/null 2>&1 || echo "WARN: systemctl enable $SERVICE failed (the service will not start at boot)"
 if [ "$SCOPE" = user ]; then loginctl enable-linger "$(id -un)" >/dev/null 2>&1 || echo "WARN: loginctl enable-linger failed: the user service stops at logout and does not start at boot"; fi
+fi
+[ -f "$UNIT" ] || refuse "no unit $UNIT on the target"
 if [ "$OLD_B" != "$NEW_B" ] || [ "$OLD_R" != "$NEW_R" ]; then
   [ -n "$OLD_B" ] && flip previous "$OLD_B"
   [ -n "$OLD_R" ] && flip previous-runtime "$OLD_R"
@@ -492,9 +501,12 @@ else
   state=$($SYSTEMCTL is-active "$SERVICE" 2>/dev/null || true)
   if [ -n "$OLD_B" ] && [ -n "$OLD_R" ] && [ "$OLD_B" != "$NEW_B" -o "$OLD_R" != "$NEW_R" ]; then
     flip runtime "$OLD_R"; flip current "$OLD_B"
+    if [ -n "$OLD_PB" ]; then flip previous "$OLD_PB"; else rm -f previous; fi
+    if [ -n "$OLD_PR" ]; then flip previous-runtime "$OLD_PR"; else rm -f previous-runtime; fi
+    if [ -n "${{UNIT_CHANGED:-}}" ] && [ -f "$UNIT.prev" ]; then mv "$UNIT.prev" "$UNIT"; $SYSTEMCTL daemon-reload; fi
     echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) auto-rollback $OLD_B $OLD_R" >> deployments.log
-    $SYSTEMCTL restart "$SERVICE" || true
-    refuse "service $SERVICE did not stay up on $NEW_B (state: ${{state:-unknown}}): switched back to $OLD_B"
+    if $SYSTEMCTL restart "$SERVICE" && health; then back="it runs again"; else back="it does not start either"; fi
+    refuse "service $SERVICE did not stay up on $NEW_B (state: ${{state:-unknown}}): switched back to $OLD_B, $back"
   fi
   refuse "service $SERVICE did not stay up on $NEW_B (state: ${{state:-unknown}}); see: journalctl $( [ "$SCOPE" = user ] && echo --user ) -u $SERVICE"
 fi
