@@ -1,25 +1,31 @@
-"""The Raspberry Pi simulator: the exact bundle, run by LiteRT on emulated ARM.
+"""The Raspberry Pi simulator: the exact bundle, run by LiteRT on emulated ARM, and the device loop
+on the virtual device clock with costs counted under that emulation.
 
-For a Pi profile (firmware_sim/profiles/rpi-*.json, kind "pi") and one or more bundles:
+For a Pi profile (firmware_sim/profiles/rpi-*.json, kind "pi") and a bundle:
 1. the bundle runs in an emulated aarch64 Debian userland (firmware_sim.pi_root: Debian arm64
-   python3, the aarch64 ai-edge-litert and numpy wheels, qemu-aarch64 -cpu <the profile's core>)
-   on the given windows, through the same ``edge_sed.bundle.BundleRunner`` a Pi runs
-   (firmware_sim/pi_guest.py);
+   python3, the aarch64 ai-edge-litert and numpy wheels, ``qemu-aarch64 -cpu <the profile's
+   core>``) through the same ``edge_sed.bundle.BundleRunner`` a Pi runs (firmware_sim/pi_guest.py),
+   on evaluation windows (the test split of the bundle's data set when it is on this machine,
+   else the bundle's check.npz windows) and on a few seconds of the stream through
+   ``edge_sed.loop.Detector``;
 2. its scores are compared with the host's LiteRT run of the same windows (max |difference|,
-   top-1 agreement) and scored against the labels (accuracy on the test split);
-3. QEMU's TCG plugin counts the guest instructions of every ``invoke()`` (model only), every
-   ``predict()`` (model + the Python glue around it) and every audio block pushed through the
-   device loop (``edge_sed.loop.Detector``: front end + model + smoother), between markers
-   dropped by the guest — so Python's and LiteRT's start-up are not in the figures;
-4. ESTIMATED time = instructions x the profile's CPI / its clock, one thread. It is an estimate
-   from emulated instruction counts and an assumed CPI (see each profile's "sources"), not a
-   measurement on a board: QEMU counts the instructions the ARM code executes (with the CPU
-   features of that core, e.g. the A76's dot product), not cycles, caches or memory.
+   top-1 agreement, within ``edge_sed.bundle.output_tolerance``) and scored against the labels;
+3. a QEMU TCG plugin (pi_marks.c) counts the guest instructions of every ``invoke()`` (the model
+   only), every ``predict()`` (model + Python glue) and, in the loop, of the front end, the model
+   and the smoother, between markers the guest drops: Python's and LiteRT's start-up are not in
+   the figures;
+4. ESTIMATED time = instructions x the profile's CPI / its clock, one thread. An estimate from
+   emulated instruction counts and an assumed CPI (each profile's "sources"), not a measurement
+   on a board: QEMU counts the instructions the ARM code executes with that core's features
+   (e.g. the A76's dot product), not cycles, caches or memory stalls;
+5. the device loop runs on the virtual device clock (firmware_sim.clock, shared with the MCU
+   simulator) with those per-frame / per-inference / per-decision costs: event F1, onset latency,
+   duty cycle on the stream. The stream's scores come from the host's LiteRT, which step 2 shows
+   gives the emulated Pi's scores.
 
-``measure_pi`` does 1-3 for one emulated CPU, ``simulate_pi`` for bundles x profiles, and
-``loop_costs`` turns a measurement into the per-frame and per-inference costs the virtual device
-clock (firmware_sim.clock, shared with the MCU simulator) charges. Entry point for the
-``edge-sed simulate`` command: ``simulate_pi``.
+``edge-sed simulate`` calls ``prepare(bundle)`` once per bundle and ``simulate_profile`` per Pi
+profile (the same interface as firmware_sim.mcu). ``simulate_pi`` makes the level x profile table
+without a stream (``python -m firmware_sim.pi BUNDLES --profiles pi --data run``).
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_sed.bundle import BundleRunner, load_bundle
+from edge_sed.bundle import Bundle, BundleRunner, load_bundle, output_tolerance
 from edge_sed.errors import EdgeSedError
 
 from . import pi_root
@@ -41,17 +47,22 @@ from .profiles import DeviceProfile, load_profiles
 
 GUEST_SCRIPT = Path(__file__).with_name("pi_guest.py")
 DEFAULT_LEVELS = ("fp32", "fp16", "dynamic-int8", "int8")
-KIND_EMPTY, KIND_INVOKE, KIND_PREDICT, KIND_BLOCK = 1, 2, 3, 4  # as in pi_guest.py
-KINDS = {KIND_INVOKE: "invoke", KIND_PREDICT: "predict", KIND_BLOCK: "block"}
+KIND_EMPTY = 1  # the kinds of pi_guest.py's markers
+KINDS = {2: "invoke", 3: "predict", 4: "block", 5: "frontend", 6: "smoother"}
 LOOP_AUDIO_S = 3.0
-ESTIMATE_NOTE = ("estimated ms = emulated instructions x assumed CPI / clock (1 thread): an estimate from "
-                 "QEMU TCG instruction counts on the profile's core, not a measurement on a board")
+RING_S = 2.0  # audio the Pi can hold while busy: edge_sed.listen's callback queue (QUEUE_S = 2 s)
+ESTIMATE_NOTE = ("estimate: ms = instructions x assumed CPI / clock, 1 thread; instructions counted by a QEMU "
+                 "TCG plugin while the bundle ran in LiteRT on the emulated core (qemu-aarch64 user mode), "
+                 "not measured on a board")
 
 
-def parse_marks(text: str) -> tuple[dict, int]:
+# ------------------------------------------------------------------- counting under emulation
+
+
+def parse_marks(text: str) -> tuple[dict, int | None]:
     """Marker log of pi_marks.c -> ({(kind, bundle): [instructions of each region]}, total).
     A region's count excludes the markers: one marker's own cost (measured on empty regions)
-    and that of every marker nested inside it (an invoke inside a predict)."""
+    and that of every marker nested inside it (e.g. an invoke inside a predict)."""
     events, total = [], None
     for line in text.splitlines():
         a, b = line.split()
@@ -62,7 +73,6 @@ def parse_marks(text: str) -> tuple[dict, int]:
     stack, raw = [], {}
     for tag, count in events:
         key, end = divmod(tag >> 1, 64), tag & 1
-        key = (key[0], key[1])
         if not end:
             stack.append([key, count, 0])
             continue
@@ -81,8 +91,9 @@ def parse_marks(text: str) -> tuple[dict, int]:
 def measure_pi(bundle_paths: list, cpu: str, windows: np.ndarray | None = None, audio: np.ndarray | None = None,
                block_samples: int = 320, log=None) -> dict:
     """Run the bundles in the emulated Pi on ``cpu`` (a QEMU -cpu name) with instruction counting.
-    Returns {"cpu", "seconds", "total_insns", "bundles": [{"scores", "invoke", "predict",
-    "blocks"}...]} (instruction counts per region, arrays)."""
+    Returns {"cpu", "seconds", "total_insns", "bundles": [{"bundle", "scores", "invoke",
+    "predict", "block", "frontend", "smoother", "block_work"}, ...]}: instruction counts per
+    region (arrays); block_work = (frames, inferences, decisions) of each loop block."""
     root = pi_root.ensure_root(log)
     plugin = pi_root.ensure_plugins(log)["marks"]
     with tempfile.TemporaryDirectory(prefix="edge-sed-pi-") as tmp:
@@ -90,13 +101,11 @@ def measure_pi(bundle_paths: list, cpu: str, windows: np.ndarray | None = None, 
         app = pi_root.stage_edge_sed(tmp / "app")
         shutil.copy2(GUEST_SCRIPT, tmp / "pi_guest.py")
         req = {"bundles": [str(Path(p).resolve()) for p in bundle_paths], "out": str(tmp / "out.json"),
-               "block_samples": block_samples, "threads": 1}
-        if windows is not None:
-            np.save(tmp / "windows.npy", np.asarray(windows, np.float32))
-            req["windows"] = str(tmp / "windows.npy")
-        if audio is not None:
-            np.save(tmp / "audio.npy", np.asarray(audio, np.float32))
-            req["audio"] = str(tmp / "audio.npy")
+               "block_samples": int(block_samples), "threads": 1}
+        for name, value in (("windows", windows), ("audio", audio)):
+            if value is not None:
+                np.save(tmp / f"{name}.npy", np.asarray(value, np.float32))
+                req[name] = str(tmp / f"{name}.npy")
         (tmp / "request.json").write_text(json.dumps(req))
         cmd, env = pi_root.guest_command(root, ["python3", str(tmp / "pi_guest.py"), str(tmp / "request.json")],
                                          cpu, plugin, f"out={tmp / 'marks.txt'}", extra_path=[str(app)])
@@ -108,21 +117,22 @@ def measure_pi(bundle_paths: list, cpu: str, windows: np.ndarray | None = None, 
             raise pi_root.PiRootError(f"the emulated Pi run ({cpu}) failed (exit {proc.returncode}): {lines[-1]}")
         out = json.loads((tmp / "out.json").read_text())
         regions, total = parse_marks((tmp / "marks.txt").read_text())
-    bundles = []
-    for b, res in enumerate(out["results"]):
-        entry = {"bundle": res["bundle"], "scores": np.asarray(res.get("scores", []), np.float32)}
-        for kind, name in KINDS.items():
-            entry[name] = np.asarray(regions.get((kind, b), []), np.float64)
-        entry["block_work"] = np.asarray(res.get("blocks", []), np.int64).reshape(-1, 3)  # frames, inferences, decisions
-        bundles.append(entry)
     if out.get("machine") != "aarch64":
         raise pi_root.PiRootError(f"the guest reported machine {out.get('machine')!r}, not aarch64")
+    bundles = []
+    for b, res in enumerate(out["results"]):
+        entry = {"bundle": res["bundle"], "scores": np.asarray(res.get("scores", []), np.float32),
+                 "xnnpack_applied": res.get("delegated")}
+        for kind, name in KINDS.items():
+            entry[name] = np.asarray(regions.get((kind, b), []), np.float64)
+        entry["block_work"] = np.asarray(res.get("blocks", []), np.int64).reshape(-1, 3)
+        bundles.append(entry)
     return {"cpu": cpu, "seconds": seconds, "total_insns": total, "bundles": bundles}
 
 
 def per_inference(counts: np.ndarray) -> float:
-    """Instructions of one inference: the median, leaving out the first (one-time set-up on the
-    first invoke, e.g. kernel workspace allocation)."""
+    """Instructions of one inference: the median, leaving out the first (one-time work on the
+    first invoke, e.g. kernel scratch allocation)."""
     counts = np.asarray(counts, np.float64)
     if counts.size == 0:
         return float("nan")
@@ -130,23 +140,198 @@ def per_inference(counts: np.ndarray) -> float:
 
 
 def loop_costs(entry: dict) -> dict:
-    """Per-frame and per-inference instructions of the device loop, from the blocks pushed
-    through Detector: blocks without an inference give the front end's (and the loop's) cost
-    per frame; the rest of a block with inferences is the model + smoother per inference."""
-    work, insns = entry["block_work"], entry["block"]
+    """Instructions of the device loop's stages, from the blocks pushed through Detector in the
+    guest: front end per frame; the loop's own work per frame on blocks without a decision (the
+    window roll); model (predict + the Detector's glue) per inference = the rest of a block with
+    inferences; smoother per decision."""
+    work, block = entry["block_work"], entry["block"]
     if len(work) == 0:
-        return {}
-    frames, infer = work[:, 0], work[:, 1]
-    quiet = (infer == 0) & (frames > 0)
-    frame = float(np.median(insns[quiet] / frames[quiet])) if quiet.any() else 0.0
+        raise EdgeSedError("the emulated run pushed no audio through the device loop")
+    frames, infer, decisions = work[:, 0], work[:, 1], work[:, 2]
+    fe, sm = entry["frontend"], entry["smoother"]
+    if len(fe) != len(work) or len(sm) != decisions.sum():
+        raise EdgeSedError("instruction markers of the device loop do not match its blocks")
+    sm_per_block = np.zeros(len(work))
+    np.add.at(sm_per_block, np.repeat(np.arange(len(work)), decisions), sm)
+    has = frames > 0
+    frame = float(np.median(fe[has] / frames[has]))
+    quiet = has & (infer == 0)
+    other = float(np.median((block[quiet] - fe[quiet]) / frames[quiet])) if quiet.any() else 0.0
     busy = infer > 0
-    inference = float(np.median((insns[busy] - frame * frames[busy]) / infer[busy])) if busy.any() else 0.0
-    return {"frame_insns": frame, "inference_insns": inference, "blocks": int(len(work))}
+    rest = block - fe - sm_per_block - other * frames
+    inference = float(np.median(rest[busy] / infer[busy])) if busy.any() else float("nan")
+    decision = float(np.median(sm)) if len(sm) else 0.0
+    return {"frontend_insns_per_frame": frame, "loop_insns_per_frame": other,
+            "model_insns_per_inference": inference, "smoother_insns_per_decision": decision,
+            "blocks_counted": int(len(work))}
 
 
 def estimate_ms(insns: float, profile: DeviceProfile) -> float:
     """ESTIMATED milliseconds on the profile's core (one thread): instructions x CPI / clock."""
     return insns * profile.cpi / profile.clock_hz * 1e3
+
+
+# ------------------------------------------------------------------------- evaluation windows
+
+_SPLIT_CACHE: dict = {}
+
+
+def evaluation_windows(bundle: Bundle, data: str | None = "auto") -> tuple[np.ndarray, np.ndarray, str]:
+    """(windows, labels, what they are). ``data``: "check" or None - the bundle's check.npz (a few
+    test windows stored at conversion); "run" - the test split of the data set in the bundle's
+    provenance; a path - that data set's test split (split with the provenance's ratio and seed);
+    "auto" - "run" when that data set is on this machine, else "check"."""
+    prov = bundle.manifest["provenance"]
+    if data == "auto":
+        source = prov.get("dataset")
+        data = "run" if source and (source == "synthetic" or Path(source).exists()) else "check"
+    if data in (None, "check"):
+        check = bundle.check_data()
+        if check is None:
+            raise EdgeSedError(f"{bundle.path}: no check.npz; give the data set (--data)")
+        return check["x"], check["y"], f"{len(check['x'])} check windows (check.npz)"
+    source = prov.get("dataset") if data == "run" else data
+    if not source:
+        raise EdgeSedError(f"{bundle.path}: the manifest records no data set; give one")
+    key = (source, prov.get("ratio"), prov.get("seed", 0), prov.get("synth_counts"))
+    if key not in _SPLIT_CACHE:
+        try:
+            from train.data import load_splits
+        except ImportError as exc:
+            raise EdgeSedError(f"test-split windows need the project's train package: {exc}") from None
+        split = load_splits(source, key[1], key[2], key[3] or "120:120:60:1560")["test"]
+        _SPLIT_CACHE[key] = (split.x, split.y)
+    x, y = _SPLIT_CACHE[key]
+    return x, y, f"test split of {source} ({len(x)} windows)"
+
+
+def loop_audio(seconds: float = LOOP_AUDIO_S, seed: int = 0) -> np.ndarray:
+    """Audio for counting the loop's stage costs when no stream is given (a synthetic clip; the
+    costs do not depend on what is heard)."""
+    from edge_sed.synth import make_clip
+
+    return make_clip("dog", 0, seed, clip_s=seconds)[0]
+
+
+def parity(bundle: Bundle, emulated: np.ndarray, host: np.ndarray) -> dict:
+    diff = np.abs(emulated - host)
+    tol = output_tolerance(bundle)
+    top1 = float((emulated.argmax(1) == host.argmax(1)).mean()) if len(host) else float("nan")
+    return {"max_abs_diff_vs_host": float(diff.max()) if diff.size else 0.0, "top1_agreement": top1,
+            "tolerance": tol, "ok": bool(diff.size and diff.max() <= tol and top1 == 1.0)}
+
+
+# ------------------------------------------------------------------- simulate (per profile)
+
+
+class PiModel:
+    """What a bundle needs on any Pi profile, computed once: the host detector (and its stream
+    trace per block size), the evaluation windows with the host's scores, and one emulated run
+    per core."""
+
+    def __init__(self, bundle: Bundle, data: str | None = "auto"):
+        from edge_sed.loop import Detector
+
+        self.bundle = bundle
+        self.detector = Detector(bundle)
+        self.x, self.y, self.windows_what = evaluation_windows(bundle, data)
+        self.host_scores = self.detector.runner.predict_many(self.x)
+        self.trace: dict = {}
+        self.runs: dict = {}
+
+    def emulated(self, cpu: str, audio: np.ndarray, block_samples: int, log=None) -> dict:
+        if cpu not in self.runs:
+            run = measure_pi([self.bundle.path], cpu, self.x, audio, block_samples, log)
+            self.runs[cpu] = dict(run["bundles"][0], seconds=run["seconds"], total_insns=run["total_insns"])
+        return self.runs[cpu]
+
+
+def prepare(bundle: Bundle, data: str | None = "auto") -> PiModel:
+    return PiModel(bundle, data)
+
+
+def simulate_profile(model: PiModel, profile: DeviceProfile, audio: np.ndarray, annotations, stream_info: dict,
+                     progress=None, log=None) -> dict:
+    """One record: emulated scores vs host, instructions and estimated ms per inference, the loop's
+    stage costs, and the stream on the virtual device clock (events, latency, duty cycle)."""
+    from edge_sed.events import event_metrics
+    from edge_sed.metrics import classification_metrics
+
+    from .clock import simulate_stream
+
+    bundle = model.bundle
+    if profile.kind != "pi":
+        raise EdgeSedError(f"profile {profile.name} is a {profile.kind} profile, not a Pi")
+    if profile.sample_rate != bundle.frontend.sample_rate:
+        raise EdgeSedError(f"profile {profile.name} delivers {profile.sample_rate} Hz audio, the bundle's "
+                           f"front end wants {bundle.frontend.sample_rate} Hz")
+    block = profile.dma_block_samples
+    n_loop = int(LOOP_AUDIO_S * profile.sample_rate)
+    sample = audio[:n_loop] if len(audio) >= n_loop else loop_audio()
+    e = model.emulated(profile.qemu_cpu, sample, block, log)
+    par = parity(bundle, e["scores"], model.host_scores)
+    acc = classification_metrics(model.y, e["scores"].argmax(1), bundle.labels)
+    costs = loop_costs(e)
+    invoke, predict = per_inference(e["invoke"]), per_inference(e["predict"])
+    scale = profile.cpi / profile.clock_hz
+
+    def work_s(frames, inferences, decisions):
+        return scale * (frames * (costs["frontend_insns_per_frame"] + costs["loop_insns_per_frame"])
+                        + inferences * costs["model_insns_per_inference"]
+                        + decisions * costs["smoother_insns_per_decision"])
+
+    ring = max(2, int(round(RING_S * profile.sample_rate / block)))
+    result, clean = simulate_stream(model.detector, audio, block, profile.sample_rate, work_s, ring,
+                                    trace=model.trace.get(block), progress=progress)
+    model.trace[block] = clean
+    metrics = event_metrics(annotations, result.events, result.duration_s,
+                            labels=[l for l in bundle.labels if l != "background"])
+    clock = result.summary()
+    rest = e["invoke"][1:] if len(e["invoke"]) > 1 else e["invoke"]
+    record = {
+        "kind": "pi", "bundle": str(bundle.path), "level": bundle.level, "form": bundle.form,
+        "labels": bundle.labels, "profile": profile.name, "device": profile.description, "core": profile.core,
+        "qemu_cpu": profile.qemu_cpu, "clock_hz": profile.clock_hz, "cpi": profile.cpi, "threads": 1,
+        "profile_sources": profile.sources, "estimate_note": ESTIMATE_NOTE,
+        "model_bytes": len(bundle.model_bytes),
+        "emulation": {"root": str(pi_root.root_dir()), "qemu": "qemu-aarch64 " + pi_root.qemu_source_version(),
+                      "cpu": profile.qemu_cpu, "seconds": e["seconds"], "guest_total_insns": e["total_insns"],
+                      "xnnpack_applied": e["xnnpack_applied"]},
+        "windows": model.windows_what, "n_windows": int(len(model.x)),
+        "parity": par,
+        "accuracy": {"overall_error": acc["overall_error"], "macro_f1": acc["macro_f1"],
+                     "per_class_error": acc.get("per_class_error"),
+                     "host_overall_error": classification_metrics(model.y, model.host_scores.argmax(1),
+                                                                  bundle.labels)["overall_error"]},
+        "cost": {
+            "insns_per_inference": invoke, "insns_per_predict": predict,
+            "insns_first_inference": float(e["invoke"][0]) if len(e["invoke"]) else None,
+            "insns_spread": float((rest.max() - rest.min()) / invoke) if len(rest) else None,
+            "est_ms_per_inference": estimate_ms(invoke, profile),
+            "est_ms_per_predict": estimate_ms(predict, profile),
+            **costs,
+            "est_ms_per_frame": estimate_ms(costs["frontend_insns_per_frame"] + costs["loop_insns_per_frame"], profile),
+            "est_ms_per_decision_model": estimate_ms(costs["model_insns_per_inference"], profile),
+        },
+        "clock": clock,
+        "stream": stream_info,
+        "events": {k: v for k, v in metrics.items() if k != "latencies_s"},
+    }
+    c = record["cost"]
+    record["summary"] = (
+        f"emulated {profile.qemu_cpu}: {invoke / 1e6:.2f} M insns/inference -> est. {c['est_ms_per_inference']:.2f} ms "
+        f"(CPI {profile.cpi}, {profile.clock_hz / 1e9:g} GHz, 1 thread; {predict / 1e6:.2f} M with the Python glue); "
+        f"front end {c['frontend_insns_per_frame'] / 1e3:.0f} k insns/frame; scores vs host: max |d| "
+        f"{par['max_abs_diff_vs_host']:.1e}, top-1 {par['top1_agreement']:.0%} on {model.windows_what}; "
+        f"overall error {acc['overall_error']:.3f}")
+    record["verdict"] = (
+        f"{'real time' if clock['overruns'] == 0 and clock['dropped_blocks'] == 0 else 'NOT real time'}: "
+        f"est. duty cycle {clock['duty_cycle']:.1%} of one core, worst decision latency "
+        f"{clock['decision_latency_worst_ms']:.1f} ms; scores {'match' if par['ok'] else 'DO NOT match'} the host")
+    return record
+
+
+# ---------------------------------------------------------------- level x profile table
 
 
 def resolve_bundles(path, levels=DEFAULT_LEVELS) -> list[Path]:
@@ -159,104 +344,87 @@ def resolve_bundles(path, levels=DEFAULT_LEVELS) -> list[Path]:
     found = {p.name: p for p in sorted(path.iterdir()) if (p / "manifest.json").exists() and not p.name.startswith(".")}
     if not found:
         raise EdgeSedError(f"{path}: no manifest.json here or in its sub-directories: not a bundle")
-    if levels == "all" or levels == ("all",):
+    if levels in ("all", ("all",)):
         return list(found.values())
     wanted = [l for l in levels if l in found]
     if not wanted:
-        raise EdgeSedError(f"{path}: none of the levels {', '.join(levels)} (has {', '.join(found)})")
+        raise EdgeSedError(f"{path}: none of the levels {', '.join(levels)} (it has {', '.join(found)})")
     return [found[l] for l in wanted]
 
 
-def test_windows(bundle_path, data: str | None) -> tuple[np.ndarray, np.ndarray, str]:
-    """(windows, labels, description). data=None: the bundle's check.npz (a few test windows
-    stored at conversion); "run": the test split of the data set in the bundle's provenance;
-    otherwise a data set path (split as at training, by the provenance's ratio and seed)."""
-    bundle = load_bundle(bundle_path)
-    if data is None:
-        check = bundle.check_data()
-        if check is None:
-            raise EdgeSedError(f"{bundle_path}: no check.npz; give --data run or a data set")
-        return check["x"], check["y"], f"{len(check['x'])} check windows of {bundle_path} (check.npz)"
-    try:
-        from train.data import load_splits
-    except ImportError as exc:
-        raise EdgeSedError(f"--data needs the project's train package (pip install 'edge-sed[train]'): {exc}") from None
-    prov = bundle.manifest["provenance"]
-    source = prov.get("dataset") if data == "run" else data
-    if not source:
-        raise EdgeSedError(f"{bundle_path}: the manifest records no data set; give --data PATH")
-    split = load_splits(source, prov.get("ratio"), prov.get("seed", 0), prov.get("synth_counts") or "120:120:60:1560")["test"]
-    return split.x, split.y, f"test split of {source} ({len(split.x)} windows)"
+def simulate_pi(bundle, profiles="pi", levels=DEFAULT_LEVELS, data: str | None = "auto", log=None) -> dict:
+    """Every (level, Pi profile) without a stream: model bytes, instructions per inference,
+    estimated ms, score agreement with the host's LiteRT and accuracy on the evaluation windows.
+    Profiles with the same core share one emulated run (all levels in one guest process)."""
+    from edge_sed.metrics import classification_metrics
 
-
-def loop_audio(seconds: float = LOOP_AUDIO_S, seed: int = 0) -> np.ndarray:
-    """A few seconds of synthetic audio for counting the device loop's per-frame cost (the cost
-    does not depend on what is heard; an event clip keeps the smoother busy anyway)."""
-    from edge_sed.synth import make_clip
-
-    return make_clip("dog", 0, seed, clip_s=seconds)[0]
-
-
-def simulate_pi(bundle, profiles="pi", levels=DEFAULT_LEVELS, data: str | None = None, log=None,
-                progress=None) -> dict:
-    """Every (level, Pi profile): model bytes, instructions per inference (emulated), estimated
-    ms, score agreement with the host's LiteRT and accuracy on the windows. Profiles with the
-    same core share one emulated run. Returns a JSON-able report."""
     if isinstance(profiles, str):
         profiles = load_profiles(profiles)
     profiles = [p for p in profiles if p.kind == "pi"]
     if not profiles:
-        raise EdgeSedError("no Pi profile given (known: rpi-zero-2w, rpi-4, rpi-5, or 'pi' for all)")
-    paths = resolve_bundles(bundle, levels)
-    x, y, what = test_windows(paths[0], data)
-    bundles = [load_bundle(p) for p in paths]
+        raise EdgeSedError("no Pi profile given (rpi-zero-2w, rpi-4, rpi-5, or 'pi' for all)")
+    bundles = [load_bundle(p) for p in resolve_bundles(bundle, levels)]
+    x, y, what = evaluation_windows(bundles[0], data)
     labels = bundles[0].labels
-    from edge_sed.metrics import classification_metrics
-
     host = [BundleRunner(b).predict_many(x) for b in bundles]
-    audio = loop_audio()
-    cpus = sorted({p.qemu_cpu for p in profiles})
     runs = {}
-    for n, cpu in enumerate(cpus):
+    for cpu in sorted({p.qemu_cpu for p in profiles}):
         if log:
-            log(f"pi: emulating {cpu}: {len(bundles)} bundle(s) x {len(x)} windows + {LOOP_AUDIO_S:.0f} s of device loop")
-        runs[cpu] = measure_pi(paths, cpu, x, audio, block_samples=profiles[0].dma_block_samples, log=log)
-        if progress:
-            progress(n + 1, len(cpus))
+            log(f"pi: emulating {cpu}: {len(bundles)} bundle(s) x {len(x)} windows + {LOOP_AUDIO_S:g} s of device loop")
+        runs[cpu] = measure_pi([b.path for b in bundles], cpu, x, loop_audio(), profiles[0].dma_block_samples, log)
     rows = []
     for b, bundle in enumerate(bundles):
         for p in profiles:
             e = runs[p.qemu_cpu]["bundles"][b]
-            diff = np.abs(e["scores"] - host[b])
-            m = classification_metrics(y, e["scores"].argmax(1), labels)
             invoke, predict = per_inference(e["invoke"]), per_inference(e["predict"])
-            loop = loop_costs(e)
-            rows.append({
-                "level": bundle.level, "form": bundle.form, "bundle": str(bundle.path), "profile": p.name,
-                "cpu": p.qemu_cpu, "model_bytes": len(bundle.model_bytes),
-                "insns_per_inference": invoke, "insns_per_predict": predict,
-                "insns_spread": float((e["invoke"][1:].max() - e["invoke"][1:].min()) / invoke) if len(e["invoke"]) > 2 else 0.0,
-                "est_ms_per_inference": estimate_ms(invoke, p), "est_ms_per_predict": estimate_ms(predict, p),
-                "loop_frame_insns": loop.get("frame_insns"), "loop_inference_insns": loop.get("inference_insns"),
-                "est_ms_per_frame": estimate_ms(loop.get("frame_insns", 0.0), p),
-                "max_abs_diff_vs_host": float(diff.max()),
-                "top1_agreement": float((e["scores"].argmax(1) == host[b].argmax(1)).mean()),
-                "overall_error": m["overall_error"], "macro_f1": m["macro_f1"],
-                "host_overall_error": classification_metrics(y, host[b].argmax(1), labels)["overall_error"],
-            })
+            m = classification_metrics(y, e["scores"].argmax(1), labels)
+            rows.append({"level": bundle.level, "form": bundle.form, "bundle": str(bundle.path), "profile": p.name,
+                         "cpu": p.qemu_cpu, "model_bytes": len(bundle.model_bytes),
+                         "insns_per_inference": invoke, "insns_per_predict": predict,
+                         "est_ms_per_inference": estimate_ms(invoke, p), "est_ms_per_predict": estimate_ms(predict, p),
+                         **parity(bundle, e["scores"], host[b]),
+                         "overall_error": m["overall_error"], "macro_f1": m["macro_f1"],
+                         "xnnpack_applied": e["xnnpack_applied"],
+                         "host_overall_error": classification_metrics(y, host[b].argmax(1), labels)["overall_error"],
+                         **loop_costs(e)})
     return {"note": ESTIMATE_NOTE, "windows": what, "n_windows": int(len(x)),
             "profiles": {p.name: {"core": p.core, "qemu_cpu": p.qemu_cpu, "clock_hz": p.clock_hz, "cpi": p.cpi}
                          for p in profiles},
-            "emulation": {cpu: {"seconds": r["seconds"], "total_insns": r["total_insns"]} for cpu, r in runs.items()},
+            "emulation": {cpu: {"seconds": r["seconds"], "guest_total_insns": r["total_insns"]} for cpu, r in runs.items()},
             "rows": rows}
 
 
 def format_table(report: dict) -> str:
-    lines = [f"Pi simulator: {report['windows']}; {report['note']}.",
-             f"{'level':<13} {'profile':<12} {'bytes':>8} {'insns/inf':>11} {'est ms':>8} {'+glue ms':>8} "
-             f"{'max|d|':>8} {'top1':>6} {'err':>6} {'F1':>6}"]
+    lines = [f"Pi simulator on {report['windows']}. {report['note']}.",
+             f"{'level':<13} {'profile':<12} {'bytes':>8} {'insns/inference':>15} {'est ms':>7} {'+glue':>7} "
+             f"{'max|d| host':>11} {'top-1':>6} {'error':>6} {'F1':>6}"]
     for r in report["rows"]:
-        lines.append(f"{r['level']:<13} {r['profile']:<12} {r['model_bytes']:>8} {r['insns_per_inference']:>11,.0f} "
-                     f"{r['est_ms_per_inference']:>8.2f} {r['est_ms_per_predict']:>8.2f} {r['max_abs_diff_vs_host']:>8.1e} "
-                     f"{r['top1_agreement']:>6.1%} {r['overall_error']:>6.3f} {r['macro_f1']:>6.3f}")
+        lines.append(f"{r['level']:<13} {r['profile']:<12} {r['model_bytes']:>8} {r['insns_per_inference']:>15,.0f} "
+                     f"{r['est_ms_per_inference']:>7.2f} {r['est_ms_per_predict']:>7.2f} "
+                     f"{r['max_abs_diff_vs_host']:>11.1e} {r['top1_agreement']:>6.1%} {r['overall_error']:>6.3f} "
+                     f"{r['macro_f1']:>6.3f}")
+    lines.append("est ms: the model's invoke(); +glue: BundleRunner.predict (quantize, state reset, invoke, "
+                 "dequantize); error: overall error (1 - balanced accuracy) of the emulated scores.")
     return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m firmware_sim.pi", description="Level x Pi profile table "
+                                 "(instructions per inference under emulation, estimated ms, parity, accuracy).")
+    ap.add_argument("bundle")
+    ap.add_argument("--profiles", default="pi")
+    ap.add_argument("--levels", default=",".join(DEFAULT_LEVELS), help="comma-separated, or 'all'")
+    ap.add_argument("--data", default="auto", help="check | run | auto | a data set path")
+    ap.add_argument("--json", help="also write the report here")
+    args = ap.parse_args()
+    try:
+        levels = "all" if args.levels == "all" else tuple(args.levels.split(","))
+        rep = simulate_pi(args.bundle, args.profiles, levels, args.data, log=lambda m: print(m, file=sys.stderr))
+    except EdgeSedError as exc:
+        sys.exit(f"error: {exc}")
+    print(format_table(rep))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rep, indent=1))

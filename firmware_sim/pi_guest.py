@@ -6,7 +6,8 @@ For every bundle in the request it
 1. runs BundleRunner.predict on every window (the same code a Pi runs), and writes the scores;
 2. runs the device loop (edge_sed.loop.Detector: front end, model, smoother) on a stretch of audio
    in blocks, as ``edge-sed listen`` would.
-Around each invoke, each predict and each pushed block it drops a marker (a failing lseek on a
+Around each invoke, each predict, each pushed block and, inside those, the front end's push and
+the smoother's update, it drops a marker (a failing lseek on a
 magic descriptor) that the host's QEMU plugin (pi_marks.c) logs with the instruction count, so
 the host can count exactly those regions without Python's and LiteRT's start-up. Markers: tag =
 (kind * 64 + bundle) * 2 (+1 at the end of the region); kinds below.
@@ -19,7 +20,7 @@ import sys
 import numpy as np
 
 MARK_FD = -1517
-KIND_EMPTY, KIND_INVOKE, KIND_PREDICT, KIND_BLOCK = 1, 2, 3, 4
+KIND_EMPTY, KIND_INVOKE, KIND_PREDICT, KIND_BLOCK, KIND_FRONTEND, KIND_SMOOTHER = 1, 2, 3, 4, 5, 6
 
 
 def mark(tag):
@@ -31,6 +32,14 @@ def mark(tag):
 
 def tag(kind, b, end):
     return (kind * 64 + b) * 2 + end
+
+
+def delegated(runner):
+    """Whether LiteRT applied a delegate (XNNPACK) to the model, as it does on a Pi."""
+    try:
+        return any(d["op_name"] == "DELEGATE" for d in runner.backend.interpreter._get_ops_details())
+    except Exception:  # a private API: its absence is no reason to fail the run
+        return None
 
 
 def main(request_path):
@@ -56,7 +65,7 @@ def main(request_path):
             mark(tag(KIND_INVOKE, b, 1))
 
         runner.backend.invoke = marked_invoke
-        out = {"bundle": path}
+        out = {"bundle": path, "delegated": delegated(runner)}
         if windows is not None:
             scores = np.zeros((len(windows), len(bundle.labels)), np.float32)
             for i, w in enumerate(windows):
@@ -67,6 +76,21 @@ def main(request_path):
         if audio is not None:
             runner.backend.invoke = invoke  # no markers nested inside the loop's blocks
             det = Detector(bundle, runner=runner)
+            push, update = det.frontend.push, det.smoother.update
+
+            def marked_push(block, b=b, push=push):
+                mark(tag(KIND_FRONTEND, b, 0))
+                frames = push(block)
+                mark(tag(KIND_FRONTEND, b, 1))
+                return frames
+
+            def marked_update(t_s, scores, b=b, update=update):
+                mark(tag(KIND_SMOOTHER, b, 0))
+                event = update(t_s, scores)
+                mark(tag(KIND_SMOOTHER, b, 1))
+                return event
+
+            det.frontend.push, det.smoother.update = marked_push, marked_update
             blocks = []
             for start in range(0, len(audio) - block + 1, block):
                 frames, inferences = det.frames_seen, det.inferences

@@ -14,10 +14,20 @@ that count the guest's instructions. Both are built on first use and cached unde
   fetched with ``apt-get source`` through a private apt configuration (its own deb-src list and
   state under the cache; the system's apt configuration is not touched).
 
-Two traps handled here: LiteRT's CPU detection (cpuinfo) reads the host's sysfs through QEMU and
-crashes on it, so the root gets empty ``sys/devices/system/cpu/{possible,present}``; and the
-dynamic ``qemu-aarch64`` (which loads plugins) does not look the program itself up under ``-L``,
-so the program is always given as a host path inside the root.
+Traps handled here:
+- LiteRT's CPU detection (cpuinfo, used by XNNPACK) reads /sys and /proc/cpuinfo; QEMU user mode
+  shows it the host's (x86) and it segfaults. EMPTY ``sys/devices/system/cpu/{possible,present}``
+  stop the crash but make cpuinfo fail, and then LiteRT silently runs WITHOUT the XNNPACK
+  delegate - not what a Pi does. So each emulated core gets a view of the root
+  (``pi-root/<key>.views/<cpu>/``: symlinks to the root's directories plus its own ``sys`` and
+  ``proc``) with what a 4-core Pi shows: possible/present "0-3" and a /proc/cpuinfo naming that
+  core (CPU part 0xd03 / 0xd08 / 0xd0b), so XNNPACK is applied and picks its kernels as on the
+  board. (The ISA features come from QEMU's -cpu model through AT_HWCAP.)
+- the dynamic ``qemu-aarch64`` (which loads plugins) does not look the program itself up under
+  ``-L``, so the program is always given as a host path inside the root.
+- a path missing under the ``-L`` prefix goes to the host's file system: the guest can read and
+  write the host's temporary files (requests, results), and cannot write .pyc files into the
+  root (the host byte-compiles the root's Python instead).
 """
 
 from __future__ import annotations
@@ -38,12 +48,19 @@ from edge_sed.errors import EdgeSedError
 
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
-DEB_PACKAGES = ("python3", "libstdc++6")
+DEB_PACKAGES = ("python3", "libstdc++6", "busybox")  # busybox: a shell and tools for pi-shell
 GUEST_PYTHON = "/usr/bin/python3"  # Debian bookworm's python3.11
 GUEST_SITE = "/opt/edge-sed/site"
 WHEEL_PLATFORMS = ("manylinux_2_27_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64")
-ROOT_FORMAT = 1  # bump when the way the root is built changes
-QEMU_CPUS = ("cortex-a53", "cortex-a72", "cortex-a76")  # all three are known to QEMU 7.2 (qemu-aarch64 -cpu help)
+ROOT_FORMAT = 2  # bump when the way the root is built changes
+# QEMU -cpu name -> (/proc/cpuinfo CPU part, variant, revision, Features, board) as on that Pi (Raspberry Pi
+# OS 64-bit). All three cores are known to QEMU 7.2 (qemu-aarch64 -cpu help): no substitution.
+QEMU_CPUS = {
+    "cortex-a53": ("0xd03", "0x0", 4, "fp asimd evtstrm crc32 cpuid", "Raspberry Pi Zero 2 W Rev 1.0"),
+    "cortex-a72": ("0xd08", "0x0", 3, "fp asimd evtstrm crc32 cpuid", "Raspberry Pi 4 Model B Rev 1.4"),
+    "cortex-a76": ("0xd0b", "0x4", 1, "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid "
+                   "asimdrdm lrcpc dcpop asimddp", "Raspberry Pi 5 Model B Rev 1.0"),
+}
 MARK_FD = -1517  # see pi_marks.c
 PLUGIN_SOURCE = Path(__file__).with_name("pi_marks.c")
 
@@ -132,10 +149,6 @@ def ensure_root(log=None) -> Path:
             for platform in WHEEL_PLATFORMS:
                 cmd += ["--platform", platform]
             _run(cmd + wheels, "pip install of the aarch64 wheels")
-            cpu = rootfs / "sys/devices/system/cpu"
-            cpu.mkdir(parents=True, exist_ok=True)
-            for name in ("possible", "present"):  # hide the host's CPU topology from cpuinfo (it segfaults on it)
-                (cpu / name).write_text("")
             if sys.version_info[:2] == (3, 11):
                 # Same .pyc format as the guest's 3.11: later runs start faster. (The guest itself
                 # cannot write them: QEMU sends a path missing in the root to the host's file system.)
@@ -151,6 +164,36 @@ def ensure_root(log=None) -> Path:
             shutil.rmtree(tmp, ignore_errors=True)
     _log(f"pi-root: ready at {root}", log)
     return root
+
+
+def cpu_view(root: Path, cpu: str) -> Path:
+    """The -L prefix for ``cpu``: the root seen through symlinks, with a Pi's sys and proc (module doc)."""
+    if cpu not in QEMU_CPUS:
+        raise PiRootError(f"unknown emulated CPU {cpu!r} (known: {', '.join(QEMU_CPUS)})")
+    view = root.parent / f"{root.name}.views" / cpu
+    if (view / ".complete").exists():
+        return view
+    part, variant, revision, features, board = QEMU_CPUS[cpu]
+    with _locked(root.parent / ".lock"):
+        if (view / ".complete").exists():
+            return view
+        if view.exists():
+            shutil.rmtree(view)
+        view.mkdir(parents=True)
+        for entry in root.iterdir():
+            if entry.name not in ("sys", "proc", ".complete"):
+                (view / entry.name).symlink_to(entry)
+        sysfs = view / "sys/devices/system/cpu"
+        sysfs.mkdir(parents=True)
+        for name in ("possible", "present", "online"):
+            (sysfs / name).write_text("0-3\n")
+        (view / "proc").mkdir()
+        (view / "proc/cpuinfo").write_text("".join(
+            f"processor\t: {i}\nBogoMIPS\t: 108.00\nFeatures\t: {features}\nCPU implementer\t: 0x41\n"
+            f"CPU architecture: 8\nCPU variant\t: {variant}\nCPU part\t: {part}\nCPU revision\t: {revision}\n\n"
+            for i in range(4)) + f"Model\t\t: {board}\n")
+        (view / ".complete").write_text(cpu)
+    return view
 
 
 # ----------------------------------------------------------------------- QEMU plugins
@@ -234,17 +277,16 @@ def guest_command(root: Path, argv: list[str], cpu: str = "cortex-a72", plugin: 
     """(command, environment) that runs ``argv`` (argv[0]: a program in the root, e.g. python3 or
     /usr/bin/python3) in the emulated userland on ``cpu``. With ``plugin`` the dynamic
     qemu-aarch64 (which loads TCG plugins) is used, else qemu-aarch64-static."""
-    if cpu not in QEMU_CPUS:
-        raise PiRootError(f"unknown emulated CPU {cpu!r} (known: {', '.join(QEMU_CPUS)})")
     if not argv:
         argv = ["python3"]
+    view = cpu_view(root, cpu)
     program = argv[0] if "/" in argv[0] else f"/usr/bin/{argv[0]}"
-    host_program = root / program.lstrip("/")
+    host_program = view / program.lstrip("/")
     if not host_program.exists():
         raise PiRootError(f"{program}: no such program in the emulated root ({root})")
     qemu = "qemu-aarch64" if plugin else "qemu-aarch64-static"
     _need(qemu, hint="Debian package qemu-user" if plugin else "Debian package qemu-user-static")
-    cmd = [qemu, "-L", str(root), "-cpu", cpu]
+    cmd = [qemu, "-L", str(view), "-cpu", cpu]
     if plugin:
         cmd += ["-plugin", f"{plugin}{',' + plugin_args if plugin_args else ''}"]
     return cmd + [str(host_program), *argv[1:]], _guest_env(list(extra_path))
