@@ -533,8 +533,9 @@ def pi_shell(profile, count_insns, command):
     p = load_profile(profile)
     if p.kind != "pi":
         raise EdgeSedError(f"profile {profile!r} is a {p.kind} profile, not a Pi (rpi-zero-2w, rpi-4, rpi-5)")
-    sys.exit(shell(list(command), cpu=p.qemu_cpu, count_insns=count_insns,
-                   log=lambda m: click.echo(m, err=True)))
+    code = shell(list(command), cpu=p.qemu_cpu, count_insns=count_insns, log=lambda m: click.echo(m, err=True))
+    if code:
+        raise click.exceptions.Exit(code)
 
 
 def _thresholds_for(values) -> dict:
