@@ -535,7 +535,7 @@ def pi_shell(profile, count_insns, command):
         raise EdgeSedError(f"profile {profile!r} is a {p.kind} profile, not a Pi (rpi-zero-2w, rpi-4, rpi-5)")
     code = shell(list(command), cpu=p.qemu_cpu, count_insns=count_insns, log=lambda m: click.echo(m, err=True))
     if code:
-        raise click.exceptions.Exit(code)
+        sys.exit(code)  # the guest command's status (click's Exit is swallowed by standalone_mode=False)
 
 
 def _thresholds_for(values) -> dict:
