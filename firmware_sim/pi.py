@@ -31,6 +31,7 @@ without a stream (``python -m firmware_sim.pi BUNDLES --profiles pi --data run``
 from __future__ import annotations
 
 import json
+import platform
 import shutil
 import subprocess
 import tempfile
@@ -218,7 +219,9 @@ def parity(bundle: Bundle, emulated: np.ndarray, host: np.ndarray) -> dict:
     tol = output_tolerance(bundle)
     top1 = float((emulated.argmax(1) == host.argmax(1)).mean()) if len(host) else float("nan")
     return {"max_abs_diff_vs_host": float(diff.max()) if diff.size else 0.0, "top1_agreement": top1,
-            "tolerance": tol, "ok": bool(diff.size and diff.max() <= tol and top1 == 1.0)}
+            "windows_differing": int((diff.max(1) > 0).sum()) if diff.size else 0,
+            "tolerance": tol, "ok": bool(diff.size and diff.max() <= tol and top1 == 1.0),
+            "host": f"{platform.machine()} {platform.system()}, LiteRT on the host (the reference scores)"}
 
 
 # ------------------------------------------------------------------- simulate (per profile)

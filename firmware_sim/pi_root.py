@@ -213,9 +213,11 @@ def _apt_private(work: Path) -> list[str]:
     (work / "lists/partial").mkdir(parents=True, exist_ok=True)
     (work / "cache/archives/partial").mkdir(parents=True, exist_ok=True)
     sources = work / "sources.list"
-    sources.write_text(f"deb-src {MIRROR} {SUITE} main\n"
-                       f"deb-src {MIRROR} {SUITE}-updates main\n"
-                       f"deb-src {MIRROR.rsplit('/', 1)[0]}/debian-security {SUITE}-security main\n")
+    keyring = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
+    opt = f"[signed-by={keyring}] " if keyring.exists() else ""
+    sources.write_text(f"deb-src {opt}{MIRROR} {SUITE} main\n"
+                       f"deb-src {opt}{MIRROR} {SUITE}-updates main\n"
+                       f"deb-src {opt}{MIRROR.rsplit('/', 1)[0]}/debian-security {SUITE}-security main\n")
     opts = {"Dir::Etc::SourceList": sources, "Dir::Etc::SourceParts": "/dev/null",
             "Dir::State::Lists": work / "lists", "Dir::Cache": work / "cache", "Debug::NoLocking": "1",
             "APT::Sandbox::User": "root" if os.geteuid() == 0 else os.environ.get("USER", "nobody")}
@@ -244,7 +246,18 @@ def ensure_plugins(log=None) -> dict[str, Path]:
             apt = ["apt-get", "-q"] + _apt_private(work / "apt")
             _log(f"qemu plugins: apt-get source qemu={src_version} (Debian's source package, ~24 MB)", log)
             _run(apt + ["update"], "apt-get update (private deb-src list)")
-            _run(apt + ["source", "--download-only", f"qemu={src_version}"], "apt-get source qemu", cwd=work)
+            try:
+                _run(apt + ["source", "--download-only", f"qemu={src_version}"], "apt-get source qemu", cwd=work)
+            except PiRootError:
+                # that exact revision left the archive (a newer security update replaced it): any
+                # revision of the same upstream release has the same plugin API
+                _log(f"qemu plugins: qemu={src_version} is no longer in the archive; using bookworm's current qemu source", log)
+                _run(apt + ["source", "--download-only", "qemu"], "apt-get source qemu", cwd=work)
+                upstream = src_version.split(":")[-1].split("-")[0]
+                got = next(work.glob("qemu_*.dsc")).name
+                if upstream not in got:
+                    raise PiRootError(f"Debian's qemu source is {got}, the installed qemu-user is {src_version}: "
+                                      "the plugin would not match (apt-get upgrade qemu-user)") from None
             dsc = next(work.glob("qemu_*.dsc"), None)
             if dsc is None:
                 raise PiRootError("apt-get source qemu downloaded no .dsc")
