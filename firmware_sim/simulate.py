@@ -9,7 +9,8 @@ here) so that work shared by all profiles (arena search, traces) is done once.
 
 JSON (``--out``, default simulate.json): {"format": "edge-sed-simulate/1", "stream": {...},
 "calibration": {...DS-CNN check...}, "records": [record, ...]}; a record has at least
-"kind", "bundle", "level", "form", "profile", and either the figures or "skipped": reason.
+"kind", "bundle", "level", "form", "profile", and either the figures, "skipped": reason or
+"error": message (a device whose simulation failed; the others still run).
 """
 
 from __future__ import annotations
@@ -103,14 +104,21 @@ def run(bundle_path, profile_spec: str, stream, duration_s=600.0, n_events=60, s
             if profile.kind == "mcu" and bundle.level not in MCU_LEVELS:
                 records.append({**base, "skipped": f"level {bundle.level}: the MCU simulator runs full-integer int8 bundles"})
                 continue
-            if profile.kind not in prepared:
+            try:
+                if profile.kind not in prepared:
+                    if log:
+                        log(f"{bundle.path.name}: preparing for {profile.kind} profiles")
+                    prepared[profile.kind] = module.prepare(bundle)
                 if log:
-                    log(f"{bundle.path.name}: preparing for {profile.kind} profiles")
-                prepared[profile.kind] = module.prepare(bundle)
-            if log:
-                log(f"{bundle.path.name} on {profile.name}")
-            records.append(module.simulate_profile(prepared[profile.kind], profile, audio, annotations, info,
-                                                   progress=progress))
+                    log(f"{bundle.path.name} on {profile.name}")
+                records.append(module.simulate_profile(prepared[profile.kind], profile, audio, annotations, info,
+                                                       progress=progress))
+            except EdgeSedError as exc:  # one device failing must not lose the others' figures
+                if len(bundles) * len(profiles) == 1:
+                    raise
+                if log:
+                    log(f"{bundle.path.name} on {profile.name}: error: {exc}")
+                records.append({**base, "error": str(exc)})
     counts = load_counts()
     return {"format": FORMAT, "stream": info, "records": records,
             "calibration": {"counts": "firmware_sim/c/counts.json", "toolchain": counts.get("toolchain"),
@@ -129,8 +137,8 @@ def format_tables(report: dict) -> str:
     for r in report["records"]:
         lines.append("")
         lines.append(f"== {r['profile']} ({r['kind']}) | {Path(r['bundle']).name}: {r['level']} {r['form']}")
-        if "skipped" in r:
-            lines.append(f"   skipped: {r['skipped']}")
+        if "skipped" in r or "error" in r:
+            lines.append(f"   {'skipped' if 'skipped' in r else 'error'}: {r.get('skipped') or r.get('error')}")
             continue
         if r["kind"] != "mcu":
             for key in ("summary", "verdict"):
