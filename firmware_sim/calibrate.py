@@ -94,7 +94,7 @@ def _features(kernel: str, p: dict) -> tuple[list[str], list[float]]:
     if kernel == "lstm_step_s8":
         h, i = p["n_units"], p["n_input"]
         return ["insns_per_mac", "insns_per_unit", "insns_per_call"], [4 * h * (i + h), h, 1]
-    if kernel == "add_s8":
+    if kernel in ("add_s8", "mul_s8"):
         return ["insns_per_element", "insns_per_call"], [p["n"], 1]
     if kernel == "frontend_frame_q15":
         return ["insns_per_frame"], [1]
@@ -102,7 +102,7 @@ def _features(kernel: str, p: dict) -> tuple[list[str], list[float]]:
 
 
 COEFFICIENT_OF = {"fc_s8": "fully_connected", "conv_gemm_s8": "conv", "dwconv3x3_s8": "depthwise_conv", "lstm_step_s8": "lstm_step",
-                  "add_s8": "elementwise", "frontend_frame_q15": "frontend"}
+                  "add_s8": "elementwise", "mul_s8": "multiply", "frontend_frame_q15": "frontend"}
 
 
 def fit(results: list[dict]) -> dict:

@@ -11,9 +11,11 @@ Work per operator (read from the FlatBuffer: operator inputs/outputs, tensor sha
 - RESHAPE/SQUEEZE/EXPAND_DIMS: free (TFLM aliases the buffer)
 - AVERAGE_POOL_2D/MEAN/SUM: a reduction - input elements at the FC kernel's per-MAC cost plus
   its per-output requantization
-- everything else (ADD, MUL, SOFTMAX, LOGISTIC, TANH, slices, (de)quantize...): output elements
-  x the int8 ADD kernel's per-element cost (three requantizations per element) - measured for
-  ADD, an approximation for the others.
+- MUL: output elements x the int8 MUL kernel's per-element cost (one requantization)
+- everything else (ADD, SOFTMAX, LOGISTIC, TANH, slices, (de)quantize...): output elements x the
+  int8 ADD kernel's per-element cost (three requantizations per element) - measured for ADD, an
+  approximation for the others (TFLM's int8 LOGISTIC/TANH go through a fixed-point int16 path
+  of similar length; slices and (de)quantize are cheaper: an overestimate).
 Front end: the fixed-point frame kernel's count per 10 ms frame. Every number says it is an
 estimate calibrated on the QEMU instruction counts and a CPI assumption.
 """
@@ -84,6 +86,8 @@ def op_work(op: OpInfo) -> dict:
         return {"kernel": None, "elements": _n(out)}
     if op.name in POOL_OPS:
         return {"kernel": "fully_connected", "macs": _n(op.inputs[0]), "outputs": _n(out), "calls": 1}
+    if op.name == "MUL":
+        return {"kernel": "multiply", "elements": _n(out), "calls": 1}
     return {"kernel": "elementwise", "elements": _n(out), "calls": 1}
 
 
@@ -98,7 +102,7 @@ def kernel_insns(work: dict, coef: dict) -> float:
         return c["insns_per_mac"] * work["macs"] + c["insns_per_call"]
     if kernel == "lstm_step":
         return c["insns_per_mac"] * work["macs"] + c["insns_per_unit"] * work["units"] + c["insns_per_call"] * work["calls"]
-    if kernel == "elementwise":
+    if kernel in ("elementwise", "multiply"):
         return max(0.0, c["insns_per_element"] * work["elements"] + c["insns_per_call"])
     raise ValueError(kernel)
 

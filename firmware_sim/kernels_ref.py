@@ -182,6 +182,13 @@ def add_s8(n: int) -> int:
     return fnv(out)
 
 
+def mul_s8(n: int) -> int:
+    r = LCG(7000 + n)
+    a, b = r.s8(n), r.s8(n)
+    out = np.clip(requantize((a + 3) * (b - 5), 1518500250, -7) + 2, -128, 127).astype(np.int8)
+    return fnv(out)
+
+
 def lstm_step_s8(n_input: int, n_units: int) -> int:
     r = LCG(4000 + n_input * 19 + n_units)
     w = r.s8(4 * n_units * (n_input + n_units))
@@ -264,7 +271,7 @@ def frontend_frame_q15() -> int:
     return fnv(frontend_frame_q15_values(bench_samples()))
 
 
-REFERENCES = {"fc_s8": fc_s8, "conv_gemm_s8": conv_gemm_s8, "dwconv3x3_s8": dwconv3x3_s8, "add_s8": add_s8, "lstm_step_s8": lstm_step_s8,
+REFERENCES = {"fc_s8": fc_s8, "conv_gemm_s8": conv_gemm_s8, "dwconv3x3_s8": dwconv3x3_s8, "add_s8": add_s8, "mul_s8": mul_s8, "lstm_step_s8": lstm_step_s8,
               "frontend_frame_q15": lambda n_fft, n_mels: frontend_frame_q15()}
 
 

@@ -111,6 +111,22 @@ static void bench_add(int n, int reps)
     result("add_s8", params, reps, t1 - t0, h);
 }
 
+static void bench_mul(int n, int reps)
+{
+    lcg_state = 7000u + n;
+    fill_s8(buf_a, n);
+    fill_s8(buf_b, n);
+    mul_s8(buf_a, buf_b, n, 3, -5, 1518500250, -7, 2, out8);
+    uint32_t h = fnv(out8, n, FNV_START);
+    counter_start();
+    uint32_t t0 = counter_ticks();
+    for (int r = 0; r < reps; r++) mul_s8(buf_a, buf_b, n, 3, -5, 1518500250, -7, 2, out8);
+    uint32_t t1 = counter_ticks();
+    char params[32];
+    snprintf(params, sizeof params, "\"n\": %d", n);
+    result("mul_s8", params, reps, t1 - t0, h);
+}
+
 static int16_t cell[256], scratch[1024];
 static int32_t gate_acc[1024];
 
@@ -170,6 +186,8 @@ int main(void)
     bench_dw(16, 8, 32, 20);
     bench_add(256, 200);
     bench_add(1024, 50);
+    bench_mul(256, 200);
+    bench_mul(1024, 50);
     bench_lstm(40, 16, 100);
     bench_lstm(40, 32, 50);
     bench_lstm(40, 64, 20);

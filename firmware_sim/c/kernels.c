@@ -189,6 +189,16 @@ void add_s8(const int8_t *a, const int8_t *b, int n, const struct add_params *p,
     }
 }
 
+void mul_s8(const int8_t *a, const int8_t *b, int n, int32_t a_offset, int32_t b_offset, int32_t multiplier,
+            int shift, int32_t out_offset, int8_t *out)
+{
+    /* TFLM integer MUL: one requantization of the product of the offset inputs. */
+    for (int i = 0; i < n; i++) {
+        int32_t p = ((int32_t)a[i] + a_offset) * ((int32_t)b[i] + b_offset);
+        out[i] = (int8_t)clamp(requantize(p, multiplier, shift) + out_offset, -128, 127);
+    }
+}
+
 /* ------------------------------------------------------------------ int16 activations */
 
 /* sigmoid / tanh of a Q3.12 int16 (range [-8, 8)) as Q0.15: a 257-entry table over the input

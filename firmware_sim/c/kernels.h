@@ -27,6 +27,8 @@ void conv_gemm_s8(const int8_t *cols, int n_pix, int n_in, const int8_t *w, cons
 void dwconv3x3_s8(const int8_t *x, int h, int w, int c, const int8_t *filt, const int32_t *bias,
                   const int32_t *multiplier, const int8_t *shift, int32_t in_offset,
                   int32_t out_offset, int8_t *out);
+void mul_s8(const int8_t *a, const int8_t *b, int n, int32_t a_offset, int32_t b_offset, int32_t multiplier,
+            int shift, int32_t out_offset, int8_t *out);
 void add_s8(const int8_t *a, const int8_t *b, int n, const struct add_params *p, int8_t *out);
 void lstm_step_s8(const struct lstm_params *p, const int8_t *x, int8_t *h, int16_t *c, int16_t *scratch,
                   int32_t *acc);
