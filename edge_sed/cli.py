@@ -525,8 +525,9 @@ def simulate(bundle_path, profile_spec, stream, annotations, duration, n_events,
 def pi_shell(profile, count_insns, command):
     """Run COMMAND in the emulated Raspberry Pi userland (Debian arm64 python3 + aarch64 numpy and
     ai-edge-litert, this checkout's edge_sed on PYTHONPATH) under qemu-aarch64, for debugging the
-    Pi simulator. Without a command: python3; `-- busybox sh` gives a shell. Built and cached under ~/.cache/edge-sed on first use
-    (~30 s). Example: edge-sed pi-shell -- python3 -c "import platform; print(platform.machine())"."""
+    Pi simulator. Without a command: python3. `-- busybox ls /opt` etc. run busybox's tools; a program
+    the command starts itself (a shell's children) is NOT emulated: without binfmt_misc it runs on the
+    host. Built and cached under ~/.cache/edge-sed on first use (~40 s). Example: edge-sed pi-shell -- python3 -c "import platform; print(platform.machine())"."""
     from firmware_sim.pi_root import shell
     from firmware_sim.profiles import load_profile
 

@@ -293,7 +293,8 @@ def guest_command(root: Path, argv: list[str], cpu: str = "cortex-a72", plugin: 
     if not argv:
         argv = ["python3"]
     view = cpu_view(root, cpu)
-    program = argv[0] if "/" in argv[0] else f"/usr/bin/{argv[0]}"
+    candidates = [argv[0]] if "/" in argv[0] else [f"{d}/{argv[0]}" for d in ("/usr/bin", "/bin", "/usr/sbin", "/sbin")]
+    program = next((c for c in candidates if (view / c.lstrip("/")).exists()), candidates[0])
     host_program = view / program.lstrip("/")
     if not host_program.exists():
         raise PiRootError(f"{program}: no such program in the emulated root ({root})")
