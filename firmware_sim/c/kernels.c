@@ -240,31 +240,37 @@ void lstm_step_s8(const struct lstm_params *p, const int8_t *x, int8_t *h, int16
 
 /* ------------------------------------------------------------------ front-end frame */
 
-/* In-place radix-2 decimation-in-time FFT of 256 complex Q15 values (int32 storage), halving
-   at every stage (8 stages: output = DFT / 256). Twiddles: kTwiddle512[2k] = e^(-2 pi i k/256). */
-static void cfft256_q15(int32_t *re, int32_t *im)
+/* In-place radix-2 decimation-in-time FFT of 256 complex Q15 values packed as (re | im << 16),
+   halving at every stage (8 stages: output = DFT / 256). Twiddles: kTwiddle512[2k] =
+   e^(-2 pi i k/256), read as one packed word. Per butterfly: SMUSD/SMUADX form the twiddled
+   value, SHADD16/SHSUB16 the halved sum and difference - the same integer results as the
+   scalar (a +- (b w >> 15)) >> 1, since every value stays within int16 (the input is halved). */
+static void cfft256_q15(uint32_t *z)
 {
     for (int i = 0; i < 256; i++) {
         int j = kBitrev256[i];
         if (j > i) {
-            int32_t t = re[i]; re[i] = re[j]; re[j] = t;
-            t = im[i]; im[i] = im[j]; im[j] = t;
+            uint32_t t = z[i]; z[i] = z[j]; z[j] = t;
         }
     }
     for (int half = 1, step = 128; half < 256; half <<= 1, step >>= 1) {
-        for (int start = 0; start < 256; start += 2 * half) {
-            for (int k = 0; k < half; k++) {
-                int32_t wr = kTwiddle512[2 * k * step][0], wi = kTwiddle512[2 * k * step][1];
-                int a = start + k, b = a + half;
-                int32_t tr = (re[b] * wr - im[b] * wi) >> 15;
-                int32_t ti = (re[b] * wi + im[b] * wr) >> 15;
-                int32_t ar = re[a], ai = im[a];
-                re[a] = (ar + tr) >> 1; im[a] = (ai + ti) >> 1;
-                re[b] = (ar - tr) >> 1; im[b] = (ai - ti) >> 1;
+        for (int k = 0; k < half; k++) {
+            uint32_t w;
+            __builtin_memcpy(&w, kTwiddle512[2 * k * step], 4);
+            for (int a = k; a < 256; a += 2 * half) {
+                uint32_t vb = z[a + half], va = z[a];
+                int32_t tr = __smusd((int32_t)vb, (int32_t)w) >> 15;
+                int32_t ti = __smuadx((int32_t)vb, (int32_t)w) >> 15;
+                uint32_t t = ((uint32_t)tr & 0xffffu) | ((uint32_t)ti << 16);
+                z[a] = __shadd16(va, t);
+                z[a + half] = __shsub16(va, t);
             }
         }
     }
 }
+
+static inline int32_t re16(uint32_t v) { return (int16_t)(v & 0xffffu); }
+static inline int32_t im16(uint32_t v) { return (int32_t)v >> 16; }
 
 static inline int32_t log_q16(uint64_t v)
 {
@@ -279,22 +285,23 @@ static inline int32_t log_q16(uint64_t v)
     return (int32_t)(((int64_t)log2_q16 * 45426) >> 16); /* 45426 = round(ln 2 * 2^16) */
 }
 
-void frontend_frame_q15(const int16_t *samples, int32_t *work_re, int32_t *work_im, int32_t *log_mel)
+void frontend_frame_q15(const int16_t *samples, uint32_t *work, int32_t *log_mel)
 {
     /* 400 samples (25 ms at 16 kHz) -> periodic Hann (Q15), halved for FFT headroom -> 512-point
        real FFT as a 256-point complex FFT of even/odd pairs plus a split step -> power of bins
        0..256 -> 40 triangular mel bands (Q15 weights, each bin feeds at most two bands) -> ln(1 + e)
-       in Q16. The whole per-frame work of the device's front end. */
+       in Q16. The whole per-frame work of the device's front end. work: 256 packed complex. */
     for (int n = 0; n < 256; n++) {
         int i0 = 2 * n, i1 = 2 * n + 1;
-        work_re[n] = i0 < 400 ? ((int32_t)samples[i0] * kHannQ15[i0]) >> 16 : 0;
-        work_im[n] = i1 < 400 ? ((int32_t)samples[i1] * kHannQ15[i1]) >> 16 : 0;
+        int32_t re = i0 < 400 ? ((int32_t)samples[i0] * kHannQ15[i0]) >> 16 : 0;
+        int32_t im = i1 < 400 ? ((int32_t)samples[i1] * kHannQ15[i1]) >> 16 : 0;
+        work[n] = ((uint32_t)re & 0xffffu) | ((uint32_t)im << 16);
     }
-    cfft256_q15(work_re, work_im);
+    cfft256_q15(work);
     uint64_t energy[40] = {0};
     for (int k = 0; k <= 256; k++) {
-        int m = k & 255, mc = (256 - k) & 255;
-        int32_t zr = work_re[m], zi = work_im[m], cr = work_re[mc], ci = -work_im[mc];
+        uint32_t z = work[k & 255], zc = work[(256 - k) & 255];
+        int32_t zr = re16(z), zi = im16(z), cr = re16(zc), ci = -im16(zc);
         int32_t er = (zr + cr) >> 1, ei = (zi + ci) >> 1;
         int32_t o_r = (zi - ci) >> 1, o_i = -((zr - cr) >> 1);
         int32_t wr = kTwiddle512[k][0], wi = kTwiddle512[k][1];

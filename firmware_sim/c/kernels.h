@@ -32,5 +32,5 @@ void mul_s8(const int8_t *a, const int8_t *b, int n, int32_t a_offset, int32_t b
 void add_s8(const int8_t *a, const int8_t *b, int n, const struct add_params *p, int8_t *out);
 void lstm_step_s8(const struct lstm_params *p, const int8_t *x, int8_t *h, int16_t *c, int16_t *scratch,
                   int32_t *acc);
-void frontend_frame_q15(const int16_t *samples, int32_t *work_re, int32_t *work_im, int32_t *log_mel);
+void frontend_frame_q15(const int16_t *samples, uint32_t *work, int32_t *log_mel);
 #endif
