@@ -588,12 +588,9 @@ def listen(bundle_path, device, file, realtime, threshold, thresholds, window_ms
         raise click.UsageError("--realtime goes with --file (a microphone is real time already)")
     if file and device is not None:
         raise click.UsageError("give --file or --input-device, not both")
-    code = run(bundle_path, device=device, file=file, realtime=realtime, threshold=threshold,
-               thresholds=_thresholds_for(thresholds), average_window_ms=window_ms, suppression_ms=suppression_ms,
-               minimum_count=min_count, hop_ms=hop_ms, duration_s=duration_s, log=log, record=record,
-               as_json=as_json)
-    if code:
-        raise click.exceptions.Exit(code)
+    run(bundle_path, device=device, file=file, realtime=realtime, threshold=threshold,
+        thresholds=_thresholds_for(thresholds), average_window_ms=window_ms, suppression_ms=suppression_ms,
+        minimum_count=min_count, hop_ms=hop_ms, duration_s=duration_s, log=log, record=record, as_json=as_json)
 
 
 @cli.command()

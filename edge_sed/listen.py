@@ -534,14 +534,18 @@ def listen(bundle_path, *, device=None, file=None, realtime=False, threshold=Non
     with _FilteredStderr() if not file else _nothing():
         source = FileSource(file, realtime=realtime) if file else MicSource(device, capture_hz=capture_hz)
     sinks = ([JsonlSink(log)] if log else []) + ([RecordSink(record)] if record else [])
-    previous = signal.signal(signal.SIGTERM, _raise_stopped) if threading.current_thread() is threading.main_thread() else None
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        # Ctrl-C stops listen even where the shell started it with SIGINT ignored (a background job)
+        previous = (signal.signal(signal.SIGTERM, _raise_stopped), signal.signal(signal.SIGINT, signal.default_int_handler))
     try:
         with _FilteredStderr() if not file else _nothing(), source:
             sinks.insert(0, ConsoleSink(bundle.labels, source.name, live=live, quiet=as_json))
             summary = run_loop(detector, source, sinks, duration_s=duration_s)
     finally:
         if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGTERM, previous[0])
+            signal.signal(signal.SIGINT, previous[1])
     error = summary.pop("_error", None)
     code = 130 if summary["stopped_by"] == "interrupt" else (error.exit_code if error else 0)
     summary["exit_code"] = code
@@ -551,4 +555,6 @@ def listen(bundle_path, *, device=None, file=None, realtime=False, threshold=Non
         print(summary_text(summary), flush=True)
     if error is not None:
         raise error
+    if code == 130:
+        raise KeyboardInterrupt  # the CLI's main() turns it into exit status 130
     return code

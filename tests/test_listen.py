@@ -1,0 +1,346 @@
+"""edge-sed listen: the loop on a file, on a real PortAudio input device (a PulseAudio null sink's
+monitor, fed by paplay), and every fault: no microphone, unknown device, tampered or missing
+bundle, SIGTERM / Ctrl-C, kill -9 (log intact), device lost mid-stream, overflow."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_sed.audio_io import read_audio, resample_poly, write_audio
+from edge_sed.listen import FileSource, StreamingResampler, run_loop
+from edge_sed.bundle import load_bundle
+from edge_sed.loop import Detector
+
+EDGE_SED = [sys.executable, "-c", "import sys; from edge_sed.cli import main; sys.exit(main())"]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def edge_sed(*args, env=None, timeout=120, **kw):
+    return subprocess.run(EDGE_SED + [str(a) for a in args], capture_output=True, text=True, env=env,
+                          timeout=timeout, cwd=ROOT, **kw)
+
+
+def spawn(*args, env=None):
+    return subprocess.Popen(EDGE_SED + [str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, cwd=ROOT)
+
+
+# ----------------------------------------------------------------------------- pure parts
+
+
+@pytest.mark.parametrize("from_hz", [48000, 44100, 8000])
+def test_streaming_resampler_is_resample_poly_block_by_block(from_hz):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(from_hz // 2).astype(np.float32)
+    r = StreamingResampler(from_hz, 16000)
+    out, i = [], 0
+    while i < len(x):
+        n = int(rng.integers(1, 2000))
+        out.append(r.push(x[i:i + n]))
+        i += n
+    y = np.concatenate(out)
+    ref = resample_poly(x, 16000, from_hz)
+    assert len(ref) - len(y) < 40  # only the last outputs wait for input that never came
+    np.testing.assert_allclose(y, ref[:len(y)], atol=1e-5)
+
+
+def test_file_source_real_time_pace(tmp_path):
+    write_audio(tmp_path / "a.wav", np.zeros(16000 * 3, np.float32))
+    now = [0.0]
+    sleeps = []
+
+    def sleep(s):
+        sleeps.append(s)
+        now[0] += s
+
+    src = FileSource(tmp_path / "a.wav", realtime=True, clock=lambda: now[0], sleep=sleep)
+    arrivals = [t for _, t in src.blocks()]
+    assert len(arrivals) == 150 and arrivals[-1] == pytest.approx(3.0) and sum(sleeps) == pytest.approx(3.0)
+    fast = FileSource(tmp_path / "a.wav", clock=lambda: 0.0, sleep=sleep)
+    assert sum(len(b) for b, _ in fast.blocks()) == 48000
+
+
+class FlakySource:
+    """Blocks with counted overflows, as a callback reports them; the loop must go on."""
+
+    name, capture_hz = "flaky", 16000
+
+    def __init__(self, audio):
+        self.audio, self.overflows, self.dropped_blocks = audio, 0, 0
+
+    def blocks(self):
+        for i in range(0, len(self.audio), 320):
+            if i % 16000 == 0:
+                self.overflows += 1
+            yield self.audio[i:i + 320], 0.0
+
+
+def test_overflows_are_counted_and_the_loop_goes_on(tiny_bundles):
+    det = Detector(load_bundle(tiny_bundles[0] / "int8"), hop_frames=25)
+    summary = run_loop(det, FlakySource(np.zeros(16000 * 5, np.float32)), [], clock=lambda: 0.0)
+    assert summary["overflows"] == 5 and summary["audio_s"] == 5.0 and summary["stopped_by"] == "end"
+    assert summary["decisions"] == 1 + (498 - 98) // 25
+
+
+# --------------------------------------------------------------------- the command, on a file
+
+
+@pytest.fixture(scope="module")
+def stream_file(tmp_path_factory):
+    from edge_sed.datasets import load_clips
+    from edge_sed.streams import make_stream, write_stream
+    from edge_sed.synth import write_dataset
+
+    root = tmp_path_factory.mktemp("stream")
+    clips = load_clips(write_dataset(root / "held", {"dog": 3, "baby_cry": 3, "gunshot": 3, "background": 6},
+                                     seed=77, workers=1))
+    audio, ann = make_stream(clips, duration_s=20.0, n_events=4, seed=1, ebr_db=12.0)
+    write_stream(root / "s.wav", audio, ann)
+    return root / "s.wav"
+
+
+def test_listen_file_json_and_log(tiny_bundles, stream_file, tmp_path):
+    log = tmp_path / "ev.jsonl"
+    r = edge_sed("listen", "--bundle", tiny_bundles[0] / "int8", "--file", stream_file, "--json",
+                 "--log", log, "--threshold", "0.3", "--min-count", "1")
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert s["audio_s"] == 20.0 and s["stopped_by"] == "end" and s["overflows"] == 0
+    assert s["decisions"] == 1 + (1998 - 98) // 25 and s["inference_ms_p50"] > 0
+    assert 0 < s["cpu_percent_one_core"] and s["hop_ms"] == 250
+    lines = log.read_text().splitlines()
+    assert len(lines) == s["events"] == sum(s["events_by_class"].values()) == len(s["detected"])
+    for line, ev in zip(lines, s["detected"]):
+        rec = json.loads(line)
+        assert set(rec) == {"time", "stream_s", "class", "score", "decision_latency_ms"}
+        assert rec["stream_s"] == ev["stream_s"] and rec["class"] == ev["class"] != "background"
+    # the same file again appends
+    edge_sed("listen", "--bundle", tiny_bundles[0] / "int8", "--file", stream_file, "--json", "--log", log,
+             "--threshold", "0.3", "--min-count", "1")
+    assert len(log.read_text().splitlines()) == 2 * len(lines)
+
+
+def test_listen_plain_lines_and_duration(tiny_bundles, stream_file):
+    r = edge_sed("listen", "--bundle", tiny_bundles[0] / "int8", "--file", stream_file, "--duration", "5",
+                 "--threshold", "0")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert lines[-1].startswith("5.0 s of audio from") and "stopped by duration" in lines[-1]
+    assert all(" s  " in l for l in lines[:-1])  # one plain line per event
+
+
+def test_tampered_and_missing_bundle(tiny_bundles, stream_file, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_bundles[0] / "int8", bad)
+    data = bytearray((bad / "model.tflite").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (bad / "model.tflite").write_bytes(bytes(data))
+    r = edge_sed("listen", "--bundle", bad, "--file", stream_file)
+    assert r.returncode == 2 and r.stderr.startswith("error: ") and "sha256" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and r.stdout == ""
+    r = edge_sed("listen", "--bundle", tmp_path / "nope", "--file", stream_file)
+    assert r.returncode == 2 and "not a bundle directory" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_bad_options(tiny_bundles, stream_file):
+    r = edge_sed("listen", "--bundle", tiny_bundles[0] / "int8", "--realtime")
+    assert r.returncode == 2 and "--realtime goes with --file" in r.stderr
+    r = edge_sed("listen", "--bundle", tiny_bundles[0] / "int8", "--file", stream_file, "--threshold-for", "cat=0.5")
+    assert r.returncode == 2 and "unknown class" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = edge_sed("listen", "--bundle", tiny_bundles[0] / "int8", "--file", stream_file, "--threshold-for", "dog")
+    assert r.returncode == 2 and "CLASS=P" in r.stderr
+
+
+def _wait_for(predicate, timeout=30.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("sig,code,why", [(signal.SIGTERM, 0, "terminate"), (signal.SIGINT, 130, "interrupt")])
+def test_signal_gives_summary_and_exit_code(tiny_bundles, stream_file, tmp_path, sig, code, why):
+    log = tmp_path / "ev.jsonl"
+    p = spawn("listen", "--bundle", tiny_bundles[0] / "int8", "--file", stream_file, "--realtime", "--log", log,
+              "--threshold", "0")
+    assert _wait_for(lambda: log.exists() and log.stat().st_size > 0), "no event logged"
+    p.send_signal(sig)
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == code, err
+    summary = out.strip().splitlines()[-1]
+    assert f"stopped by {why}" in summary and "events" in summary and "CPU" in summary
+    assert float(summary.split(" s of audio")[0]) < 20.0
+    assert "Traceback" not in err
+
+
+def test_log_intact_after_kill_9(tiny_bundles, stream_file, tmp_path):
+    log = tmp_path / "ev.jsonl"
+    p = spawn("listen", "--bundle", tiny_bundles[0] / "int8", "--file", stream_file, "--realtime", "--log", log,
+              "--threshold", "0", "--suppression-ms", "0")
+    assert _wait_for(lambda: log.exists() and len(log.read_text().splitlines()) >= 3)
+    p.kill()
+    out, _ = p.communicate(timeout=30)
+    printed = [l for l in out.splitlines() if " s  " in l]
+    text = log.read_text()
+    assert text.endswith("\n")
+    records = [json.loads(l) for l in text.splitlines()]  # every line whole
+    assert len(records) >= len(printed) >= 1  # every event printed was logged first
+
+
+# ------------------------------------------------------------------- no sound device at all
+
+
+def test_no_microphone(tiny_bundles, tmp_path):
+    if Path("/proc/asound/cards").exists() and "no soundcards" not in Path("/proc/asound/cards").read_text():
+        pytest.skip("this machine has a sound card: 'no microphone' cannot be staged")
+    (tmp_path / "client.conf").write_text("autospawn = no\n")
+    env = dict(os.environ, PULSE_SERVER=f"unix:{tmp_path}/no-such-socket", PULSE_CLIENTCONFIG=str(tmp_path / "client.conf"),
+               XDG_RUNTIME_DIR=str(tmp_path), HOME=str(tmp_path))
+    r = edge_sed("listen", "--bundle", tiny_bundles[0] / "int8", env=env)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()] and "edge-sed devices" in r.stderr
+    assert "no microphone" in r.stderr
+    r = edge_sed("devices", env=env)
+    assert r.returncode == 0 and "no input devices" in r.stdout
+
+
+# ----------------------------------------------------------- a real input device: PulseAudio
+
+
+class Pulse:
+    """A private PulseAudio daemon: a null sink "vspk" at 16 kHz mono and a source "vmic" that
+    hears what is played to it; the ALSA pulse plugin makes it PortAudio's "default" device."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        run, home = root / "run", root / "home"
+        run.mkdir(mode=0o700, parents=True)
+        home.mkdir(parents=True)
+        (root / "client.conf").write_text("autospawn = no\n")
+        self.env = dict(os.environ, XDG_RUNTIME_DIR=str(run), HOME=str(home),
+                        PULSE_CLIENTCONFIG=str(root / "client.conf"), PULSE_SERVER=f"unix:{run}/pulse/native")
+        self.env.pop("PULSE_SINK", None)
+        self.env.pop("PULSE_SOURCE", None)
+        subprocess.run(["pulseaudio", "--daemonize=yes", "-n", "--exit-idle-time=-1", "--use-pid-file=yes",
+                        "--log-target=file:" + str(root / "pulse.log"),
+                        "-L", "module-native-protocol-unix",
+                        "-L", "module-null-sink sink_name=vspk rate=16000 channels=1",
+                        "-L", "module-remap-source master=vspk.monitor source_name=vmic"],
+                       env=self.env, check=True, timeout=30, capture_output=True)
+        ok = _wait_for(lambda: subprocess.run(["pactl", "info"], env=self.env, capture_output=True).returncode == 0, 15)
+        assert ok, (root / "pulse.log").read_text()[-2000:]
+        subprocess.run(["pactl", "set-default-source", "vmic"], env=self.env, check=True, timeout=10)
+        self.pid = int((run / "pulse" / "pid").read_text().split()[0])
+        time.sleep(1.5)  # the first ~1.5 s after start can be silent
+
+    def play(self, wav: Path) -> subprocess.Popen:
+        return subprocess.Popen(["paplay", "-d", "vspk", str(wav)], env=self.env)
+
+    def stop(self):
+        try:
+            os.kill(self.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        _wait_for(lambda: not Path(f"/proc/{self.pid}").exists(), 10)
+
+
+def _pulse_or_skip(root):
+    missing = [t for t in ("pulseaudio", "pactl", "paplay") if not shutil.which(t)]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed (scripts/setup.sh installs pulseaudio, pulseaudio-utils)")
+    return Pulse(root)
+
+
+@pytest.fixture(scope="module")
+def pulse(tmp_path_factory):
+    p = _pulse_or_skip(tmp_path_factory.mktemp("pulse"))
+    yield p
+    p.stop()
+
+
+def test_devices_lists_the_pulse_input(pulse):
+    r = edge_sed("devices", "--json", env=pulse.env)
+    assert r.returncode == 0, r.stderr
+    names = [d["name"] for d in json.loads(r.stdout)]
+    assert "pulse" in names or "default" in names, names
+
+
+def test_unknown_input_device(pulse, tiny_bundles):
+    r = edge_sed("listen", "--bundle", tiny_bundles[0] / "int8", "--input-device", "99", env=pulse.env)
+    assert r.returncode == 2 and "edge-sed devices" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = edge_sed("listen", "--bundle", tiny_bundles[0] / "int8", "--input-device", "no-such-mic", env=pulse.env)
+    assert r.returncode == 2 and "edge-sed devices" in r.stderr
+
+
+CAPTURE_SNIPPET = """
+import sys, time, numpy as np
+from edge_sed.listen import MicSource
+src = MicSource(None, capture_hz=int(sys.argv[1]))
+got, slow_s = [], float(sys.argv[3])
+with src:
+    if slow_s:
+        time.sleep(slow_s)  # a worker that falls behind: the bounded queue fills, blocks are dropped
+    for block, _ in src.blocks():
+        got.append(block)
+        if sum(map(len, got)) >= float(sys.argv[2]) * 16000:
+            break
+x = np.concatenate(got)
+spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+print(src.capture_hz, len(x), float(np.fft.rfftfreq(len(x), 1 / 16000)[spec.argmax()]), src.dropped_blocks,
+      src.overflows)
+"""
+
+
+def test_capture_at_48k_is_resampled_to_16k(pulse, tmp_path):
+    t = np.arange(16000 * 6) / 16000
+    write_audio(tmp_path / "tone.wav", (0.3 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32))
+    player = pulse.play(tmp_path / "tone.wav")
+    time.sleep(1.0)
+    r = subprocess.run([sys.executable, "-c", CAPTURE_SNIPPET, "48000", "2", "0"], env=pulse.env,
+                       capture_output=True, text=True, timeout=60)
+    player.wait(timeout=30)
+    assert r.returncode == 0, r.stderr
+    rate, n, peak_hz, dropped, overflows = r.stdout.split()
+    assert rate == "48000" and int(n) >= 32000 and abs(float(peak_hz) - 1000) < 5 and dropped == "0"
+
+
+def test_slow_worker_drops_blocks_counts_them_and_goes_on(pulse):
+    r = subprocess.run([sys.executable, "-c", CAPTURE_SNIPPET, "16000", "3", "4.5"], env=pulse.env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    rate, n, _, dropped, _ = r.stdout.split()
+    # 4.5 s asleep with a 2 s queue (the stream takes up to ~1 s to start delivering): 0.5-2.5 s
+    # of 20 ms blocks dropped, counted; then the loop reads 3 s more
+    assert 20 <= int(dropped) <= 4.5 * 50 and int(n) >= 3 * 16000
+
+
+def test_device_lost_mid_stream(tiny_bundles, tmp_path):
+    p = _pulse_or_skip(tmp_path / "pulse")
+    try:
+        log = tmp_path / "ev.jsonl"
+        listen = spawn("listen", "--bundle", tiny_bundles[0] / "int8", "--log", log, "--threshold", "0",
+                       "--suppression-ms", "0", "--min-count", "1", "--duration", "60", env=p.env)
+        tone = np.random.default_rng(0).standard_normal(16000 * 30).astype(np.float32) * 0.1
+        write_audio(tmp_path / "noise.wav", tone)
+        player = p.play(tmp_path / "noise.wav")
+        assert _wait_for(lambda: log.exists() and len(log.read_text().splitlines()) >= 2, 40)
+        p.stop()  # the sound server goes away: as good as unplugging the microphone
+        out, err = listen.communicate(timeout=30)
+        player.wait(timeout=10)
+    finally:
+        p.stop()
+    assert listen.returncode == 2, err
+    assert err.strip().splitlines() == [err.strip()] and err.startswith("error: input device")
+    assert "stopped by error" in out  # the summary came first
+    records = [json.loads(l) for l in log.read_text().splitlines()]
+    assert len(records) >= 2 and log.read_text().endswith("\n")
