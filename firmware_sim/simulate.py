@@ -161,9 +161,10 @@ def format_tables(report: dict) -> str:
                      f"(model {c['model_ms_per_decision']:.2f} ms, {c['invokes_per_decision']:.1f} invokes, "
                      f"{c['frames_per_decision']:.0f} front-end frames at {c['frontend_cycles_per_frame'] / 1e3:.1f} k cycles); "
                      f"{c['decisions_per_s']:.2f} decisions/s")
-        lines.append(f"   clock       duty cycle {ck['duty_cycle']:.1%}, overruns {ck['overruns']}, dropped blocks "
-                     f"{ck['dropped_blocks']}, worst decision latency {ck['decision_latency_worst_ms']:.1f} ms, "
-                     f"RAM high-water {_kb(r['ram_high_water_bytes'])}")
+        lines.append(f"   clock       duty cycle {ck['duty_cycle']:.1%}; overruns {ck['overruns']} of {ck['blocks']} blocks "
+                     f"(done after the next block arrived; a {m['audio_ring_blocks']}-block ring absorbs them); "
+                     f"dropped blocks {ck['dropped_blocks']}; worst decision latency "
+                     f"{ck['decision_latency_worst_ms']:.1f} ms; RAM high-water {_kb(r['ram_high_water_bytes'])}")
         lat = ev.get("latency_median_s")
         lines.append(f"   events      F1 {ev['f1']:.3f}, error rate {ev['error_rate']:.3f}, P {ev['precision']:.3f} "
                      f"R {ev['recall']:.3f}, onset->detection latency median "
