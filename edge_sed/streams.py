@@ -3,7 +3,7 @@ onsets, with an annotation list. The test input of the device loop (listen, the 
 stream-level evaluation).
 
 - Background: background clips of the split, a group (recording) at a time in a seeded random
-  order, levelled to ``bed_rms`` and joined with 250 ms equal-power cross-fades until the stream
+  order, levelled to ``bed_rms`` (default: the median RMS of the background clips) and joined with 250 ms equal-power cross-fades until the stream
   is long enough (their distractors stay: they must not fire).
 - Events: for each event a clip of an event class (classes in turn, clips drawn without
   replacement where possible). A clip of edge_sed.synth gives its isolated event (regenerated
@@ -37,9 +37,6 @@ from .synth import make_components
 CROSSFADE_S = 0.25
 EDGE_FADE_S = 0.005
 PEAK = 0.99
-BED_RMS = 0.03
-"""Background level (RMS, -30 dBFS): like the background under the events of the synthetic
-clips, and room for events up to about +20 dB EBR before the peak limit."""
 
 
 def _rms(x: np.ndarray) -> float:
@@ -68,7 +65,7 @@ def _background_bed(clips: list[Clip], n: int, rng, bed_rms: float) -> np.ndarra
         x = read_audio(order.pop(0).path).astype(np.float32)
         if len(x) <= 2 * fade:
             continue
-        x = x * np.float32(bed_rms / _rms(x))
+        x = x * np.float32(bed_rms / _rms(x)) if bed_rms else x
         if pieces:
             prev = pieces[-1]
             x[:fade] = prev[-fade:] * fade_out + x[:fade] * fade_in
@@ -95,14 +92,14 @@ def _synthetic_event(clip: Clip, onset_s: float) -> np.ndarray | None:
     return event.astype(np.float32)
 
 
-def _event_segment(clip: Clip, pad_s: float, seed: int) -> tuple[np.ndarray, float, float]:
+def _event_segment(clip: Clip, pad_s: float, seed: int, isolate: bool = True) -> tuple[np.ndarray, float, float]:
     """(segment, onset within it, offset within it), seconds."""
     onset, offset = clip.extra.get("onset_s"), clip.extra.get("offset_s")
     try:
         onset, offset = float(onset), float(offset)
     except (TypeError, ValueError):
         onset = offset = None
-    isolated = _synthetic_event(clip, onset) if onset is not None else None
+    isolated = _synthetic_event(clip, onset) if onset is not None and isolate else None
     audio = isolated if isolated is not None else read_audio(clip.path)
     if onset is not None and offset > onset:
         a = max(0, int(round((onset - pad_s) * SAMPLE_RATE)))
@@ -115,7 +112,8 @@ def _event_segment(clip: Clip, pad_s: float, seed: int) -> tuple[np.ndarray, flo
 
 def make_stream(clips, duration_s: float, n_events: int, seed: int = 0, ebr_db: float | None = 6.0,
                 min_gap_s: float = 3.0, pad_s: float = 0.1, lead_in_s: float = 2.0,
-                labels=None, bed_rms: float = BED_RMS) -> tuple[np.ndarray, list[Annotation]]:
+                labels=None, bed_rms: float | None = None, isolate: bool = True
+                ) -> tuple[np.ndarray, list[Annotation]]:
     """A stream of ``duration_s`` seconds (float32, 16 kHz) with ``n_events`` events of the
     event classes in ``clips`` (Clip list, or a split CSV / data set path for load_clips),
     none in the first ``lead_in_s`` seconds; ``labels`` limits the event classes. Returns
@@ -138,6 +136,8 @@ def make_stream(clips, duration_s: float, n_events: int, seed: int = 0, ebr_db: 
     if n_events and usable < n_events * min_gap_s:
         raise DatasetError(f"{n_events} events {min_gap_s:g} s apart do not fit in {duration_s:g} s "
                            f"(after a {lead_in_s:g} s lead-in)")
+    if bed_rms is None:  # the level the background clips have (what a model trained on them knows)
+        bed_rms = float(np.median([_rms(read_audio(c.path)) for c in backgrounds[:50]]))
     audio = _background_bed(backgrounds, n, rng, bed_rms)
     # onsets: equal slots, a random place in each slot leaving min_gap_s between neighbours
     slot = usable / max(n_events, 1)
@@ -151,7 +151,7 @@ def make_stream(clips, duration_s: float, n_events: int, seed: int = 0, ebr_db: 
         if not pools[label]:
             pools[label] = list(rng.permutation(len(events_by_label[label])))
         clip = events_by_label[label][pools[label].pop()]
-        seg, on, off = _event_segment(clip, pad_s, seed)
+        seg, on, off = _event_segment(clip, pad_s, seed, isolate)
         start = int(round((onset_s - on) * SAMPLE_RATE))
         seg = seg[: max(0, n - start)].astype(np.float32).copy()
         if len(seg) <= 2 * fade:
