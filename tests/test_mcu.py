@@ -251,3 +251,11 @@ def test_simulate_command_end_to_end(tiny_bundles, stream_wav, tmp_path):
     # the faster core takes fewer ms per decision
     ms = {x["profile"]: x["cost"]["ms_per_decision"] for x in recs}
     assert ms["cortex-m7-480mhz"] < ms["cortex-m33-128mhz"] < ms["cortex-m4-80mhz"]
+
+
+def test_missing_toolchain_says_what_to_install(monkeypatch, tmp_path):
+    monkeypatch.setattr(calibrate.shutil, "which", lambda name: None)
+    with pytest.raises(calibrate.ToolMissing, match="apt-get install gcc-arm-none-eabi"):
+        calibrate.build(tmp_path)
+    # simulating needs only the committed counts
+    assert calibrate.coefficients("cortex-m4")["lstm_step"]["insns_per_mac"] > 0
