@@ -132,17 +132,25 @@ class StageCosts:
                 + decisions * self.decision_cycles)
 
 
+COPY_INSNS_PER_BYTE = 0.5  # a word copy loop (LDR/STR + loop) moves 4 bytes in ~2 instructions
+
+
 def stage_costs(bundle, profile, coef: dict) -> StageCosts:
-    """Per-stage cycles of a bundle's firmware loop on an MCU profile."""
+    """Per-stage cycles of a bundle's firmware loop on an MCU profile:
+    - a front-end frame: the fixed-point frame kernel, plus quantizing its n_mels values into the
+      int8 feature ring (one requantization each, the MUL kernel's per-element cost);
+    - a model invoke: the graph's operators, plus copying the input tensor (window or frame and
+      state) from the feature ring into the arena;
+    - a decision: the smoother's average over its window (~8 decisions x labels) and threshold,
+      at the element-wise per-element cost."""
     model = model_cost(bundle.model_bytes, coef)
     elem = coef["elementwise"]["insns_per_element"]
-    in_elements = sum(_n(t) for t in bundle.info.inputs)
+    requant = coef["multiply"]["insns_per_element"]
+    in_bytes = sum(_n(t) * np.dtype(t.dtype).itemsize for t in bundle.info.inputs)
     labels = len(bundle.labels)
     cpi = float(profile.cpi)
     return StageCosts(
-        frontend_frame_cycles=coef["frontend"]["insns_per_frame"] * cpi,
-        # the input tensor is quantized from the feature buffer before every invoke
-        invoke_cycles=(model["insns"] + in_elements * elem) * cpi,
-        # the smoother averages the last ~1 s of decisions per label and thresholds them
+        frontend_frame_cycles=(coef["frontend"]["insns_per_frame"] + bundle.frontend.n_mels * requant) * cpi,
+        invoke_cycles=(model["insns"] + in_bytes * COPY_INSNS_PER_BYTE) * cpi,
         decision_cycles=labels * 8 * elem * cpi,
         model=model, cpi=cpi)
