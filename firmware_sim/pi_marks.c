@@ -3,7 +3,9 @@
  * built by firmware_sim/pi_root.py against the qemu-plugin.h of Debian's qemu source package).
  *
  * Counts every executed guest instruction (an inline add of the block's instruction count at
- * the start of each translated block, as QEMU's tests/plugin/bb.c does). A guest marks a point
+ * the start of each translated block, as QEMU's tests/plugin/bb.c does; a block that exits early,
+ * e.g. an exclusive-access restart, is counted whole: tests/test_pi_sim.py finds the total within
+ * 1e-6 of QEMU's per-instruction insn plugin). A guest marks a point
  * in its run with a system call that cannot succeed: lseek(MARK_FD, tag, 0) (EBADF). On each
  * such call the plugin writes "tag count" to the file named by the plugin argument out=PATH, so
  * the host can subtract counts between marks: the cost of exactly the code between two marks,
