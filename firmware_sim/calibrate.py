@@ -1,11 +1,13 @@
 """Instruction counts of the project's C kernels on QEMU, and the cost coefficients fitted to them.
 
 ``python -m firmware_sim.calibrate`` (or ``edge-sed simulate --calibrate``):
-1. builds firmware_sim/c (Makefile: arm-none-eabi-gcc -O2 -mthumb -mcpu=cortex-m4 / cortex-m7,
-   newlib semihosting) for QEMU's mps2-an386 (Cortex-M4) and mps2-an500 (Cortex-M7);
+1. builds firmware_sim/c (Makefile: arm-none-eabi-gcc -O2 -mthumb -mcpu=cortex-m4 / cortex-m7 /
+   cortex-m33, newlib semihosting) for QEMU's mps2-an386 (Cortex-M4), mps2-an500 (Cortex-M7) and
+   mps2-an505 (Cortex-M33);
 2. runs each image with ``-icount shift=0,sleep=off`` (1 ns of virtual time per executed
-   instruction) - bench.c reads SysTick (25 MHz: 40 instructions a tick) around ``reps`` calls of
-   every kernel configuration, so the counts are exact to 40 instructions per measurement;
+   instruction) - bench.c reads SysTick (25 MHz: 40 instructions a tick; an505 20 MHz: 50)
+   around ``reps`` calls of every kernel configuration, so the counts are exact to one tick per
+   measurement; a loop of known length (counter_check) verifies the rate on every board;
 3. checks every kernel's output checksum against the numpy reference (firmware_sim.kernels_ref);
 4. fits, per build, instructions = a * MACs + b * outputs/units + c (least squares over the
    configurations of a kernel) and writes firmware_sim/c/counts.json: the raw counts, the fits,
@@ -30,7 +32,7 @@ from edge_sed.errors import EdgeSedError
 from .kernels_ref import C_DIR, reference_checksum
 
 COUNTS_JSON = C_DIR / "counts.json"
-BUILDS = {"cortex-m4": "mps2-an386", "cortex-m7": "mps2-an500"}
+BUILDS = {"cortex-m4": "mps2-an386", "cortex-m7": "mps2-an500", "cortex-m33": "mps2-an505"}
 QEMU_ARGS = ["-nographic", "-monitor", "none", "-serial", "none",
              "-semihosting-config", "enable=on,target=native", "-icount", "shift=0,sleep=off"]
 INSTALL_HINT = ("apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm make "
@@ -72,6 +74,12 @@ def run_on_qemu(elf: Path, board: str, timeout_s: float = 600) -> list[dict]:
     if proc.returncode != 0 or not results:
         raise EdgeSedError(f"{elf.name} on QEMU {board}: exit status {proc.returncode}, "
                            f"{len(results)} results ({proc.stderr.strip()[:200]})")
+    checks = [r for r in results if r["kernel"] == "counter_check"]
+    results = [r for r in results if r["kernel"] != "counter_check"]
+    for c in checks:  # SUBS/NOP/BNE: 3 instructions an iteration, plus a few around it
+        if not 0 <= c["insns"] - 3 * c["params"]["n"] <= 100:
+            raise EdgeSedError(f"{elf.name} on QEMU {board}: a loop of {3 * c['params']['n']} instructions counted "
+                               f"{c['insns']}: the SysTick rate assumed for this board is wrong")
     for r in results:
         r["insns_per_call"] = r["insns"] / r["reps"]
         r["reference_fnv"] = reference_checksum(r["kernel"], r["params"])
@@ -131,12 +139,12 @@ def calibrate(progress=None) -> dict:
         for name, board in BUILDS.items():
             if progress:
                 progress(f"running the {name} build on QEMU {board}")
-            results = run_on_qemu(elves[name], board)
+            results = run_on_qemu(elves[name], board)  # (counter_check verified and dropped)
             bad = [r for r in results if not r["matches_reference"]]
             if bad:
                 raise EdgeSedError(f"{name}: {bad[0]['kernel']} {bad[0]['params']} output checksum {bad[0]['fnv']} "
                                    f"differs from the numpy reference {bad[0]['reference_fnv']}")
-            builds[name] = {"board": board, "cflags": f"-O2 -mthumb -mcpu={name}", "results": results,
+            builds[name] = {"board": board, "cflags": f"-O2 -mthumb -mcpu={name}", "counter_check": "ok", "results": results,
                             "coefficients": fit(results)}
     report = {
         "generated_by": "python -m firmware_sim.calibrate",

@@ -15,7 +15,7 @@ Schema (all kinds):
 kind "mcu" adds:
     core               str   "cortex-m4" | "cortex-m7" | "cortex-m33"
     kernel_build       str   which QEMU-counted kernel build gives the instruction counts
-                             (a column of firmware_sim/c/counts.json: "cortex-m4" | "cortex-m7")
+                             (firmware_sim/c/counts.json: "cortex-m4" | "cortex-m7" | "cortex-m33")
     cpi                float cycles per instruction assumed for this core (cycles = insns * cpi)
     code_flash_bytes   int   flash allowance for code (runtime, kernels, front end, HAL)
     reserved_ram_bytes int   RAM allowance for stack and globals

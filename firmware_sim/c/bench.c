@@ -171,8 +171,21 @@ static void bench_frontend(int reps)
     result("frontend_frame_q15", "\"n_fft\": 512, \"n_mels\": 40", reps, t1 - t0, h);
 }
 
+/* A loop of exactly 3 instructions per iteration (SUBS, NOP, BNE): checks the tick rate. */
+static void counter_check(int n)
+{
+    counter_start();
+    uint32_t t0 = counter_ticks();
+    __asm volatile("mov r0, %0\n1: subs r0, r0, #1\n nop\n bne 1b" : : "r"(n) : "r0", "cc");
+    uint32_t t1 = counter_ticks();
+    char params[32];
+    snprintf(params, sizeof params, "\"n\": %d", n);
+    result("counter_check", params, 1, t1 - t0, 0);
+}
+
 int main(void)
 {
+    counter_check(100000);
     bench_fc(64, 16, 200);
     bench_fc(256, 16, 100);
     bench_fc(64, 64, 100);
