@@ -135,13 +135,23 @@ def run_playbook(inventory, bundle, opts: Options, wheel=None, batch: int = 1, d
     log = log or (lambda m: None)
     exe = ansible_playbook()
     work = Path(keep_dir) if keep_dir else Path(tempfile.mkdtemp(prefix="edge-sed-playbook-"))
-    art = prepare(bundle, work, wheel)
-    playbook = write_playbook(work / "playbook", opts, art, batch)
-    syntax_check(playbook, inventory)
-    hosts = list_hosts(playbook, inventory)
-    if dry_run:
-        log(f"playbook: {playbook} (syntax ok; {len(hosts)} host(s): {', '.join(hosts)}; batches of {batch})")
-        return [HostResult(Target(h), status="dry-run") for h in hosts]
+    keep = bool(keep_dir)
+    try:
+        art = prepare(bundle, work, wheel)
+        playbook = write_playbook(work / "playbook", opts, art, batch)
+        syntax_check(playbook, inventory)
+        hosts = list_hosts(playbook, inventory)
+        if dry_run:  # keep the playbook for inspection
+            keep = True
+            log(f"playbook: {playbook} (syntax ok; {len(hosts)} host(s): {', '.join(hosts)}; batches of {batch})")
+            return [HostResult(Target(h), status="dry-run") for h in hosts]
+        return _run(exe, playbook, inventory, hosts, batch, log)
+    finally:
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(exe, playbook: Path, inventory, hosts: list[str], batch: int, log) -> list[HostResult]:
     log(f"running {playbook} on {len(hosts)} host(s) in batches of {batch}")
     proc = subprocess.Popen([exe, "-i", str(inventory), str(playbook)], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=_ansible_env())

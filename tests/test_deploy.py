@@ -189,6 +189,7 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 UsePAM no
 StrictModes no
+Subsystem sftp internal-sftp
 SetEnv HOME={home} PATH={path} PIP_CACHE_DIR={pip_cache}
 """)
         proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(config)],
