@@ -281,7 +281,10 @@ def ensure_plugins(log=None) -> dict[str, Path]:
 
 def _guest_env(extra_path: list[str] = ()) -> dict:
     """A clean environment: nothing of the host's Python (venv, PYTHONPATH) leaks into the guest."""
+    # One thread, as the profiles assume; OpenBLAS (numpy) would otherwise start one per core, whose
+    # spinning shows up in the instruction counts (a process-wide counter).
     return {"PATH": "/usr/bin:/bin", "HOME": "/root", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",
+            "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
             "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": ":".join([GUEST_SITE, *extra_path])}
 
 
