@@ -321,9 +321,11 @@ def simulate_profile(model: PiModel, profile: DeviceProfile, audio: np.ndarray, 
         "events": {k: v for k, v in metrics.items() if k != "latencies_s"},
     }
     c = record["cost"]
+    unit = "invoke (one frame)" if bundle.form == "streaming-explicit-state" else "inference"
     record["summary"] = (
-        f"emulated {profile.qemu_cpu}: {invoke / 1e6:.2f} M insns/inference -> est. {c['est_ms_per_inference']:.2f} ms "
-        f"(CPI {profile.cpi}, {profile.clock_hz / 1e9:g} GHz, 1 thread; {predict / 1e6:.2f} M with the Python glue); "
+        f"emulated {profile.qemu_cpu}: {invoke / 1e6:.2f} M insns/{unit} -> est. {c['est_ms_per_inference']:.2f} ms "
+        f"(CPI {profile.cpi}, {profile.clock_hz / 1e9:g} GHz, 1 thread; {predict / 1e6:.2f} M per window with the "
+        "Python glue); "
         f"front end {c['frontend_insns_per_frame'] / 1e3:.0f} k insns/frame; scores vs host: max |d| "
         f"{par['max_abs_diff_vs_host']:.1e}, top-1 {par['top1_agreement']:.0%} on {model.windows_what}; "
         f"overall error {acc['overall_error']:.3f}")
