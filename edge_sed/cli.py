@@ -566,7 +566,7 @@ def _thresholds_for(values) -> dict:
               help="Threshold of one class (repeatable), e.g. --threshold-for gunshot=0.8.")
 @click.option("--window-ms", type=click.FloatRange(0), help="Averaging window of the smoother (default 750).")
 @click.option("--suppression-ms", type=click.FloatRange(0), help="After an event, the same class does not fire "
-              "again for this long unless another class came between (default 1500).")
+              "again for this long unless another class came between (default 3000).")
 @click.option("--min-count", type=click.IntRange(1), help="Decisions needed in the window before any event (default 2).")
 @click.option("--hop-ms", type=click.FloatRange(10), default=250.0, show_default=True,
               help="Model decision every hop (the window slides by this much).")
@@ -620,6 +620,8 @@ def devices(as_json):
                    "bundles' own, from their provenance). The run's test split is used.")
 @click.option("--profiles", default="all", show_default=True,
               help="Device profiles to estimate: 'all' or a comma list (host is always measured).")
+@click.option("--pi-levels", default="fp32,int8", show_default=True,
+              help="Levels emulated on Pi profiles ('all': every one; QEMU takes minutes per level and core).")
 @click.option("--runs", "runs", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="Training run directories (metrics.json) for the objective comparison; repeatable.")
 @click.option("--out", "out_dir", default="report", show_default=True,
@@ -634,7 +636,7 @@ def devices(as_json):
 @click.option("--screenshot", type=click.Path(dir_okay=False, path_type=Path),
               help="Also render report.html with headless Chromium to this PNG.")
 @click.option("--json", "as_json", is_flag=True, help="Print report.json.")
-def report(bundles, data_path, profiles, runs, out_dir, stream_s, stream_events, latency_rounds, no_plots,
+def report(bundles, data_path, profiles, pi_levels, runs, out_dir, stream_s, stream_events, latency_rounds, no_plots,
            screenshot, as_json):
     """Accuracy and latency per quantization level and per device: clip-level error (per class,
     overall, macro-F1; from the bundles' manifests), event F1 and onset latency on a labelled
@@ -648,7 +650,8 @@ def report(bundles, data_path, profiles, runs, out_dir, stream_s, stream_events,
     with progress_bar("streams", 1, enabled=not as_json) as advance:
         result = build_report(list(bundles), out_dir, data=data_path, profiles=profiles, runs=list(runs),
                               stream_s=stream_s, stream_events=stream_events, latency_rounds=latency_rounds,
-                              plots=not no_plots, say=say, progress=advance)
+                              plots=not no_plots, say=say, progress=advance,
+                              pi_levels="all" if pi_levels == "all" else tuple(pi_levels.split(",")))
     if screenshot:
         screenshot_html(out_dir / "report.html", screenshot)
     if as_json:

@@ -24,7 +24,10 @@ from .settings import BACKGROUND
 
 DEFAULT_AVERAGE_WINDOW_MS = 750.0
 DEFAULT_THRESHOLD = 0.6
-DEFAULT_SUPPRESSION_MS = 1500.0
+DEFAULT_SUPPRESSION_MS = 3000.0
+"""micro_speech uses 1.5 s for words; a baby cry lasts up to ~2 s and stays in 1 s windows for
+~3 s, so 1.5 s fired it twice (measured on played streams). A second sound of another class
+still fires at once."""
 DEFAULT_MINIMUM_COUNT = 2
 
 
