@@ -576,10 +576,13 @@ def _thresholds_for(values) -> dict:
               help="Append one JSON object per event (ISO time, stream time, class, score, decision latency).")
 @click.option("--record", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the 16 kHz audio the loop heard to this WAV (replay it with --file).")
+@click.option("--profile", help="Run the loop on a simulated MCU (a firmware_sim profile, e.g. cortex-m4-80mhz): "
+              "the int8 model through tflite-micro and that device's estimated clock (duty cycle, device latency, "
+              "overruns in the summary). Needs the [sim] extra.")
 @click.option("--json", "as_json", is_flag=True, help="Print nothing live; print the summary (with every "
               "event) as JSON at exit.")
 def listen(bundle_path, device, file, realtime, threshold, thresholds, window_ms, suppression_ms, min_count,
-           hop_ms, duration_s, log, record, as_json):
+           hop_ms, duration_s, log, record, profile, as_json):
     """Detect events live on a microphone (or a file): front end -> model -> smoother, one
     line or a live display per event, a summary at exit (Ctrl-C: exit 130; SIGTERM: exit 0)."""
     from .listen import listen as run
@@ -590,7 +593,8 @@ def listen(bundle_path, device, file, realtime, threshold, thresholds, window_ms
         raise click.UsageError("give --file or --input-device, not both")
     run(bundle_path, device=device, file=file, realtime=realtime, threshold=threshold,
         thresholds=_thresholds_for(thresholds), average_window_ms=window_ms, suppression_ms=suppression_ms,
-        minimum_count=min_count, hop_ms=hop_ms, duration_s=duration_s, log=log, record=record, as_json=as_json)
+        minimum_count=min_count, hop_ms=hop_ms, duration_s=duration_s, log=log, record=record, as_json=as_json,
+        profile=profile)
 
 
 @cli.command()

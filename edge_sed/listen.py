@@ -317,6 +317,80 @@ class RecordSink:
         self._f.close()
 
 
+class DeviceClock:
+    """``--profile``: the live stream on a simulated MCU. The model is the bundle's int8 model run
+    by tflite-micro (firmware_sim's TFLM backend: the scores are the MCU's), and a virtual device
+    clock (firmware_sim.clock's timing model, kept up block by block) charges each block the
+    profile's estimated cycles for the frames, invokes and smoother updates it caused: device
+    time of a block = max(its arrival, end of the previous block's work) + work. Reports device
+    decision latency, duty cycle and overruns (work ending after the next block arrived)."""
+
+    def __init__(self, profile, work_s, block_s: float):
+        self.profile, self.work_s, self.block_s = profile, work_s, block_s
+        self.free_at = self.busy = 0.0
+        self.blocks = self.overruns = 0
+        self.latency_s: list = []
+        self.stream_s = 0.0
+
+    def block(self, n_samples: int, frames: int, inferences: int, decisions) -> None:
+        self.stream_s += n_samples / SAMPLE_RATE
+        arrive = self.stream_s
+        w = self.work_s(frames, inferences, len(decisions))
+        end = max(arrive, self.free_at) + w
+        self.busy += w
+        self.free_at = end
+        self.blocks += 1
+        if end > arrive + self.block_s:
+            self.overruns += 1
+        self.latency_s += [end - d.t_s for d in decisions]
+
+    def figures(self) -> dict:
+        lat = [x * 1000 for x in self.latency_s]
+        return {"profile": self.profile.name, "device": self.profile.description,
+                "duty_cycle": round(self.busy / self.stream_s, 4) if self.stream_s else None,
+                "decision_latency_ms_p50": _pct(lat, 50), "decision_latency_ms_p95": _pct(lat, 95),
+                "decision_latency_ms_max": round(max(lat), 3) if lat else None, "overruns": self.overruns,
+                "note": "estimated device time (firmware_sim cost model on the profile), not measured"}
+
+    def event(self, event, latency_s: float) -> None:
+        pass
+
+    def decision(self, decision, level_db: float) -> None:
+        pass
+
+    def close(self, summary) -> None:
+        summary["device"] = self.figures()
+
+
+def mcu_target(bundle, profile_name: str, hop_frames, smoother):
+    """(Detector on tflite-micro, DeviceClock, DMA block ms) for an MCU profile of firmware_sim
+    (imported here only: the [sim] extra)."""
+    try:
+        from firmware_sim.calibrate import coefficients, load_counts
+        from firmware_sim.cost import stage_costs
+        from firmware_sim.mcu import MCU_LEVELS
+        from firmware_sim.profiles import load_profile
+        from firmware_sim.tflm import MicroBackend, find_arena_bytes
+    except ImportError as exc:
+        raise EdgeSedError(f"--profile needs the simulators (pip install 'edge-sed[sim]'): {exc}") from None
+    from .loop import Detector
+
+    profile = load_profile(profile_name)
+    if profile.kind != "mcu":
+        raise EdgeSedError(f"--profile {profile_name}: a {profile.kind} profile; listen runs MCU profiles live "
+                           "(a Pi profile needs its emulated measurement: use `edge-sed simulate`)")
+    if bundle.level not in MCU_LEVELS or bundle.form != "windowed":
+        raise EdgeSedError(f"--profile runs the full-integer windowed int8 bundle on the MCU; {bundle.path} is "
+                           f"{bundle.level} {bundle.form}")
+    arena = find_arena_bytes(bundle.model_bytes)
+    backend = MicroBackend(bundle.model_bytes, arena["arena_bytes"])
+    costs = stage_costs(bundle, profile, coefficients(profile.kernel_build, load_counts()))
+    hz = float(profile.clock_hz)
+    block_s = profile.dma_block_samples / profile.sample_rate
+    clock = DeviceClock(profile, lambda f, i, d: costs.block_cycles(f, i, d) / hz, block_s)
+    return Detector(bundle, backend=backend, hop_frames=hop_frames, smoother=smoother), clock, block_s * 1000
+
+
 class ConsoleSink:
     """Live rich display on a terminal (input level, top class and score, recent events), else
     one plain line per event on stdout. ``quiet`` (for --json) prints nothing."""
@@ -413,7 +487,12 @@ def run_loop(detector, source, sinks, duration_s: float | None = None, clock=tim
             for sink in sinks:
                 if hasattr(sink, "audio"):
                     sink.audio(block)
-            for d in detector.push(block):
+            frames0, inferences0 = detector.frames_seen, detector.inferences
+            decisions = detector.push(block)
+            for sink in sinks:
+                if hasattr(sink, "block"):
+                    sink.block(len(block), detector.frames_seen - frames0, detector.inferences - inferences0, decisions)
+            for d in decisions:
                 now = clock()
                 end_sample = int(round(d.t_s * SAMPLE_RATE))
                 arrived_at = next((t for s, t in arrivals if s >= end_sample), arrived)
@@ -473,7 +552,11 @@ def summary_text(s: dict) -> str:
             f"{s['events']} events ({by}); inference {s['inference_ms_p50']} ms p50 / "
             f"{s['inference_ms_p99']} ms p99 per decision; decision latency {s['decision_latency_ms_p50']} ms p50; "
             f"CPU {s['cpu_percent_one_core']} % of one core; overflows {s['overflows']}, "
-            f"dropped blocks {s['dropped_blocks']}; stopped by {s['stopped_by']}")
+            f"dropped blocks {s['dropped_blocks']}; stopped by {s['stopped_by']}"
+            + (f"\non {s['device']['profile']} (estimated): duty cycle {100 * (s['device']['duty_cycle'] or 0):.1f} %, "
+               f"device decision latency {s['device']['decision_latency_ms_p50']} ms p50 / "
+               f"{s['device']['decision_latency_ms_max']} ms max, overruns {s['device']['overruns']}"
+               if s.get("device") else ""))
 
 
 def _raise_stopped(signum, frame):
@@ -510,7 +593,7 @@ class _FilteredStderr:
 
 def listen(bundle_path, *, device=None, file=None, realtime=False, threshold=None, thresholds=None,
            average_window_ms=None, suppression_ms=None, minimum_count=None, hop_ms=None, duration_s=None,
-           log=None, record=None, as_json=False, live=None, capture_hz=None) -> int:
+           log=None, record=None, as_json=False, live=None, capture_hz=None, profile=None) -> int:
     """The ``edge-sed listen`` command: runs until the end of the file, ``duration_s``, Ctrl-C
     or SIGTERM, prints the summary (JSON with ``as_json``) and returns the exit code: 0 at the
     end, after ``duration_s`` or on SIGTERM; 130 on Ctrl-C. A lost device raises DeviceError
@@ -530,17 +613,25 @@ def listen(bundle_path, *, device=None, file=None, realtime=False, threshold=Non
                         minimum_count=DEFAULT_MINIMUM_COUNT if minimum_count is None else minimum_count)
     frame_ms = bundle.frontend.hop_ms
     hop_frames = max(1, int(round(hop_ms / frame_ms))) if hop_ms else None
-    detector = Detector(bundle, hop_frames=hop_frames, smoother=smoother)
+    block_ms, device_sinks = BLOCK_MS, []
+    if profile:
+        detector, device_clock, block_ms = mcu_target(bundle, profile, hop_frames, smoother)
+        device_sinks = [device_clock]
+    else:
+        detector = Detector(bundle, hop_frames=hop_frames, smoother=smoother)
     with _FilteredStderr() if not file else _nothing():
-        source = FileSource(file, realtime=realtime) if file else MicSource(device, capture_hz=capture_hz)
-    sinks = ([JsonlSink(log)] if log else []) + ([RecordSink(record)] if record else [])
+        source = (FileSource(file, realtime=realtime, block_ms=block_ms) if file
+                  else MicSource(device, capture_hz=capture_hz, block_ms=block_ms))
+    sinks = ([JsonlSink(log)] if log else []) + ([RecordSink(record)] if record else []) + device_sinks
     previous = None
     if threading.current_thread() is threading.main_thread():
         # Ctrl-C stops listen even where the shell started it with SIGINT ignored (a background job)
         previous = (signal.signal(signal.SIGTERM, _raise_stopped), signal.signal(signal.SIGINT, signal.default_int_handler))
     try:
         with _FilteredStderr() if not file else _nothing(), source:
-            sinks.insert(0, ConsoleSink(bundle.labels, source.name, live=live, quiet=as_json))
+            # the console last: an event is on disk (JSONL, fsync'd) before it is shown, so a kill
+            # can never leave a shown event out of the log
+            sinks.append(ConsoleSink(bundle.labels, source.name, live=live, quiet=as_json))
             summary = run_loop(detector, source, sinks, duration_s=duration_s)
     finally:
         if previous is not None:

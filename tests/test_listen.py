@@ -449,3 +449,20 @@ def test_microphone_detects_a_played_stream(pulse, detector_bundles, tmp_path):
     offline = json.loads(r.stdout)["detected"]
     assert [(d["class"], d["stream_s"]) for d in offline] == [(d["class"], d["stream_s"]) for d in s["detected"]]
     assert np.allclose([d["score"] for d in offline], [d["score"] for d in s["detected"]], atol=1e-3)
+
+
+def test_profile_runs_the_loop_on_a_simulated_mcu(tiny_bundles, stream_file):
+    pytest.importorskip("firmware_sim.tflm", reason="the [sim] extra (tflite-micro) is not installed")
+    args = ("listen", "--bundle", tiny_bundles[0] / "int8", "--file", stream_file, "--json", "--threshold", "0.3")
+    host = json.loads(edge_sed(*args).stdout)
+    r = edge_sed(*args, "--profile", "cortex-m7-480mhz")
+    assert r.returncode == 0, r.stderr
+    mcu = json.loads(r.stdout)
+    d = mcu["device"]
+    assert d["profile"] == "cortex-m7-480mhz" and 0 < d["duty_cycle"] < 1 and d["overruns"] == 0
+    assert 0 < d["decision_latency_ms_p50"] <= d["decision_latency_ms_max"] < 250
+    assert mcu["decisions"] == host["decisions"]  # same loop, same decisions; scores from TFLM
+    r = edge_sed(*args, "--profile", "rpi-4")
+    assert r.returncode == 2 and "MCU profiles" in r.stderr
+    r = edge_sed("listen", "--bundle", tiny_bundles[0] / "fp32", "--file", stream_file, "--profile", "cortex-m4-80mhz")
+    assert r.returncode == 2 and "int8" in r.stderr
