@@ -452,7 +452,7 @@ def test_microphone_detects_a_played_stream(pulse, detector_bundles, tmp_path):
 
 
 def test_profile_runs_the_loop_on_a_simulated_mcu(tiny_bundles, stream_file):
-    pytest.importorskip("firmware_sim.tflm", reason="the [sim] extra (tflite-micro) is not installed")
+    pytest.importorskip("tflite_micro", reason="the [sim] extra (tflite-micro) is not installed")
     args = ("listen", "--bundle", tiny_bundles[0] / "int8", "--file", stream_file, "--json", "--threshold", "0.3")
     host = json.loads(edge_sed(*args).stdout)
     r = edge_sed(*args, "--profile", "cortex-m7-480mhz")
