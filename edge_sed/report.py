@@ -33,6 +33,7 @@ import html
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -239,32 +240,118 @@ def _stream_record(meas: dict, path: Path) -> dict:
 
 # ------------------------------------------------------------------------- devices
 
+DEVICE_POINTERS = {
+    # report field: (pointer inside a firmware_sim record, unit shown)
+    "mcu": {"latency_ms": "cost/ms_per_decision", "duty_cycle": "clock/duty_cycle",
+            "ram_bytes": "memory/ram_total_bytes", "flash_bytes": "memory/flash_total_bytes",
+            "arena_bytes": "memory/ram/tensor_arena", "fits": "memory/fits", "f1": "events/f1",
+            "latency_median_s": "events/latency_median_s", "worst_latency_ms": "clock/decision_latency_worst_ms",
+            "overruns": "clock/overruns"},
+    "pi": {"latency_ms": "cost/est_ms_per_inference", "duty_cycle": "clock/duty_cycle",
+           "model_bytes": "model_bytes", "overall_error": "accuracy/overall_error", "f1": "events/f1",
+           "latency_median_s": "events/latency_median_s", "worst_latency_ms": "clock/decision_latency_worst_ms",
+           "overruns": "clock/overruns"},
+}
+LATENCY_UNIT = {"mcu": "ms per decision (front end + model + smoother)", "pi": "ms per inference (model)"}
 
-def device_profiles(names: str) -> tuple[list[str], str | None]:
-    """The device profiles to estimate, and why there are none if the simulators are absent."""
+
+def resolve_profiles(spec: str) -> list:
+    """firmware_sim profiles for "all", "mcu", "pi", names, or a comma list of any of these;
+    [] when firmware_sim is not installed (the report then says so)."""
     try:
-        from firmware_sim import report_api  # noqa: F401  (the simulators' report entry point)
+        from firmware_sim.profiles import load_profiles
+    except ImportError:
+        return []
+    found = {}
+    for item in (t.strip() for t in spec.split(",")):
+        if item and item != "host":
+            found.update((p.name, p) for p in load_profiles(item))
+    return list(found.values())
+
+
+PI_LEVELS = ("fp32", "int8")
+"""Levels the report emulates on Pi profiles by default: emulating LiteRT on an aarch64 core under
+QEMU takes minutes per level and core; `edge-sed simulate BUNDLE --profile rpi-4` does any other."""
+
+
+def simulate_devices(model_set: ModelSet, wav, profiles: str, out_path: Path, say,
+                     pi_levels=PI_LEVELS) -> tuple[list[dict], str | None]:
+    """Every profile x level of ``model_set`` through firmware_sim (``edge-sed simulate``'s Python
+    entry, one level at a time) on the report's stream; the records are written to ``out_path``
+    and every figure the report shows points into it. Pi profiles get the levels in
+    ``pi_levels`` ("all": every one). ([], reason) when there is no simulator to ask."""
+    try:
+        from firmware_sim import simulate as sim
     except ImportError as exc:
         return [], (f"no device simulator in this installation (firmware_sim: {exc}); "
-                    "install 'edge-sed[sim]' / see issues 5 and 6")
-    available = report_api.profile_names()
-    if names in ("all", ""):
-        return list(available), None
-    wanted = [n.strip() for n in names.split(",") if n.strip()]
-    unknown = [n for n in wanted if n not in available and n != "host"]
-    if unknown:
-        raise EdgeSedError(f"unknown device profile(s) {', '.join(unknown)}; known: {', '.join(available)}")
-    return [n for n in wanted if n != "host"], None
+                    "pip install 'edge-sed[sim]'")
+    if wav is None:
+        return [], "no labelled stream to simulate on (see the stream notes)"
+    chosen = resolve_profiles(profiles)
+    result = {"format": None, "stream": None, "calibration": None, "records": [], "not_simulated": []}
+    for name, lv in model_set.levels.items():
+        if lv["status"] != "ok":
+            continue
+        names = [p.name for p in chosen if p.kind != "pi" or pi_levels == "all" or name in pi_levels]
+        for p in chosen:
+            if p.name not in names:
+                result["not_simulated"].append({
+                    "profile": p.name, "kind": p.kind, "bundle": lv["path"],
+                    "reason": f"the report emulates {', '.join(pi_levels)} on Pi profiles (QEMU takes minutes per "
+                              f"level); run: edge-sed simulate {lv['path']} --profile {p.name}"})
+        if not names:
+            continue
+        say(f"simulating {name} on {', '.join(names)}")
+        try:
+            r = sim.run(lv["path"], ",".join(names), str(wav), log=say)
+        except EdgeSedError as exc:  # e.g. the emulated Pi userland cannot be built here
+            result["records"] += [{"profile": n, "kind": next(p.kind for p in chosen if p.name == n),
+                                   "bundle": lv["path"], "skipped": f"simulator failed: {exc}"} for n in names]
+            continue
+        result.update(format=r["format"], stream=r["stream"], calibration=r["calibration"])
+        result["records"] += r["records"]
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    from .atomic import atomic_path
 
-
-def simulate_device(profile: str, bundle_path: str, wav: Path, out: Path) -> dict:
-    """One (profile, bundle) estimate from firmware_sim, written to ``out``; returns the record
-    with sources, or {"status": "cannot run", "reason": ...}."""
-    from firmware_sim import report_api
-
-    result = report_api.simulate(profile, bundle_path, str(wav))
-    write_json(result, out)
-    return result
+    with atomic_path(out_path) as tmp:
+        tmp.write_text(sim.dumps(result))
+    result = json.loads(out_path.read_text())
+    devices: dict[str, dict] = {}
+    for i, rec in enumerate(result["records"]):
+        kind = rec.get("kind", "mcu")
+        dev = devices.setdefault(rec["profile"], {
+            "profile": rec["profile"], "kind": kind, "estimate": True, "device": rec.get("device"),
+            "latency_unit": LATENCY_UNIT.get(kind), "levels": {}})
+        name = Path(rec["bundle"]).name
+        if "skipped" in rec:
+            dev["levels"][name] = {"status": "cannot run", "reason": rec["skipped"],
+                                   "source": f"{out_path}#/records/{i}/skipped"}
+            continue
+        dev["device"] = rec.get("device") or dev["device"]
+        dev["estimate_note"] = rec.get("estimate_note")
+        cell = {"status": "ok", "estimate": True, "sources": {}}
+        for key, pointer in DEVICE_POINTERS.get(kind, {}).items():
+            v = rec
+            try:
+                for part in pointer.split("/"):
+                    v = v[part]
+            except (KeyError, TypeError):
+                continue
+            cell[key] = v
+            cell["sources"][key] = f"{out_path}#/records/{i}/{pointer}"
+        dev["levels"][name] = cell
+    for i, rec in enumerate(result["not_simulated"]):
+        dev = devices.setdefault(rec["profile"], {"profile": rec["profile"], "kind": rec["kind"], "estimate": True,
+                                                  "device": None, "latency_unit": LATENCY_UNIT.get(rec["kind"]),
+                                                  "levels": {}})
+        dev["levels"][Path(rec["bundle"]).name] = {"status": "not simulated", "reason": rec["reason"],
+                                                   "source": f"{out_path}#/not_simulated/{i}/reason"}
+    for name, lv in model_set.levels.items():  # levels convert could not make: say so on every device
+        for dev in devices.values():
+            if name not in dev["levels"]:
+                dev["levels"][name] = {"status": "not built" if lv["status"] != "ok" else "not simulated",
+                                       "reason": lv["reason"] or "firmware_sim returned no record"}
+    return list(devices.values()), None
 
 
 # --------------------------------------------------------------------------- helpers
@@ -299,7 +386,7 @@ def _fmt(v, digits=3, suffix=""):
 
 def build_report(bundles, out, data: str | None = None, profiles: str = "all", runs=(),
                  stream_s: float = STREAM_S, stream_events: int = STREAM_EVENTS, latency_rounds: int = 30,
-                 plots: bool = True, say=None, progress=None) -> dict:
+                 plots: bool = True, say=None, progress=None, pi_levels=PI_LEVELS) -> dict:
     """Collect, measure, render. Returns report.json's content; writes report.json/.md/.html
     and the plots into ``out``."""
     say = say or (lambda *a: None)
@@ -308,6 +395,8 @@ def build_report(bundles, out, data: str | None = None, profiles: str = "all", r
     meas_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     sets = find_model_sets(bundles)
+    if profiles not in ("", "none", "host"):
+        resolve_profiles(profiles)  # an unknown profile fails now, not after the streams
     say(f"{len(sets)} model set(s): " + ", ".join(f"{s.name} ({s.objective}, seed {s.seed})" for s in sets))
 
     # 1. clip-level accuracy, per set and level (manifests)
@@ -367,29 +456,17 @@ def build_report(bundles, out, data: str | None = None, profiles: str = "all", r
     if host:
         write_json(host, host_path)
 
-    # 4. devices: host (measured) + the simulators' profiles (estimated)
-    devices = [_host_device(first, host, host_path)]
-    names, why_none = device_profiles(profiles)
-    if why_none:
-        say(f"device estimates: {why_none}")
-        devices.append({"profile": "MCU and Pi profiles", "kind": "device", "estimate": True,
-                        "status": "not available", "reason": why_none, "levels": {}})
+    # 4. devices: host (measured) + the simulators' profiles (estimated), on the first set's stream
+    devices = [_host_device(first, host, host_path, set_records[0])]
     wav0 = (stream_info.get(first.name) or {}).get("wav")
-    for profile in names:
-        dev = {"profile": profile, "kind": "device", "estimate": True, "levels": {}}
-        for name, lv in first.levels.items():
-            if lv["status"] != "ok":
-                dev["levels"][name] = {"status": "not built", "reason": lv["reason"]}
-                continue
-            path = meas_dir / f"device-{profile}-{name}.json"
-            say(f"simulating {name} on {profile}")
-            try:
-                result = simulate_device(profile, lv["path"], Path(wav0) if wav0 else None, path)
-            except EdgeSedError as exc:
-                result = {"status": "cannot run", "reason": str(exc)}
-                write_json(result, path)
-            dev["levels"][name] = _device_record(result, path)
-        devices.append(dev)
+    if profiles not in ("", "none", "host"):
+        say(f"simulating {first.name} on device profiles '{profiles}' (firmware_sim)")
+        sims, why_none = simulate_devices(first, wav0, profiles, meas_dir / "simulate.json", say, pi_levels)
+        devices += sims
+        if why_none:
+            say(f"device estimates: not available: {why_none}")
+            devices.append({"profile": "MCU and Pi profiles", "kind": "device", "estimate": True,
+                            "status": "not available", "reason": why_none, "levels": {}})
 
     # 5. training comparison
     training = training_comparison(runs) if runs else None
@@ -413,7 +490,7 @@ def build_report(bundles, out, data: str | None = None, profiles: str = "all", r
     return report
 
 
-def _host_device(first: ModelSet, host: dict | None, host_path: Path) -> dict:
+def _host_device(first: ModelSet, host: dict | None, host_path: Path, first_record: dict) -> dict:
     dev = {"profile": "host", "kind": "host", "estimate": False,
            "machine": host["machine"] if host else None, "levels": {}}
     for name, lv in first.levels.items():
@@ -421,38 +498,20 @@ def _host_device(first: ModelSet, host: dict | None, host_path: Path) -> dict:
             dev["levels"][name] = {"status": "not built", "reason": lv["reason"]}
             continue
         h = host["levels"][Path(lv["path"]).name]
+        stream = first_record["levels"][name].get("stream") or {}
+        stream = stream if "f1" in stream else {}
         src = f"{host_path}#/levels/{Path(lv['path']).name}"
         dev["levels"][name] = {
             "status": "ok", "latency_ms": h["median_ms"], "latency_unit": h["unit"],
             "ms_per_s_audio": h["ms_per_s_audio"], "duty_cycle": h["duty_cycle"],
             "ratio_to_fp32": h["ratio_to_fp32"], "ratio_per_s_audio_to_fp32": h["ratio_per_s_audio_to_fp32"],
             "model_bytes": lv["manifest"]["model_bytes"], "fits": True,
+            **{k: stream[k] for k in ("f1", "latency_median_s") if k in stream},
             "sources": {"latency_ms": f"{src}/median_ms", "ms_per_s_audio": f"{src}/ms_per_s_audio",
                         "duty_cycle": f"{src}/duty_cycle", "ratio_to_fp32": f"{src}/ratio_to_fp32",
-                        "model_bytes": f"{lv['source']}#/model_bytes"}}
+                        "model_bytes": f"{lv['source']}#/model_bytes",
+                        **{k: stream["sources"][k] for k in ("f1", "latency_median_s") if k in stream}}}
     return dev
-
-
-DEVICE_FIELDS = ("latency_ms", "ms_per_s_audio", "duty_cycle", "model_bytes", "ram_bytes", "arena_bytes",
-                 "flash_bytes", "fits", "f1", "latency_median_s", "worst_latency_ms", "deadline_misses")
-
-
-def _device_record(result: dict, path: Path) -> dict:
-    """The fields the report shows, from a simulator result, each with its source."""
-    if result.get("status", "ok") != "ok":
-        return {"status": result.get("status", "cannot run"), "reason": result.get("reason"),
-                "source": str(path)}
-    rec = {"status": "ok", "estimate": True, "calibration": result.get("calibration"), "sources": {}}
-    for k in DEVICE_FIELDS:
-        pointer = (result.get("pointers") or {}).get(k)
-        if pointer is None:
-            continue
-        v = result
-        for part in pointer.strip("/").split("/"):
-            v = v[part] if isinstance(v, dict) else v[int(part)]
-        rec[k] = v
-        rec["sources"][k] = f"{path}#{pointer}"
-    return rec
 
 
 def summarise(report: dict) -> list[dict]:
@@ -589,29 +648,43 @@ def _tables(report: dict) -> list[dict]:
                  for r in summary if r["status"] == "ok"],
         "notes": [seeds_note]})
 
-    levels = [r["level"] for r in summary if r["objective"] == summary[0]["objective"]] if summary else []
-    devices = report["devices"]
     dev_rows = []
-    for d in devices:
+    for d in report["devices"]:
+        tag = d["profile"] + (" (estimate)" if d["estimate"] else " (measured)")
         if d.get("status") == "not available":
-            dev_rows.append([d["profile"], f"not available: {d['reason']}"] + [""] * (len(levels) - 1))
+            dev_rows.append([d["profile"], "all", f"not available: {d['reason']}"] + [""] * 7)
             continue
-        cells = []
-        for name in levels:
-            c = d["levels"].get(name)
-            if not c:
-                cells.append("-")
-            elif c["status"] != "ok":
-                cells.append(f"{c['status']}: {c.get('reason')}")
-            else:
-                cells.append(_device_cell(c, d["estimate"]))
-        dev_rows.append([d["profile"] + (" (estimate)" if d["estimate"] else " (measured)")] + cells)
+        for name, c in d["levels"].items():
+            if c["status"] != "ok":
+                dev_rows.append([tag, name, f"{c['status']}: {c.get('reason')}"] + [""] * 7)
+                continue
+            per = {"mcu": "decision", "pi": "inference", "host": "invoke"}.get(d["kind"], "")
+            ram = c.get("ram_bytes")
+            flash = c.get("flash_bytes", c.get("model_bytes"))
+            dev_rows.append([
+                tag, name, f"{_fmt(c.get('latency_ms'), 3)} ms/{per}",
+                _fmt(c.get("duty_cycle") and 100 * c["duty_cycle"], 2, "%"),
+                _fmt(ram and ram / 1024, 1), _fmt(flash and flash / 1024, 1),
+                "-" if c.get("fits") is None else ("yes" if c["fits"] else "DOES NOT FIT"),
+                _fmt(c.get("overall_error")), _fmt(c.get("f1")), _fmt(c.get("latency_median_s"), 2)]
+                + ([f"{c['overruns']} overruns"] if c.get("overruns") else [""]))
+    dev_rows = [r[:10] + ([r[10]] if len(r) > 10 else [""]) for r in dev_rows]
     tables.append({
-        "id": "devices", "title": "Per device: latency, duty cycle, memory",
-        "headers": ["device"] + levels, "rows": dev_rows,
-        "notes": ["host: measured (ms per invoke; duty cycle; model kB). Devices: ESTIMATES by firmware_sim "
-                  "(cycle model of the profile; see each profile's calibration note in report.json): ms per "
-                  "invoke, duty cycle, RAM/flash and whether it fits; 'cannot run' cells say why."]})
+        "id": "devices", "title": "Per device: latency, duty cycle, memory, accuracy on the device",
+        "headers": ["device", "level", "latency", "duty cycle", "RAM kB", "flash kB", "fits", "error on device",
+                    "event F1", "onset latency (s)", "clock"],
+        "rows": dev_rows,
+        "notes": ["host: MEASURED (LiteRT, 1 thread; ms per invoke; duty cycle = model + front end per second of "
+                  "audio; flash = model size). Devices: ESTIMATES by firmware_sim on the first model's bundles and "
+                  "stream, never measured on a board. MCU: scores from tflite-micro's kernels; cycles = instruction "
+                  "counts of the project's C kernels on QEMU x the profile's assumed CPI; latency per decision "
+                  "(front end + model + smoother); RAM and flash from the memory plan (arena, audio ring, buffers, "
+                  "stated allowances for code and stack). Pi: the bundle in LiteRT on an emulated aarch64 core, "
+                  "instructions counted by QEMU x assumed CPI, latency per inference; 'error on device' = overall "
+                  "error of the emulated Pi's scores on the evaluation windows. Event F1 / onset latency / overruns: "
+                  "the device loop on the virtual device clock (each simulator's own decision hop). Rows that are "
+                  "not figures say why."]
+                 + [f"{d['profile']}: {d['device']}" for d in report["devices"] if d.get("device")]})
 
     tr = report.get("training")
     if tr:
@@ -642,25 +715,6 @@ def _invoke_note(report: dict) -> str:
         text += (f"; a streaming invoke is one frame of one of the staggered states "
                  f"({rates['streaming-explicit-state']:g} a second)")
     return text + "."
-
-
-def _device_cell(c: dict, estimate: bool) -> str:
-    parts = []
-    if c.get("latency_ms") is not None:
-        parts.append(f"{c['latency_ms']:.3g} ms")
-    if c.get("duty_cycle") is not None:
-        parts.append(f"duty {100 * c['duty_cycle']:.3g}%")
-    ram = c.get("ram_bytes", c.get("arena_bytes"))
-    if ram is not None:
-        parts.append(f"RAM {ram / 1024:.1f} kB")
-    flash = c.get("flash_bytes", c.get("model_bytes"))
-    if flash is not None:
-        parts.append(f"model {flash / 1024:.1f} kB")
-    if c.get("f1") is not None:
-        parts.append(f"event F1 {c['f1']:.3f}")
-    if c.get("fits") is not None:
-        parts.append("fits" if c["fits"] else "DOES NOT FIT")
-    return ", ".join(parts) or "ok"
 
 
 def report_stream_desc(report: dict) -> str:
@@ -707,11 +761,12 @@ def render_markdown(report: dict, plots: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+NUMERIC = re.compile(r"^[-+]?(\d|n/a$)")
 CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1200px;
 color:#222;line-height:1.4;padding:0 16px}h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em}
 table{border-collapse:collapse;margin:8px 0;font-size:13px}th,td{border:1px solid #ccc;padding:3px 7px;
-text-align:right;vertical-align:top}th{background:#f0f3f7}td:first-child,th:first-child{text-align:left}
-td.bad{color:#a33;text-align:left}.note{color:#555;font-size:12px;max-width:1100px}img{max-width:100%;
+text-align:right;vertical-align:top}th{background:#f0f3f7;text-align:left}td:first-child,th:first-child{text-align:left}
+td.bad{color:#a33;text-align:left}td.txt{text-align:left}.note{color:#555;font-size:12px;max-width:1100px}img{max-width:100%;
 border:1px solid #ddd;margin:6px 0}.warn{color:#8a5a00;font-size:12px}code{background:#f4f4f4;padding:0 3px}"""
 
 
@@ -731,12 +786,15 @@ def render_html(report: dict, plots: dict) -> str:
             cells = []
             filled = len(r)
             while filled > 1 and r[filled - 1] == "":
-                filled -= 1  # a row that says why it has no figures: one cell across the rest
+                filled -= 1
+            if len(r) - filled < 3:  # only a row that says why it has no figures gets one cell across the rest
+                filled = len(r)
             for i, c in enumerate(r[:filled]):
                 span = f" colspan='{len(r) - i}'" if i == filled - 1 and filled < len(r) else ""
                 bad = any(w in c for w in ("not available", "cannot run", "unsupported", "failed", "not built",
-                                           "DOES NOT FIT", "invalid", "missing"))
-                cells.append(f"<td class='bad'{span}>{e(c)}</td>" if bad else f"<td{span}>{e(c)}</td>")
+                                           "DOES NOT FIT", "invalid", "missing", "not simulated"))
+                cls = "bad" if bad else "num" if NUMERIC.match(c) else "txt"
+                cells.append(f"<td class='{cls}'{span}>{e(c)}</td>")
             parts.append("<tr>" + "".join(cells) + "</tr>")
         parts.append("</table>" + "".join(f"<p class='note'>{e(n)}</p>" for n in t["notes"]))
     warnings = _warnings(report)
