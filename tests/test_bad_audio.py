@@ -130,10 +130,13 @@ def reference(tiny_data, tmp_path_factory):
     """A 20 s labelled stream from the tiny data set (float32, 16 kHz), as a float WAV."""
     from edge_sed.streams import make_stream
 
+    from edge_sed.events import write_annotations
+
     audio, annotations = make_stream(tiny_data, SECONDS, 4, seed=2, min_gap_s=3.0)
     audio = (audio * (0.9 / np.abs(audio).max())).astype(np.float32)  # room for 8/16/24-bit files
     path = tmp_path_factory.mktemp("ref") / "reference.wav"
     _write(path, audio)
+    write_annotations(path.with_suffix(".csv"), annotations)  # for simulate --stream
     return path, audio
 
 
@@ -189,18 +192,21 @@ def test_api_converts_to_16k_mono(inputs, reference, case):
 def test_api_ten_hour_file_streams_in_bounded_memory(tmp_path):
     """read_audio refuses 10 h (230 MB a hour as float32) at once, without reading it;
     iter_audio_blocks streams it. The stream runs in a child process whose peak RSS must stay
-    small: 10 h of 16-bit audio is 1.15 GB on disk (a sparse file here)."""
+    small: 10 h of 16-bit audio is 1.15 GB on disk (a sparse file here). The peak is the child's
+    VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, so a child spawned by a big pytest
+    process (torch and TensorFlow loaded) reports the parent's size."""
     path = tmp_path / "ten hours.wav"
     n_bytes = write_long_wav(path, 10.0)
     with pytest.raises(AudioError, match="36000 s of audio is longer than the 3600 s read whole; stream it"):
         read_audio(path)
     script = (
-        "import resource, sys\n"
+        "import sys\n"
         "from edge_sed.audio_io import iter_audio_blocks\n"
         "n = 0\n"
         "for block in iter_audio_blocks(sys.argv[1], 1 << 20):\n"
         "    n += len(block); assert not block.any()\n"
-        "print(n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+        "hwm = next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:'))\n"
+        "print(n, hwm)\n")
     result = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     samples, peak_kb = map(int, result.stdout.split())
@@ -356,3 +362,48 @@ def test_data_commands_accept_every_converted_format(capfd, dataset_rows, inputs
                              tmp_path / "run", "--epochs", "1", "--threads", "1", "--batch-size", "32", "--json")
     assert code == 0, err
     assert json.loads(out)["epochs_run"] == 1
+
+
+# ------------------------------------------------------------------------ edge-sed simulate
+
+
+def simulate(capfd, bundle, stream, annotations, out):
+    return run_cli(capfd, "simulate", bundle, "--profile", "cortex-m4-80mhz", "--stream", stream,
+                   "--annotations", annotations, "--out", out, "--json")
+
+
+@pytest.fixture(scope="module")
+def simulated(tiny_bundles, reference, tmp_path_factory):
+    """`simulate --stream` on the reference (the MCU simulator: int8 bundle, tflite-micro)."""
+    pytest.importorskip("tflite_micro")
+    out = tmp_path_factory.mktemp("sim") / "sim.json"
+    assert main(["simulate", str(tiny_bundles[0] / "int8"), "--profile", "cortex-m4-80mhz", "--stream",
+                 str(reference[0]), "--out", str(out)]) == 0
+    return json.loads(out.read_text())["records"][0]
+
+
+@pytest.mark.parametrize("case", list(BAD) + ["10-hour file"])
+def test_simulate_refuses_bad_streams(capfd, tiny_bundles, inputs, reference, simulated, tmp_path, case):
+    """simulate reads a stream whole (read_audio): a 10-hour file is refused, not loaded."""
+    if case == "10-hour file":
+        path, fragment = tmp_path / "long.wav", "stream it instead"
+        write_long_wav(path, 10.0)
+    else:
+        path, fragment = inputs[case], BAD_MESSAGE[case]
+    code, out, err = simulate(capfd, tiny_bundles[0] / "int8", path, reference[0].with_suffix(".csv"),
+                              tmp_path / "sim.json")
+    assert_one_line_error(code, err, fragment, path.name)
+    assert not (tmp_path / "sim.json").exists()
+
+
+@pytest.mark.parametrize("case", list(CONVERTED))
+def test_simulate_converts(capfd, tiny_bundles, inputs, reference, simulated, tmp_path, case):
+    code, out, err = simulate(capfd, tiny_bundles[0] / "int8", inputs[case], reference[0].with_suffix(".csv"),
+                              tmp_path / "sim.json")
+    assert code == 0, err
+    record = json.loads(out)["records"][0]
+    assert record["clock"]["decisions"] == simulated["clock"]["decisions"]
+    assert abs(record["clock"]["duration_s"] - simulated["clock"]["duration_s"]) < 0.002
+    if CONVERTED[case][2] == "same":
+        assert record["events"]["detected"] == simulated["events"]["detected"]
+        assert record["events"]["tp"] == simulated["events"]["tp"]

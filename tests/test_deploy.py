@@ -112,9 +112,13 @@ class Lab:
         self.procs, self.hosts, self.homes, self.mounts = [], {}, {}, []
         self.wheel = self.stream = None
 
+    @property
+    def listen(self) -> str:
+        """The unit's listen arguments: the synthetic stream, not a microphone."""
+        return f"--file {self.stream} --realtime --threshold 0.05 --min-count 1"
+
     def args(self, *extra, identity=None):
-        listen = f"--file {self.stream} --realtime --threshold 0.05 --min-count 1"
-        return ["deploy", *extra, "--wheel", str(self.wheel), "--listen-args", listen, "--identity", str(identity or self.root / "client_key"),
+        return ["deploy", *extra, "--wheel", str(self.wheel), "--listen-args", self.listen, "--identity", str(identity or self.root / "client_key"),
                 "--ssh-option", f"UserKnownHostsFile={self.root / 'known_hosts'}",
                 "--ssh-option", "StrictHostKeyChecking=yes", "--scope", "user", "--settle", "0.2"]
 
@@ -436,7 +440,7 @@ def test_playbook_syntax_and_rolling_stop(lab, bundles, tmp_path, capsys, ansibl
     assert [t["name"].split(":")[0] for t in spec["tasks"]][-1].startswith("switch")
 
     # one batch holding both hosts: nopython fails preflight -> the good host is not switched either
-    common = ["--wheel", lab.wheel, "--root", "~/ans", "--scope", "user", "--settle", "0.2"]
+    common = ["--wheel", lab.wheel, "--root", "~/ans", "--scope", "user", "--settle", "0.2", "--listen-args", lab.listen]
     code, out, err = run(capsys, "deploy", bundles / "int8", "--inventory", inv, "--batch", "2", *common)
     assert code == 2, err
     assert "no Python on the target" in out
