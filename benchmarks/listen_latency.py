@@ -75,6 +75,7 @@ def main(argv=None) -> int:
     ap.add_argument("--duration", type=float, default=120.0)
     ap.add_argument("--events", type=int, default=20)
     ap.add_argument("--ebr-db", type=float, default=6.0)
+    ap.add_argument("--bed-rms", type=float, help="Background level (default: the background clips' median).")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--hop-ms", type=float, default=250.0)
     ap.add_argument("--fast", action="store_true", help="As fast as possible (CPU % is then meaningless).")
@@ -85,7 +86,8 @@ def main(argv=None) -> int:
     elif args.data:
         from edge_sed.streams import make_stream, write_stream
 
-        audio, annotations = make_stream(args.data, args.duration, args.events, seed=args.seed, ebr_db=args.ebr_db)
+        audio, annotations = make_stream(args.data, args.duration, args.events, seed=args.seed, ebr_db=args.ebr_db,
+                                        bed_rms=args.bed_rms)
         stream = Path(tempfile.mkdtemp(prefix="listen-bench-")) / "stream.wav"
         write_stream(stream, audio, annotations)
     else:

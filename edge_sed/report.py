@@ -298,7 +298,7 @@ def simulate_devices(model_set: ModelSet, wav, profiles: str, out_path: Path, sa
                 result["not_simulated"].append({
                     "profile": p.name, "kind": p.kind, "bundle": lv["path"],
                     "reason": f"the report emulates {', '.join(pi_levels)} on Pi profiles (QEMU takes minutes per "
-                              f"level); run: edge-sed simulate {lv['path']} --profile {p.name}"})
+                              f"level and core): edge-sed simulate BUNDLE --profile {p.name}"})
         if not names:
             continue
         say(f"simulating {name} on {', '.join(names)}")
@@ -654,9 +654,12 @@ def _tables(report: dict) -> list[dict]:
         if d.get("status") == "not available":
             dev_rows.append([d["profile"], "all", f"not available: {d['reason']}"] + [""] * 7)
             continue
-        for name, c in d["levels"].items():
+        order = {n: i for i, n in enumerate(LEVEL_ORDER)}
+        grouped: dict[str, list] = {}  # levels a device cannot run for the same reason share a row
+        for name, c in sorted(d["levels"].items(), key=lambda kv: order.get(kv[0], 99)):
             if c["status"] != "ok":
-                dev_rows.append([tag, name, f"{c['status']}: {c.get('reason')}"] + [""] * 7)
+                reason = re.sub(r"^level \S+: ", "", str(c.get("reason")))
+                grouped.setdefault(f"{c['status']}: {reason}", []).append(name)
                 continue
             per = {"mcu": "decision", "pi": "inference", "host": "invoke"}.get(d["kind"], "")
             ram = c.get("ram_bytes")
@@ -668,6 +671,8 @@ def _tables(report: dict) -> list[dict]:
                 "-" if c.get("fits") is None else ("yes" if c["fits"] else "DOES NOT FIT"),
                 _fmt(c.get("overall_error")), _fmt(c.get("f1")), _fmt(c.get("latency_median_s"), 2)]
                 + ([f"{c['overruns']} overruns"] if c.get("overruns") else [""]))
+        for text, names in grouped.items():
+            dev_rows.append([tag, ", ".join(names), text] + [""] * 8)
     dev_rows = [r[:10] + ([r[10]] if len(r) > 10 else [""]) for r in dev_rows]
     tables.append({
         "id": "devices", "title": "Per device: latency, duty cycle, memory, accuracy on the device",
