@@ -332,6 +332,11 @@ def _common(opts: Options) -> str:
                           service=shlex.quote(opts.service), refused=REFUSED, scope=shlex.quote(opts.scope))
 
 
+def _listens_to_file(opts: Options) -> bool:
+    """The service reads a file (``--listen-args "--file ..."``): no microphone needed."""
+    return any(a == "--file" or a.startswith("--file=") for a in shlex.split(opts.listen_args))
+
+
 def preflight_script(opts: Options, archs: list[str], need_kb: int | None, runtime: str | None) -> str:
     """Read-only: print the target's facts, then refuse on the first check that fails.
     ``need_kb`` None = facts only (status)."""
@@ -345,7 +350,7 @@ need={need_kb}
 [ -f "$ROOT/runtimes/{runtime}/.complete" ] || need=$((need + {RUNTIME_INSTALL_MB * 1024}))
 [ "$free_kb" -ge "$need" ] || refuse "disk full: $((free_kb / 1024)) MB free under $d, the deploy needs ~$((need / 1024)) MB"
 command -v {shlex.quote(opts.systemctl.split()[0])} >/dev/null 2>&1 || refuse "no systemd on the target ({opts.systemctl} not found)"
-[ "$audio_inputs" -gt 0 ] || echo "WARN: no audio input device found (/proc/asound): the service will fail until a microphone is plugged in"
+[ "$audio_inputs" -gt 0 ] || {'true' if _listens_to_file(opts) else 'false'} || echo "WARN: no audio input device found (/proc/asound): the service will fail until a microphone is plugged in"
 """
     return _common(opts) + r"""
 echo "root_abs=$ROOT"

@@ -549,9 +549,11 @@ def run_loop(detector, source, sinks, duration_s: float | None = None, clock=tim
 def summary_text(s: dict) -> str:
     by = ", ".join(f"{k} {v}" for k, v in sorted(s["events_by_class"].items())) or "none"
     return (f"{s['audio_s']:.1f} s of audio from {s['source']} ({s['level']} {s['form']}, hop {s['hop_ms']:g} ms): "
-            f"{s['events']} events ({by}); inference {s['inference_ms_p50']} ms p50 / "
-            f"{s['inference_ms_p99']} ms p99 per decision; decision latency {s['decision_latency_ms_p50']} ms p50; "
-            f"CPU {s['cpu_percent_one_core']} % of one core; overflows {s['overflows']}, "
+            f"{s['events']} events ({by}); "
+            + (f"inference {s['inference_ms_p50']} ms p50 / {s['inference_ms_p99']} ms p99 per decision; "
+               f"decision latency {s['decision_latency_ms_p50']} ms p50; "
+               if s["inference_ms_p50"] is not None else "no decision yet (less than one window of audio); ")
+            + f"CPU {s['cpu_percent_one_core']} % of one core; overflows {s['overflows']}, "
             f"dropped blocks {s['dropped_blocks']}; stopped by {s['stopped_by']}"
             + (f"\non {s['device']['profile']} (estimated): duty cycle {100 * (s['device']['duty_cycle'] or 0):.1f} %, "
                f"device decision latency {s['device']['decision_latency_ms_p50']} ms p50 / "
