@@ -42,10 +42,10 @@ def run_cli(capfd, *args):
 
 
 def assert_one_line_error(code, err, *fragments):
-    """A user's mistake: non-zero (not 1, which is an internal error), no traceback, and either
-    our one line "error: ..." or click's own usage error (for a path click checks itself)."""
+    """A user's mistake: exit 2 (1 is an internal error), no traceback, and either our one line
+    "error: ..." or click's own usage error (for a path click checks itself; also exit 2)."""
     assert "Traceback" not in err and "internal error" not in err, err
-    assert code not in (0, 1), (code, err)
+    assert code == 2, (code, err)
     lines = [l for l in err.splitlines() if l.strip()]
     if lines and lines[0].startswith("Usage:"):  # click: Usage / Try ... / Error: ...
         message = lines[-1]
@@ -256,6 +256,8 @@ def test_listen_converts(capfd, inputs, bundle, listened, case):
     summary = json.loads(out)
     assert abs(summary["audio_s"] - listened["audio_s"]) < 0.002
     assert summary["decisions"] == listened["decisions"] and summary["stopped_by"] == "end"
+    if case == "all-zero audio":
+        assert summary["detected"] == [], "silence must not raise events"
     if CONVERTED[case][2] == "same":
         got = [(e["class"], e["stream_s"]) for e in summary["detected"]]
         want = [(e["class"], e["stream_s"]) for e in listened["detected"]]

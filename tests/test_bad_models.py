@@ -265,3 +265,21 @@ def test_report_lists_an_invalid_bundle_and_goes_on(capfd, tiny_bundles, tmp_pat
     assert "Traceback" not in err
     text = (tmp_path / "report" / "report.json").read_text()
     assert "invalid" in text and "sha256" in text
+
+
+@pytest.mark.parametrize("tamper", ["flipped byte", "3 labels for 4 outputs"])
+def test_simulate_refuses_a_bad_int8_bundle(capfd, tiny_bundles, wav, tmp_path, tamper):
+    """The MCU simulator loads the bundle through the same checks: a broken int8 bundle is refused
+    in one line before tflite-micro sees it, and no simulate.json is written."""
+    pytest.importorskip("tflite_micro")
+    d = shutil.copytree(tiny_bundles[0] / "int8", tmp_path / "int8")
+    if tamper == "flipped byte":
+        flip_byte(d, None)
+        fragments = ["model.tflite", "sha256"]
+    else:
+        labels_fewer_than_outputs(d, None)
+        fragments = ["3 labels", "4 scores"]
+    out = tmp_path / "sim.json"
+    code, stdout, err = run_cli(capfd, "simulate", d, "--profile", "cortex-m4-80mhz", "--stream", wav, "--out", out)
+    assert_one_line_error(code, err, *fragments)
+    assert not out.exists()
