@@ -68,7 +68,12 @@ REFUSED = 42
 
 
 class DeployError(EdgeSedError):
-    """A deploy step that failed on one host; nothing was switched on that host."""
+    """A deploy step that failed on one host; nothing was switched on that host. ``facts``: what
+    the step had learnt about the target before it refused (arch, python, ...), for the table."""
+
+    def __init__(self, message: str, facts: dict | None = None):
+        super().__init__(message)
+        self.facts = facts or {}
 
 
 # ------------------------------------------------------------------------------ targets
@@ -181,7 +186,7 @@ def run_remote(target: Target, opts: Options, script: str, data: bytes | None = 
         if refused is None:
             lines = [l for l in err.strip().splitlines() if l.strip()] or [l for l in out.splitlines() if l.strip()]
             refused = f"{what} failed (exit {proc.returncode}): {lines[-1][:300] if lines else 'no output'}"
-        raise DeployError(f"{target}: {refused}")
+        raise DeployError(f"{target}: {refused}", {k: v for k, v in facts.items() if k != "_warnings"})
     return facts
 
 
@@ -596,6 +601,7 @@ def stage_host(target: Target, opts: Options, art: Artifact, dry_run: bool = Fal
         res.status = "staged"
     except DeployError as exc:
         res.status, res.reason = "failed", str(exc).split(": ", 1)[-1]
+        res.facts = {**exc.facts, **res.facts}
     finally:
         res.seconds = time.perf_counter() - start
     return res
@@ -694,7 +700,7 @@ def format_table(results: list[HostResult]) -> str:
         f = r.facts
         detail = r.reason or (f"current -> {f.get('current')}" if r.status == "ok" else
                               f"would deploy (runtime {'kept' if f.get('runtime') else 'new'})" if r.status == "dry-run" else "")
-        rows.append((str(r.target), f.get("arch", "?"), f.get("python") or "?", r.status, f"{r.seconds:.1f}", detail))
+        rows.append((str(r.target), f.get("arch", "?"), f.get("python") or ("none" if f.get("arch") else "?"), r.status, f"{r.seconds:.1f}", detail))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row[:5], widths)) + "  " + row[5] for row in rows)
 
