@@ -642,7 +642,7 @@ def devices(as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print report.json.")
 def report(bundles, data_path, profiles, pi_levels, runs, out_dir, stream_s, stream_events, latency_rounds, no_plots,
            screenshot, as_json):
-    """Accuracy and latency per quantization level and per device: clip-level error (per class,
+    """Accuracy and latency per quantization level and per device: window-level error (one window per test clip; per class,
     overall, macro-F1; from the bundles' manifests), event F1 and onset latency on a labelled
     stream (the device loop, measured here), host latency (LiteRT, interleaved, median), the
     simulators' device estimates (latency, duty cycle, RAM/flash, fits), and the training

@@ -475,7 +475,7 @@ def build_report(bundles, out, data: str | None = None, profiles: str = "all", r
         "format": REPORT_FORMAT, "title": "edge-sed report: accuracy and latency per quantization level and device",
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "host": host["machine"] if host else machine(),
-        "metrics_note": ("clip level: per-class error = 1 - recall, overall error = mean of the per-class errors, "
+        "metrics_note": ("window level (one 1 s window per test clip, as scored at conversion): per-class error = 1 - recall, overall error = mean of the per-class errors, "
                          "macro-F1, on the run's test split (LiteRT, at conversion). Stream level: event F1 and "
                          "error rate, DCASE 2017 task 2 onset collar 0.5 s + 1 s causal delay; onset latency = "
                          "decision time - reference onset. Host latency: measured. Device figures: ESTIMATES "
@@ -633,7 +633,7 @@ def _tables(report: dict) -> list[dict]:
             "level", "overall error", "macro-F1", "event F1", "onset latency (s)", "model kB", "MCU arena kB",
             "host ms/invoke (vs fp32)", "host duty cycle"],
         "rows": rows,
-        "notes": [f"Clip level on each run's test split (LiteRT at conversion; {seeds_note}). Event F1 and onset "
+        "notes": [f"Window level (one 1 s window per test clip) on each run's test split (LiteRT at conversion; {seeds_note}). Event F1 and onset "
                   f"latency: the device loop on a {report_stream_desc(report)}. Host latency MEASURED on "
                   f"{m['cpu']} ({m['cores']} cores, 1 thread, load {m['load_average_1min']}) on the bundles of "
                   f"{report['model_sets'][0]['name']} (every model has the same architecture). {_invoke_note(report)} "
@@ -904,6 +904,8 @@ def plot_accuracy_vs_latency(report: dict, png: Path) -> bool:
     if not panels:
         return False
     plt = _pyplot()
+    import matplotlib.ticker
+
     cols = min(3, len(panels))
     rows = -(-len(panels) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.9 * rows), squeeze=False)
@@ -917,6 +919,12 @@ def plot_accuracy_vs_latency(report: dict, png: Path) -> bool:
                         label=name if objective == pts[0][0] else None)
             ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # they overlap on a narrow range
+        xs = [p[2] for p in pts]
+        if max(xs) / min(xs) < 10:  # a narrow range has no decade tick: a few plain ones
+            lo, hi = min(xs), max(xs)
+            ax.set_xticks(sorted({float(f"{x:.3g}") for x in ((lo, (lo * hi) ** 0.5, hi) if hi > lo * 1.001 else (lo,))}))
         ax.set_xlabel("compute per second of audio, ms (log)" + (" - ESTIMATE" if d["estimate"] else " - measured"))
         ax.set_ylabel("overall error (1 - balanced acc.)")
         ax.set_title(d["profile"], fontsize=10)
