@@ -300,12 +300,17 @@ def _parse_params(params) -> dict:
               help="clustered stage 2: also keep this weight x the centroid loss.")
 @click.option("--param", "params", multiple=True, help="Objective parameter NAME=VALUE (repeatable), "
               "e.g. margin=0.5, momentum=0.9, stage1_sampling=cluster-balanced, gamma=2, tau=1.")
+@click.option("--mix-background", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+              help="Augmentation: probability an event window is laid over a random background "
+                   "window (EBR -3..+12 dB), as in a stream.")
+@click.option("--gain-db", default=0.0, show_default=True, type=click.FloatRange(0, 40),
+              help="Augmentation: random gain of every window, +-this many dB.")
 @click.option("--threads", default=0, help="torch threads (0: default).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint.")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json at the end.")
 def train(data_path, synthetic, synth_counts, model, objective, ratio, seed, out_dir, epochs, stage1_epochs,
-          patience, batch_size, lr, finetune_lr, freeze_embedding, stage2_embedding_weight, params, threads,
-          resume, as_json):
+          patience, batch_size, lr, finetune_lr, freeze_embedding, stage2_embedding_weight, params,
+          mix_background, gain_db, threads, resume, as_json):
     """Train the LSTM (or CNN) on imbalanced data with one objective; writes config.json,
     metrics.json, best.pt, checkpoint.pt, history.json and PNGs into the run directory."""
     if bool(data_path) == synthetic:
@@ -316,7 +321,7 @@ def train(data_path, synthetic, synth_counts, model, objective, ratio, seed, out
         ratio=None if ratio.lower() == "none" else ratio, seed=seed, synth_counts=synth_counts,
         epochs=epochs, stage1_epochs=stage1_epochs, patience=patience, batch_size=batch_size, lr=lr,
         finetune_lr=finetune_lr, freeze_embedding=freeze_embedding, threads=threads,
-        stage2_embedding_weight=stage2_embedding_weight,
+        stage2_embedding_weight=stage2_embedding_weight, mix_background=mix_background, gain_db=gain_db,
         objective_params=_parse_params(params))
     try:
         trainer.make_objective(objective, [1, 1, 1, 1], embed_dim=cfg.embed_dim, **cfg.objective_params)

@@ -57,6 +57,33 @@ class Split:
             out[i] = feats[start:start + width]
         return out
 
+    def mix_backgrounds(self, x: np.ndarray, rng: np.random.Generator, prob: float,
+                        ebr_db=(-3.0, 12.0), gain_db: float = 0.0, floor: float = 1e-6) -> np.ndarray:
+        """Training augmentation for streams: each event window, with probability ``prob``, is
+        laid over a random background window of the split at an event-to-background ratio drawn
+        from ``ebr_db`` (dB, on mean mel power), as a stream puts an event on a new background;
+        then every window gets a random gain of up to +-``gain_db``. Done on mel power (the log
+        front end's exp), so it needs no audio: power of a sum ~ sum of powers (no cross term)."""
+        if prob <= 0 and gain_db <= 0:
+            return x
+        out = x.copy()
+        background = LABELS.index(BACKGROUND)
+        bg = np.flatnonzero(self.y == background)
+        events = np.flatnonzero(self.y != background)
+        if prob > 0 and len(bg):
+            chosen = events[rng.random(len(events)) < prob]
+            under = x[rng.choice(bg, len(chosen))]
+            p_ev, p_bg = np.exp(x[chosen]) - floor, np.exp(under) - floor
+            ratio = 10 ** (rng.uniform(*ebr_db, len(chosen)) / 10)
+            scale = ratio * p_bg.mean(axis=(1, 2)) / np.maximum(p_ev.mean(axis=(1, 2)), 1e-12)
+            # the event is brought to the drawn ratio over the background; the sum keeps the
+            # background's level, as a stream's bed does
+            out[chosen] = np.log(np.maximum(p_ev * scale[:, None, None] + p_bg, 0) + floor)
+        if gain_db > 0:
+            g = 10 ** (rng.uniform(-gain_db, gain_db, len(out)) / 10)
+            out = np.log(np.maximum(np.exp(out) - floor, 0) * g[:, None, None] + floor)
+        return out.astype(np.float32)
+
 
 def cache_dir() -> Path:
     return Path(os.environ.get("EDGE_SED_CACHE", Path.home() / ".cache" / "edge-sed"))

@@ -53,6 +53,9 @@ class TrainConfig:
     hidden: int = 64                 # lstm units
     embed_dim: int = 32
     threads: int = 0                 # torch threads (0: torch's default)
+    mix_background: float = 0.0      # augmentation: probability an event window is laid over a
+                                     # random background window (EBR -3..+12 dB), as in a stream
+    gain_db: float = 0.0             # augmentation: random gain of every window, +-this many dB
     crop_jitter_s: float = 0.3       # augmentation: event windows shift up to +-this, background
                                      # windows anywhere in the clip (0: the fixed policy windows)
     objective_params: dict = field(default_factory=dict)
@@ -162,7 +165,9 @@ def train(cfg: TrainConfig, resume: bool = False, on_epoch=None, on_batch=None,
         torch.manual_seed(cfg.seed * 1000 + epoch)
         losses, n_batches = [], -(-len(y_train) // cfg.batch_size)
         jitter = int(round(cfg.crop_jitter_s * 1000 / FrontendConfig().hop_ms))
-        x_epoch = torch.from_numpy(train_set.random_crops(np.random.default_rng([cfg.seed, epoch, 1]), jitter))
+        aug_rng = np.random.default_rng([cfg.seed, epoch, 1])
+        x_epoch = train_set.random_crops(aug_rng, jitter)
+        x_epoch = torch.from_numpy(train_set.mix_backgrounds(x_epoch, aug_rng, cfg.mix_background, gain_db=cfg.gain_db))
         for b, idx in enumerate(_batches(len(y_train), cfg.batch_size, rng, weights)):
             idx = torch.from_numpy(idx)
             z = model.embed(x_epoch[idx])
