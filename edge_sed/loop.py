@@ -23,7 +23,12 @@ from .bundle import Bundle, BundleRunner
 from .errors import EdgeSedError
 from .events import Event
 from .frontend import StreamingLogMel
+from .settings import BACKGROUND
 from .smoother import Smoother
+
+SILENCE_POWER = 1e-5
+"""Mel-band power below which a frame counts as silent (the front end's log floor is 1e-6;
+a -30 dBFS noise bed is ~1e-1): a window of silent frames is background, never an event."""
 
 
 @dataclass
@@ -39,6 +44,7 @@ class Decision:
     frames: int
     inferences: int
     model_s: float = 0.0  # host seconds spent in the model since the previous decision (wall clock)
+    silent: bool = False  # the whole window was below the silence floor: the smoother saw background
     average: np.ndarray | None = field(default=None, repr=False)  # the smoother's running average
 
 
@@ -46,7 +52,8 @@ class Detector:
     """``push(block) -> [Decision]`` for blocks of 16 kHz float32 audio of any size."""
 
     def __init__(self, bundle: Bundle, backend=None, hop_frames: int | None = None,
-                 smoother: Smoother | None = None, runner: BundleRunner | None = None):
+                 smoother: Smoother | None = None, runner: BundleRunner | None = None,
+                 silence_power: float | None = SILENCE_POWER):
         self.bundle = bundle
         self.labels = bundle.labels
         self.runner = runner or BundleRunner(bundle, backend=backend)
@@ -57,6 +64,10 @@ class Detector:
             raise EdgeSedError(f"hop of {self.hop_frames} frames: must be at least 1")
         self.streaming = self.runner.streaming
         self.smoother = smoother if smoother is not None else Smoother(self.labels)
+        # silence gate: a window whose every mel band of every frame is below silence_power
+        # (digital silence, a muted input) is background, whatever the model says of it
+        self._silence_log = None if silence_power is None else float(np.log(silence_power + bundle.frontend.log_floor))
+        self._background = self.labels.index(BACKGROUND) if BACKGROUND in self.labels else None
         self.frame_s = bundle.frontend.hop_samples / bundle.frontend.sample_rate
         self.window_s = bundle.frontend.window_samples / bundle.frontend.sample_rate
         self.reset()
@@ -67,6 +78,7 @@ class Detector:
         self._window = np.zeros((self.window_frames, self.bundle.frontend.n_mels), np.float32)
         self._states: list[list] = []  # streaming: [frames seen, h, c]
         self.frames_seen = 0
+        self._silent_run = 0  # consecutive frames below the silence floor
         self._frames_since = 0
         self._inferences_since = 0
         self._model_s = 0.0
@@ -88,6 +100,8 @@ class Detector:
         n = self.frames_seen  # index of this frame
         self.frames_seen += 1
         self._frames_since += 1
+        quiet = self._silence_log is not None and float(frame.max()) < self._silence_log
+        self._silent_run = self._silent_run + 1 if quiet else 0
         decide = n + 1 >= self.window_frames and (n + 1 - self.window_frames) % self.hop_frames == 0
         start = time.perf_counter()
         if self.streaming:
@@ -103,9 +117,14 @@ class Detector:
         if not decide:
             return None
         t_s = self.frame_end_s(self.frames_seen)
-        event = self.smoother.update(t_s, scores)
+        silent = self._background is not None and self._silent_run >= self.window_frames
+        heard = scores
+        if silent:
+            heard = np.zeros(len(self.labels), np.float32)
+            heard[self._background] = 1.0
+        event = self.smoother.update(t_s, heard)
         d = Decision(t_s, scores, event, self._frames_since, self._inferences_since, self._model_s,
-                     self.smoother.average)
+                     average=self.smoother.average, silent=silent)
         self._frames_since = self._inferences_since = 0
         self._model_s = 0.0
         return d

@@ -67,3 +67,32 @@ def test_smoother_is_fed_every_decision(tiny_bundles, audio):
     # threshold 0, no suppression: every decision whose top class is not background is an event
     tops = [bundle.labels[int(np.argmax(d.scores))] for d in ds]
     assert [d.event.label if d.event else "background" for d in ds] == tops
+
+
+class _Says:
+    """A runner stand-in that calls every window a gunshot, whatever it hears."""
+
+    streaming = False
+
+    def __init__(self, labels):
+        self.scores = np.array([0.98 if l == "gunshot" else 0.02 / 3 for l in labels], np.float32)
+
+    def predict(self, window):
+        return self.scores
+
+
+def test_silence_gate_keeps_digital_silence_from_firing(tiny_bundles):
+    """All-zero input (a muted microphone) is background for the smoother even if the model
+    says otherwise; the decision still carries the model's scores; sound re-opens the gate."""
+    bundle = load_bundle(tiny_bundles[0] / "fp32")
+    silence = np.zeros(16000 * 4, np.float32)
+    noise = np.random.default_rng(0).normal(0, 0.03, 16000 * 4).astype(np.float32)
+    gated = Detector(bundle, runner=_Says(bundle.labels))
+    ds = decisions(gated, np.concatenate([silence, noise]), 1600)
+    quiet = [d for d in ds if d.t_s <= 4.0]
+    assert quiet and all(d.silent and d.event is None for d in quiet)
+    assert all(d.scores.argmax() == bundle.labels.index("gunshot") for d in quiet)
+    fired = [d.event for d in ds if d.event is not None]
+    assert fired and fired[0].label == "gunshot" and all(d.t_s > 4.0 for d in ds if d.event is not None)
+    ungated = Detector(bundle, runner=_Says(bundle.labels), silence_power=None)
+    assert any(d.event is not None for d in decisions(ungated, silence, 1600))
