@@ -173,6 +173,12 @@ def test_resuming_skips_finished_runs(data, table):
         run_table(data, ratios=(RATIO,), objectives=OBJECTIVES, seeds=SEEDS, out_dir=out, workers=1,
                   **{**SMALL, "epochs": 3})
 
+    # a run made before a setting existed (config.json without it) had that setting's default
+    saved = json.loads((run / "config.json").read_text())
+    saved.pop("gain_db"), saved.pop("mix_background")
+    (run / "config.json").write_text(json.dumps(saved))
+    run_table(data, ratios=(RATIO,), objectives=OBJECTIVES, seeds=SEEDS, out_dir=out, workers=1, **SMALL)
+
 
 def test_two_workers_give_the_same_numbers(data, table, tmp_path):
     _, one, _ = table

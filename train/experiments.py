@@ -135,7 +135,9 @@ def _check_config(cfg: TrainConfig) -> None:
     path = Path(cfg.out) / "config.json"
     if path.exists():
         saved, wanted = json.loads(path.read_text()), json.loads(json.dumps(asdict(cfg)))
-        diff = sorted(k for k in wanted if saved.get(k) != wanted[k])
+        # a setting added after the run was made is the default it then had implicitly
+        defaults = json.loads(json.dumps(asdict(TrainConfig())))
+        diff = sorted(k for k in wanted if saved.get(k, defaults[k]) != wanted[k])
         if diff:
             raise EdgeSedError(f"{cfg.out} was run with other settings ({', '.join(diff)}); "
                              "use another --out or delete it")
