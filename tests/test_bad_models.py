@@ -124,6 +124,10 @@ def labels_more_than_outputs(d, others):
     _set_manifest(d, labels=["dog", "baby_cry", "gunshot", "background", "siren"])
 
 
+def _manifest_case(**changes):
+    return lambda d, others: _set_manifest(d, **changes)
+
+
 def huge_manifest(d, others):
     (d / "manifest.json").write_text(json.dumps({**_manifest(d), "padding": "x" * (2 * 1024**2)}))
 
@@ -147,6 +151,13 @@ CASES = {
     "manifest from a newer edge-sed": (manifest_wrong_version, ["format_version 2 is not supported"]),
     "manifest sample rate not the front end's": (manifest_wrong_sample_rate, ["sample_rate 44100"]),
     "manifest front end not the model's": (manifest_wrong_frontend, ["window input", "64"]),
+    "manifest missing 'form'": (_manifest_case(form=_DELETE), ["'form'", "missing"]),
+    "manifest missing 'level'": (_manifest_case(level=_DELETE), ["'level'", "missing"]),
+    "manifest missing 'inputs'": (_manifest_case(inputs=_DELETE), ["'inputs'", "missing"]),
+    "manifest with an unknown form": (_manifest_case(form="weird"), ["unknown form 'weird'"]),
+    "manifest with an unknown level": (_manifest_case(level="int4"), ["unknown level 'int4'"]),
+    "manifest with a malformed sha256": (_manifest_case(sha256="abc"), ["'sha256' is not 64 lowercase hex"]),
+    "duplicate labels": (_manifest_case(labels=["dog", "dog", "gunshot", "background"]), ["'labels' must be", "distinct"]),
     "fewer labels than outputs": (labels_fewer_than_outputs, ["3 labels", "4 scores"]),
     "more labels than outputs": (labels_more_than_outputs, ["5 labels", "4 scores"]),
 }
