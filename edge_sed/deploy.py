@@ -337,6 +337,10 @@ def _common(opts: Options) -> str:
                           service=shlex.quote(opts.service), refused=REFUSED, scope=shlex.quote(opts.scope))
 
 
+NO_MICROPHONE_WARNING = ('[ "$audio_inputs" -gt 0 ] || echo "WARN: no audio input device found (/proc/asound): '
+                         'the service will fail until a microphone is plugged in"')
+
+
 def _listens_to_file(opts: Options) -> bool:
     """The service reads a file (``--listen-args "--file ..."``): no microphone needed."""
     return any(a == "--file" or a.startswith("--file=") for a in shlex.split(opts.listen_args))
@@ -355,7 +359,7 @@ need={need_kb}
 [ -f "$ROOT/runtimes/{runtime}/.complete" ] || need=$((need + {RUNTIME_INSTALL_MB * 1024}))
 [ "$free_kb" -ge "$need" ] || refuse "disk full: $((free_kb / 1024)) MB free under $d, the deploy needs ~$((need / 1024)) MB"
 command -v {shlex.quote(opts.systemctl.split()[0])} >/dev/null 2>&1 || refuse "no systemd on the target ({opts.systemctl} not found)"
-[ "$audio_inputs" -gt 0 ] || {'true' if _listens_to_file(opts) else 'false'} || echo "WARN: no audio input device found (/proc/asound): the service will fail until a microphone is plugged in"
+{'' if _listens_to_file(opts) else NO_MICROPHONE_WARNING}
 """
     return _common(opts) + r"""
 echo "root_abs=$ROOT"

@@ -67,7 +67,10 @@ class Detector:
         # silence gate: a window whose every mel band of every frame is below silence_power
         # (digital silence, a muted input) is background, whatever the model says of it
         self._silence_log = None if silence_power is None else float(np.log(silence_power + bundle.frontend.log_floor))
-        self._background = self.labels.index(BACKGROUND) if BACKGROUND in self.labels else None
+        self._silence_scores = None  # what the smoother hears for a silent window: background
+        if BACKGROUND in self.labels:
+            self._silence_scores = np.zeros(len(self.labels), np.float32)
+            self._silence_scores[self.labels.index(BACKGROUND)] = 1.0
         self.frame_s = bundle.frontend.hop_samples / bundle.frontend.sample_rate
         self.window_s = bundle.frontend.window_samples / bundle.frontend.sample_rate
         self.reset()
@@ -117,12 +120,8 @@ class Detector:
         if not decide:
             return None
         t_s = self.frame_end_s(self.frames_seen)
-        silent = self._background is not None and self._silent_run >= self.window_frames
-        heard = scores
-        if silent:
-            heard = np.zeros(len(self.labels), np.float32)
-            heard[self._background] = 1.0
-        event = self.smoother.update(t_s, heard)
+        silent = self._silence_scores is not None and self._silent_run >= self.window_frames
+        event = self.smoother.update(t_s, self._silence_scores if silent else scores)
         d = Decision(t_s, scores, event, self._frames_since, self._inferences_since, self._model_s,
                      average=self.smoother.average, silent=silent)
         self._frames_since = self._inferences_since = 0
