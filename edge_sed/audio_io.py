@@ -7,15 +7,18 @@ Conversions (documented, tested):
   as scipy.signal.resample_poly, implemented here in numpy so a Pi needs nothing more).
 
 Refusals (AudioError, one line, naming the file): missing file, directory, 0-byte file, a file
-libsndfile cannot parse (e.g. text named .wav), zero samples, a file shorter than its header
-says (truncated), NaN or Inf samples, a recording longer than ``max_duration_s`` (read long
-recordings with :func:`iter_audio_blocks`, which never loads them whole).
+libsndfile cannot parse (e.g. text named .wav), a sample rate outside ``MIN_SAMPLE_RATE`` ..
+``MAX_SAMPLE_RATE`` (a corrupt header: 2^31 - 1 Hz would ask the resampler for a filter of
+40 billion taps), zero samples, a file shorter than its header says (truncated), NaN or Inf
+samples, a recording longer than ``max_duration_s`` (read long recordings with
+:func:`iter_audio_blocks`, which never loads them whole).
 """
 
 from __future__ import annotations
 
 import os
 import struct
+from fractions import Fraction
 from math import gcd
 from pathlib import Path
 from typing import Iterator
@@ -31,6 +34,10 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif")
 
 MAX_READ_DURATION_S = 3600.0
 """read_audio refuses longer files: an hour of 16 kHz float32 is 230 MB already."""
+
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 384_000
+"""Sample rates (Hz) a file may have: from below telephone rates to the highest any audio
+interface records. Outside them a header is corrupt, not a recording."""
 
 
 def _short(exc: BaseException) -> str:
@@ -53,6 +60,10 @@ def _open(path: Path) -> sf.SoundFile:
         f = sf.SoundFile(str(path))
     except Exception as exc:  # libsndfile says why in its message; soundfile raises several types
         raise AudioError(f"{path}: not a readable audio file ({_short(exc)})") from None
+    if not MIN_SAMPLE_RATE <= f.samplerate <= MAX_SAMPLE_RATE:
+        f.close()
+        raise AudioError(f"{path}: sample rate {f.samplerate} Hz in the header is outside "
+                         f"{MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz (a corrupt header?)")
     missing = _wav_data_bytes_missing(path)
     if missing:
         f.close()
@@ -178,11 +189,12 @@ def _kaiser_lowpass(num_taps: int, cutoff: float, beta: float = 5.0) -> np.ndarr
     return h / h.sum()
 
 
-def resample_poly(x: np.ndarray, up: int, down: int, chunk: int = 1 << 15) -> np.ndarray:
+def resample_poly(x: np.ndarray, up: int, down: int, chunk_values: int = 1 << 21) -> np.ndarray:
     """Resample by the rational factor up/down with a polyphase FIR filter.
 
     Same filter and alignment as ``scipy.signal.resample_poly(x, up, down)`` (Kaiser beta 5,
-    half length 10 * max(up, down)); only the outputs that are kept are computed."""
+    half length 10 * max(up, down)); only the outputs that are kept are computed, in chunks
+    of at most ``chunk_values`` products (16 MB) whatever the filter length."""
     x = np.asarray(x, dtype=np.float64)
     g = gcd(up, down)
     up, down = up // g, down // g
@@ -201,6 +213,7 @@ def resample_poly(x: np.ndarray, up: int, down: int, chunk: int = 1 << 15) -> np
     xpad = np.concatenate([np.zeros(taps - 1), x, np.zeros(taps + 1)])
     windows = np.lib.stride_tricks.sliding_window_view(xpad, taps)
     y = np.empty(n_out)
+    chunk = max(1, chunk_values // taps)
     for start in range(0, n_out, chunk):
         s = np.arange(start, min(start + chunk, n_out)) * down + half_len  # upsampled time
         # output n = sum_i h[s%up + i*up] * x[s//up - i]; window s//up covers x[s//up-taps+1 .. s//up]
@@ -208,13 +221,33 @@ def resample_poly(x: np.ndarray, up: int, down: int, chunk: int = 1 << 15) -> np
     return y
 
 
+MAX_RESAMPLE_FACTOR = 16000
+"""Largest up or down factor :func:`resample` filters with: the filter has 20 taps per unit
+of it (2.6 MB of float64 at the limit). Every common rate to 16 kHz is exact (44.1 kHz is
+160/441); a rate such as 383999 Hz (16000/383999, a 61 MB filter and ~800 MB of temporaries)
+is resampled by the nearest ratio within the limit instead, a rate error below 0.01 %."""
+
+
+def resample_factors(from_hz: int, to_hz: int) -> tuple[int, int]:
+    """(up, down) for resampling ``from_hz`` to ``to_hz``: the exact ratio in lowest terms, or
+    the closest ratio whose terms are at most ``MAX_RESAMPLE_FACTOR``."""
+    if not all(MIN_SAMPLE_RATE <= hz <= MAX_SAMPLE_RATE for hz in (from_hz, to_hz)):
+        raise AudioError(f"cannot resample from {from_hz} Hz to {to_hz} Hz "
+                         f"(rates must be {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz)")
+    ratio = Fraction(to_hz, from_hz)
+    if ratio < 1:  # the denominator is the larger term
+        ratio = ratio.limit_denominator(MAX_RESAMPLE_FACTOR)
+    else:
+        ratio = 1 / (1 / ratio).limit_denominator(MAX_RESAMPLE_FACTOR)
+    return ratio.numerator, ratio.denominator
+
+
 def resample(audio: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
-    """Resample mono audio from ``from_hz`` to ``to_hz`` (float32 out)."""
+    """Resample mono audio from ``from_hz`` to ``to_hz`` (float32 out; factors as
+    :func:`resample_factors` gives them)."""
     if from_hz == to_hz:
         return np.asarray(audio, dtype=np.float32)
-    if from_hz <= 0 or to_hz <= 0:
-        raise AudioError(f"cannot resample from {from_hz} Hz to {to_hz} Hz")
-    return resample_poly(audio, to_hz, from_hz).astype(np.float32)
+    return resample_poly(audio, *resample_factors(from_hz, to_hz)).astype(np.float32)
 
 
 def is_audio_file(path: Path) -> bool:

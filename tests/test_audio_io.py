@@ -5,7 +5,10 @@ import pytest
 import scipy.signal
 import soundfile as sf
 
-from edge_sed.audio_io import audio_info, iter_audio_blocks, read_audio, resample_poly, write_audio
+import struct
+
+from edge_sed.audio_io import (MAX_RESAMPLE_FACTOR, audio_info, iter_audio_blocks, read_audio, resample_factors,
+                               resample_poly, write_audio)
 from edge_sed.errors import AudioError
 
 
@@ -22,13 +25,15 @@ def test_resample_poly_matches_scipy(up, down):
     np.testing.assert_allclose(ours, ref, atol=1e-12)
 
 
-@pytest.mark.parametrize("sr", [8000, 22050, 44100, 48000])
+@pytest.mark.parametrize("sr", [8000, 22050, 44100, 48000, 47952, 383999, 11003])
 def test_other_rates_are_resampled_to_16k(tmp_path, sr):
+    """383999 Hz (16000/383999 in lowest terms) is resampled by the nearest ratio with terms
+    <= MAX_RESAMPLE_FACTOR: one sample more or less, the tone's frequency within 5 Hz."""
     t = np.arange(int(0.5 * sr)) / sr
     tone = (0.5 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)
     sf.write(tmp_path / "a.wav", tone, sr, subtype="FLOAT")
     audio = read_audio(tmp_path / "a.wav")
-    assert len(audio) == int(np.ceil(len(tone) * 16000 / sr))
+    assert abs(len(audio) - int(np.ceil(len(tone) * 16000 / sr))) <= (0 if max(resample_factors(sr, 16000)) < 16000 else 1)
     # the 1 kHz tone survives: its spectral peak is at 1 kHz and its level is kept
     spectrum = np.abs(np.fft.rfft(audio[200:-200] * np.hanning(len(audio) - 400)))
     assert abs(np.argmax(spectrum) * 16000 / (len(audio) - 400) - 1000) < 5
@@ -89,6 +94,41 @@ def test_bad_files_give_one_line_errors(tmp_path, case):
         with pytest.raises(AudioError, match=message):
             for _ in iter_audio_blocks(path, 1000):
                 pass
+
+
+def _with_sample_rate(path, rate):
+    """``path`` as a valid 16-bit WAV written by libsndfile, then its header's sample-rate field
+    (bytes 24-27) overwritten with ``rate``."""
+    sf.write(path, noise(0.1), 16000, subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    assert data[24:28] == struct.pack("<I", 16000)
+    data[24:28] = struct.pack("<I", rate)
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("rate", [2**31 - 1, 384001, 999, 1])
+def test_absurd_sample_rate_in_the_header_is_refused_naming_the_file(tmp_path, rate):
+    """2^31 - 1 Hz once asked the resampler for a 43-billion-tap filter (a MemoryError naming
+    nothing)."""
+    path = _with_sample_rate(tmp_path / "odd rate.wav", rate)
+    assert sf.info(str(path)).samplerate == rate  # libsndfile itself takes the header at its word
+    for call in (lambda: read_audio(path), lambda: audio_info(path),
+                 lambda: list(iter_audio_blocks(path, 1000, sample_rate=rate))):
+        with pytest.raises(AudioError) as err:
+            call()
+        message = str(err.value)
+        assert message.startswith(str(path)) and f"sample rate {rate} Hz" in message and "\n" not in message
+
+
+def test_resample_factors_are_bounded():
+    assert resample_factors(44100, 16000) == (160, 441)
+    for rate in (383999, 100003, 200003, 1009, 16001):
+        up, down = resample_factors(rate, 16000)
+        assert max(up, down) <= MAX_RESAMPLE_FACTOR
+        assert abs(up / down * rate / 16000 - 1) < 1e-4, rate
+    with pytest.raises(AudioError, match="cannot resample from 2147483647 Hz"):
+        resample_factors(2**31 - 1, 16000)
 
 
 def test_too_long_for_a_whole_read(tmp_path):

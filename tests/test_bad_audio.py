@@ -86,6 +86,14 @@ def _write(path, audio, sr=SAMPLE_RATE, subtype="FLOAT"):
     sf.write(path, audio, sr, subtype=subtype)
 
 
+def _absurd_rate(path, ref):
+    """A valid WAV whose header's sample-rate field (bytes 24-27) then says 2^31 - 1 Hz."""
+    _write(path, ref, subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    data[24:28] = struct.pack("<I", 2**31 - 1)
+    path.write_bytes(bytes(data))
+
+
 def _resampled(ref, sr):
     from edge_sed.audio_io import resample
 
@@ -102,11 +110,13 @@ BAD = {
     "text named .wav": ("text.wav", lambda p, r: p.write_text("RIFF? no: just a text file named .wav\n" * 20)),
     "NaN samples": ("nan.wav", lambda p, r: _write(p, np.where(np.arange(len(r)) == 5000, np.nan, r).astype(np.float32))),
     "Inf samples": ("inf.wav", lambda p, r: _write(p, np.where(np.arange(len(r)) == 9000, -np.inf, r).astype(np.float32))),
+    "sample rate 2^31-1 Hz": ("sr2147483647.wav", _absurd_rate),
 }
 BAD_MESSAGE = {
     "missing file": "no such file", "empty file (0 bytes)": "empty file", "zero-length audio": "zero length",
     "truncated WAV": "truncated", "truncated FLAC": "corrupt audio data", "text named .wav": "not a readable audio file",
     "NaN samples": "NaN or Inf", "Inf samples": "NaN or Inf",
+    "sample rate 2^31-1 Hz": "sample rate 2147483647 Hz in the header is outside 1000..384000 Hz",
 }
 # Converted inputs (documented in README "Audio in"), and how close to the reference they must come:
 # "same": the same events within a frame; "runs": exit 0 and the same number of decisions.
