@@ -11,6 +11,8 @@ name: an UrbanSound8K slice ``{fsID}-{classID}-{occurrence}-{slice}`` (optionall
 ``word-`` prefix, e.g. ``us8k-``) -> ``us8k-{fsID}``; an ESC-50 clip
 ``{fold}-{src_file}-{take}-{target}`` -> ``esc50-{src_file}``; a name with a ``__``
 (``kitchen01__003.wav``) -> the part before the first ``__``; anything else -> the stem.
+Every reader refuses one recording listed twice, which would put it in two splits: the same
+file by any name (a repeated path, a symlink, a hard link) or identical bytes in two groups.
 
 Imbalance. A ratio such as ``2:2:1:26`` is in ``LABELS`` order; labels a ratio leaves out (or
 gives 0) are dropped. ``prepare_splits`` splits by group FIRST and then subsamples the training
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import math
 import os
 import re
@@ -112,15 +115,56 @@ def _check_clips(clips: list[Clip], source: Path, unknown: Counter) -> list[Clip
             f"{source}: unknown label(s) {names} ({sum(unknown.values())} clips); "
             f"labels are {', '.join(LABELS)}"
         )
-    dupes = [p for p, n in Counter(c.path for c in clips).items() if n > 1]
-    if dupes:  # the same file in two groups would leak across splits
-        raise DatasetError(f"{source}: {len(dupes)} audio files listed more than once, first {dupes[0]}")
     missing = [c.path for c in clips if not c.path.is_file()]
     if missing:
         raise DatasetError(f"{source}: {len(missing)} of {len(clips)} audio files missing, first {missing[0]}")
     if not clips:
         raise DatasetError(f"{source}: no clips")
+    _check_no_duplicates(clips, source)
     return clips
+
+
+def _head_sha256(path: Path, limit: int | None = 1 << 14) -> str:
+    """sha256 of the first ``limit`` bytes of a file (all of it for None)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20 if limit is None else limit):
+            h.update(chunk)
+            if limit is not None:
+                break
+    return h.hexdigest()
+
+
+def _check_no_duplicates(clips: list[Clip], source: Path) -> None:
+    """Refuse one recording listed twice, which would count it twice or put it in two splits:
+    the same file by any name (a path repeated, or reached again through a symlink or hard
+    link), or two files with the same bytes in different groups (a copy; copies within one
+    group move together, so they cannot leak). Only files of equal size are read, and only
+    their first 16 kB unless those match too."""
+    first: dict = {}
+    for c in clips:
+        st = c.path.stat()  # follows symlinks: the file itself
+        if (st.st_dev, st.st_ino) in first:
+            other = first[st.st_dev, st.st_ino][0]
+            how = "listed twice" if os.path.abspath(other.path) == os.path.abspath(c.path) else "one is a link to the other"
+            raise DatasetError(f"{source}: {other.path} and {c.path} are the same file ({how}); list each recording once")
+        first[st.st_dev, st.st_ino] = (c, st.st_size)
+    by_size = defaultdict(list)
+    for c, size in first.values():
+        by_size[size].append(c)
+    for same_size in (cs for cs in by_size.values() if len(cs) > 1):
+        by_head = defaultdict(list)
+        for c in same_size:
+            by_head[_head_sha256(c.path)].append(c)
+        for candidates in (cs for cs in by_head.values() if len({c.group for c in cs}) > 1):
+            seen = {}
+            for c in candidates:
+                other = seen.setdefault(_head_sha256(c.path, None), c)
+                if other.group != c.group:
+                    raise DatasetError(
+                        f"{source}: {other.path} (group {other.group}) and {c.path} (group {c.group}) hold "
+                        f"identical bytes, so one recording would be in two splits; delete one or give "
+                        f"both the same group")
 
 
 def _duration(text: str, where: str) -> float | None:

@@ -3,7 +3,10 @@ Every data set here is fabricated in tmp_path (tiny WAVs), never the shared corp
 
 from __future__ import annotations
 
+import os
 import random
+import shutil
+import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -35,7 +38,10 @@ from edge_sed.settings import LABELS, SAMPLE_RATE
 SR = SAMPLE_RATE
 
 
-def wav(path: Path, seconds: float = 0.1, amp: float = 0.1, seed: int = 0) -> Path:
+def wav(path: Path, seconds: float = 0.1, amp: float = 0.1, seed: int | None = None) -> Path:
+    """Noise, different for every file name unless ``seed`` is given (identical files in two
+    groups are refused as one recording in two splits)."""
+    seed = zlib.crc32(path.name.encode()) if seed is None else seed
     audio = amp * np.random.default_rng(seed).uniform(-1, 1, int(seconds * SR))
     write_audio(path, audio.astype(np.float32), SR)
     return path
@@ -115,7 +121,7 @@ def test_metadata_csv_minimal_columns(tmp_path):
     ([HEADER, "a.wav,cat,cat,g1,x,y,1.0", "a.wav,cat,cat,g2,x,y,1.0"], "unknown label(s) 'cat' (2 clips)"),
     ([HEADER, "a.wav,dog,dog,,x,y,1.0"], "row 2: empty group"),
     ([HEADER, "a.wav,dog,dog,g,x,y,long"], "row 2: duration_s 'long' is not a number"),
-    ([HEADER, "a.wav,dog,dog,g1,,,", "./a.wav,dog,dog,g2,,,"], "1 audio files listed more than once"),
+    ([HEADER, "a.wav,dog,dog,g1,,,", "./a.wav,dog,dog,g2,,,"], "a.wav are the same file (listed twice)"),
 ])
 def test_metadata_csv_errors(tmp_path, lines, message):
     wav(tmp_path / "a.wav")
@@ -161,6 +167,51 @@ def test_folder_tree(tmp_path):
     assert Counter(c.label for c in clips) == {"dog": 2, "gunshot": 1, "background": 1}
     assert {c.group for c in clips} == {"us8k-100032", "shot1", "street"}
     assert load_clips(tmp_path) == clips
+
+
+def splittable_tree(root: Path) -> Path:
+    """A class-folder data set every split can be made from: 3 recordings of 2 clips per class."""
+    for label in LABELS:
+        for g in range(3):
+            for i in range(2):
+                wav(root / label / f"{label}-rec{g}__{i}.wav")
+    return root
+
+
+@pytest.mark.parametrize("how", ["symlink", "hard link", "copy"])
+def test_the_same_audio_in_another_group_is_refused(tmp_path, capsys, how):
+    """A clip reached again under another recording's name (here a dog clip appearing as a
+    4th dog recording) would land in two splits: refused at load, by file identity for links
+    and by content for a copy, before any split is written."""
+    from edge_sed.cli import main
+
+    root = splittable_tree(tmp_path / "set")
+    original, again = root / "dog" / "dog-rec0__0.wav", root / "dog" / "elsewhere__0.wav"
+    rows = [f"{c.path},{c.label},{c.source_class},{c.group},,," for c in load_clips(root)]
+    {"symlink": lambda: again.symlink_to(original), "hard link": lambda: os.link(original, again),
+     "copy": lambda: shutil.copyfile(original, again)}[how]()
+    with pytest.raises(DatasetError) as err:
+        load_clips(root)
+    message = str(err.value)
+    assert "dog-rec0__0.wav" in message and "elsewhere__0.wav" in message and "\n" not in message
+    assert ("one is a link to the other" if how != "copy" else "identical bytes") in message
+    code = main(["data", "prepare", str(root), "--out", str(tmp_path / "splits")])
+    err_lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err_lines) == 1 and err_lines[0].startswith("error: ") and "elsewhere__0.wav" in err_lines[0]
+    assert not (tmp_path / "splits").exists()
+    # listed in a csv through the link: the same answer
+    write_csv(tmp_path / "m.csv", [HEADER, *rows, f"{again},dog,dog,elsewhere,,,"])
+    with pytest.raises(DatasetError, match="elsewhere__0.wav"):
+        read_metadata_csv(tmp_path / "m.csv")
+
+
+def test_a_copy_within_its_own_group_is_kept(tmp_path):
+    """Copies in one group move to one split together: no leak, nothing refused."""
+    root = splittable_tree(tmp_path / "set")
+    shutil.copyfile(root / "dog" / "dog-rec0__0.wav", root / "dog" / "dog-rec0__9.wav")
+    clips = load_clips(root)
+    splits = prepare_splits(clips)
+    assert [s for s, part in splits.items() for c in part if c.group == "dog-rec0"] == ["train"] * 3
 
 
 def test_folder_tree_label_map_and_errors(tmp_path):
