@@ -77,6 +77,26 @@ class DeployError(EdgeSedError):
 
 
 # ------------------------------------------------------------------------------ targets
+#
+# Every string from outside (options, manifest fields, the wheel's file name) is checked here
+# against what it may be, before any host is contacted, and then reaches a remote script only as
+# a single-quoted shell assignment (see _assign), never as shell syntax.
+
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+"""Control characters (newline, tab, escape, ...) and Unicode line breaks."""
+NAME = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
+"""A user or host name (or ~/.ssh/config alias) for ssh: never starting with '-' (an ssh option)."""
+ROOT_CHARS = "A-Za-z0-9._/+@-"
+"""What --root (and the directory it resolves to on a target) may hold: it is written unquoted
+into the systemd unit (WorkingDirectory=, ExecStart=), where whitespace, quotes, backslashes, $
+and % all mean something."""
+UNIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]*")
+COMMAND_WORD = re.compile(r"[A-Za-z0-9_./+@=:,-]+")
+"""One word of --python / --systemctl: a command name, an absolute path or an option."""
+WHEEL_NAME = re.compile(r"edge_sed-([A-Za-z0-9_.!+]+)(?:-\d[A-Za-z0-9_.]*)?(?:-[A-Za-z0-9_.]+){3}\.whl")
+"""PEP 427: edge_sed-VERSION(-BUILD)?-PYTHON-ABI-PLATFORM.whl."""
+ARCH_NAME = re.compile(r"[A-Za-z0-9_]+")
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -92,16 +112,31 @@ class Target:
 
 
 def parse_target(spec: str, port: int | None = None) -> Target:
-    m = re.fullmatch(r"(?:([^@\s]+)@)?([^@:\s]+|\[[0-9a-fA-F:]+\])(?::(\d+))?", spec.strip())
-    if not m:
-        raise EdgeSedError(f"--host {spec!r}: expected [user@]host[:port]")
+    m = re.fullmatch(rf"(?:({NAME})@)?({NAME}|\[[0-9a-fA-F:]+\])(?::(\d{{1,5}}))?", spec)
+    if not m or (m.group(3) and not 0 < int(m.group(3)) < 65536):
+        raise EdgeSedError(f"--host {spec!r}: expected [user@]host[:port] (names of letters, digits and "
+                           "_.-, not starting with '-')")
     user, host, p = m.groups()
     return Target(host.strip("[]"), user, int(p) if p else port)
 
 
+def listen_tokens(listen_args: str) -> list[str]:
+    """The words of --listen-args (split as a shell would); none may hold a control character."""
+    try:
+        tokens = shlex.split(listen_args or "")
+    except ValueError as exc:
+        raise EdgeSedError(f"--listen-args {listen_args!r}: {exc} (quote as for a shell)") from None
+    for t in tokens:
+        if CONTROL.search(t):
+            raise EdgeSedError(f"--listen-args: {t!r} holds a control character (a newline?); "
+                               "the unit's ExecStart= is one line")
+    return tokens
+
+
 @dataclass
 class Options:
-    """Everything a deploy/rollback/status needs besides the bundle and the hosts."""
+    """Everything a deploy/rollback/status needs besides the bundle and the hosts. Checked when
+    made: a value a remote shell, ssh or systemd could misread is refused with one line."""
 
     root: str = DEFAULT_ROOT
     service: str = DEFAULT_SERVICE
@@ -115,6 +150,37 @@ class Options:
     settle_s: float = SETTLE_S
     keep: int = 3
 
+    def __post_init__(self):
+        def refuse(option, value, why):
+            raise EdgeSedError(f"{option} {value!r}: {why}")
+
+        if not re.fullmatch(rf"~|~/[{ROOT_CHARS}]*|/[{ROOT_CHARS}]*", self.root or ""):
+            refuse("--root", self.root, "give an absolute path or ~/PATH made of letters, digits and ._/+@- "
+                                        "(it is written into the systemd unit)")
+        if not UNIT_NAME.fullmatch(self.service or "") or ".." in self.service or len(self.service) > 200:
+            refuse("--service", self.service, "not a systemd unit name (letters, digits and _.@-, "
+                                              "starting with a letter or digit)")
+        if not COMMAND_WORD.fullmatch(self.python or "") or self.python.startswith("-"):
+            refuse("--python", self.python, "give a command name or path (letters, digits and _./+@=:,-)")
+        words = (self.systemctl or "").split(" ")
+        if not all(COMMAND_WORD.fullmatch(w) for w in words) or words[0].startswith("-"):
+            refuse("--systemctl", self.systemctl, "give a command and its options, e.g. 'sudo systemctl' "
+                                                  "(words of letters, digits and _./+@=:,- separated by one space)")
+        if self.scope not in ("auto", "system", "user"):
+            refuse("--scope", self.scope, "choose auto, system or user")
+        listen_tokens(self.listen_args)
+        for o in self.ssh_options:
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]*=.+", o) or CONTROL.search(o):
+                refuse("--ssh-option", o, "expected KEY=VALUE on one line (an ssh -o option)")
+        if self.identity is not None and re.search(r"[%$]|" + CONTROL.pattern, str(self.identity)):
+            refuse("--identity", str(self.identity), "ssh would expand the % or $ in it, or it holds a control "
+                                                     "character: rename the key file")
+        if not (isinstance(self.settle_s, (int, float)) and 0 <= self.settle_s <= 3600):
+            refuse("--settle", self.settle_s, "give seconds between 0 and 3600")
+        for name in ("connect_timeout_s", "keep"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
+                refuse(name, getattr(self, name), "give a whole number >= 1")
+
 
 def ssh_command(target: Target, opts: Options) -> list[str]:
     cmd = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={opts.connect_timeout_s}",
@@ -125,7 +191,8 @@ def ssh_command(target: Target, opts: Options) -> list[str]:
         cmd += ["-o", o]
     if target.port:
         cmd += ["-p", str(target.port)]
-    return cmd + [f"{target.user}@{target.host}" if target.user else target.host, "--"]
+    # "--" first: the destination is never read as an option, whatever it is
+    return cmd + ["--", f"{target.user}@{target.host}" if target.user else target.host]
 
 
 def _ssh_failure(target: Target, stderr: str) -> str:
@@ -254,16 +321,17 @@ def build_wheel(out_dir: Path) -> Path:
 def runtime_id(wheel: Path) -> str:
     """``<version>-<sha12 of RECORD>``: RECORD lists every file's hash, so the id changes with
     the code and not with the zip's timestamps (same code, same venv, no reinstall)."""
+    m = WHEEL_NAME.fullmatch(wheel.name)
+    if not m:
+        raise EdgeSedError(f"--wheel {wheel.name!r}: not an edge-sed wheel name "
+                           "(edge_sed-VERSION-PYTHON-ABI-PLATFORM.whl)")
     try:
         with zipfile.ZipFile(wheel) as z:
             record = next(n for n in z.namelist() if n.endswith(".dist-info/RECORD"))
             digest = hashlib.sha256(z.read(record)).hexdigest()[:12]
     except (zipfile.BadZipFile, StopIteration, OSError) as exc:
-        raise EdgeSedError(f"{wheel}: not a usable wheel ({exc})") from None
-    parts = wheel.name.split("-")
-    if len(parts) < 3 or parts[0] != "edge_sed":
-        raise EdgeSedError(f"{wheel}: not an edge-sed wheel")
-    return f"{parts[1]}-{digest}"
+        raise EdgeSedError(f"--wheel {str(wheel)!r}: not a usable wheel ({exc})") from None
+    return f"{m.group(1)}-{digest}"
 
 
 def prepare(bundle_path, work_dir: Path, wheel: str | os.PathLike | None = None) -> Artifact:
@@ -279,6 +347,8 @@ def prepare(bundle_path, work_dir: Path, wheel: str | os.PathLike | None = None)
     except EdgeSedError as exc:
         raise EdgeSedError(f"refusing to deploy: the bundle fails verification: {exc}") from None
     manifest = json.loads((bundle_path / MANIFEST_FILE).read_text())
+    checked_archs(manifest)
+    check_sha256(manifest)
     wheel_path = Path(wheel) if wheel else build_wheel(work_dir)
     art = Artifact(bundle_path, manifest, bundle_id(manifest), wheel_path, runtime_id(wheel_path))
     buf = io.BytesIO()
@@ -293,82 +363,77 @@ def prepare(bundle_path, work_dir: Path, wheel: str | os.PathLike | None = None)
 
 def checked_archs(manifest: dict) -> list[str]:
     """Architectures this bundle may run on: those with a LiteRT build, narrowed to the
-    manifest's ``checked_on`` list where a bundle carries one. The on-target ``edge-sed verify``
-    then checks the bundle on the target's own architecture before anything is switched."""
+    manifest's ``checked_on`` list where a bundle carries one (a list of architecture names, or
+    the bundle is refused). The on-target ``edge-sed verify`` then checks the bundle on the
+    target's own architecture before anything is switched."""
     listed = manifest.get("checked_on")
-    if isinstance(listed, list) and listed:
-        return [a for a in listed if isinstance(a, str)]
-    return list(RUNTIME_ARCHS)
+    if listed is None:
+        return list(RUNTIME_ARCHS)
+    if not (isinstance(listed, list) and listed
+            and all(isinstance(a, str) and ARCH_NAME.fullmatch(a) for a in listed)):
+        raise EdgeSedError("refusing to deploy: manifest.json 'checked_on' is not a list of architecture names "
+                           f"like [\"x86_64\", \"aarch64\"]: {json.dumps(listed)[:200]}")
+    return listed
+
+
+def check_sha256(manifest: dict) -> str:
+    """The check windows' sha256 ('' if the bundle has none); it and the model's must be hex."""
+    check = manifest.get("check") or {}
+    digest = check.get("sha256") if isinstance(check, dict) else check
+    for field, value in (("sha256", manifest.get("sha256")), ("check.sha256", digest)):
+        if (value or field == "sha256") and not (isinstance(value, str) and SHA256_HEX.fullmatch(value)):
+            raise EdgeSedError(f"refusing to deploy: manifest.json '{field}' is not 64 lowercase hex digits: "
+                               f"{json.dumps(value)[:100]}")
+    return digest or ""
 
 
 # ------------------------------------------------------------------------ remote steps
+#
+# A remote script is VALUES + fixed text. VALUES assigns each value from outside (option,
+# manifest field, file name) to a shell variable, single-quoted by shlex.quote: inside '...'
+# no character is syntax for sh, not $, a backtick, a quote or a newline. The script bodies
+# below are constants that only use those variables, always in double quotes ("$ROOT"); the two
+# generated functions (sctl, write_unit) are made of single-quoted literals too. So no string
+# from a bundle, the command line or a target can become shell code, whatever it holds.
 
 
-def sh_path(path: str) -> str:
-    """A shell word for a target path; a leading ~ becomes "$HOME" (quoted: spaces are fine)."""
-    if path == "~":
-        return '"$HOME"'
-    if path.startswith("~/"):
-        return '"$HOME"/' + shlex.quote(path[2:])
-    return shlex.quote(path)
+def _assign(**values) -> str:
+    return "".join(f"{name}={shlex.quote(str(value))}\n" for name, value in values.items())
 
 
-def _systemctl(opts: Options, scope_var: str = "$SCOPE") -> str:
-    # the scope is only known on the target (auto = system as root, user otherwise)
-    return f'{opts.systemctl} $( [ "{scope_var}" = user ] && echo --user )'
-
-
-_COMMON = r"""
-set -u
-ROOT={root}
-PY={python}
-SERVICE={service}
-refuse() {{ echo "REFUSED: $*"; exit {refused}; }}
-case "$ROOT" in /*) ;; *) ROOT="$HOME/$ROOT";; esac
-SCOPE={scope}
+_COMMON = r"""set -u
+refuse() { echo "REFUSED: $*"; exit "$REFUSED_EXIT"; }
+case "$ROOT" in "~") ROOT=$HOME;; "~/"*) ROOT=$HOME/${ROOT#??};; esac
 if [ "$SCOPE" = auto ]; then if [ "$(id -u)" = 0 ]; then SCOPE=system; else SCOPE=user; fi; fi
 if [ "$SCOPE" = system ]; then UNIT_DIR=/etc/systemd/system; else UNIT_DIR="$HOME/.config/systemd/user"; fi
 UNIT="$UNIT_DIR/$SERVICE.service"
+root_ok() {  # the unit holds $ROOT unquoted (systemd reads whitespace, quotes, \, $ and % in it)
+  case "$ROOT" in *[!A-Za-z0-9._/+@-]*) return 1;; esac
+}
 """
 
 
-def _common(opts: Options) -> str:
-    return _COMMON.format(root=sh_path(opts.root), python=shlex.quote(opts.python),
-                          service=shlex.quote(opts.service), refused=REFUSED, scope=shlex.quote(opts.scope))
-
-
-NO_MICROPHONE_WARNING = ('[ "$audio_inputs" -gt 0 ] || echo "WARN: no audio input device found (/proc/asound): '
-                         'the service will fail until a microphone is plugged in"')
+def _common(opts: Options, **values) -> str:
+    words = " ".join(shlex.quote(w) for w in opts.systemctl.split(" "))
+    return (_assign(ROOT=opts.root, SERVICE=opts.service, PY=opts.python, SCOPE=opts.scope,
+                    SYSTEMCTL=opts.systemctl, REFUSED_EXIT=REFUSED, **values) + _COMMON
+            # the scope is only known on the target (auto = system as root, user otherwise)
+            + f'sctl() {{ if [ "$SCOPE" = user ]; then {words} --user "$@"; else {words} "$@"; fi; }}\n')
 
 
 def _listens_to_file(opts: Options) -> bool:
     """The service reads a file (``--listen-args "--file ..."``): no microphone needed."""
-    return any(a == "--file" or a.startswith("--file=") for a in shlex.split(opts.listen_args))
+    return any(a == "--file" or a.startswith("--file=") for a in listen_tokens(opts.listen_args))
 
 
-def preflight_script(opts: Options, archs: list[str], need_kb: int | None, runtime: str | None) -> str:
-    """Read-only: print the target's facts, then refuse on the first check that fails.
-    ``need_kb`` None = facts only (status)."""
-    checks = "" if need_kb is None else f"""
-case " {' '.join(archs)} " in *" $arch "*) ;; *) refuse "target architecture $arch: this bundle was not checked on it (checked on: {', '.join(archs)}; 32-bit Pi OS has no LiteRT: use the 64-bit image)";; esac
-[ -n "$pyver" ] || refuse "no Python on the target ($PY not found; Debian/Pi OS: apt-get install python3 python3-venv)"
-$PY -c 'import sys; sys.exit(0 if sys.version_info[:2] >= {MIN_PYTHON} else 1)' || refuse "Python $pyver on the target, edge-sed needs >= {'.'.join(map(str, MIN_PYTHON))}"
-[ "$venv" = yes ] || refuse "$PY has no venv/ensurepip module (Debian/Pi OS: apt-get install python3-venv)"
-[ "$writable" = yes ] || refuse "no permission to write $d (needed for $ROOT)"
-need={need_kb}
-[ -f "$ROOT/runtimes/{runtime}/.complete" ] || need=$((need + {RUNTIME_INSTALL_MB * 1024}))
-[ "$free_kb" -ge "$need" ] || refuse "disk full: $((free_kb / 1024)) MB free under $d, the deploy needs ~$((need / 1024)) MB"
-command -v {shlex.quote(opts.systemctl.split()[0])} >/dev/null 2>&1 || refuse "no systemd on the target ({opts.systemctl} not found)"
-{'' if _listens_to_file(opts) else NO_MICROPHONE_WARNING}
-"""
-    return _common(opts) + r"""
+_PREFLIGHT = r"""
 echo "root_abs=$ROOT"
-. /etc/os-release 2>/dev/null && echo "os=${PRETTY_NAME:-$NAME}" || echo "os=$(uname -s)"
+echo "os=$( (. /etc/os-release && echo "${PRETTY_NAME:-$NAME}") 2>/dev/null || uname -s)"
 arch=$(uname -m); echo "arch=$arch"
 echo "uid=$(id -u)"; echo "scope=$SCOPE"; echo "unit=$UNIT"
-pyver=$($PY -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null || true)
+pyver=$("$PY" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null || true)
 echo "python=$pyver"
-venv=no; [ -n "$pyver" ] && $PY -c 'import venv, ensurepip' 2>/dev/null && venv=yes; echo "venv=$venv"
+venv=no; [ -n "$pyver" ] && "$PY" -c 'import venv, ensurepip' 2>/dev/null && venv=yes; echo "venv=$venv"
 d="$ROOT"; while [ ! -e "$d" ]; do d=$(dirname "$d"); done
 free_kb=$(df -Pk "$d" | awk 'NR==2 {print $4}'); echo "free_kb=$free_kb"
 writable=no; [ -w "$d" ] && writable=yes; echo "writable=$writable"
@@ -376,47 +441,61 @@ audio_inputs=0; [ -r /proc/asound/pcm ] && audio_inputs=$(grep -c capture /proc/
 echo "current=$(readlink "$ROOT/current" 2>/dev/null || true)"
 echo "runtime=$(readlink "$ROOT/runtime" 2>/dev/null || true)"
 echo "previous=$(readlink "$ROOT/previous" 2>/dev/null || true)"
-""" + checks
+root_ok || refuse "install directory $ROOT: a systemd unit can hold only letters, digits and ._/+@- there (give another --root)"
+case " $ARCHS " in *" $arch "*) ;; *) refuse "target architecture $arch: this bundle was not checked on it (checked on: $ARCHS_TEXT; 32-bit Pi OS has no LiteRT: use the 64-bit image)";; esac
+[ -n "$pyver" ] || refuse "no Python on the target ($PY not found; Debian/Pi OS: apt-get install python3 python3-venv)"
+"$PY" -c 'import sys; sys.exit(sys.version_info[:2] < tuple(map(int, sys.argv[1].split("."))))' "$MIN_PYTHON" || refuse "Python $pyver on the target, edge-sed needs >= $MIN_PYTHON"
+[ "$venv" = yes ] || refuse "$PY has no venv/ensurepip module (Debian/Pi OS: apt-get install python3-venv)"
+[ "$writable" = yes ] || refuse "no permission to write $d (needed for $ROOT)"
+need=$NEED_KB
+[ -f "$ROOT/runtimes/$RUNTIME_ID/.complete" ] || need=$((need + RUNTIME_KB))
+[ "$free_kb" -ge "$need" ] || refuse "disk full: $((free_kb / 1024)) MB free under $d, the deploy needs ~$((need / 1024)) MB"
+command -v "$SYSTEMCTL_COMMAND" >/dev/null 2>&1 || refuse "no systemd on the target ($SYSTEMCTL not found)"
+if [ "$NEEDS_MICROPHONE" = yes ] && [ "$audio_inputs" = 0 ]; then
+  echo "WARN: no audio input device found (/proc/asound): the service will fail until a microphone is plugged in"
+fi
+"""
 
 
-def stage_script(opts: Options, art: Artifact, tar_source: str = "-") -> str:
-    """Unpack into .staging, check sha256 on the target, install the runtime venv if it is new,
-    verify the bundle with the target's edge-sed, then move it into bundles/. Nothing live is
-    touched; the staging directory is removed whatever happens."""
-    m = art.manifest
-    check = m.get("check") or {}
-    check_line = (f'[ "$(sha256sum check.npz | cut -d" " -f1)" = {check["sha256"]} ] || '
-                  f'refuse "check.npz sha256 mismatch on the target (corrupted in transfer?)"'
-                  if check.get("sha256") else "")
-    rt = f"$ROOT/runtimes/{art.runtime_id}"
-    return _common(opts) + f"""
+def preflight_script(opts: Options, archs: list[str], need_kb: int, runtime: str) -> str:
+    """Read-only: print the target's facts, then refuse on the first check that fails."""
+    return _common(opts, ARCHS=" ".join(archs), ARCHS_TEXT=", ".join(archs), MIN_PYTHON=".".join(map(str, MIN_PYTHON)),
+                   NEED_KB=int(need_kb), RUNTIME_KB=RUNTIME_INSTALL_MB * 1024, RUNTIME_ID=runtime,
+                   SYSTEMCTL_COMMAND=opts.systemctl.split(" ")[0],
+                   NEEDS_MICROPHONE="no" if _listens_to_file(opts) else "yes") + _PREFLIGHT
+
+
+_STAGE = r"""
 mkdir -p "$ROOT/.staging" "$ROOT/bundles" "$ROOT/runtimes" "$ROOT/logs" || refuse "no permission to create $ROOT"
-ST=$(mktemp -d "$ROOT/.staging/{art.bundle_id}.XXXXXX") || refuse "cannot create a staging directory under $ROOT"
-TARFILE={tar_source}
+ST=$(mktemp -d "$ROOT/.staging/$BUNDLE_ID.XXXXXX") || refuse "cannot create a staging directory under $ROOT"
+if [ -n "$UPLOAD" ]; then TARFILE="$ROOT/$UPLOAD"; else TARFILE=-; fi
 trap 'rm -rf "$ST"; [ "$TARFILE" = - ] || rm -f "$TARFILE"' EXIT
-tar -xf "$TARFILE" -C "$ST" 2>"$ST/.tar-err" || {{ grep -q "No space" "$ST/.tar-err" && refuse "disk full while copying the bundle"; refuse "copying the bundle failed: $(tail -n1 "$ST/.tar-err")"; }}
+tar -xf "$TARFILE" -C "$ST" 2>"$ST/.tar-err" || { grep -q "No space" "$ST/.tar-err" && refuse "disk full while copying the bundle"; refuse "copying the bundle failed: $(tail -n1 "$ST/.tar-err")"; }
 cd "$ST/bundle" || refuse "the upload has no bundle"
-[ "$(sha256sum model.tflite | cut -d' ' -f1)" = {m["sha256"]} ] || refuse "model.tflite sha256 on the target does not match the manifest (corrupted in transfer?)"
-{check_line}
+[ "$(sha256sum model.tflite | cut -d' ' -f1)" = "$SHA256" ] || refuse "model.tflite sha256 on the target does not match the manifest (corrupted in transfer?)"
+if [ -n "$CHECK_SHA256" ]; then
+  [ "$(sha256sum check.npz | cut -d' ' -f1)" = "$CHECK_SHA256" ] || refuse "check.npz sha256 mismatch on the target (corrupted in transfer?)"
+fi
 echo "sha256=ok"
-if [ -f "{rt}/.complete" ]; then
+RT="$ROOT/runtimes/$RUNTIME_ID"
+if [ -f "$RT/.complete" ]; then
   echo "runtime_install=kept"
 else
-  rm -rf "{rt}"
-  $PY -m venv "{rt}" >"$ST/venv.log" 2>&1 || refuse "python -m venv failed: $(tail -n1 "$ST/venv.log")"
-  "{rt}/bin/python" -m pip install --disable-pip-version-check -q "$ST/wheel/{art.wheel.name}" >"$ST/pip.log" 2>&1 || {{
-    grep -q "No space left" "$ST/pip.log" && {{ rm -rf "{rt}"; refuse "disk full while installing the runtime"; }}
-    rm -rf "{rt}"; refuse "installing edge-sed on the target failed: $(grep -i error "$ST/pip.log" | tail -n1)"; }}
-  touch "{rt}/.complete"
+  rm -rf "$RT"
+  "$PY" -m venv "$RT" >"$ST/venv.log" 2>&1 || refuse "python -m venv failed: $(tail -n1 "$ST/venv.log")"
+  "$RT/bin/python" -m pip install --disable-pip-version-check -q "$ST/wheel/$WHEEL" >"$ST/pip.log" 2>&1 || {
+    grep -q "No space left" "$ST/pip.log" && { rm -rf "$RT"; refuse "disk full while installing the runtime"; }
+    rm -rf "$RT"; refuse "installing edge-sed on the target failed: $(grep -i error "$ST/pip.log" | tail -n1)"; }
+  touch "$RT/.complete"
   echo "runtime_install=new"
 fi
-"{rt}/bin/edge-sed" verify "$ST/bundle" >"$ST/verify.log" 2>&1 || refuse "the bundle fails its check on this target ($(uname -m)): $(tail -n1 "$ST/verify.log")"
+"$RT/bin/edge-sed" verify "$ST/bundle" >"$ST/verify.log" 2>&1 || refuse "the bundle fails its check on this target ($(uname -m)): $(tail -n1 "$ST/verify.log")"
 echo "target_verify=$(uname -m)"
-B="$ROOT/bundles/{art.bundle_id}"
-if [ -d "$B" ] && [ "$(sha256sum "$B/model.tflite" 2>/dev/null | cut -d' ' -f1)" = {m["sha256"]} ]; then
+B="$ROOT/bundles/$BUNDLE_ID"
+if [ -d "$B" ] && [ "$(sha256sum "$B/model.tflite" 2>/dev/null | cut -d' ' -f1)" = "$SHA256" ]; then
   echo "bundle=kept"
 else
-  [ -d "$B" ] && echo "WARN: bundles/{art.bundle_id} on the target was damaged: replaced"
+  [ -d "$B" ] && echo "WARN: bundles/$BUNDLE_ID on the target was damaged: replaced"
   rm -rf "$B.old"; [ -d "$B" ] && mv "$B" "$B.old"
   cd "$ROOT" && mv "$ST/bundle" "$B" || refuse "moving the bundle into place failed"
   rm -rf "$B.old"
@@ -425,8 +504,28 @@ fi
 """
 
 
-def unit_text(opts: Options, root_abs: str = "$ROOT") -> str:
-    args = " ".join(shlex.quote(a) for a in shlex.split(opts.listen_args))
+def stage_script(opts: Options, art: Artifact, upload: str = "") -> str:
+    """Unpack into .staging, check sha256 on the target, install the runtime venv if it is new,
+    verify the bundle with the target's edge-sed, then move it into bundles/. Nothing live is
+    touched; the staging directory is removed whatever happens. The tar comes on stdin, or (the
+    playbook) from ``upload``, a path under ROOT."""
+    return _common(opts, BUNDLE_ID=art.bundle_id, RUNTIME_ID=art.runtime_id, WHEEL=art.wheel.name,
+                   SHA256=art.manifest["sha256"], CHECK_SHA256=check_sha256(art.manifest), UPLOAD=upload) + _STAGE
+
+
+def systemd_word(arg: str) -> str:
+    """``arg`` as one word of a systemd ExecStart= line that systemd reads back exactly: as it
+    is if plain, else double-quoted with \\ and " escaped; $ (environment) and % (specifiers)
+    are systemd's own expansions, quoted or not, so they become $$ and %%."""
+    if re.fullmatch(r"[A-Za-z0-9_./:=,+@-]+", arg):
+        return arg
+    escaped = arg.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace("$", "$$")
+    return f'"{escaped}"'
+
+
+def unit_text(opts: Options, root_abs: str, wanted_by: str) -> str:
+    """The systemd unit; ``root_abs`` is only letters, digits and ._/+@- (checked on the target)."""
+    args = " ".join(systemd_word(a) for a in listen_tokens(opts.listen_args))
     return f"""[Unit]
 Description=edge-sed listen: rare sound event detection (managed by edge-sed deploy)
 After=sound.target network.target
@@ -440,58 +539,50 @@ RestartSec=5
 Environment=PYTHONUNBUFFERED=1
 
 [Install]
-WantedBy=$WANTED_BY
+WantedBy={wanted_by}
 """
 
 
-_FLIP = r"""
+def _printf(text: str) -> str:
+    """A shell command printing ``text`` exactly, in which \\0NAME\\0 stands for the value of the
+    script's variable NAME; the text travels as single-quoted literals."""
+    return "printf '%s' " + " ".join(f'"${p}"' if i % 2 else shlex.quote(p)
+                                     for i, p in enumerate(text.split("\0")) if p)
+
+
+_SWITCH = r"""
 flip() {  # flip LINK TARGET: atomic symlink switch (a reader sees the old or the new link)
   ln -sfn "$2" "$ROOT/.$1.tmp" && mv -T "$ROOT/.$1.tmp" "$ROOT/$1"
 }
 health() {  # is the service up, and still up after the settle time?
-  sleep {settle}
-  $SYSTEMCTL is-active --quiet "$SERVICE"
+  sleep "$SETTLE"
+  sctl is-active --quiet "$SERVICE"
 }
-"""
-
-
-def switch_script(opts: Options, art: Artifact | None, rollback: bool = False) -> str:
-    """Write the unit, flip runtime/current (remembering the old pair as previous), restart,
-    check the service stays up; if not, flip back, restart the old pair, refuse. With
-    ``rollback``: swap current/runtime with previous/previous-runtime instead."""
-    systemctl = _systemctl(opts)
-    if rollback:
-        choose = r"""
-NEW_B=$(readlink "$ROOT/previous" 2>/dev/null) || refuse "nothing to roll back to on this target (no previous bundle)"
-NEW_R=$(readlink "$ROOT/previous-runtime" 2>/dev/null || readlink "$ROOT/runtime")
-[ -d "$ROOT/$NEW_B" ] && [ -x "$ROOT/$NEW_R/bin/edge-sed" ] || refuse "the previous bundle or runtime is gone from $ROOT"
-ACTION=rollback
-"""
-    else:
-        choose = f"""
-NEW_B=bundles/{art.bundle_id}; NEW_R=runtimes/{art.runtime_id}
-[ -d "$ROOT/$NEW_B" ] && [ -f "$ROOT/$NEW_R/.complete" ] || refuse "the staged bundle or runtime is missing"
-ACTION=deploy
-"""
-    unit = unit_text(opts)
-    return _common(opts) + f"SYSTEMCTL=\"{systemctl}\"\n" + _FLIP.replace("{settle}", f"{opts.settle_s:g}") + choose + f"""
+if [ "$ACTION" = rollback ]; then
+  NEW_B=$(readlink "$ROOT/previous" 2>/dev/null) || refuse "nothing to roll back to on this target (no previous bundle)"
+  NEW_R=$(readlink "$ROOT/previous-runtime" 2>/dev/null || readlink "$ROOT/runtime")
+  [ -d "$ROOT/$NEW_B" ] && [ -x "$ROOT/$NEW_R/bin/edge-sed" ] || refuse "the previous bundle or runtime is gone from $ROOT"
+else
+  NEW_B=bundles/$BUNDLE_ID; NEW_R=runtimes/$RUNTIME_ID
+  [ -d "$ROOT/$NEW_B" ] && [ -f "$ROOT/$NEW_R/.complete" ] || refuse "the staged bundle or runtime is missing"
+fi
 cd "$ROOT" || refuse "no $ROOT on the target"
 ROOT=$(pwd -P)
 OLD_B=$(readlink current 2>/dev/null || true); OLD_R=$(readlink runtime 2>/dev/null || true)
 OLD_PB=$(readlink previous 2>/dev/null || true); OLD_PR=$(readlink previous-runtime 2>/dev/null || true)
-if [ "$ACTION" = deploy ]; then  # a rollback keeps the unit as it is
-mkdir -p "$UNIT_DIR" || refuse "no permission to create $UNIT_DIR"
-if [ "$SCOPE" = system ]; then WANTED_BY=multi-user.target; else WANTED_BY=default.target; fi
-cat > "$UNIT.tmp" <<EOF || refuse "no permission to write $UNIT"
-{unit}EOF
 UNIT_CHANGED=
-if cmp -s "$UNIT.tmp" "$UNIT"; then rm -f "$UNIT.tmp"; else
-  [ -f "$UNIT" ] && cp -p "$UNIT" "$UNIT.prev"
-  mv "$UNIT.tmp" "$UNIT" && $SYSTEMCTL daemon-reload || refuse "systemctl daemon-reload failed"
-  UNIT_CHANGED=1; echo "unit_written=yes"
-fi
-$SYSTEMCTL enable "$SERVICE" >/dev/null 2>&1 || echo "WARN: systemctl enable $SERVICE failed (the service will not start at boot)"
-if [ "$SCOPE" = user ]; then loginctl enable-linger "$(id -un)" >/dev/null 2>&1 || echo "WARN: loginctl enable-linger failed: the user service stops at logout and does not start at boot"; fi
+if [ "$ACTION" = deploy ]; then  # a rollback keeps the unit as it is
+  root_ok || refuse "install directory $ROOT: a systemd unit can hold only letters, digits and ._/+@- there (give another --root)"
+  mkdir -p "$UNIT_DIR" || refuse "no permission to create $UNIT_DIR"
+  if [ "$SCOPE" = system ]; then WANTED_BY=multi-user.target; else WANTED_BY=default.target; fi
+  write_unit > "$UNIT.tmp" || refuse "no permission to write $UNIT"
+  if cmp -s "$UNIT.tmp" "$UNIT"; then rm -f "$UNIT.tmp"; else
+    [ -f "$UNIT" ] && cp -p "$UNIT" "$UNIT.prev"
+    mv "$UNIT.tmp" "$UNIT" && sctl daemon-reload || refuse "systemctl daemon-reload failed"
+    UNIT_CHANGED=1; echo "unit_written=yes"
+  fi
+  sctl enable "$SERVICE" >/dev/null 2>&1 || echo "WARN: systemctl enable $SERVICE failed (the service will not start at boot)"
+  if [ "$SCOPE" = user ]; then loginctl enable-linger "$(id -un)" >/dev/null 2>&1 || echo "WARN: loginctl enable-linger failed: the user service stops at logout and does not start at boot"; fi
 fi
 [ -f "$UNIT" ] || refuse "no unit $UNIT on the target"
 if [ "$OLD_B" != "$NEW_B" ] || [ "$OLD_R" != "$NEW_R" ]; then
@@ -502,35 +593,43 @@ flip runtime "$NEW_R"
 flip current "$NEW_B"
 echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $ACTION $NEW_B $NEW_R" >> deployments.log
 echo "current=$NEW_B"; echo "runtime=$NEW_R"; echo "previous=$OLD_B"
-if $SYSTEMCTL restart "$SERVICE" && health; then
+if sctl restart "$SERVICE" && health; then
   echo "service=active"
-  # prune: runtimes (~200 MB each) nothing points at; bundles beyond the newest {opts.keep}
+  # prune: runtimes (~200 MB each) nothing points at; bundles beyond the newest $KEEP
   for d in runtimes/*; do
     [ -d "$d" ] && [ "$d" != "$(readlink runtime)" ] && [ "$d" != "$(readlink previous-runtime)" ] && rm -rf "$d" && echo "pruned=$d"
   done
-  ls -1t bundles | tail -n +{opts.keep + 1} | while read -r b; do
+  ls -1t bundles | tail -n "+$((KEEP + 1))" | while read -r b; do
     [ "bundles/$b" != "$(readlink current)" ] && [ "bundles/$b" != "$(readlink previous)" ] && rm -rf "bundles/$b"
   done
 else
-  state=$($SYSTEMCTL is-active "$SERVICE" 2>/dev/null || true)
+  state=$(sctl is-active "$SERVICE" 2>/dev/null || true)
   if [ -n "$OLD_B" ] && [ -n "$OLD_R" ] && [ "$OLD_B" != "$NEW_B" -o "$OLD_R" != "$NEW_R" ]; then
     flip runtime "$OLD_R"; flip current "$OLD_B"
     if [ -n "$OLD_PB" ]; then flip previous "$OLD_PB"; else rm -f previous; fi
     if [ -n "$OLD_PR" ]; then flip previous-runtime "$OLD_PR"; else rm -f previous-runtime; fi
-    if [ -n "${{UNIT_CHANGED:-}}" ] && [ -f "$UNIT.prev" ]; then mv "$UNIT.prev" "$UNIT"; $SYSTEMCTL daemon-reload; fi
+    if [ -n "$UNIT_CHANGED" ] && [ -f "$UNIT.prev" ]; then mv "$UNIT.prev" "$UNIT"; sctl daemon-reload; fi
     echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) auto-rollback $OLD_B $OLD_R" >> deployments.log
-    if $SYSTEMCTL restart "$SERVICE" && health; then back="it runs again"; else back="it does not start either"; fi
-    refuse "service $SERVICE did not stay up on $NEW_B (state: ${{state:-unknown}}): switched back to $OLD_B, $back"
+    if sctl restart "$SERVICE" && health; then back="it runs again"; else back="it does not start either"; fi
+    refuse "service $SERVICE did not stay up on $NEW_B (state: ${state:-unknown}): switched back to $OLD_B, $back"
   fi
-  refuse "service $SERVICE did not stay up on $NEW_B (state: ${{state:-unknown}}); see: journalctl $( [ "$SCOPE" = user ] && echo --user ) -u $SERVICE"
+  refuse "service $SERVICE did not stay up on $NEW_B (state: ${state:-unknown}); see: journalctl $( [ "$SCOPE" = user ] && echo --user ) -u $SERVICE"
 fi
 """
 
 
-def status_script(opts: Options, lines: int) -> str:
-    systemctl = _systemctl(opts)
-    return _common(opts) + f"""
-SYSTEMCTL="{systemctl}"
+def switch_script(opts: Options, art: Artifact | None, rollback: bool = False) -> str:
+    """Write the unit, flip runtime/current (remembering the old pair as previous), restart,
+    check the service stays up; if not, flip back, restart the old pair, refuse. With
+    ``rollback``: swap current/runtime with previous/previous-runtime instead."""
+    unit = unit_text(opts, "\0ROOT\0", "\0WANTED_BY\0")
+    return (_common(opts, ACTION="rollback" if rollback else "deploy", SETTLE=f"{opts.settle_s:g}",
+                    KEEP=int(opts.keep), BUNDLE_ID=art.bundle_id if art else "",
+                    RUNTIME_ID=art.runtime_id if art else "")
+            + f"write_unit() {{ {_printf(unit)}; }}\n" + _SWITCH)
+
+
+_STATUS = r"""
 [ -d "$ROOT" ] || refuse "nothing deployed here ($ROOT does not exist)"
 cd "$ROOT"
 echo "root=$(pwd -P)"
@@ -538,13 +637,36 @@ echo "current=$(readlink current 2>/dev/null || true)"
 echo "runtime=$(readlink runtime 2>/dev/null || true)"
 echo "previous=$(readlink previous 2>/dev/null || true)"
 echo "arch=$(uname -m)"
-echo "service=$($SYSTEMCTL is-active "$SERVICE" 2>/dev/null || true)"
-$SYSTEMCTL show "$SERVICE" -p ActiveEnterTimestamp -p NRestarts -p MainPID 2>/dev/null | sed 's/^ActiveEnterTimestamp=/since=/; s/^NRestarts=/restarts=/; s/^MainPID=/pid=/'
-[ -f current/manifest.json ] && echo "manifest=$(tr -d '\\n' < current/manifest.json | head -c 200000)"
+echo "service=$(sctl is-active "$SERVICE" 2>/dev/null || true)"
+sctl show "$SERVICE" -p ActiveEnterTimestamp -p NRestarts -p MainPID 2>/dev/null | sed 's/^ActiveEnterTimestamp=/since=/; s/^NRestarts=/restarts=/; s/^MainPID=/pid=/'
+[ -f current/manifest.json ] && echo "manifest=$(tr -d '\n' < current/manifest.json | head -c 200000)"
 echo "last_deploy=$(tail -n1 deployments.log 2>/dev/null || true)"
 echo "log=$(pwd -P)/logs/events.jsonl"
-tail -n {int(lines)} logs/events.jsonl 2>/dev/null | sed 's/^/event=/'
+tail -n "$LINES" logs/events.jsonl 2>/dev/null | sed 's/^/event=/'
 """
+
+
+def status_script(opts: Options, lines: int) -> str:
+    return _common(opts, LINES=int(lines)) + _STATUS
+
+
+def host_scripts(opts: Options, art: Artifact, upload: str = "") -> dict[str, str]:
+    """The three scripts of a deploy, by file name (what the playbook writes)."""
+    return {"preflight.sh": preflight_script(opts, checked_archs(art.manifest), _need_kb(art), art.runtime_id),
+            "stage.sh": stage_script(opts, art, upload),
+            "switch.sh": switch_script(opts, art)}
+
+
+def check_syntax(scripts: dict[str, str]) -> None:
+    """``sh -n`` here on each generated script, before any host sees it (a script the target's
+    shell could not parse would be a bug in edge-sed: refused, not half run)."""
+    if shutil.which("sh") is None:
+        return
+    for name, text in scripts.items():
+        proc = subprocess.run(["sh", "-n"], input=text, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise EdgeSedError(f"the generated {name} fails sh -n (a bug in edge-sed, please report it): "
+                               f"{(proc.stderr.strip().splitlines() or ['?'])[-1]}")
 
 
 # ---------------------------------------------------------------------------- one host
@@ -588,15 +710,15 @@ def stage_host(target: Target, opts: Options, art: Artifact, dry_run: bool = Fal
     res = HostResult(target)
     start = time.perf_counter()
     try:
-        facts = run_remote(target, opts, preflight_script(opts, checked_archs(art.manifest), _need_kb(art),
-                                                          art.runtime_id), what="preflight")
+        scripts = host_scripts(opts, art)
+        facts = run_remote(target, opts, scripts["preflight.sh"], what="preflight")
         _record(res, facts, "checked: " + describe_target(facts))
         log(f"{target}: checked: {describe_target(facts)}")
         if dry_run:
             res.steps += plan_steps(opts, art, facts)
             res.status = "dry-run"
             return res
-        facts = run_remote(target, opts, stage_script(opts, art), data=art.tar, timeout_s=1800, what="staging")
+        facts = run_remote(target, opts, scripts["stage.sh"], data=art.tar, timeout_s=1800, what="staging")
         step = (f"staged {art.bundle_id} (sha256 ok on the target), runtime {art.runtime_id} "
                 f"{'installed' if facts.get('runtime_install') == 'new' else 'already there'}, "
                 f"bundle re-checked by the target's edge-sed on {facts.get('target_verify')}")
@@ -632,6 +754,8 @@ def switch_host(res: HostResult, opts: Options, art: Artifact | None, rollback: 
 
 def plan_steps(opts: Options, art: Artifact, facts: dict) -> list[str]:
     root, rt = opts.root, art.runtime_id
+    exec_start = next(line for line in unit_text(opts, facts.get("root_abs") or root, "").splitlines()
+                      if line.startswith("ExecStart="))
     have_rt = "keep" if facts.get("runtime") == f"runtimes/{rt}" else "install (if not already there)"
     return [
         f"upload {art.bundle_dir} ({art.bundle_bytes / 1024:.0f} kB) and {art.wheel.name} to {root}/.staging/",
@@ -639,8 +763,7 @@ def plan_steps(opts: Options, art: Artifact, facts: dict) -> list[str]:
         f"runtime {root}/runtimes/{rt}: {have_rt} (python -m venv + pip install of the wheel; deps from PyPI)",
         f"re-run the bundle's check windows with the target's edge-sed verify ({facts.get('arch')})",
         f"move to {root}/bundles/{art.bundle_id}",
-        f"write {facts.get('unit')} (ExecStart: {root}/runtime/bin/edge-sed listen --bundle current "
-        f"--log logs/events.jsonl; Restart=on-failure)",
+        f"write {facts.get('unit')} ({exec_start}; Restart=on-failure)",
         f"previous -> {facts.get('current') or '(none)'}; runtime -> runtimes/{rt}; "
         f"current -> bundles/{art.bundle_id} (ln -s + mv -T)",
         f"{opts.systemctl} restart {opts.service}; check it is still active after {opts.settle_s:g} s, "
@@ -658,6 +781,7 @@ def deploy(bundle_path, targets: list[Target], opts: Options, wheel=None, dry_ru
     problems before any host is touched (the bundle, the wheel)."""
     with tempfile.TemporaryDirectory(prefix="edge-sed-deploy-") as tmp:
         art = prepare(bundle_path, Path(tmp), wheel)
+        check_syntax(host_scripts(opts, art))
         with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(targets)))) as pool:
             results = list(pool.map(lambda t: stage_host(t, opts, art, dry_run, log), targets))
             if dry_run:
@@ -673,6 +797,7 @@ def deploy(bundle_path, targets: list[Target], opts: Options, wheel=None, dry_ru
 
 
 def rollback(targets: list[Target], opts: Options, log=None) -> list[HostResult]:
+    check_syntax({"switch.sh": switch_script(opts, None, rollback=True)})
     with ThreadPoolExecutor(max_workers=max(1, min(4, len(targets)))) as pool:
         return list(pool.map(lambda t: switch_host(HostResult(t), opts, None, rollback=True, log=log), targets))
 

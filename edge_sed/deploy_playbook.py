@@ -24,8 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .deploy import (HostResult, Options, Target, _need_kb, checked_archs, prepare, preflight_script,
-                     stage_script, switch_script)
+from .deploy import HostResult, Options, Target, check_syntax, host_scripts, prepare
 from .errors import EdgeSedError
 
 TASKS = ("preflight", "staging directory", "upload", "stage", "switch")
@@ -33,14 +32,12 @@ TASKS = ("preflight", "staging directory", "upload", "stage", "switch")
 
 def write_playbook(out_dir: Path, opts: Options, art, batch: int = 1) -> Path:
     """Write playbook.yml, the three scripts and upload.tar into ``out_dir``; returns the
-    playbook's path. The playbook is JSON, which is YAML too (no YAML writer needed)."""
+    playbook's path. The playbook is JSON, which is YAML too (no YAML writer needed). The
+    scripts are edge_sed.deploy's (every outside value a quoted variable) and pass ``sh -n``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     upload = f".staging/upload-{art.bundle_id}.tar"  # under ROOT, as the target's shell resolves it
-    scripts = {
-        "preflight.sh": preflight_script(opts, checked_archs(art.manifest), _need_kb(art), art.runtime_id),
-        "stage.sh": stage_script(opts, art, tar_source=f'"$ROOT"/{upload}'),
-        "switch.sh": switch_script(opts, art),
-    }
+    scripts = host_scripts(opts, art, upload=upload)
+    check_syntax(scripts)
     for name, text in scripts.items():
         (out_dir / name).write_text("#!/bin/sh\n" + text)
     (out_dir / "upload.tar").write_bytes(art.tar)
@@ -143,7 +140,7 @@ def run_playbook(inventory, bundle, opts: Options, wheel=None, batch: int = 1, d
         hosts = list_hosts(playbook, inventory)
         if dry_run:  # keep the playbook for inspection
             keep = True
-            log(f"playbook: {playbook} (syntax ok; {len(hosts)} host(s): {', '.join(hosts)}; batches of {batch})")
+            log(f"playbook: {playbook} (syntax ok: playbook and its sh scripts; {len(hosts)} host(s): {', '.join(hosts)}; batches of {batch})")
             return [HostResult(Target(h), status="dry-run") for h in hosts]
         return _run(exe, playbook, inventory, hosts, batch, log)
     finally:
