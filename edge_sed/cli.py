@@ -134,7 +134,7 @@ def data_prepare(source, out_dir, ratio, ratio_on, fractions, seed, no_check, as
 
     SOURCE is a metadata.csv (or its folder), an UrbanSound8K or ESC-50 root, or a folder of
     class folders."""
-    from .datasets import class_stats, load_clips, parse_ratio, prepare_splits, write_split_csv
+    from .datasets import class_stats, load_clips, parse_ratio, prepare_splits, write_splits
 
     try:
         fracs = tuple(float(x) for x in fractions.split(","))
@@ -147,10 +147,8 @@ def data_prepare(source, out_dir, ratio, ratio_on, fractions, seed, no_check, as
         check_audio_files([c.path for c in clips], progress=not as_json)
     splits = prepare_splits(clips, ratio=parse_ratio(ratio) if ratio else None, fractions=fracs,
                             seed=seed, ratio_splits=("train", "val", "test") if ratio_on == "all" else ("train",))
-    report = {}
-    for name, split in splits.items():
-        write_split_csv(split, out_dir / f"{name}.csv")
-        report[name] = {label: s["clips"] for label, s in class_stats(split).items()}
+    report = {name: {label: s["clips"] for label, s in class_stats(split).items()} for name, split in splits.items()}
+    write_splits(splits, out_dir)  # all three or none (a full disk leaves an older set whole)
     if as_json:
         _emit_json({"source": str(source), "ratio": ratio, "seed": seed, "splits": report})
         return

@@ -308,16 +308,35 @@ def write_split_csv(clips: Iterable[Clip], path: str | os.PathLike) -> None:
     """Write clips in the metadata.csv format, atomically. Paths are relative to the csv's
     folder when below it, else absolute. Extra columns follow, in first-seen order."""
     path = Path(os.path.abspath(path))
+    with atomic_path(path) as tmp:
+        _write_clips_csv(clips, tmp, path.parent)
+
+
+def write_splits(splits: Mapping[str, Iterable[Clip]], out_dir: str | os.PathLike) -> list[Path]:
+    """Write each split as ``out_dir/<name>.csv`` (as :func:`write_split_csv`), all or none:
+    every csv is written to its temporary file before any is renamed into place, so a failure
+    (a full disk: its OSError goes on) leaves an older set whole, never a new train.csv beside
+    an old test.csv made from another split."""
+    out_dir = Path(os.path.abspath(out_dir))
+    paths = [out_dir / f"{name}.csv" for name in splits]
+    with contextlib.ExitStack() as renames:
+        for clips, path in zip(splits.values(), paths):
+            _write_clips_csv(clips, renames.enter_context(atomic_path(path)), out_dir)
+    return paths
+
+
+def _write_clips_csv(clips: Iterable[Clip], tmp: Path, folder: Path) -> None:
+    """The csv for :func:`write_split_csv` at ``tmp``, clip paths relative to ``folder``."""
     clips = list(clips)
     columns = list(METADATA_COLUMNS)
     for c in clips:
         columns += [k for k in c.extra if k not in columns]
-    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, columns, restval="")
         writer.writeheader()
         for c in clips:
             try:
-                rel = c.path.relative_to(path.parent).as_posix()
+                rel = c.path.relative_to(folder).as_posix()
             except ValueError:
                 rel = str(c.path)
             duration = "" if c.duration_s is None else repr(float(c.duration_s))

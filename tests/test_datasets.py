@@ -3,6 +3,7 @@ Every data set here is fabricated in tmp_path (tiny WAVs), never the shared corp
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import shutil
@@ -12,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_synth import full_disk_after, needs_dev_full
 
+from edge_sed import datasets
 from edge_sed.audio_io import write_audio
 from edge_sed.datasets import (
     Clip,
@@ -31,6 +34,7 @@ from edge_sed.datasets import (
     split_by_group,
     subsample_to_ratio,
     write_split_csv,
+    write_splits,
 )
 from edge_sed.errors import DatasetError
 from edge_sed.settings import LABELS, SAMPLE_RATE
@@ -203,6 +207,30 @@ def test_the_same_audio_in_another_group_is_refused(tmp_path, capsys, how):
     write_csv(tmp_path / "m.csv", [HEADER, *rows, f"{again},dog,dog,elsewhere,,,"])
     with pytest.raises(DatasetError, match="elsewhere__0.wav"):
         read_metadata_csv(tmp_path / "m.csv")
+
+
+@needs_dev_full
+@pytest.mark.parametrize("fails_at", SPLITS)
+def test_splits_on_a_full_disk_are_written_all_or_none(tmp_path, monkeypatch, fails_at):
+    """An older set of split csvs (seed 0) is being replaced by another (seed 1) when the disk
+    fills: the ENOSPC comes out naming the csv, and the older set is left whole, never a new
+    train.csv beside an old test.csv that may hold the same recordings."""
+    clips = load_clips(splittable_tree(tmp_path / "set"))
+    out = tmp_path / "splits"
+    write_splits(prepare_splits(clips, seed=0), out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(before) == sorted(f"{s}.csv" for s in SPLITS)
+    monkeypatch.setattr(datasets, "open", full_disk_after(SPLITS.index(fails_at)), raising=False)
+    with pytest.raises(OSError) as err:
+        write_splits(prepare_splits(clips, seed=1), out)
+    assert err.value.errno == errno.ENOSPC and err.value.filename == str(out / f"{fails_at}.csv")
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no temporary file either
+    new = prepare_splits(clips, seed=1)
+    write_splits(new, out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} != before  # seed 1 is another split
+    for s in SPLITS:
+        assert [(c.path, c.group) for c in read_metadata_csv(out / f"{s}.csv")] == [(c.path, c.group) for c in new[s]]
 
 
 def test_a_copy_within_its_own_group_is_kept(tmp_path):
