@@ -174,12 +174,51 @@ def iter_audio_blocks(
             raise AudioError(f"{path}: truncated (header promises {f.frames} frames, file holds {read})")
 
 
+class _KeepOSError:
+    """The unbuffered file libsndfile writes through (soundfile's virtual I/O), keeping the
+    first OSError: libsndfile itself reports a full disk as "System error." and loses the
+    errno. (Unbuffered, so closing the file has nothing left to fail on.)"""
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def _call(self, name, *args):
+        try:
+            return getattr(self.f, name)(*args)
+        except OSError as exc:  # never raise into the C callback: libsndfile sees a failure
+            self.error = self.error or exc
+            return 0 if name == "write" else -1
+
+    def write(self, data):
+        view = memoryview(data)
+        while view:  # a raw write may be short (the disk filling up); the next one says why
+            n = self._call("write", view)
+            if not n:
+                break
+            view = view[n:]
+        return len(data) - len(view)
+
+    def seek(self, offset, whence=os.SEEK_SET):
+        return self._call("seek", offset, whence)
+
+    def tell(self):
+        return self._call("tell")
+
+
 def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
     """Write mono audio as 16-bit PCM (WAV or FLAC by the suffix), atomically: a temporary
-    file in the same folder renamed into place, so a kill never leaves half a file."""
+    file in the same folder renamed into place, so a kill or a full disk never leaves half a
+    file. A full disk raises its OSError (ENOSPC) naming ``path``."""
     fmt = "FLAC" if Path(path).suffix.lower() == ".flac" else "WAV"
-    with atomic_path(path) as tmp:
-        sf.write(tmp, np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16", format=fmt)
+    with atomic_path(path) as tmp, open(tmp, "wb", buffering=0) as f:
+        sink = _KeepOSError(f)
+        try:
+            sf.write(sink, np.clip(audio, -1.0, 1.0), sample_rate, subtype="PCM_16", format=fmt)
+        except Exception:
+            if sink.error is None:
+                raise
+        if sink.error is not None:
+            raise sink.error
 
 
 def _kaiser_lowpass(num_taps: int, cutoff: float, beta: float = 5.0) -> np.ndarray:

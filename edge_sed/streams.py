@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_path
 from .audio_io import read_audio, write_audio
 from .datasets import Clip, load_clips, locate_window
 from .errors import DatasetError
@@ -175,9 +176,11 @@ def make_stream(clips, duration_s: float, n_events: int, seed: int = 0, ebr_db: 
 
 def write_stream(out_wav: str | os.PathLike, audio: np.ndarray, annotations) -> Path:
     """Write the stream as 16-bit audio and its annotations beside it as ``<stem>.csv``;
-    returns the CSV path."""
+    returns the CSV path. Both or neither: a failure (a full disk) leaves an older pair as it
+    was, never new audio beside the old stream's annotations."""
     out_wav = Path(out_wav)
-    write_audio(out_wav, audio)
     csv_path = out_wav.with_suffix(".csv")
-    write_annotations(csv_path, annotations)
+    with atomic_path(csv_path) as tmp_csv:  # renamed into place once the audio is
+        write_annotations(tmp_csv, annotations)
+        write_audio(out_wav, audio)
     return csv_path

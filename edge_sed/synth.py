@@ -378,13 +378,19 @@ def write_dataset(out_dir, counts: dict[str, int], seed: int = 0, clip_s: float 
     (16 kHz, 16-bit) and ``out_dir/metadata.csv`` (atomically), sorted by label order then index.
     ``clip_s`` is the clip length in seconds; ``fmt`` is "flac" or "wav"; ``workers`` processes
     (None: all CPUs) are used for more than 64 clips; ``progress(n_done, n_total)`` is called
-    as clips are finished. Returns the path of metadata.csv."""
+    as clips are finished. Returns the path of metadata.csv.
+
+    metadata.csv is what makes the folder a data set, so it is removed before the first clip
+    and written last: a run that fails part-way (a full disk raises its OSError, ENOSPC) or is
+    killed leaves no metadata.csv describing clips it did not write."""
     jobs = _jobs(counts)
     if fmt not in ("flac", "wav"):
         raise DatasetError(f"fmt={fmt!r}: synthetic audio is written as 'flac' or 'wav'")
     _check_clip_s(clip_s)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path = out_dir / "metadata.csv"
+    csv_path.unlink(missing_ok=True)  # an older run's, about to describe other audio
     workers = workers or os.cpu_count() or 1
     rows: list[dict] = []
     if workers > 1 and len(jobs) > PARALLEL_MIN_CLIPS:
@@ -392,17 +398,20 @@ def write_dataset(out_dir, counts: dict[str, int], seed: int = 0, clip_s: float 
         chunks = [jobs[i: i + size] for i in range(0, len(jobs), size)]
         with ProcessPoolExecutor(max_workers=min(workers, len(chunks))) as pool:
             futures = [pool.submit(_write_chunk, out_dir, c, seed, clip_s, fmt) for c in chunks]
-            for fut in as_completed(futures):
-                rows += fut.result()
-                if progress:
-                    progress(len(rows), len(jobs))
+            try:
+                for fut in as_completed(futures):
+                    rows += fut.result()
+                    if progress:
+                        progress(len(rows), len(jobs))
+            except BaseException:  # a full disk: the chunks not started are not made in vain
+                pool.shutdown(cancel_futures=True)
+                raise
     else:
         for job in jobs:
             rows += _write_chunk(out_dir, [job], seed, clip_s, fmt)
             if progress:
                 progress(len(rows), len(jobs))
     rows.sort(key=lambda r: r["_key"])
-    csv_path = out_dir / "metadata.csv"
     with atomic_path(csv_path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()

@@ -1,12 +1,17 @@
 """Audio files in, every conversion checked against a reference and every refusal one line."""
 
+import errno
+import os
+import stat
+import struct
+
 import numpy as np
 import pytest
 import scipy.signal
 import soundfile as sf
+from test_synth import full_disk_after, needs_dev_full
 
-import struct
-
+from edge_sed import audio_io
 from edge_sed.audio_io import (MAX_RESAMPLE_FACTOR, audio_info, iter_audio_blocks, read_audio, resample_factors,
                                resample_poly, write_audio)
 from edge_sed.errors import AudioError
@@ -149,3 +154,28 @@ def test_blocks_equal_whole_read_and_unicode_paths(tmp_path):
 def test_write_is_atomic_and_leaves_no_temp_files(tmp_path):
     write_audio(tmp_path / "a.flac", noise())
     assert [p.name for p in tmp_path.iterdir()] == ["a.flac"]
+
+
+@needs_dev_full
+@pytest.mark.parametrize("suffix", [".wav", ".flac"])
+def test_a_full_disk_is_enospc_naming_the_file_and_keeps_the_old_one(tmp_path, monkeypatch, suffix):
+    """libsndfile alone would say "System error." (an internal error, no errno)."""
+    path = tmp_path / f"a{suffix}"
+    write_audio(path, noise(seed=1))
+    before = path.read_bytes()
+    monkeypatch.setattr(audio_io, "open", full_disk_after(0), raising=False)
+    with pytest.raises(OSError) as err:
+        write_audio(path, noise(seed=2))
+    assert err.value.errno == errno.ENOSPC and err.value.filename == str(path)
+    assert [p.name for p in tmp_path.iterdir()] == [path.name] and path.read_bytes() == before
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_written_files_get_the_umask_permissions(tmp_path, umask):
+    """Not the temporary file's 0600 (a data set made by one user is read by another)."""
+    old = os.umask(umask)
+    try:
+        write_audio(tmp_path / "a.wav", noise())
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.wav").stat().st_mode) == 0o666 & ~umask

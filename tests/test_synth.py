@@ -2,13 +2,16 @@
 classes really differ (impulsive gunshots, long cries, short barks)."""
 
 import csv
+import errno
+import itertools
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy.signal import welch
 
-from edge_sed import synth
+from edge_sed import audio_io, synth
 from edge_sed.audio_io import audio_info, read_audio
 from edge_sed.errors import DatasetError
 from edge_sed.settings import LABELS, SAMPLE_RATE
@@ -79,6 +82,85 @@ def test_workers_1_and_2_write_byte_identical_files(tmp_path, monkeypatch):
     for rel in files_one:
         assert (one.parent / rel).read_bytes() == (two.parent / rel).read_bytes(), rel
     assert calls[-1] == (12, 12) and [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+
+# ------------------------------------------------------------ a full disk
+
+
+def full_disk_after(n_files: int):
+    """An ``open`` to monkeypatch into a module: the first ``n_files`` files it opens for
+    writing are real; every later one is opened on /dev/full, so its name exists like a real
+    file's but each write fails with the kernel's own ENOSPC, as on a disk that just filled."""
+    opened = itertools.count()
+
+    def _open(file, mode="r", *args, **kwargs):
+        if any(m in mode for m in "wxa+") and next(opened) >= n_files:
+            kwargs["opener"] = lambda path, flags: os.open("/dev/full", os.O_WRONLY)
+        return open(file, mode, *args, **kwargs)
+
+    return _open
+
+
+needs_dev_full = pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+
+
+@needs_dev_full
+@pytest.mark.parametrize("format", ["flac", "wav"])
+@pytest.mark.parametrize("fails_at", ["a clip", "metadata.csv"])
+def test_a_full_disk_raises_enospc_and_leaves_no_data_set_that_looks_complete(tmp_path, monkeypatch, fails_at, format):
+    """Over an older data set (seed 0) a new one (seed 1) meets a full disk: ENOSPC comes out
+    as itself (libsndfile alone says "System error."), no metadata.csv is left to describe
+    clips that were not written (the old one described the old audio), no temporary file is
+    left, and every audio file there is whole."""
+    counts = {"dog": 2, "baby_cry": 2, "gunshot": 2, "background": 2}
+    out = tmp_path / "set"
+    write_dataset(out, counts, seed=0, fmt=format, workers=1)
+    n = 5 if fails_at == "a clip" else sum(counts.values())  # clips are made in label order
+    monkeypatch.setattr(audio_io, "open", full_disk_after(n), raising=False)
+    monkeypatch.setattr(synth, "open", audio_io.open, raising=False)  # metadata.csv: the same disk
+    with pytest.raises(OSError) as err:
+        write_dataset(out, counts, seed=1, fmt=format, workers=1)
+    assert err.value.errno == errno.ENOSPC
+    assert err.value.filename == str(out / ("audio/gunshot/synth-gunshot-000001." + format
+                                            if fails_at == "a clip" else "metadata.csv"))
+    monkeypatch.undo()
+    assert not (out / "metadata.csv").exists()
+    files = sorted(p for p in out.rglob("*") if p.is_file())
+    assert not [p for p in files if p.name.startswith(".")], "a temporary file was left"
+    assert len(files) == sum(counts.values())  # the old clips, 5 (or all) of them rewritten
+    for p in files:
+        assert len(read_audio(p)) == 2 * SR  # whole: a cut clip would be shorter or unreadable
+    write_dataset(out, counts, seed=1, fmt=format, workers=1)  # disk space back: it completes
+
+
+@needs_dev_full
+def test_a_full_disk_in_the_worker_processes_raises_enospc(tmp_path, monkeypatch):
+    monkeypatch.setattr(synth, "PARALLEL_MIN_CLIPS", 0)
+    monkeypatch.setattr(audio_io, "open", full_disk_after(0), raising=False)  # inherited by fork
+    with pytest.raises(OSError) as err:
+        write_dataset(tmp_path / "set", {"dog": 4, "background": 4}, seed=1, workers=2)
+    assert err.value.errno == errno.ENOSPC
+    assert [p.name for p in (tmp_path / "set").rglob("*") if p.is_file()] == []
+
+
+@needs_dev_full
+@pytest.mark.parametrize("fails_at", ["audio", "annotations"])
+def test_a_stream_on_a_full_disk_keeps_the_older_stream_and_its_annotations(tmp_path, monkeypatch, fails_at):
+    """`data stream` over an older stream: new audio beside the old annotations (or the other
+    way round) would be a labelled stream with the wrong labels."""
+    from edge_sed import events
+    from edge_sed.streams import make_stream, write_stream
+
+    data = write_dataset(tmp_path / "set", {"dog": 2, "baby_cry": 2, "gunshot": 2, "background": 4}, seed=1, workers=1)
+    out = tmp_path / "stream.flac"
+    write_stream(out, *make_stream(data, 20.0, 3, seed=0))
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    monkeypatch.setattr(audio_io if fails_at == "audio" else events, "open", full_disk_after(0), raising=False)
+    with pytest.raises(OSError) as err:
+        write_stream(out, *make_stream(data, 20.0, 3, seed=1))
+    assert err.value.errno == errno.ENOSPC
+    assert err.value.filename == str(out if fails_at == "audio" else out.with_suffix(".csv"))
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
 
 
 # ------------------------------------------------------------ the data set on disk
