@@ -26,6 +26,7 @@ from .atomic import atomic_path
 from .errors import DatasetError
 
 ANNOTATION_COLUMNS = ("onset_s", "offset_s", "label")
+OPTIONAL_COLUMNS = ("ebr_db", "bed_dbfs")
 
 
 @dataclass(frozen=True)
@@ -43,20 +44,27 @@ class Event:
 
 @dataclass(frozen=True)
 class Annotation:
-    """A reference event: ``label`` active over [onset_s, offset_s) seconds of stream time."""
+    """A reference event: ``label`` active over [onset_s, offset_s) seconds of stream time;
+    for mixtures, the event-to-background ratio and the bed level it was mixed at (dB)."""
 
     onset_s: float
     offset_s: float
     label: str
+    ebr_db: float | None = None
+    bed_dbfs: float | None = None
 
 
 def write_annotations(path: str | os.PathLike, annotations) -> None:
-    """CSV with a header ``onset_s,offset_s,label``, one row per event, written atomically."""
+    """CSV with a header ``onset_s,offset_s,label`` (plus ``ebr_db,bed_dbfs`` when the events
+    carry them), one row per event, written atomically."""
+    annotations = list(annotations)
+    extra = [c for c in OPTIONAL_COLUMNS if any(getattr(a, c) is not None for a in annotations)]
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(ANNOTATION_COLUMNS)
+        w.writerow(ANNOTATION_COLUMNS + tuple(extra))
         for a in annotations:
-            w.writerow([f"{a.onset_s:.4f}", f"{a.offset_s:.4f}", a.label])
+            w.writerow([f"{a.onset_s:.4f}", f"{a.offset_s:.4f}", a.label]
+                       + ["" if getattr(a, c) is None else f"{getattr(a, c):.2f}" for c in extra])
 
 
 def read_annotations(path: str | os.PathLike) -> list[Annotation]:
@@ -78,11 +86,21 @@ def read_annotations(path: str | os.PathLike) -> list[Annotation]:
                 raise DatasetError(f"{path}:{n}: onset_s/offset_s are not numbers") from None
             if not (np.isfinite(onset) and np.isfinite(offset)) or onset < 0 or offset < onset or not row["label"]:
                 raise DatasetError(f"{path}:{n}: need 0 <= onset_s <= offset_s and a label")
-            out.append(Annotation(onset, offset, row["label"]))
+            extra = {}
+            for c in OPTIONAL_COLUMNS:
+                try:
+                    extra[c] = float(row[c]) if row.get(c) not in (None, "") else None
+                except ValueError:
+                    raise DatasetError(f"{path}:{n}: {c} is not a number") from None
+            out.append(Annotation(onset, offset, row["label"], **extra))
     return sorted(out, key=lambda a: a.onset_s)
 
 
-def _matches(ref: Annotation, ev: Event, collar_s: float, delay_s: float) -> bool:
+def _matches(ref: Annotation, ev: Event, collar_s: float, delay_s: float | None) -> bool:
+    """``delay_s`` None: the detection rule (a decision any time from onset - collar to
+    offset + collar counts)."""
+    if delay_s is None:
+        return ref.onset_s - collar_s <= ev.t_s <= max(ref.offset_s, ref.onset_s) + collar_s
     return ref.onset_s - collar_s <= ev.t_s <= ref.onset_s + collar_s + delay_s
 
 
@@ -139,9 +157,29 @@ def event_metrics(reference, detected, duration_s: float, collar_s: float = 0.5,
             "latency_median_s": float(np.median(lat)) if lat else None,
             "false_alarms_per_hour": fp_l / hours,
         }
+    by_condition = {}
+    for key, fmt in (("ebr_db", "{:+.0f} dB"), ("bed_dbfs", "{:.0f} dBFS")):
+        values = sorted({round(getattr(a, key)) for a in reference if getattr(a, key) is not None})
+        if key == "bed_dbfs" and len(values) > 4:  # a spread of levels: 5 dB bins
+            values = sorted({5 * round(v / 5) for v in values})
+            bucket = lambda v: 5 * round(v / 5)  # noqa: E731
+        else:
+            bucket = round
+        rows = {}
+        for v in values:
+            refs = [i for i, a in enumerate(reference) if getattr(a, key) is not None and bucket(getattr(a, key)) == v]
+            hit = sum(i in tp_ref for i in refs)
+            rows[fmt.format(v)] = {"reference": len(refs), "tp": hit, "recall": hit / len(refs) if refs else None}
+        if rows:
+            by_condition[key] = rows
+    rule = (f"onset-{collar_s:g} s <= decision time <= offset+{collar_s:g} s (detection: a decision while "
+            "the event lasts counts)" if delay_s is None else
+            f"onset-{collar_s:g} s <= decision time <= onset+{collar_s:g} s"
+            + (f"+{delay_s:g} s (DCASE 2017 task 2 collar with a causal delay)" if delay_s else
+               " (DCASE event-based, onset collar; the decision time is the estimated onset)"))
     return {
-        "metric": (f"event-based, onset only: match if onset-{collar_s:g} s <= decision time <= "
-                   f"onset+{collar_s:g} s+{delay_s:g} s (DCASE 2017 task 2 collar with a causal delay)"),
+        "metric": f"event-based, onset only: match if {rule}",
+        "recall_by": by_condition,
         "reference": n_ref, "detected": len(detected), "tp": tp, "fp": fp, "fn": fn,
         "substitutions": subs, "deletions": fn - subs, "insertions": fp - subs,
         "precision": precision, "recall": recall, "f1": f1,

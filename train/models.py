@@ -43,12 +43,30 @@ def _classifier(embed_dim: int, num_classes: int) -> nn.Sequential:
 
 
 class LSTMNet(nn.Module):
-    def __init__(self, n_mels: int = 40, hidden: int = 64, embed_dim: int = 32, num_classes: int = 4):
+    """``context_frames`` > 1 with ``conv_channels`` > 0 puts a causal convolution before the
+    LSTM (the last ``context_frames`` standardised frames -> ``conv_channels`` with ReLU: one
+    FULLY_CONNECTED on stacked frames in the streaming graph), so the LSTM reads local
+    spectro-temporal patterns rather than single spectra."""
+
+    def __init__(self, n_mels: int = 40, hidden: int = 64, embed_dim: int = 32, num_classes: int = 4,
+                 context_frames: int = 1, conv_channels: int = 0):
         super().__init__()
         self.standardise = _Standardise(n_mels)
-        self.lstm = nn.LSTM(n_mels, hidden, num_layers=1, batch_first=True)
+        self.context_frames = int(context_frames)
+        self.conv = nn.Linear(n_mels * context_frames, conv_channels) if conv_channels else None
+        self.lstm = nn.LSTM(conv_channels or n_mels, hidden, num_layers=1, batch_first=True)
         self.embedding = nn.Linear(hidden, embed_dim)
         self.classifier = _classifier(embed_dim, num_classes)
+
+    def _conv(self, x: torch.Tensor, previous: torch.Tensor | None):
+        """(B, T, n_mels) standardised -> (B, T, conv_channels), and the last context_frames - 1
+        input frames (what the next chunk of the stream needs); zeros before the stream starts."""
+        k = self.context_frames
+        if previous is None:
+            previous = x.new_zeros(x.shape[0], k - 1, x.shape[2])
+        full = torch.cat([previous, x], 1)
+        stacked = full.unfold(1, k, 1).transpose(2, 3).reshape(x.shape[0], x.shape[1], -1)
+        return torch.relu(self.conv(stacked)), full[:, full.shape[1] - (k - 1):]
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """(B, frames, n_mels) log-mel -> (B, embed_dim)."""
@@ -61,6 +79,23 @@ class LSTMNet(nn.Module):
 
     def forward(self, x):
         return self.classify(self.embed(x))
+
+    def frame_embed(self, x: torch.Tensor, state=None):
+        """Stateful form: (B, T, n_mels) -> (B, T, embed_dim) embeddings of every frame, and the
+        (h, c) state after the last one (pass it back in to continue the stream)."""
+        x = self.standardise(x)
+        if self.conv is None:
+            out, state = self.lstm(x, state)
+            return self.embedding(out), state
+        hc, previous = (None, None) if state is None else (state[:2], state[2])
+        x, previous = self._conv(x, previous)
+        out, hc = self.lstm(x, hc)
+        return self.embedding(out), (*hc, previous)
+
+    def frame_logits(self, x: torch.Tensor, state=None):
+        """(B, T, n_mels) -> (B, T, num_classes) logits of every frame, and the state."""
+        z, state = self.frame_embed(x, state)
+        return self.classify(z.reshape(-1, z.shape[-1])).reshape(z.shape[0], z.shape[1], -1), state
 
 
 def _conv_block(c_in: int, c_out: int, pool: bool) -> nn.Sequential:

@@ -59,6 +59,20 @@ class TrainConfig:
     crop_jitter_s: float = 0.3       # augmentation: event windows shift up to +-this, background
                                      # windows anywhere in the clip (0: the fixed policy windows)
     objective_params: dict = field(default_factory=dict)
+    # the stateful streaming form (train.stateful): per-frame LSTM trained on mixtures
+    form: str = "windowed"           # windowed (one 1 s window per clip) | stateful
+    seq_s: float = 12.0              # stateful: seconds per training mixture
+    sequences: int = 192             # stateful: fresh mixtures per epoch
+    tbptt_frames: int = 200          # stateful: frames per truncated-BPTT chunk
+    events_per_min: float = 12.0     # stateful: event density of the training mixtures
+    ebr_db: tuple = (-9.0, 9.0)      # stateful: event-to-background ratio range (dB)
+    bed_dbfs: tuple = (-50.0, -10.0) # stateful: background level range (dBFS RMS), +-20 dB
+    val_streams: int = 6             # stateful: validation streams (and test streams)
+    val_stream_s: float = 60.0       # stateful: seconds per validation stream
+    feature_norm: str = "none"       # stateful experiment: none | floor | both
+    lr_schedule: str = "constant"    # constant | cosine (per step, over all epochs)
+    context_frames: int = 1          # lstm: frames stacked into a causal conv before the LSTM
+    conv_channels: int = 0           # lstm: that conv's channels (0: no conv)
 
 
 def _atomic_save(obj, path: Path) -> None:
@@ -111,6 +125,10 @@ def train(cfg: TrainConfig, resume: bool = False, on_epoch=None, on_batch=None,
 
     ``on_epoch(info: dict)`` is called after each epoch, ``on_batch(done, total)`` during it
     (the CLI draws its progress with them). ``splits`` skips loading (tests, experiments)."""
+    if cfg.form == "stateful":
+        from .stateful import train_stateful
+
+        return train_stateful(cfg, resume=resume, on_epoch=on_epoch, on_batch=on_batch)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:

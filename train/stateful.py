@@ -1,0 +1,319 @@
+"""The stateful streaming detector: the LSTM steps once per front-end frame with its state
+carried through the stream (never reset), trained on mixtures with frame targets by truncated
+back-propagation through time. Readable top to bottom, like train.trainer.
+
+Data (edge_sed.mixer): every epoch ``sequences`` fresh mixtures of ``seq_s`` seconds drawn from
+the training split only, deterministic by (seed, epoch): event spans of the split laid on beds
+of the split's background recordings, EBR uniform in ``ebr_db``, bed level uniform in
+``bed_dbfs``, events cut by the sequence edges, event-free sequences; mixed as audio, then the
+real front end (log-mel). Validation streams are built once from the validation groups
+(EBR -6/0/+6 dB, beds over 15 dB) and the checkpoint with the best validation event F1 is kept.
+
+TBPTT: each batch of sequences is cut into chunks of ``tbptt_frames``; the state passes from
+chunk to chunk (detached), so the net learns to run from any state, not only from zeros.
+
+Objectives: the baselines' classification losses on frames (class counts = frame counts of an
+epoch). ``clustered`` adds stage 1: the clustered-centroid loss on *segment* embeddings (the
+embedding at the last frame of every event span, and at one frame per second of background),
+clusters re-assigned by k-means every epoch on a no-grad pass; then stage 2 trains the
+classifier on frames with the encoder fine-tuned.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edge_sed.atomic import write_json
+from edge_sed.datasets import SPLITS, load_clips, parse_ratio, prepare_splits, read_metadata_csv
+from edge_sed.frontend import FrontendConfig, log_mel
+from edge_sed.mixer import Banks, frame_targets, mix
+from edge_sed.scoring import score_streams
+from edge_sed.settings import BACKGROUND, LABELS, SAMPLE_RATE
+from edge_sed.smoother import Smoother
+
+from .models import build_model, encoder_parameters
+from .objectives import make_objective
+
+STATEFUL_SMOOTHER = {"average_window_ms": 200.0, "minimum_count": 3, "suppression_ms": 3000.0}
+"""Per-frame decisions: a short average (a gunshot lasts 0.1-0.5 s) over >= 3 frames."""
+EVAL_EBR_DB = [-6.0, 0.0, 6.0]
+SELECTION_THRESHOLDS = (0.5, 0.7, 0.9)
+"""Checkpoint selection: the validation event F1 at the best of these global thresholds (the
+per-class thresholds are calibrated once, on the chosen checkpoint)."""
+EVAL_BED_DBFS = (-40.0, -25.0)
+
+
+def clip_splits(cfg) -> dict:
+    """The clip lists of train/val/test for a config (same rules as the windowed trainer)."""
+    from .data import synthetic_source
+
+    source = synthetic_source(cfg.synth_counts, cfg.seed) if cfg.data == "synthetic" else Path(cfg.data)
+    if source.is_dir() and all((source / f"{s}.csv").exists() for s in SPLITS):
+        return {s: read_metadata_csv(source / f"{s}.csv") for s in SPLITS}
+    return prepare_splits(load_clips(source), ratio=parse_ratio(cfg.ratio) if cfg.ratio else None,
+                          fractions=(0.7, 0.15, 0.15), seed=cfg.seed)
+
+
+def floor_track(features: np.ndarray, up_s: float = 4.0, down_s: float = 0.2, hop_s: float = 0.01) -> np.ndarray:
+    """Experiment: log-mel minus a per-band background-floor tracker (rises slowly, falls fast),
+    over (..., frames, n_mels), from the first frame."""
+    a_up, a_down = hop_s / up_s, hop_s / down_s
+    x = np.moveaxis(features, -2, 0)
+    out = np.empty_like(x)
+    m = x[0].copy()
+    for t in range(len(x)):
+        d = x[t] - m
+        m += np.where(d > 0, a_up, a_down) * d
+        out[t] = x[t] - m
+    return np.moveaxis(out, 0, -2)
+
+
+FEATURE_NORM = {"none": lambda f: f, "floor": floor_track,
+                "both": lambda f: np.concatenate([f, floor_track(f)], -1)}
+
+
+def mixture_batch(banks: Banks, rng: np.random.Generator, count: int, seq_s: float, cfg_fe: FrontendConfig,
+                  norm: str = "none", **mix_kw) -> tuple[np.ndarray, np.ndarray, list]:
+    """``count`` mixtures -> features (count, frames, n_mels), targets (count, frames), annotations."""
+    xs, ys, anns = [], [], []
+    for _ in range(count):
+        audio, ann = mix(banks, seq_s, rng, **mix_kw)
+        f = log_mel(audio, cfg_fe)
+        xs.append(f)
+        ys.append(frame_targets(ann, len(f), cfg_fe))
+        anns.append(ann)
+    return FEATURE_NORM[norm](np.stack(xs)), np.stack(ys), anns
+
+
+def eval_streams(banks: Banks, seed: int, count: int, seconds: float, cfg_fe: FrontendConfig, norm: str = 'none') -> list:
+    """Fixed evaluation streams: [(features, annotations, duration_s)], DCASE-like settings."""
+    rng = np.random.default_rng([seed, 7919])
+    out = []
+    for _ in range(count):
+        audio, ann = mix(banks, seconds, rng, events_per_min=8.0, ebr_db=EVAL_EBR_DB, bed_dbfs=EVAL_BED_DBFS,
+                         min_gap_s=2.0, cut_edges=False, event_free_prob=0.0, lead_in_s=2.0)
+        out.append((FEATURE_NORM[norm](log_mel(audio, cfg_fe)), ann, seconds))
+    return out
+
+
+@torch.no_grad()
+def stream_probabilities(model, features: np.ndarray) -> np.ndarray:
+    """(frames, n_mels) -> (frames, classes): one pass with the state carried from frame 0."""
+    model.eval()
+    logits, _ = model.frame_logits(torch.from_numpy(features[None]))
+    return torch.softmax(logits[0], -1).numpy()
+
+
+def make_smoother(thresholds=0.5, **overrides) -> Smoother:
+    return Smoother(LABELS, threshold=thresholds, **{**STATEFUL_SMOOTHER, **overrides})
+
+
+def evaluate(model, streams, thresholds=0.5, **smoother_kw) -> dict:
+    scored = [(stream_probabilities(model, f), ann, d) for f, ann, d in streams]
+    return score_streams(scored, make_smoother(thresholds, **smoother_kw))
+
+
+def calibrate(probs_streams, grid=np.round(np.arange(0.3, 0.96, 0.05), 2)) -> dict:
+    """Per-class thresholds that maximise each class's validation event F1 (coordinate ascent,
+    two rounds, from 0.5). ``probs_streams``: [(probabilities, annotations, duration_s)]."""
+    thr = {l: 0.5 for l in LABELS if l != BACKGROUND}
+    for _ in range(2):
+        for label in thr:
+            best = (-1.0, thr[label])
+            for p in grid:
+                m = score_streams(probs_streams, make_smoother({**thr, label: float(p)}))
+                f = m["per_class"][label]["f1"] - 1e-3 * m["per_class"][label]["false_alarms_per_hour"]
+                if f > best[0] + 1e-9:
+                    best = (f, float(p))
+            thr[label] = best[1]
+    return thr
+
+
+def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> dict:
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    started = time.perf_counter()
+    fe = FrontendConfig()
+    splits = clip_splits(cfg)
+    banks = {name: Banks(clips) for name, clips in splits.items()}
+    val_streams = eval_streams(banks["val"], cfg.seed, cfg.val_streams, cfg.val_stream_s, fe, cfg.feature_norm)
+    mix_kw = dict(events_per_min=cfg.events_per_min, ebr_db=tuple(cfg.ebr_db), bed_dbfs=tuple(cfg.bed_dbfs))
+
+    # frame counts of a sample epoch: the class weights, and the standardisation statistics
+    x0, y0, _ = mixture_batch(banks["train"], np.random.default_rng([cfg.seed, 999_983]),
+                              min(cfg.sequences, 64), cfg.seq_s, fe, cfg.feature_norm, **mix_kw)
+    frame_counts = np.maximum(np.bincount(y0.ravel(), minlength=len(LABELS)), 1)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, n_mels=x0.shape[-1], embed_dim=cfg.embed_dim, num_classes=len(LABELS),
+                        hidden=cfg.hidden, context_frames=cfg.context_frames, conv_channels=cfg.conv_channels)
+    model.standardise.fit(torch.from_numpy(x0))
+    objective = make_objective(cfg.objective, frame_counts.tolist(), embed_dim=cfg.embed_dim, **cfg.objective_params)
+    two_stage = objective.two_stage
+    stages = ["embed"] * cfg.stage1_epochs * two_stage + ["classify"] * cfg.epochs
+    state = {"epoch": 0, "best_score": -1.0, "best_epoch": None, "bad_epochs": 0, "history": []}
+    optimizer = opt_stage = None
+    ckpt_path = out / "checkpoint.pt"
+    if resume and ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        if two_stage:
+            objective.embedding_loss.load_state_dict(ckpt["embedding_loss"])
+        state, opt_stage = ckpt["state"], ckpt["opt_stage"]
+        optimizer = _optimizer(cfg, model, opt_stage, two_stage)
+        optimizer.load_state_dict(ckpt["optimizer"])
+    write_json(asdict(cfg), out / "config.json")
+
+    while state["epoch"] < len(stages) and not state.get("stopped"):
+        epoch = state["epoch"]
+        stage = stages[epoch]
+        if stage != opt_stage:
+            optimizer, opt_stage = _optimizer(cfg, model, stage, two_stage), stage
+        rng = np.random.default_rng([cfg.seed, epoch])
+        x, y, anns = mixture_batch(banks["train"], rng, cfg.sequences, cfg.seq_s, fe, cfg.feature_norm, **mix_kw)
+        units = _segment_units(anns, y.shape[1], fe) if stage == "embed" else None
+        cluster_ids = None
+        if units is not None:
+            z_all = _unit_embeddings(model, x, units)
+            cluster_ids = objective.embedding_loss.assign(z_all, torch.from_numpy(units[:, 2]),
+                                                          seed=cfg.seed * 1000 + epoch)
+        torch.manual_seed(cfg.seed * 1000 + epoch)
+        model.train()
+        order = rng.permutation(len(x))
+        losses = []
+        n_batches = -(-len(x) // cfg.batch_size)
+        for b in range(n_batches):
+            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            xb, yb = torch.from_numpy(x[idx]), torch.from_numpy(y[idx])
+            hc = None
+            for t0 in range(0, xb.shape[1], cfg.tbptt_frames):
+                t1 = min(t0 + cfg.tbptt_frames, xb.shape[1])
+                z, hc = model.frame_embed(xb[:, t0:t1], hc)
+                hc = tuple(s.detach() for s in hc)
+                if stage == "classify":
+                    logits = model.classify(z.reshape(-1, z.shape[-1]))
+                    loss = objective.classification_loss(logits, yb[:, t0:t1].reshape(-1))
+                else:
+                    sel = _units_in(units, idx, t0, t1)
+                    if not len(sel):
+                        continue
+                    row_of = {int(seq): r for r, seq in enumerate(idx)}
+                    rows = torch.tensor([row_of[int(s)] for s in units[sel, 0]])
+                    zs = z[rows, torch.from_numpy(units[sel, 1] - t0)]
+                    cid = cluster_ids[torch.from_numpy(sel)]
+                    loss = objective.embedding_loss(zs, torch.from_numpy(units[sel, 2]), cid)
+                if cfg.lr_schedule == "cosine":
+                    done = (epoch + (b + t0 / xb.shape[1]) / n_batches) / len(stages)
+                    for g, base in zip(optimizer.param_groups, _base_lrs(cfg, stage, two_stage)):
+                        g["lr"] = base * 0.5 * (1 + np.cos(np.pi * min(done, 1.0)))
+                optimizer.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+                optimizer.step()
+                if stage == "embed":
+                    objective.embedding_loss.update_centroids(zs.detach(), cid)
+                losses.append(loss.item())
+            if on_batch:
+                on_batch(b + 1, n_batches)
+        info = {"epoch": epoch + 1, "stage": stage, "loss": float(np.mean(losses)) if losses else None}
+        if stage == "classify":
+            probs = [(stream_probabilities(model, f), ann, d) for f, ann, d in val_streams]
+            m = max((score_streams(probs, make_smoother(p)) for p in SELECTION_THRESHOLDS), key=lambda r: r["f1"])
+            info.update(val_event_f1=m["f1"], val_false_alarms_per_hour=m["false_alarms_per_hour"])
+            if m["f1"] > state["best_score"]:
+                state.update(best_score=m["f1"], best_epoch=epoch + 1, bad_epochs=0)
+                torch.save(model.state_dict(), out / "best.pt")
+            else:
+                state["bad_epochs"] += 1
+                if state["bad_epochs"] >= cfg.patience:
+                    state["stopped"] = f"no better val event F1 for {cfg.patience} epochs"
+        state["history"].append(info)
+        state["epoch"] = epoch + 1
+        ckpt = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "opt_stage": opt_stage,
+                "state": state}
+        if two_stage:
+            ckpt["embedding_loss"] = objective.embedding_loss.state_dict()
+        torch.save(ckpt, ckpt_path)
+        if on_epoch:
+            on_epoch(info)
+
+    model.load_state_dict(torch.load(out / "best.pt", weights_only=True))
+    val_probs = [(stream_probabilities(model, f), ann, d) for f, ann, d in val_streams]
+    thresholds = calibrate(val_probs)
+    test_streams = eval_streams(banks["test"], cfg.seed + 1, cfg.val_streams, cfg.val_stream_s, fe, cfg.feature_norm)
+    metrics = {"objective": cfg.objective, "model": cfg.model, "form": "stateful", "seed": cfg.seed,
+               "data": cfg.data, "ratio": cfg.ratio, "frame_counts": dict(zip(LABELS, frame_counts.tolist())),
+               "best_epoch": state["best_epoch"], "epochs_run": state["epoch"], "stopped": state.get("stopped"),
+               "train_seconds": round(time.perf_counter() - started, 2), "frontend": fe.to_dict(),
+               "parameters": sum(p.numel() for p in model.parameters()),
+               "smoother": {**STATEFUL_SMOOTHER, "thresholds": thresholds},
+               "val_stream": _summary(score_streams(val_probs, make_smoother(thresholds))),
+               "test_stream": _summary(evaluate(model, test_streams, thresholds))}
+    write_json(metrics, out / "metrics.json")
+    write_json(state["history"], out / "history.json")
+    return metrics
+
+
+def _summary(m: dict) -> dict:
+    keep = ("f1", "precision", "recall", "error_rate", "false_alarms_per_hour", "latency_median_s", "reference", "tp", "fp")
+    return {**{k: m[k] for k in keep}, "per_class": {l: {k: v for k, v in c.items() if k in ("f1", "tp", "fp", "fn", "reference", "latency_median_s")}
+                                                      for l, c in m["per_class"].items()}}
+
+
+def _base_lrs(cfg, stage: str, two_stage: bool) -> list[float]:
+    if stage == "embed" or not two_stage:
+        return [cfg.lr]
+    return [cfg.lr] + ([] if cfg.freeze_embedding else [cfg.finetune_lr])
+
+
+def _optimizer(cfg, model, stage: str, two_stage: bool):
+    if stage == "embed":
+        params = [{"params": encoder_parameters(model), "lr": cfg.lr}]
+    elif two_stage:
+        params = [{"params": list(model.classifier.parameters()), "lr": cfg.lr}]
+        if not cfg.freeze_embedding:
+            params.append({"params": encoder_parameters(model), "lr": cfg.finetune_lr})
+    else:
+        params = [{"params": list(model.parameters()), "lr": cfg.lr}]
+    return torch.optim.AdamW(params, weight_decay=cfg.weight_decay)
+
+
+def _segment_units(anns, n_frames: int, fe: FrontendConfig) -> np.ndarray:
+    """Stage-1 units (sequence, frame, class): the last frame of every event span, and one
+    frame per second of each sequence that holds no event."""
+    bg = LABELS.index(BACKGROUND)
+    rows = []
+    hop_s = fe.hop_samples / fe.sample_rate
+    per_s = int(round(1.0 / hop_s))
+    for i, ann in enumerate(anns):
+        y = np.zeros(n_frames, bool)
+        for a in ann:
+            last = min(n_frames - 1, int((a.offset_s - fe.window_samples / fe.sample_rate / 2) / hop_s))
+            first = max(0, int(a.onset_s / hop_s))
+            y[first:last + 1] = True
+            rows.append((i, max(first, last), LABELS.index(a.label)))
+        for t in range(per_s // 2, n_frames, per_s):
+            if not y[max(0, t - per_s // 2):t + 1].any():
+                rows.append((i, t, bg))
+    return np.asarray(rows, np.int64).reshape(-1, 3)
+
+
+@torch.no_grad()
+def _unit_embeddings(model, x: np.ndarray, units: np.ndarray, batch: int = 64) -> torch.Tensor:
+    model.eval()
+    out = torch.zeros(len(units), model.embedding.out_features)
+    for b in range(0, len(x), batch):
+        z, _ = model.frame_embed(torch.from_numpy(x[b:b + batch]))
+        sel = np.flatnonzero((units[:, 0] >= b) & (units[:, 0] < b + batch))
+        out[sel] = z[torch.from_numpy(units[sel, 0] - b), torch.from_numpy(units[sel, 1])]
+    return out
+
+
+def _units_in(units: np.ndarray, idx: np.ndarray, t0: int, t1: int) -> np.ndarray:
+    return np.flatnonzero(np.isin(units[:, 0], idx) & (units[:, 1] >= t0) & (units[:, 1] < t1))
