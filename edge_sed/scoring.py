@@ -20,14 +20,33 @@ def frame_end_times(n_frames: int, cfg: FrontendConfig = FrontendConfig(), every
 
 def detect(scores: np.ndarray, smoother: Smoother, cfg: FrontendConfig = FrontendConfig(), every: int = 1) -> list:
     """Events from (frames, classes) per-frame probabilities, one smoother decision every
-    ``every`` frames (the frame's own scores)."""
+    ``every`` frames (that frame's own scores). Exactly what feeding ``smoother.update`` one
+    decision at a time gives (tests/test_scoring.py checks it), but vectorised: the running
+    averages come from a cumulative sum and only decisions above their threshold are visited,
+    so calibrating thresholds over hours of stream takes seconds."""
     smoother.reset()
     times = frame_end_times(len(scores), cfg, every)
-    events = []
-    for t, s in zip(times, scores[every - 1::every]):
-        ev = smoother.update(float(t), s)
-        if ev is not None:
-            events.append(ev)
+    s = np.asarray(scores, np.float32)[every - 1::every][: len(times)]
+    if not len(s):
+        return []
+    if not np.isfinite(s).all():  # the smoother skips non-finite decisions: take the slow path
+        return [e for t, x in zip(times, s) if (e := smoother.update(float(t), x)) is not None]
+    first = np.searchsorted(times, times - smoother.average_window_s - 1e-9, side="right")
+    csum = np.concatenate([np.zeros((1, s.shape[1])), np.cumsum(s, 0, dtype=np.float64)])
+    count = np.arange(1, len(s) + 1) - first
+    avg = (csum[1:] - csum[first]) / np.maximum(count, 1)[:, None]
+    top = avg.argmax(1)
+    best = avg[np.arange(len(s)), top]
+    candidates = np.flatnonzero((count >= smoother.minimum_count) & (best > smoother._threshold[top]))
+    events, previous, previous_t = [], smoother.background, None
+    for i in candidates:
+        label, t = smoother.labels[top[i]], float(times[i])
+        since = np.inf if previous in (None, smoother.background) or previous_t is None else t - previous_t
+        if label == previous and since <= smoother.suppression_s:
+            continue
+        previous, previous_t = label, t
+        if label != smoother.background:
+            events.append(Event(label=label, score=float(best[i]), t_s=t))
     return events
 
 
