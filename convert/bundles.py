@@ -14,20 +14,28 @@ per bundle name (``BUNDLES``):
 4. write model.tflite, check.npz, the C files and manifest.json into a temporary directory,
    re-verify it with edge_sed.bundle.verify_bundle, and rename it into place, so a kill never
    leaves a half bundle under a bundle's name.
+SIGTERM (a service manager stopping the job, a batch scheduler's time limit) is handled as
+Ctrl-C is: the temporary directories are removed, the bundles already renamed into place stay
+(each whole), no report is written, one line says so, and the process exits 143.
 Levels the converter cannot produce are reported "unsupported" with the converter's reason.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -225,7 +233,7 @@ class Converter:
         self.keras_parity = port.assert_parity(model, port.keras_windowed(model, self.frames, batch_size=None),
                                                self.test.x)
         self._saved_models = {}  # kind -> SavedModel directory, exported once, converted per level
-        self._tmp = tempfile.TemporaryDirectory(prefix="edge-sed-convert-")
+        self._tmp = None  # the SavedModels' directory, made when the first is exported
         seed = cfg["seed"]
         self.rep_x = self.train.x[balanced_sample(self.train.y, REPRESENTATIVE_PER_CLASS, seed)]
         self.check_idx = balanced_sample(self.test.y, CHECK_PER_CLASS, seed + 1)
@@ -242,7 +250,8 @@ class Converter:
         }
 
     def close(self) -> None:
-        self._tmp.cleanup()
+        if self._tmp is not None:
+            self._tmp.cleanup()
 
     def _saved_model(self, kind: str) -> str:
         """The SavedModel of the windowed ("fused" or "unrolled" LSTM) or "streaming" port."""
@@ -252,6 +261,8 @@ class Converter:
                 keras_model = port.keras_streaming(model)
             else:
                 keras_model = port.keras_windowed(model, self.frames, batch_size=1, unroll=kind == "unrolled")
+            if self._tmp is None:
+                self._tmp = tempfile.TemporaryDirectory(prefix="edge-sed-convert-")
             self._saved_models[kind] = export_saved_model(keras_model, Path(self._tmp.name) / kind)
         return self._saved_models[kind]
 
@@ -444,12 +455,52 @@ def _runtime_name() -> str:
         return top
 
 
+class Terminated(SystemExit):
+    """SIGTERM arrived during a conversion: raised in the main thread, like Ctrl-C's
+    KeyboardInterrupt, so every clean-up on the way out runs; exits 143 (128 + SIGTERM)."""
+
+    def __init__(self):
+        super().__init__(128 + signal.SIGTERM)
+
+
+@contextmanager
+def _sigterm_raises_terminated():
+    """Within the block SIGTERM raises :class:`Terminated` (its default action ends the process
+    on the spot, leaving the temporary directories); a second one is ignored while cleaning
+    up. Yields a dict whose "set" turns true at the signal, for code that must notice it even
+    where TensorFlow turned the exception into one of its own."""
+    state = {"set": False}
+    if threading.current_thread() is not threading.main_thread():  # signals only reach that one
+        yield state
+        return
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        state["set"] = True
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield state
+    except Terminated:  # the clean-up inside the block has run by now
+        print("error: convert stopped by SIGTERM: temporary files removed, the bundles written before "
+              "it are whole, no report written", file=sys.stderr, flush=True)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def convert_run(run_dir, out_dir, levels=BUNDLES, data: str | None = None, log=None,
                 on_level=None, progress=None) -> dict:
     """Convert ``run_dir`` into ``out_dir/<level>/`` for each of ``levels``; returns the report
     also written to ``out_dir/convert-report.json``. ``on_level(LevelResult)`` after each level,
-    ``progress(done, total)`` within one (test windows run)."""
-    out_dir = Path(out_dir)
+    ``progress(done, total)`` within one (test windows run). SIGTERM raises
+    :class:`Terminated` after cleaning up (module doc)."""
+    with _sigterm_raises_terminated() as sigterm:
+        return _convert_run(run_dir, Path(out_dir), levels, data, log, on_level, progress, sigterm)
+
+
+def _convert_run(run_dir, out_dir: Path, levels, data, log, on_level, progress, sigterm) -> dict:
     started = time.perf_counter()
     conv = Converter(run_dir, data, log)
     results = []
@@ -463,8 +514,12 @@ def convert_run(run_dir, out_dir, levels=BUNDLES, data: str | None = None, log=N
             except (KeyboardInterrupt, SystemExit):
                 raise
             except Exception as exc:  # one level's failure must not hide the others' results
+                if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+                    raise  # a full disk fails every later level too
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
                 result = LevelResult(name, "failed", f"{type(exc).__name__}: {first}")
+            if sigterm["set"]:  # TensorFlow turned the signal's exception into its own, or ate it
+                raise Terminated()
             results.append(result)
             if on_level:
                 on_level(result)

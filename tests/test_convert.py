@@ -3,9 +3,12 @@ and the convert/verify commands. Models are tiny (8 LSTM units, random or 4-epoc
 the whole file runs in well under a minute even on a busy 2-core machine."""
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -266,6 +269,40 @@ def test_convert_and_verify_commands(tiny_run, tiny_bundles, tmp_path):
 
     result = run("convert", tiny_run, "--levels", "fp32,int3", "--out", out)
     assert result.returncode == 2 and "unknown level" in result.stderr
+
+
+def test_sigterm_during_convert_cleans_up_and_says_so_in_one_line(tiny_run, tmp_path):
+    """SIGTERM (a service manager, a scheduler's time limit) once the first bundle is written
+    and the next level is being converted: the process used to die on the spot, leaving its
+    temporary SavedModel directory behind. Now it cleans up as for Ctrl-C: the temporary
+    directory (TMPDIR) is empty, no hidden half bundle is left, the finished bundle verifies,
+    no report is written, one line says why, and the exit status is 143."""
+    from edge_sed.bundle import verify_bundle
+
+    tmp, out = tmp_path / "tmp", tmp_path / "bundles"
+    tmp.mkdir()
+    p = subprocess.Popen([EDGE_SED, "convert", str(tiny_run), "--out", str(out), "--levels", "fp32,int8"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, "TMPDIR": str(tmp)})
+    try:
+        deadline = time.monotonic() + 300
+        while not (out / "fp32").is_dir():
+            assert p.poll() is None and time.monotonic() < deadline, p.communicate()
+            time.sleep(0.005)
+        assert any(t.name.startswith("edge-sed-convert-") for t in tmp.iterdir())
+        p.send_signal(signal.SIGTERM)
+        stdout, stderr = p.communicate(timeout=300)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 143, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert errors == [stderr.strip().splitlines()[-1]] and "SIGTERM" in errors[0], stderr
+    assert "Traceback" not in stderr
+    assert list(tmp.iterdir()) == []
+    assert sorted(p.name for p in out.iterdir()) in (["fp32"], ["fp32", "int8"])  # nothing hidden, no report
+    for bundle in out.iterdir():
+        verify_bundle(bundle)
 
 
 @pytest.mark.skipif(shutil.which("g++") is None, reason="no C++ compiler")
