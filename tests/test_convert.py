@@ -2,6 +2,7 @@
 and the convert/verify commands. Models are tiny (8 LSTM units, random or 4-epoch weights) so
 the whole file runs in well under a minute even on a busy 2-core machine."""
 
+import errno
 import json
 import os
 import shutil
@@ -303,6 +304,20 @@ def test_sigterm_during_convert_cleans_up_and_says_so_in_one_line(tiny_run, tmp_
     assert sorted(p.name for p in out.iterdir()) in (["fp32"], ["fp32", "int8"])  # nothing hidden, no report
     for bundle in out.iterdir():
         verify_bundle(bundle)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+def test_a_full_disk_stops_the_conversion_with_enospc(tiny_run, tmp_path, monkeypatch):
+    """Not "failed" for this level and then for every later one: the first ENOSPC ends the
+    conversion (the CLI says "disk full"), leaving no hidden half bundle and no report."""
+    import convert.bundles as bundles
+    from test_synth import full_disk_after
+
+    monkeypatch.setattr(bundles, "open", full_disk_after(0), raising=False)
+    with pytest.raises(OSError) as err:
+        convert_run(tiny_run, tmp_path / "bundles", ["fp32", "fp16"])
+    assert err.value.errno == errno.ENOSPC
+    assert list((tmp_path / "bundles").iterdir()) == []
 
 
 @pytest.mark.skipif(shutil.which("g++") is None, reason="no C++ compiler")
