@@ -16,11 +16,19 @@ the model bundle's manifest stores.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
 from .settings import SAMPLE_RATE
+
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8_000, 48_000
+FFT_SIZES = tuple(2**k for k in range(5, 14))
+"""32..8192 points: beyond that a frame is longer than half a second of 16 kHz audio."""
+MAX_MELS = 256
+MIN_LOG_FLOOR, MAX_LOG_FLOOR = 1e-12, 1e-2
+"""The floor keeps silence finite; above 1e-2 it would bury every sound quieter than speech."""
 
 
 @dataclass(frozen=True)
@@ -35,12 +43,37 @@ class FrontendConfig:
     log_floor: float = 1e-6
 
     def __post_init__(self):
-        if self.window_samples > self.n_fft:
-            raise ValueError(f"window of {self.window_samples} samples exceeds n_fft={self.n_fft}")
-        if not 0 <= self.fmin_hz < self.fmax_hz <= self.sample_rate / 2:
-            raise ValueError(f"need 0 <= fmin_hz < fmax_hz <= {self.sample_rate / 2}")
-        if self.hop_samples <= 0 or self.n_mels <= 0:
-            raise ValueError("hop and n_mels must be positive")
+        """ValueError naming the first field outside what the front end can compute (and what a
+        model could have been trained on): a bundle's manifest is parsed through here."""
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(f.default, int):
+                if not isinstance(v, int) or isinstance(v, bool):
+                    raise ValueError(f"{f.name}={v!r} must be a whole number")
+            elif not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+                raise ValueError(f"{f.name}={v!r} must be a finite number")
+        nyquist = self.sample_rate / 2
+        checks = [
+            (MIN_SAMPLE_RATE <= self.sample_rate <= MAX_SAMPLE_RATE, "sample_rate",
+             f"{MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz"),
+            (self.n_fft in FFT_SIZES, "n_fft", f"a power of two, {FFT_SIZES[0]}..{FFT_SIZES[-1]}"),
+            (self.window_ms > 0 and self.window_samples >= 2, "window_ms", "at least 2 samples"),
+            (self.window_samples <= self.n_fft, "window_ms", f"at most n_fft={self.n_fft} samples"),
+            (self.hop_ms > 0 and self.hop_samples >= 1, "hop_ms", "at least 1 sample"),
+            (self.hop_samples <= self.window_samples, "hop_ms", f"at most window_ms={self.window_ms:g}"),
+            (1 <= self.n_mels <= min(MAX_MELS, self.n_fft // 2 + 1), "n_mels",
+             f"1..{min(MAX_MELS, self.n_fft // 2 + 1)}"),
+            (0 <= self.fmin_hz < self.fmax_hz, "fmin_hz", f"0 <= fmin_hz < fmax_hz={self.fmax_hz:g}"),
+            (self.fmax_hz <= nyquist, "fmax_hz", f"at most sample_rate / 2 = {nyquist:g}"),
+            (MIN_LOG_FLOOR <= self.log_floor <= MAX_LOG_FLOOR, "log_floor", f"{MIN_LOG_FLOOR:g}..{MAX_LOG_FLOOR:g}"),
+        ]
+        for ok, name, want in checks:
+            if not ok:
+                raise ValueError(f"{name}={getattr(self, name)!r} must be {want}")
+        empty = np.flatnonzero(mel_filterbank(self).max(axis=1) <= 0)
+        if len(empty):
+            raise ValueError(f"{self.n_mels} mel bands from fmin_hz={self.fmin_hz:g} to fmax_hz={self.fmax_hz:g} "
+                             f"leave band {int(empty[0])} with no FFT bin (n_fft={self.n_fft}): the band range is too narrow")
 
     @property
     def window_samples(self) -> int:
