@@ -44,7 +44,7 @@ import numpy as np
 from edge_sed import __version__
 from edge_sed.atomic import write_json
 from edge_sed.bundle import (C_HEADER, C_SOURCE, CHECK_FILE, FORMAT_VERSION, MANIFEST_FILE, MODEL_FILE,
-                             Bundle, BundleRunner, verify_bundle)
+                             SEMANTIC_KEY, Bundle, BundleRunner, semantic_sha256, verify_bundle)
 from edge_sed.errors import ConvertError
 from edge_sed.metrics import classification_metrics
 from edge_sed.tflite_info import read_tflite_info
@@ -407,6 +407,7 @@ class Converter:
             manifest["tflm"] = self._tflm(bundle, litert)
             header, source = _c_files(model_bytes, manifest)
             files[C_HEADER], files[C_SOURCE] = header.encode(), source.encode()
+        manifest[SEMANTIC_KEY] = semantic_sha256(manifest)
         files[MANIFEST_FILE] = (json.dumps(manifest, indent=2) + "\n").encode()
         path = _write_bundle_dir(out_dir, name, files)
         return LevelResult(name, "ok", None, str(path), manifest)

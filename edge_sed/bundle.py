@@ -38,8 +38,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BundleError, EdgeSedError
+from .errors import BundleError, EdgeSedError, printable
 from .frontend import FrontendConfig
+from .settings import SAMPLE_RATE
 from .tflite_info import TFLiteInfo, has_tflite_identifier, read_tflite_info
 
 FORMAT_VERSION = 1
@@ -51,6 +52,8 @@ MAX_MODEL_BYTES = 64 * 1024**2
 MAX_MANIFEST_BYTES = 1024**2
 MAX_CHECK_BYTES = 32 * 1024**2
 MIN_MODEL_BYTES = 32
+C_SOURCE_BYTES_PER_MODEL_BYTE = 7
+"""model_data.cc spells each model byte as "0x00, " (6 characters) plus line breaks."""
 
 LEVELS = ("fp32", "fp16", "dynamic-int8", "int8", "int16x8")
 FORMS = ("windowed", "streaming-explicit-state")
@@ -77,6 +80,21 @@ FIELDS = {
     "accuracy": (dict, "test-split metrics through LiteRT at conversion time, and vs torch"),
 }
 
+SEMANTIC_FIELDS = ("format_version", "labels", "sample_rate", "frontend", "window_frames", "hop_frames", "form",
+                   "level", "inputs", "outputs", "sha256", "model_bytes", "ops")
+"""The fields that decide what the model hears and what its answers mean. ``semantic_sha256``
+(written by convert) is the sha256 of their canonical JSON, so an edited front end, label
+order or quantization fails ``load_bundle`` like an edited model does."""
+SEMANTIC_KEY = "semantic_sha256"
+ARCH_NAME = re.compile(r"[A-Za-z0-9_]+")
+
+
+def semantic_sha256(m: dict) -> str:
+    """sha256 of the canonical JSON (sorted keys, no spaces, ASCII) of ``SEMANTIC_FIELDS``."""
+    canonical = json.dumps({k: m.get(k) for k in SEMANTIC_FIELDS}, sort_keys=True, separators=(",", ":"),
+                           ensure_ascii=True, allow_nan=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
 
 def sha256_file(path: str | os.PathLike) -> str:
     h = hashlib.sha256()
@@ -87,12 +105,37 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 def _size_checked(path: Path, limit: int, what: str) -> bytes:
-    if not path.is_file():
+    """The bytes of a regular file of at most ``limit`` bytes (a FIFO or a device would hang
+    or never end; reading stops at the limit even if the file grows meanwhile)."""
+    if not path.exists():
         raise BundleError(f"{path.parent}: no {path.name} ({what})")
+    if not path.is_file():
+        raise BundleError(f"{path}: not a regular file (a {what} must be one)")
     size = path.stat().st_size
     if size > limit:
         raise BundleError(f"{path}: {size} bytes, more than the {limit}-byte limit for a {what}")
-    return path.read_bytes()
+    with open(path, "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise BundleError(f"{path}: more than the {limit}-byte limit for a {what} (grew while read)")
+    return data
+
+
+def _strings(value):
+    """Every string in a JSON value, keys included."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield k
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+def _refuse_json_constant(name):
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def validate_manifest(m, where: str = "manifest") -> None:
@@ -108,6 +151,24 @@ def validate_manifest(m, where: str = "manifest") -> None:
         value = m[name]
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise BundleError(f"{where}: field '{name}' should be a {kind.__name__}, got {type(value).__name__}")
+    for key, value in m.items():
+        bad = next((t for t in _strings({key: value}) if printable(t) != t), None)
+        if bad is not None:
+            raise BundleError(f"{where}: field '{printable(key)}' holds a control character in "
+                              f"{printable(bad)[:60]!r}")
+    for key in ("name",):
+        if key in m and not isinstance(m[key], str):
+            raise BundleError(f"{where}: field '{key}' should be a str, got {type(m[key]).__name__}")
+    if "checked_on" in m and not (isinstance(m["checked_on"], list)
+                                  and all(isinstance(a, str) and ARCH_NAME.fullmatch(a) for a in m["checked_on"])):
+        raise BundleError(f"{where}: 'checked_on' must be a list of architecture names (letters, digits, _)")
+    check = m.get("check")
+    if check is not None and not (isinstance(check, dict) and isinstance(check.get("sha256"), str)
+                                  and re.fullmatch(r"[0-9a-f]{64}", check["sha256"])):
+        raise BundleError(f"{where}: 'check' must be an object with the sha256 (64 lowercase hex digits) of "
+                          f"{CHECK_FILE}")
+    if SEMANTIC_KEY in m and not (isinstance(m[SEMANTIC_KEY], str) and re.fullmatch(r"[0-9a-f]{64}", m[SEMANTIC_KEY])):
+        raise BundleError(f"{where}: '{SEMANTIC_KEY}' is not 64 lowercase hex digits")
     labels = m["labels"]
     if len(labels) < 2 or not all(isinstance(l, str) and l for l in labels) or len(set(labels)) != len(labels):
         raise BundleError(f"{where}: 'labels' must be two or more distinct non-empty strings")
@@ -115,13 +176,18 @@ def validate_manifest(m, where: str = "manifest") -> None:
         raise BundleError(f"{where}: unknown form {m['form']!r} (expected {' or '.join(FORMS)})")
     if m["level"] not in LEVELS:
         raise BundleError(f"{where}: unknown level {m['level']!r} (expected one of {', '.join(LEVELS)})")
+    missing = [f for f in FrontendConfig().to_dict() if f not in m["frontend"]]
     try:
+        if missing:
+            raise ValueError(f"missing {', '.join(missing)}")
         frontend = FrontendConfig.from_dict(m["frontend"])
     except (TypeError, ValueError) as exc:
         raise BundleError(f"{where}: bad 'frontend': {exc}") from None
     if m["sample_rate"] != frontend.sample_rate:
         raise BundleError(f"{where}: sample_rate {m['sample_rate']} disagrees with frontend "
                           f"sample_rate {frontend.sample_rate}")
+    if frontend.sample_rate != SAMPLE_RATE:
+        raise BundleError(f"{where}: sample_rate {frontend.sample_rate}: every stage works on {SAMPLE_RATE} Hz audio")
     for name in ("window_frames", "hop_frames"):
         if m[name] <= 0:
             raise BundleError(f"{where}: '{name}' must be positive")
@@ -225,7 +291,7 @@ class Bundle:
         """The check windows (x, y, litert, torch) stored at conversion time, or None."""
         path = self.path / CHECK_FILE
         meta = self.manifest.get("check")
-        if not path.exists() or not meta:
+        if not os.path.lexists(path) or not meta:
             return None
         data = _size_checked(path, MAX_CHECK_BYTES, "check file")
         if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
@@ -247,9 +313,9 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         raise BundleError(f"{path}: not a bundle directory")
     raw = _size_checked(path / MANIFEST_FILE, MAX_MANIFEST_BYTES, "manifest")
     try:
-        manifest = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{path / MANIFEST_FILE}: not valid JSON ({exc})") from None
+        manifest = json.loads(raw, parse_constant=_refuse_json_constant)
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        raise BundleError(f"{path / MANIFEST_FILE}: not valid JSON ({printable(str(exc))})") from None
     validate_manifest(manifest, str(path / MANIFEST_FILE))
     model_path = path / MODEL_FILE
     model = _size_checked(model_path, MAX_MODEL_BYTES, "model")
@@ -267,6 +333,9 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     except ValueError as exc:
         raise BundleError(f"{model_path}: {exc}") from None
     _check_io_against_model(manifest, info, str(path))
+    if SEMANTIC_KEY in manifest and semantic_sha256(manifest) != manifest[SEMANTIC_KEY]:
+        raise BundleError(f"{path / MANIFEST_FILE}: labels, front end, windows or tensors do not match the "
+                          f"manifest's {SEMANTIC_KEY} (edited after conversion, or corrupt)")
     return Bundle(path, manifest, model, info)
 
 
@@ -416,9 +485,10 @@ class BundleRunner:
 # ----------------------------------------------------------------------------- verifying
 
 
-def read_c_array(path: str | os.PathLike) -> bytes:
-    """The bytes of the model array in a model_data.cc written by convert."""
-    text = Path(path).read_text()
+def read_c_array(path: str | os.PathLike, max_bytes: int = C_SOURCE_BYTES_PER_MODEL_BYTE * MAX_MODEL_BYTES) -> bytes:
+    """The bytes of the model array in a model_data.cc written by convert (a regular file of
+    at most ``max_bytes``)."""
+    text = _size_checked(Path(path), max_bytes, "C array source").decode("utf-8", errors="replace")
     body = text.split("g_model_data[]", 1)[-1].split("};", 1)[0]
     return bytes(int(v, 16) for v in re.findall(r"0x([0-9a-fA-F]{2})", body))
 
@@ -451,8 +521,14 @@ def verify_bundle(path: str | os.PathLike, windows: np.ndarray | None = None,
     if ops != m["ops"]:
         raise BundleError(f"{bundle.path}: the model's operators {ops} differ from the manifest's {m['ops']}")
     report["ops"] = ops
-    if (bundle.path / C_SOURCE).exists():
-        if read_c_array(bundle.path / C_SOURCE) != bundle.model_bytes:
+    if SEMANTIC_KEY not in m:
+        raise BundleError(f"{bundle.path / MANIFEST_FILE}: no '{SEMANTIC_KEY}' (written by an older convert): its "
+                          "labels and front end cannot be verified; re-convert the run")
+    report[SEMANTIC_KEY] = "ok"
+    source = bundle.path / C_SOURCE
+    if os.path.lexists(source):
+        limit = C_SOURCE_BYTES_PER_MODEL_BYTE * len(bundle.model_bytes) + 2**20
+        if read_c_array(source, limit) != bundle.model_bytes:
             raise BundleError(f"{bundle.path / C_SOURCE}: the C array is not model.tflite's bytes")
         report["c_array"] = "ok"
     runner = BundleRunner(bundle)

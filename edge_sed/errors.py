@@ -28,3 +28,12 @@ class NotBuiltError(EdgeSedError):
     """A pipeline stage that does not exist yet. Exit code 3 so scripts can tell it apart."""
 
     exit_code = 3
+
+
+def printable(text: str) -> str:
+    """``text`` with every non-printable character (newline, ANSI escape, ...) written as its
+    Python escape, so a name from a file or the command line cannot drive the terminal or
+    start a fake line of output."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -128,6 +128,21 @@ def _manifest_case(**changes):
     return lambda d, others: _set_manifest(d, **changes)
 
 
+def _frontend_case(**changes):
+    return lambda d, others: _set_manifest(d, frontend={**_manifest(d)["frontend"], **changes})
+
+
+def swapped_labels(d, others):
+    """Same labels, two of them swapped: every field still valid, the answers mean other classes."""
+    labels = _manifest(d)["labels"]
+    labels[0], labels[2] = labels[2], labels[0]
+    _set_manifest(d, labels=labels)
+
+
+def nan_in_manifest(d, others):
+    (d / "manifest.json").write_text((d / "manifest.json").read_text().replace('"log_floor": 1e-06', '"log_floor": NaN'))
+
+
 def huge_manifest(d, others):
     (d / "manifest.json").write_text(json.dumps({**_manifest(d), "padding": "x" * (2 * 1024**2)}))
 
@@ -159,6 +174,31 @@ CASES = {
     "manifest with a malformed sha256": (_manifest_case(sha256="abc"), ["'sha256' is not 64 lowercase hex"]),
     "duplicate labels": (_manifest_case(labels=["dog", "dog", "gunshot", "background"]), ["'labels' must be", "distinct"]),
     "fewer labels than outputs": (labels_fewer_than_outputs, ["3 labels", "4 scores"]),
+    # the front end (issue 18): each of these passed verify and then broke listen
+    "front end log_floor -1 (NaN scores)": (_frontend_case(log_floor=-1), ["'frontend'", "log_floor"]),
+    "front end window_ms 0": (_frontend_case(window_ms=0), ["'frontend'", "window_ms"]),
+    "front end hop_ms 1000": (_frontend_case(hop_ms=1000), ["'frontend'", "hop_ms"]),
+    "front end fmin_hz 3999.9 (empty bands)": (_frontend_case(fmin_hz=3999.9), ["'frontend'", "fmin_hz", "no FFT bin"]),
+    "front end n_fft 512.5": (_frontend_case(n_fft=512.5), ["'frontend'", "n_fft"]),
+    "front end n_fft 2**24 (a hang)": (_frontend_case(n_fft=16777216), ["'frontend'", "n_fft", "power of two"]),
+    "front end without a field": (lambda d, o: _set_manifest(d, frontend={k: v for k, v in _manifest(d)["frontend"].items()
+                                                                          if k != "log_floor"}),
+                                  ["'frontend'", "missing log_floor"]),
+    "NaN in the manifest": (nan_in_manifest, ["not valid JSON", "NaN"]),
+    # valid fields, but not the ones convert wrote: the semantic checksum
+    "front end edited within bounds": (_frontend_case(fmax_hz=3900.0), ["semantic_sha256", "edited"]),
+    "labels swapped": (swapped_labels, ["semantic_sha256"]),
+    "windows hop edited": (_manifest_case(hop_frames=25), ["semantic_sha256"]),
+    "semantic_sha256 malformed": (_manifest_case(semantic_sha256="abc"), ["'semantic_sha256'", "64 lowercase hex"]),
+    # strings that would reach a terminal or a shell
+    "a label with a newline": (_manifest_case(labels=["dog\nerror: fake", "baby_cry", "gunshot", "background"]),
+                               ["'labels'", "control character", "\\n"]),
+    "a label with an ANSI escape": (_manifest_case(labels=["\x1b[2Jdog", "baby_cry", "gunshot", "background"]),
+                                    ["'labels'", "control character", "\\x1b"]),
+    "a name with a control character": (_manifest_case(name="fp32\r"), ["'name'", "control character"]),
+    "check that is not an object": (_manifest_case(check="abc"), ["'check'", "sha256"]),
+    "checked_on with a shell command": (_manifest_case(checked_on=["aarch64 $(touch /tmp/x)"]), ["'checked_on'"]),
+    "checked_on not a list": (_manifest_case(checked_on="aarch64"), ["'checked_on'"]),
     "more labels than outputs": (labels_more_than_outputs, ["5 labels", "4 scores"]),
 }
 
@@ -294,3 +334,48 @@ def test_simulate_refuses_a_bad_int8_bundle(capfd, tiny_bundles, wav, tmp_path, 
     code, stdout, err = run_cli(capfd, "simulate", d, "--profile", "cortex-m4-80mhz", "--stream", wav, "--out", out)
     assert_one_line_error(code, err, *fragments)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "/dev/zero", "oversized"])
+def test_model_data_cc_is_read_with_limits(tiny_bundles, tmp_path, kind):
+    """model_data.cc gets the limits of the other bundle files: a FIFO hung verify, /dev/zero
+    read until memory ran out. Run as a subprocess, so a regression fails on the timeout."""
+    import os
+    import subprocess
+    import sys
+
+    d = shutil.copytree(tiny_bundles[0] / "int8", tmp_path / "int8")
+    cc = d / "model_data.cc"
+    cc.unlink()
+    if kind == "fifo":
+        os.mkfifo(cc)
+    elif kind == "/dev/zero":
+        cc.symlink_to("/dev/zero")
+    else:
+        with open(cc, "wb") as f:
+            f.truncate(8 * len((d / "model.tflite").read_bytes()) + 2**20)
+    r = subprocess.run([sys.executable, "-c", "import sys; from edge_sed.cli import main; sys.exit(main())",
+                        "verify", str(d)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: ") and "model_data.cc" in r.stderr
+    assert ("not a regular file" if kind != "oversized" else "limit") in r.stderr
+
+
+def test_a_manifest_without_semantic_checksum_loads_but_does_not_verify(capfd, tiny_bundles, tmp_path):
+    """A bundle from before the semantic checksum still loads (listen, bench run it), but verify
+    -- and so deploy -- cannot vouch for its front end and labels: one line saying re-convert."""
+    d = shutil.copytree(tiny_bundles[0] / "fp32", tmp_path / "fp32")
+    assert load_bundle(d).manifest["semantic_sha256"]
+    assert verify_bundle(d)["semantic_sha256"] == "ok"
+    _set_manifest(d, semantic_sha256=_DELETE)
+    assert load_bundle(d).level == "fp32"
+    code, out, err = run_cli(capfd, "verify", d)
+    assert_one_line_error(code, err, "semantic_sha256", "re-convert")
+
+
+def test_fields_outside_the_checksum_may_change(tiny_bundles, tmp_path):
+    """Provenance, notes or a deploy's checked_on are not what the model hears: editing them
+    keeps the bundle valid (deploy's tests narrow checked_on this way)."""
+    d = shutil.copytree(tiny_bundles[0] / "fp32", tmp_path / "fp32")
+    _set_manifest(d, checked_on=["aarch64", "x86_64"], notes=["re-labelled by hand"])
+    assert verify_bundle(d)["semantic_sha256"] == "ok"
