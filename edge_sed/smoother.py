@@ -8,11 +8,14 @@ micro_speech ``RecognizeCommands`` (recognize_commands.cc):
   or more than ``suppression_ms`` have passed since that one was taken (so one long sound gives
   one event, a second sound of another class fires at once);
 - the background class becomes the "previous top class" like any other (so it re-arms every
-  class) but never fires an event — micro_speech's "silence".
+  class) but never fires an event — micro_speech's "silence";
+- a decision with a non-finite score (NaN, inf: a broken model) is ignored: it never enters
+  the average and never fires (``score <= threshold`` is False for NaN).
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import Mapping
 
@@ -29,6 +32,8 @@ DEFAULT_SUPPRESSION_MS = 3000.0
 ~3 s, so 1.5 s fired it twice (measured on played streams). A second sound of another class
 still fires at once."""
 DEFAULT_MINIMUM_COUNT = 2
+MAX_AVERAGE_WINDOW_MS = 60_000.0
+"""The window keeps every decision it spans in memory; a minute is far longer than any event."""
 
 
 class Smoother:
@@ -43,10 +48,13 @@ class Smoother:
                  minimum_count: int = DEFAULT_MINIMUM_COUNT):
         self.labels = list(labels)
         self.background = background if background in self.labels else None
-        if average_window_ms < 0 or suppression_ms < 0:
-            raise EdgeSedError("the averaging window and suppression period must be >= 0 ms")
-        if minimum_count < 1:
-            raise EdgeSedError(f"minimum count must be at least 1, got {minimum_count}")
+        if not (isinstance(average_window_ms, (int, float)) and 0 <= average_window_ms <= MAX_AVERAGE_WINDOW_MS):
+            raise EdgeSedError(f"averaging window of {average_window_ms!r} ms: must be a number from 0 to "
+                               f"{MAX_AVERAGE_WINDOW_MS:g} ms")
+        if not (isinstance(suppression_ms, (int, float)) and math.isfinite(suppression_ms) and suppression_ms >= 0):
+            raise EdgeSedError(f"suppression period of {suppression_ms!r} ms: must be a finite number >= 0")
+        if not isinstance(minimum_count, int) or isinstance(minimum_count, bool) or minimum_count < 1:
+            raise EdgeSedError(f"minimum count must be a whole number of at least 1, got {minimum_count!r}")
         self.average_window_s = average_window_ms / 1000.0
         self.suppression_s = suppression_ms / 1000.0
         self.minimum_count = int(minimum_count)
@@ -63,7 +71,25 @@ class Smoother:
             raise EdgeSedError(f"thresholds must be probabilities in [0, 1], got {bad}")
         self.thresholds = per_class
         self._threshold = np.array([per_class[l] for l in self.labels], np.float32)
+        if all(p >= 1.0 for l, p in per_class.items() if l != self.background):
+            raise EdgeSedError("every class's threshold is 1: an average probability is never above it, so no "
+                               "event could ever fire")
         self.reset()
+
+    def decisions_in_window(self, hop_s: float) -> int:
+        """How many decisions ``hop_s`` apart the averaging window holds (micro_speech keeps
+        t >= now - window)."""
+        return int(math.floor((self.average_window_s + 1e-9) / hop_s)) + 1
+
+    def check_hop(self, hop_s: float) -> None:
+        """EdgeSedError (one line) when decisions every ``hop_s`` could never fire an event:
+        the averaging window would hold fewer than ``minimum_count`` of them."""
+        held = self.decisions_in_window(hop_s)
+        if held < self.minimum_count:
+            raise EdgeSedError(
+                f"a {self.average_window_s * 1000:g} ms averaging window holds {held} decision(s) "
+                f"{hop_s * 1000:g} ms apart, fewer than the minimum count {self.minimum_count}: no event could ever "
+                "fire (shorten the hop (--hop-ms), widen the window (--window-ms) or lower --min-count)")
 
     def reset(self) -> None:
         self._recent: deque[tuple[float, np.ndarray]] = deque()
@@ -75,6 +101,8 @@ class Smoother:
         scores = np.asarray(scores, np.float32).reshape(-1)
         if len(scores) != len(self.labels):
             raise ValueError(f"{len(scores)} scores for {len(self.labels)} labels")
+        if not np.isfinite(scores).all():
+            return None
         if self._recent and t_s < self._recent[-1][0]:
             raise ValueError(f"decisions out of order: {t_s} s after {self._recent[-1][0]} s")
         self._recent.append((t_s, scores))

@@ -66,7 +66,11 @@ def test_per_class_threshold():
 
 
 @pytest.mark.parametrize("kw", [{"threshold": 1.5}, {"threshold": {"cat": 0.5}}, {"minimum_count": 0},
-                                {"suppression_ms": -1}])
+                                {"suppression_ms": -1}, {"suppression_ms": float("nan")},
+                                {"suppression_ms": float("inf")}, {"average_window_ms": float("nan")},
+                                {"average_window_ms": float("inf")}, {"average_window_ms": 1e9},
+                                {"minimum_count": 1.5}, {"threshold": float("nan")}, {"threshold": 1.0},
+                                {"threshold": {"dog": 1.0, "baby_cry": 1.0, "gunshot": 1.0}}])
 def test_bad_settings_are_one_line_errors(kw):
     with pytest.raises(EdgeSedError):
         Smoother(LABELS, **kw)
@@ -78,3 +82,36 @@ def test_reset_forgets():
     assert sm.update(0.1, one_hot("dog")) is None
     sm.reset()
     assert sm.update(0.0, one_hot("dog")) is not None
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_non_finite_score_never_fires_and_never_enters_the_average(bad):
+    sm = Smoother(LABELS, average_window_ms=1000, threshold=0.6, minimum_count=1)
+    broken = one_hot("dog")
+    broken[LABELS.index("gunshot")] = bad
+    assert all(sm.update(k * 0.25, broken) is None for k in range(8))
+    assert sm.average is None
+    e = sm.update(2.0, one_hot("dog"))  # the broken decisions left nothing behind
+    assert e.label == "dog" and e.score == pytest.approx(0.9)
+    assert sm.update(2.25, np.full(4, np.nan, np.float32)) is None
+    assert sm.average[LABELS.index("dog")] == pytest.approx(0.9)
+
+
+@pytest.mark.parametrize("window_ms, hop_s, minimum_count, held", [
+    (750, 1.0, 2, 1), (0, 0.25, 2, 1), (100, 0.25, 2, 1), (750, 0.25, 1000, 4)])
+def test_a_hop_that_can_never_fire_is_refused(window_ms, hop_s, minimum_count, held):
+    """listen --hop-ms 1000 with the default 750 ms window and minimum count 2 gave 0 events:
+    the window never held 2 decisions. check_hop says so in one line."""
+    sm = Smoother(LABELS, average_window_ms=window_ms, minimum_count=minimum_count)
+    assert sm.decisions_in_window(hop_s) == held
+    with pytest.raises(EdgeSedError, match=f"holds {held} decision.*minimum count {minimum_count}"):
+        sm.check_hop(hop_s)
+    # what check_hop refuses really never fires
+    assert run(sm, ["dog"] * 40, hop_s=hop_s) == []
+
+
+@pytest.mark.parametrize("window_ms, hop_s, minimum_count", [(750, 0.25, 4), (1000, 1.0, 2), (0, 1.0, 1)])
+def test_a_hop_that_can_fire_is_accepted(window_ms, hop_s, minimum_count):
+    sm = Smoother(LABELS, average_window_ms=window_ms, minimum_count=minimum_count, threshold=0.6)
+    sm.check_hop(hop_s)
+    assert run(sm, ["dog"] * 8, hop_s=hop_s)
