@@ -11,7 +11,7 @@ libsndfile cannot parse (e.g. text named .wav), a sample rate outside ``MIN_SAMP
 ``MAX_SAMPLE_RATE`` (a corrupt header: 2^31 - 1 Hz would ask the resampler for a filter of
 40 billion taps), zero samples, a file shorter than its header says (truncated), NaN or Inf
 samples, a recording longer than ``max_duration_s`` (read long recordings with
-:func:`iter_audio_blocks`, which never loads them whole).
+:func:`iter_audio_blocks`, which never loads them whole), one too big for the memory there is.
 """
 
 from __future__ import annotations
@@ -110,9 +110,10 @@ def audio_info(path: str | os.PathLike) -> dict:
 
 
 def _to_mono_checked(data: np.ndarray, path: Path) -> np.ndarray:
-    if not np.isfinite(data).all():
+    mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+    if not np.isfinite(mono).all():  # a NaN or Inf in any channel is one in the mean
         raise AudioError(f"{path}: contains NaN or Inf samples")
-    return data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+    return mono
 
 
 def read_audio(
@@ -125,7 +126,7 @@ def read_audio(
     is converted and what is refused)."""
     path = Path(path)
     with _open(path) as f:
-        native_sr, frames = f.samplerate, f.frames
+        native_sr, frames, channels = f.samplerate, f.frames, f.channels
         if frames <= 0:
             raise AudioError(f"{path}: no audio samples (zero length)")
         if frames / native_sr > max_duration_s:
@@ -133,16 +134,26 @@ def read_audio(
                 f"{path}: {frames / native_sr:.0f} s of audio is longer than the "
                 f"{max_duration_s:.0f} s read whole; stream it instead"
             )
+        too_big = AudioError(
+            f"{path}: not enough memory to read {frames / native_sr:.0f} s of {channels}-channel audio at "
+            f"{native_sr} Hz whole ({frames * channels * 4 / 1e6:.0f} MB as float32); convert it to "
+            f"{sample_rate} Hz mono first (e.g. with sox)")
         try:
             data = f.read(dtype="float32", always_2d=True)
+        except MemoryError:
+            raise too_big from None
         except Exception as exc:
             raise AudioError(f"{path}: corrupt audio data ({_short(exc)})") from None
     if len(data) < frames:
         raise AudioError(f"{path}: truncated (header promises {frames} frames, file holds {len(data)})")
-    audio = _to_mono_checked(data, path)
-    if native_sr != sample_rate:
-        audio = resample(audio, native_sr, sample_rate)
-    return np.ascontiguousarray(audio, dtype=np.float32)
+    try:
+        audio = _to_mono_checked(data, path)
+        del data  # before the resampler's float64 copies
+        if native_sr != sample_rate:
+            audio = resample(audio, native_sr, sample_rate)
+        return np.ascontiguousarray(audio, dtype=np.float32)
+    except MemoryError:
+        raise too_big from None
 
 
 def iter_audio_blocks(

@@ -69,12 +69,13 @@ def _truncated(path, subtype="PCM_16"):
     path.write_bytes(data[: len(data) // 2])
 
 
-def write_long_wav(path, hours: float, sample_rate: int = SAMPLE_RATE) -> int:
-    """A valid 16-bit mono WAV of ``hours`` of silence, written as a header plus a sparse hole:
+def write_long_wav(path, hours: float, sample_rate: int = SAMPLE_RATE, channels: int = 1) -> int:
+    """A valid 16-bit WAV of ``hours`` of silence, written as a header plus a sparse hole:
     instant, and ~no disk, however long. Returns the data bytes."""
-    n_bytes = int(hours * 3600 * sample_rate) * 2
+    n_bytes = int(hours * 3600 * sample_rate) * 2 * channels
     header = (b"RIFF" + struct.pack("<I", 36 + n_bytes) + b"WAVE"
-              + b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, sample_rate, sample_rate * 2, 2, 16)
+              + b"fmt " + struct.pack("<IHHIIHH", 16, 1, channels, sample_rate, sample_rate * 2 * channels,
+                                      2 * channels, 16)
               + b"data" + struct.pack("<I", n_bytes))
     with open(path, "wb") as f:
         f.write(header)
@@ -222,6 +223,32 @@ def test_api_ten_hour_file_streams_in_bounded_memory(tmp_path):
     samples, peak_kb = map(int, result.stdout.split())
     assert samples == n_bytes // 2 == 10 * 3600 * SAMPLE_RATE
     assert peak_kb < 200 * 1024, f"peak RSS {peak_kb / 1024:.0f} MB while streaming 10 h"
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("headroom_mb", [300, 1400])
+def test_api_a_file_too_big_for_the_memory_is_one_line_naming_it(tmp_path, headroom_mb):
+    """Half an hour of 48 kHz stereo (within the hour read_audio reads whole) in a process
+    allowed only ``headroom_mb`` more address space: 300 MB fails reading the samples (it
+    said "corrupt audio data"), 1400 MB in the mixdown or the resampler (a bare MemoryError
+    naming nothing). Both are one AudioError naming the file and what to do."""
+    path = tmp_path / "field recording.wav"
+    write_long_wav(path, 0.5, sample_rate=48000, channels=2)
+    script = (
+        "import resource, sys\n"
+        "from edge_sed.audio_io import read_audio\n"
+        "from edge_sed.errors import AudioError\n"
+        "vm = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmSize:')) * 1024\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (vm + int(sys.argv[2]) * 2**20, resource.RLIM_INFINITY))\n"
+        "try:\n"
+        "    read_audio(sys.argv[1])\n"
+        "except AudioError as exc:\n"
+        "    print(exc)\n")
+    result = subprocess.run([sys.executable, "-c", script, str(path), str(headroom_mb)], capture_output=True,
+                            text=True, timeout=300, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout == (f"{path}: not enough memory to read 1800 s of 2-channel audio at 48000 Hz whole "
+                             "(691 MB as float32); convert it to 16000 Hz mono first (e.g. with sox)\n")
 
 
 # ------------------------------------------------------------------------- edge-sed listen
