@@ -106,12 +106,13 @@ class LevelResult:
         if m:
             acc = m["accuracy"]
             out.update(model_bytes=m["model_bytes"], ops=m["ops"], form=m["form"], lstm=m.get("lstm"),
-                       overall_error=acc["overall_error"], per_class_error=acc["per_class_error"],
-                       macro_f1=acc["macro_f1"], vs_torch=acc["vs_torch"],
-                       notes=m.get("notes", []), warnings=m.get("warnings", []))
+                       vs_torch=acc["vs_torch"], notes=m.get("notes", []), warnings=m.get("warnings", []))
+            keys = (("event_f1", "dcase_event_f1", "false_alarms_per_hour", "latency_median_s", "per_class_f1", "torch")
+                    if m["form"] == "stateful" else ("overall_error", "per_class_error", "macro_f1"))
+            out.update({k: acc[k] for k in keys})
             if m.get("tflm"):
                 out["tflm"] = {k: m["tflm"][k] for k in ("arena_bytes", "arena_min_bytes", "vs_litert",
-                                                         "vs_litert_reference_kernels")}
+                                                         "vs_litert_reference_kernels") if k in m["tflm"]}
         return out
 
 
@@ -252,6 +253,10 @@ class Converter:
     def close(self) -> None:
         if self._tmp is not None:
             self._tmp.cleanup()
+
+    def report_facts(self) -> dict:
+        return {"form": "windowed", "test_windows": int(len(self.test.y)),
+                "torch": {k: self.torch_metrics[k] for k in ("per_class_error", "overall_error", "macro_f1")}}
 
     def _saved_model(self, kind: str) -> str:
         """The SavedModel of the windowed ("fused" or "unrolled" LSTM) or "streaming" port."""
@@ -491,6 +496,13 @@ def _sigterm_raises_terminated():
         signal.signal(signal.SIGTERM, previous)
 
 
+def _run_form(run_dir) -> str:
+    try:
+        return json.loads((Path(run_dir) / "config.json").read_text()).get("form", "windowed")
+    except (OSError, ValueError):
+        return "windowed"  # Converter says what is wrong with the run
+
+
 def convert_run(run_dir, out_dir, levels=BUNDLES, data: str | None = None, log=None,
                 on_level=None, progress=None) -> dict:
     """Convert ``run_dir`` into ``out_dir/<level>/`` for each of ``levels``; returns the report
@@ -503,7 +515,14 @@ def convert_run(run_dir, out_dir, levels=BUNDLES, data: str | None = None, log=N
 
 def _convert_run(run_dir, out_dir: Path, levels, data, log, on_level, progress, sigterm) -> dict:
     started = time.perf_counter()
-    conv = Converter(run_dir, data, log)
+    if _run_form(run_dir) == "stateful":
+        from .stateful import STATEFUL_BUNDLES, StatefulConverter
+
+        conv = StatefulConverter(run_dir, data, log)
+        if list(levels) == list(BUNDLES):  # "all": every level the stateful form has
+            levels = STATEFUL_BUNDLES
+    else:
+        conv = Converter(run_dir, data, log)
     results = []
     try:
         for name in levels:
@@ -529,8 +548,7 @@ def _convert_run(run_dir, out_dir: Path, levels, data, log, on_level, progress, 
     report = {
         "run_dir": str(Path(run_dir).resolve()), "out": str(out_dir.resolve()),
         "model": conv.run.model_type, "objective": conv.run.config.get("objective"),
-        "test_windows": int(len(conv.test.y)),
-        "torch": {k: conv.torch_metrics[k] for k in ("per_class_error", "overall_error", "macro_f1")},
+        **conv.report_facts(),
         "keras_vs_torch_max_abs": conv.keras_parity,
         "levels": [r.summary() for r in results],
         "seconds": round(time.perf_counter() - started, 1),

@@ -70,6 +70,9 @@ def load_run(run_dir: str | os.PathLike) -> TorchRun:
               "num_classes": int(state["classifier.1.weight"].shape[0])}
     if config["model"] == "lstm":
         kwargs["hidden"] = int(state["lstm.weight_hh_l0"].shape[1])
+        if "conv.weight" in state:
+            kwargs["conv_channels"] = int(state["conv.weight"].shape[0])
+            kwargs["context_frames"] = int(state["conv.weight"].shape[1]) // n_mels
     model = build_model(config["model"], **kwargs)
     model.load_state_dict(state)
     model.eval()
@@ -188,14 +191,22 @@ def keras_streaming(model):
     if not isinstance(model, LSTMNet):
         raise ConvertError("the streaming form exists only for the LSTM model")
     n_mels, hidden = model.standardise.mean.shape[0], model.lstm.hidden_size
-    frame = keras.Input((1, n_mels), batch_size=1, name="frame")
+    k = model.context_frames if model.conv is not None else 1
+    frame = keras.Input((k, n_mels), batch_size=1, name="frame")
     h = keras.Input((hidden,), batch_size=1, name="h")
     c = keras.Input((hidden,), batch_size=1, name="c")
     kernel, recurrent, bias = lstm_weights(model)
-    x = _standardise(keras.layers.Reshape((n_mels,), name="flatten")(frame), model)
+    scale, shift = (np.tile(v, k) for v in standardise_affine(model))
+    x = keras.layers.Lambda(lambda v: v * scale + shift, name="standardise")(
+        keras.layers.Reshape((k * n_mels,), name="flatten")(frame))
+    layers_weights = []
+    if model.conv is not None:  # the causal conv: one Dense on the stacked frames, then ReLU
+        conv, w = _dense(model.conv, "conv")
+        layers_weights.append((conv, w))
+        x = keras.layers.ReLU(name="conv_relu")(conv(x))
     in_proj = keras.layers.Dense(4 * hidden, name="lstm_input")
     rec_proj = keras.layers.Dense(4 * hidden, use_bias=False, name="lstm_recurrent")
-    layers_weights = [(in_proj, [kernel, bias]), (rec_proj, [recurrent])]
+    layers_weights += [(in_proj, [kernel, bias]), (rec_proj, [recurrent])]
     z = keras.layers.Add(name="gates")([in_proj(x), rec_proj(h)])
     i, f, g, o = keras.layers.Lambda(lambda v: tf.split(v, 4, axis=-1), name="split")(z)
     i = keras.layers.Activation("sigmoid", name="input_gate")(i)

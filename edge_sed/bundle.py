@@ -23,6 +23,11 @@ Two forms of model:
   (1, H) -> ``scores``, ``h_out``, ``c_out``. One frame per invoke; the caller carries the
   state. After ``window_frames`` frames from a zero state the scores are the windowed
   model's; the runner resets the state every ``window_frames`` frames (the manifest's hop).
+- ``stateful`` (the streaming detector, LSTM only): the same inputs and outputs, but ``frame``
+  is the last ``window_frames`` frames (1, window_frames, n_mels; 1 without a conv front) and
+  the state is carried through the whole stream, never reset; every frame's scores go to the
+  smoother, whose settings (averaging window, minimum count, suppression, per-class
+  thresholds calibrated on validation streams) the manifest's ``smoother`` holds.
 """
 
 from __future__ import annotations
@@ -56,9 +61,12 @@ C_SOURCE_BYTES_PER_MODEL_BYTE = 7
 """model_data.cc spells each model byte as "0x00, " (6 characters) plus line breaks."""
 
 LEVELS = ("fp32", "fp16", "dynamic-int8", "int8", "int16x8")
-FORMS = ("windowed", "streaming-explicit-state")
+FORMS = ("windowed", "streaming-explicit-state", "stateful")
 ROLES = {"windowed": (("window",), ("scores",)),
-         "streaming-explicit-state": (("frame", "h", "c"), ("scores", "h_out", "c_out"))}
+         "streaming-explicit-state": (("frame", "h", "c"), ("scores", "h_out", "c_out")),
+         "stateful": (("frame", "h", "c"), ("scores", "h_out", "c_out"))}
+STATE_FORMS = ("streaming-explicit-state", "stateful")
+SMOOTHER_FIELDS = ("average_window_ms", "minimum_count", "suppression_ms", "thresholds")
 DTYPES = ("float32", "int8", "int16", "uint8")
 
 FIELDS = {
@@ -81,7 +89,7 @@ FIELDS = {
 }
 
 SEMANTIC_FIELDS = ("format_version", "labels", "sample_rate", "frontend", "window_frames", "hop_frames", "form",
-                   "level", "inputs", "outputs", "sha256", "model_bytes", "ops")
+                   "level", "inputs", "outputs", "sha256", "model_bytes", "ops", "smoother")
 """The fields that decide what the model hears and what its answers mean. ``semantic_sha256``
 (written by convert) is the sha256 of their canonical JSON, so an edited front end, label
 order or quantization fails ``load_bundle`` like an edited model does."""
@@ -174,6 +182,8 @@ def validate_manifest(m, where: str = "manifest") -> None:
         raise BundleError(f"{where}: 'labels' must be two or more distinct non-empty strings")
     if m["form"] not in FORMS:
         raise BundleError(f"{where}: unknown form {m['form']!r} (expected {' or '.join(FORMS)})")
+    if "smoother" in m:
+        _validate_smoother(m["smoother"], labels, where)
     if m["level"] not in LEVELS:
         raise BundleError(f"{where}: unknown level {m['level']!r} (expected one of {', '.join(LEVELS)})")
     missing = [f for f in FrontendConfig().to_dict() if f not in m["frontend"]]
@@ -216,6 +226,23 @@ def validate_manifest(m, where: str = "manifest") -> None:
                                   "per-tensor quantization {scale > 0, zero_point}")
 
 
+def _validate_smoother(sm, labels, where: str) -> None:
+    """The manifest's smoother settings: what ``listen`` uses by default, so bounded here."""
+    if not isinstance(sm, dict) or set(sm) != set(SMOOTHER_FIELDS):
+        raise BundleError(f"{where}: 'smoother' must hold exactly {', '.join(SMOOTHER_FIELDS)}")
+    for key, lo, hi in (("average_window_ms", 0, 10_000), ("suppression_ms", 0, 600_000), ("minimum_count", 1, 1000)):
+        v = sm[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
+            raise BundleError(f"{where}: smoother '{key}' must be a number in [{lo}, {hi}], got {v!r}")
+    thr = sm["thresholds"]
+    values = thr.values() if isinstance(thr, dict) else [thr]
+    if isinstance(thr, dict) and not set(thr) <= set(labels):
+        raise BundleError(f"{where}: smoother thresholds name classes that are not labels: "
+                          f"{', '.join(sorted(map(str, set(thr) - set(labels))))}")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1 for v in values):
+        raise BundleError(f"{where}: smoother thresholds must be probabilities in [0, 1)")
+
+
 def _check_io_against_model(m: dict, info: TFLiteInfo, where: str) -> None:
     """The manifest's tensors are the model's, in the model's order, with the same dtype,
     shape and quantization; the window shape matches the front end; scores match the labels."""
@@ -244,9 +271,10 @@ def _check_io_against_model(m: dict, info: TFLiteInfo, where: str) -> None:
             raise BundleError(f"{where}: the model's window input is {roles['window']['shape']}, "
                               f"the manifest's front end and window_frames say {want}")
     else:
-        if list(roles["frame"]["shape"]) != [1, 1, n_mels]:
+        k = m["window_frames"] if m["form"] == "stateful" else 1
+        if list(roles["frame"]["shape"]) != [1, k, n_mels]:
             raise BundleError(f"{where}: the model's frame input is {roles['frame']['shape']}, "
-                              f"expected [1, 1, {n_mels}]")
+                              f"expected [1, {k}, {n_mels}]")
         if roles["h"]["shape"] != roles["h_out"]["shape"] or roles["c"]["shape"] != roles["c_out"]["shape"]:
             raise BundleError(f"{where}: state inputs and outputs have different shapes")
     scores = roles["scores"]["shape"]
@@ -423,7 +451,8 @@ class BundleRunner:
         if n_scores != len(bundle.labels):
             raise BundleError(f"{bundle.path}: the loaded model outputs {n_scores} scores for "
                               f"{len(bundle.labels)} labels")
-        self.streaming = bundle.form == "streaming-explicit-state"
+        self.streaming = bundle.form in STATE_FORMS
+        self.carried = bundle.form == "stateful"
         if self.streaming:
             self.state_size = int(self._in["h"][1]["shape"][-1])
             self.reset()
@@ -467,12 +496,14 @@ class BundleRunner:
         self.c = np.zeros((1, self.state_size), np.float32)
 
     def step(self, frame: np.ndarray) -> np.ndarray:
-        """One (n_mels,) log-mel frame in; the scores after it out. The state is kept here in
-        float and re-quantized with the input tensors' parameters, since the model's h_out/c_out
-        may be quantized with different scales than its h/c inputs."""
+        """One (n_mels,) log-mel frame in (a stateful bundle with a conv front: the last
+        window_frames frames, (window_frames, n_mels)); the scores after it out. The state is
+        kept here in float and re-quantized with the input tensors' parameters, since the
+        model's h_out/c_out may be quantized with different scales than its h/c inputs."""
         if not self.streaming:
             raise ValueError("step() is for streaming bundles; use predict(window)")
-        for role, value in (("frame", np.asarray(frame, np.float32).reshape(1, 1, -1)), ("h", self.h), ("c", self.c)):
+        shape = self._in["frame"][1]["shape"]
+        for role, value in (("frame", np.asarray(frame, np.float32).reshape(shape)), ("h", self.h), ("c", self.c)):
             i, d = self._in[role]
             self.backend.set_input(i, quantize(value, d["quantization"], d["dtype"]))
         self.backend.invoke()
@@ -480,6 +511,19 @@ class BundleRunner:
             i, d = self._out[f"{role}_out"]
             setattr(self, role, dequantize(self.backend.get_output(i), d["quantization"]).reshape(1, -1))
         return self._scores()
+
+
+    def run_stream(self, features: np.ndarray) -> np.ndarray:
+        """Stateful form: (frames, n_mels) -> (frames, labels), one step per frame from a zero
+        state, the context starting as the first frame repeated (as the device loop does)."""
+        if not self.carried:
+            raise ValueError("run_stream() is for stateful bundles")
+        features = np.asarray(features, np.float32)
+        k = self.bundle.window_frames
+        padded = np.concatenate([np.repeat(features[:1], k - 1, 0), features]) if len(features) else features
+        self.reset()
+        return np.stack([self.step(padded[t:t + k]) for t in range(len(features))]) if len(features) else \
+            np.zeros((0, len(self.bundle.labels)), np.float32)
 
 
 # ----------------------------------------------------------------------------- verifying
@@ -535,7 +579,7 @@ def verify_bundle(path: str | os.PathLike, windows: np.ndarray | None = None,
     check = bundle.check_data()
     tol = output_tolerance(bundle)
     if check is not None:
-        got = runner.predict_many(check["x"])
+        got = runner.run_stream(check["x"]) if runner.carried else runner.predict_many(check["x"])
         diff = float(np.abs(got - check["litert"]).max())
         report["check_windows"] = len(check["x"])
         report["max_diff_vs_conversion"] = diff
@@ -546,6 +590,9 @@ def verify_bundle(path: str | os.PathLike, windows: np.ndarray | None = None,
                               f"outputs by {diff:.3g} (> {tol:.3g})")
     elif windows is None:
         raise BundleError(f"{bundle.path}: no {CHECK_FILE} and no data given: nothing to check parity on")
+    if windows is not None and runner.carried:
+        raise BundleError(f"{bundle.path}: a stateful bundle is measured on streams, not windows: "
+                          "use `edge-sed evaluate BUNDLE STREAMS`")
     if windows is not None:
         probs = runner.predict_many(windows)
         metrics = classification_metrics(y, probs.argmax(1), bundle.labels)

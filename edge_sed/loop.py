@@ -10,6 +10,10 @@ Decisions are taken every ``hop_frames`` front-end frames once a whole model win
   ``window_frames`` frames, so its scores are the windowed model's on the same window
   (the manifest's "staggered states"; ceil(window / hop) of them are alive, one per frame when
   hop = window). Same decisions as the windowed form, within quantization tolerance.
+- stateful bundle (the streaming detector): one invoke per frame on the last ``window_frames``
+  frames (the first frame repeated before the stream has that many), the state carried from
+  the first frame of the stream to the last, never reset; a decision every ``hop_frames``
+  frames (1 by default) from the first frame on. The smoother defaults to the manifest's.
 """
 
 from __future__ import annotations
@@ -29,6 +33,22 @@ from .smoother import Smoother
 SILENCE_POWER = 1e-5
 """Mel-band power below which a frame counts as silent (the front end's log floor is 1e-6;
 a -30 dBFS noise bed is ~1e-1): a window of silent frames is background, never an event."""
+
+
+SILENT_FRAMES_MIN = 25
+"""A stateful bundle's context is a few frames: the silence gate still wants 250 ms of silence."""
+
+
+def bundle_smoother(bundle: Bundle, **overrides) -> Smoother:
+    """The smoother a bundle was calibrated with (manifest ``smoother``), else the defaults;
+    ``overrides`` (average_window_ms, threshold, suppression_ms, minimum_count) win."""
+    kw = {}
+    sm = bundle.manifest.get("smoother")
+    if sm:
+        kw = {"average_window_ms": sm["average_window_ms"], "minimum_count": sm["minimum_count"],
+              "suppression_ms": sm["suppression_ms"], "threshold": sm["thresholds"]}
+    kw.update({k: v for k, v in overrides.items() if v is not None})
+    return Smoother(bundle.labels, **kw)
 
 
 @dataclass
@@ -63,7 +83,8 @@ class Detector:
         if not 1 <= self.hop_frames:
             raise EdgeSedError(f"hop of {self.hop_frames} frames: must be at least 1")
         self.streaming = self.runner.streaming
-        self.smoother = smoother if smoother is not None else Smoother(self.labels)
+        self.carried = self.runner.carried
+        self.smoother = smoother if smoother is not None else bundle_smoother(bundle)
         # silence gate: a window whose every mel band of every frame is below silence_power
         # (digital silence, a muted input) is background, whatever the model says of it
         self._silence_log = None if silence_power is None else float(np.log(silence_power + bundle.frontend.log_floor))
@@ -105,9 +126,20 @@ class Detector:
         self._frames_since += 1
         quiet = self._silence_log is not None and float(frame.max()) < self._silence_log
         self._silent_run = self._silent_run + 1 if quiet else 0
-        decide = n + 1 >= self.window_frames and (n + 1 - self.window_frames) % self.hop_frames == 0
+        if self.carried:
+            decide = (n + 1) % self.hop_frames == 0
+        else:
+            decide = n + 1 >= self.window_frames and (n + 1 - self.window_frames) % self.hop_frames == 0
         start = time.perf_counter()
-        if self.streaming:
+        if self.carried:
+            if n == 0:  # before the stream has a full context: the first frame repeated
+                self._window[:] = frame
+            else:
+                self._window = np.roll(self._window, -1, axis=0)
+                self._window[-1] = frame
+            scores = self.runner.step(self._window)
+            self._count(1)
+        elif self.streaming:
             scores = self._step_states(frame, n, decide)
         else:
             self._window = np.roll(self._window, -1, axis=0)
@@ -120,7 +152,7 @@ class Detector:
         if not decide:
             return None
         t_s = self.frame_end_s(self.frames_seen)
-        silent = self._silence_scores is not None and self._silent_run >= self.window_frames
+        silent = self._silence_scores is not None and self._silent_run >= max(self.window_frames, SILENT_FRAMES_MIN)
         event = self.smoother.update(t_s, self._silence_scores if silent else scores)
         d = Decision(t_s, scores, event, self._frames_since, self._inferences_since, self._model_s,
                      average=self.smoother.average, silent=silent)

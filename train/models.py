@@ -60,10 +60,11 @@ class LSTMNet(nn.Module):
 
     def _conv(self, x: torch.Tensor, previous: torch.Tensor | None):
         """(B, T, n_mels) standardised -> (B, T, conv_channels), and the last context_frames - 1
-        input frames (what the next chunk of the stream needs); zeros before the stream starts."""
+        input frames (what the next chunk of the stream needs). Before the stream starts the
+        context is the first frame repeated (what a device's frame buffer holds at start-up)."""
         k = self.context_frames
         if previous is None:
-            previous = x.new_zeros(x.shape[0], k - 1, x.shape[2])
+            previous = x[:, :1].expand(-1, k - 1, -1)
         full = torch.cat([previous, x], 1)
         stacked = full.unfold(1, k, 1).transpose(2, 3).reshape(x.shape[0], x.shape[1], -1)
         return torch.relu(self.conv(stacked)), full[:, full.shape[1] - (k - 1):]

@@ -90,15 +90,21 @@ def mixture_batch(banks: Banks, rng: np.random.Generator, count: int, seq_s: flo
     return FEATURE_NORM[norm](np.stack(xs)), np.stack(ys), anns
 
 
-def eval_streams(banks: Banks, seed: int, count: int, seconds: float, cfg_fe: FrontendConfig, norm: str = 'none') -> list:
-    """Fixed evaluation streams: [(features, annotations, duration_s)], DCASE-like settings."""
+def eval_audio(banks: Banks, seed: int, count: int, seconds: float) -> list:
+    """Fixed evaluation streams as audio: [(audio, annotations, duration_s)], DCASE 2017 task 2
+    settings: EBR -6/0/+6 dB, beds over 15 dB (-40..-25 dBFS), events >= 2 s apart, none cut."""
     rng = np.random.default_rng([seed, 7919])
     out = []
     for _ in range(count):
         audio, ann = mix(banks, seconds, rng, events_per_min=8.0, ebr_db=EVAL_EBR_DB, bed_dbfs=EVAL_BED_DBFS,
                          min_gap_s=2.0, cut_edges=False, event_free_prob=0.0, lead_in_s=2.0)
-        out.append((FEATURE_NORM[norm](log_mel(audio, cfg_fe)), ann, seconds))
+        out.append((audio, ann, seconds))
     return out
+
+
+def eval_streams(banks: Banks, seed: int, count: int, seconds: float, cfg_fe: FrontendConfig, norm: str = "none") -> list:
+    """``eval_audio`` through the front end: [(features, annotations, duration_s)]."""
+    return [(FEATURE_NORM[norm](log_mel(a, cfg_fe)), ann, d) for a, ann, d in eval_audio(banks, seed, count, seconds)]
 
 
 @torch.no_grad()

@@ -1,0 +1,268 @@
+"""A stateful run (``edge-sed train --form stateful``) -> bundles of the per-frame LSTM with its
+state carried through the stream (manifest form ``stateful``), at fp32, int8 and int16x8.
+
+What differs from the windowed converter (convert.bundles.Converter):
+- the graph is the explicit-state step (convert.port.keras_streaming): inputs ``frame`` (the
+  last ``context_frames`` log-mel frames), ``h``, ``c``; outputs ``scores``, ``h_out``, ``c_out``;
+- parity and accuracy are measured on the run's *test streams* (mixtures of test groups, as
+  training built them), frame by frame with the state carried, not on clip windows;
+- int8/int16x8 are calibrated with (frames, h, c) taken from the float model running over
+  training mixtures, so the state's range is the one hours of stream give, not a window's;
+- the accuracy in the manifest is event-level: the bundle's own device loop (edge_sed.loop.
+  Detector: front end -> model -> smoother with the run's calibrated thresholds) over the test
+  streams' audio;
+- check.npz holds a feature sequence and the per-frame outputs; ``verify`` re-runs it with the
+  state carried.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edge_sed import __version__
+from edge_sed.bundle import (C_HEADER, C_SOURCE, CHECK_FILE, FORMAT_VERSION, MANIFEST_FILE, MODEL_FILE,
+                             SEMANTIC_KEY, Bundle, BundleRunner, semantic_sha256)
+from edge_sed.errors import ConvertError
+from edge_sed.events import event_metrics
+from edge_sed.frontend import FrontendConfig, log_mel
+from edge_sed.mixer import Banks
+from edge_sed.tflite_info import read_tflite_info
+
+from . import port
+from .bundles import LevelResult, UnsupportedLevel, _c_files, _io_spec, _runtime_name, _write_bundle_dir, git_commit
+from .tflite import convert_saved_model, export_saved_model
+
+STATEFUL_BUNDLES = ("fp32", "int8", "int16x8")
+STATEFUL_MCU = ("int8", "int16x8")
+PARITY_FRAMES = 300
+"""Frames of a test stream run through the Keras port step by step to prove it equals torch."""
+CHECK_FRAMES = 400
+REP_SAMPLES = 2000
+FP32_TOLERANCE = 1e-4
+
+
+def _run_config(cfg: dict):
+    from train.trainer import TrainConfig
+
+    known = set(TrainConfig.__dataclass_fields__)
+    return TrainConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.items() if k in known})
+
+
+@torch.no_grad()
+def trajectories(model, features: np.ndarray, samples: int, seed: int):
+    """(frames (N, k, n_mels), h (N, H), c (N, H)): the step model's inputs at ``samples``
+    random steps of the float model running over ``features`` (S, T, n_mels), state carried."""
+    k = model.context_frames if model.conv is not None else 1
+    x = torch.from_numpy(features)
+    std = model.standardise(x)
+    lstm_in = model._conv(std, None)[0] if model.conv is not None else std
+    hidden = model.lstm.hidden_size
+    h = torch.zeros(1, x.shape[0], hidden)
+    c = torch.zeros(1, x.shape[0], hidden)
+    hs, cs = [], []
+    for t in range(x.shape[1]):
+        hs.append(h[0].clone())
+        cs.append(c[0].clone())
+        _, (h, c) = model.lstm(lstm_in[:, t:t + 1], (h, c))
+    padded = np.concatenate([np.repeat(features[:, :1], k - 1, 1), features], 1)
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(x.shape[0] * x.shape[1], size=min(samples, x.shape[0] * x.shape[1]), replace=False)
+    s_idx, t_idx = pick // x.shape[1], pick % x.shape[1]
+    frames = np.stack([padded[s, t:t + k] for s, t in zip(s_idx, t_idx)]).astype(np.float32)
+    H = torch.stack(hs, 1).numpy()
+    C = torch.stack(cs, 1).numpy()
+    return frames, H[s_idx, t_idx].astype(np.float32), C[s_idx, t_idx].astype(np.float32)
+
+
+def keras_stream(keras_model, features: np.ndarray, k: int) -> np.ndarray:
+    """Per-frame scores of the Keras step model over (T, n_mels), state carried (slow: a check)."""
+    hidden = keras_model.inputs[1].shape[-1]
+    h = np.zeros((1, hidden), np.float32)
+    c = np.zeros((1, hidden), np.float32)
+    padded = np.concatenate([np.repeat(features[:1], k - 1, 0), features], 0)
+    out = []
+    for t in range(len(features)):
+        scores, h, c = (v.numpy() for v in keras_model([padded[None, t:t + k], h, c], training=False))
+        out.append(scores[0])
+    return np.asarray(out)
+
+
+class StatefulConverter:
+    def __init__(self, run_dir, data: str | None = None, log=None):
+        from train.stateful import STATEFUL_SMOOTHER, clip_splits, eval_audio, stream_probabilities
+
+        self.log = log or (lambda msg: None)
+        self.run = port.load_run(run_dir)
+        model = self.run.model
+        self.cfg = _run_config({**self.run.config, **({"data": data} if data else {})})
+        if self.cfg.model != "lstm":
+            raise ConvertError("the stateful form exists only for the LSTM model")
+        if getattr(self.cfg, "feature_norm", "none") != "none":
+            raise ConvertError(f"feature_norm={self.cfg.feature_norm!r} is a training experiment the device front "
+                               "end does not compute: only feature_norm 'none' converts")
+        self.fe = FrontendConfig(**self.run.metrics["frontend"]) if self.run.metrics.get("frontend") else FrontendConfig()
+        self.k = model.context_frames if model.conv is not None else 1
+        self.log(f"loading {self.cfg.data} and building the run's test streams")
+        splits = clip_splits(self.cfg)
+        test = Banks(splits["test"])
+        self.test_audio = eval_audio(test, self.cfg.seed + 1, self.cfg.val_streams, self.cfg.val_stream_s)
+        self.test_features = [log_mel(a, self.fe) for a, _, _ in self.test_audio]
+        self.torch_scores = [stream_probabilities(model, f) for f in self.test_features]
+        smoother = dict(self.run.metrics.get("smoother") or {**STATEFUL_SMOOTHER, "thresholds": 0.5})
+        self.smoother = {"average_window_ms": smoother["average_window_ms"],
+                         "minimum_count": smoother["minimum_count"],
+                         "suppression_ms": smoother["suppression_ms"], "thresholds": smoother["thresholds"]}
+        from edge_sed.settings import LABELS
+
+        self.labels = list(LABELS)[:model.classifier[1].out_features]
+        self.keras = port.keras_streaming(model)
+        n = min(PARITY_FRAMES, len(self.test_features[0]))
+        keras_out = keras_stream(self.keras, self.test_features[0][:n], self.k)
+        self.keras_parity = float(np.abs(keras_out - self.torch_scores[0][:n]).max())
+        if not self.keras_parity < port.PARITY_TOLERANCE:
+            raise ConvertError(f"the Keras step model differs from torch by {self.keras_parity:.2e} on a test stream "
+                               f"(> {port.PARITY_TOLERANCE:.0e}): not converting")
+        self.log("calibration data: the float model's states over training mixtures")
+        from train.stateful import mixture_batch
+
+        train_banks = Banks(splits["train"])
+        x_rep, _, _ = mixture_batch(train_banks, np.random.default_rng([self.cfg.seed, 4242]), 16, self.cfg.seq_s, self.fe)
+        self.rep = trajectories(model, x_rep, REP_SAMPLES, self.cfg.seed)
+        import tempfile
+
+        self._tmp = tempfile.TemporaryDirectory(prefix="edge-sed-convert-")
+        self._saved = None
+        self.provenance = {
+            "objective": self.cfg.objective, "model": "lstm", "form": "stateful", "dataset": self.cfg.data,
+            "ratio": self.cfg.ratio, "seed": self.cfg.seed, "run_dir": str(Path(run_dir).resolve()),
+            "best_epoch": self.run.metrics.get("best_epoch"), **git_commit(), "edge_sed_version": __version__,
+            "tensorflow": port.tf.__version__, "tf_keras": port.keras.__version__, "torch": port.torch.__version__,
+            "hidden": model.lstm.hidden_size, "embed_dim": model.embedding.out_features,
+            "context_frames": self.k, "conv_channels": model.conv.out_features if model.conv is not None else 0,
+            "converted_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+
+    def close(self) -> None:
+        self._tmp.cleanup()
+
+    def report_facts(self) -> dict:
+        return {"form": "stateful", "test_streams": len(self.test_audio),
+                "test_seconds": sum(d for _, _, d in self.test_audio),
+                "test_events": sum(len(a) for _, a, _ in self.test_audio)}
+
+    def _rep(self):
+        frames, h, c = self.rep
+
+        def gen():
+            for i in range(len(frames)):
+                yield {"frame": frames[i][None], "h": h[i][None], "c": c[i][None]}
+        return gen
+
+    def build(self, name: str) -> bytes:
+        if name not in STATEFUL_BUNDLES:
+            raise UnsupportedLevel(f"the stateful form is converted at {', '.join(STATEFUL_BUNDLES)} only")
+        if self._saved is None:
+            self._saved = export_saved_model(self.keras, Path(self._tmp.name) / "stateful")
+        return convert_saved_model(self._saved, name, self._rep() if name in ("int8", "int16x8") else None)
+
+    def make_bundle(self, name: str, out_dir: Path, progress=None) -> LevelResult:
+        from edge_sed.loop import Detector
+        from edge_sed.smoother import Smoother
+
+        try:
+            model_bytes = self.build(name)
+        except UnsupportedLevel as exc:
+            return LevelResult(name, "unsupported", str(exc))
+        info = read_tflite_info(model_bytes)
+        roles = {"frame": "frame", "h": "h", "c": "c", "scores": "scores", "h_out": "h_out", "c_out": "c_out"}
+        inputs, outputs = _io_spec(info, roles)
+        manifest = {
+            "format_version": FORMAT_VERSION, "name": name, "labels": self.labels,
+            "sample_rate": self.fe.sample_rate, "frontend": self.fe.to_dict(),
+            "window_frames": self.k, "hop_frames": 1, "form": "stateful", "level": name, "lstm": "cell",
+            "inputs": inputs, "outputs": outputs, "sha256": hashlib.sha256(model_bytes).hexdigest(),
+            "model_bytes": len(model_bytes), "ops": info.op_counts(), "provenance": self.provenance,
+            "smoother": self.smoother,
+            "state": {"size": int(inputs[[d["role"] for d in inputs].index("h")]["shape"][-1]), "mode": "carried",
+                      "usage": "one invoke per front-end frame with the last window_frames frames as 'frame'; feed "
+                               "h_out/c_out back as h/c (dequantize with the output's quantization, quantize with "
+                               "the input's) for the whole stream, never reset; every frame's scores go to the "
+                               "smoother (manifest 'smoother')"},
+            "notes": [], "warnings": [],
+        }
+        bundle = Bundle(out_dir, manifest, model_bytes, info)
+        runner = BundleRunner(bundle)
+        litert_scores = [runner.run_stream(f) for f in self.test_features]
+        diff = max(float(np.abs(a - b).max()) for a, b in zip(litert_scores, self.torch_scores))
+        refs, dets, torch_dets, total = [], [], [], 0.0
+        from edge_sed.scoring import detect
+
+        for (audio, ann, dur), tscores in zip(self.test_audio, self.torch_scores):
+            det = Detector(bundle, runner=runner, smoother=Smoother(self.labels, **_smoother_args(self.smoother)))
+            events = [d.event for d in det.push(audio) if d.event is not None]
+            shift = total  # streams laid end to end
+            refs += [type(a)(a.onset_s + shift, a.offset_s + shift, a.label, a.ebr_db, a.bed_dbfs) for a in ann]
+            dets += [type(e)(e.label, e.score, e.t_s + shift) for e in events]
+            torch_dets += [type(e)(e.label, e.score, e.t_s + shift) for e in
+                           detect(tscores, Smoother(self.labels, **_smoother_args(self.smoother)), self.fe)]
+            total += dur + 30.0  # a gap wider than any match window keeps streams apart
+            if progress:
+                progress(len(dets), len(dets))
+        duration = sum(d for _, _, d in self.test_audio)
+        m = event_metrics(refs, dets, duration, delay_s=1.0, labels=[l for l in self.labels if l != "background"])
+        mt = event_metrics(refs, torch_dets, duration, delay_s=1.0, labels=[l for l in self.labels if l != "background"])
+        strict = event_metrics(refs, dets, duration, delay_s=0.0, labels=[l for l in self.labels if l != "background"])
+        manifest["accuracy"] = {
+            "split": "test streams", "streams": len(self.test_audio), "seconds": duration, "events": len(refs),
+            "runtime": _runtime_name(), "metric_note": m["metric"],
+            "event_f1": m["f1"], "dcase_event_f1": strict["f1"], "error_rate": m["error_rate"],
+            "false_alarms_per_hour": m["false_alarms_per_hour"], "latency_median_s": m["latency_median_s"],
+            "per_class_f1": {l: c["f1"] for l, c in m["per_class"].items()},
+            "torch": {"event_f1": mt["f1"], "false_alarms_per_hour": mt["false_alarms_per_hour"]},
+            "vs_torch": {"event_f1_diff": m["f1"] - mt["f1"], "max_abs_prob_diff": diff},
+        }
+        manifest["parity"] = {"keras_vs_torch_max_abs": self.keras_parity, "tflite_vs_torch_max_abs": diff}
+        if name == "fp32" and not diff < FP32_TOLERANCE:
+            return LevelResult(name, "failed", f"fp32 TFLite differs from torch by {diff:.2e} over the test streams "
+                               f"(> {FP32_TOLERANCE:.0e}): a conversion bug, not quantization")
+        if m["f1"] < mt["f1"] - 0.05:
+            manifest["warnings"].append(f"{name} loses event F1: {m['f1']:.3f} vs torch {mt['f1']:.3f} on the test streams")
+        check_x = self.test_features[0][:CHECK_FRAMES]
+        buf = io.BytesIO()
+        np.savez(buf, x=check_x, litert=litert_scores[0][:CHECK_FRAMES], torch=self.torch_scores[0][:CHECK_FRAMES])
+        files = {MODEL_FILE: model_bytes, CHECK_FILE: buf.getvalue()}
+        manifest["check"] = {"file": CHECK_FILE, "sha256": hashlib.sha256(files[CHECK_FILE]).hexdigest(),
+                             "frames": int(len(check_x)),
+                             "note": "a test-stream feature sequence with LiteRT's and torch's per-frame outputs "
+                                     "(state carried); verify re-runs it"}
+        if name in STATEFUL_MCU:
+            manifest["tflm"] = self._tflm(bundle, check_x, litert_scores[0][:CHECK_FRAMES])
+            header, source = _c_files(model_bytes, manifest)
+            files[C_HEADER], files[C_SOURCE] = header.encode(), source.encode()
+        manifest[SEMANTIC_KEY] = semantic_sha256(manifest)
+        files[MANIFEST_FILE] = (json.dumps(manifest, indent=2) + "\n").encode()
+        path = _write_bundle_dir(out_dir, name, files)
+        return LevelResult(name, "ok", None, str(path), manifest)
+
+    def _tflm(self, bundle: Bundle, frames: np.ndarray, litert: np.ndarray) -> dict:
+        from .micro import MicroBackend, compare_outputs, find_arena_bytes
+
+        arena = find_arena_bytes(bundle.model_bytes)
+        micro = BundleRunner(bundle, backend=MicroBackend(bundle.model_bytes, arena["arena_bytes"]))
+        outputs = bundle.manifest["outputs"]
+        scale = outputs[[d["role"] for d in outputs].index("scores")]["quantization"]["scale"]
+        arena["vs_litert"] = compare_outputs(micro.run_stream(frames), litert, scale)
+        arena["vs_litert_note"] = f"{len(frames)} frames of a test stream, state carried"
+        return arena
+
+
+def _smoother_args(s: dict) -> dict:
+    return {"average_window_ms": s["average_window_ms"], "minimum_count": s["minimum_count"],
+            "suppression_ms": s["suppression_ms"], "threshold": s["thresholds"]}
