@@ -17,9 +17,13 @@ the last sample the decision used (queueing + front end + model + smoother on th
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import math
 import os
 import queue
+import shutil
 import signal
 import sys
 import threading
@@ -34,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from .audio_io import _kaiser_lowpass, audio_info, iter_audio_blocks
-from .errors import AudioError, EdgeSedError
+from .errors import AudioError, EdgeSedError, printable
 from .settings import SAMPLE_RATE
 
 BLOCK_MS = 20
@@ -264,48 +268,112 @@ def _iso_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+def _warn(message: str) -> None:
+    try:
+        print(f"warning: {printable(message)}", file=sys.stderr, flush=True)
+    except OSError:
+        pass
+
+
 class JsonlSink:
     """Appends one JSON object per event and flushes it at once, so a crash or kill loses
-    nothing already reported."""
+    nothing already reported. A write that fails (a full disk) does not stop the detector:
+    one warning line, the half-written line is cut off, and the events that could not be
+    logged are counted in the summary (``events_not_logged``)."""
 
     def __init__(self, path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.error: str | None = None
+        self.not_logged = 0
+        self._f = None
         try:
-            self._f = open(self.path, "a", encoding="utf-8")
+            self._f = open(self.path, "ab", buffering=0)
         except OSError as exc:
-            raise EdgeSedError(f"{self.path}: cannot open the event log ({exc.strerror})") from None
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise EdgeSedError(f"{self.path}: cannot open the event log ({exc.strerror})") from None
+            self.error = exc.strerror
+            _warn(f"{self.path}: no event log ({self.error}); detection goes on, events not logged are counted "
+                  "in the summary")
 
     def event(self, event, latency_s: float) -> None:
+        if self.error is not None:
+            self.not_logged += 1
+            return
         record = {"time": _iso_now(), "stream_s": round(event.t_s, 4), "class": event.label,
                   "score": round(float(event.score), 4), "decision_latency_ms": round(latency_s * 1000, 2)}
-        self._f.write(json.dumps(record) + "\n")
-        self._f.flush()
-        os.fsync(self._f.fileno())
+        line = (json.dumps(record) + "\n").encode()
+        fd = self._f.fileno()
+        start = os.fstat(fd).st_size
+        try:
+            written = 0
+            while written < len(line):
+                written += self._f.write(line[written:])
+            os.fsync(fd)
+        except OSError as exc:
+            self.error = exc.strerror or str(exc)
+            self.not_logged += 1
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, start)  # no half line for the next reader
+            _warn(f"{self.path}: the event log is lost from {event.t_s:.2f} s on ({self.error}); "
+                  "detection goes on, events not logged are counted in the summary")
 
     def decision(self, decision, level_db: float) -> None:
         pass
 
     def close(self, summary) -> None:
-        self._f.close()
+        with contextlib.suppress(OSError):
+            if self._f is not None:
+                self._f.close()
+        if self.error is not None:
+            summary["log_error"] = f"{self.path}: {self.error}"
+            summary["events_not_logged"] = self.not_logged
 
 
 class RecordSink:
     """Writes the 16 kHz audio that went through the loop to a 16-bit WAV as it goes (what the
-    microphone heard, for replay with --file); the header is final once closed."""
+    microphone heard, for replay with --file); the header is final once closed. A full disk
+    (at the start or later) loses the recording, with one warning line, not the detector."""
+
+    FULL_BYTES = 64 * 1024
+    """Less free space than this when soundfile fails: the disk is full (libsndfile says only
+    "System error")."""
 
     def __init__(self, path):
         import soundfile as sf
 
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.error: str | None = None
+        self.samples = 0
+        self._f = None
         try:
             self._f = sf.SoundFile(str(self.path), "w", samplerate=SAMPLE_RATE, channels=1, subtype="PCM_16")
         except Exception as exc:
-            raise EdgeSedError(f"{self.path}: cannot record here ({str(exc).splitlines()[0]})") from None
+            if not self._disk_full():
+                raise EdgeSedError(f"{self.path}: cannot record here ({str(exc).splitlines()[0]})") from None
+            self._lost(exc)
+
+    def _disk_full(self) -> bool:
+        try:
+            return shutil.disk_usage(self.path.parent).free < self.FULL_BYTES
+        except OSError:
+            return False
+
+    def _lost(self, exc) -> None:
+        self.error = ("disk full" if self._disk_full() else
+                      str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        _warn(f"{self.path}: the recording is lost after {self.samples / SAMPLE_RATE:.2f} s ({self.error}); "
+              "detection goes on")
 
     def audio(self, block) -> None:
-        self._f.write(np.clip(block, -1.0, 1.0))
+        if self.error is not None:
+            return
+        try:
+            self._f.write(np.clip(block, -1.0, 1.0))
+            self.samples += len(block)
+        except (OSError, RuntimeError) as exc:  # soundfile's LibsndfileError is a RuntimeError
+            self._lost(exc)
 
     def event(self, event, latency_s: float) -> None:
         pass
@@ -314,7 +382,14 @@ class RecordSink:
         pass
 
     def close(self, summary) -> None:
-        self._f.close()
+        try:
+            if self._f is not None:
+                self._f.close()
+        except (OSError, RuntimeError) as exc:
+            if self.error is None:
+                self._lost(exc)
+        if self.error is not None:
+            summary["record_error"] = f"{self.path}: {self.error}"
 
 
 class DeviceClock:
@@ -457,6 +532,7 @@ class Stats:
     events: Counter = field(default_factory=Counter)
     detected: list = field(default_factory=list)
     peak_queue_s: float = 0.0
+    nonfinite: int = 0
 
 
 def _pct(values, q):
@@ -501,6 +577,11 @@ def run_loop(detector, source, sinks, duration_s: float | None = None, clock=tim
                 stats.inferences += d.inferences
                 stats.model_ms.append(d.model_s * 1000)
                 stats.latency_ms.append(latency * 1000)
+                if d.scores is not None and not np.isfinite(d.scores).all():
+                    if not stats.nonfinite:
+                        _warn(f"the model gave non-finite scores at {d.t_s:.2f} s: such decisions are ignored "
+                              "(never an event) and counted in the summary (nonfinite_decisions)")
+                    stats.nonfinite += 1
                 for sink in sinks:
                     sink.decision(d, level_db)
                 if d.event is not None:
@@ -536,6 +617,7 @@ def run_loop(detector, source, sinks, duration_s: float | None = None, clock=tim
         "cpu_note": "process CPU time (all threads) / wall time; 100 = one core busy",
         "overflows": int(source.overflows), "dropped_blocks": int(source.dropped_blocks),
         "events": sum(stats.events.values()), "events_by_class": dict(stats.events),
+        "nonfinite_decisions": stats.nonfinite,
         "stopped_by": stopped_by,
         "detected": stats.detected,
     }
@@ -548,13 +630,18 @@ def run_loop(detector, source, sinks, duration_s: float | None = None, clock=tim
 
 def summary_text(s: dict) -> str:
     by = ", ".join(f"{k} {v}" for k, v in sorted(s["events_by_class"].items())) or "none"
-    return (f"{s['audio_s']:.1f} s of audio from {s['source']} ({s['level']} {s['form']}, hop {s['hop_ms']:g} ms): "
+    lost = "".join(
+        [f"; NON-FINITE model scores in {s['nonfinite_decisions']} decisions (ignored)" if s.get("nonfinite_decisions") else "",
+         f"; event log lost ({s['log_error']}): {s['events_not_logged']} events not logged" if s.get("log_error") else "",
+         f"; recording lost ({s['record_error']})" if s.get("record_error") else ""])
+    return (f"{s['audio_s']:.1f} s of audio from {printable(str(s['source']))} ({s['level']} {s['form']}, "
+            f"hop {s['hop_ms']:g} ms): "
             f"{s['events']} events ({by}); "
             + (f"inference {s['inference_ms_p50']} ms p50 / {s['inference_ms_p99']} ms p99 per decision; "
                f"decision latency {s['decision_latency_ms_p50']} ms p50; "
                if s["inference_ms_p50"] is not None else "no decision yet (less than one window of audio); ")
             + f"CPU {s['cpu_percent_one_core']} % of one core; overflows {s['overflows']}, "
-            f"dropped blocks {s['dropped_blocks']}; stopped by {s['stopped_by']}"
+            f"dropped blocks {s['dropped_blocks']}; stopped by {printable(s['stopped_by'])}" + printable(lost)
             + (f"\non {s['device']['profile']} (estimated): duty cycle {100 * (s['device']['duty_cycle'] or 0):.1f} %, "
                f"device decision latency {s['device']['decision_latency_ms_p50']} ms p50 / "
                f"{s['device']['decision_latency_ms_max']} ms max, overruns {s['device']['overruns']}"
@@ -593,6 +680,10 @@ class _FilteredStderr:
             print("\n".join(kept), file=sys.stderr, flush=True)
 
 
+WINDOWED_HOP_MS = 250.0
+"""listen's decision hop for windowed bundles (a stateful bundle decides every frame)."""
+
+
 def listen(bundle_path, *, device=None, file=None, realtime=False, threshold=None, thresholds=None,
            average_window_ms=None, suppression_ms=None, minimum_count=None, hop_ms=None, duration_s=None,
            log=None, record=None, as_json=False, live=None, capture_hz=None, profile=None) -> int:
@@ -605,16 +696,31 @@ def listen(bundle_path, *, device=None, file=None, realtime=False, threshold=Non
     from .smoother import (DEFAULT_AVERAGE_WINDOW_MS, DEFAULT_MINIMUM_COUNT, DEFAULT_SUPPRESSION_MS,
                            DEFAULT_THRESHOLD, Smoother)
 
+    for option, value in (("--hop-ms", hop_ms), ("--duration", duration_s)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise EdgeSedError(f"{option} {value!r}: must be a finite number > 0")
     bundle = load_bundle(bundle_path)  # checks the checksum before anything runs
-    th = threshold if threshold is not None else DEFAULT_THRESHOLD
+    # defaults: what the bundle was calibrated with (a stateful bundle's manifest 'smoother'), else the
+    # smoother's own; every option given overrides its part
+    calibrated = bundle.manifest.get("smoother") or {}
+    base = calibrated.get("thresholds", DEFAULT_THRESHOLD)
+    th = threshold if threshold is not None else base
     if thresholds:
-        th = {**{l: th for l in bundle.labels}, **thresholds}
+        th = {**({l: th for l in bundle.labels} if not isinstance(th, dict) else th), **thresholds}
+
+    def pick(given, key, default):
+        return given if given is not None else calibrated.get(key, default)
+
     smoother = Smoother(bundle.labels, threshold=th,
-                        average_window_ms=DEFAULT_AVERAGE_WINDOW_MS if average_window_ms is None else average_window_ms,
-                        suppression_ms=DEFAULT_SUPPRESSION_MS if suppression_ms is None else suppression_ms,
-                        minimum_count=DEFAULT_MINIMUM_COUNT if minimum_count is None else minimum_count)
+                        average_window_ms=pick(average_window_ms, "average_window_ms", DEFAULT_AVERAGE_WINDOW_MS),
+                        suppression_ms=pick(suppression_ms, "suppression_ms", DEFAULT_SUPPRESSION_MS),
+                        minimum_count=pick(minimum_count, "minimum_count", DEFAULT_MINIMUM_COUNT))
+    if hop_ms is None and bundle.form != "stateful":
+        hop_ms = WINDOWED_HOP_MS
     frame_ms = bundle.frontend.hop_ms
     hop_frames = max(1, int(round(hop_ms / frame_ms))) if hop_ms else None
+    fe = bundle.frontend
+    smoother.check_hop((hop_frames or bundle.hop_frames) * fe.hop_samples / fe.sample_rate)
     block_ms, device_sinks = BLOCK_MS, []
     if profile:
         detector, device_clock, block_ms = mcu_target(bundle, profile, hop_frames, smoother)

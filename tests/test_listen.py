@@ -18,6 +18,7 @@ from edge_sed.audio_io import read_audio, resample_poly, write_audio
 from edge_sed.listen import FileSource, StreamingResampler, run_loop
 from edge_sed.bundle import load_bundle
 from edge_sed.loop import Detector
+from edge_sed.smoother import Smoother
 
 EDGE_SED = [sys.executable, "-c", "import sys; from edge_sed.cli import main; sys.exit(main())"]
 ROOT = Path(__file__).resolve().parents[1]
@@ -466,3 +467,74 @@ def test_profile_runs_the_loop_on_a_simulated_mcu(tiny_bundles, stream_file):
     assert r.returncode == 2 and "MCU profiles" in r.stderr
     r = edge_sed("listen", "--bundle", tiny_bundles[0] / "fp32", "--file", stream_file, "--profile", "cortex-m4-80mhz")
     assert r.returncode == 2 and "int8" in r.stderr
+
+
+# --------------------------------------------------- settings that could never fire (issue 18)
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--hop-ms", "1000"], ["holds 1 decision", "minimum count 2"]),  # default 750 ms window
+    (["--window-ms", "0"], ["holds 1 decision", "minimum count 2"]),
+    (["--window-ms", "100"], ["holds 1 decision"]),
+    (["--min-count", "1000"], ["minimum count 1000"]),
+    (["--threshold", "1"], ["no event could ever fire"]),
+    (["--window-ms", "inf"], ["--window-ms"]),
+    (["--window-ms", "nan"], ["--window-ms", "not a finite number"]),
+    (["--suppression-ms", "nan"], ["--suppression-ms", "not a finite number"]),
+    (["--hop-ms", "nan"], ["--hop-ms", "not a finite number"]),
+    (["--duration", "inf"], ["--duration"]),
+    (["--duration", "nan"], ["--duration", "not a finite number"]),
+    (["--threshold", "nan"], ["--threshold", "not a finite number"]),
+    (["--threshold-for", "dog=nan"], ["--threshold-for", "probability"]),
+])
+def test_settings_that_cannot_fire_or_suppress_are_refused(capfd, tiny_bundles, stream_file, args, fragments):
+    """Each of these was accepted and gave 0 events (or, --suppression-ms nan, an event at every
+    decision); a deployed service gets the same values through --listen-args."""
+    from test_bad_audio import assert_one_line_error, run_cli
+
+    code, out, err = run_cli(capfd, "listen", "--bundle", tiny_bundles[0] / "int8", "--file", stream_file, *args)
+    assert_one_line_error(code, err, *fragments)
+    assert out == ""
+
+
+def test_listen_api_refuses_non_finite_hop_and_duration(tiny_bundles, stream_file):
+    from edge_sed.errors import EdgeSedError
+    from edge_sed.listen import listen
+
+    for kw in ({"hop_ms": float("nan")}, {"duration_s": float("inf")}, {"hop_ms": -5.0}):
+        with pytest.raises(EdgeSedError, match="finite number > 0"):
+            listen(tiny_bundles[0] / "int8", file=stream_file, **kw)
+
+
+def test_a_longer_window_makes_a_long_hop_fire(tiny_bundles, stream_file):
+    """The refusal above names the way out: a window holding two 1 s hops fires again."""
+    r = edge_sed("listen", "--bundle", tiny_bundles[0] / "int8", "--file", stream_file, "--json", "--hop-ms", "1000",
+                 "--window-ms", "1000", "--threshold", "0")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["events"] >= 1
+
+
+class _NaNRunner:
+    """A runner stand-in whose model has gone bad: NaN for one class, every window."""
+
+    streaming = False
+
+    def __init__(self, labels):
+        self.scores = np.full(len(labels), 0.1, np.float32)
+        self.scores[0] = np.nan
+
+    def predict(self, window):
+        return self.scores
+
+
+def test_non_finite_model_output_is_counted_never_an_event(tiny_bundles, capfd):
+    bundle = load_bundle(tiny_bundles[0] / "int8")
+    noise = np.random.default_rng(0).normal(0, 0.1, 16000 * 6).astype(np.float32)
+    det = Detector(bundle, runner=_NaNRunner(bundle.labels), hop_frames=25,
+                   smoother=Smoother(bundle.labels, threshold=0.0, minimum_count=1))
+    capfd.readouterr()
+    summary = run_loop(det, FlakySource(noise), [], clock=lambda: 0.0)
+    err = capfd.readouterr().err
+    assert summary["decisions"] > 10 and summary["nonfinite_decisions"] == summary["decisions"]
+    assert summary["events"] == 0
+    assert err.count("\n") == 1 and err.startswith("warning: ") and "non-finite" in err

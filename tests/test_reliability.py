@@ -236,3 +236,70 @@ def test_long_listen_memory_is_flat_and_pieces_agree(tiny_bundles, stream, tmp_p
     want = [(e["class"], round(e["stream_s"], 2)) for e in whole["detected"]]
     near_cut = lambda t: any(-0.1 < t - c < 2.0 for c in (piece_s, 2 * piece_s))
     assert [e for e in got if not near_cut(e[1])] == [e for e in want if not near_cut(e[1])]
+
+
+# ---------------------------------------------------------------------------------- full disk
+
+
+@pytest.fixture
+def full_dir(tmp_path):
+    """A directory on a tiny tmpfs filled to the last byte (needs root to mount; else skipped)."""
+    d = tmp_path / "full"
+    d.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(d)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    try:
+        with open(d / "filler", "wb", buffering=0) as f:
+            try:
+                while True:
+                    f.write(b"\0" * 4096)
+            except OSError:
+                pass
+        yield d
+    finally:
+        subprocess.run(["umount", "-l", str(d)], capture_output=True)
+
+
+def test_listen_on_a_full_disk_keeps_detecting(tiny_bundles, stream, tmp_path, full_dir):
+    """--log to /dev/full (every write fails with ENOSPC) and --record on a full filesystem:
+    the same events as with room to spare, one warning line each, and the summary counts the
+    events the log lost. It used to crash at the first event."""
+    bundle = tiny_bundles[0] / "fp32"
+    room = subprocess.run([EDGE_SED, "listen", "--bundle", bundle, "--file", stream, *LISTEN, "--json",
+                           "--log", tmp_path / "ok.jsonl"], capture_output=True, text=True, timeout=300)
+    assert room.returncode == 0, room.stderr
+    want = json.loads(room.stdout)
+    assert want["events"] >= 1 and "log_error" not in want
+
+    filler = full_dir / "filler"
+    os.truncate(filler, filler.stat().st_size - 16 * 1024)  # room for the header and half a second
+    full = subprocess.run([EDGE_SED, "listen", "--bundle", bundle, "--file", stream, *LISTEN, "--json",
+                           "--log", "/dev/full", "--record", full_dir / "heard.wav"],
+                          capture_output=True, text=True, timeout=300)
+    assert full.returncode == 0, full.stderr
+    got = json.loads(full.stdout)
+    assert got["detected"] == [dict(e, decision_latency_ms=g["decision_latency_ms"])
+                               for e, g in zip(want["detected"], got["detected"])]
+    assert got["events_not_logged"] == got["events"] == want["events"]
+    assert "No space left" in got["log_error"] and "record_error" in got
+    warnings = full.stderr.strip().splitlines()
+    assert len(warnings) == 2 and all(w.startswith("warning: ") for w in warnings), full.stderr
+    assert any("/dev/full" in w and "event log is lost" in w for w in warnings)
+    lost = next(w for w in warnings if "heard.wav" in w)
+    assert "recording is lost after" in lost and "disk full" in lost and not lost.count("after 0.00 s")
+    text = subprocess.run([EDGE_SED, "listen", "--bundle", bundle, "--file", stream, *LISTEN, "--log", "/dev/full"],
+                          capture_output=True, text=True, timeout=300)
+    assert text.returncode == 0 and f"{want['events']} events not logged" in text.stdout.splitlines()[-1]
+
+
+def test_a_full_disk_is_one_line_exit_2(tiny_data, tmp_path, full_dir):
+    """Anywhere an OSError ENOSPC escapes (here: data prepare writing its CSVs, listen printing
+    its summary to a full stdout), main() says so in one line and exits 2."""
+    r = subprocess.run([EDGE_SED, "data", "prepare", tiny_data, "--out", full_dir / "splits", "--no-check"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: disk full: "), r.stderr
+    with open("/dev/full", "w") as stdout:
+        r = subprocess.run([EDGE_SED, "devices", "--json"], stdout=stdout, stderr=subprocess.PIPE, text=True,
+                           timeout=120)
+    assert r.returncode == 2 and r.stderr.startswith("error: disk full: ") and r.stderr.count("\n") == 1, r.stderr
