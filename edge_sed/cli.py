@@ -7,7 +7,9 @@ non-zero (EdgeSedError.exit_code); a stage that is not built yet says so and exi
 
 from __future__ import annotations
 
+import errno
 import json
+import math
 import os
 import sys
 import time
@@ -17,8 +19,48 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .errors import EdgeSedError, NotBuiltError
-from .settings import LABELS
+from .errors import EdgeSedError, NotBuiltError, printable
+from .settings import LABELS, SAMPLE_RATE
+
+MAX_STREAM_S = 24 * 3600.0
+"""A built stream is held in memory whole: a day at most (and what this machine's memory allows)."""
+STREAM_BYTES_PER_SAMPLE = 16
+"""Peak memory of building a stream, per sample (the float32 bed, its pieces and the events)."""
+MAX_LISTEN_S = 366 * 24 * 3600.0
+
+
+class FiniteFloat(click.FloatRange):
+    """click.FloatRange without NaN and infinities (FloatRange lets "nan" through: every
+    comparison with NaN is False). Every float option of the CLI uses it."""
+
+    name = "finite float"
+
+    def convert(self, value, param, ctx):
+        value = super().convert(value, param, ctx)
+        if not math.isfinite(value):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return value
+
+
+def _available_memory_bytes() -> int | None:
+    """MemAvailable of /proc/meminfo (Linux), else None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_stream_memory(duration_s: float, option: str = "--duration") -> None:
+    """EdgeSedError when building a ``duration_s`` stream would not fit in the memory available."""
+    need = duration_s * SAMPLE_RATE * STREAM_BYTES_PER_SAMPLE
+    free = _available_memory_bytes()
+    if free is not None and need > free:
+        raise EdgeSedError(f"{option} {duration_s:g}: building the stream needs about {need / 1024**3:.1f} GB of "
+                           f"memory, {free / 1024**3:.1f} GB is available; make a shorter stream")
 
 
 @contextmanager
@@ -91,7 +133,7 @@ def data():
 @click.option("--total", type=click.IntRange(1), help="Total clips, split by --ratio.")
 @click.option("--ratio", help="Class ratio for --total, e.g. 2:2:1:26.")
 @click.option("--seed", default=0, show_default=True, help="Same seed, same files.")
-@click.option("--clip-s", default=2.0, show_default=True, type=click.FloatRange(1.0, 60.0),
+@click.option("--clip-s", default=2.0, show_default=True, type=FiniteFloat(1.0, 60.0),
               help="Clip length in seconds.")
 @click.option("--format", "fmt", type=click.Choice(["flac", "wav"]), default="flac", show_default=True)
 @click.option("--workers", type=click.IntRange(1), help="Processes (default: every core).")
@@ -203,12 +245,12 @@ def data_stats(source, png, examples, no_png, seed, no_check, as_json):
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
 @click.option("--out", "out_wav", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="The stream (.wav or .flac); its annotations go beside it as <stem>.csv (onset_s,offset_s,label).")
-@click.option("--duration", "duration_s", default=120.0, show_default=True, type=click.FloatRange(5),
+@click.option("--duration", "duration_s", default=120.0, show_default=True, type=FiniteFloat(5, MAX_STREAM_S),
               help="Seconds of stream.")
 @click.option("--events", "n_events", default=20, show_default=True, type=click.IntRange(0),
               help="Events placed (event classes in turn).")
-@click.option("--ebr-db", default=6.0, show_default=True, help="Event-to-background ratio of each event (dB).")
-@click.option("--min-gap", "min_gap_s", default=3.0, show_default=True, type=click.FloatRange(0),
+@click.option("--ebr-db", default=6.0, show_default=True, type=FiniteFloat(-60, 60), help="Event-to-background ratio of each event (dB).")
+@click.option("--min-gap", "min_gap_s", default=3.0, show_default=True, type=FiniteFloat(0, 3600),
               help="Least seconds between two event onsets.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the annotations as JSON.")
@@ -218,6 +260,7 @@ def data_stream(source, out_wav, duration_s, n_events, ebr_db, min_gap_s, seed, 
     simulators."""
     from .streams import make_stream, write_stream
 
+    check_stream_memory(duration_s)
     audio, annotations = make_stream(source, duration_s, n_events, seed=seed, ebr_db=ebr_db, min_gap_s=min_gap_s)
     csv_path = write_stream(out_wav, audio, annotations)
     if as_json:
@@ -225,6 +268,50 @@ def data_stream(source, out_wav, duration_s, n_events, ebr_db, min_gap_s, seed, 
                     "events": [a.__dict__ for a in annotations]})
         return
     click.echo(f"wrote {duration_s:g} s with {len(annotations)} events to {out_wav} (annotations: {csv_path})")
+
+
+@data.command("mix")
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the streams: mix-000.wav + mix-000.csv, ...")
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True,
+              help="Whose recordings (groups) the streams are made of.")
+@click.option("--seed", default=0, show_default=True, help="The split's seed (as train --seed) and the mixing seed.")
+@click.option("--streams", "count", default=10, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--seconds", default=60.0, show_default=True, type=FiniteFloat(10, 3600), help="Length of each stream.")
+@click.option("--events-per-min", default=8.0, show_default=True, type=FiniteFloat(0.1, 20))
+@click.option("--ebr-db", default="-6,0,6", show_default=True, help="Event-to-background ratios (dB), one drawn per event.")
+@click.option("--bed-dbfs", default="-40:-25", show_default=True, help="Background level range (dBFS RMS), one level "
+              "per recording.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
+def data_mix(source, out_dir, split, seed, count, seconds, events_per_min, ebr_db, bed_dbfs, as_json):
+    """Labelled test streams, DCASE 2017 task 2 style (edge_sed.mixer): the active spans of SOURCE's
+    event clips of one split laid on beds of that split's background recordings, at EBRs drawn
+    from --ebr-db and bed levels over --bed-dbfs; annotations carry each event's EBR and bed level
+    for `edge-sed evaluate`."""
+    from .mixer import Banks, evaluation_streams, split_clips
+    from .streams import write_stream
+
+    try:
+        ebrs = [float(v) for v in ebr_db.split(",")]
+        lo, hi = (float(v) for v in bed_dbfs.split(":"))
+    except ValueError:
+        raise click.UsageError("--ebr-db takes numbers like -6,0,6 and --bed-dbfs a range like -40:-25") from None
+    if not all(math.isfinite(v) and -40 <= v <= 40 for v in ebrs) or not (-90 <= lo <= hi <= 0):
+        raise click.UsageError("--ebr-db values must be within -40..40 dB and --bed-dbfs lo:hi within -90..0 dBFS")
+    banks = Banks(split_clips(source, seed)[split])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    streams = evaluation_streams(banks, seed, count, seconds, events_per_min, ebrs, (lo, hi))
+    for n, (audio, ann, _) in enumerate(streams):
+        wav = out_dir / f"mix-{n:03d}.wav"
+        write_stream(wav, audio, ann)
+        written.append({"audio": str(wav), "events": len(ann)})
+    if as_json:
+        _emit_json({"split": split, "seed": seed, "streams": written})
+        return
+    click.echo(f"wrote {count} streams of {seconds:g} s ({sum(w['events'] for w in written)} events) of the {split} "
+               f"split to {out_dir}")
 
 
 def check_audio_files(paths, progress: bool = True) -> None:
@@ -291,24 +378,37 @@ def _parse_params(params) -> dict:
 @click.option("--stage1-epochs", default=15, show_default=True, help="clustered: epochs of the embed stage.")
 @click.option("--patience", default=25, show_default=True, help="Early stopping on val balanced accuracy.")
 @click.option("--batch-size", default=64, show_default=True)
-@click.option("--lr", default=1e-3, show_default=True)
-@click.option("--finetune-lr", default=1e-3, show_default=True, help="clustered stage 2: embedding net's lr.")
+@click.option("--lr", default=1e-3, show_default=True, type=FiniteFloat(0, 10, min_open=True))
+@click.option("--finetune-lr", default=1e-3, show_default=True, type=FiniteFloat(0, 10), help="clustered stage 2: embedding net's lr.")
 @click.option("--freeze-embedding", is_flag=True, help="clustered stage 2: do not fine-tune the embedding net.")
-@click.option("--stage2-embedding-weight", default=0.0, show_default=True,
+@click.option("--stage2-embedding-weight", default=0.0, show_default=True, type=FiniteFloat(0, 1000),
               help="clustered stage 2: also keep this weight x the centroid loss.")
 @click.option("--param", "params", multiple=True, help="Objective parameter NAME=VALUE (repeatable), "
               "e.g. margin=0.5, momentum=0.9, stage1_sampling=cluster-balanced, gamma=2, tau=1.")
-@click.option("--mix-background", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+@click.option("--mix-background", default=0.0, show_default=True, type=FiniteFloat(0, 1),
               help="Augmentation: probability an event window is laid over a random background "
                    "window (EBR -3..+12 dB), as in a stream.")
-@click.option("--gain-db", default=0.0, show_default=True, type=click.FloatRange(0, 40),
+@click.option("--gain-db", default=0.0, show_default=True, type=FiniteFloat(0, 40),
               help="Augmentation: random gain of every window, +-this many dB.")
+@click.option("--form", type=click.Choice(["windowed", "stateful"]), default="windowed", show_default=True,
+              help="windowed: one 1 s window per clip (the paper's protocol); stateful: the streaming detector, "
+                   "a per-frame LSTM with its state carried, trained on fresh audio mixtures every epoch.")
+@click.option("--hidden", type=click.IntRange(4, 512), help="LSTM units (default 64).")
+@click.option("--context-frames", type=click.IntRange(1, 32), help="lstm: frames a causal conv before the LSTM "
+              "sees (default 1: no conv; give --conv-channels too).")
+@click.option("--conv-channels", type=click.IntRange(0, 512), help="lstm: that conv's channels (default 0).")
+@click.option("--sequences", type=click.IntRange(2, 100_000), help="stateful: mixtures per epoch (default 192).")
+@click.option("--seq-s", type=FiniteFloat(2, 600), help="stateful: seconds per training mixture (default 12).")
+@click.option("--val-streams", type=click.IntRange(1, 1000), help="stateful: 60 s validation (and test) "
+              "streams of the val/test groups (default 6).")
+@click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), help="Learning rate over the epochs.")
 @click.option("--threads", default=0, help="torch threads (0: default).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint.")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json at the end.")
 def train(data_path, synthetic, synth_counts, model, objective, ratio, seed, out_dir, epochs, stage1_epochs,
           patience, batch_size, lr, finetune_lr, freeze_embedding, stage2_embedding_weight, params,
-          mix_background, gain_db, threads, resume, as_json):
+          mix_background, gain_db, form, hidden, context_frames, conv_channels, sequences, seq_s, val_streams,
+          lr_schedule, threads, resume, as_json):
     """Train the LSTM (or CNN) on imbalanced data with one objective; writes config.json,
     metrics.json, best.pt, checkpoint.pt, history.json and PNGs into the run directory."""
     if bool(data_path) == synthetic:
@@ -320,7 +420,10 @@ def train(data_path, synthetic, synth_counts, model, objective, ratio, seed, out
         epochs=epochs, stage1_epochs=stage1_epochs, patience=patience, batch_size=batch_size, lr=lr,
         finetune_lr=finetune_lr, freeze_embedding=freeze_embedding, threads=threads,
         stage2_embedding_weight=stage2_embedding_weight, mix_background=mix_background, gain_db=gain_db,
-        objective_params=_parse_params(params))
+        objective_params=_parse_params(params), form=form,
+        **{k: v for k, v in dict(hidden=hidden, context_frames=context_frames, conv_channels=conv_channels,
+                                 sequences=sequences, seq_s=seq_s, val_streams=val_streams,
+                                 lr_schedule=lr_schedule).items() if v is not None})
     try:
         trainer.make_objective(objective, [1, 1, 1, 1], embed_dim=cfg.embed_dim, **cfg.objective_params)
     except (ValueError, TypeError) as exc:
@@ -330,13 +433,25 @@ def train(data_path, synthetic, synth_counts, model, objective, ratio, seed, out
         if as_json:
             return
         val = info.get("val_balanced_accuracy")
-        click.echo(f"epoch {info['epoch']:>3} {info['stage']:<8} loss {info['loss']:.4f}"
-                   + (f"  val balanced acc {val:.3f}" if val is not None else ""), err=True)
+        f1 = info.get("val_event_f1")
+        loss = "-" if info["loss"] is None else f"{info['loss']:.4f}"
+        click.echo(f"epoch {info['epoch']:>3} {info['stage']:<8} loss {loss}"
+                   + (f"  val balanced acc {val:.3f}" if val is not None else "")
+                   + (f"  val event F1 {f1:.3f} ({info['val_false_alarms_per_hour']:.0f} false alarms/h)"
+                      if f1 is not None else ""), err=True)
 
     with progress_bar("epoch", 1, enabled=not as_json) as advance:
         metrics = trainer.train(cfg, resume=resume, on_epoch=on_epoch, on_batch=advance)
     if as_json:
         _emit_json(metrics)
+        return
+    if form == "stateful":
+        v, t = metrics["val_stream"], metrics["test_stream"]
+        click.echo(f"{model} stateful {objective} seed {seed}: val streams event F1 {v['f1']:.3f}, test streams "
+                   f"event F1 {t['f1']:.3f} ({t['false_alarms_per_hour']:.0f} false alarms/h; per class "
+                   + ", ".join(f"{k} {c['f1']:.2f}" for k, c in t["per_class"].items())
+                   + f"), thresholds {metrics['smoother']['thresholds']}, best epoch {metrics['best_epoch']}, "
+                   f"{metrics['train_seconds']:.0f} s -> {out_dir}")
         return
     test = metrics["test"]
     click.echo(f"{model} {objective} seed {seed}: test overall error {test['overall_error']:.3f} "
@@ -380,18 +495,26 @@ def convert(run_dir, out_dir, levels, data_path, as_json):
             return
         s = result.summary()
         vs = s["vs_torch"]
-        say(f"{result.name:<18} {s['model_bytes'] / 1024:7.1f} kB  overall error {s['overall_error']:.3f} "
-            f"(torch {s['overall_error'] - vs['overall_error_diff']:.3f}, diff {vs['overall_error_diff']:+.3f}; "
-            f"agreement {vs['prediction_agreement']:.3f}, max |dp| {vs['max_abs_prob_diff']:.2g})")
+        if s["form"] == "stateful":
+            lat = s["latency_median_s"]
+            say(f"{result.name:<18} {s['model_bytes'] / 1024:7.1f} kB  event F1 {s['event_f1']:.3f} "
+                f"(torch {s['torch']['event_f1']:.3f}), {s['false_alarms_per_hour']:.0f} false alarms/h, median "
+                f"latency {'-' if lat is None else f'{lat:.2f} s'} on the test streams; max |dp| vs torch "
+                f"{vs['max_abs_prob_diff']:.2g}")
+        else:
+            say(f"{result.name:<18} {s['model_bytes'] / 1024:7.1f} kB  overall error {s['overall_error']:.3f} "
+                f"(torch {s['overall_error'] - vs['overall_error_diff']:.3f}, diff {vs['overall_error_diff']:+.3f}; "
+                f"agreement {vs['prediction_agreement']:.3f}, max |dp| {vs['max_abs_prob_diff']:.2g})")
         say(f"{'':<18} ops: " + ", ".join(f"{k}x{v}" for k, v in s["ops"].items()))
         if s.get("tflm"):
             t = s["tflm"]
-            v, r = t["vs_litert"], t["vs_litert_reference_kernels"]
+            v, r = t["vs_litert"], t.get("vs_litert_reference_kernels")
             say(f"{'':<18} tflite-micro: arena {t['arena_bytes']} B (min {t['arena_min_bytes']} + margin); "
                 f"vs LiteRT max |dp| {v['max_abs_prob_diff']:.2g} ({v['max_output_steps']} output steps), "
-                f"{v['identical_windows']:.0%} of {v['windows']} windows identical, argmax agreement "
-                f"{v['argmax_agreement']:.3f} (vs LiteRT reference kernels: max |dp| {r['max_abs_prob_diff']:.2g}, "
-                f"{r['identical_windows']:.0%} identical)")
+                f"{v['identical_windows']:.0%} of {v['windows']} {'frames' if s['form'] == 'stateful' else 'windows'} "
+                f"identical, argmax agreement {v['argmax_agreement']:.3f}"
+                + (f" (vs LiteRT reference kernels: max |dp| {r['max_abs_prob_diff']:.2g}, "
+                   f"{r['identical_windows']:.0%} identical)" if r else ""))
         for note in s.get("notes") or []:
             say(f"{'':<18} note: {note}")
         for warning in s.get("warnings") or []:
@@ -404,13 +527,41 @@ def convert(run_dir, out_dir, levels, data_path, as_json):
         _emit_json(report)
     else:
         ok = sum(l["status"] == "ok" for l in report["levels"])
+        measured = (f"{report['test_events']} events in {report['test_seconds'] / 60:.0f} min of test streams"
+                    if report["form"] == "stateful" else
+                    f"torch test overall error {report['torch']['overall_error']:.3f} on {report['test_windows']} windows")
         click.echo(f"{ok} of {len(report['levels'])} bundles written to {out_dir} in {report['seconds']:.0f} s "
-                   f"(torch test overall error {report['torch']['overall_error']:.3f} on {report['test_windows']} "
-                   f"windows; Keras port max |dp| {report['keras_vs_torch_max_abs']:.1e}); report: "
+                   f"({measured}; Keras port max |dp| {report['keras_vs_torch_max_abs']:.1e}); report: "
                    f"{out_dir / 'convert-report.json'}")
     failed = [l["name"] for l in report["levels"] if l["status"] == "failed"]
     if failed:
         raise EdgeSedError(f"conversion failed for {', '.join(failed)} (reasons above / in convert-report.json)")
+
+
+@cli.command(context_settings={"max_content_width": 100})
+@click.argument("bundle_path", metavar="BUNDLE", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("streams", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--threshold", type=FiniteFloat(0, 1), help="Every class's threshold (default: the bundle's).")
+@click.option("--window-ms", type=FiniteFloat(0, 60_000), help="Smoother averaging window (default: the bundle's).")
+@click.option("--suppression-ms", type=FiniteFloat(0, 86_400_000), help="Smoother suppression (default: the bundle's).")
+@click.option("--min-count", type=click.IntRange(1), help="Decisions needed before an event (default: the bundle's).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def evaluate(bundle_path, streams, threshold, window_ms, suppression_ms, min_count, as_json):
+    """Score a bundle by events on labelled streams: each STREAMS argument is a .wav/.flac with
+    <stem>.csv annotations beside it, or a folder of them (`edge-sed data mix` writes both). The
+    audio runs through the device loop listen uses; prints event F1 / error rate (DCASE, 0.5 s
+    onset collar), detection F1, false alarms per hour and onset->event latency per class, and
+    recall by EBR and bed level."""
+    from .evaluate import evaluate as run_evaluate, format_report
+
+    overrides = {"threshold": threshold, "average_window_ms": window_ms, "suppression_ms": suppression_ms,
+                 "minimum_count": min_count}
+    with progress_bar("streams", 1, enabled=not as_json) as advance:
+        report = run_evaluate(bundle_path, streams, overrides, progress=advance)
+    if as_json:
+        _emit_json(report)
+    else:
+        click.echo(format_report(report))
 
 
 @cli.command(context_settings={"max_content_width": 100})
@@ -447,8 +598,8 @@ def verify(bundle_path, data_path, as_json):
         report = verify_bundle(path, windows, y)
         reports.append(report)
         if not as_json:
-            line = (f"{path}: OK  {report['level']} {report['form']}, {report['model_bytes']} bytes, sha256 ok, "
-                    f"manifest ok, ops ok ({sum(report['ops'].values())} ops)")
+            line = (f"{printable(str(path))}: OK  {report['level']} {report['form']}, {report['model_bytes']} bytes, "
+                    f"sha256 ok, manifest ok (semantic sha256 ok), ops ok ({sum(report['ops'].values())} ops)")
             if "c_array" in report:
                 line += ", C array ok"
             if "check_windows" in report:
@@ -470,7 +621,7 @@ def verify(bundle_path, data_path, as_json):
 @click.option("--stream", help="A .wav/.flac with its annotations <stem>.csv (onset_s,offset_s,label), or a "
               "split CSV / data set from which a stream is built.")
 @click.option("--annotations", type=click.Path(exists=True, dir_okay=False), help="Annotation CSV of --stream.")
-@click.option("--duration", default=600.0, show_default=True, type=click.FloatRange(5.0),
+@click.option("--duration", default=600.0, show_default=True, type=FiniteFloat(5.0, MAX_STREAM_S),
               help="Seconds of stream built from a split CSV / data set.")
 @click.option("--events", "n_events", default=60, show_default=True, type=click.IntRange(0),
               help="Events placed in a built stream.")
@@ -506,6 +657,7 @@ def simulate(bundle_path, profile_spec, stream, annotations, duration, n_events,
         return
     if bundle_path is None or not stream:
         raise click.UsageError("give BUNDLE and --stream (or --list-profiles / --calibrate)")
+    check_stream_memory(duration)
     with progress_bar("simulating", 1, enabled=not as_json) as advance:
         report = sim.run(bundle_path, profile_spec, stream, duration, n_events, seed, annotations,
                          log=None if as_json else (lambda m: click.echo(m, err=True)), progress=advance)
@@ -550,6 +702,8 @@ def _thresholds_for(values) -> dict:
             out[label.strip()] = float(p)
         except ValueError:
             sep = ""
+        if sep and not 0 <= out[label.strip()] <= 1:  # NaN too
+            raise click.UsageError(f"--threshold-for wants a probability from 0 to 1, got {v!r}")
         if not sep or not label.strip():
             raise click.UsageError(f"--threshold-for wants CLASS=P, e.g. gunshot=0.8, got {v!r}")
     return out
@@ -563,17 +717,18 @@ def _thresholds_for(values) -> dict:
 @click.option("--file", "file", type=click.Path(dir_okay=False, path_type=Path),
               help="Play a WAV/FLAC file through the loop instead of the microphone (streamed in blocks).")
 @click.option("--realtime", is_flag=True, help="With --file: at real-time pace (default: as fast as possible).")
-@click.option("--threshold", type=click.FloatRange(0, 1), help="Detection threshold on the averaged "
-              "probability, every class (default 0.6).")
+@click.option("--threshold", type=FiniteFloat(0, 1), help="Detection threshold on the averaged "
+              "probability, every class (default: the bundle's calibrated thresholds, else 0.6).")
 @click.option("--threshold-for", "thresholds", multiple=True, metavar="CLASS=P",
               help="Threshold of one class (repeatable), e.g. --threshold-for gunshot=0.8.")
-@click.option("--window-ms", type=click.FloatRange(0), help="Averaging window of the smoother (default 750).")
-@click.option("--suppression-ms", type=click.FloatRange(0), help="After an event, the same class does not fire "
+@click.option("--window-ms", type=FiniteFloat(0, 60_000), help="Averaging window of the smoother (default 750).")
+@click.option("--suppression-ms", type=FiniteFloat(0, 86_400_000), help="After an event, the same class does not fire "
               "again for this long unless another class came between (default 3000).")
 @click.option("--min-count", type=click.IntRange(1), help="Decisions needed in the window before any event (default 2).")
-@click.option("--hop-ms", type=click.FloatRange(10), default=250.0, show_default=True,
-              help="Model decision every hop (the window slides by this much).")
-@click.option("--duration", "duration_s", type=click.FloatRange(0, min_open=True), help="Stop after this many "
+@click.option("--hop-ms", type=FiniteFloat(10, 60_000),
+              help="Model decision every hop (default: 250 ms for a windowed bundle, every 10 ms frame for a "
+                   "stateful one).")
+@click.option("--duration", "duration_s", type=FiniteFloat(0, MAX_LISTEN_S, min_open=True), help="Stop after this many "
               "seconds of audio.")
 @click.option("--log", "log", type=click.Path(dir_okay=False, path_type=Path),
               help="Append one JSON object per event (ISO time, stream time, class, score, decision latency).")
@@ -633,7 +788,7 @@ def devices(as_json):
               help="Training run directories (metrics.json) for the objective comparison; repeatable.")
 @click.option("--out", "out_dir", default="report", show_default=True,
               type=click.Path(file_okay=False, path_type=Path), help="report.md/.html/.json and plots go here.")
-@click.option("--stream-s", default=240.0, show_default=True, type=click.FloatRange(20, 7200),
+@click.option("--stream-s", default=240.0, show_default=True, type=FiniteFloat(20, 7200),
               help="Seconds of labelled stream per model.")
 @click.option("--stream-events", default=40, show_default=True, type=click.IntRange(1),
               help="Events on the stream.")
@@ -831,7 +986,7 @@ def demo(out_dir, seed, quick, fresh, profiles, as_json):
 @click.option("--listen-args", default="", help="Extra arguments for `edge-sed listen` in the unit.")
 @click.option("--wheel", type=click.Path(exists=True, dir_okay=False),
               help="edge-sed wheel to install (default: built from this checkout, pip wheel --no-deps).")
-@click.option("--settle", default=3.0, show_default=True, type=click.FloatRange(0, 600),
+@click.option("--settle", default=3.0, show_default=True, type=FiniteFloat(0, 600),
               help="Seconds the restarted service must stay active, else it is switched back.")
 @click.option("--all-or-nothing", is_flag=True, help="Several hosts: switch none unless every host staged.")
 @click.option("--batch", default=1, show_default=True, type=click.IntRange(1),
@@ -863,17 +1018,30 @@ def deploy(bundle_path, hosts, inventory, port, identity, ssh_options, service, 
 # ------------------------------------------------------------------------- entry point
 
 
+def _disk_full(exc: BaseException) -> OSError | None:
+    """The OSError ENOSPC / EDQUOT behind ``exc`` (itself, its cause or its context), if any."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def main(argv=None) -> int:
-    """Console-script entry: one-line errors, never a traceback for a user's mistake."""
+    """Console-script entry: one-line errors, never a traceback for a user's mistake. Messages
+    are printed with control characters escaped (a label or path can hold any)."""
     try:
         cli.main(args=argv, prog_name="edge-sed", standalone_mode=False)
         return 0
     except EdgeSedError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {printable(str(exc))}", err=True)
         return exc.exit_code
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:
+        exc.message = printable(exc.message)
         exc.show()
         return exc.exit_code
     except click.exceptions.Abort:
@@ -885,11 +1053,23 @@ def main(argv=None) -> int:
     except BrokenPipeError:
         return 141
     except Exception as exc:  # a bug in edge-sed: still one line, with a way to see more
+        full = _disk_full(exc)
+        if full is not None:
+            where = f"{full.filename}: " if full.filename else ""
+            _echo_error(f"error: disk full: {printable(where + (full.strerror or str(full)))}")
+            return 2
         if os.environ.get("EDGE_SED_DEBUG"):
             raise
-        click.echo(f"internal error: {type(exc).__name__}: {exc} "
+        click.echo(f"internal error: {type(exc).__name__}: {printable(str(exc))} "
                    "(set EDGE_SED_DEBUG=1 for the traceback, and please report it)", err=True)
         return 1
+
+
+def _echo_error(line: str) -> None:
+    try:
+        click.echo(line, err=True)
+    except OSError:  # stderr on the full disk too
+        pass
 
 
 if __name__ == "__main__":

@@ -143,3 +143,52 @@ def test_train_from_prepared_splits_writes_a_run(synth_dir, tmp_path):
 def test_train_usage_errors(args, text):
     result = run(*args)
     assert result.returncode == 2 and text in result.stderr, result.stderr
+
+
+# ------------------------------------------------------------ numeric options (issue 18)
+
+
+@pytest.mark.parametrize("args, text", [
+    (["data", "stream", "{tmp}", "--out", "{tmp}/s.wav", "--duration", "nan"], "not a finite number"),
+    (["data", "stream", "{tmp}", "--out", "{tmp}/s.wav", "--duration", "inf"], "--duration"),
+    (["data", "stream", "{tmp}", "--out", "{tmp}/s.wav", "--duration", "1e12"], "--duration"),
+    (["data", "stream", "{tmp}", "--out", "{tmp}/s.wav", "--ebr-db", "nan"], "not a finite number"),
+    (["simulate", "{tmp}", "--stream", "{tmp}", "--duration", "nan"], "not a finite number"),
+    (["simulate", "{tmp}", "--stream", "{tmp}", "--duration", "inf"], "--duration"),
+    (["simulate", "{tmp}", "--stream", "{tmp}", "--duration", "1e12"], "--duration"),
+    (["train", "--synthetic", "--out", "{tmp}/r", "--lr", "nan"], "not a finite number"),
+    (["data", "synth", "--out", "{tmp}/d", "--clip-s", "nan"], "not a finite number"),
+    (["report", "--bundles", "{tmp}", "--stream-s", "nan"], "not a finite number"),
+    (["deploy", "--settle", "nan"], "not a finite number"),
+])
+def test_nan_and_inf_never_reach_a_command(tmp_path, args, text):
+    """click's FloatRange lets "nan" through (every comparison with NaN is False): simulate of a
+    1e12 s stream tried to build it in memory, data stream --duration nan crashed."""
+    result = run(*[a.format(tmp=tmp_path) for a in args])
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert text in result.stderr.strip().splitlines()[-1] and "Traceback" not in result.stderr
+
+
+def test_a_stream_too_big_for_memory_is_refused(capfd, tmp_path, monkeypatch):
+    import edge_sed.cli as cli
+
+    from test_bad_audio import assert_one_line_error, run_cli
+
+    monkeypatch.setattr(cli, "_available_memory_bytes", lambda: 2 * 1024**3)
+    code, out, err = run_cli(capfd, "data", "stream", tmp_path, "--out", tmp_path / "s.wav", "--duration", "86400")
+    assert_one_line_error(code, err, "--duration 86400", "GB of memory", "2.0 GB is available")
+    assert not (tmp_path / "s.wav").exists()
+    monkeypatch.undo()
+    if Path("/proc/meminfo").exists():  # the real figure, where Linux gives one
+        assert cli._available_memory_bytes() > 0
+
+
+def test_control_characters_in_arguments_are_escaped(tmp_path):
+    """A path (or label) with a newline printed a fake `error:` line, an ANSI escape drove the
+    terminal; main() prints every message with them escaped."""
+    result = run("listen", "--bundle", f"{tmp_path}/a\x1b[2Jb\nerror: fake", "--file", tmp_path / "x.wav")
+    assert_one_line_error(result, 2, "not a bundle directory")
+    assert "\x1b" not in result.stderr and "\\x1b[2Jb\\nerror: fake" in result.stderr
+    result = run("verify", f"{tmp_path}/no\nerror: fake")
+    assert result.returncode == 2 and "\\nerror: fake" in result.stderr
+    assert not any(l.startswith("error: fake") for l in result.stderr.splitlines())
