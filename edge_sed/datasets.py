@@ -11,8 +11,9 @@ name: an UrbanSound8K slice ``{fsID}-{classID}-{occurrence}-{slice}`` (optionall
 ``word-`` prefix, e.g. ``us8k-``) -> ``us8k-{fsID}``; an ESC-50 clip
 ``{fold}-{src_file}-{take}-{target}`` -> ``esc50-{src_file}``; a name with a ``__``
 (``kitchen01__003.wav``) -> the part before the first ``__``; anything else -> the stem.
-Every reader refuses one recording listed twice, which would put it in two splits: the same
-file by any name (a repeated path, a symlink, a hard link) or identical bytes in two groups.
+No recording may reach two splits: every reader refuses the same file listed twice by any
+name (a repeated path, a symlink, a hard link), and joins the groups of files with identical
+bytes (a copy) into one, named after the first in sort order.
 
 Imbalance. A ratio such as ``2:2:1:26`` is in ``LABELS`` order; labels a ratio leaves out (or
 gives 0) are dropped. ``prepare_splits`` splits by group FIRST and then subsamples the training
@@ -43,7 +44,7 @@ import re
 import zlib
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
@@ -108,7 +109,8 @@ def _map_label(name: str, label_map: Mapping[str, str | None] | None) -> str | N
 
 
 def _check_clips(clips: list[Clip], source: Path, unknown: Counter) -> list[Clip]:
-    """The checks every reader shares: known labels, no duplicates, existing files, not empty."""
+    """The checks every reader shares: known labels, existing files, not empty, no recording
+    twice (see _one_recording_once)."""
     if unknown:
         names = ", ".join(repr(u) for u in sorted(unknown))
         raise DatasetError(
@@ -120,8 +122,7 @@ def _check_clips(clips: list[Clip], source: Path, unknown: Counter) -> list[Clip
         raise DatasetError(f"{source}: {len(missing)} of {len(clips)} audio files missing, first {missing[0]}")
     if not clips:
         raise DatasetError(f"{source}: no clips")
-    _check_no_duplicates(clips, source)
-    return clips
+    return _one_recording_once(clips, source)
 
 
 def _head_sha256(path: Path, limit: int | None = 1 << 14) -> str:
@@ -135,36 +136,42 @@ def _head_sha256(path: Path, limit: int | None = 1 << 14) -> str:
     return h.hexdigest()
 
 
-def _check_no_duplicates(clips: list[Clip], source: Path) -> None:
-    """Refuse one recording listed twice, which would count it twice or put it in two splits:
-    the same file by any name (a path repeated, or reached again through a symlink or hard
-    link), or two files with the same bytes in different groups (a copy; copies within one
-    group move together, so they cannot leak). Only files of equal size are read, and only
-    their first 16 kB unless those match too."""
-    first: dict = {}
+def _one_recording_once(clips: list[Clip], source: Path) -> list[Clip]:
+    """Keep one recording from being counted twice or reaching two splits. The same file by
+    any name (a repeated path, a symlink, a hard link) is refused: a listing mistake. Files
+    with identical bytes in different groups (a copy; digital silence of one length) are kept,
+    their groups joined into one named after the first in sort order, so a split moves them
+    together. Only files of equal size are read, their first 16 kB unless those match too."""
+    seen: dict = {}
     for c in clips:
         st = c.path.stat()  # follows symlinks: the file itself
-        if (st.st_dev, st.st_ino) in first:
-            other = first[st.st_dev, st.st_ino][0]
+        if (st.st_dev, st.st_ino) in seen:
+            other = seen[st.st_dev, st.st_ino][0]
             how = "listed twice" if os.path.abspath(other.path) == os.path.abspath(c.path) else "one is a link to the other"
             raise DatasetError(f"{source}: {other.path} and {c.path} are the same file ({how}); list each recording once")
-        first[st.st_dev, st.st_ino] = (c, st.st_size)
+        seen[st.st_dev, st.st_ino] = (c, st.st_size)
     by_size = defaultdict(list)
-    for c, size in first.values():
+    for c, size in seen.values():
         by_size[size].append(c)
+    joined: dict[str, str] = {}  # group -> the group it joined (union-find)
+
+    def root(group: str) -> str:
+        while group in joined:
+            group = joined[group]
+        return group
+
     for same_size in (cs for cs in by_size.values() if len(cs) > 1):
         by_head = defaultdict(list)
         for c in same_size:
             by_head[_head_sha256(c.path)].append(c)
         for candidates in (cs for cs in by_head.values() if len({c.group for c in cs}) > 1):
-            seen = {}
+            by_bytes = defaultdict(list)
             for c in candidates:
-                other = seen.setdefault(_head_sha256(c.path, None), c)
-                if other.group != c.group:
-                    raise DatasetError(
-                        f"{source}: {other.path} (group {other.group}) and {c.path} (group {c.group}) hold "
-                        f"identical bytes, so one recording would be in two splits; delete one or give "
-                        f"both the same group")
+                by_bytes[_head_sha256(c.path, None)].append(c)
+            for copies in by_bytes.values():
+                roots = sorted({root(c.group) for c in copies})
+                joined.update((r, roots[0]) for r in roots[1:])
+    return [replace(c, group=root(c.group)) for c in clips] if joined else clips
 
 
 def _duration(text: str, where: str) -> float | None:

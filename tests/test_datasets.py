@@ -182,31 +182,46 @@ def splittable_tree(root: Path) -> Path:
     return root
 
 
-@pytest.mark.parametrize("how", ["symlink", "hard link", "copy"])
-def test_the_same_audio_in_another_group_is_refused(tmp_path, capsys, how):
-    """A clip reached again under another recording's name (here a dog clip appearing as a
-    4th dog recording) would land in two splits: refused at load, by file identity for links
-    and by content for a copy, before any split is written."""
+@pytest.mark.parametrize("how", ["symlink", "hard link"])
+def test_the_same_file_under_another_recording_is_refused(tmp_path, capsys, how):
+    """A clip reached again under another recording's name (a dog clip linked in as a 4th dog
+    recording) was two clips to the split, which could put it on both sides: refused at load,
+    by file identity, before any split is written."""
     from edge_sed.cli import main
 
     root = splittable_tree(tmp_path / "set")
     original, again = root / "dog" / "dog-rec0__0.wav", root / "dog" / "elsewhere__0.wav"
     rows = [f"{c.path},{c.label},{c.source_class},{c.group},,," for c in load_clips(root)]
-    {"symlink": lambda: again.symlink_to(original), "hard link": lambda: os.link(original, again),
-     "copy": lambda: shutil.copyfile(original, again)}[how]()
+    again.symlink_to(original) if how == "symlink" else os.link(original, again)
     with pytest.raises(DatasetError) as err:
         load_clips(root)
     message = str(err.value)
-    assert "dog-rec0__0.wav" in message and "elsewhere__0.wav" in message and "\n" not in message
-    assert ("one is a link to the other" if how != "copy" else "identical bytes") in message
+    assert "dog-rec0__0.wav and " in message and "elsewhere__0.wav are the same file (one is a link to the other)" \
+        in message and "\n" not in message
     code = main(["data", "prepare", str(root), "--out", str(tmp_path / "splits")])
     err_lines = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err_lines) == 1 and err_lines[0].startswith("error: ") and "elsewhere__0.wav" in err_lines[0]
     assert not (tmp_path / "splits").exists()
     # listed in a csv through the link: the same answer
     write_csv(tmp_path / "m.csv", [HEADER, *rows, f"{again},dog,dog,elsewhere,,,"])
-    with pytest.raises(DatasetError, match="elsewhere__0.wav"):
+    with pytest.raises(DatasetError, match="elsewhere__0.wav are the same file"):
         read_metadata_csv(tmp_path / "m.csv")
+
+
+def test_a_copy_in_another_group_joins_that_group(tmp_path):
+    """A byte-identical copy (or digital silence of the same length) under another recording
+    is kept, and the two groups become one, so the copy can never be on the other side of a
+    split, and neither can the rest of its new group's recording."""
+    root = splittable_tree(tmp_path / "set")
+    shutil.copyfile(root / "dog" / "dog-rec0__0.wav", root / "dog" / "elsewhere__0.wav")
+    wav(root / "dog" / "elsewhere__1.wav")  # the same recording as the copy, different audio
+    groups = {c.path.name: c.group for c in load_clips(root)}
+    assert {n: g for n, g in groups.items() if g == "dog-rec0"} == dict.fromkeys(
+        ["dog-rec0__0.wav", "dog-rec0__1.wav", "elsewhere__0.wav", "elsewhere__1.wav"], "dog-rec0")
+    assert "elsewhere" not in groups.values()
+    for seed in range(5):
+        splits = prepare_splits(load_clips(root), seed=seed)
+        assert len({s for s, part in splits.items() for c in part if c.group == "dog-rec0"}) == 1
 
 
 @needs_dev_full
