@@ -252,3 +252,37 @@ def frame_targets(annotations, n_frames: int, cfg: FrontendConfig = FrontendConf
     for a in annotations:
         y[(centre >= a.onset_s) & (centre < a.offset_s)] = labels.index(a.label)
     return y
+
+
+def split_clips(source, seed: int, ratio: str | None = None, fractions=(0.7, 0.15, 0.15)) -> dict:
+    """train/val/test clip lists of a data set: a prepared-splits folder as it is, else split by
+    group with ``seed`` (and the training split subsampled to ``ratio``), exactly as training
+    splits it, so streams of a split hold only that split's recordings."""
+    from pathlib import Path
+
+    from .datasets import SPLITS, load_clips, parse_ratio, prepare_splits, read_metadata_csv
+
+    source = Path(source)
+    if source.is_dir() and all((source / f"{s}.csv").exists() for s in SPLITS):
+        return {s: read_metadata_csv(source / f"{s}.csv") for s in SPLITS}
+    return prepare_splits(load_clips(source), ratio=parse_ratio(ratio) if ratio else None,
+                          fractions=fractions, seed=seed)
+
+
+EVAL_EBR_DB = [-6.0, 0.0, 6.0]
+EVAL_BED_DBFS = (-40.0, -25.0)
+
+
+def evaluation_streams(banks: Banks, seed: int, count: int, seconds: float, events_per_min: float = 8.0,
+                       ebr_db=EVAL_EBR_DB, bed_dbfs=EVAL_BED_DBFS) -> list:
+    """[(audio, annotations, seconds)]: DCASE 2017 task 2 style test mixtures, EBR -6/0/+6 dB,
+    beds over 15 dB (-40..-25 dBFS RMS), events >= 2 s apart, none cut by an edge, a 2 s lead-in.
+    Deterministic by ``seed``."""
+    rng = np.random.default_rng([seed, 7919])
+    out = []
+    for _ in range(count):
+        audio, ann = mix(banks, seconds, rng, events_per_min=events_per_min, ebr_db=list(ebr_db),
+                         bed_dbfs=tuple(bed_dbfs), min_gap_s=2.0, cut_edges=False, event_free_prob=0.0,
+                         lead_in_s=2.0)
+        out.append((audio, ann, seconds))
+    return out

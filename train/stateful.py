@@ -29,9 +29,8 @@ import numpy as np
 import torch
 
 from edge_sed.atomic import write_json
-from edge_sed.datasets import SPLITS, load_clips, parse_ratio, prepare_splits, read_metadata_csv
 from edge_sed.frontend import FrontendConfig, log_mel
-from edge_sed.mixer import Banks, frame_targets, mix
+from edge_sed.mixer import Banks, evaluation_streams, frame_targets, mix, split_clips
 from edge_sed.scoring import score_streams
 from edge_sed.settings import BACKGROUND, LABELS, SAMPLE_RATE
 from edge_sed.smoother import Smoother
@@ -41,22 +40,17 @@ from .objectives import make_objective
 
 STATEFUL_SMOOTHER = {"average_window_ms": 200.0, "minimum_count": 3, "suppression_ms": 3000.0}
 """Per-frame decisions: a short average (a gunshot lasts 0.1-0.5 s) over >= 3 frames."""
-EVAL_EBR_DB = [-6.0, 0.0, 6.0]
 SELECTION_THRESHOLDS = (0.5, 0.7, 0.9)
 """Checkpoint selection: the validation event F1 at the best of these global thresholds (the
 per-class thresholds are calibrated once, on the chosen checkpoint)."""
-EVAL_BED_DBFS = (-40.0, -25.0)
 
 
 def clip_splits(cfg) -> dict:
     """The clip lists of train/val/test for a config (same rules as the windowed trainer)."""
     from .data import synthetic_source
 
-    source = synthetic_source(cfg.synth_counts, cfg.seed) if cfg.data == "synthetic" else Path(cfg.data)
-    if source.is_dir() and all((source / f"{s}.csv").exists() for s in SPLITS):
-        return {s: read_metadata_csv(source / f"{s}.csv") for s in SPLITS}
-    return prepare_splits(load_clips(source), ratio=parse_ratio(cfg.ratio) if cfg.ratio else None,
-                          fractions=(0.7, 0.15, 0.15), seed=cfg.seed)
+    source = synthetic_source(cfg.synth_counts, cfg.seed) if cfg.data == "synthetic" else cfg.data
+    return split_clips(source, cfg.seed, cfg.ratio)
 
 
 def floor_track(features: np.ndarray, up_s: float = 4.0, down_s: float = 0.2, hop_s: float = 0.01) -> np.ndarray:
@@ -91,15 +85,9 @@ def mixture_batch(banks: Banks, rng: np.random.Generator, count: int, seq_s: flo
 
 
 def eval_audio(banks: Banks, seed: int, count: int, seconds: float) -> list:
-    """Fixed evaluation streams as audio: [(audio, annotations, duration_s)], DCASE 2017 task 2
-    settings: EBR -6/0/+6 dB, beds over 15 dB (-40..-25 dBFS), events >= 2 s apart, none cut."""
-    rng = np.random.default_rng([seed, 7919])
-    out = []
-    for _ in range(count):
-        audio, ann = mix(banks, seconds, rng, events_per_min=8.0, ebr_db=EVAL_EBR_DB, bed_dbfs=EVAL_BED_DBFS,
-                         min_gap_s=2.0, cut_edges=False, event_free_prob=0.0, lead_in_s=2.0)
-        out.append((audio, ann, seconds))
-    return out
+    """Fixed evaluation streams as audio (edge_sed.mixer.evaluation_streams, what ``edge-sed data
+    mix`` writes): [(audio, annotations, duration_s)]."""
+    return evaluation_streams(banks, seed, count, seconds)
 
 
 def eval_streams(banks: Banks, seed: int, count: int, seconds: float, cfg_fe: FrontendConfig, norm: str = "none") -> list:

@@ -1,0 +1,160 @@
+"""The stateful streaming detector end to end on the tiny synthetic set: train (mixtures, TBPTT)
+-> convert (fp32, int8) -> the device loop with the state carried -> evaluate, data mix, listen;
+and the event metric cross-checked against sed_eval (the DCASE toolbox)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edge_sed.bundle import BundleRunner, load_bundle
+from edge_sed.events import Annotation, Event, event_metrics, read_annotations
+from edge_sed.frontend import log_mel
+from edge_sed.settings import LABELS
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def stateful_run(tiny_data, tmp_path_factory):
+    from train.trainer import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("stateful-run") / "run"
+    cfg = TrainConfig(data=str(tiny_data), out=str(out), form="stateful", ratio=None, epochs=3, patience=50,
+                      sequences=16, seq_s=6.0, batch_size=8, hidden=8, embed_dim=4, context_frames=3,
+                      conv_channels=6, threads=1, lr=1e-2, val_streams=1, val_stream_s=20.0)
+    metrics = train(cfg)
+    return out, metrics
+
+
+@pytest.fixture(scope="module")
+def stateful_bundles(stateful_run, tmp_path_factory):
+    from convert.bundles import convert_run
+
+    out = tmp_path_factory.mktemp("stateful-bundles")
+    return out, convert_run(stateful_run[0], out, ["fp32", "int8"])
+
+
+def run(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "edge_sed.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_training_writes_calibrated_thresholds_and_stream_metrics(stateful_run):
+    out, m = stateful_run
+    assert m["form"] == "stateful" and m["best_epoch"] is not None
+    assert set(m["smoother"]["thresholds"]) == {"dog", "baby_cry", "gunshot"}
+    assert all(0.3 <= t <= 0.95 for t in m["smoother"]["thresholds"].values())
+    for key in ("val_stream", "test_stream"):
+        assert m[key]["reference"] > 0 and 0.0 <= m[key]["f1"] <= 1.0
+    history = json.loads((out / "history.json").read_text())
+    assert len(history) == 3 and all("val_event_f1" in h for h in history)
+
+
+def test_conversion_is_stateful_and_fp32_equals_torch(stateful_bundles):
+    out, report = stateful_bundles
+    assert [l["status"] for l in report["levels"]] == ["ok", "ok"], report["levels"]
+    fp32 = load_bundle(out / "fp32")
+    m = fp32.manifest
+    assert m["form"] == "stateful" and m["hop_frames"] == 1 and m["window_frames"] == 3
+    assert m["state"]["mode"] == "carried" and m["smoother"]["thresholds"]
+    assert m["parity"]["tflite_vs_torch_max_abs"] < 1e-4
+    int8 = load_bundle(out / "int8")
+    assert int8.manifest["tflm"]["arena_bytes"] > 0 and (out / "int8" / "model_data.cc").is_file()
+    assert {i["dtype"] for i in int8.manifest["inputs"]} == {"int8"}
+
+
+def test_device_loop_carries_the_state_through_the_whole_stream(stateful_bundles, tiny_data):
+    """The Detector's per-frame scores are the model run once over the whole stream from frame 0;
+    a reset anywhere would change them (checked: the second half alone gives other scores)."""
+    from edge_sed.loop import Detector
+    from edge_sed.streams import make_stream
+
+    bundle = load_bundle(stateful_bundles[0] / "fp32")
+    audio, _ = make_stream(tiny_data, 30.0, 6, seed=2)
+    detector = Detector(bundle)
+    rng = np.random.default_rng(0)
+    scores, i = [], 0
+    while i < len(audio):  # blocks of random sizes, as a microphone gives
+        n = int(rng.integers(50, 3000))
+        scores += [d.scores for d in detector.push(audio[i:i + n])]
+        i += n
+    scores = np.asarray(scores)
+    whole = BundleRunner(bundle).run_stream(log_mel(audio, bundle.frontend))
+    assert scores.shape == whole.shape  # a decision every frame
+    assert np.abs(scores - whole).max() < 1e-5
+    half = len(whole) // 2
+    restarted = BundleRunner(bundle).run_stream(log_mel(audio, bundle.frontend)[half:])
+    assert np.abs(restarted[:50] - whole[half:half + 50]).max() > 1e-4
+
+
+def test_verify_reruns_the_carried_state_check(stateful_bundles):
+    out, _ = stateful_bundles
+    r = run("verify", out / "int8", "--json")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["form"] == "stateful" and rep["check_windows"] == 400
+    r = run("verify", out / "fp32", "--data", "run")
+    assert r.returncode == 2 and "streams" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_data_mix_evaluate_and_listen_use_the_calibrated_smoother(stateful_bundles, tiny_data, tmp_path):
+    out, _ = stateful_bundles
+    streams = tmp_path / "streams"
+    r = run("data", "mix", tiny_data, "--out", streams, "--split", "test", "--streams", "2", "--seconds", "30")
+    assert r.returncode == 0, r.stderr
+    ann = read_annotations(streams / "mix-000.csv")
+    assert ann and all(a.ebr_db in (-6.0, 0.0, 6.0) and a.bed_dbfs is not None for a in ann)
+    r = run("evaluate", out / "int8", streams, "--json")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    manifest = load_bundle(out / "int8").manifest
+    assert rep["smoother"]["thresholds"] == {**{"background": 0.6}, **manifest["smoother"]["thresholds"]}
+    assert rep["streams"] == 2 and rep["reference_events"] == sum(len(read_annotations(p)) for p in streams.glob("*.csv"))
+    assert set(rep["event"]["per_class"]) == {"dog", "baby_cry", "gunshot"} and "ebr_db" in rep["detection"]["recall_by"]
+    table = run("evaluate", out / "int8", streams / "mix-000.wav")
+    assert table.returncode == 0 and "event F1" in table.stdout and "by EBR" in table.stdout
+    r = run("listen", "--bundle", out / "int8", "--file", streams / "mix-000.wav", "--json")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["hop_ms"] == 10.0
+    (streams / "mix-001.csv").unlink()
+    r = run("evaluate", out / "int8", streams)
+    assert r.returncode == 2 and "mix-001" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_event_metric_equals_sed_eval_dcase_event_based():
+    """Our event F1 / error rate with a 0.5 s onset collar (decision time = estimated onset)
+    against sed_eval's EventBasedMetrics (t_collar 0.5, onset only), on random streams."""
+    sed_eval = pytest.importorskip("sed_eval")
+    dcase_util = pytest.importorskip("dcase_util")
+    rng = np.random.default_rng(0)
+    labels = ["dog", "baby_cry", "gunshot"]
+    for trial in range(20):
+        refs, dets = [], []
+        t = 1.0
+        for _ in range(15):  # references >= 3 s apart, detections near some of them, plus strays
+            t += rng.uniform(3, 6)
+            lab = labels[rng.integers(3)]
+            refs.append(Annotation(round(t, 3), round(t + rng.uniform(0.2, 2), 3), lab))
+            if rng.random() < 0.7:
+                dets.append(Event(lab if rng.random() < 0.8 else labels[rng.integers(3)], 0.9,
+                                  round(t + rng.uniform(-0.7, 0.9), 3)))
+        for _ in range(3):
+            dets.append(Event(labels[rng.integers(3)], 0.9, round(rng.uniform(0, t), 3)))
+        ours = event_metrics(refs, dets, t + 5, collar_s=0.5, delay_s=0.0, labels=labels)
+        ref_c = dcase_util.containers.MetaDataContainer(
+            [{"event_label": a.label, "onset": a.onset_s, "offset": a.offset_s, "filename": "s"} for a in refs])
+        est_c = dcase_util.containers.MetaDataContainer(
+            [{"event_label": e.label, "onset": e.t_s, "offset": e.t_s + 0.1, "filename": "s"} for e in dets])
+        theirs = sed_eval.sound_event.EventBasedMetrics(event_label_list=labels, t_collar=0.5, evaluate_onset=True,
+                                                        evaluate_offset=False)
+        theirs.evaluate(ref_c, est_c)
+        o = theirs.results_overall_metrics()
+        assert ours["f1"] == pytest.approx(o["f_measure"]["f_measure"], abs=1e-9), trial
+        assert ours["error_rate"] == pytest.approx(o["error_rate"]["error_rate"], abs=1e-9), trial
+        for lab in labels:
+            c = theirs.results_class_wise_metrics()[lab]["f_measure"]["f_measure"]
+            assert ours["per_class"][lab]["f1"] == pytest.approx(0.0 if np.isnan(c) else c, abs=1e-9), (trial, lab)
