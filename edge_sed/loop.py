@@ -83,7 +83,7 @@ class Detector:
         if not 1 <= self.hop_frames:
             raise EdgeSedError(f"hop of {self.hop_frames} frames: must be at least 1")
         self.streaming = self.runner.streaming
-        self.carried = self.runner.carried
+        self.carried = getattr(self.runner, "carried", False)  # a stand-in runner need not say
         self.smoother = smoother if smoother is not None else bundle_smoother(bundle)
         # silence gate: a window whose every mel band of every frame is below silence_power
         # (digital silence, a muted input) is background, whatever the model says of it

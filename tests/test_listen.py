@@ -517,7 +517,7 @@ def test_a_longer_window_makes_a_long_hop_fire(tiny_bundles, stream_file):
 class _NaNRunner:
     """A runner stand-in whose model has gone bad: NaN for one class, every window."""
 
-    streaming = False
+    streaming = carried = False
 
     def __init__(self, labels):
         self.scores = np.full(len(labels), 0.1, np.float32)
