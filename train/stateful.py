@@ -141,15 +141,22 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
     mix_kw = dict(events_per_min=cfg.events_per_min, ebr_db=tuple(cfg.ebr_db), bed_dbfs=tuple(cfg.bed_dbfs))
 
     # frame counts of a sample epoch: the class weights, and the standardisation statistics
-    x0, y0, _ = mixture_batch(banks["train"], np.random.default_rng([cfg.seed, 999_983]),
-                              min(cfg.sequences, 64), cfg.seq_s, fe, cfg.feature_norm, **mix_kw)
+    x0, y0, anns0 = mixture_batch(banks["train"], np.random.default_rng([cfg.seed, 999_983]),
+                                  min(cfg.sequences, 64), cfg.seq_s, fe, cfg.feature_norm, **mix_kw)
     frame_counts = np.maximum(np.bincount(y0.ravel(), minlength=len(LABELS)), 1)
+    # stage 1 of clustered counts segments (clusters of about the rarest class's segment count);
+    # the frame losses weigh classes by their frame counts
+    unit_counts = np.maximum(np.bincount(_segment_units(anns0, y0.shape[1], fe)[:, 2], minlength=len(LABELS)), 1)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, n_mels=x0.shape[-1], embed_dim=cfg.embed_dim, num_classes=len(LABELS),
                         hidden=cfg.hidden, context_frames=cfg.context_frames, conv_channels=cfg.conv_channels)
     model.standardise.fit(torch.from_numpy(x0))
     objective = make_objective(cfg.objective, frame_counts.tolist(), embed_dim=cfg.embed_dim, **cfg.objective_params)
     two_stage = objective.two_stage
+    if two_stage:
+        frame_weights = objective.class_weights
+        objective = make_objective(cfg.objective, unit_counts.tolist(), embed_dim=cfg.embed_dim, **cfg.objective_params)
+        objective.class_weights = frame_weights
     stages = ["embed"] * cfg.stage1_epochs * two_stage + ["classify"] * cfg.epochs
     state = {"epoch": 0, "best_score": -1.0, "best_epoch": None, "bad_epochs": 0, "history": []}
     optimizer = opt_stage = None
@@ -243,6 +250,7 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
     test_streams = eval_streams(banks["test"], cfg.seed + 1, cfg.val_streams, cfg.val_stream_s, fe, cfg.feature_norm)
     metrics = {"objective": cfg.objective, "model": cfg.model, "form": "stateful", "seed": cfg.seed,
                "data": cfg.data, "ratio": cfg.ratio, "frame_counts": dict(zip(LABELS, frame_counts.tolist())),
+               "segment_counts": dict(zip(LABELS, unit_counts.tolist())),
                "best_epoch": state["best_epoch"], "epochs_run": state["epoch"], "stopped": state.get("stopped"),
                "train_seconds": round(time.perf_counter() - started, 2), "frontend": fe.to_dict(),
                "parameters": sum(p.numel() for p in model.parameters()),
