@@ -45,6 +45,23 @@ def dbfs(x: np.ndarray) -> float:
     return 20.0 * np.log10(rms(x))
 
 
+def active_blocks(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, below_peak_db: float = 20.0,
+                  above_floor_db: float = 6.0) -> tuple[np.ndarray, int]:
+    """(active, peak): which 10 ms blocks of ``audio`` are loud (energy smoothed over 30 ms within
+    ``below_peak_db`` of the loudest block and ``above_floor_db`` over the 10th percentile), and
+    the loudest block's index."""
+    x = np.asarray(audio, np.float64).reshape(-1)
+    block = max(1, int(round(SPAN_BLOCK_S * sample_rate)))
+    n = len(x) // block
+    if n == 0:
+        return np.zeros(0, bool), 0
+    energy = np.square(x[: n * block]).reshape(n, block).mean(1) + 1e-12
+    energy = np.convolve(energy, np.ones(3) / 3, mode="same")
+    db = 10 * np.log10(energy)
+    peak = int(np.argmax(db))
+    return db >= max(db[peak] - below_peak_db, np.percentile(db, 10) + above_floor_db), peak
+
+
 def active_span(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, below_peak_db: float = 20.0,
                 above_floor_db: float = 6.0, max_gap_s: float = 0.5, min_len_s: float = 0.05
                 ) -> tuple[float, float]:
@@ -60,12 +77,7 @@ def active_span(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, below_peak_db
     n = len(x) // block
     if n < 3:
         return 0.0, len(x) / sample_rate
-    energy = np.square(x[: n * block]).reshape(n, block).mean(1) + 1e-12
-    energy = np.convolve(energy, np.ones(3) / 3, mode="same")
-    db = 10 * np.log10(energy)
-    peak = int(np.argmax(db))
-    thresh = max(db[peak] - below_peak_db, np.percentile(db, 10) + above_floor_db)
-    active = db >= thresh
+    active, peak = active_blocks(x, sample_rate, below_peak_db, above_floor_db)
     if not active.any():
         return 0.0, n * block / sample_rate
     gap = int(round(max_gap_s / SPAN_BLOCK_S))
@@ -87,6 +99,7 @@ class EventSound:
     onset_s: float     # span within audio
     offset_s: float
     group: str
+    active: np.ndarray | None = None  # loud 10 ms blocks of audio (within the span), for frame targets
 
 
 def _annotated_span(clip: Clip) -> tuple[float, float] | None:
@@ -106,8 +119,15 @@ def event_sound(clip: Clip, audio: np.ndarray | None = None, pad_s: float = 0.05
     onset, offset = span[0], min(span[1], span[0] + max_len_s)
     a = max(0, int(round((onset - pad_s) * SAMPLE_RATE)))
     b = min(len(audio), int(round((offset + pad_s) * SAMPLE_RATE)))
-    return EventSound(clip.label, np.asarray(audio[a:b], np.float32), onset - a / SAMPLE_RATE,
-                      min(offset, b / SAMPLE_RATE) - a / SAMPLE_RATE, clip.group)
+    seg = np.asarray(audio[a:b], np.float32)
+    on, off = onset - a / SAMPLE_RATE, min(offset, b / SAMPLE_RATE) - a / SAMPLE_RATE
+    active, _ = active_blocks(seg)
+    t = (np.arange(len(active)) + 0.5) * SPAN_BLOCK_S
+    active &= (t >= on) & (t < off)
+    # dilate by 50 ms each side: a bark's decay and the frame's 25 ms window
+    k = int(round(0.05 / SPAN_BLOCK_S))
+    active = np.convolve(active.astype(float), np.ones(2 * k + 1), mode="same") > 0
+    return EventSound(clip.label, seg, on, off, clip.group, active & (t >= on) & (t < off))
 
 
 class Banks:
@@ -197,7 +217,7 @@ def add_event(audio: np.ndarray, ev: EventSound, start: int, ebr_db: float) -> A
 
 def mix(banks: Banks, duration_s: float, rng: np.random.Generator, events_per_min: float = 12.0,
         ebr_db=(-9.0, 9.0), bed_dbfs=(-45.0, -25.0), min_gap_s: float = 1.0, cut_edges: bool = True,
-        event_free_prob: float = 0.2, lead_in_s: float = 0.0) -> tuple[np.ndarray, list[Annotation]]:
+        event_free_prob: float = 0.2, lead_in_s: float = 0.0, activity: bool = False):
     """One mixture of ``duration_s`` seconds: a bed with events of classes drawn in turn from a
     random permutation (balanced, whatever the clip counts), event sounds drawn at random from
     their class. Event count ~ Poisson(events_per_min * minutes); with probability
@@ -205,7 +225,9 @@ def mix(banks: Banks, duration_s: float, rng: np.random.Generator, events_per_mi
     values, one drawn per event. Events are at least ``min_gap_s`` apart (end to next onset),
     the free time split at random between them. With ``cut_edges`` the mixture is cut from the
     middle of a longer one, so events may start before 0 or end after ``duration_s``; their
-    annotations are clipped to the mixture."""
+    annotations are clipped to the mixture. Returns (audio, annotations), and with ``activity``
+    also the class index of every 10 ms block: the event's class where its sound is loud
+    (``EventSound.active``), background elsewhere (gaps between barks included)."""
     pad_s = 2.0 if cut_edges else 0.0
     total_s = duration_s + 2 * pad_s
     n = int(round(total_s * SAMPLE_RATE))
@@ -220,6 +242,7 @@ def mix(banks: Banks, duration_s: float, rng: np.random.Generator, events_per_mi
     while sounds and sum(lengths) + min_gap_s * len(sounds) > total_s - lead:
         sounds.pop(), lengths.pop()  # too many for the time: drop the last
     annotations = []
+    blocks = np.full(n // int(SPAN_BLOCK_S * SAMPLE_RATE) + 1, LABELS.index(BACKGROUND), np.int64)
     if sounds:
         free = total_s - lead - sum(lengths) - min_gap_s * len(sounds)
         gaps = rng.dirichlet(np.ones(len(sounds) + 1)) * free
@@ -230,17 +253,33 @@ def mix(banks: Banks, duration_s: float, rng: np.random.Generator, events_per_mi
             ann = add_event(audio, ev, int(round(t * SAMPLE_RATE)), float(e))
             if ann is not None:
                 annotations.append(ann)
+                if activity and ev.active is not None:
+                    b0 = int(round(t / SPAN_BLOCK_S))
+                    idx = b0 + np.flatnonzero(ev.active)
+                    idx = idx[(idx >= 0) & (idx < len(blocks))]
+                    blocks[idx] = LABELS.index(ev.label)
             t += length + min_gap_s
     if pad_s:
         p = int(round(pad_s * SAMPLE_RATE))
         audio = audio[p:p + int(round(duration_s * SAMPLE_RATE))]
+        blocks = blocks[int(round(pad_s / SPAN_BLOCK_S)):]
         clipped = []
         for a in annotations:
             on, off = max(0.0, a.onset_s - pad_s), min(duration_s, a.offset_s - pad_s)
             if off - on >= 0.02:
                 clipped.append(Annotation(round(on, 4), round(off, 4), a.label, a.ebr_db, a.bed_dbfs))
         annotations = clipped
+    if activity:
+        return audio, annotations, blocks[: len(audio) // int(SPAN_BLOCK_S * SAMPLE_RATE) + 1]
     return audio, annotations
+
+
+def block_frame_targets(blocks: np.ndarray, n_frames: int, cfg: FrontendConfig = FrontendConfig()) -> np.ndarray:
+    """(n_frames,) class index of every front-end frame from ``mix(..., activity=True)``'s 10 ms
+    block labels: the block that holds the frame's centre."""
+    centre = np.arange(n_frames) * cfg.hop_samples + cfg.window_samples // 2
+    idx = np.minimum(centre // int(SPAN_BLOCK_S * cfg.sample_rate), len(blocks) - 1)
+    return blocks[idx]
 
 
 def frame_targets(annotations, n_frames: int, cfg: FrontendConfig = FrontendConfig(), labels=LABELS) -> np.ndarray:

@@ -30,7 +30,7 @@ import torch
 
 from edge_sed.atomic import write_json
 from edge_sed.frontend import FrontendConfig, log_mel
-from edge_sed.mixer import Banks, evaluation_streams, frame_targets, mix, split_clips
+from edge_sed.mixer import Banks, block_frame_targets, evaluation_streams, frame_targets, mix, split_clips
 from edge_sed.scoring import score_streams
 from edge_sed.settings import BACKGROUND, LABELS, SAMPLE_RATE
 from edge_sed.smoother import Smoother
@@ -75,11 +75,15 @@ def mixture_batch(banks: Banks, rng: np.random.Generator, count: int, seq_s: flo
                   norm: str = "none", **mix_kw) -> tuple[np.ndarray, np.ndarray, list]:
     """``count`` mixtures -> features (count, frames, n_mels), targets (count, frames), annotations."""
     xs, ys, anns = [], [], []
+    active = mix_kw.pop("targets", "span") == "active"
     for _ in range(count):
-        audio, ann = mix(banks, seq_s, rng, **mix_kw)
+        if active:
+            audio, ann, blocks = mix(banks, seq_s, rng, activity=True, **mix_kw)
+        else:
+            audio, ann = mix(banks, seq_s, rng, **mix_kw)
         f = log_mel(audio, cfg_fe)
         xs.append(f)
-        ys.append(frame_targets(ann, len(f), cfg_fe))
+        ys.append(block_frame_targets(blocks, len(f), cfg_fe) if active else frame_targets(ann, len(f), cfg_fe))
         anns.append(ann)
     return FEATURE_NORM[norm](np.stack(xs)), np.stack(ys), anns
 
@@ -138,7 +142,8 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
     splits = clip_splits(cfg)
     banks = {name: Banks(clips) for name, clips in splits.items()}
     val_streams = eval_streams(banks["val"], cfg.seed, cfg.val_streams, cfg.val_stream_s, fe, cfg.feature_norm)
-    mix_kw = dict(events_per_min=cfg.events_per_min, ebr_db=tuple(cfg.ebr_db), bed_dbfs=tuple(cfg.bed_dbfs))
+    mix_kw = dict(events_per_min=cfg.events_per_min, ebr_db=tuple(cfg.ebr_db), bed_dbfs=tuple(cfg.bed_dbfs),
+                  targets=cfg.frame_targets)
 
     # frame counts of a sample epoch: the class weights, and the standardisation statistics
     x0, y0, anns0 = mixture_batch(banks["train"], np.random.default_rng([cfg.seed, 999_983]),

@@ -71,6 +71,7 @@ class TrainConfig:
     val_stream_s: float = 60.0       # stateful: seconds per validation stream
     feature_norm: str = "none"       # stateful experiment: none | floor | both
     lr_schedule: str = "constant"    # constant | cosine (per step, over all epochs)
+    frame_targets: str = "span"      # stateful: span (the whole event span) | active (its loud blocks only)
     context_frames: int = 1          # lstm: frames stacked into a causal conv before the LSTM
     conv_channels: int = 0           # lstm: that conv's channels (0: no conv)
 
