@@ -7,6 +7,7 @@ non-zero (EdgeSedError.exit_code); a stage that is not built yet says so and exi
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import math
@@ -405,7 +406,8 @@ def _parse_params(params) -> dict:
 @click.option("--threads", default=0, help="torch threads (0: default).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint.")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json at the end.")
-def train(data_path, synthetic, synth_counts, model, objective, ratio, seed, out_dir, epochs, stage1_epochs,
+@click.pass_context
+def train(ctx, data_path, synthetic, synth_counts, model, objective, ratio, seed, out_dir, epochs, stage1_epochs,
           patience, batch_size, lr, finetune_lr, freeze_embedding, stage2_embedding_weight, params,
           mix_background, gain_db, form, hidden, context_frames, conv_channels, sequences, seq_s, val_streams,
           lr_schedule, threads, resume, as_json):
@@ -414,6 +416,12 @@ def train(data_path, synthetic, synth_counts, model, objective, ratio, seed, out
     if bool(data_path) == synthetic:
         raise click.UsageError("give exactly one of --data PATH or --synthetic")
     trainer = _import_extra("train.trainer", "train")
+    # the stateful form has its own defaults (train.trainer.STATEFUL_DEFAULTS): options left at
+    # their click default give way to them
+    given = {k: v for k, v in ctx.params.items()
+             if ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT}
+    stateful_defaults = {k: v for k, v in trainer.STATEFUL_DEFAULTS.items()
+                         if form == "stateful" and k not in given}
     cfg = trainer.TrainConfig(
         data="synthetic" if synthetic else str(data_path), out=out_dir, model=model, objective=objective,
         ratio=None if ratio.lower() == "none" else ratio, seed=seed, synth_counts=synth_counts,
@@ -424,6 +432,7 @@ def train(data_path, synthetic, synth_counts, model, objective, ratio, seed, out
         **{k: v for k, v in dict(hidden=hidden, context_frames=context_frames, conv_channels=conv_channels,
                                  sequences=sequences, seq_s=seq_s, val_streams=val_streams,
                                  lr_schedule=lr_schedule).items() if v is not None})
+    cfg = dataclasses.replace(cfg, **stateful_defaults)
     try:
         trainer.make_objective(objective, [1, 1, 1, 1], embed_dim=cfg.embed_dim, **cfg.objective_params)
     except (ValueError, TypeError) as exc:
@@ -881,15 +890,31 @@ def bench(bundles_path, rounds, hop_frames, demo_dir, quick, as_json):
               help="Processes, one torch thread each.")
 @click.option("--epochs", default=120, show_default=True, help="Most epochs of the classify stage.")
 @click.option("--stage1-epochs", default=15, show_default=True, help="clustered: epochs of the embed stage.")
-@click.option("--patience", default=25, show_default=True, help="Early stopping on val balanced accuracy.")
+@click.option("--patience", default=25, show_default=True, help="Early stopping on val balanced accuracy "
+              "(stateful: val event F1).")
+@click.option("--form", type=click.Choice(["windowed", "stateful"]), default="windowed", show_default=True,
+              help="windowed: clip/window error table; stateful: the streaming detector, event-level table.")
+@click.option("--hidden", type=click.IntRange(4, 512), help="LSTM units (default 64).")
+@click.option("--context-frames", type=click.IntRange(1, 32), help="stateful lstm: frames of a causal conv "
+              "before the LSTM (default 1; give --conv-channels too).")
+@click.option("--conv-channels", type=click.IntRange(0, 512), help="stateful lstm: that conv's channels (default 0).")
+@click.option("--sequences", type=click.IntRange(2, 100_000), help="stateful: mixtures per epoch (default 192).")
+@click.option("--seq-s", type=FiniteFloat(2, 600), help="stateful: seconds per training mixture (default 12).")
+@click.option("--val-streams", type=click.IntRange(1, 1000), help="stateful: 60 s validation (and test) streams "
+              "per run (default 6).")
+@click.option("--test-streams", default=0, show_default=True, type=click.IntRange(0, 1000),
+              help="stateful: re-score each run's best checkpoint on this many 60 s test streams (0: the run's own).")
+@click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), help="Learning rate over the epochs.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Run directories, table.md and table.json.")
 @click.option("--json", "as_json", is_flag=True, help="Print table.json instead of the Markdown.")
 def experiments(data_path, synthetic, synth_counts, models, ratios, objectives, seeds, workers,
-                epochs, stage1_epochs, patience, out_dir, as_json):
+                epochs, stage1_epochs, patience, form, hidden, context_frames, conv_channels, sequences, seq_s,
+                val_streams, test_streams, lr_schedule, out_dir, as_json):
     """The paper's table: every (model, ratio, objective, seed), paired by seed, each objective
-    against weighted-ce per clip (primary) and per window. Finished runs are skipped, so an
-    interrupted table resumes."""
+    against weighted-ce per clip (primary) and per window; with --form stateful, the streaming
+    detector's event F1, false alarms/h and latency on test streams. Finished runs are skipped,
+    so an interrupted table resumes."""
     if bool(data_path) == synthetic:
         raise click.UsageError("give exactly one of --data PATH or --synthetic")
     experiments_mod = _import_extra("train.experiments", "train")
@@ -924,7 +949,12 @@ def experiments(data_path, synthetic, synth_counts, models, ratios, objectives, 
         table = experiments_mod.run_table(
             "synthetic" if synthetic else str(data_path), models=model_list, ratios=ratio_list,
             objectives=objective_list, seeds=seed_list, out_dir=out_dir, workers=workers, epochs=epochs,
-            progress=advance, stage1_epochs=stage1_epochs, patience=patience, synth_counts=synth_counts)
+            progress=advance, stage1_epochs=stage1_epochs, patience=patience, synth_counts=synth_counts,
+            form=form, test_streams=test_streams,
+            **{k: v for k, v in dict(hidden=hidden, context_frames=context_frames, conv_channels=conv_channels,
+                                     sequences=sequences, seq_s=seq_s, val_streams=val_streams,
+                                     lr_schedule=lr_schedule).items() if v is not None})
+    cfg = dataclasses.replace(cfg, **stateful_defaults)
     if as_json:
         _emit_json(table)
         return
