@@ -32,12 +32,11 @@ from collections import Counter, deque
 from contextlib import nullcontext as _nothing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from math import gcd
 from pathlib import Path
 
 import numpy as np
 
-from .audio_io import _kaiser_lowpass, audio_info, iter_audio_blocks
+from .audio_io import _kaiser_lowpass, audio_info, iter_audio_blocks, resample_factors
 from .errors import AudioError, EdgeSedError, printable
 from .settings import SAMPLE_RATE
 
@@ -74,8 +73,7 @@ class StreamingResampler:
     few samples, which need input that has not arrived yet (half the filter: < 1 ms)."""
 
     def __init__(self, from_hz: int, to_hz: int = SAMPLE_RATE):
-        g = gcd(from_hz, to_hz)
-        self.up, self.down = to_hz // g, from_hz // g
+        self.up, self.down = resample_factors(from_hz, to_hz)  # bounded, as resample_poly's
         self.half_len = 10 * max(self.up, self.down)
         h = _kaiser_lowpass(2 * self.half_len + 1, 1.0 / max(self.up, self.down)) * self.up
         self.taps = -(-len(h) // self.up)
