@@ -888,23 +888,27 @@ def bench(bundles_path, rounds, hop_frames, demo_dir, quick, as_json):
 @click.option("--seeds", default="5", show_default=True, help="N (seeds 0..N-1), A-B, or a comma list.")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1),
               help="Processes, one torch thread each.")
-@click.option("--epochs", default=120, show_default=True, help="Most epochs of the classify stage.")
+@click.option("--epochs", type=click.IntRange(1), help="Most epochs of the classify stage (default 120; "
+              "stateful 60).")
 @click.option("--stage1-epochs", default=15, show_default=True, help="clustered: epochs of the embed stage.")
-@click.option("--patience", default=25, show_default=True, help="Early stopping on val balanced accuracy "
-              "(stateful: val event F1).")
+@click.option("--patience", type=click.IntRange(1), help="Early stopping on val balanced accuracy (default 25; "
+              "stateful: on val event F1, default 30).")
 @click.option("--form", type=click.Choice(["windowed", "stateful"]), default="windowed", show_default=True,
-              help="windowed: clip/window error table; stateful: the streaming detector, event-level table.")
+              help="windowed: clip/window error table; stateful: the streaming detector, event-level table, "
+                   "trained with train.trainer.STATEFUL_DEFAULTS unless an option here says otherwise.")
 @click.option("--hidden", type=click.IntRange(4, 512), help="LSTM units (default 64).")
 @click.option("--context-frames", type=click.IntRange(1, 32), help="stateful lstm: frames of a causal conv "
-              "before the LSTM (default 1; give --conv-channels too).")
-@click.option("--conv-channels", type=click.IntRange(0, 512), help="stateful lstm: that conv's channels (default 0).")
+              "before the LSTM (default 5).")
+@click.option("--conv-channels", type=click.IntRange(0, 512), help="stateful lstm: that conv's channels (default 48; "
+              "0: no conv).")
 @click.option("--sequences", type=click.IntRange(2, 100_000), help="stateful: mixtures per epoch (default 192).")
 @click.option("--seq-s", type=FiniteFloat(2, 600), help="stateful: seconds per training mixture (default 12).")
 @click.option("--val-streams", type=click.IntRange(1, 1000), help="stateful: 60 s validation (and test) streams "
-              "per run (default 6).")
+              "per run (default 12).")
 @click.option("--test-streams", default=0, show_default=True, type=click.IntRange(0, 1000),
               help="stateful: re-score each run's best checkpoint on this many 60 s test streams (0: the run's own).")
-@click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), help="Learning rate over the epochs.")
+@click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), help="Learning rate over the epochs "
+              "(default constant; stateful cosine).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Run directories, table.md and table.json.")
 @click.option("--json", "as_json", is_flag=True, help="Print table.json instead of the Markdown.")
@@ -949,12 +953,11 @@ def experiments(data_path, synthetic, synth_counts, models, ratios, objectives, 
         table = experiments_mod.run_table(
             "synthetic" if synthetic else str(data_path), models=model_list, ratios=ratio_list,
             objectives=objective_list, seeds=seed_list, out_dir=out_dir, workers=workers, epochs=epochs,
-            progress=advance, stage1_epochs=stage1_epochs, patience=patience, synth_counts=synth_counts,
+            progress=advance, stage1_epochs=stage1_epochs, synth_counts=synth_counts,
             form=form, test_streams=test_streams,
-            **{k: v for k, v in dict(hidden=hidden, context_frames=context_frames, conv_channels=conv_channels,
-                                     sequences=sequences, seq_s=seq_s, val_streams=val_streams,
-                                     lr_schedule=lr_schedule).items() if v is not None})
-    cfg = dataclasses.replace(cfg, **stateful_defaults)
+            **{k: v for k, v in dict(patience=patience, hidden=hidden, context_frames=context_frames,
+                                     conv_channels=conv_channels, sequences=sequences, seq_s=seq_s,
+                                     val_streams=val_streams, lr_schedule=lr_schedule).items() if v is not None})
     if as_json:
         _emit_json(table)
         return

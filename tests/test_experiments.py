@@ -2,6 +2,7 @@
 hand, the per-clip decision rule, resuming, and workers=2 giving the same numbers."""
 
 import json
+from dataclasses import asdict
 import math
 
 import numpy as np
@@ -14,6 +15,7 @@ from edge_sed.settings import LABELS
 from edge_sed.synth import write_dataset
 from train.experiments import (clip_decision, clip_windows, paired_stats, run_name, run_table,
                                t_975)
+from train.trainer import STATEFUL_DEFAULTS, TrainConfig
 
 OBJECTIVES = ("weighted-ce", "clustered")
 SEEDS = (0, 1)
@@ -203,3 +205,167 @@ def test_cli_runs_prints_and_guards_the_table(data, tmp_path, capsys):
     assert main(["experiments", "--synthetic", "--data", data, "--out", str(tmp_path)]) == 2
     assert main(["experiments", "--data", data, "--objectives", "nope", "--out", str(tmp_path)]) == 2
     assert main(["experiments", "--data", data, "--seeds", "x", "--out", str(tmp_path)]) == 2
+
+
+# ---------------------------------------------------------------- the stateful form, event level
+
+TINY_STATEFUL = dict(epochs=4, stage1_epochs=1, patience=50, sequences=32, seq_s=8.0, batch_size=8, hidden=16,
+                     embed_dim=4, lr=1e-2, context_frames=3, conv_channels=6, val_streams=1, val_stream_s=20.0)
+STATEFUL_RATIO = "1:1:1:3"
+EVENTS = ("dog", "baby_cry", "gunshot")
+
+
+def test_paired_stats_of_a_score_higher_is_better():
+    # F1 (higher is better): d = obj - base = [0.1, -0.05, 0.0]
+    p = paired_stats([0.4, 0.5, 0.2], [0.5, 0.45, 0.2], higher_is_better=True)
+    d = np.array([0.1, -0.05, 0.0])
+    assert p["mean_diff"] == pytest.approx(d.mean())
+    half = 4.303 * np.std(d, ddof=1) / math.sqrt(3)
+    assert p["ci95"] == pytest.approx([d.mean() - half, d.mean() + half])
+    assert p["rel_reduction"] == pytest.approx((0.25 - 0.1 + 0.0) / 3)  # relative F1 gain
+    assert (p["wins"], p["ties"]) == (1, 1)
+
+
+def fake_stateful_run(run, f1, val_f1, fa, latency, per_class, train_seconds=100.0):
+    run.mkdir(parents=True)
+    test = {"f1": f1, "false_alarms_per_hour": fa, "latency_median_s": latency, "reference": 40,
+            "per_class": {l: {"f1": v} for l, v in zip(EVENTS, per_class)}}
+    (run / "metrics.json").write_text(json.dumps({"train_seconds": train_seconds, "best_epoch": 7, "epochs_run": 9}))
+    (run / "stream_metrics.json").write_text(json.dumps(
+        {"test_stream": test, "val_stream": {"f1": val_f1}, "test_streams": 0, "test_stream_count": 6,
+         "test_stream_s": 60.0, "run_seconds": train_seconds + 1, "run_cpu_seconds": train_seconds / 2}))
+
+
+def test_stateful_summary_by_hand(tmp_path):
+    """Known numbers in fake run directories: means, sds, the paired F1 difference, wins, a seed
+    without any detection (latency None) left out of the latency mean, and the Markdown."""
+    from train.experiments import summarise_stateful, table_markdown
+
+    wce = [(0.30, 0.40, 100.0, 0.2, (0.5, 0.2, 0.1)), (0.20, 0.35, 300.0, None, (0.3, 0.2, 0.0)),
+           (0.40, 0.50, 200.0, 0.4, (0.6, 0.4, 0.2))]
+    clu = [(0.35, 0.45, 50.0, 0.3, (0.5, 0.3, 0.2)), (0.20, 0.30, 100.0, 0.5, (0.4, 0.1, 0.1)),
+           (0.30, 0.40, 150.0, 0.7, (0.5, 0.3, 0.0))]
+    for o, rows in (("weighted-ce", wce), ("clustered", clu)):
+        for s, r in enumerate(rows):
+            fake_stateful_run(tmp_path / "runs" / run_name("lstm", "2:2:1:26", o, s), *r)
+    [g] = summarise_stateful(tmp_path, ["lstm"], ["2:2:1:26"], list(OBJECTIVES), [0, 1, 2])
+    w, c = g["rows"]["weighted-ce"], g["rows"]["clustered"]
+    assert w["test_f1"]["mean"] == pytest.approx(0.3) and w["test_f1"]["sd"] == pytest.approx(0.1)
+    assert w["latency_median_s"]["mean"] == pytest.approx(0.3) and w["latency_median_s"]["n"] == 2
+    assert w["false_alarms_per_hour"]["mean"] == pytest.approx(200.0)
+    assert c["per_class_f1"]["baby_cry"]["mean"] == pytest.approx(0.7 / 3)
+    assert c["val_f1"]["per_seed"] == [0.45, 0.30, 0.40]
+    vs = c["vs_weighted-ce"]  # d = clu - wce = [+0.05, 0, -0.10]
+    d = np.array([0.05, 0.0, -0.10])
+    assert vs["mean_diff"] == pytest.approx(d.mean())
+    half = 4.303 * np.std(d, ddof=1) / math.sqrt(3)
+    assert vs["ci95"] == pytest.approx([d.mean() - half, d.mean() + half])
+    assert (vs["wins"], vs["ties"], vs["n"]) == (1, 1, 3)
+    assert c["vs_weighted-ce_val"]["mean_diff"] == pytest.approx((0.05 - 0.05 - 0.10) / 3)
+    assert "vs_weighted-ce" not in w
+    assert g["test_hours"] == pytest.approx(0.1) and g["test_reference_events"] == 40
+    table = {"settings": {"form": "stateful", "data": "d", "seeds": [0, 1, 2], "workers": 1,
+                          "train": asdict(TrainConfig())},
+             "groups": [g], "runs": 6, "train_seconds_total": 600.0, "cpu_seconds_total": 300.0, "wall_seconds": 1.0}
+    md = table_markdown(table)
+    assert "| weighted-ce | 0.300 ± 0.100 | (baseline) |" in md
+    assert f"| clustered | 0.283 ± 0.076 | " in md and f"{d.mean():+.3f} [{d.mean() - half:+.3f}, {d.mean() + half:+.3f}]" in md
+    assert "| 1/3 | 100.0 ± 50.0 | 0.50 ± 0.20 |" in md
+
+
+@pytest.fixture(scope="module")
+def stateful_table(tiny_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("stateful-table")
+    t = run_table(str(tiny_data), ratios=(STATEFUL_RATIO,), objectives=OBJECTIVES, seeds=SEEDS, out_dir=out,
+                  workers=1, form="stateful", **TINY_STATEFUL)
+    return out, t
+
+
+def stateful_runs(out):
+    return {(o, s): out / "runs" / run_name("lstm", STATEFUL_RATIO, o, s) for o in OBJECTIVES for s in SEEDS}
+
+
+def test_stateful_table_numbers_are_the_runs_metrics(stateful_table):
+    out, t = stateful_table
+    metrics = {k: json.loads((v / "metrics.json").read_text()) for k, v in stateful_runs(out).items()}
+    for k, m in metrics.items():
+        assert m["form"] == "stateful" and m["epochs_run"] == 4 + (k[0] == "clustered")
+        sm = json.loads((stateful_runs(out)[k] / "stream_metrics.json").read_text())
+        assert sm["test_stream"] == m["test_stream"] and sm["val_stream"] == m["val_stream"]
+    assert any(m["test_stream"]["f1"] > 0 for m in metrics.values())  # not a table of zeros
+    [g] = t["groups"]
+    assert json.loads((out / "table.json").read_text())["groups"] == json.loads(json.dumps(t["groups"]))
+    for o in OBJECTIVES:
+        row, ms = g["rows"][o], [metrics[o, s] for s in SEEDS]
+        assert row["test_f1"]["per_seed"] == [m["test_stream"]["f1"] for m in ms]
+        assert row["test_f1"]["mean"] == pytest.approx(np.mean(row["test_f1"]["per_seed"]))
+        assert row["val_f1"]["per_seed"] == [m["val_stream"]["f1"] for m in ms]
+        assert row["false_alarms_per_hour"]["mean"] == pytest.approx(
+            np.mean([m["test_stream"]["false_alarms_per_hour"] for m in ms]))
+        lat = [m["test_stream"]["latency_median_s"] for m in ms if m["test_stream"]["latency_median_s"] is not None]
+        assert row["latency_median_s"]["n"] == len(lat)
+        if lat:
+            assert row["latency_median_s"]["mean"] == pytest.approx(np.mean(lat))
+        for label in EVENTS:
+            assert row["per_class_f1"][label]["mean"] == pytest.approx(
+                np.mean([m["test_stream"]["per_class"][label]["f1"] for m in ms]))
+    vs = g["rows"]["clustered"]["vs_weighted-ce"]
+    d = np.subtract(g["rows"]["clustered"]["test_f1"]["per_seed"], g["rows"]["weighted-ce"]["test_f1"]["per_seed"])
+    assert vs["mean_diff"] == pytest.approx(d.mean()) and vs["wins"] == int((d > 0).sum())
+    md = (out / "table.md").read_text()
+    assert "test event F1" in md and "false alarms/h" in md and all(f"| {o} |" in md for o in OBJECTIVES)
+    assert g["test_reference_events"] == np.mean([metrics["weighted-ce", s]["test_stream"]["reference"] for s in SEEDS])
+
+
+def test_stateful_table_resumes_and_rescores(tiny_data, stateful_table):
+    out, first = stateful_table
+    runs = stateful_runs(out)
+    kw = dict(ratios=(STATEFUL_RATIO,), objectives=OBJECTIVES, seeds=SEEDS, out_dir=out, workers=1, form="stateful")
+    files = [r / n for r in runs.values() for n in ("metrics.json", "stream_metrics.json", "best.pt")]
+    before = {f: f.stat().st_mtime_ns for f in files}
+    again = run_table(str(tiny_data), **kw, **TINY_STATEFUL)
+    assert {f: f.stat().st_mtime_ns for f in files} == before and again["groups"] == first["groups"]
+
+    # re-scored on as many test streams as training made: the run's own test metrics, exactly
+    same = run_table(str(tiny_data), **kw, test_streams=1, **TINY_STATEFUL)
+    for k, run in runs.items():
+        sm = json.loads((run / "stream_metrics.json").read_text())
+        assert sm["test_streams"] == 1
+        assert sm["test_stream"] == json.loads((run / "metrics.json").read_text())["test_stream"], k
+    assert [g["rows"] for g in same["groups"]] == [g["rows"] for g in first["groups"]]
+
+    # more test streams: more events, no retraining, the training's time kept
+    more = run_table(str(tiny_data), **kw, test_streams=3, **TINY_STATEFUL)
+    for run in runs.values():
+        sm = json.loads((run / "stream_metrics.json").read_text())
+        assert sm["test_stream_count"] == 3
+        assert sm["run_seconds"] >= json.loads((run / "metrics.json").read_text())["train_seconds"]
+    assert {f: f.stat().st_mtime_ns for f in files if f.name != "stream_metrics.json"} == \
+        {f: t for f, t in before.items() if f.name != "stream_metrics.json"}
+    assert more["groups"][0]["test_reference_events"] > first["groups"][0]["test_reference_events"]
+    assert more["groups"][0]["test_hours"] == pytest.approx(3 * 20 / 3600)
+
+    with pytest.raises(EdgeSedError, match="other settings"):
+        run_table(str(tiny_data), **kw, **{**TINY_STATEFUL, "sequences": 8})
+    with pytest.raises(EdgeSedError, match="other settings"):  # a windowed table never reads these runs
+        run_table(str(tiny_data), ratios=(STATEFUL_RATIO,), objectives=OBJECTIVES, seeds=SEEDS, out_dir=out,
+                  workers=1, **TINY_STATEFUL)
+
+
+def test_cli_stateful_table(tiny_data, tmp_path, capsys):
+    args = ["experiments", "--form", "stateful", "--data", str(tiny_data), "--ratios", STATEFUL_RATIO,
+            "--objectives", ",".join(OBJECTIVES), "--seeds", "1", "--workers", "1", "--epochs", "1",
+            "--stage1-epochs", "1", "--sequences", "8", "--seq-s", "4", "--hidden", "8", "--val-streams", "1",
+            "--lr-schedule", "cosine", "--out", str(tmp_path)]
+    assert main(args) == 0
+    md = capsys.readouterr().out
+    assert "test event F1" in md and "| clustered |" in md and "2 runs in" in md
+    cfg = json.loads((tmp_path / "runs" / run_name("lstm", STATEFUL_RATIO, "clustered", 0) / "config.json").read_text())
+    assert (cfg["form"], cfg["sequences"], cfg["seq_s"], cfg["hidden"], cfg["lr_schedule"], cfg["epochs"]) == \
+        ("stateful", 8, 4.0, 8, "cosine", 1)
+    for k, v in STATEFUL_DEFAULTS.items():  # not given: the stateful form's defaults
+        if k not in ("epochs", "lr_schedule", "val_streams"):
+            assert cfg[k] == v, k
+    assert main(args + ["--models", "cnn"]) == 2
+    assert "stateful form" in capsys.readouterr().err
+    assert main(["experiments", "--data", str(tiny_data), "--test-streams", "3", "--out", str(tmp_path / "w")]) == 2

@@ -28,6 +28,17 @@ over classes) as mean ± sd over seeds; for every objective against weighted-ce,
 d = err_wce - err_obj (positive: the objective makes fewer errors), the mean relative error
 reduction mean(d / err_wce), a 95 % t-interval of the paired mean of d (n - 1 degrees of
 freedom), and in how many seeds the objective beat weighted-ce; plus training time per run.
+
+The stateful form (``form="stateful"``, train.stateful): every cell is a streaming detector
+trained on mixtures; its run directory's metrics.json holds the event metrics of the test and
+validation streams (the val streams also calibrated its thresholds, so val F1 is optimistic).
+``stream_metrics.json`` is written beside it: the test-stream metrics of metrics.json or, with
+``test_streams`` N, of the best checkpoint re-scored with the run's thresholds on N test
+streams (the same generator, so the first ``val_streams`` of them are the run's own). Table,
+per (model, ratio): test-stream event F1 (primary), false alarms per hour, median onset
+latency, per-class event F1, val-stream event F1, mean ± sd over seeds; for every objective
+against weighted-ce, per seed d = F1_obj - F1_wce (positive: the objective is better), the
+mean relative gain mean(d / F1_wce), the 95 % t-interval of the paired mean and the wins.
 """
 
 from __future__ import annotations
@@ -53,7 +64,7 @@ from edge_sed.settings import BACKGROUND, CLIP_WINDOW_S, LABELS, SAMPLE_RATE
 from .data import features, load_splits, synthetic_source
 from .models import build_model
 from .objectives import OBJECTIVES
-from .trainer import TrainConfig, predict, train
+from .trainer import STATEFUL_DEFAULTS, TrainConfig, predict, train
 
 BASELINE = "weighted-ce"
 HOP_S = 0.5
@@ -106,9 +117,11 @@ def clip_window_features(split, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_best(cfg: TrainConfig, n_mels: int):
-    """The run's best checkpoint in the network the trainer built."""
+    """The run's best checkpoint in the network the trainer built (windowed or stateful)."""
+    stateful = ({"context_frames": cfg.context_frames, "conv_channels": cfg.conv_channels}
+                if cfg.form == "stateful" else {})
     model = build_model(cfg.model, n_mels=n_mels, embed_dim=cfg.embed_dim, num_classes=len(LABELS),
-                        **({"hidden": cfg.hidden} if cfg.model == "lstm" else {}))
+                        **({"hidden": cfg.hidden, **stateful} if cfg.model == "lstm" else {}))
     model.load_state_dict(torch.load(Path(cfg.out) / "best.pt", weights_only=True))
     return model
 
@@ -127,7 +140,7 @@ def run_name(model: str, ratio: str, objective: str, seed: int) -> str:
 
 
 def _done(run: Path) -> bool:
-    return (run / "clip_metrics.json").exists()
+    return (run / "clip_metrics.json").exists() or (run / "stream_metrics.json").exists()
 
 
 def _check_config(cfg: TrainConfig) -> None:
@@ -153,6 +166,8 @@ def run_task(task: dict, on_run=None) -> dict:
             for o in task["objectives"]]
     for cfg in cfgs:
         _check_config(cfg)
+    if task["config"]["form"] == "stateful":
+        return _run_stateful(cfgs, task.get("test_streams", 0), on_run)
     todo = [cfg for cfg in cfgs if not _done(Path(cfg.out))]
     if not todo:  # resuming a finished task: do not even read the data
         return {"load_seconds": 0.0}
@@ -180,6 +195,47 @@ def run_task(task: dict, on_run=None) -> dict:
     return {"load_seconds": round(load_seconds, 2)}
 
 
+def rescore_test_streams(cfg: TrainConfig, count: int) -> dict:
+    """A stateful run's best checkpoint and calibrated thresholds on ``count`` test streams,
+    made as train_stateful makes its own (test groups, seed + 1, ``val_stream_s`` each)."""
+    from edge_sed.frontend import FrontendConfig
+    from edge_sed.mixer import Banks
+
+    from .stateful import _summary, clip_splits, eval_streams, evaluate
+
+    metrics = json.loads((Path(cfg.out) / "metrics.json").read_text())
+    streams = eval_streams(Banks(clip_splits(cfg)["test"]), cfg.seed + 1, count, cfg.val_stream_s,
+                           FrontendConfig(), cfg.feature_norm)
+    model = load_best(cfg, streams[0][0].shape[-1])
+    return _summary(evaluate(model, streams, metrics["smoother"]["thresholds"]))
+
+
+def _run_stateful(cfgs: list[TrainConfig], test_streams: int, on_run) -> dict:
+    """Every objective of one (model, ratio, seed) in the stateful form (each run loads its own
+    clips: train_stateful splits them). ``test_streams`` 0: the run's own test streams."""
+    for cfg in cfgs:
+        out = Path(cfg.out)
+        path = out / "stream_metrics.json"
+        if path.exists() and json.loads(path.read_text())["test_streams"] == test_streams:
+            continue
+        t, cpu = time.perf_counter(), time.process_time()
+        if not (out / "metrics.json").exists():
+            train(cfg, resume=True)  # resume: a no-op without a checkpoint
+        elif path.exists():  # re-scored for another --test-streams: keep the training's cost
+            old = json.loads(path.read_text())
+            t, cpu = t - old["run_seconds"], cpu - old["run_cpu_seconds"]
+        metrics = json.loads((out / "metrics.json").read_text())
+        test = rescore_test_streams(cfg, test_streams) if test_streams else metrics["test_stream"]
+        write_json({"test_stream": test, "val_stream": metrics["val_stream"], "test_streams": test_streams,
+                    "test_stream_count": test_streams or cfg.val_streams, "test_stream_s": cfg.val_stream_s,
+                    "thresholds": metrics["smoother"]["thresholds"],
+                    "run_seconds": round(time.perf_counter() - t, 2),
+                    "run_cpu_seconds": round(time.process_time() - cpu, 2)}, path)
+        if on_run:
+            on_run()
+    return {"load_seconds": 0.0}
+
+
 # ---------------------------------------------------------------- statistics
 
 
@@ -190,20 +246,40 @@ def mean_sd(values) -> dict:
     return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
 
 
-def paired_stats(err_base, err_obj) -> dict:
+def paired_stats(err_base, err_obj, higher_is_better: bool = False) -> dict:
     """Objective vs baseline over paired seeds. d = err_base - err_obj (positive: fewer errors).
-    Relative reduction per seed d / err_base (undefined, so left out, where err_base = 0)."""
+    Relative reduction per seed d / err_base (undefined, so left out, where err_base = 0).
+    ``higher_is_better`` (a score such as F1): d = obj - base, wins where obj > base."""
     base, obj = np.asarray(err_base, np.float64), np.asarray(err_obj, np.float64)
-    d = base - obj
+    d = obj - base if higher_is_better else base - obj
     n = len(d)
     rel = [float(x / b) for x, b in zip(d, base) if b > 0]
     out = {"n": n, "mean_diff": float(d.mean()), "sd_diff": float(d.std(ddof=1)) if n > 1 else None,
            "ci95": None, "rel_reduction": float(np.mean(rel)) if rel else None,
-           "wins": int((obj < base).sum()), "ties": int((obj == base).sum())}
+           "wins": int((d > 0).sum()), "ties": int((d == 0).sum())}
     if n > 1:
         half = t_975(n - 1) * out["sd_diff"] / math.sqrt(n)
         out["ci95"] = [out["mean_diff"] - half, out["mean_diff"] + half]
     return out
+
+
+def _read_runs(out_dir, model, ratio, objectives, seeds, name: str) -> dict:
+    """{(objective, seed): the run's ``name`` JSON and metrics.json's training time and epochs}."""
+    runs = {}
+    for o in objectives:
+        for s in seeds:
+            run = Path(out_dir) / "runs" / run_name(model, ratio, o, s)
+            m = json.loads((run / "metrics.json").read_text())
+            runs[o, s] = {**json.loads((run / name).read_text()),
+                          **{k: m.get(k) for k in ("train_seconds", "best_epoch", "epochs_run")}}
+    return runs
+
+
+def _seconds(rs: list[dict]) -> dict:
+    t = [r["train_seconds"] for r in rs]
+    return {"train_mean": float(np.mean(t)), "train_total": float(np.sum(t)),
+            "run_mean": float(np.mean([r["run_seconds"] for r in rs])),
+            "run_cpu_mean": float(np.mean([r["run_cpu_seconds"] for r in rs]))}
 
 
 def summarise(out_dir, models, ratios, objectives, seeds) -> list[dict]:
@@ -211,12 +287,7 @@ def summarise(out_dir, models, ratios, objectives, seeds) -> list[dict]:
     groups = []
     for model in models:
         for ratio in ratios:
-            runs = {}
-            for o in objectives:
-                for s in seeds:
-                    run = Path(out_dir) / "runs" / run_name(model, ratio, o, s)
-                    runs[o, s] = {**json.loads((run / "clip_metrics.json").read_text()),
-                                  "train_seconds": json.loads((run / "metrics.json").read_text())["train_seconds"]}
+            runs = _read_runs(out_dir, model, ratio, objectives, seeds, "clip_metrics.json")
             group = {"model": model, "ratio": ratio, "seeds": list(seeds),
                      "test_support": {l: mean_sd([runs[objectives[0], s]["clip"]["support"][l] for s in seeds])["mean"]
                                       for l in LABELS},
@@ -235,10 +306,38 @@ def summarise(out_dir, models, ratios, objectives, seeds) -> list[dict]:
                             [x["overall_error"] for x in m])
                 group["levels"][level] = rows
             for o in objectives:
-                t = [runs[o, s]["train_seconds"] for s in seeds]
-                group["seconds"][o] = {"train_mean": float(np.mean(t)), "train_total": float(np.sum(t)),
-                                       "run_mean": float(np.mean([runs[o, s]["run_seconds"] for s in seeds])),
-                                       "run_cpu_mean": float(np.mean([runs[o, s]["run_cpu_seconds"] for s in seeds]))}
+                group["seconds"][o] = _seconds([runs[o, s] for s in seeds])
+            groups.append(group)
+    return groups
+
+
+def summarise_stateful(out_dir, models, ratios, objectives, seeds) -> list[dict]:
+    """The stateful table's numbers from the run directories' stream_metrics.json."""
+    events = [l for l in LABELS if l != BACKGROUND]
+    groups = []
+    for model in models:
+        for ratio in ratios:
+            runs = _read_runs(out_dir, model, ratio, objectives, seeds, "stream_metrics.json")
+            first = [runs[objectives[0], s] for s in seeds]
+            group = {"model": model, "ratio": ratio, "seeds": list(seeds),
+                     "test_reference_events": mean_sd([r["test_stream"]["reference"] for r in first])["mean"],
+                     "test_hours": first[0]["test_stream_count"] * first[0]["test_stream_s"] / 3600.0,
+                     "rows": {}, "seconds": {}}
+            for o in objectives:
+                rs = [runs[o, s] for s in seeds]
+                test, val = [r["test_stream"] for r in rs], [r["val_stream"] for r in rs]
+                row = {"test_f1": {**mean_sd([t["f1"] for t in test]), "per_seed": [t["f1"] for t in test]},
+                       "false_alarms_per_hour": mean_sd([t["false_alarms_per_hour"] for t in test]),
+                       "latency_median_s": mean_sd([t["latency_median_s"] for t in test]),
+                       "per_class_f1": {l: mean_sd([t["per_class"][l]["f1"] for t in test]) for l in events},
+                       "val_f1": {**mean_sd([v["f1"] for v in val]), "per_seed": [v["f1"] for v in val]},
+                       "best_epoch": [r["best_epoch"] for r in rs], "epochs_run": [r["epochs_run"] for r in rs]}
+                if BASELINE in objectives and o != BASELINE:
+                    for suffix, key, stream in (("", "test_f1", "test_stream"), ("_val", "val_f1", "val_stream")):
+                        row["vs_" + BASELINE + suffix] = paired_stats(
+                            [runs[BASELINE, s][stream]["f1"] for s in seeds], row[key]["per_seed"],
+                            higher_is_better=True)
+                group["rows"][o], group["seconds"][o] = row, _seconds(rs)
             groups.append(group)
     return groups
 
@@ -250,7 +349,64 @@ def _pm(s: dict, digits: int = 3) -> str:
     return "–" if s["mean"] is None else f"{s['mean']:.{digits}f} ± {s['sd']:.{digits}f}"
 
 
+def _totals(table: dict) -> str:
+    return (f"Total training time {table['train_seconds_total']:.0f} s (wall) and {table['cpu_seconds_total']:.0f} s "
+            f"(CPU, whole runs) over {table['runs']} runs; this invocation's wall time "
+            f"{table['wall_seconds']:.0f} s with {table['settings']['workers']} workers.")
+
+
+def _versus(p: dict | None, digits: int = 3) -> list[str]:
+    """rel., Δ [95 % CI] and wins cells of a paired comparison (None: the baseline's row)."""
+    if p is None:
+        return ["(baseline)", "", ""]
+    rel = "–" if p["rel_reduction"] is None else f"{100 * p['rel_reduction']:+.1f} %"
+    ci = "" if p["ci95"] is None else f" [{p['ci95'][0]:+.{digits}f}, {p['ci95'][1]:+.{digits}f}]"
+    return [rel, f"{p['mean_diff']:+.{digits}f}{ci}", f"{p['wins']}/{p['n']}"]
+
+
+def stateful_markdown(table: dict) -> str:
+    st = table["settings"]
+    tr = st["train"]
+    events = [l for l in LABELS if l != BACKGROUND]
+    lines = [f"# Stateful streaming detector: objectives vs {BASELINE}, event level", "",
+             f"Data `{st['data']}`; seeds {st['seeds']}; epochs {tr['epochs']} (clustered: + {tr['stage1_epochs']} "
+             f"stage-1 epochs), patience {tr['patience']}, {tr['sequences']} mixtures of {tr['seq_s']:g} s per epoch, "
+             f"lr {tr['lr']:g} ({tr['lr_schedule']}), hidden {tr['hidden']}, context frames {tr['context_frames']} / "
+             f"conv channels {tr['conv_channels']}; validation {tr['val_streams']} streams of {tr['val_stream_s']:g} s "
+             "(checkpoint selection and threshold calibration). "
+             "Event F1: DCASE 2017 task 2 event-based F1 (0.5 s onset collar) pooled over the test streams "
+             "(mixtures of the test groups, EBR −6/0/+6 dB), mean ± sd over seeds; false alarms per hour and "
+             "median onset latency (s) of the same streams. "
+             f"Δ F1 = F1(objective) − F1({BASELINE}) per seed (positive: the objective finds more), 95 % paired "
+             f"t-interval; rel. = mean over seeds of Δ / F1({BASELINE}); wins = seeds with a higher test F1. "
+             "Val F1 is on the streams the thresholds were calibrated on (optimistic).", ""]
+    for g in table["groups"]:
+        lines += [f"## {g['model']} stateful, ratio {g['ratio']} (dog:baby_cry:gunshot:background)", "",
+                  f"Test streams per run: {g['test_hours'] * 60:.1f} min, {g['test_reference_events']:g} events "
+                  "(mean over seeds).", "",
+                  "| objective | test event F1 | rel. vs wce | Δ F1 [95 % CI] | wins | false alarms/h | onset latency s | "
+                  + " | ".join(f"{l} F1" for l in events) + " | val event F1 | Δ val F1 [95 % CI] |",
+                  "|---|" + "---|" * (len(events) + 8)]
+        for o, r in g["rows"].items():
+            vs_val = r.get("vs_" + BASELINE + "_val")
+            cells = ([_pm(r["test_f1"])] + _versus(r.get("vs_" + BASELINE))
+                     + [_pm(r["false_alarms_per_hour"], 1), _pm(r["latency_median_s"], 2)]
+                     + [_pm(r["per_class_f1"][l]) for l in events]
+                     + [_pm(r["val_f1"]), "" if vs_val is None else _versus(vs_val)[1]])
+            lines.append(f"| {o} | " + " | ".join(cells) + " |")
+        lines += ["", "Per seed, test event F1: " + "; ".join(
+                      f"{o} " + ", ".join(f"{x:.3f}" for x in r["test_f1"]["per_seed"]) for o, r in g["rows"].items())
+                  + ". Best epoch (clustered: counting its stage-1 epochs): "
+                  + "; ".join(f"{o} " + ", ".join(map(str, r["best_epoch"])) for o, r in g["rows"].items()) + ".", "",
+                  "Seconds per run, mean over seeds, training wall time / whole run's CPU time: "
+                  + ", ".join(f"{o} {s['train_mean']:.0f} / {s['run_cpu_mean']:.0f}" for o, s in g["seconds"].items()),
+                  ""]
+    return "\n".join(lines + [_totals(table)]) + "\n"
+
+
 def table_markdown(table: dict) -> str:
+    if table["settings"].get("form") == "stateful":
+        return stateful_markdown(table)
     lines = [f"# Objectives vs {BASELINE}", "",
              f"Data `{table['settings']['data']}`; seeds {table['settings']['seeds']}; "
              f"epochs {table['settings']['train']['epochs']}, stage-1 epochs "
@@ -270,23 +426,14 @@ def table_markdown(table: dict) -> str:
                       "|---|" + "---|" * (len(LABELS) + 4)]
             for o, r in g["levels"][level].items():
                 cells = [_pm(r["per_class_error"][l]) for l in LABELS] + [_pm(r["overall_error"])]
-                p = r.get("vs_" + BASELINE)
-                if p is None:
-                    cells += ["(baseline)", "", ""]
-                else:
-                    rel = "–" if p["rel_reduction"] is None else f"{100 * p['rel_reduction']:+.1f} %"
-                    ci = "" if p["ci95"] is None else f" [{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}]"
-                    cells += [rel, f"{p['mean_diff']:+.3f}{ci}", f"{p['wins']}/{p['n']}"]
+                cells += _versus(r.get("vs_" + BASELINE))
                 lines.append(f"| {o} | " + " | ".join(cells) + " |")
             lines.append("")
         lines += ["Seconds per run, mean over seeds, training wall time / whole run's CPU time "
                   "(training + clip evaluation; CPU time does not grow with other load on the machine): "
                   + ", ".join(f"{o} {s['train_mean']:.1f} / {s['run_cpu_mean']:.1f}" for o, s in g["seconds"].items()),
                   ""]
-    lines.append(f"Total training time {table['train_seconds_total']:.0f} s (wall) and {table['cpu_seconds_total']:.0f} s "
-                 f"(CPU, whole runs) over {table['runs']} runs; this invocation's wall time "
-                 f"{table['wall_seconds']:.0f} s with {table['settings']['workers']} workers.")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + [_totals(table)]) + "\n"
 
 
 def write_table(table: dict, out_dir) -> str:
@@ -297,11 +444,15 @@ def write_table(table: dict, out_dir) -> str:
 
 
 def run_table(data: str, models=("lstm",), ratios=("6:1:2:16", "2:2:1:26"), objectives=tuple(OBJECTIVES),
-              seeds=(0, 1, 2, 3, 4), out_dir="out/table", workers: int = 2, epochs: int = TrainConfig.epochs,
-              progress=None, **train_kwargs) -> dict:
-    """Train every (model, ratio, objective, seed), evaluate per clip and per window, write
-    table.md and table.json in ``out_dir`` and return the table. ``train_kwargs`` go to
-    TrainConfig (stage1_epochs, patience, synth_counts, hidden, ...). ``progress(done, total)``
+              seeds=(0, 1, 2, 3, 4), out_dir="out/table", workers: int = 2, epochs: int | None = None,
+              progress=None, form: str = "windowed", test_streams: int = 0, **train_kwargs) -> dict:
+    """Train every (model, ratio, objective, seed), evaluate per clip and per window (or, with
+    ``form="stateful"``, on event level over streams), write table.md and table.json in
+    ``out_dir`` and return the table. ``train_kwargs`` go to TrainConfig (stage1_epochs,
+    patience, synth_counts, hidden, sequences, lr_schedule, ...) over the form's defaults
+    (TrainConfig's; for the stateful form train.trainer.STATEFUL_DEFAULTS first; ``epochs``
+    None: the form's default). ``test_streams`` (stateful):
+    re-score every run on that many test streams (0: the run's own). ``progress(done, total)``
     is called as runs finish."""
     started = time.perf_counter()
     out_dir = Path(out_dir)
@@ -309,15 +460,22 @@ def run_table(data: str, models=("lstm",), ratios=("6:1:2:16", "2:2:1:26"), obje
     unknown = [o for o in objectives if o not in OBJECTIVES]
     if unknown:
         raise EdgeSedError(f"unknown objective(s) {', '.join(unknown)}; choose from {', '.join(OBJECTIVES)}")
+    if form not in ("windowed", "stateful"):
+        raise EdgeSedError(f"unknown form {form!r}; choose windowed or stateful")
+    if form == "stateful" and models != ["lstm"]:
+        raise EdgeSedError(f"the stateful form is an LSTM; --models {','.join(models)} has no stateful form")
+    if form == "windowed" and test_streams:
+        raise EdgeSedError("--test-streams is for --form stateful (the windowed table scores clips)")
     if data != "synthetic":
         data = str(Path(data).resolve())  # the same run, whatever the working directory
-    base = {**asdict(TrainConfig()), **train_kwargs, "data": data, "epochs": epochs, "threads": 1}
+    base = {**asdict(TrainConfig()), **(STATEFUL_DEFAULTS if form == "stateful" else {}), **train_kwargs,
+            **({} if epochs is None else {"epochs": epochs}), "data": data, "threads": 1, "form": form}
     base.pop("out"), base.pop("objective")
     if data == "synthetic":  # make each seed's set here, not twice at once in two workers
         for s in seeds:
             synthetic_source(base["synth_counts"], s)
     tasks = [{"config": {**base, "model": m, "ratio": r, "seed": s}, "objectives": objectives,
-              "out_dir": str(out_dir)} for m in models for r in ratios for s in seeds]
+              "out_dir": str(out_dir), "test_streams": test_streams} for m in models for r in ratios for s in seeds]
     total = len(tasks) * len(objectives)
     count = lambda: sum(_done(out_dir / "runs" / run_name(m, r, o, s))
                         for m in models for r in ratios for o in objectives for s in seeds)
@@ -340,9 +498,10 @@ def run_table(data: str, models=("lstm",), ratios=("6:1:2:16", "2:2:1:26"), obje
             except BaseException:  # an error or ^C: do not start the queued tasks first
                 pool.shutdown(cancel_futures=True)
                 raise
-    groups = summarise(out_dir, models, ratios, objectives, seeds)
-    table = {"settings": {"data": data, "models": models, "ratios": ratios, "objectives": objectives,
-                          "seeds": seeds, "workers": workers, "train": {k: v for k, v in base.items() if k != "data"}},
+    groups = (summarise_stateful if form == "stateful" else summarise)(out_dir, models, ratios, objectives, seeds)
+    table = {"settings": {"data": data, "form": form, "models": models, "ratios": ratios, "objectives": objectives,
+                          "seeds": seeds, "workers": workers, "test_streams": test_streams,
+                          "train": {k: v for k, v in base.items() if k != "data"}},
              "groups": groups, "runs": total,
              "train_seconds_total": float(sum(s["train_total"] for g in groups for s in g["seconds"].values())),
              "cpu_seconds_total": float(sum(s["run_cpu_mean"] * len(seeds) for g in groups for s in g["seconds"].values())),
