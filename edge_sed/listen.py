@@ -452,9 +452,9 @@ def mcu_target(bundle, profile_name: str, hop_frames, smoother):
     if profile.kind != "mcu":
         raise EdgeSedError(f"--profile {profile_name}: a {profile.kind} profile; listen runs MCU profiles live "
                            "(a Pi profile needs its emulated measurement: use `edge-sed simulate`)")
-    if bundle.level not in MCU_LEVELS or bundle.form != "windowed":
-        raise EdgeSedError(f"--profile runs the full-integer windowed int8 bundle on the MCU; {bundle.path} is "
-                           f"{bundle.level} {bundle.form}")
+    if bundle.level not in MCU_LEVELS or bundle.form not in ("windowed", "stateful"):
+        raise EdgeSedError(f"--profile runs a full-integer int8 bundle (windowed or stateful) on the MCU; "
+                           f"{bundle.path} is {bundle.level} {bundle.form}")
     arena = find_arena_bytes(bundle.model_bytes)
     backend = MicroBackend(bundle.model_bytes, arena["arena_bytes"])
     costs = stage_costs(bundle, profile, coefficients(profile.kernel_build, load_counts()))
