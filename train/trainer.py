@@ -77,11 +77,14 @@ class TrainConfig:
 
 
 STATEFUL_DEFAULTS = {"lr": 2e-3, "lr_schedule": "cosine", "batch_size": 16, "tbptt_frames": 100, "epochs": 60,
-                     "patience": 30, "context_frames": 5, "conv_channels": 48, "val_streams": 12}
+                     "patience": 30, "context_frames": 5, "conv_channels": 48, "val_streams": 12,
+                     "frame_targets": "active"}
 """What the stateful form trains with unless told otherwise (TrainConfig's own defaults are the
 windowed trainer's). Chosen on real-dev validation streams (README, "The streaming detector"):
 lr 2e-3 with a cosine decay over 100-frame TBPTT chunks of 16 mixtures learns where 1e-3
-constant over 200-frame chunks of 32 barely moved in 40 epochs."""
+constant over 200-frame chunks of 32 barely moved in 40 epochs; frame targets on the event's loud
+blocks only (not the gaps between barks) gave validation event F1 0.393 vs 0.342 (seed 0, 12
+validation streams)."""
 
 
 def stateful_config(**kw) -> "TrainConfig":
