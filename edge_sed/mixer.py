@@ -153,6 +153,30 @@ class Banks:
         self.event_labels = [l for l in self.labels if l in self.events]
 
 
+def tilt(x: np.ndarray, b: float) -> np.ndarray:
+    """A first-order spectral tilt, y[n] = x[n] - b x[n-1] (b > 0 brightens, b < 0 darkens), at
+    the input's RMS: another microphone or room, roughly."""
+    y = x.astype(np.float32).copy()
+    y[1:] -= np.float32(b) * x[:-1]
+    return y * np.float32(rms(x) / rms(y))
+
+
+def perturb(ev: EventSound, rng: np.random.Generator, speed=(0.9, 1.1), tilt_b=(-0.5, 0.5)) -> EventSound:
+    """Augmentation: the event played at a random speed (pitch and length together, by linear
+    interpolation: the audio is band-limited to half the sample rate's band) through a random
+    spectral tilt."""
+    r = rng.uniform(*speed)
+    n = len(ev.audio)
+    m = max(2, int(round(n / r)))
+    audio = np.interp(np.arange(m) * r, np.arange(n), ev.audio).astype(np.float32)
+    audio = tilt(audio, rng.uniform(*tilt_b))
+    active = None
+    if ev.active is not None and len(ev.active):
+        idx = np.minimum((np.arange(int(np.ceil(m / (SPAN_BLOCK_S * SAMPLE_RATE)))) * r).astype(int), len(ev.active) - 1)
+        active = ev.active[idx]
+    return EventSound(ev.label, audio, ev.onset_s / r, ev.offset_s / r, ev.group, active)
+
+
 def make_bed(banks: Banks, n: int, rng: np.random.Generator, bed_dbfs=(-45.0, -25.0)) -> np.ndarray:
     """``n`` samples of background: groups in random order, a random start in the first clip of
     each, one level per group drawn uniformly from ``bed_dbfs`` (a fixed level if one number)."""
@@ -217,7 +241,7 @@ def add_event(audio: np.ndarray, ev: EventSound, start: int, ebr_db: float) -> A
 
 def mix(banks: Banks, duration_s: float, rng: np.random.Generator, events_per_min: float = 12.0,
         ebr_db=(-9.0, 9.0), bed_dbfs=(-45.0, -25.0), min_gap_s: float = 1.0, cut_edges: bool = True,
-        event_free_prob: float = 0.2, lead_in_s: float = 0.0, activity: bool = False):
+        event_free_prob: float = 0.2, lead_in_s: float = 0.0, activity: bool = False, augment: bool = False):
     """One mixture of ``duration_s`` seconds: a bed with events of classes drawn in turn from a
     random permutation (balanced, whatever the clip counts), event sounds drawn at random from
     their class. Event count ~ Poisson(events_per_min * minutes); with probability
@@ -227,16 +251,21 @@ def mix(banks: Banks, duration_s: float, rng: np.random.Generator, events_per_mi
     middle of a longer one, so events may start before 0 or end after ``duration_s``; their
     annotations are clipped to the mixture. Returns (audio, annotations), and with ``activity``
     also the class index of every 10 ms block: the event's class where its sound is loud
-    (``EventSound.active``), background elsewhere (gaps between barks included)."""
+    (``EventSound.active``), background elsewhere (gaps between barks included). ``augment``:
+    every event through ``perturb`` and the bed through a random ``tilt``."""
     pad_s = 2.0 if cut_edges else 0.0
     total_s = duration_s + 2 * pad_s
     n = int(round(total_s * SAMPLE_RATE))
     audio = make_bed(banks, n, rng, bed_dbfs)
+    if augment:
+        audio = tilt(audio, rng.uniform(-0.5, 0.5))
     k = 0 if rng.random() < event_free_prob else int(rng.poisson(events_per_min * duration_s / 60))
     labels: list[str] = []
     while len(labels) < k:
         labels += [banks.event_labels[i] for i in rng.permutation(len(banks.event_labels))]
     sounds = [banks.events[l][rng.integers(len(banks.events[l]))] for l in labels[:k]]
+    if augment:
+        sounds = [perturb(ev, rng) for ev in sounds]
     lengths = [len(ev.audio) / SAMPLE_RATE for ev in sounds]
     lead = lead_in_s
     while sounds and sum(lengths) + min_gap_s * len(sounds) > total_s - lead:

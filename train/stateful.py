@@ -143,7 +143,7 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
     banks = {name: Banks(clips) for name, clips in splits.items()}
     val_streams = eval_streams(banks["val"], cfg.seed, cfg.val_streams, cfg.val_stream_s, fe, cfg.feature_norm)
     mix_kw = dict(events_per_min=cfg.events_per_min, ebr_db=tuple(cfg.ebr_db), bed_dbfs=tuple(cfg.bed_dbfs),
-                  targets=cfg.frame_targets)
+                  targets=cfg.frame_targets, **({"augment": True} if cfg.augment else {}))
 
     # frame counts of a sample epoch: the class weights, and the standardisation statistics
     x0, y0, anns0 = mixture_batch(banks["train"], np.random.default_rng([cfg.seed, 999_983]),

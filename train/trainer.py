@@ -72,6 +72,7 @@ class TrainConfig:
     feature_norm: str = "none"       # stateful experiment: none | floor | both
     lr_schedule: str = "constant"    # constant | cosine (per step, over all epochs)
     frame_targets: str = "span"      # stateful: span (the whole event span) | active (its loud blocks only)
+    augment: bool = False            # stateful: events at a random speed (0.9-1.1) and tilt, beds tilted
     context_frames: int = 1          # lstm: frames stacked into a causal conv before the LSTM
     conv_channels: int = 0           # lstm: that conv's channels (0: no conv)
 
