@@ -17,7 +17,7 @@ Where every number comes from (report.json keeps, beside each number, ``sources[
 - host latency: measured here (edge_sed.bench, interleaved, median), ``measurements/host-latency.json``;
 - device latency, memory, fits, duty cycle: ESTIMATES from firmware_sim (``simulate``), written
   to ``measurements/device-*.json``; a level a device cannot run is shown with the reason;
-- the training comparison: each run's metrics.json ``test``.
+- the training comparison: each run's metrics.json ``test`` (``test_stream`` of a stateful run).
 Several model directories of one objective (seeds) are shown as mean ± standard deviation
 over them, with n.
 
@@ -570,13 +570,13 @@ def training_comparison(runs) -> dict:
         if not path.exists():
             raise EdgeSedError(f"{r}: no metrics.json: not a finished training run")
         m = json.loads(path.read_text())
-        t = m["test"]
+        t, sources = _stream_test(m, path) if m.get("form") == "stateful" else (m["test"], {
+            "overall_error": f"{path}#/test/overall_error", "macro_f1": f"{path}#/test/macro_f1",
+            **{f"per_class_error.{c}": f"{path}#/test/per_class_error/{c}" for c in m["test"]["per_class_error"]}})
         rows.append({"run": str(r), "objective": m.get("objective"), "seed": m.get("seed"), "model": m.get("model"),
-                     "data": m.get("data"), "ratio": m.get("ratio"), "overall_error": t["overall_error"],
-                     "macro_f1": t["macro_f1"], "per_class_error": t["per_class_error"],
-                     "sources": {"overall_error": f"{path}#/test/overall_error", "macro_f1": f"{path}#/test/macro_f1",
-                                 **{f"per_class_error.{c}": f"{path}#/test/per_class_error/{c}"
-                                    for c in t["per_class_error"]}}})
+                     "data": m.get("data"), "ratio": m.get("ratio"), "form": m.get("form", "windowed"),
+                     "overall_error": t["overall_error"], "macro_f1": t["macro_f1"],
+                     "per_class_error": t["per_class_error"], "sources": sources})
     groups = {}
     for row in rows:
         groups.setdefault(row["objective"], []).append(row)
@@ -598,9 +598,23 @@ def training_comparison(runs) -> dict:
                 "paired_seeds": [a["seed"] for a, _ in pairs],
                 "relative_error_reduction": _mean_sd(red),
                 "wins": sum(a["overall_error"] < b["overall_error"] for a, b in pairs)}
+    stateful = ("; of a stateful run its test streams: per-class error = 1 - event recall, overall error = their mean "
+                "over the event classes, macro-F1 = mean event F1") if any(r["form"] == "stateful" for r in rows) else ""
     return {"runs": rows, "by_objective": summary,
-            "note": "test split of each run (metrics.json); relative error reduction = (err_wce - err) / err_wce, "
-                    "paired by seed"}
+            "note": f"test split of each run (metrics.json){stateful}; relative error reduction = (err_wce - err) / "
+                    "err_wce, paired by seed"}
+
+
+def _stream_test(m: dict, path: Path) -> tuple[dict, dict]:
+    """A stateful run's test-stream event metrics as the training comparison's figures (a stateful
+    run has no clip-level test split): per-class error = 1 - event recall (missed / reference)."""
+    classes = {c: v for c, v in m["test_stream"]["per_class"].items() if v["reference"]}
+    per = {c: v["fn"] / v["reference"] for c, v in classes.items()}
+    f1 = [v["f1"] for v in classes.values()]
+    src = f"{path}#/test_stream/per_class"
+    return ({"overall_error": float(np.mean(list(per.values()))) if per else None, "macro_f1": float(np.mean(f1)) if f1 else None,
+             "per_class_error": per},
+            {"overall_error": src, "macro_f1": src, **{f"per_class_error.{c}": f"{src}/{c}" for c in per}})
 
 
 # ----------------------------------------------------------------------- rendering
