@@ -909,12 +909,14 @@ def bench(bundles_path, rounds, hop_frames, demo_dir, quick, as_json):
               help="stateful: re-score each run's best checkpoint on this many 60 s test streams (0: the run's own).")
 @click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), help="Learning rate over the epochs "
               "(default constant; stateful cosine).")
+@click.option("--frame-targets", type=click.Choice(["span", "active"]), help="stateful: frames labelled with the "
+              "event: its whole span or its loud blocks only (default active).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Run directories, table.md and table.json.")
 @click.option("--json", "as_json", is_flag=True, help="Print table.json instead of the Markdown.")
 def experiments(data_path, synthetic, synth_counts, models, ratios, objectives, seeds, workers,
                 epochs, stage1_epochs, patience, form, hidden, context_frames, conv_channels, sequences, seq_s,
-                val_streams, test_streams, lr_schedule, out_dir, as_json):
+                val_streams, test_streams, lr_schedule, frame_targets, out_dir, as_json):
     """The paper's table: every (model, ratio, objective, seed), paired by seed, each objective
     against weighted-ce per clip (primary) and per window; with --form stateful, the streaming
     detector's event F1, false alarms/h and latency on test streams. Finished runs are skipped,
@@ -957,7 +959,8 @@ def experiments(data_path, synthetic, synth_counts, models, ratios, objectives, 
             form=form, test_streams=test_streams,
             **{k: v for k, v in dict(patience=patience, hidden=hidden, context_frames=context_frames,
                                      conv_channels=conv_channels, sequences=sequences, seq_s=seq_s,
-                                     val_streams=val_streams, lr_schedule=lr_schedule).items() if v is not None})
+                                     val_streams=val_streams, lr_schedule=lr_schedule,
+                                     frame_targets=frame_targets).items() if v is not None})
     if as_json:
         _emit_json(table)
         return

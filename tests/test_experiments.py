@@ -356,15 +356,15 @@ def test_cli_stateful_table(tiny_data, tmp_path, capsys):
     args = ["experiments", "--form", "stateful", "--data", str(tiny_data), "--ratios", STATEFUL_RATIO,
             "--objectives", ",".join(OBJECTIVES), "--seeds", "1", "--workers", "1", "--epochs", "1",
             "--stage1-epochs", "1", "--sequences", "8", "--seq-s", "4", "--hidden", "8", "--val-streams", "1",
-            "--lr-schedule", "cosine", "--out", str(tmp_path)]
+            "--lr-schedule", "constant", "--frame-targets", "span", "--out", str(tmp_path)]
     assert main(args) == 0
     md = capsys.readouterr().out
     assert "test event F1" in md and "| clustered |" in md and "2 runs in" in md
     cfg = json.loads((tmp_path / "runs" / run_name("lstm", STATEFUL_RATIO, "clustered", 0) / "config.json").read_text())
-    assert (cfg["form"], cfg["sequences"], cfg["seq_s"], cfg["hidden"], cfg["lr_schedule"], cfg["epochs"]) == \
-        ("stateful", 8, 4.0, 8, "cosine", 1)
+    given = ("form", "sequences", "seq_s", "hidden", "lr_schedule", "epochs", "val_streams", "frame_targets")
+    assert [cfg[k] for k in given] == ["stateful", 8, 4.0, 8, "constant", 1, 1, "span"]
     for k, v in STATEFUL_DEFAULTS.items():  # not given: the stateful form's defaults
-        if k not in ("epochs", "lr_schedule", "val_streams"):
+        if k not in given:
             assert cfg[k] == v, k
     assert main(args + ["--models", "cnn"]) == 2
     assert "stateful form" in capsys.readouterr().err

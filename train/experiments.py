@@ -371,8 +371,9 @@ def stateful_markdown(table: dict) -> str:
     lines = [f"# Stateful streaming detector: objectives vs {BASELINE}, event level", "",
              f"Data `{st['data']}`; seeds {st['seeds']}; epochs {tr['epochs']} (clustered: + {tr['stage1_epochs']} "
              f"stage-1 epochs), patience {tr['patience']}, {tr['sequences']} mixtures of {tr['seq_s']:g} s per epoch, "
-             f"lr {tr['lr']:g} ({tr['lr_schedule']}), hidden {tr['hidden']}, context frames {tr['context_frames']} / "
-             f"conv channels {tr['conv_channels']}; validation {tr['val_streams']} streams of {tr['val_stream_s']:g} s "
+             f"batch {tr['batch_size']}, TBPTT {tr['tbptt_frames']} frames, lr {tr['lr']:g} ({tr['lr_schedule']}), "
+             f"hidden {tr['hidden']}, context frames {tr['context_frames']} / conv channels {tr['conv_channels']}, "
+             f"frame targets {tr['frame_targets']}; validation {tr['val_streams']} streams of {tr['val_stream_s']:g} s "
              "(checkpoint selection and threshold calibration). "
              "Event F1: DCASE 2017 task 2 event-based F1 (0.5 s onset collar) pooled over the test streams "
              "(mixtures of the test groups, EBR −6/0/+6 dB), mean ± sd over seeds; false alarms per hour and "
@@ -382,7 +383,7 @@ def stateful_markdown(table: dict) -> str:
              "Val F1 is on the streams the thresholds were calibrated on (optimistic).", ""]
     for g in table["groups"]:
         lines += [f"## {g['model']} stateful, ratio {g['ratio']} (dog:baby_cry:gunshot:background)", "",
-                  f"Test streams per run: {g['test_hours'] * 60:.1f} min, {g['test_reference_events']:g} events "
+                  f"Test streams per run: {g['test_hours'] * 60:.1f} min, {g['test_reference_events']:.0f} events "
                   "(mean over seeds).", "",
                   "| objective | test event F1 | rel. vs wce | Δ F1 [95 % CI] | wins | false alarms/h | onset latency s | "
                   + " | ".join(f"{l} F1" for l in events) + " | val event F1 | Δ val F1 [95 % CI] |",
