@@ -93,7 +93,7 @@ def test_instruction_counts_per_inference_are_stable(emulated):
 def test_marker_counts_agree_with_qemus_insn_plugin(tiny_bundles, tmp_path):
     """Independent check of the counting: QEMU's own libinsn.so (one inline add per instruction),
     loaded into the same process, counts what pi_marks.c counts (one add per block); and the whole-process difference between
-    5 and 45 predicts, / 40, is the per-predict count the markers give (start-up varies by ~1 M
+    10 and 50 predicts, / 40, is the per-predict count the markers give (start-up varies by ~1 M
     instructions from run to run, hence 40 extra predicts and a 3 % margin)."""
     from firmware_sim import pi_root
     from firmware_sim.pi import parse_marks, per_inference
@@ -119,7 +119,7 @@ def test_marker_counts_agree_with_qemus_insn_plugin(tiny_bundles, tmp_path):
     root, plugins = pi_root.ensure_root(), pi_root.ensure_plugins()
     app = pi_root.stage_edge_sed(tmp_path / "app")
     totals, marked = {}, {}
-    for n in (5, 45):
+    for n in (10, 50):
         log, marks = tmp_path / f"insn-{n}.log", tmp_path / f"marks-{n}.txt"
         cmd, env = pi_root.guest_command(root, ["python3", str(script), str(n)], "cortex-a72", plugins["insn"],
                                          "inline=on", extra_path=[str(app)])
@@ -130,11 +130,14 @@ def test_marker_counts_agree_with_qemus_insn_plugin(tiny_bundles, tmp_path):
         # the two plugins count the same instructions (per-block counting may add the rest of a block
         # that exits early, e.g. an exclusive-access restart: a few hundred in 5e8)
         assert abs(total / totals[n] - 1) < 1e-5
-        marked[n] = per_inference(regions[(3, 0)])
         assert len(regions[(3, 0)]) == n
-    assert abs(marked[45] / marked[5] - 1) < 0.01
-    per_predict = (totals[45] - totals[5]) / 40
-    assert abs(per_predict / marked[45] - 1) < 0.03, (per_predict, marked[45])
+        # steady state: the first predicts still warm up (allocations, caches: 1-2 % more on this
+        # Pi root's ai-edge-litert/numpy), so both runs are compared after the first five
+        marked[n] = float(np.median(regions[(3, 0)][5:]))
+        assert per_inference(regions[(3, 0)]) == pytest.approx(marked[n], rel=0.03)
+    assert abs(marked[50] / marked[10] - 1) < 0.01, marked
+    per_predict = (totals[50] - totals[10]) / 40
+    assert abs(per_predict / marked[50] - 1) < 0.03, (per_predict, marked[50])
 
 
 @needs_qemu
