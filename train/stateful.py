@@ -37,6 +37,7 @@ from edge_sed.smoother import Smoother
 
 from .models import build_model, encoder_parameters
 from .objectives import make_objective
+from .trainer import _atomic_save
 
 STATEFUL_SMOOTHER = {"average_window_ms": 200.0, "minimum_count": 3, "suppression_ms": 3000.0}
 """Per-frame decisions: a short average (a gunshot lasts 0.1-0.5 s) over >= 3 frames."""
@@ -234,7 +235,7 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
             info.update(val_event_f1=m["f1"], val_false_alarms_per_hour=m["false_alarms_per_hour"])
             if m["f1"] > state["best_score"]:
                 state.update(best_score=m["f1"], best_epoch=epoch + 1, bad_epochs=0)
-                torch.save(model.state_dict(), out / "best.pt")
+                _atomic_save(model.state_dict(), out / "best.pt")
             else:
                 state["bad_epochs"] += 1
                 if state["bad_epochs"] >= cfg.patience:
@@ -245,7 +246,7 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
                 "state": state}
         if two_stage:
             ckpt["embedding_loss"] = objective.embedding_loss.state_dict()
-        torch.save(ckpt, ckpt_path)
+        _atomic_save(ckpt, ckpt_path)  # a kill mid-write must not break --resume
         if on_epoch:
             on_epoch(info)
 
