@@ -41,7 +41,7 @@ class DemoSize:
 
 FULL = DemoSize(counts={"dog": 120, "baby_cry": 120, "gunshot": 60, "background": 1560},
                 train={"epochs": 30, "stage1_epochs": 4, "frame_targets": "span", "events_per_min": 36.0,
-                       "bed_dbfs": (-50.0, -20.0)},
+                       "bed_dbfs": (-50.0, -20.0), "threads": 1},
                 levels=LEVELS, stream_s=240.0, stream_events=40, latency_rounds=30)
 """Overrides of train.trainer.STATEFUL_DEFAULTS, chosen on the synthetic validation streams (never
 the test streams; README, "Two commands"); the defaults' lr 2e-3 and 48 conv channels did as well
@@ -49,11 +49,14 @@ as 3e-3 and 64. 30 epochs fit the demo's time (45 were no better); 36 events a m
 faster than 12 or 24 (more event frames per mixture); beds up to -20 dBFS, not -10, because a
 louder bed leaves an impulse no headroom and the mixer then keeps the annotation of an inaudible
 event; whole-span frame targets beat the loud-blocks-only default on these synthetic events; 4
-stage-1 epochs of clustered did as well as 10."""
+stage-1 epochs of clustered did as well as 10. One torch thread: the LSTM is small, and with two
+OpenMP threads on two busy cores an epoch took 30 s to 2 minutes instead of 7 s (threads waiting at
+barriers for each other)."""
 QUICK = DemoSize(counts={"dog": 12, "baby_cry": 12, "gunshot": 12, "background": 36},
                  train={"epochs": 2, "stage1_epochs": 1, "patience": 50, "sequences": 16, "seq_s": 6.0,
                         "batch_size": 8, "hidden": 8, "embed_dim": 4, "context_frames": 3, "conv_channels": 6,
-                        "lr": 1e-2, "frame_targets": "span", "val_streams": 1, "val_stream_s": 20.0, "ratio": None},
+                        "lr": 1e-2, "frame_targets": "span", "val_streams": 1, "val_stream_s": 20.0, "ratio": None,
+                        "threads": 1},
                  levels=LEVELS, stream_s=40.0, stream_events=6, latency_rounds=3)
 """A smoke-test size: the same stages on 72 clips and an 8-unit stateful LSTM (about two minutes)."""
 
