@@ -295,12 +295,14 @@ def simulate_devices(model_set: ModelSet, wav, profiles: str, out_path: Path, sa
     for name, lv in model_set.levels.items():
         if lv["status"] != "ok":
             continue
-        names = [p.name for p in chosen if p.kind != "pi" or pi_levels == "all" or name in pi_levels]
+        stateful = lv["manifest"].get("form") == "stateful"  # the Pi simulator invokes windows
+        names = [p.name for p in chosen if p.kind != "pi" or not stateful and (pi_levels == "all" or name in pi_levels)]
         for p in chosen:
             if p.name not in names:
                 result["not_simulated"].append({
                     "profile": p.name, "kind": p.kind, "bundle": lv["path"],
-                    "reason": f"the report emulates {', '.join(pi_levels)} on Pi profiles (QEMU takes minutes per "
+                    "reason": "the Pi simulator runs windowed and streaming bundles, not stateful ones" if stateful else
+                              f"the report emulates {', '.join(pi_levels)} on Pi profiles (QEMU takes minutes per "
                               f"level and core): edge-sed simulate BUNDLE --profile {p.name}"})
         if not names:
             continue
