@@ -177,12 +177,25 @@ def perturb(ev: EventSound, rng: np.random.Generator, speed=(0.9, 1.1), tilt_b=(
     return EventSound(ev.label, audio, ev.onset_s / r, ev.offset_s / r, ev.group, active)
 
 
+def append_crossfaded(pieces: list, x: np.ndarray) -> int:
+    """Append ``x`` to ``pieces`` with an equal-power cross-fade of CROSSFADE_S over the end of
+    the last piece (``x``'s head is overwritten); returns how many samples the joined whole grew."""
+    fade = int(CROSSFADE_S * SAMPLE_RATE)
+    if pieces:
+        theta = np.linspace(0.0, np.pi / 2, fade, dtype=np.float32)
+        prev = pieces[-1]
+        x[:fade] = prev[-fade:] * np.cos(theta) + x[:fade] * np.sin(theta)
+        pieces[-1] = prev[:-fade]
+        pieces.append(x)
+        return len(x) - fade
+    pieces.append(x)
+    return len(x)
+
+
 def make_bed(banks: Banks, n: int, rng: np.random.Generator, bed_dbfs=(-45.0, -25.0)) -> np.ndarray:
     """``n`` samples of background: groups in random order, a random start in the first clip of
     each, one level per group drawn uniformly from ``bed_dbfs`` (a fixed level if one number)."""
     fade = int(CROSSFADE_S * SAMPLE_RATE)
-    theta = np.linspace(0.0, np.pi / 2, fade, dtype=np.float32)
-    fade_in, fade_out = np.sin(theta), np.cos(theta)
     lo, hi = (bed_dbfs, bed_dbfs) if np.isscalar(bed_dbfs) else bed_dbfs
     pieces, have = [], 0
     while have < n + fade:
@@ -197,14 +210,7 @@ def make_bed(banks: Banks, n: int, rng: np.random.Generator, bed_dbfs=(-45.0, -2
                 first = False
             if len(x) <= 2 * fade:
                 continue
-            x = x * np.float32(level / rms(x))
-            if pieces:
-                prev = pieces[-1]
-                x[:fade] = prev[-fade:] * fade_out + x[:fade] * fade_in
-                pieces[-1] = prev[:-fade]
-                have -= fade
-            pieces.append(x)
-            have += len(x)
+            have += append_crossfaded(pieces, x * np.float32(level / rms(x)))
             if have >= n + fade:
                 break
     return np.concatenate(pieces)[:n].astype(np.float32)

@@ -32,16 +32,10 @@ from .audio_io import read_audio, write_audio
 from .datasets import Clip, load_clips, locate_window
 from .errors import DatasetError
 from .events import Annotation, write_annotations
+from .mixer import CROSSFADE_S, EDGE_FADE_S, PEAK, append_crossfaded
+from .mixer import rms as _rms
 from .settings import BACKGROUND, CLIP_WINDOW_S, SAMPLE_RATE
 from .synth import make_components
-
-CROSSFADE_S = 0.25
-EDGE_FADE_S = 0.005
-PEAK = 0.99
-
-
-def _rms(x: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) + 1e-12
 
 
 def _background_bed(clips: list[Clip], n: int, rng, bed_rms: float) -> np.ndarray:
@@ -50,8 +44,6 @@ def _background_bed(clips: list[Clip], n: int, rng, bed_rms: float) -> np.ndarra
     group by group (a group is one recording: same room and noise), each is scaled to the
     ``bed_rms``, and joins are equal-power cross-fades of CROSSFADE_S."""
     fade = int(CROSSFADE_S * SAMPLE_RATE)
-    theta = np.linspace(0.0, np.pi / 2, fade, dtype=np.float32)
-    fade_in, fade_out = np.sin(theta), np.cos(theta)
     groups: dict[str, list[Clip]] = {}
     for c in clips:
         groups.setdefault(c.group, []).append(c)
@@ -66,14 +58,7 @@ def _background_bed(clips: list[Clip], n: int, rng, bed_rms: float) -> np.ndarra
         x = read_audio(order.pop(0).path).astype(np.float32)
         if len(x) <= 2 * fade:
             continue
-        x = x * np.float32(bed_rms / _rms(x)) if bed_rms else x
-        if pieces:
-            prev = pieces[-1]
-            x[:fade] = prev[-fade:] * fade_out + x[:fade] * fade_in
-            pieces[-1] = prev[:-fade]
-            have -= fade
-        pieces.append(x)
-        have += len(x)
+        have += append_crossfaded(pieces, x * np.float32(bed_rms / _rms(x)) if bed_rms else x)
     return np.concatenate(pieces)[:n]
 
 

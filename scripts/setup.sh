@@ -10,7 +10,7 @@ APT_PACKAGES=(
   pulseaudio pulseaudio-utils libasound2-plugins          # listen: the virtual microphone in tests
   gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm   # MCU simulator: C kernels on QEMU mps2
   qemu-user qemu-user-static mmdebstrap gcc pkg-config libglib2.0-dev dpkg-dev   # Pi simulator: emulated aarch64 userland + QEMU insn plugin
-  openssh-server openssh-client                           # deploy: loopback SSH server in tests
+  openssh-server openssh-client systemd                   # deploy: loopback SSH server; systemd-analyze reads units back
   chromium                                                # report: HTML rendered to PNG
 )
 
