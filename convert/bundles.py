@@ -408,14 +408,7 @@ class Converter:
                              "windows": int(len(check_x)),
                              "note": "test windows with LiteRT's and torch's outputs at conversion; "
                                      "verify re-runs them"}
-        if name in MCU_BUNDLES:
-            manifest["tflm"] = self._tflm(bundle, litert)
-            header, source = _c_files(model_bytes, manifest)
-            files[C_HEADER], files[C_SOURCE] = header.encode(), source.encode()
-        manifest[SEMANTIC_KEY] = semantic_sha256(manifest)
-        files[MANIFEST_FILE] = (json.dumps(manifest, indent=2) + "\n").encode()
-        path = _write_bundle_dir(out_dir, name, files)
-        return LevelResult(name, "ok", None, str(path), manifest)
+        return finish_bundle(out_dir, name, manifest, files, self._tflm(bundle, litert) if name in MCU_BUNDLES else None)
 
     def _tflm(self, bundle: Bundle, litert: np.ndarray) -> dict:
         """Arena size, and tflite-micro's outputs against LiteRT's (as the Pi runs it, with
@@ -434,6 +427,19 @@ class Converter:
         arena["vs_litert_reference_kernels"] = compare_outputs(micro_out, reference, scale)
         arena["litert_xnnpack_vs_reference_kernels"] = compare_outputs(litert[:n], reference, scale)
         return arena
+
+
+def finish_bundle(out_dir: Path, name: str, manifest: dict, files: dict, tflm: dict | None) -> LevelResult:
+    """The end every converter shares: tflite-micro's facts and the C array for an MCU level,
+    the semantic checksum, manifest.json, and the directory written whole (_write_bundle_dir)."""
+    if tflm is not None:
+        manifest["tflm"] = tflm
+        header, source = _c_files(files[MODEL_FILE], manifest)
+        files[C_HEADER], files[C_SOURCE] = header.encode(), source.encode()
+    manifest[SEMANTIC_KEY] = semantic_sha256(manifest)
+    files[MANIFEST_FILE] = (json.dumps(manifest, indent=2) + "\n").encode()
+    path = _write_bundle_dir(out_dir, name, files)
+    return LevelResult(name, "ok", None, str(path), manifest)
 
 
 def _c_files(model_bytes, manifest):

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import time
 from pathlib import Path
 
@@ -27,16 +26,16 @@ import numpy as np
 import torch
 
 from edge_sed import __version__
-from edge_sed.bundle import (C_HEADER, C_SOURCE, CHECK_FILE, FORMAT_VERSION, MANIFEST_FILE, MODEL_FILE,
-                             SEMANTIC_KEY, Bundle, BundleRunner, semantic_sha256)
+from edge_sed.bundle import CHECK_FILE, FORMAT_VERSION, MODEL_FILE, Bundle, BundleRunner
 from edge_sed.errors import ConvertError
-from edge_sed.events import event_metrics
+from edge_sed.events import Annotation, Event, event_metrics
 from edge_sed.frontend import FrontendConfig, log_mel
 from edge_sed.mixer import Banks
+from edge_sed.scoring import detect
 from edge_sed.tflite_info import read_tflite_info
 
 from . import port
-from .bundles import LevelResult, UnsupportedLevel, _c_files, _io_spec, _runtime_name, _write_bundle_dir, git_commit
+from .bundles import LevelResult, UnsupportedLevel, _io_spec, _runtime_name, finish_bundle, git_commit
 from .tflite import convert_saved_model, export_saved_model
 
 STATEFUL_BUNDLES = ("fp32", "int8", "int16x8")
@@ -199,22 +198,20 @@ class StatefulConverter:
         }
         bundle = Bundle(out_dir, manifest, model_bytes, info)
         runner = BundleRunner(bundle)
-        litert_scores = [runner.run_stream(f) for f in self.test_features]
-        diff = max(float(np.abs(a - b).max()) for a, b in zip(litert_scores, self.torch_scores))
-        refs, dets, torch_dets, total = [], [], [], 0.0
-        from edge_sed.scoring import detect
-
-        for (audio, ann, dur), tscores in zip(self.test_audio, self.torch_scores):
+        refs, dets, torch_dets, litert_scores, total = [], [], [], [], 0.0
+        for n, ((audio, ann, dur), tscores) in enumerate(zip(self.test_audio, self.torch_scores)):
+            # the device loop over the stream's audio: its events, and its per-frame scores for parity
             det = Detector(bundle, runner=runner, smoother=Smoother(self.labels, **_smoother_args(self.smoother)))
-            events = [d.event for d in det.push(audio) if d.event is not None]
-            shift = total  # streams laid end to end
-            refs += [type(a)(a.onset_s + shift, a.offset_s + shift, a.label, a.ebr_db, a.bed_dbfs) for a in ann]
-            dets += [type(e)(e.label, e.score, e.t_s + shift) for e in events]
-            torch_dets += [type(e)(e.label, e.score, e.t_s + shift) for e in
+            decisions = det.push(audio)
+            litert_scores.append(np.stack([d.scores for d in decisions]))
+            refs += [Annotation(a.onset_s + total, a.offset_s + total, a.label, a.ebr_db, a.bed_dbfs) for a in ann]
+            dets += [Event(d.event.label, d.event.score, d.event.t_s + total) for d in decisions if d.event]
+            torch_dets += [Event(e.label, e.score, e.t_s + total) for e in
                            detect(tscores, Smoother(self.labels, **_smoother_args(self.smoother)), self.fe)]
-            total += dur + 30.0  # a gap wider than any match window keeps streams apart
+            total += dur + 30.0  # streams laid end to end, a gap wider than any match window between them
             if progress:
-                progress(len(dets), len(dets))
+                progress(n + 1, len(self.test_audio))
+        diff = max(float(np.abs(a - b).max()) for a, b in zip(litert_scores, self.torch_scores))
         duration = sum(d for _, _, d in self.test_audio)
         m = event_metrics(refs, dets, duration, delay_s=1.0, labels=[l for l in self.labels if l != "background"])
         mt = event_metrics(refs, torch_dets, duration, delay_s=1.0, labels=[l for l in self.labels if l != "background"])
@@ -242,14 +239,8 @@ class StatefulConverter:
                              "frames": int(len(check_x)),
                              "note": "a test-stream feature sequence with LiteRT's and torch's per-frame outputs "
                                      "(state carried); verify re-runs it"}
-        if name in STATEFUL_MCU:
-            manifest["tflm"] = self._tflm(bundle, check_x, litert_scores[0][:CHECK_FRAMES])
-            header, source = _c_files(model_bytes, manifest)
-            files[C_HEADER], files[C_SOURCE] = header.encode(), source.encode()
-        manifest[SEMANTIC_KEY] = semantic_sha256(manifest)
-        files[MANIFEST_FILE] = (json.dumps(manifest, indent=2) + "\n").encode()
-        path = _write_bundle_dir(out_dir, name, files)
-        return LevelResult(name, "ok", None, str(path), manifest)
+        tflm = self._tflm(bundle, check_x, litert_scores[0][:CHECK_FRAMES]) if name in STATEFUL_MCU else None
+        return finish_bundle(out_dir, name, manifest, files, tflm)
 
     def _tflm(self, bundle: Bundle, frames: np.ndarray, litert: np.ndarray) -> dict:
         from .micro import MicroBackend, compare_outputs, find_arena_bytes

@@ -55,10 +55,10 @@ def score_streams(streams, smoother: Smoother, cfg: FrontendConfig = FrontendCon
     """Event metrics over several streams pooled: ``streams`` = [(scores, annotations,
     duration_s)]. Events of one stream are matched only with that stream's references."""
     ref_all, det_all, offset = [], [], 0.0
-    for scores, annotations, duration_s in streams:
+    for scores, refs, duration_s in streams:
         for e in detect(scores, smoother, cfg, every):
             det_all.append(Event(e.label, e.score, e.t_s + offset))
-        ref_all += [Annotation(a.onset_s + offset, a.offset_s + offset, a.label, a.ebr_db, a.bed_dbfs) for a in annotations]
+        ref_all += [Annotation(a.onset_s + offset, a.offset_s + offset, a.label, a.ebr_db, a.bed_dbfs) for a in refs]
         offset += duration_s + 10.0  # a gap wider than any match window keeps streams apart
     total = sum(d for _, _, d in streams)
     return event_metrics(ref_all, det_all, total, collar_s=collar_s, delay_s=delay_s,

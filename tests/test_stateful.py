@@ -12,7 +12,6 @@ import pytest
 from edge_sed.bundle import BundleRunner, load_bundle
 from edge_sed.events import Annotation, Event, event_metrics, read_annotations
 from edge_sed.frontend import log_mel
-from edge_sed.settings import LABELS
 
 pytestmark = pytest.mark.slow
 

@@ -32,7 +32,7 @@ from edge_sed.atomic import write_json
 from edge_sed.frontend import FrontendConfig, log_mel
 from edge_sed.mixer import Banks, block_frame_targets, evaluation_streams, frame_targets, mix, split_clips
 from edge_sed.scoring import score_streams
-from edge_sed.settings import BACKGROUND, LABELS, SAMPLE_RATE
+from edge_sed.settings import BACKGROUND, LABELS
 from edge_sed.smoother import Smoother
 
 from .models import build_model, encoder_parameters
