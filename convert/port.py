@@ -73,6 +73,7 @@ def load_run(run_dir: str | os.PathLike) -> TorchRun:
         if "conv.weight" in state:
             kwargs["conv_channels"] = int(state["conv.weight"].shape[0])
             kwargs["context_frames"] = int(state["conv.weight"].shape[1]) // n_mels
+            kwargs["stride"] = int(config.get("frame_stride", 1))  # stateful: a step every this many frames
     model = build_model(config["model"], **kwargs)
     model.load_state_dict(state)
     model.eval()

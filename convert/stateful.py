@@ -57,37 +57,43 @@ def _run_config(cfg: dict):
 @torch.no_grad()
 def trajectories(model, features: np.ndarray, samples: int, seed: int):
     """(frames (N, k, n_mels), h (N, H), c (N, H)): the step model's inputs at ``samples``
-    random steps of the float model running over ``features`` (S, T, n_mels), state carried."""
+    random steps of the float model running over ``features`` (S, T, n_mels), state carried
+    (a step every ``model.stride`` frames)."""
     k = model.context_frames if model.conv is not None else 1
+    stride = getattr(model, "stride", 1)
     x = torch.from_numpy(features)
     std = model.standardise(x)
     lstm_in = model._conv(std, None)[0] if model.conv is not None else std
+    lstm_in = lstm_in[:, stride - 1::stride]
     hidden = model.lstm.hidden_size
     h = torch.zeros(1, x.shape[0], hidden)
     c = torch.zeros(1, x.shape[0], hidden)
     hs, cs = [], []
-    for t in range(x.shape[1]):
+    for t in range(lstm_in.shape[1]):
         hs.append(h[0].clone())
         cs.append(c[0].clone())
         _, (h, c) = model.lstm(lstm_in[:, t:t + 1], (h, c))
     padded = np.concatenate([np.repeat(features[:, :1], k - 1, 1), features], 1)
     rng = np.random.default_rng(seed)
-    pick = rng.choice(x.shape[0] * x.shape[1], size=min(samples, x.shape[0] * x.shape[1]), replace=False)
-    s_idx, t_idx = pick // x.shape[1], pick % x.shape[1]
-    frames = np.stack([padded[s, t:t + k] for s, t in zip(s_idx, t_idx)]).astype(np.float32)
+    steps = lstm_in.shape[1]
+    pick = rng.choice(x.shape[0] * steps, size=min(samples, x.shape[0] * steps), replace=False)
+    s_idx, t_idx = pick // steps, pick % steps
+    frames = np.stack([padded[s, t * stride + stride - 1:t * stride + stride - 1 + k]
+                       for s, t in zip(s_idx, t_idx)]).astype(np.float32)
     H = torch.stack(hs, 1).numpy()
     C = torch.stack(cs, 1).numpy()
     return frames, H[s_idx, t_idx].astype(np.float32), C[s_idx, t_idx].astype(np.float32)
 
 
-def keras_stream(keras_model, features: np.ndarray, k: int) -> np.ndarray:
-    """Per-frame scores of the Keras step model over (T, n_mels), state carried (slow: a check)."""
+def keras_stream(keras_model, features: np.ndarray, k: int, stride: int = 1) -> np.ndarray:
+    """Per-step scores of the Keras step model over (T, n_mels), a step every ``stride`` frames,
+    state carried (slow: a check)."""
     hidden = keras_model.inputs[1].shape[-1]
     h = np.zeros((1, hidden), np.float32)
     c = np.zeros((1, hidden), np.float32)
     padded = np.concatenate([np.repeat(features[:1], k - 1, 0), features], 0)
     out = []
-    for t in range(len(features)):
+    for t in range(stride - 1, len(features), stride):
         scores, h, c = (v.numpy() for v in keras_model([padded[None, t:t + k], h, c], training=False))
         out.append(scores[0])
     return np.asarray(out)
@@ -108,12 +114,15 @@ class StatefulConverter:
                                "end does not compute: only feature_norm 'none' converts")
         self.fe = FrontendConfig(**self.run.metrics["frontend"]) if self.run.metrics.get("frontend") else FrontendConfig()
         self.k = model.context_frames if model.conv is not None else 1
+        self.stride = getattr(model, "stride", 1)
         self.log(f"loading {self.cfg.data} and building the run's test streams")
         splits = clip_splits(self.cfg)
         test = Banks(splits["test"])
         self.test_audio = eval_audio(test, self.cfg.seed + 1, self.cfg.val_streams, self.cfg.val_stream_s)
         self.test_features = [log_mel(a, self.fe) for a, _, _ in self.test_audio]
-        self.torch_scores = [stream_probabilities(model, f) for f in self.test_features]
+        # per step (one every ``stride`` frames): what the device loop's decisions carry
+        self.torch_scores = [stream_probabilities(model, f)[self.stride - 1::self.stride][:len(f) // self.stride]
+                             for f in self.test_features]
         smoother = dict(self.run.metrics.get("smoother") or {**STATEFUL_SMOOTHER, "thresholds": 0.5})
         self.smoother = {"average_window_ms": smoother["average_window_ms"],
                          "minimum_count": smoother["minimum_count"],
@@ -123,8 +132,8 @@ class StatefulConverter:
         self.labels = list(LABELS)[:model.classifier[1].out_features]
         self.keras = port.keras_streaming(model)
         n = min(PARITY_FRAMES, len(self.test_features[0]))
-        keras_out = keras_stream(self.keras, self.test_features[0][:n], self.k)
-        self.keras_parity = float(np.abs(keras_out - self.torch_scores[0][:n]).max())
+        keras_out = keras_stream(self.keras, self.test_features[0][:n], self.k, self.stride)
+        self.keras_parity = float(np.abs(keras_out - self.torch_scores[0][:len(keras_out)]).max())
         if not self.keras_parity < port.PARITY_TOLERANCE:
             raise ConvertError(f"the Keras step model differs from torch by {self.keras_parity:.2e} on a test stream "
                                f"(> {port.PARITY_TOLERANCE:.0e}): not converting")
@@ -145,6 +154,7 @@ class StatefulConverter:
             "tensorflow": port.tf.__version__, "tf_keras": port.keras.__version__, "torch": port.torch.__version__,
             "hidden": model.lstm.hidden_size, "embed_dim": model.embedding.out_features,
             "context_frames": self.k, "conv_channels": model.conv.out_features if model.conv is not None else 0,
+            "frame_stride": self.stride,
             "converted_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
 
@@ -185,15 +195,16 @@ class StatefulConverter:
         manifest = {
             "format_version": FORMAT_VERSION, "name": name, "labels": self.labels,
             "sample_rate": self.fe.sample_rate, "frontend": self.fe.to_dict(),
-            "window_frames": self.k, "hop_frames": 1, "form": "stateful", "level": name, "lstm": "cell",
+            "window_frames": self.k, "hop_frames": self.stride, "form": "stateful", "level": name, "lstm": "cell",
             "inputs": inputs, "outputs": outputs, "sha256": hashlib.sha256(model_bytes).hexdigest(),
             "model_bytes": len(model_bytes), "ops": info.op_counts(), "provenance": self.provenance,
             "smoother": self.smoother,
             "state": {"size": int(inputs[[d["role"] for d in inputs].index("h")]["shape"][-1]), "mode": "carried",
-                      "usage": "one invoke per front-end frame with the last window_frames frames as 'frame'; feed "
-                               "h_out/c_out back as h/c (dequantize with the output's quantization, quantize with "
-                               "the input's) for the whole stream, never reset; every frame's scores go to the "
-                               "smoother (manifest 'smoother')"},
+                      "usage": "one invoke every hop_frames front-end frames (after frames hop-1, 2*hop-1, ...) "
+                               "with the last window_frames frames as 'frame'; feed h_out/c_out back as h/c "
+                               "(dequantize with the output's quantization, quantize with the input's) for the "
+                               "whole stream, never reset; every invoke's scores go to the smoother (manifest "
+                               "'smoother')"},
             "notes": [], "warnings": [],
         }
         bundle = Bundle(out_dir, manifest, model_bytes, info)
@@ -207,7 +218,8 @@ class StatefulConverter:
             refs += [Annotation(a.onset_s + total, a.offset_s + total, a.label, a.ebr_db, a.bed_dbfs) for a in ann]
             dets += [Event(d.event.label, d.event.score, d.event.t_s + total) for d in decisions if d.event]
             torch_dets += [Event(e.label, e.score, e.t_s + total) for e in
-                           detect(tscores, Smoother(self.labels, **_smoother_args(self.smoother)), self.fe)]
+                           detect(np.repeat(tscores, self.stride, 0), Smoother(self.labels, **_smoother_args(self.smoother)),
+                                  self.fe, every=self.stride)]
             total += dur + 30.0  # streams laid end to end, a gap wider than any match window between them
             if progress:
                 progress(n + 1, len(self.test_audio))
@@ -232,14 +244,15 @@ class StatefulConverter:
         if m["f1"] < mt["f1"] - 0.05:
             manifest["warnings"].append(f"{name} loses event F1: {m['f1']:.3f} vs torch {mt['f1']:.3f} on the test streams")
         check_x = self.test_features[0][:CHECK_FRAMES]
+        steps = len(check_x) // self.stride
         buf = io.BytesIO()
-        np.savez(buf, x=check_x, litert=litert_scores[0][:CHECK_FRAMES], torch=self.torch_scores[0][:CHECK_FRAMES])
+        np.savez(buf, x=check_x, litert=litert_scores[0][:steps], torch=self.torch_scores[0][:steps])
         files = {MODEL_FILE: model_bytes, CHECK_FILE: buf.getvalue()}
         manifest["check"] = {"file": CHECK_FILE, "sha256": hashlib.sha256(files[CHECK_FILE]).hexdigest(),
                              "frames": int(len(check_x)),
                              "note": "a test-stream feature sequence with LiteRT's and torch's per-frame outputs "
                                      "(state carried); verify re-runs it"}
-        tflm = self._tflm(bundle, check_x, litert_scores[0][:CHECK_FRAMES]) if name in STATEFUL_MCU else None
+        tflm = self._tflm(bundle, check_x, litert_scores[0][:steps]) if name in STATEFUL_MCU else None
         return finish_bundle(out_dir, name, manifest, files, tflm)
 
     def _tflm(self, bundle: Bundle, frames: np.ndarray, litert: np.ndarray) -> dict:

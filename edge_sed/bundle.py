@@ -25,8 +25,9 @@ Two forms of model:
   model's; the runner resets the state every ``window_frames`` frames (the manifest's hop).
 - ``stateful`` (the streaming detector, LSTM only): the same inputs and outputs, but ``frame``
   is the last ``window_frames`` frames (1, window_frames, n_mels; 1 without a conv front) and
-  the state is carried through the whole stream, never reset; every frame's scores go to the
-  smoother, whose settings (averaging window, minimum count, suppression, per-class
+  the state is carried through the whole stream, never reset; one invoke every ``hop_frames``
+  frames (the model's stride: 1 = every frame, 4 = the LSTM steps every 40 ms on the last
+  ``window_frames`` frames); every step's scores go to the smoother, whose settings (averaging window, minimum count, suppression, per-class
   thresholds calibrated on validation streams) the manifest's ``smoother`` holds.
 """
 
@@ -76,7 +77,7 @@ FIELDS = {
     "sample_rate": (int, "Hz of the audio the front end expects"),
     "frontend": (dict, "FrontendConfig.to_dict(): recomputes the log-mel exactly"),
     "window_frames": (int, "frames per model window"),
-    "hop_frames": (int, "frames between windows (streaming: between state resets)"),
+    "hop_frames": (int, "frames between windows (streaming: between state resets; stateful: between steps)"),
     "form": (str, " | ".join(FORMS)),
     "level": (str, "quantization level: " + " | ".join(LEVELS)),
     "inputs": (list, "input tensors in the model's order: role, name, index, dtype, shape, quantization"),
@@ -201,6 +202,9 @@ def validate_manifest(m, where: str = "manifest") -> None:
     for name in ("window_frames", "hop_frames"):
         if m[name] <= 0:
             raise BundleError(f"{where}: '{name}' must be positive")
+    if m["form"] == "stateful" and m["hop_frames"] > m["window_frames"]:
+        raise BundleError(f"{where}: a stateful model stepping every {m['hop_frames']} frames on the last "
+                          f"{m['window_frames']} would never see some frames ('hop_frames' > 'window_frames')")
     if not re.fullmatch(r"[0-9a-f]{64}", m["sha256"]):
         raise BundleError(f"{where}: 'sha256' is not 64 lowercase hex digits")
     want_in, want_out = ROLES[m["form"]]
@@ -514,15 +518,17 @@ class BundleRunner:
 
 
     def run_stream(self, features: np.ndarray) -> np.ndarray:
-        """Stateful form: (frames, n_mels) -> (frames, labels), one step per frame from a zero
-        state, the context starting as the first frame repeated (as the device loop does)."""
+        """Stateful form: (frames, n_mels) -> (frames // stride, labels), one step every
+        ``hop_frames`` (the stride) frames, at frames stride-1, 2*stride-1, ..., from a zero state,
+        the context starting as the first frame repeated (as the device loop does)."""
         if not self.carried:
             raise ValueError("run_stream() is for stateful bundles")
         features = np.asarray(features, np.float32)
-        k = self.bundle.window_frames
+        k, stride = self.bundle.window_frames, self.bundle.hop_frames
         padded = np.concatenate([np.repeat(features[:1], k - 1, 0), features]) if len(features) else features
         self.reset()
-        return np.stack([self.step(padded[t:t + k]) for t in range(len(features))]) if len(features) else \
+        steps = range(stride - 1, len(features), stride)
+        return np.stack([self.step(padded[t:t + k]) for t in steps]) if len(steps) else \
             np.zeros((0, len(self.bundle.labels)), np.float32)
 
 

@@ -349,6 +349,21 @@ def _import_extra(module: str, extra: str):
         raise EdgeSedError(f"this command needs the '{extra}' extra: pip install 'edge-sed[{extra}]' ({exc})") from None
 
 
+def _check_stride(cfg) -> None:
+    """A frame stride the model can run: stateful only, the conv spanning every frame it skips,
+    truncated-BPTT chunks a whole number of steps."""
+    stride = getattr(cfg, "frame_stride", 1)
+    if stride == 1:
+        return
+    if cfg.form != "stateful":
+        raise click.UsageError("--frame-stride is for --form stateful")
+    if not (cfg.conv_channels and cfg.context_frames >= stride):
+        raise click.UsageError(f"--frame-stride {stride} needs a conv over at least {stride} frames "
+                               f"(--context-frames {cfg.context_frames}, --conv-channels {cfg.conv_channels})")
+    if cfg.tbptt_frames % stride:
+        raise click.UsageError(f"--frame-stride {stride} must divide the {cfg.tbptt_frames}-frame TBPTT chunk")
+
+
 def _parse_params(params) -> dict:
     out = {}
     for item in params:
@@ -398,6 +413,9 @@ def _parse_params(params) -> dict:
 @click.option("--context-frames", type=click.IntRange(1, 32), help="lstm: frames a causal conv before the LSTM "
               "sees (default 1: no conv; give --conv-channels too).")
 @click.option("--conv-channels", type=click.IntRange(0, 512), help="lstm: that conv's channels (default 0).")
+@click.option("--frame-stride", type=click.IntRange(1, 10), help="stateful: the LSTM steps (and decides) every this "
+              "many 10 ms frames, on the conv's last --context-frames frames (needs context >= stride; default "
+              "from train.trainer.STATEFUL_DEFAULTS).")
 @click.option("--sequences", type=click.IntRange(2, 100_000), help="stateful: mixtures per epoch (default 192).")
 @click.option("--seq-s", type=FiniteFloat(2, 600), help="stateful: seconds per training mixture (default 12).")
 @click.option("--val-streams", type=click.IntRange(1, 1000), help="stateful: 60 s validation (and test) "
@@ -409,8 +427,8 @@ def _parse_params(params) -> dict:
 @click.pass_context
 def train(ctx, data_path, synthetic, synth_counts, model, objective, ratio, seed, out_dir, epochs, stage1_epochs,
           patience, batch_size, lr, finetune_lr, freeze_embedding, stage2_embedding_weight, params,
-          mix_background, gain_db, form, hidden, context_frames, conv_channels, sequences, seq_s, val_streams,
-          lr_schedule, threads, resume, as_json):
+          mix_background, gain_db, form, hidden, context_frames, conv_channels, frame_stride, sequences, seq_s,
+          val_streams, lr_schedule, threads, resume, as_json):
     """Train the LSTM (or CNN) on imbalanced data with one objective; writes config.json,
     metrics.json, best.pt, checkpoint.pt, history.json and PNGs into the run directory."""
     if bool(data_path) == synthetic:
@@ -430,9 +448,10 @@ def train(ctx, data_path, synthetic, synth_counts, model, objective, ratio, seed
         stage2_embedding_weight=stage2_embedding_weight, mix_background=mix_background, gain_db=gain_db,
         objective_params=_parse_params(params), form=form,
         **{k: v for k, v in dict(hidden=hidden, context_frames=context_frames, conv_channels=conv_channels,
-                                 sequences=sequences, seq_s=seq_s, val_streams=val_streams,
+                                 frame_stride=frame_stride, sequences=sequences, seq_s=seq_s, val_streams=val_streams,
                                  lr_schedule=lr_schedule).items() if v is not None})
     cfg = dataclasses.replace(cfg, **stateful_defaults)
+    _check_stride(cfg)
     try:
         trainer.make_objective(objective, [1, 1, 1, 1], embed_dim=cfg.embed_dim, **cfg.objective_params)
     except (ValueError, TypeError) as exc:
@@ -901,6 +920,9 @@ def bench(bundles_path, rounds, hop_frames, demo_dir, quick, as_json):
               "before the LSTM (default 5).")
 @click.option("--conv-channels", type=click.IntRange(0, 512), help="stateful lstm: that conv's channels (default 48; "
               "0: no conv).")
+@click.option("--frame-stride", type=click.IntRange(1, 10), help="stateful: the LSTM steps (and decides) every this "
+              "many 10 ms frames, on the conv's last --context-frames frames (needs context >= stride; default "
+              "from train.trainer.STATEFUL_DEFAULTS).")
 @click.option("--sequences", type=click.IntRange(2, 100_000), help="stateful: mixtures per epoch (default 192).")
 @click.option("--seq-s", type=FiniteFloat(2, 600), help="stateful: seconds per training mixture (default 12).")
 @click.option("--val-streams", type=click.IntRange(1, 1000), help="stateful: 60 s validation (and test) streams "
@@ -915,8 +937,8 @@ def bench(bundles_path, rounds, hop_frames, demo_dir, quick, as_json):
               help="Run directories, table.md and table.json.")
 @click.option("--json", "as_json", is_flag=True, help="Print table.json instead of the Markdown.")
 def experiments(data_path, synthetic, synth_counts, models, ratios, objectives, seeds, workers,
-                epochs, stage1_epochs, patience, form, hidden, context_frames, conv_channels, sequences, seq_s,
-                val_streams, test_streams, lr_schedule, frame_targets, out_dir, as_json):
+                epochs, stage1_epochs, patience, form, hidden, context_frames, conv_channels, frame_stride, sequences,
+                seq_s, val_streams, test_streams, lr_schedule, frame_targets, out_dir, as_json):
     """The paper's table: every (model, ratio, objective, seed), paired by seed, each objective
     against weighted-ce per clip (primary) and per window; with --form stateful, the streaming
     detector's event F1, false alarms/h and latency on test streams. Finished runs are skipped,
@@ -958,7 +980,7 @@ def experiments(data_path, synthetic, synth_counts, models, ratios, objectives, 
             progress=advance, stage1_epochs=stage1_epochs, synth_counts=synth_counts,
             form=form, test_streams=test_streams,
             **{k: v for k, v in dict(patience=patience, hidden=hidden, context_frames=context_frames,
-                                     conv_channels=conv_channels, sequences=sequences, seq_s=seq_s,
+                                     conv_channels=conv_channels, frame_stride=frame_stride, sequences=sequences, seq_s=seq_s,
                                      val_streams=val_streams, lr_schedule=lr_schedule,
                                      frame_targets=frame_targets).items() if v is not None})
     if as_json:

@@ -10,10 +10,11 @@ Decisions are taken every ``hop_frames`` front-end frames once a whole model win
   ``window_frames`` frames, so its scores are the windowed model's on the same window
   (the manifest's "staggered states"; ceil(window / hop) of them are alive, one per frame when
   hop = window). Same decisions as the windowed form, within quantization tolerance.
-- stateful bundle (the streaming detector): one invoke per frame on the last ``window_frames``
-  frames (the first frame repeated before the stream has that many), the state carried from
-  the first frame of the stream to the last, never reset; a decision every ``hop_frames``
-  frames (1 by default) from the first frame on. The smoother defaults to the manifest's.
+- stateful bundle (the streaming detector): one invoke every manifest ``hop_frames`` frames (its
+  stride: 1 = every frame) on the last ``window_frames`` frames (the first frame repeated before
+  the stream has that many), the state carried from the first frame of the stream to the last,
+  never reset; a decision every ``hop_frames`` frames (the stride by default; a hop given here
+  must be a multiple of it). The smoother defaults to the manifest's.
 """
 
 from __future__ import annotations
@@ -84,6 +85,10 @@ class Detector:
             raise EdgeSedError(f"hop of {self.hop_frames} frames: must be at least 1")
         self.streaming = self.runner.streaming
         self.carried = getattr(self.runner, "carried", False)  # a stand-in runner need not say
+        self.step_frames = bundle.hop_frames if self.carried else 1
+        if self.hop_frames % self.step_frames:
+            raise EdgeSedError(f"hop of {self.hop_frames} frames: this stateful bundle steps every "
+                               f"{self.step_frames} frames, so the hop must be a multiple of {self.step_frames}")
         self.smoother = smoother if smoother is not None else bundle_smoother(bundle)
         # silence gate: a window whose every mel band of every frame is below silence_power
         # (digital silence, a muted input) is background, whatever the model says of it
@@ -137,8 +142,10 @@ class Detector:
             else:
                 self._window = np.roll(self._window, -1, axis=0)
                 self._window[-1] = frame
-            scores = self.runner.step(self._window)
-            self._count(1)
+            scores = None
+            if (n + 1) % self.step_frames == 0:
+                scores = self.runner.step(self._window)
+                self._count(1)
         elif self.streaming:
             scores = self._step_states(frame, n, decide)
         else:

@@ -56,8 +56,13 @@ def memory_plan(bundle: Bundle, profile: DeviceProfile, arena: dict, detector_st
     else:
         h = inputs["h"]
         per_state = 2 * int(np.prod(h["shape"])) * np.dtype(h["dtype"]).itemsize
-        feature_bytes = detector_states * per_state + n_mels * np.dtype(inputs["frame"]["dtype"]).itemsize
-        feature_note = f"{detector_states} live LSTM state(s) (h, c) + one frame"
+        if bundle.form == "stateful":  # one carried state, and the conv's context of the last frames
+            k = bundle.window_frames
+            feature_bytes = per_state + k * n_mels * np.dtype(inputs["frame"]["dtype"]).itemsize
+            feature_note = f"one carried LSTM state (h, c) + the last {k} frame(s)"
+        else:
+            feature_bytes = detector_states * per_state + n_mels * np.dtype(inputs["frame"]["dtype"]).itemsize
+            feature_note = f"{detector_states} live LSTM state(s) (h, c) + one frame"
     ram = {
         "tensor_arena": arena["arena_bytes"],
         "audio_ring": ring_blocks * profile.dma_block_samples * PCM_BYTES + fe.window_samples * PCM_BYTES,

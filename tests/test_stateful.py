@@ -157,3 +157,85 @@ def test_event_metric_equals_sed_eval_dcase_event_based():
         for lab in labels:
             c = theirs.results_class_wise_metrics()[lab]["f_measure"]["f_measure"]
             assert ours["per_class"][lab]["f1"] == pytest.approx(0.0 if np.isnan(c) else c, abs=1e-9), (trial, lab)
+
+
+@pytest.fixture(scope="module")
+def strided_bundles(tiny_data, tmp_path_factory):
+    """A run whose LSTM steps every 2nd frame on its conv's last 3 frames, converted."""
+    from convert.bundles import convert_run
+    from train.trainer import TrainConfig, train
+
+    run_dir = tmp_path_factory.mktemp("strided-run") / "run"
+    cfg = TrainConfig(data=str(tiny_data), out=str(run_dir), form="stateful", ratio=None, epochs=2, patience=50,
+                      sequences=16, seq_s=6.0, batch_size=8, hidden=8, embed_dim=4, context_frames=3,
+                      conv_channels=6, frame_stride=2, tbptt_frames=100, threads=1, lr=1e-2, val_streams=1,
+                      val_stream_s=20.0)
+    metrics = train(cfg)
+    out = tmp_path_factory.mktemp("strided-bundles")
+    return run_dir, metrics, out, convert_run(run_dir, out, ["fp32", "int8"])
+
+
+def test_a_strided_model_steps_and_decides_every_stride_frames(strided_bundles, tiny_data):
+    from edge_sed.loop import Detector
+    from edge_sed.streams import make_stream
+
+    run_dir, metrics, out, report = strided_bundles
+    assert metrics["frame_stride"] == 2 and metrics["test_stream"]["reference"] > 0
+    assert [l["status"] for l in report["levels"]] == ["ok", "ok"], report["levels"]
+    bundle = load_bundle(out / "fp32")
+    assert bundle.manifest["hop_frames"] == 2 and bundle.manifest["window_frames"] == 3
+    assert bundle.manifest["parity"]["tflite_vs_torch_max_abs"] < 1e-4
+    audio, _ = make_stream(tiny_data, 20.0, 4, seed=3)
+    features = log_mel(audio, bundle.frontend)
+    detector = Detector(bundle)
+    decisions = detector.push(audio)
+    assert detector.inferences == len(decisions) == len(features) // 2  # one invoke per 2 frames
+    assert decisions[0].t_s == pytest.approx(detector.frame_end_s(2))
+    whole = BundleRunner(bundle).run_stream(features)
+    assert np.abs(np.stack([d.scores for d in decisions]) - whole).max() < 1e-5
+    # the same scores as the torch model's strided pass over the stream
+    import torch
+    from train.models import LSTMNet
+    from train.stateful import stream_probabilities
+
+    cfg = json.loads((run_dir / "config.json").read_text())
+    model = LSTMNet(n_mels=features.shape[1], hidden=cfg["hidden"], embed_dim=cfg["embed_dim"],
+                    context_frames=cfg["context_frames"], conv_channels=cfg["conv_channels"], stride=2)
+    model.load_state_dict(torch.load(run_dir / "best.pt", weights_only=True))
+    p = stream_probabilities(model, features)
+    assert p.shape == (len(features), 4) and np.abs(p[1::2][:len(whole)] - whole).max() < 1e-4
+    with pytest.raises(Exception, match="multiple of 2"):
+        Detector(bundle, hop_frames=3)
+    assert len(Detector(bundle, hop_frames=4).push(audio)) == len(features) // 4
+    r = run("verify", out / "int8", "--json")
+    assert r.returncode == 0, r.stderr
+
+
+def test_a_stride_the_model_cannot_run_is_refused(tmp_path, tiny_data):
+    from train.models import LSTMNet
+
+    with pytest.raises(ValueError, match="conv over at least 4"):
+        LSTMNet(context_frames=3, conv_channels=6, stride=4)
+    r = run("train", "--data", tiny_data, "--form", "stateful", "--frame-stride", "8", "--context-frames", "4",
+            "--out", tmp_path / "r")
+    assert r.returncode == 2 and "--frame-stride 8 needs a conv over at least 8 frames" in r.stderr
+    r = run("train", "--data", tiny_data, "--frame-stride", "2", "--out", tmp_path / "r")
+    assert r.returncode == 2 and "--form stateful" in r.stderr
+    r = run("train", "--data", tiny_data, "--form", "stateful", "--frame-stride", "3", "--context-frames", "6",
+            "--out", tmp_path / "r")
+    assert r.returncode == 2 and "TBPTT" in r.stderr
+
+
+def test_a_stateful_manifest_stepping_past_its_context_is_refused(strided_bundles, tmp_path):
+    import shutil
+
+    from edge_sed.errors import BundleError
+
+    src = strided_bundles[2] / "fp32"
+    bad = tmp_path / "fp32"
+    shutil.copytree(src, bad)
+    m = json.loads((bad / "manifest.json").read_text())
+    m["hop_frames"] = 4
+    (bad / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(BundleError, match="'hop_frames' > 'window_frames'"):
+        load_bundle(bad)

@@ -474,6 +474,11 @@ def run_table(data: str, models=("lstm",), ratios=("6:1:2:16", "2:2:1:26"), obje
     base = {**asdict(TrainConfig()), **(STATEFUL_DEFAULTS if form == "stateful" else {}), **train_kwargs,
             **({} if epochs is None else {"epochs": epochs}), "data": data, "threads": 1, "form": form}
     base.pop("out"), base.pop("objective")
+    stride = base.get("frame_stride", 1)
+    if stride > 1 and not (form == "stateful" and base["conv_channels"] and base["context_frames"] >= stride
+                           and base["tbptt_frames"] % stride == 0):
+        raise EdgeSedError(f"a frame stride of {stride} needs --form stateful, a conv over at least {stride} frames "
+                           f"and TBPTT chunks that are a multiple of {stride}")
     if data == "synthetic":  # make each seed's set here, not twice at once in two workers
         for s in seeds:
             synthetic_source(base["synth_counts"], s)

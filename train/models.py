@@ -46,11 +46,16 @@ class LSTMNet(nn.Module):
     """``context_frames`` > 1 with ``conv_channels`` > 0 puts a causal convolution before the
     LSTM (the last ``context_frames`` standardised frames -> ``conv_channels`` with ReLU: one
     FULLY_CONNECTED on stacked frames in the streaming graph), so the LSTM reads local
-    spectro-temporal patterns rather than single spectra."""
+    spectro-temporal patterns rather than single spectra. ``stride`` > 1 (stateful form, with
+    the conv spanning at least ``stride`` frames) steps the LSTM on every ``stride``-th frame only
+    (frames stride-1, 2*stride-1, ...): a step per ``stride`` frames of audio, fewer cycles."""
 
     def __init__(self, n_mels: int = 40, hidden: int = 64, embed_dim: int = 32, num_classes: int = 4,
-                 context_frames: int = 1, conv_channels: int = 0):
+                 context_frames: int = 1, conv_channels: int = 0, stride: int = 1):
         super().__init__()
+        if stride > 1 and not (conv_channels and context_frames >= stride):
+            raise ValueError(f"a stride of {stride} frames needs a conv over at least {stride} frames")
+        self.stride = int(stride)
         self.standardise = _Standardise(n_mels)
         self.context_frames = int(context_frames)
         self.conv = nn.Linear(n_mels * context_frames, conv_channels) if conv_channels else None
@@ -82,19 +87,20 @@ class LSTMNet(nn.Module):
         return self.classify(self.embed(x))
 
     def frame_embed(self, x: torch.Tensor, state=None):
-        """Stateful form: (B, T, n_mels) -> (B, T, embed_dim) embeddings of every frame, and the
-        (h, c) state after the last one (pass it back in to continue the stream)."""
+        """Stateful form: (B, T, n_mels) -> (B, T // stride, embed_dim) embeddings of every step
+        (frames stride-1, 2*stride-1, ... of the chunk; T a multiple of stride), and the state after
+        the last one (pass it back in to continue the stream)."""
         x = self.standardise(x)
         if self.conv is None:
             out, state = self.lstm(x, state)
             return self.embedding(out), state
         hc, previous = (None, None) if state is None else (state[:2], state[2])
         x, previous = self._conv(x, previous)
-        out, hc = self.lstm(x, hc)
+        out, hc = self.lstm(x[:, self.stride - 1::self.stride], hc)
         return self.embedding(out), (*hc, previous)
 
     def frame_logits(self, x: torch.Tensor, state=None):
-        """(B, T, n_mels) -> (B, T, num_classes) logits of every frame, and the state."""
+        """(B, T, n_mels) -> (B, T // stride, num_classes) logits of every step, and the state."""
         z, state = self.frame_embed(x, state)
         return self.classify(z.reshape(-1, z.shape[-1])).reshape(z.shape[0], z.shape[1], -1), state
 

@@ -102,10 +102,17 @@ def eval_streams(banks: Banks, seed: int, count: int, seconds: float, cfg_fe: Fr
 
 @torch.no_grad()
 def stream_probabilities(model, features: np.ndarray) -> np.ndarray:
-    """(frames, n_mels) -> (frames, classes): one pass with the state carried from frame 0."""
+    """(frames, n_mels) -> (frames, classes): one pass with the state carried from frame 0. With
+    a stride, each step's probabilities hold over its ``stride`` frames (so frame
+    k*stride + stride-1, the one ``detect(..., every=stride)`` reads, is step k's)."""
     model.eval()
     logits, _ = model.frame_logits(torch.from_numpy(features[None]))
-    return torch.softmax(logits[0], -1).numpy()
+    p = torch.softmax(logits[0], -1).numpy()
+    stride = getattr(model, "stride", 1)
+    if stride > 1:
+        p = np.repeat(p, stride, 0)
+        p = np.concatenate([p, np.repeat(p[-1:], len(features) - len(p), 0)]) if len(p) else np.zeros((len(features), logits.shape[-1]), np.float32)
+    return p
 
 
 def make_smoother(thresholds=0.5, **overrides) -> Smoother:
@@ -114,10 +121,10 @@ def make_smoother(thresholds=0.5, **overrides) -> Smoother:
 
 def evaluate(model, streams, thresholds=0.5, **smoother_kw) -> dict:
     scored = [(stream_probabilities(model, f), ann, d) for f, ann, d in streams]
-    return score_streams(scored, make_smoother(thresholds, **smoother_kw))
+    return score_streams(scored, make_smoother(thresholds, **smoother_kw), every=getattr(model, "stride", 1))
 
 
-def calibrate(probs_streams, grid=np.round(np.arange(0.3, 0.96, 0.05), 2)) -> dict:
+def calibrate(probs_streams, grid=np.round(np.arange(0.3, 0.96, 0.05), 2), every: int = 1) -> dict:
     """Per-class thresholds that maximise each class's validation event F1 (coordinate ascent,
     two rounds, from 0.5). ``probs_streams``: [(probabilities, annotations, duration_s)]."""
     thr = {l: 0.5 for l in LABELS if l != BACKGROUND}
@@ -125,7 +132,7 @@ def calibrate(probs_streams, grid=np.round(np.arange(0.3, 0.96, 0.05), 2)) -> di
         for label in thr:
             best = (-1.0, thr[label])
             for p in grid:
-                m = score_streams(probs_streams, make_smoother({**thr, label: float(p)}))
+                m = score_streams(probs_streams, make_smoother({**thr, label: float(p)}), every=every)
                 f = m["per_class"][label]["f1"] - 1e-3 * m["per_class"][label]["false_alarms_per_hour"]
                 if f > best[0] + 1e-9:
                     best = (f, float(p))
@@ -155,7 +162,11 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
     unit_counts = np.maximum(np.bincount(_segment_units(anns0, y0.shape[1], fe)[:, 2], minlength=len(LABELS)), 1)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, n_mels=x0.shape[-1], embed_dim=cfg.embed_dim, num_classes=len(LABELS),
-                        hidden=cfg.hidden, context_frames=cfg.context_frames, conv_channels=cfg.conv_channels)
+                        hidden=cfg.hidden, context_frames=cfg.context_frames, conv_channels=cfg.conv_channels,
+                        stride=cfg.frame_stride)
+    stride = model.stride
+    if cfg.tbptt_frames % stride:
+        raise ValueError(f"tbptt_frames ({cfg.tbptt_frames}) must be a multiple of frame_stride ({stride})")
     model.standardise.fit(torch.from_numpy(x0))
     objective = make_objective(cfg.objective, frame_counts.tolist(), embed_dim=cfg.embed_dim, **cfg.objective_params)
     two_stage = objective.two_stage
@@ -205,14 +216,14 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
                 hc = tuple(s.detach() for s in hc)
                 if stage == "classify":
                     logits = model.classify(z.reshape(-1, z.shape[-1]))
-                    loss = objective.classification_loss(logits, yb[:, t0:t1].reshape(-1))
+                    loss = objective.classification_loss(logits, yb[:, t0 + stride - 1:t1:stride].reshape(-1))
                 else:
                     sel = _units_in(units, idx, t0, t1)
                     if not len(sel):
                         continue
                     row_of = {int(seq): r for r, seq in enumerate(idx)}
                     rows = torch.tensor([row_of[int(s)] for s in units[sel, 0]])
-                    zs = z[rows, torch.from_numpy(units[sel, 1] - t0)]
+                    zs = z[rows, torch.from_numpy(np.minimum((units[sel, 1] - t0) // stride, z.shape[1] - 1))]
                     cid = cluster_ids[torch.from_numpy(sel)]
                     loss = objective.embedding_loss(zs, torch.from_numpy(units[sel, 2]), cid)
                 if cfg.lr_schedule == "cosine":
@@ -231,7 +242,8 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
         info = {"epoch": epoch + 1, "stage": stage, "loss": float(np.mean(losses)) if losses else None}
         if stage == "classify":
             probs = [(stream_probabilities(model, f), ann, d) for f, ann, d in val_streams]
-            m = max((score_streams(probs, make_smoother(p)) for p in SELECTION_THRESHOLDS), key=lambda r: r["f1"])
+            m = max((score_streams(probs, make_smoother(p), every=stride) for p in SELECTION_THRESHOLDS),
+                    key=lambda r: r["f1"])
             info.update(val_event_f1=m["f1"], val_false_alarms_per_hour=m["false_alarms_per_hour"])
             if m["f1"] > state["best_score"]:
                 state.update(best_score=m["f1"], best_epoch=epoch + 1, bad_epochs=0)
@@ -252,7 +264,7 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
 
     model.load_state_dict(torch.load(out / "best.pt", weights_only=True))
     val_probs = [(stream_probabilities(model, f), ann, d) for f, ann, d in val_streams]
-    thresholds = calibrate(val_probs)
+    thresholds = calibrate(val_probs, every=stride)
     test_streams = eval_streams(banks["test"], cfg.seed + 1, cfg.val_streams, cfg.val_stream_s, fe, cfg.feature_norm)
     metrics = {"objective": cfg.objective, "model": cfg.model, "form": "stateful", "seed": cfg.seed,
                "data": cfg.data, "ratio": cfg.ratio, "frame_counts": dict(zip(LABELS, frame_counts.tolist())),
@@ -261,7 +273,8 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
                "train_seconds": round(time.perf_counter() - started, 2), "frontend": fe.to_dict(),
                "parameters": sum(p.numel() for p in model.parameters()),
                "smoother": {**STATEFUL_SMOOTHER, "thresholds": thresholds},
-               "val_stream": _summary(score_streams(val_probs, make_smoother(thresholds))),
+               "frame_stride": stride,
+               "val_stream": _summary(score_streams(val_probs, make_smoother(thresholds), every=stride)),
                "test_stream": _summary(evaluate(model, test_streams, thresholds))}
     write_json(metrics, out / "metrics.json")
     write_json(state["history"], out / "history.json")
@@ -319,7 +332,8 @@ def _unit_embeddings(model, x: np.ndarray, units: np.ndarray, batch: int = 64) -
     for b in range(0, len(x), batch):
         z, _ = model.frame_embed(torch.from_numpy(x[b:b + batch]))
         sel = np.flatnonzero((units[:, 0] >= b) & (units[:, 0] < b + batch))
-        out[sel] = z[torch.from_numpy(units[sel, 0] - b), torch.from_numpy(units[sel, 1])]
+        steps = np.minimum(units[sel, 1] // model.stride, z.shape[1] - 1)
+        out[sel] = z[torch.from_numpy(units[sel, 0] - b), torch.from_numpy(steps)]
     return out
 
 

@@ -75,6 +75,7 @@ class TrainConfig:
     augment: bool = False            # stateful: events at a random speed (0.9-1.1) and tilt, beds tilted
     context_frames: int = 1          # lstm: frames stacked into a causal conv before the LSTM
     conv_channels: int = 0           # lstm: that conv's channels (0: no conv)
+    frame_stride: int = 1            # stateful: the LSTM steps (and decides) every this many frames
 
 
 STATEFUL_DEFAULTS = {"lr": 2e-3, "lr_schedule": "cosine", "batch_size": 16, "tbptt_frames": 100, "epochs": 60,
