@@ -349,9 +349,11 @@ def _import_extra(module: str, extra: str):
         raise EdgeSedError(f"this command needs the '{extra}' extra: pip install 'edge-sed[{extra}]' ({exc})") from None
 
 
-def _check_stride(cfg) -> None:
-    """A frame stride the model can run: stateful only, the conv spanning every frame it skips,
-    truncated-BPTT chunks a whole number of steps."""
+def _check_stateful_options(cfg) -> None:
+    """Stateful-only options: PCEN, and a frame stride the model can run (the conv spanning every frame it skips,
+    truncated-BPTT chunks a whole number of steps)."""
+    if cfg.compression != "log" and cfg.form != "stateful":
+        raise click.UsageError("--compression is for --form stateful (the windowed trainer's features are log-mel)")
     stride = getattr(cfg, "frame_stride", 1)
     if stride == 1:
         return
@@ -413,6 +415,9 @@ def _parse_params(params) -> dict:
 @click.option("--context-frames", type=click.IntRange(1, 32), help="lstm: frames a causal conv before the LSTM "
               "sees (default 1: no conv; give --conv-channels too).")
 @click.option("--conv-channels", type=click.IntRange(0, 512), help="lstm: that conv's channels (default 0).")
+@click.option("--compression", type=click.Choice(["log", "pcen"]), help="stateful: the front end's compression of "
+              "the mel energies: log, or per-channel energy normalization (an automatic gain per band; default from "
+              "train.trainer.STATEFUL_DEFAULTS).")
 @click.option("--frame-stride", type=click.IntRange(1, 10), help="stateful: the LSTM steps (and decides) every this "
               "many 10 ms frames, on the conv's last --context-frames frames (needs context >= stride; default "
               "from train.trainer.STATEFUL_DEFAULTS).")
@@ -427,7 +432,7 @@ def _parse_params(params) -> dict:
 @click.pass_context
 def train(ctx, data_path, synthetic, synth_counts, model, objective, ratio, seed, out_dir, epochs, stage1_epochs,
           patience, batch_size, lr, finetune_lr, freeze_embedding, stage2_embedding_weight, params,
-          mix_background, gain_db, form, hidden, context_frames, conv_channels, frame_stride, sequences, seq_s,
+          mix_background, gain_db, form, hidden, context_frames, conv_channels, compression, frame_stride, sequences, seq_s,
           val_streams, lr_schedule, threads, resume, as_json):
     """Train the LSTM (or CNN) on imbalanced data with one objective; writes config.json,
     metrics.json, best.pt, checkpoint.pt, history.json and PNGs into the run directory."""
@@ -448,10 +453,11 @@ def train(ctx, data_path, synthetic, synth_counts, model, objective, ratio, seed
         stage2_embedding_weight=stage2_embedding_weight, mix_background=mix_background, gain_db=gain_db,
         objective_params=_parse_params(params), form=form,
         **{k: v for k, v in dict(hidden=hidden, context_frames=context_frames, conv_channels=conv_channels,
-                                 frame_stride=frame_stride, sequences=sequences, seq_s=seq_s, val_streams=val_streams,
+                                 compression=compression, frame_stride=frame_stride, sequences=sequences, seq_s=seq_s,
+                                 val_streams=val_streams,
                                  lr_schedule=lr_schedule).items() if v is not None})
     cfg = dataclasses.replace(cfg, **stateful_defaults)
-    _check_stride(cfg)
+    _check_stateful_options(cfg)
     try:
         trainer.make_objective(objective, [1, 1, 1, 1], embed_dim=cfg.embed_dim, **cfg.objective_params)
     except (ValueError, TypeError) as exc:
@@ -920,6 +926,9 @@ def bench(bundles_path, rounds, hop_frames, demo_dir, quick, as_json):
               "before the LSTM (default 5).")
 @click.option("--conv-channels", type=click.IntRange(0, 512), help="stateful lstm: that conv's channels (default 48; "
               "0: no conv).")
+@click.option("--compression", type=click.Choice(["log", "pcen"]), help="stateful: the front end's compression of "
+              "the mel energies: log, or per-channel energy normalization (an automatic gain per band; default from "
+              "train.trainer.STATEFUL_DEFAULTS).")
 @click.option("--frame-stride", type=click.IntRange(1, 10), help="stateful: the LSTM steps (and decides) every this "
               "many 10 ms frames, on the conv's last --context-frames frames (needs context >= stride; default "
               "from train.trainer.STATEFUL_DEFAULTS).")
@@ -937,7 +946,8 @@ def bench(bundles_path, rounds, hop_frames, demo_dir, quick, as_json):
               help="Run directories, table.md and table.json.")
 @click.option("--json", "as_json", is_flag=True, help="Print table.json instead of the Markdown.")
 def experiments(data_path, synthetic, synth_counts, models, ratios, objectives, seeds, workers,
-                epochs, stage1_epochs, patience, form, hidden, context_frames, conv_channels, frame_stride, sequences,
+                epochs, stage1_epochs, patience, form, hidden, context_frames, conv_channels, compression, frame_stride,
+                sequences,
                 seq_s, val_streams, test_streams, lr_schedule, frame_targets, out_dir, as_json):
     """The paper's table: every (model, ratio, objective, seed), paired by seed, each objective
     against weighted-ce per clip (primary) and per window; with --form stateful, the streaming
@@ -980,7 +990,8 @@ def experiments(data_path, synthetic, synth_counts, models, ratios, objectives, 
             progress=advance, stage1_epochs=stage1_epochs, synth_counts=synth_counts,
             form=form, test_streams=test_streams,
             **{k: v for k, v in dict(patience=patience, hidden=hidden, context_frames=context_frames,
-                                     conv_channels=conv_channels, frame_stride=frame_stride, sequences=sequences, seq_s=seq_s,
+                                     conv_channels=conv_channels, compression=compression, frame_stride=frame_stride,
+                                     sequences=sequences, seq_s=seq_s,
                                      val_streams=val_streams, lr_schedule=lr_schedule,
                                      frame_targets=frame_targets).items() if v is not None})
     if as_json:

@@ -7,7 +7,13 @@ Defaults (FrontendConfig), chosen for 16 kHz audio band-limited to about 4 kHz:
   so a frame exists only once all its samples have arrived (what a microphone allows);
 - 40 triangular mel bands (HTK mel scale, unit peak, no area normalisation) from 50 Hz to
   4000 Hz, on the power spectrum |FFT|^2;
-- natural log of (mel energy + 1e-6): the floor keeps digital silence finite.
+- natural log of (mel energy + 1e-6): the floor keeps digital silence finite; or, with
+  ``compression="pcen"``, per-channel energy normalization (Wang et al. 2017, "Trainable
+  frontend for robust and far-field keyword spotting"): each band's energy E over a smoothed
+  energy M (M_t = (1 - s) M_{t-1} + s E_t, M_0 = E_0; s = 0.025 per 10 ms frame, a ~0.4 s time
+  constant) to the power alpha — an automatic gain per band that follows the background — then
+  root compression: (E / (eps + M)^alpha + delta)^r - delta^r. It is causal and carries M from
+  the first frame of a stream, in both modes.
 
 A clip of N samples gives 1 + (N - 400) // 160 frames (98 for one second), 0 if N < 400.
 Every number needed to recompute the features exactly is in FrontendConfig.to_dict(), which
@@ -27,6 +33,7 @@ MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8_000, 48_000
 FFT_SIZES = tuple(2**k for k in range(5, 14))
 """32..8192 points: beyond that a frame is longer than half a second of 16 kHz audio."""
 MAX_MELS = 256
+COMPRESSIONS = ("log", "pcen")
 MIN_LOG_FLOOR, MAX_LOG_FLOOR = 1e-12, 1e-2
 """The floor keeps silence finite; above 1e-2 it would bury every sound quieter than speech."""
 
@@ -41,12 +48,22 @@ class FrontendConfig:
     fmin_hz: float = 50.0
     fmax_hz: float = 4000.0
     log_floor: float = 1e-6
+    compression: str = "log"         # log | pcen
+    pcen_smooth: float = 0.025       # s: the smoother's weight of the new frame
+    pcen_alpha: float = 0.98         # gain normalization strength (1: fully level-invariant)
+    pcen_delta: float = 2.0          # bias before the root
+    pcen_root: float = 0.5           # r
+    pcen_eps: float = 1e-6           # keeps 1 / M finite in digital silence
 
     def __post_init__(self):
         """ValueError naming the first field outside what the front end can compute (and what a
         model could have been trained on): a bundle's manifest is parsed through here."""
+        if self.compression not in COMPRESSIONS:
+            raise ValueError(f"compression={self.compression!r} must be one of {', '.join(COMPRESSIONS)}")
         for f in fields(self):
             v = getattr(self, f.name)
+            if f.name == "compression":
+                continue
             if isinstance(f.default, int):
                 if not isinstance(v, int) or isinstance(v, bool):
                     raise ValueError(f"{f.name}={v!r} must be a whole number")
@@ -66,6 +83,11 @@ class FrontendConfig:
             (0 <= self.fmin_hz < self.fmax_hz, "fmin_hz", f"0 <= fmin_hz < fmax_hz={self.fmax_hz:g}"),
             (self.fmax_hz <= nyquist, "fmax_hz", f"at most sample_rate / 2 = {nyquist:g}"),
             (MIN_LOG_FLOOR <= self.log_floor <= MAX_LOG_FLOOR, "log_floor", f"{MIN_LOG_FLOOR:g}..{MAX_LOG_FLOOR:g}"),
+            (0 < self.pcen_smooth <= 1, "pcen_smooth", "in (0, 1]"),
+            (0 <= self.pcen_alpha <= 1, "pcen_alpha", "in [0, 1]"),
+            (0 <= self.pcen_delta <= 100, "pcen_delta", "in [0, 100]"),
+            (0 < self.pcen_root <= 1, "pcen_root", "in (0, 1]"),
+            (MIN_LOG_FLOOR <= self.pcen_eps <= MAX_LOG_FLOOR, "pcen_eps", f"{MIN_LOG_FLOOR:g}..{MAX_LOG_FLOOR:g}"),
         ]
         for ok, name, want in checks:
             if not ok:
@@ -128,14 +150,32 @@ class _Kernel:
         self.window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)).astype(np.float32)
         self.filterbank_t = np.ascontiguousarray(mel_filterbank(cfg).T.astype(np.float32))
 
-    def frames_to_log_mel(self, frames: np.ndarray) -> np.ndarray:
-        """(F, window_samples) float32 frames -> (F, n_mels) float32 log-mel."""
+    def frames_to_mel(self, frames: np.ndarray) -> np.ndarray:
+        """(F, window_samples) float32 frames -> (F, n_mels) float32 mel energies."""
         spectrum = np.fft.rfft(frames * self.window, n=self.cfg.n_fft, axis=1)
         power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
         # einsum without BLAS: each output is the same sum in the same order whatever F is,
         # which is what makes streaming (small F) and batch (large F) agree bit for bit.
-        mel = np.einsum("fk,km->fm", power, self.filterbank_t, optimize=False)
-        return np.log(mel + np.float32(self.cfg.log_floor)).astype(np.float32)
+        return np.einsum("fk,km->fm", power, self.filterbank_t, optimize=False)
+
+    def compress(self, mel: np.ndarray, m: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """(..., F, n_mels) mel energies -> (features float32, the PCEN smoother's state after the
+        last frame). ``m``: that state before the first frame (None: the start of a stream)."""
+        cfg = self.cfg
+        if cfg.compression == "log":
+            return np.log(mel + np.float32(cfg.log_floor)).astype(np.float32), None
+        e = np.moveaxis(np.asarray(mel, np.float64), -2, 0)
+        out = np.empty_like(e)
+        s, a, d, r, eps = cfg.pcen_smooth, cfg.pcen_alpha, cfg.pcen_delta, cfg.pcen_root, cfg.pcen_eps
+        d_r = d ** r
+        for t in range(len(e)):  # frame by frame: the same arithmetic for one frame or a whole clip
+            m = e[t].copy() if m is None else (1.0 - s) * m + s * e[t]
+            out[t] = (e[t] / (eps + m) ** a + d) ** r - d_r
+        return np.moveaxis(out, 0, -2).astype(np.float32), m
+
+    def frames_to_log_mel(self, frames: np.ndarray) -> np.ndarray:
+        """(F, window_samples) float32 frames -> (F, n_mels) float32 features of a clip from its start."""
+        return self.compress(self.frames_to_mel(frames))[0]
 
 
 def _frame(audio: np.ndarray, cfg: FrontendConfig) -> np.ndarray:
@@ -155,8 +195,23 @@ def _kernel(cfg: FrontendConfig) -> _Kernel:
     return _kernels[cfg]
 
 
+def mel_energies(audio: np.ndarray, cfg: FrontendConfig = FrontendConfig()) -> np.ndarray:
+    """Batch mode, before compression: (frames, n_mels) float32 mel energies of a clip."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim != 1:
+        raise ValueError(f"expected mono audio (1-D), got shape {audio.shape}")
+    return _kernel(cfg).frames_to_mel(_frame(audio, cfg))
+
+
+def compress(mel: np.ndarray, cfg: FrontendConfig = FrontendConfig()) -> np.ndarray:
+    """``mel_energies`` of one clip (frames, n_mels), or of many clips of equal length
+    (clips, frames, n_mels), -> features, each clip from its start (what ``log_mel`` gives)."""
+    return _kernel(cfg).compress(mel)[0]
+
+
 def log_mel(audio: np.ndarray, cfg: FrontendConfig = FrontendConfig()) -> np.ndarray:
-    """Batch mode: a whole clip (float32, ``cfg.sample_rate`` Hz) -> (frames, n_mels)."""
+    """Batch mode: a whole clip (float32, ``cfg.sample_rate`` Hz) -> (frames, n_mels) features
+    (log-mel, or PCEN-mel with ``cfg.compression="pcen"``)."""
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim != 1:
         raise ValueError(f"expected mono audio (1-D), got shape {audio.shape}")
@@ -171,13 +226,13 @@ class StreamingLogMel:
     def __init__(self, cfg: FrontendConfig = FrontendConfig()):
         self.cfg = cfg
         self._kernel = _kernel(cfg)
-        self._pending = np.zeros(0, np.float32)
-        self.samples_in = 0
-        self.frames_out = 0
+        self.reset()
 
     def reset(self) -> None:
         self._pending = np.zeros(0, np.float32)
+        self._m = None  # the PCEN smoother's state, carried from the first frame
         self.samples_in = self.frames_out = 0
+        self.peaks = np.zeros(0, np.float32)
 
     def push(self, block: np.ndarray) -> np.ndarray:
         block = np.asarray(block, dtype=np.float32).reshape(-1)
@@ -186,4 +241,11 @@ class StreamingLogMel:
         frames = _frame(pending, self.cfg)
         self._pending = pending[len(frames) * self.cfg.hop_samples :].copy()
         self.frames_out += len(frames)
-        return self._kernel.frames_to_log_mel(frames)
+        mel = self._kernel.frames_to_mel(frames)
+        # the loudest band of each frame returned, as log(energy + floor) whatever the
+        # compression: what a silence gate compares with a power
+        self.peaks = np.log(mel.max(1, initial=0.0) + np.float32(self.cfg.log_floor)).astype(np.float32)
+        if not len(frames):
+            return np.zeros((0, self.cfg.n_mels), np.float32)
+        features, self._m = self._kernel.compress(mel, self._m)
+        return features

@@ -119,17 +119,19 @@ class Detector:
 
     def push(self, block: np.ndarray) -> list[Decision]:
         out = []
-        for frame in self.frontend.push(block):
-            decision = self._frame(frame)
+        frames = self.frontend.push(block)
+        for frame, peak in zip(frames, self.frontend.peaks):
+            decision = self._frame(frame, peak)
             if decision is not None:
                 out.append(decision)
         return out
 
-    def _frame(self, frame: np.ndarray) -> Decision | None:
+    def _frame(self, frame: np.ndarray, peak: float) -> Decision | None:
+        """One front-end frame; ``peak``: log(its loudest band's energy + floor), for the gate."""
         n = self.frames_seen  # index of this frame
         self.frames_seen += 1
         self._frames_since += 1
-        quiet = self._silence_log is not None and float(frame.max()) < self._silence_log
+        quiet = self._silence_log is not None and float(peak) < self._silence_log
         self._silent_run = self._silent_run + 1 if quiet else 0
         if self.carried:
             decide = (n + 1) % self.hop_frames == 0

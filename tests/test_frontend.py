@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
 
-from edge_sed.frontend import FrontendConfig, StreamingLogMel, log_mel, mel_filterbank
+from edge_sed.frontend import FrontendConfig, StreamingLogMel, compress, log_mel, mel_energies, mel_filterbank
+
+PCEN = FrontendConfig(compression="pcen")
 
 
 def audio(seconds=3.0, seed=0):
@@ -79,6 +81,10 @@ def test_config_round_trip_and_validation():
     ({"n_mels": 0}, "n_mels"), ({"n_mels": 40.0}, "n_mels"), ({"n_mels": 1000}, "n_mels"),
     ({"sample_rate": 16000.0}, "sample_rate"), ({"sample_rate": 10**9}, "sample_rate"),
     ({"window_ms": "25"}, "window_ms"),
+    ({"compression": "mfcc"}, "compression"), ({"compression": 1}, "compression"),
+    ({"pcen_smooth": 0.0}, "pcen_smooth"), ({"pcen_smooth": 1.5}, "pcen_smooth"), ({"pcen_alpha": 1.2}, "pcen_alpha"),
+    ({"pcen_delta": -1}, "pcen_delta"), ({"pcen_root": 0}, "pcen_root"), ({"pcen_eps": 0.0}, "pcen_eps"),
+    ({"pcen_alpha": float("nan")}, "pcen_alpha"),
 ])
 def test_every_field_is_bounded(change, field):
     """What a manifest can put in a front end: one ValueError naming the field, never a NaN
@@ -91,3 +97,48 @@ def test_every_field_is_bounded(change, field):
 def test_bounds_keep_the_configs_in_use():
     for cfg in (FrontendConfig(), FrontendConfig(n_mels=32, fmax_hz=3800), FrontendConfig(fmin_hz=0, n_fft=1024)):
         assert np.isfinite(log_mel(audio(0.5), cfg)).all()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_pcen_streaming_in_random_blocks_equals_batch_exactly(seed):
+    """The PCEN smoother's state is carried across blocks: the same features, bit for bit."""
+    x = audio(seed=seed)
+    rng = np.random.default_rng(200 + seed)
+    stream, out, i = StreamingLogMel(PCEN), [], 0
+    while i < len(x):
+        n = int(rng.choice([1, 7, 160, 399, 1024, 4000]))
+        out.append(stream.push(x[i : i + n]))
+        i += n
+    np.testing.assert_array_equal(np.concatenate(out), log_mel(x, PCEN))
+    stream.reset()
+    np.testing.assert_array_equal(stream.push(x[:8000]), log_mel(x[:8000], PCEN))
+
+
+def test_pcen_follows_the_formula_and_is_level_invariant():
+    x = audio(2.0)
+    mel = mel_energies(x, PCEN).astype(np.float64)
+    m, want = mel[0], []
+    for e in mel:  # the formula of Wang et al. 2017, written out
+        m = 0.975 * m + 0.025 * e
+        want.append(np.sqrt(e / (1e-6 + m) ** 0.98 + 2.0) - np.sqrt(2.0))
+    np.testing.assert_allclose(log_mel(x, PCEN), np.asarray(want), rtol=1e-5, atol=1e-6)
+    # a 20 dB quieter copy: log-mel moves by ln(100) in every band, PCEN by a few hundredths
+    quiet = log_mel(x * 0.1, PCEN)
+    assert np.abs(quiet - log_mel(x, PCEN)).mean() < 0.05
+    assert np.abs(log_mel(x * 0.1) - log_mel(x)).mean() > 4.0
+    # digital silence: zero features, finite; many clips at once = each from its start
+    assert np.array_equal(log_mel(np.zeros(4000, np.float32), PCEN), np.zeros((23, 40), np.float32))
+    both = compress(np.stack([mel_energies(x, PCEN), mel_energies(x * 0.5, PCEN)]), PCEN)
+    np.testing.assert_array_equal(both[1], log_mel(x * 0.5, PCEN))
+
+
+def test_the_silence_gate_sees_energy_not_features():
+    """peaks: the loudest band's log energy of each frame, whatever the compression."""
+    for cfg in (FrontendConfig(), PCEN):
+        s = StreamingLogMel(cfg)
+        s.push(np.zeros(16000, np.float32))
+        assert len(s.peaks) == 98 and np.allclose(s.peaks, np.log(1e-6))
+        s.reset()
+        f = s.push(audio(0.5))
+        assert len(f) == len(s.peaks) == 48
+        np.testing.assert_allclose(s.peaks, np.log(mel_energies(audio(0.5), cfg).max(1) + 1e-6), rtol=1e-5)

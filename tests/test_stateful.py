@@ -161,21 +161,22 @@ def test_event_metric_equals_sed_eval_dcase_event_based():
 
 @pytest.fixture(scope="module")
 def strided_bundles(tiny_data, tmp_path_factory):
-    """A run whose LSTM steps every 2nd frame on its conv's last 3 frames, converted."""
+    """A run on PCEN features whose LSTM steps every 2nd frame on its conv's last 3 frames, converted."""
     from convert.bundles import convert_run
     from train.trainer import TrainConfig, train
 
     run_dir = tmp_path_factory.mktemp("strided-run") / "run"
     cfg = TrainConfig(data=str(tiny_data), out=str(run_dir), form="stateful", ratio=None, epochs=2, patience=50,
                       sequences=16, seq_s=6.0, batch_size=8, hidden=8, embed_dim=4, context_frames=3,
-                      conv_channels=6, frame_stride=2, tbptt_frames=100, threads=1, lr=1e-2, val_streams=1,
+                      conv_channels=6, frame_stride=2, tbptt_frames=100, compression="pcen", threads=1, lr=1e-2,
+                      val_streams=1,
                       val_stream_s=20.0)
     metrics = train(cfg)
     out = tmp_path_factory.mktemp("strided-bundles")
     return run_dir, metrics, out, convert_run(run_dir, out, ["fp32", "int8"])
 
 
-def test_a_strided_model_steps_and_decides_every_stride_frames(strided_bundles, tiny_data):
+def test_a_strided_pcen_model_steps_and_decides_every_stride_frames(strided_bundles, tiny_data):
     from edge_sed.loop import Detector
     from edge_sed.streams import make_stream
 
@@ -184,6 +185,7 @@ def test_a_strided_model_steps_and_decides_every_stride_frames(strided_bundles, 
     assert [l["status"] for l in report["levels"]] == ["ok", "ok"], report["levels"]
     bundle = load_bundle(out / "fp32")
     assert bundle.manifest["hop_frames"] == 2 and bundle.manifest["window_frames"] == 3
+    assert bundle.frontend.compression == "pcen" and metrics["frontend"]["compression"] == "pcen"
     assert bundle.manifest["parity"]["tflite_vs_torch_max_abs"] < 1e-4
     audio, _ = make_stream(tiny_data, 20.0, 4, seed=3)
     features = log_mel(audio, bundle.frontend)

@@ -118,7 +118,7 @@ def clip_window_features(split, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def load_best(cfg: TrainConfig, n_mels: int):
     """The run's best checkpoint in the network the trainer built (windowed or stateful)."""
-    stateful = ({"context_frames": cfg.context_frames, "conv_channels": cfg.conv_channels}
+    stateful = ({"context_frames": cfg.context_frames, "conv_channels": cfg.conv_channels, "stride": cfg.frame_stride}
                 if cfg.form == "stateful" else {})
     model = build_model(cfg.model, n_mels=n_mels, embed_dim=cfg.embed_dim, num_classes=len(LABELS),
                         **({"hidden": cfg.hidden, **stateful} if cfg.model == "lstm" else {}))
@@ -205,7 +205,7 @@ def rescore_test_streams(cfg: TrainConfig, count: int) -> dict:
 
     metrics = json.loads((Path(cfg.out) / "metrics.json").read_text())
     streams = eval_streams(Banks(clip_splits(cfg)["test"]), cfg.seed + 1, count, cfg.val_stream_s,
-                           FrontendConfig(), cfg.feature_norm)
+                           FrontendConfig(compression=cfg.compression), cfg.feature_norm)
     model = load_best(cfg, streams[0][0].shape[-1])
     return _summary(evaluate(model, streams, metrics["smoother"]["thresholds"]))
 

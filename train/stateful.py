@@ -6,7 +6,7 @@ Data (edge_sed.mixer): every epoch ``sequences`` fresh mixtures of ``seq_s`` sec
 the training split only, deterministic by (seed, epoch): event spans of the split laid on beds
 of the split's background recordings, EBR uniform in ``ebr_db``, bed level uniform in
 ``bed_dbfs``, events cut by the sequence edges, event-free sequences; mixed as audio, then the
-real front end (log-mel). Validation streams are built once from the validation groups
+real front end (log-mel, or PCEN with ``compression="pcen"``). Validation streams are built once from the validation groups
 (EBR -6/0/+6 dB, beds over 15 dB) and the checkpoint with the best validation event F1 is kept.
 
 TBPTT: each batch of sequences is cut into chunks of ``tbptt_frames``; the state passes from
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from edge_sed.atomic import write_json
-from edge_sed.frontend import FrontendConfig, log_mel
+from edge_sed.frontend import FrontendConfig, compress, log_mel, mel_energies
 from edge_sed.mixer import Banks, block_frame_targets, evaluation_streams, frame_targets, mix, split_clips
 from edge_sed.scoring import score_streams
 from edge_sed.settings import BACKGROUND, LABELS
@@ -75,18 +75,19 @@ FEATURE_NORM = {"none": lambda f: f, "floor": floor_track,
 def mixture_batch(banks: Banks, rng: np.random.Generator, count: int, seq_s: float, cfg_fe: FrontendConfig,
                   norm: str = "none", **mix_kw) -> tuple[np.ndarray, np.ndarray, list]:
     """``count`` mixtures -> features (count, frames, n_mels), targets (count, frames), annotations."""
-    xs, ys, anns = [], [], []
+    mels, ys, anns = [], [], []
     active = mix_kw.pop("targets", "span") == "active"
     for _ in range(count):
         if active:
             audio, ann, blocks = mix(banks, seq_s, rng, activity=True, **mix_kw)
         else:
             audio, ann = mix(banks, seq_s, rng, **mix_kw)
-        f = log_mel(audio, cfg_fe)
-        xs.append(f)
-        ys.append(block_frame_targets(blocks, len(f), cfg_fe) if active else frame_targets(ann, len(f), cfg_fe))
+        mel = mel_energies(audio, cfg_fe)
+        mels.append(mel)
+        ys.append(block_frame_targets(blocks, len(mel), cfg_fe) if active else frame_targets(ann, len(mel), cfg_fe))
         anns.append(ann)
-    return FEATURE_NORM[norm](np.stack(xs)), np.stack(ys), anns
+    # the front end's compression over the whole batch at once (each mixture from its start)
+    return FEATURE_NORM[norm](compress(np.stack(mels), cfg_fe)), np.stack(ys), anns
 
 
 def eval_audio(banks: Banks, seed: int, count: int, seconds: float) -> list:
@@ -146,7 +147,7 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     started = time.perf_counter()
-    fe = FrontendConfig()
+    fe = FrontendConfig(compression=cfg.compression)
     splits = clip_splits(cfg)
     banks = {name: Banks(clips) for name, clips in splits.items()}
     val_streams = eval_streams(banks["val"], cfg.seed, cfg.val_streams, cfg.val_stream_s, fe, cfg.feature_norm)

@@ -70,6 +70,7 @@ class TrainConfig:
     val_streams: int = 6             # stateful: validation streams (and test streams)
     val_stream_s: float = 60.0       # stateful: seconds per validation stream
     feature_norm: str = "none"       # stateful experiment: none | floor | both
+    compression: str = "log"         # stateful: the front end's log | pcen (edge_sed.frontend)
     lr_schedule: str = "constant"    # constant | cosine (per step, over all epochs)
     frame_targets: str = "span"      # stateful: span (the whole event span) | active (its loud blocks only)
     augment: bool = False            # stateful: events at a random speed (0.9-1.1) and tilt, beds tilted

@@ -171,6 +171,36 @@ static void bench_frontend(int reps)
     result("frontend_frame_q15", "\"n_fft\": 512, \"n_mels\": 40", reps, t1 - t0, h);
 }
 
+static int32_t pcen_in[8 * 64], pcen_out[64];
+static uint64_t pcen_m[64];
+
+static void bench_pcen(int n_bands, int reps)
+{
+    /* 8 frames of log-mel values as frontend_frame_q15 gives them (Q16 nats): per band a level
+       of 8..24, 0..4 of frame-to-frame variation. The checksum covers the 8 frames from the
+       start of a stream and the smoother state after them; the timed calls cycle through them. */
+    struct pcen_params p = {.smooth_q16 = 1638, .alpha_q30 = 1052266988, .log2_scale_q16 = 1638391,
+                            .eps_energy = 34, .delta_q16 = 131072, .sqrt_delta_q16 = 92682}; /* kernels_ref.pcen_params() */
+    lcg_state = 8000u + n_bands;
+    for (int b = 0; b < n_bands; b++) {
+        int32_t level = (8 << 16) + (int32_t)(lcg() >> 12);
+        for (int f = 0; f < 8; f++) pcen_in[f * n_bands + b] = level + (int32_t)(lcg() >> 14);
+    }
+    uint32_t h = FNV_START;
+    for (int f = 0; f < 8; f++) {
+        pcen_frame_q16(&p, pcen_in + f * n_bands, pcen_m, f == 0, pcen_out, n_bands);
+        h = fnv(pcen_out, 4 * n_bands, h);
+    }
+    h = fnv(pcen_m, 8 * n_bands, h);
+    counter_start();
+    uint32_t t0 = counter_ticks();
+    for (int r = 0; r < reps; r++) pcen_frame_q16(&p, pcen_in + (r & 7) * n_bands, pcen_m, 0, pcen_out, n_bands);
+    uint32_t t1 = counter_ticks();
+    char params[32];
+    snprintf(params, sizeof params, "\"n_bands\": %d", n_bands);
+    result("pcen_frame_q16", params, reps, t1 - t0, h);
+}
+
 /* A loop of exactly 3 instructions per iteration (SUBS, NOP, BNE): checks the tick rate. */
 static void counter_check(int n)
 {
@@ -207,5 +237,8 @@ int main(void)
     bench_lstm(40, 64, 20);
     bench_lstm(16, 64, 20);
     bench_frontend(50);
+    bench_pcen(16, 200);
+    bench_pcen(40, 100);
+    bench_pcen(64, 50);
     return 0;
 }

@@ -2,7 +2,7 @@
    Integer arithmetic as TFLM's integer kernels define it (double-rounding requantization,
    per-channel multipliers); inner dot products in the CMSIS-NN style (SXTB16 + SMLAD: two
    int8 multiply-accumulates per instruction on Cortex-M4/M7/M33). firmware_sim/kernels_ref.py
-   is the numpy reference every output is checked against (tests/test_mcu_kernels.py). */
+   is the numpy reference every output is checked against (tests/test_mcu.py). */
 #include "kernels.h"
 
 #include "tables.h"
@@ -272,18 +272,20 @@ static void cfft256_q15(uint32_t *z)
 static inline int32_t re16(uint32_t v) { return (int16_t)(v & 0xffffu); }
 static inline int32_t im16(uint32_t v) { return (int32_t)v >> 16; }
 
-static inline int32_t log_q16(uint64_t v)
+static inline int32_t log2_q16(uint64_t v)
 {
-    /* natural log of v >= 1 in Q16: log2 from the leading bit and a 33-entry table of
-       log2(1 + i/32) with linear interpolation, times ln 2. */
+    /* log2 of v >= 1 in Q16: the leading bit and a 33-entry table of log2(1 + i/32) with
+       linear interpolation. */
     int msb = 63 - __builtin_clzll(v);
     uint32_t m = msb >= 30 ? (uint32_t)(v >> (msb - 30)) : (uint32_t)(v << (30 - msb));
     uint32_t frac = m - (1u << 30);
     int32_t idx = frac >> 25, rem = (frac >> 9) & 0xffff;
     int32_t a = kLog2Q16[idx], b = kLog2Q16[idx + 1];
-    int32_t log2_q16 = (msb << 16) + a + (int32_t)(((int64_t)(b - a) * rem) >> 16);
-    return (int32_t)(((int64_t)log2_q16 * 45426) >> 16); /* 45426 = round(ln 2 * 2^16) */
+    return (msb << 16) + a + (int32_t)(((int64_t)(b - a) * rem) >> 16);
 }
+
+/* natural log of v >= 1 in Q16: log2 times ln 2 (45426 = round(ln 2 * 2^16)). */
+static inline int32_t log_q16(uint64_t v) { return (int32_t)(((int64_t)log2_q16(v) * 45426) >> 16); }
 
 void frontend_frame_q15(const int16_t *samples, uint32_t *work, int32_t *log_mel)
 {
@@ -316,5 +318,57 @@ void frontend_frame_q15(const int16_t *samples, uint32_t *work, int32_t *log_mel
     }
     for (int b = 0; b < 40; b++) {
         log_mel[b] = log_q16(energy[b] + 1);
+    }
+}
+
+/* ------------------------------------------------------------------ PCEN */
+
+static inline uint64_t exp2_fixed(int32_t y, int frac_bits)
+{
+    /* 2^(y / 2^16) in Q(frac_bits), truncated: the integer part of y a shift, the fraction from a
+       33-entry table of 2^(i/32) (Q30) with linear interpolation; 0 below the output's resolution. */
+    int32_t f = y & 0xffff, idx = f >> 11, rem = f & 0x7ff;
+    uint32_t a = kExp2Q30[idx], b = kExp2Q30[idx + 1];
+    uint32_t mant = a + (uint32_t)(((uint64_t)(b - a) * rem) >> 11);
+    int shift = (y >> 16) + frac_bits - 30;
+    if (shift >= 0) return (uint64_t)mant << shift;
+    return shift > -32 ? mant >> -shift : 0;
+}
+
+static inline uint32_t isqrt32(uint32_t x)
+{
+    /* floor(sqrt(x)), two bits of x per step. */
+    uint32_t r = 0;
+    for (uint32_t bit = 1u << 30; bit; bit >>= 2) {
+        if (x >= r + bit) {
+            x -= r + bit;
+            r = (r >> 1) + bit;
+        } else {
+            r >>= 1;
+        }
+    }
+    return r;
+}
+
+void pcen_frame_q16(const struct pcen_params *p, const int32_t *log_mel, uint64_t *m, int first, int32_t *out,
+                    int n_bands)
+{
+    /* Per band, on frontend_frame_q15's output L = ln(1 + E) (Q16), E the integer mel energy:
+       E back from L (exp2); the smoother M += s (E - M) in integers (M = E on the first frame
+       of a stream); the gain in the log2 domain, in edge_sed.frontend's units (energy / K):
+       g = log2 E - alpha log2(eps + M), clamped at 28; then (2^g + delta)^0.5 - delta^0.5 with
+       an integer square root of the Q32 value, normalized to 32 bits. Output Q16. m: n_bands
+       smoother states carried from frame to frame. */
+    for (int b = 0; b < n_bands; b++) {
+        int32_t y = (int32_t)(((int64_t)log_mel[b] * 94548) >> 16); /* log2(1 + E); 94548 = round(2^16 / ln 2) */
+        uint64_t e = exp2_fixed(y, 0) - 1;
+        uint64_t mb = first ? e : m[b] + (uint64_t)(((int64_t)(e - m[b]) * p->smooth_q16 + (1 << 15)) >> 16);
+        m[b] = mb;
+        int32_t lm = log2_q16(mb + p->eps_energy) - p->log2_scale_q16;
+        int32_t g = y - p->log2_scale_q16 - (int32_t)(((int64_t)lm * p->alpha_q30) >> 30);
+        if (g > 28 << 16) g = 28 << 16;
+        uint64_t v = (exp2_fixed(g, 16) + p->delta_q16) << 16;
+        int k = v >> 32 ? (33 - __builtin_clzll(v)) >> 1 : 0; /* v >> 2k fits 32 bits */
+        out[b] = (int32_t)(isqrt32((uint32_t)(v >> 2 * k)) << k) - p->sqrt_delta_q16;
     }
 }

@@ -32,5 +32,18 @@ void mul_s8(const int8_t *a, const int8_t *b, int n, int32_t a_offset, int32_t b
 void add_s8(const int8_t *a, const int8_t *b, int n, const struct add_params *p, int8_t *out);
 void lstm_step_s8(const struct lstm_params *p, const int8_t *x, int8_t *h, int16_t *c, int16_t *scratch,
                   int32_t *acc);
+/* PCEN (per-channel energy normalization) on the front end's Q16 ln(1 + energy) values;
+   firmware_sim.kernels_ref.pcen_params() derives these from a FrontendConfig. */
+struct pcen_params {
+    int32_t smooth_q16;     /* s, the smoother's weight of the new frame */
+    int32_t alpha_q30;      /* alpha, the gain normalization exponent */
+    int32_t log2_scale_q16; /* log2 K: the front end's energy is K x edge_sed.frontend's mel energy */
+    uint32_t eps_energy;    /* eps x K (>= 1) */
+    uint32_t delta_q16;     /* delta */
+    int32_t sqrt_delta_q16; /* delta^0.5 */
+};
+
 void frontend_frame_q15(const int16_t *samples, uint32_t *work, int32_t *log_mel);
+void pcen_frame_q16(const struct pcen_params *p, const int32_t *log_mel, uint64_t *m, int first, int32_t *out,
+                    int n_bands);
 #endif
