@@ -106,11 +106,14 @@ def _features(kernel: str, p: dict) -> tuple[list[str], list[float]]:
         return ["insns_per_element", "insns_per_call"], [p["n"], 1]
     if kernel == "frontend_frame_q15":
         return ["insns_per_frame"], [1]
+    if kernel == "pcen_frame_q16":
+        return ["insns_per_band", "insns_per_call"], [p["n_bands"], 1]
     raise ValueError(kernel)
 
 
 COEFFICIENT_OF = {"fc_s8": "fully_connected", "conv_gemm_s8": "conv", "dwconv3x3_s8": "depthwise_conv", "lstm_step_s8": "lstm_step",
-                  "add_s8": "elementwise", "mul_s8": "multiply", "frontend_frame_q15": "frontend"}
+                  "add_s8": "elementwise", "mul_s8": "multiply", "frontend_frame_q15": "frontend",
+                  "pcen_frame_q16": "pcen"}
 
 
 def fit(results: list[dict]) -> dict:

@@ -16,7 +16,8 @@ Work per operator (read from the FlatBuffer: operator inputs/outputs, tensor sha
   int8 ADD kernel's per-element cost (three requantizations per element) - measured for ADD, an
   approximation for the others (TFLM's int8 LOGISTIC/TANH go through a fixed-point int16 path
   of similar length; slices and (de)quantize are cheaper: an overestimate).
-Front end: the fixed-point frame kernel's count per 10 ms frame. Every number says it is an
+Front end: the fixed-point frame kernel's count per 10 ms frame; with PCEN compression, plus
+the PCEN stage on its output (pcen_frame_q16: per band and per call). Every number says it is an
 estimate calibrated on the QEMU instruction counts and a CPI assumption.
 """
 
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge_sed.errors import EdgeSedError
 from edge_sed.tflite_info import TensorInfo, _op_name, _Reader, _tensor
 
 FREE_OPS = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS"}
@@ -135,10 +137,18 @@ class StageCosts:
 COPY_INSNS_PER_BYTE = 0.5  # a word copy loop (LDR/STR + loop) moves 4 bytes in ~2 instructions
 
 
+def pcen_insns(coef: dict, n_mels: int) -> float:
+    """Instructions of the PCEN stage on one frame of n_mels bands."""
+    if "pcen" not in coef:
+        raise EdgeSedError("counts.json has no PCEN kernel counts: run `python -m firmware_sim.calibrate`")
+    return coef["pcen"]["insns_per_band"] * n_mels + coef["pcen"]["insns_per_call"]
+
+
 def stage_costs(bundle, profile, coef: dict) -> StageCosts:
     """Per-stage cycles of a bundle's firmware loop on an MCU profile:
-    - a front-end frame: the fixed-point frame kernel, plus quantizing its n_mels values into the
-      int8 feature ring (one requantization each, the MUL kernel's per-element cost);
+    - a front-end frame: the fixed-point frame kernel (with PCEN compression, plus the PCEN stage
+      on its log-mel output), plus quantizing its n_mels values into the int8 feature ring (one
+      requantization each, the MUL kernel's per-element cost);
     - a model invoke: the graph's operators, plus copying the input tensor (window or frame and
       state) from the feature ring into the arena;
     - a decision: the smoother's average over its window (~8 decisions x labels) and threshold,
@@ -149,8 +159,11 @@ def stage_costs(bundle, profile, coef: dict) -> StageCosts:
     in_bytes = sum(_n(t) * np.dtype(t.dtype).itemsize for t in bundle.info.inputs)
     labels = len(bundle.labels)
     cpi = float(profile.cpi)
+    frontend = coef["frontend"]["insns_per_frame"] + bundle.frontend.n_mels * requant
+    if getattr(bundle.frontend, "compression", "log") == "pcen":
+        frontend += pcen_insns(coef, bundle.frontend.n_mels)
     return StageCosts(
-        frontend_frame_cycles=(coef["frontend"]["insns_per_frame"] + bundle.frontend.n_mels * requant) * cpi,
+        frontend_frame_cycles=frontend * cpi,
         invoke_cycles=(model["insns"] + in_bytes * COPY_INSNS_PER_BYTE) * cpi,
         decision_cycles=labels * 8 * elem * cpi,
         model=model, cpi=cpi)

@@ -326,11 +326,11 @@ void frontend_frame_q15(const int16_t *samples, uint32_t *work, int32_t *log_mel
 static inline uint64_t exp2_fixed(int32_t y, int frac_bits)
 {
     /* 2^(y / 2^16) in Q(frac_bits), truncated: the integer part of y a shift, the fraction from a
-       33-entry table of 2^(i/32) (Q30) with linear interpolation; 0 below the output's resolution. */
+       33-entry table of 2^(i/32) (Q29) with linear interpolation; 0 below the output's resolution. */
     int32_t f = y & 0xffff, idx = f >> 11, rem = f & 0x7ff;
-    uint32_t a = kExp2Q30[idx], b = kExp2Q30[idx + 1];
+    uint32_t a = (uint32_t)kExp2Q29[idx], b = (uint32_t)kExp2Q29[idx + 1];
     uint32_t mant = a + (uint32_t)(((uint64_t)(b - a) * rem) >> 11);
-    int shift = (y >> 16) + frac_bits - 30;
+    int shift = (y >> 16) + frac_bits - 29;
     if (shift >= 0) return (uint64_t)mant << shift;
     return shift > -32 ? mant >> -shift : 0;
 }
