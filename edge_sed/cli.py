@@ -1011,10 +1011,11 @@ def experiments(data_path, synthetic, synth_counts, models, ratios, objectives, 
 @click.option("--json", "as_json", is_flag=True, help="Print the summary (demo.json) as JSON.")
 def demo(out_dir, seed, quick, fresh, profiles, as_json):
     """The main job end to end on the built-in synthetic data: synthesise 1,860 clips -> split
-    by group, training split at 2:2:1:26 -> log-mel PNG -> train the LSTM with weighted-ce and with
-    clustered -> convert both to every quantization level -> report (stream evaluation, host
-    latency, device estimates) -> print the headline table. Resumable: finished stages are
-    skipped on a re-run (--fresh starts over)."""
+    by group, training split at 2:2:1:26 -> log-mel PNG -> train the stateful streaming LSTM on
+    fresh mixtures with weighted-ce and with clustered -> convert both to the stateful levels
+    (fp32, int8, int16x8) -> report (stream evaluation: event F1, false alarms per hour, onset
+    latency; host latency; MCU estimates) -> print the headline table. Resumable: finished stages
+    are skipped on a re-run (--fresh starts over)."""
     from .demo import run_demo
 
     say = (lambda *a: None) if as_json else click.echo

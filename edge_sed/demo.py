@@ -54,7 +54,7 @@ OpenMP threads on two busy cores an epoch took 30 s to 2 minutes instead of 7 s 
 barriers for each other)."""
 QUICK = DemoSize(counts={"dog": 12, "baby_cry": 12, "gunshot": 12, "background": 36},
                  train={"epochs": 2, "stage1_epochs": 1, "patience": 50, "sequences": 16, "seq_s": 6.0,
-                        "batch_size": 8, "hidden": 8, "embed_dim": 4, "context_frames": 3, "conv_channels": 6,
+                        "batch_size": 8, "hidden": 8, "embed_dim": 4, "context_frames": 3, "conv_channels": 6, "frame_stride": 2,
                         "lr": 1e-2, "frame_targets": "span", "val_streams": 1, "val_stream_s": 20.0, "ratio": None,
                         "threads": 1},
                  levels=LEVELS, stream_s=40.0, stream_events=6, latency_rounds=3)

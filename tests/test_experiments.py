@@ -210,7 +210,8 @@ def test_cli_runs_prints_and_guards_the_table(data, tmp_path, capsys):
 # ---------------------------------------------------------------- the stateful form, event level
 
 TINY_STATEFUL = dict(epochs=4, stage1_epochs=1, patience=50, sequences=32, seq_s=8.0, batch_size=8, hidden=16,
-                     embed_dim=4, lr=1e-2, context_frames=3, conv_channels=6, val_streams=1, val_stream_s=20.0)
+                     embed_dim=4, lr=1e-2, context_frames=3, conv_channels=6, frame_stride=2, val_streams=1,
+                     val_stream_s=20.0)
 STATEFUL_RATIO = "1:1:1:3"
 EVENTS = ("dog", "baby_cry", "gunshot")
 
