@@ -28,12 +28,14 @@ PCM_BYTES = 2    # int16 samples
 MCU_LEVELS = {"int8"}
 
 
-def frontend_table_bytes() -> int:
-    """Constant tables of the fixed-point front end (firmware_sim/c/tables.h), in flash."""
-    from .kernels_ref import C_TYPES, tables
+def frontend_table_bytes(pcen: bool = False) -> int:
+    """Constant tables of the fixed-point front end (firmware_sim/c/tables.h), in flash; with
+    ``pcen`` the PCEN stage's exp2 table too."""
+    from .kernels_ref import C_TYPES, pcen_tables, tables
 
     size = {"int8_t": 1, "uint8_t": 1, "int16_t": 2, "uint16_t": 2, "int32_t": 4}
-    return sum(a.size * size[C_TYPES[name]] for name, a in tables().items())
+    held = {**tables(), **(pcen_tables() if pcen else {})}
+    return sum(a.size * size[C_TYPES[name]] for name, a in held.items())
 
 
 def ring_blocks_for(worst_block_s: float, block_s: float) -> int:
@@ -63,16 +65,18 @@ def memory_plan(bundle: Bundle, profile: DeviceProfile, arena: dict, detector_st
         else:
             feature_bytes = detector_states * per_state + n_mels * np.dtype(inputs["frame"]["dtype"]).itemsize
             feature_note = f"{detector_states} live LSTM state(s) (h, c) + one frame"
+    pcen = getattr(fe, "compression", "log") == "pcen"
     ram = {
         "tensor_arena": arena["arena_bytes"],
         "audio_ring": ring_blocks * profile.dma_block_samples * PCM_BYTES + fe.window_samples * PCM_BYTES,
-        "frontend_scratch": 2 * (fe.n_fft // 2) * 4 + n_mels * 8,
+        # FFT values, mel energies; PCEN: its smoother's state, a uint64 per band
+        "frontend_scratch": 2 * (fe.n_fft // 2) * 4 + n_mels * 8 + (n_mels * 8 if pcen else 0),
         "feature_buffer": feature_bytes,
         "reserved_stack_globals": profile.reserved_ram_bytes,
     }
     flash = {
         "model": len(bundle.model_bytes),
-        "frontend_tables": frontend_table_bytes(),
+        "frontend_tables": frontend_table_bytes(pcen),
         "code_allowance": profile.code_flash_bytes,
     }
     ram_total, flash_total = sum(ram.values()), sum(flash.values())
@@ -94,7 +98,8 @@ def memory_plan(bundle: Bundle, profile: DeviceProfile, arena: dict, detector_st
             "audio_ring_blocks": ring_blocks,
             "notes": (f"audio ring: {ring_blocks} DMA blocks (sized to absorb the longest block's work, at most "
                       f"{MAX_RING_S:g} s) + one front-end window of int16 PCM; front-end scratch: 256 complex "
-                      "int32 FFT values + 40 int64 mel energies; code and stack are stated allowances from the "
+                      "int32 FFT values + 40 int64 mel energies (+ 40 uint64 PCEN states with PCEN); code and "
+                      "stack are stated allowances from the "
                       "profile, not measured")}
 
 

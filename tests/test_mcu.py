@@ -253,6 +253,23 @@ def test_a_too_big_model_is_reported_as_not_fitting(tiny_bundles):
     assert "KB flash, has 32 KB" in bad["verdict"] and bad["verdict"].startswith("does not fit")
 
 
+def test_a_pcen_front_end_holds_its_table_and_state(tiny_bundles):
+    """PCEN adds its exp2 table (33 int32) to flash and a uint64 smoother state per band to RAM."""
+    from edge_sed.bundle import Bundle
+
+    bundle = load_bundle(tiny_bundles[0] / "int8")
+    arena = find_arena_bytes(bundle.model_bytes)
+    m4 = profiles.load_profile("cortex-m4-80mhz")
+    log = mcu.memory_plan(bundle, m4, arena, detector_states=1)
+    m = bundle.manifest
+    pcen_bundle = Bundle(bundle.path, {**m, "frontend": {**m["frontend"], "compression": "pcen"}}, bundle.model_bytes,
+                         bundle.info)
+    assert pcen_bundle.frontend.compression == "pcen"
+    pcen = mcu.memory_plan(pcen_bundle, m4, arena, detector_states=1)
+    assert pcen["flash"]["frontend_tables"] - log["flash"]["frontend_tables"] == 33 * 4
+    assert pcen["ram"]["frontend_scratch"] - log["ram"]["frontend_scratch"] == 40 * 8
+
+
 # ------------------------------------------------------------------------- device clock
 
 
