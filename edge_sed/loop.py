@@ -102,8 +102,11 @@ class Detector:
         self.reset()
 
     def reset(self) -> None:
+        """A new stream: front end, smoother, frame buffer and (stateful) the carried model state."""
         self.frontend.reset()
         self.smoother.reset()
+        if self.carried:
+            self.runner.reset()
         self._window = np.zeros((self.window_frames, self.bundle.frontend.n_mels), np.float32)
         self._states: list[list] = []  # streaming: [frames seen, h, c]
         self.frames_seen = 0

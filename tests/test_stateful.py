@@ -195,6 +195,9 @@ def test_a_strided_pcen_model_steps_and_decides_every_stride_frames(strided_bund
     assert decisions[0].t_s == pytest.approx(detector.frame_end_s(2))
     whole = BundleRunner(bundle).run_stream(features)
     assert np.abs(np.stack([d.scores for d in decisions]) - whole).max() < 1e-5
+    detector.reset()  # a new stream starts from a zero state, whatever the last one left
+    again = detector.push(audio)
+    assert np.array_equal(np.stack([d.scores for d in again]), np.stack([d.scores for d in decisions]))
     # the same scores as the torch model's strided pass over the stream
     import torch
     from train.models import LSTMNet
