@@ -49,8 +49,8 @@ def invokes_per_second(bundle, hop_frames: int | None = DECISION_HOP_FRAMES) -> 
     fe = bundle.frontend
     hop = hop_frames or bundle.hop_frames
     frames_per_s = fe.sample_rate / fe.hop_samples
-    if bundle.form == "stateful":  # one step per frame whatever the decision hop
-        return frames_per_s
+    if bundle.form == "stateful":  # one step every stride (manifest hop_frames) frames, whatever the decision hop
+        return frames_per_s / bundle.hop_frames
     if bundle.form == "streaming-explicit-state":  # staggered states: ceil(window / hop) alive
         return frames_per_s * math.ceil(bundle.window_frames / hop)
     return frames_per_s / hop
@@ -92,7 +92,7 @@ def _call(runner):
         k = b.window_frames
         seq = np.asarray(check["x"], np.float32) if check is not None else window
         padded = np.concatenate([np.repeat(seq[:1], k - 1, 0), seq])
-        contexts = [padded[t:t + k] for t in range(len(seq))]
+        contexts = [padded[t:t + k] for t in range(b.hop_frames - 1, len(seq), b.hop_frames)] or [padded[-k:]]
         position = {"t": 0}
 
         def carried_step():
@@ -114,12 +114,13 @@ def _call(runner):
     return lambda: runner.predict(window)
 
 
-def frontend_ms_per_s(rounds: int = 5, block: int = 512) -> float:
-    """Median ms to turn 1 s of audio into log-mel frames with StreamingLogMel."""
+def frontend_ms_per_s(rounds: int = 5, block: int = 512, cfg=None) -> float:
+    """Median ms to turn 1 s of audio into features with StreamingLogMel (``cfg``: a bundle's
+    front end; None: the default log-mel)."""
     audio = np.random.default_rng(1).normal(0, 0.1, 16000).astype(np.float32)
     times = []
     for _ in range(rounds):
-        fe = StreamingLogMel()
+        fe = StreamingLogMel(cfg) if cfg is not None else StreamingLogMel()
         t0 = time.perf_counter()
         for i in range(0, len(audio), block):
             fe.push(audio[i:i + block])
@@ -155,9 +156,13 @@ def measure_latency(paths, rounds: int = 30, per_round: int = 10, warmup: int = 
                 times[name].append((time.perf_counter_ns() - t0) / 1e6)
         if progress:
             progress(r + 1, rounds)
-    fe_ms = frontend_ms_per_s()
+    fe_ms_of = {}
     levels = {}
     for name, runner in runners.items():
+        fe_cfg = runner.bundle.frontend
+        if fe_cfg not in fe_ms_of:
+            fe_ms_of[fe_cfg] = frontend_ms_per_s(cfg=fe_cfg)
+        fe_ms = fe_ms_of[fe_cfg]
         t = np.asarray(times[name])
         per_s = invokes_per_second(runner.bundle, hop_frames)
         median = float(np.median(t))
@@ -166,7 +171,7 @@ def measure_latency(paths, rounds: int = 30, per_round: int = 10, warmup: int = 
             "unit": "ms per invoke (" + ("one frame step" if runner.streaming else "one window") + ")",
             "median_ms": median, "p10_ms": float(np.percentile(t, 10)), "p90_ms": float(np.percentile(t, 90)),
             "calls": int(len(t)), "invokes_per_s_audio": per_s, "ms_per_s_audio": median * per_s,
-            "duty_cycle": (median * per_s + fe_ms) / 1000.0,
+            "duty_cycle": (median * per_s + fe_ms) / 1000.0, "frontend_ms_per_s_audio": fe_ms,
         }
     ref = levels.get("fp32")
     for v in levels.values():

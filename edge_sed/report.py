@@ -737,7 +737,7 @@ def _invoke_note(report: dict) -> str:
         rates.setdefault(v["form"], v["invokes_per_s_audio"])
     text = f"Windowed and streaming levels decide every {hl.get('hop_frames')} frames"
     if "stateful" in rates:
-        text += f"; a stateful level steps and decides once per frame ({rates['stateful']:g} a second)"
+        text += f"; a stateful level steps and decides once per stride ({rates['stateful']:g} a second)"
     if "windowed" in rates:
         text += f"; a windowed invoke is a whole window ({rates['windowed']:g} a second)"
     if "streaming-explicit-state" in rates:

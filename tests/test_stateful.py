@@ -214,6 +214,10 @@ def test_a_strided_pcen_model_steps_and_decides_every_stride_frames(strided_bund
     assert len(Detector(bundle, hop_frames=4).push(audio)) == len(features) // 4
     r = run("verify", out / "int8", "--json")
     assert r.returncode == 0, r.stderr
+    r = run("bench", out, "--rounds", "2", "--json")
+    assert r.returncode == 0, r.stderr
+    levels = json.loads(r.stdout)["latency"]["levels"]
+    assert {v["invokes_per_s_audio"] for v in levels.values()} == {50.0}  # 100 frames a second, one step per 2
 
 
 def test_a_stride_the_model_cannot_run_is_refused(tmp_path, tiny_data):
