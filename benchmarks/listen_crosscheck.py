@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     bundle = load_bundle(args.bundle)
     labels = [l for l in bundle.labels if l != "background"]
-    pairs = find_streams(args.streams)[: args.limit or None]
+    pairs = find_streams([args.streams])[: args.limit or None]
     refs, listened, mismatches, offset, total = [], [], [], 0.0, 0.0
     with tempfile.TemporaryDirectory(prefix="edge-sed-xcheck-") as tmp:
         for n, (wav, csv) in enumerate(pairs):
