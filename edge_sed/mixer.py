@@ -34,9 +34,10 @@ CROSSFADE_S = 0.25
 EDGE_FADE_S = 0.005
 PEAK = 0.99
 MAX_HEADROOM_CUT_DB = 6.0
-"""An event that would have to be turned down by more than this to fit under full scale (a loud
-impulse on a loud bed) is left out, annotation and all: a label must name a sound one can hear
-at about the level it says."""
+"""An event that would have to be turned down by more than this below the EBR it was given to fit
+under full scale (a loud impulse on a loud bed) is left out, annotation and all: a label must
+name a sound at about the level it says. (A stream of events at their own level, with no EBR
+asked for, keeps them: turned down, they are still as loud as the bed allows.)"""
 SPAN_BLOCK_S = 0.01
 
 

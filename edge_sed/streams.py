@@ -151,8 +151,8 @@ def make_stream(clips, duration_s: float, n_events: int, seed: int = 0, ebr_db: 
         # never clip (a 16-bit file would), and never rescale the whole stream either: the
         # background must keep the level the model was trained at. A loud impulse gets less EBR.
         headroom = (PEAK - float(np.abs(under).max())) / (float(np.abs(seg).max()) + 1e-12)
-        if headroom < 10 ** (-MAX_HEADROOM_CUT_DB / 20):
-            continue  # inaudibly quiet once it fits: left out, annotation and all
+        if ebr_db is not None and headroom < 10 ** (-MAX_HEADROOM_CUT_DB / 20):
+            continue  # far below the EBR asked for once it fits: left out, annotation and all
         if headroom < 1.0:
             seg *= np.float32(headroom)
         audio[start:start + len(seg)] += seg
