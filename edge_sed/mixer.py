@@ -33,11 +33,10 @@ from .settings import BACKGROUND, LABELS, SAMPLE_RATE
 CROSSFADE_S = 0.25
 EDGE_FADE_S = 0.005
 PEAK = 0.99
-MAX_HEADROOM_CUT_DB = 6.0
-"""An event that would have to be turned down by more than this below the EBR it was given to fit
-under full scale (a loud impulse on a loud bed) is left out, annotation and all: a label must
-name a sound at about the level it says. (A stream of events at their own level, with no EBR
-asked for, keeps them: turned down, they are still as loud as the bed allows.)"""
+MIN_EVENT_EBR_DB = -15.0
+"""An event that would end up below this EBR once turned down to fit under full scale (a loud
+impulse on a loud bed) is left out, annotation and all: a label must name a sound one can hear.
+(Turned down less, it is kept, and its annotation gives the EBR it got.)"""
 SPAN_BLOCK_S = 0.01
 
 
@@ -224,8 +223,8 @@ def make_bed(banks: Banks, n: int, rng: np.random.Generator, bed_dbfs=(-45.0, -2
 def add_event(audio: np.ndarray, ev: EventSound, start: int, ebr_db: float) -> Annotation | None:
     """Add ``ev`` (scaled to ``ebr_db`` over the bed under its span) with its first sample at
     ``start`` (may be negative, or run past the end: the event is cut). Returns the annotation
-    of the part of the span inside ``audio``, None if none of it is or if the event could not
-    be added within ``MAX_HEADROOM_CUT_DB`` of its EBR without clipping (then nothing is added)."""
+    of the part of the span inside ``audio``, None if none of it is or if the event could only be
+    added without clipping below ``MIN_EVENT_EBR_DB`` (then nothing is added)."""
     n = len(audio)
     seg = ev.audio.astype(np.float32).copy()
     fade = int(EDGE_FADE_S * SAMPLE_RATE)
@@ -244,7 +243,7 @@ def add_event(audio: np.ndarray, ev: EventSound, start: int, ebr_db: float) -> A
     headroom = (PEAK - float(np.abs(under_all).max())) / (float(np.abs(part).max()) + 1e-12)
     gain = 1.0
     if headroom < 1.0:  # never clip: a loud impulse gets less EBR
-        if headroom < 10 ** (-MAX_HEADROOM_CUT_DB / 20):
+        if ebr_db + 20 * np.log10(max(headroom, 1e-12)) < MIN_EVENT_EBR_DB:
             return None
         gain = headroom
         part = part * np.float32(gain)

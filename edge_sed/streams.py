@@ -32,7 +32,7 @@ from .audio_io import read_audio, write_audio
 from .datasets import Clip, load_clips, locate_window
 from .errors import DatasetError
 from .events import Annotation, write_annotations
-from .mixer import CROSSFADE_S, EDGE_FADE_S, MAX_HEADROOM_CUT_DB, PEAK, append_crossfaded
+from .mixer import CROSSFADE_S, EDGE_FADE_S, MIN_EVENT_EBR_DB, PEAK, append_crossfaded
 from .mixer import rms as _rms
 from .settings import BACKGROUND, CLIP_WINDOW_S, SAMPLE_RATE
 from .synth import make_components
@@ -151,8 +151,8 @@ def make_stream(clips, duration_s: float, n_events: int, seed: int = 0, ebr_db: 
         # never clip (a 16-bit file would), and never rescale the whole stream either: the
         # background must keep the level the model was trained at. A loud impulse gets less EBR.
         headroom = (PEAK - float(np.abs(under).max())) / (float(np.abs(seg).max()) + 1e-12)
-        if ebr_db is not None and headroom < 10 ** (-MAX_HEADROOM_CUT_DB / 20):
-            continue  # far below the EBR asked for once it fits: left out, annotation and all
+        if ebr_db is not None and ebr_db + 20 * np.log10(max(headroom, 1e-12)) < MIN_EVENT_EBR_DB:
+            continue  # inaudible once it fits: left out, annotation and all
         if headroom < 1.0:
             seg *= np.float32(headroom)
         audio[start:start + len(seg)] += seg
