@@ -348,7 +348,11 @@ def test_stateful_table_resumes_and_rescores(tiny_data, stateful_table):
 
     with pytest.raises(EdgeSedError, match="other settings"):
         run_table(str(tiny_data), **kw, **{**TINY_STATEFUL, "sequences": 8})
+    windowed = {k: v for k, v in TINY_STATEFUL.items() if k != "frame_stride"}
     with pytest.raises(EdgeSedError, match="other settings"):  # a windowed table never reads these runs
+        run_table(str(tiny_data), ratios=(STATEFUL_RATIO,), objectives=OBJECTIVES, seeds=SEEDS, out_dir=out,
+                  workers=1, **windowed)
+    with pytest.raises(EdgeSedError, match="a frame stride of 2 needs --form stateful"):
         run_table(str(tiny_data), ratios=(STATEFUL_RATIO,), objectives=OBJECTIVES, seeds=SEEDS, out_dir=out,
                   workers=1, **TINY_STATEFUL)
 
