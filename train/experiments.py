@@ -373,6 +373,7 @@ def stateful_markdown(table: dict) -> str:
              f"stage-1 epochs), patience {tr['patience']}, {tr['sequences']} mixtures of {tr['seq_s']:g} s per epoch, "
              f"batch {tr['batch_size']}, TBPTT {tr['tbptt_frames']} frames, lr {tr['lr']:g} ({tr['lr_schedule']}), "
              f"hidden {tr['hidden']}, context frames {tr['context_frames']} / conv channels {tr['conv_channels']}, "
+             f"a step every {tr.get('frame_stride', 1)} frame(s), {tr.get('compression', 'log')} features, "
              f"frame targets {tr['frame_targets']}; validation {tr['val_streams']} streams of {tr['val_stream_s']:g} s "
              "(checkpoint selection and threshold calibration). "
              "Event F1: a detection of the class from 0.5 s before to 1.5 s after the reference onset counts "
