@@ -349,6 +349,16 @@ def _import_extra(module: str, extra: str):
         raise EdgeSedError(f"this command needs the '{extra}' extra: pip install 'edge-sed[{extra}]' ({exc})") from None
 
 
+_compression_option = click.option(
+    "--compression", type=click.Choice(["log", "pcen"]), help="stateful: the front end's compression of the mel "
+    "energies: log, or per-channel energy normalization (an automatic gain per band; default from "
+    "train.trainer.STATEFUL_DEFAULTS).")
+_frame_stride_option = click.option(
+    "--frame-stride", type=click.IntRange(1, 10), help="stateful: the LSTM steps (and decides) every this many 10 ms "
+    "frames, on the conv's last --context-frames frames (needs context >= stride; default from "
+    "train.trainer.STATEFUL_DEFAULTS).")
+
+
 def _check_stateful_options(cfg) -> None:
     """Stateful-only options: PCEN, and a frame stride the model can run (the conv spanning every frame it skips,
     truncated-BPTT chunks a whole number of steps)."""
@@ -415,12 +425,8 @@ def _parse_params(params) -> dict:
 @click.option("--context-frames", type=click.IntRange(1, 32), help="lstm: frames a causal conv before the LSTM "
               "sees (default 1: no conv; give --conv-channels too).")
 @click.option("--conv-channels", type=click.IntRange(0, 512), help="lstm: that conv's channels (default 0).")
-@click.option("--compression", type=click.Choice(["log", "pcen"]), help="stateful: the front end's compression of "
-              "the mel energies: log, or per-channel energy normalization (an automatic gain per band; default from "
-              "train.trainer.STATEFUL_DEFAULTS).")
-@click.option("--frame-stride", type=click.IntRange(1, 10), help="stateful: the LSTM steps (and decides) every this "
-              "many 10 ms frames, on the conv's last --context-frames frames (needs context >= stride; default "
-              "from train.trainer.STATEFUL_DEFAULTS).")
+@_compression_option
+@_frame_stride_option
 @click.option("--sequences", type=click.IntRange(2, 100_000), help="stateful: mixtures per epoch (default 192).")
 @click.option("--seq-s", type=FiniteFloat(2, 600), help="stateful: seconds per training mixture (default 12).")
 @click.option("--val-streams", type=click.IntRange(1, 1000), help="stateful: 60 s validation (and test) "
@@ -923,15 +929,11 @@ def bench(bundles_path, rounds, hop_frames, demo_dir, quick, as_json):
                    "trained with train.trainer.STATEFUL_DEFAULTS unless an option here says otherwise.")
 @click.option("--hidden", type=click.IntRange(4, 512), help="LSTM units (default 64).")
 @click.option("--context-frames", type=click.IntRange(1, 32), help="stateful lstm: frames of a causal conv "
-              "before the LSTM (default 5).")
-@click.option("--conv-channels", type=click.IntRange(0, 512), help="stateful lstm: that conv's channels (default 48; "
+              "before the LSTM (default 8).")
+@click.option("--conv-channels", type=click.IntRange(0, 512), help="stateful lstm: that conv's channels (default 64; "
               "0: no conv).")
-@click.option("--compression", type=click.Choice(["log", "pcen"]), help="stateful: the front end's compression of "
-              "the mel energies: log, or per-channel energy normalization (an automatic gain per band; default from "
-              "train.trainer.STATEFUL_DEFAULTS).")
-@click.option("--frame-stride", type=click.IntRange(1, 10), help="stateful: the LSTM steps (and decides) every this "
-              "many 10 ms frames, on the conv's last --context-frames frames (needs context >= stride; default "
-              "from train.trainer.STATEFUL_DEFAULTS).")
+@_compression_option
+@_frame_stride_option
 @click.option("--sequences", type=click.IntRange(2, 100_000), help="stateful: mixtures per epoch (default 192).")
 @click.option("--seq-s", type=FiniteFloat(2, 600), help="stateful: seconds per training mixture (default 12).")
 @click.option("--val-streams", type=click.IntRange(1, 1000), help="stateful: 60 s validation (and test) streams "

@@ -242,10 +242,12 @@ class StreamingLogMel:
         self._pending = pending[len(frames) * self.cfg.hop_samples :].copy()
         self.frames_out += len(frames)
         mel = self._kernel.frames_to_mel(frames)
-        # the loudest band of each frame returned, as log(energy + floor) whatever the
-        # compression: what a silence gate compares with a power
-        self.peaks = np.log(mel.max(1, initial=0.0) + np.float32(self.cfg.log_floor)).astype(np.float32)
         if not len(frames):
+            self.peaks = np.zeros(0, np.float32)
             return np.zeros((0, self.cfg.n_mels), np.float32)
         features, self._m = self._kernel.compress(mel, self._m)
+        # the loudest band of each frame returned, as log(energy + floor) whatever the
+        # compression: what a silence gate compares with a power (log features already are that)
+        self.peaks = features.max(1) if self.cfg.compression == "log" else \
+            np.log(mel.max(1) + np.float32(self.cfg.log_floor)).astype(np.float32)
         return features
