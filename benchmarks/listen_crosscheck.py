@@ -45,7 +45,7 @@ def main(argv=None) -> int:
             if proc.returncode != 0:
                 print(f"{wav}: listen failed: {proc.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
                 return 1
-            got = [Event(e["class"], e["score"], e["stream_s"]) for e in map(json.loads, log.read_text().splitlines())]
+            got = [Event(e["class"], e["score"], e["stream_s"], e.get("onset_s")) for e in map(json.loads, log.read_text().splitlines())]
             audio = read_audio(wav)
             want, _ = run_stream(Detector(bundle), audio)
             same = len(got) == len(want) and all(a.label == b.label and abs(a.t_s - b.t_s) < 1e-3
@@ -55,7 +55,7 @@ def main(argv=None) -> int:
             duration = len(audio) / bundle.frontend.sample_rate
             refs += [Annotation(a.onset_s + offset, a.offset_s + offset, a.label, a.ebr_db, a.bed_dbfs)
                      for a in read_annotations(csv)]
-            listened += [Event(e.label, e.score, e.t_s + offset) for e in got]
+            listened += [e.shifted(offset) for e in got]
             offset += duration + 60.0
             total += duration
     event = event_metrics(refs, listened, total, collar_s=0.5, delay_s=0.0, labels=labels)

@@ -40,7 +40,7 @@ def measure(bundle_dir: Path, stream: Path, annotations, hop_ms: float, realtime
     hop_frames = max(1, int(round(hop_ms / bundle.frontend.hop_ms)))
     det = Detector(bundle, hop_frames=hop_frames, smoother=Smoother(bundle.labels, **smoother))
     summary = run_loop(det, FileSource(stream, realtime=realtime), [])
-    detected = [Event(d["class"], d["score"], d["stream_s"]) for d in summary["detected"]]
+    detected = [Event(d["class"], d["score"], d["stream_s"], d.get("onset_s")) for d in summary["detected"]]
     host_ms = {round(d["stream_s"], 4): d["decision_latency_ms"] for d in summary["detected"]}
     m = event_metrics(annotations, detected, summary["audio_s"], labels=bundle.labels[:-1])
     # which detection matched which reference: recompute the pairs' total latency

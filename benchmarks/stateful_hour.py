@@ -86,7 +86,7 @@ def main(argv=None) -> int:
         print(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "listen failed", file=sys.stderr)
         return 1
     summary = json.loads(proc.stdout)
-    events = [Event(e["class"], e["score"], e["stream_s"]) for e in map(json.loads, log.read_text().splitlines())]
+    events = [Event(e["class"], e["score"], e["stream_s"], e.get("onset_s")) for e in map(json.loads, log.read_text().splitlines())]
     labels = sorted({a.label for a in refs})
     seg_s = args.segment_min * 60
     total_s = args.minutes * 60

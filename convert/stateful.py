@@ -216,8 +216,8 @@ class StatefulConverter:
             decisions = det.push(audio)
             litert_scores.append(np.stack([d.scores for d in decisions]))
             refs += [Annotation(a.onset_s + total, a.offset_s + total, a.label, a.ebr_db, a.bed_dbfs) for a in ann]
-            dets += [Event(d.event.label, d.event.score, d.event.t_s + total) for d in decisions if d.event]
-            torch_dets += [Event(e.label, e.score, e.t_s + total) for e in
+            dets += [d.event.shifted(total) for d in decisions if d.event]
+            torch_dets += [e.shifted(total) for e in
                            detect(np.repeat(tscores, self.stride, 0), Smoother(self.labels, **_smoother_args(self.smoother)),
                                   self.fe, every=self.stride)]
             total += dur + 30.0  # streams laid end to end, a gap wider than any match window between them

@@ -84,7 +84,7 @@ def evaluate(bundle_path, streams, smoother_overrides: dict | None = None, hop_f
         per_stream.append({"stream": str(wav), "seconds": round(duration, 2), "events": len(ann),
                            "detections": len(events), "event_f1": m["f1"]})
         refs += [Annotation(a.onset_s + offset, a.offset_s + offset, a.label, a.ebr_db, a.bed_dbfs) for a in ann]
-        dets += [Event(e.label, e.score, e.t_s + offset) for e in events]
+        dets += [e.shifted(offset) for e in events]
         offset += duration + gap
         total += duration
         if progress:
@@ -135,6 +135,10 @@ def format_report(r: dict) -> str:
         if rows:
             lines.append(f"detection recall {title}: " + ", ".join(
                 f"{k} {v['tp']}/{v['reference']}" for k, v in rows.items()))
+    k = d.get("false_alarm_kinds")
+    if k:
+        lines.append(f"false alarms: {k['background']} on background alone, {k['confusion']} during an event of "
+                     f"another class, {k['duplicate']} repeats within an event already found")
     lines.append("event: DCASE event-based, onset within 0.5 s of the decision; det.: a decision from onset-0.5 s "
                  "to offset+0.5 s; FA/h and latency by the detection rule; latency in s from the reference onset")
     return "\n".join(lines)

@@ -7,7 +7,10 @@ used), so a detection matches a reference event of the same class when
     reference onset - collar_s  <=  t_s  <=  reference onset + collar_s + delay_s
 
 where ``delay_s`` is the longest decision delay the detector is allowed (by default one model
-window, 1 s: the decision has then seen the whole event start). Each reference matches at most
+window, 1 s: the decision has then seen the whole event start). With ``delay_s=0`` it is DCASE's
+own rule on the event's *estimated* onset: |onset_s - reference onset| <= collar_s (the smoother
+estimates onset_s from its recent decisions; an event without one is matched by t_s). Each
+reference matches at most
 one detection (greedy, earliest detection first). Onset->detection latency = t_s - onset of the
 matched reference. Error rate = (S + D + I) / N as in sed_eval: after class-wise matching,
 unmatched detections and references that match in time only are substitutions.
@@ -32,14 +35,24 @@ OPTIONAL_COLUMNS = ("ebr_db", "bed_dbfs")
 @dataclass(frozen=True)
 class Event:
     """A detection: ``label`` with averaged probability ``score`` decided at stream time ``t_s``
-    (seconds: the end of the audio the decision used)."""
+    (seconds: the end of the audio the decision used); ``onset_s``, when the smoother gives it,
+    is where it reckons the sound began (edge_sed.smoother.estimate_onset), at or before ``t_s``."""
 
     label: str
     score: float
     t_s: float
+    onset_s: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def shifted(self, dt: float) -> "Event":
+        """The same event ``dt`` seconds later (streams laid end to end, another clock)."""
+        return Event(self.label, self.score, self.t_s + dt, None if self.onset_s is None else self.onset_s + dt)
+
+    @property
+    def estimated_onset_s(self) -> float:
+        return self.t_s if self.onset_s is None else self.onset_s
 
 
 @dataclass(frozen=True)
@@ -101,13 +114,17 @@ def _matches(ref: Annotation, ev: Event, collar_s: float, delay_s: float | None)
     offset + collar counts)."""
     if delay_s is None:
         return ref.onset_s - collar_s <= ev.t_s <= max(ref.offset_s, ref.onset_s) + collar_s
+    if not delay_s:  # DCASE: the estimated onset within the collar of the reference onset
+        return abs(ev.estimated_onset_s - ref.onset_s) <= collar_s
     return ref.onset_s - collar_s <= ev.t_s <= ref.onset_s + collar_s + delay_s
 
 
 def _greedy_match(reference, detected, collar_s, delay_s, same_label: bool):
-    """Pairs (ref index, det index), each used once, detections in time order."""
+    """Pairs (ref index, det index), each used once, detections in time order (by estimated onset
+    under DCASE's rule, ``delay_s`` 0)."""
     used, pairs = set(), []
-    for j in sorted(range(len(detected)), key=lambda j: detected[j].t_s):
+    key = (lambda j: detected[j].estimated_onset_s) if delay_s == 0 else (lambda j: detected[j].t_s)
+    for j in sorted(range(len(detected)), key=key):
         ev = detected[j]
         for i, ref in enumerate(reference):
             if i in used or (same_label and ref.label != ev.label) or not _matches(ref, ev, collar_s, delay_s):
@@ -142,6 +159,13 @@ def event_metrics(reference, detected, duration_s: float, collar_s: float = 0.5,
         return p, r, f
 
     precision, recall, f1 = prf(tp, fp, fn)
+    # where the unmatched detections fall (the detection rule's window of each reference)
+    kinds = {"duplicate": 0, "confusion": 0, "background": 0}
+    for j in range(len(detected)):
+        if j in tp_det:
+            continue
+        near = [a.label for a in reference if _matches(a, detected[j], collar_s, None)]
+        kinds["duplicate" if detected[j].label in near else "confusion" if near else "background"] += 1
     hours = duration_s / 3600.0 if duration_s > 0 else float("nan")
     per_class = {}
     for label in labels:
@@ -176,7 +200,8 @@ def event_metrics(reference, detected, duration_s: float, collar_s: float = 0.5,
             "the event lasts counts)" if delay_s is None else
             f"onset-{collar_s:g} s <= decision time <= onset+{collar_s:g} s"
             + (f"+{delay_s:g} s (DCASE 2017 task 2 collar with a causal delay)" if delay_s else
-               " (DCASE event-based, onset collar; the decision time is the estimated onset)"))
+               " (DCASE event-based, onset collar, on the event's estimated onset: the smoother's "
+               "onset_s, else its decision time)"))
     return {
         "metric": f"event-based, onset only: match if {rule}",
         "recall_by": by_condition,
@@ -188,6 +213,7 @@ def event_metrics(reference, detected, duration_s: float, collar_s: float = 0.5,
         "latency_p95_s": float(np.percentile(latencies, 95)) if latencies else None,
         "latencies_s": [float(x) for x in latencies],
         "false_alarms_per_hour": fp / hours,
+        "false_alarm_kinds": kinds,
         "duration_s": float(duration_s),
         "per_class": per_class,
     }

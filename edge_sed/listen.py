@@ -298,7 +298,8 @@ class JsonlSink:
         if self.error is not None:
             self.not_logged += 1
             return
-        record = {"time": _iso_now(), "stream_s": round(event.t_s, 4), "class": event.label,
+        record = {"time": _iso_now(), "stream_s": round(event.t_s, 4), "onset_s": round(event.estimated_onset_s, 4),
+                  "class": event.label,
                   "score": round(float(event.score), 4), "decision_latency_ms": round(latency_s * 1000, 2)}
         line = (json.dumps(record) + "\n").encode()
         fd = self._f.fileno()
@@ -500,8 +501,8 @@ class ConsoleSink:
         if self.quiet:
             return
         if not self.live_mode:
-            print(f"{event.t_s:9.2f} s  {event.label:<10} {event.score:.2f}  (decided in {latency_s * 1000:.1f} ms)",
-                  flush=True)
+            print(f"{event.t_s:9.2f} s  {event.label:<10} {event.score:.2f}  (began {event.estimated_onset_s:.2f} s; "
+                  f"decided in {latency_s * 1000:.1f} ms)", flush=True)
 
     def decision(self, decision, level_db: float) -> None:
         avg = decision.average if decision.average is not None else decision.scores
@@ -585,6 +586,7 @@ def run_loop(detector, source, sinks, duration_s: float | None = None, clock=tim
                 if d.event is not None:
                     stats.events[d.event.label] += 1
                     stats.detected.append({"class": d.event.label, "stream_s": round(d.event.t_s, 4),
+                                           "onset_s": round(d.event.estimated_onset_s, 4),
                                            "score": round(float(d.event.score), 4),
                                            "decision_latency_ms": round(latency * 1000, 2)})
                     for sink in sinks:

@@ -9,7 +9,7 @@ import numpy as np
 
 from .events import Annotation, Event, event_metrics
 from .frontend import FrontendConfig
-from .smoother import Smoother
+from .smoother import Smoother, estimate_onset
 
 
 def frame_end_times(n_frames: int, cfg: FrontendConfig = FrontendConfig(), every: int = 1) -> np.ndarray:
@@ -46,7 +46,9 @@ def detect(scores: np.ndarray, smoother: Smoother, cfg: FrontendConfig = Fronten
             continue
         previous, previous_t = label, t
         if label != smoother.background:
-            events.append(Event(label=label, score=float(best[i]), t_s=t))
+            lo = int(np.searchsorted(times, t - smoother.onset_lookback_s - 1e-9, side="left"))
+            onset = estimate_onset(times[lo:i + 1], s[lo:i + 1], int(top[i]), lookback_s=smoother.onset_lookback_s)
+            events.append(Event(label=label, score=float(best[i]), t_s=t, onset_s=onset))
     return events
 
 
@@ -57,7 +59,7 @@ def score_streams(streams, smoother: Smoother, cfg: FrontendConfig = FrontendCon
     ref_all, det_all, offset = [], [], 0.0
     for scores, refs, duration_s in streams:
         for e in detect(scores, smoother, cfg, every):
-            det_all.append(Event(e.label, e.score, e.t_s + offset))
+            det_all.append(e.shifted(offset))
         ref_all += [Annotation(a.onset_s + offset, a.offset_s + offset, a.label, a.ebr_db, a.bed_dbfs) for a in refs]
         offset += duration_s + 10.0  # a gap wider than any match window keeps streams apart
     total = sum(d for _, _, d in streams)

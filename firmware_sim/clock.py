@@ -126,7 +126,7 @@ def run_clock(trace: list[BlockTrace], block_s: float, work_s: Callable[[int, in
         for d in b.decisions:
             latencies.append(end - d.t_s)
             if d.event is not None:
-                events.append(Event(d.event.label, d.event.score, end))
+                events.append(Event(d.event.label, d.event.score, end, d.event.onset_s))  # heard when it began
     return ClockResult(block_s, n, n * block_s, busy, overruns, dropped, max_backlog, events,
                        np.asarray(latencies), sum(len(b.decisions) for b in trace),
                        float(work.max()) if n else 0.0, work)

@@ -36,6 +36,8 @@ def test_metrics_by_hand():
     assert m["precision"] == pytest.approx(2 / 5) and m["recall"] == pytest.approx(2 / 4)
     assert m["latency_median_s"] == pytest.approx(0.6)
     assert m["false_alarms_per_hour"] == pytest.approx(3.0)
+    # the repeat falls inside the dog it repeats, the cry inside the gunshot, the late dog after its event
+    assert m["false_alarm_kinds"] == {"duplicate": 1, "confusion": 1, "background": 1}
     assert m["per_class"]["dog"]["tp"] == 1 and m["per_class"]["dog"]["fp"] == 2
     assert m["per_class"]["gunshot"]["recall"] == 0.0
 

@@ -121,8 +121,9 @@ def test_listen_file_json_and_log(tiny_bundles, stream_file, tmp_path):
     assert len(lines) == s["events"] == sum(s["events_by_class"].values()) == len(s["detected"])
     for line, ev in zip(lines, s["detected"]):
         rec = json.loads(line)
-        assert set(rec) == {"time", "stream_s", "class", "score", "decision_latency_ms"}
+        assert set(rec) == {"time", "stream_s", "onset_s", "class", "score", "decision_latency_ms"}
         assert rec["stream_s"] == ev["stream_s"] and rec["class"] == ev["class"] != "background"
+        assert rec["onset_s"] == ev["onset_s"] <= rec["stream_s"]
     # the same file again appends
     edge_sed("listen", "--bundle", tiny_bundles[0] / "int8", "--file", stream_file, "--json", "--log", log,
              "--threshold", "0.3", "--min-count", "1")

@@ -70,7 +70,8 @@ def test_per_class_threshold():
                                 {"suppression_ms": float("inf")}, {"average_window_ms": float("nan")},
                                 {"average_window_ms": float("inf")}, {"average_window_ms": 1e9},
                                 {"minimum_count": 1.5}, {"threshold": float("nan")}, {"threshold": 1.0},
-                                {"threshold": {"dog": 1.0, "baby_cry": 1.0, "gunshot": 1.0}}])
+                                {"threshold": {"dog": 1.0, "baby_cry": 1.0, "gunshot": 1.0}},
+                                {"onset_lookback_ms": -1}, {"onset_lookback_ms": float("nan")}])
 def test_bad_settings_are_one_line_errors(kw):
     with pytest.raises(EdgeSedError):
         Smoother(LABELS, **kw)
@@ -115,3 +116,23 @@ def test_a_hop_that_can_fire_is_accepted(window_ms, hop_s, minimum_count):
     sm = Smoother(LABELS, average_window_ms=window_ms, minimum_count=minimum_count, threshold=0.6)
     sm.check_hop(hop_s)
     assert run(sm, ["dog"] * 8, hop_s=hop_s)
+
+
+def test_an_event_carries_the_onset_its_sound_began():
+    """A cry whose first decisions are weak (top, but the average not yet over the threshold)
+    fires late; its onset is the first decision where it led, less the lead, within the look-back."""
+    sm = Smoother(LABELS, average_window_ms=200, threshold=0.6, minimum_count=3, onset_lookback_ms=1000)
+    weak = np.array([0.1, 0.45, 0.05, 0.4], np.float32)  # the cry leads the background, barely
+    seq = [one_hot("background")] * 10 + [weak] * 6 + [one_hot("baby_cry")] * 5
+    events = [e for k, x in enumerate(seq) if (e := sm.update(k * 0.04, x)) is not None]
+    assert len(events) == 1 and events[0].label == "baby_cry"
+    assert events[0].t_s > 0.6 and events[0].onset_s == pytest.approx(10 * 0.04 - 0.1)
+    # the look-back bounds it: 0.2 s back from the decision at most
+    sm = Smoother(LABELS, average_window_ms=200, threshold=0.6, minimum_count=3, onset_lookback_ms=200)
+    e = [e for k, x in enumerate(seq) if (e := sm.update(k * 0.04, x)) is not None][0]
+    assert e.onset_s == pytest.approx(e.t_s - 0.2 - 0.1)
+    # a sound that begins with a strong decision: the onset is that decision, less the lead
+    sm = Smoother(LABELS, average_window_ms=200, threshold=0.6, minimum_count=3)
+    e = [e for k, x in enumerate([one_hot("background")] * 10 + [one_hot("dog")] * 5)
+         if (e := sm.update(k * 0.04, x)) is not None][0]
+    assert e.onset_s == pytest.approx(10 * 0.04 - 0.1) and e.t_s >= e.onset_s + 0.1
