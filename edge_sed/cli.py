@@ -358,10 +358,23 @@ _frame_stride_option = click.option(
     "frames, on the conv's last --context-frames frames (needs context >= stride; default from "
     "train.trainer.STATEFUL_DEFAULTS).")
 
+_hard_negatives_option = click.option(
+    "--hard-negatives", type=FiniteFloat(0, 1), help="stateful: hard-negative mining; every 5 epochs the model "
+    "scores each training background recording alone, and this share of the beds is drawn where it fires "
+    "(0: uniform beds; default from train.trainer.STATEFUL_DEFAULTS).")
+
+_freq_mask_option = click.option(
+    "--freq-mask", type=click.IntRange(0, 40), help="stateful: frequency masking, up to this many adjacent mel bands "
+    "of each training mixture set to their mean (0: off; default from train.trainer.STATEFUL_DEFAULTS).")
+
 
 def _check_stateful_options(cfg) -> None:
     """Stateful-only options: PCEN, and a frame stride the model can run (the conv spanning every frame it skips,
     truncated-BPTT chunks a whole number of steps)."""
+    if cfg.freq_mask and cfg.form != "stateful":
+        raise click.UsageError("--freq-mask is for --form stateful")
+    if cfg.hard_negatives and cfg.form != "stateful":
+        raise click.UsageError("--hard-negatives is for --form stateful (the windowed trainer has no beds)")
     if cfg.compression != "log" and cfg.form != "stateful":
         raise click.UsageError("--compression is for --form stateful (the windowed trainer's features are log-mel)")
     stride = getattr(cfg, "frame_stride", 1)
@@ -427,6 +440,8 @@ def _parse_params(params) -> dict:
 @click.option("--conv-channels", type=click.IntRange(0, 512), help="lstm: that conv's channels (default 0).")
 @_compression_option
 @_frame_stride_option
+@_hard_negatives_option
+@_freq_mask_option
 @click.option("--sequences", type=click.IntRange(2, 100_000), help="stateful: mixtures per epoch (default 192).")
 @click.option("--seq-s", type=FiniteFloat(2, 600), help="stateful: seconds per training mixture (default 12).")
 @click.option("--val-streams", type=click.IntRange(1, 1000), help="stateful: 60 s validation (and test) "
@@ -438,8 +453,8 @@ def _parse_params(params) -> dict:
 @click.pass_context
 def train(ctx, data_path, synthetic, synth_counts, model, objective, ratio, seed, out_dir, epochs, stage1_epochs,
           patience, batch_size, lr, finetune_lr, freeze_embedding, stage2_embedding_weight, params,
-          mix_background, gain_db, form, hidden, context_frames, conv_channels, compression, frame_stride, sequences, seq_s,
-          val_streams, lr_schedule, threads, resume, as_json):
+          mix_background, gain_db, form, hidden, context_frames, conv_channels, compression, frame_stride, hard_negatives,
+          freq_mask, sequences, seq_s, val_streams, lr_schedule, threads, resume, as_json):
     """Train the LSTM (or CNN) on imbalanced data with one objective; writes config.json,
     metrics.json, best.pt, checkpoint.pt, history.json and PNGs into the run directory."""
     if bool(data_path) == synthetic:
@@ -459,8 +474,8 @@ def train(ctx, data_path, synthetic, synth_counts, model, objective, ratio, seed
         stage2_embedding_weight=stage2_embedding_weight, mix_background=mix_background, gain_db=gain_db,
         objective_params=_parse_params(params), form=form,
         **{k: v for k, v in dict(hidden=hidden, context_frames=context_frames, conv_channels=conv_channels,
-                                 compression=compression, frame_stride=frame_stride, sequences=sequences, seq_s=seq_s,
-                                 val_streams=val_streams,
+                                 compression=compression, frame_stride=frame_stride, hard_negatives=hard_negatives,
+                                 freq_mask=freq_mask, sequences=sequences, seq_s=seq_s, val_streams=val_streams,
                                  lr_schedule=lr_schedule).items() if v is not None})
     cfg = dataclasses.replace(cfg, **stateful_defaults)
     _check_stateful_options(cfg)
@@ -919,11 +934,11 @@ def bench(bundles_path, rounds, hop_frames, demo_dir, quick, as_json):
 @click.option("--seeds", default="5", show_default=True, help="N (seeds 0..N-1), A-B, or a comma list.")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1),
               help="Processes, one torch thread each.")
-@click.option("--epochs", type=click.IntRange(1), help="Most epochs of the classify stage (default 120; "
-              "stateful 60).")
+@click.option("--epochs", type=click.IntRange(1), help="Most epochs of the classify stage (default 120, "
+              "stateful too).")
 @click.option("--stage1-epochs", default=15, show_default=True, help="clustered: epochs of the embed stage.")
 @click.option("--patience", type=click.IntRange(1), help="Early stopping on val balanced accuracy (default 25; "
-              "stateful: on val event F1, default 30).")
+              "stateful: on val event F1, default 40).")
 @click.option("--form", type=click.Choice(["windowed", "stateful"]), default="windowed", show_default=True,
               help="windowed: clip/window error table; stateful: the streaming detector, event-level table, "
                    "trained with train.trainer.STATEFUL_DEFAULTS unless an option here says otherwise.")
@@ -934,6 +949,8 @@ def bench(bundles_path, rounds, hop_frames, demo_dir, quick, as_json):
               "0: no conv).")
 @_compression_option
 @_frame_stride_option
+@_hard_negatives_option
+@_freq_mask_option
 @click.option("--sequences", type=click.IntRange(2, 100_000), help="stateful: mixtures per epoch (default 192).")
 @click.option("--seq-s", type=FiniteFloat(2, 600), help="stateful: seconds per training mixture (default 12).")
 @click.option("--val-streams", type=click.IntRange(1, 1000), help="stateful: 60 s validation (and test) streams "
@@ -949,8 +966,7 @@ def bench(bundles_path, rounds, hop_frames, demo_dir, quick, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print table.json instead of the Markdown.")
 def experiments(data_path, synthetic, synth_counts, models, ratios, objectives, seeds, workers,
                 epochs, stage1_epochs, patience, form, hidden, context_frames, conv_channels, compression, frame_stride,
-                sequences,
-                seq_s, val_streams, test_streams, lr_schedule, frame_targets, out_dir, as_json):
+                hard_negatives, freq_mask, sequences, seq_s, val_streams, test_streams, lr_schedule, frame_targets, out_dir, as_json):
     """The paper's table: every (model, ratio, objective, seed), paired by seed, each objective
     against weighted-ce per clip (primary) and per window; with --form stateful, the streaming
     detector's event F1, false alarms/h and latency on test streams. Finished runs are skipped,
@@ -993,7 +1009,7 @@ def experiments(data_path, synthetic, synth_counts, models, ratios, objectives, 
             form=form, test_streams=test_streams,
             **{k: v for k, v in dict(patience=patience, hidden=hidden, context_frames=context_frames,
                                      conv_channels=conv_channels, compression=compression, frame_stride=frame_stride,
-                                     sequences=sequences, seq_s=seq_s,
+                                     hard_negatives=hard_negatives, freq_mask=freq_mask, sequences=sequences, seq_s=seq_s,
                                      val_streams=val_streams, lr_schedule=lr_schedule,
                                      frame_targets=frame_targets).items() if v is not None})
     if as_json:

@@ -155,6 +155,9 @@ class Banks:
             raise DatasetError("mixtures need event clips; the split has none")
         self.groups = sorted(self.backgrounds)
         self.event_labels = [l for l in self.labels if l in self.events]
+        self.bed_weights: np.ndarray | None = None
+        """How often ``make_bed`` draws each group of ``groups`` (None: uniformly); training's
+        hard-negative mining sets it (train.stateful.bed_weights)."""
 
 
 def tilt(x: np.ndarray, b: float) -> np.ndarray:
@@ -198,12 +201,15 @@ def append_crossfaded(pieces: list, x: np.ndarray) -> int:
 
 def make_bed(banks: Banks, n: int, rng: np.random.Generator, bed_dbfs=(-45.0, -25.0)) -> np.ndarray:
     """``n`` samples of background: groups in random order, a random start in the first clip of
-    each, one level per group drawn uniformly from ``bed_dbfs`` (a fixed level if one number)."""
+    each (groups drawn by ``banks.bed_weights`` when set), one level per group drawn uniformly from
+    ``bed_dbfs`` (a fixed level if one number)."""
     fade = int(CROSSFADE_S * SAMPLE_RATE)
     lo, hi = (bed_dbfs, bed_dbfs) if np.isscalar(bed_dbfs) else bed_dbfs
     pieces, have = [], 0
     while have < n + fade:
-        group = banks.backgrounds[banks.groups[rng.integers(len(banks.groups))]]
+        g = (rng.integers(len(banks.groups)) if banks.bed_weights is None
+             else rng.choice(len(banks.groups), p=banks.bed_weights))
+        group = banks.backgrounds[banks.groups[g]]
         level = 10 ** (rng.uniform(lo, hi) / 20)
         order = rng.permutation(len(group))
         first = True

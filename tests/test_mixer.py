@@ -121,3 +121,22 @@ def test_an_event_that_cannot_fit_under_full_scale_is_left_out():
             assert np.abs(bed).max() <= 0.99 + 1e-6 and -15.0 <= ann.ebr_db <= ebr
         else:
             assert np.array_equal(bed, before)
+
+
+def test_bed_weights_choose_the_recordings_a_bed_is_made_of(banks):
+    """Hard-negative mining draws beds by ``Banks.bed_weights``: all weight on one recording gives
+    a bed of that recording only (white noise: bg0/bg2; brown: bg1/bg3)."""
+    from edge_sed.mixer import make_bed
+
+    def roughness(x):  # ~2 for white noise, ~0 for brown
+        return float(np.var(np.diff(x)) / np.var(x))
+
+    try:
+        for g, white in (("bg0", True), ("bg1", False)):
+            banks.bed_weights = np.array([float(n == g) for n in banks.groups])
+            beds = [make_bed(banks, 12 * SR, np.random.default_rng(s)) for s in range(3)]
+            assert all((roughness(b) > 1.5) == white for b in beds), g
+    finally:
+        banks.bed_weights = None
+    # uniform (no weights): a minute of bed joins recordings of both kinds
+    assert 0.2 < roughness(make_bed(banks, 60 * SR, np.random.default_rng(0))) < 1.8

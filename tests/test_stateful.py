@@ -165,7 +165,8 @@ def test_event_metric_equals_sed_eval_dcase_event_based():
 
 @pytest.fixture(scope="module")
 def strided_bundles(tiny_data, tmp_path_factory):
-    """A run on PCEN features whose LSTM steps every 2nd frame on its conv's last 3 frames, converted."""
+    """A run on PCEN features whose LSTM steps every 2nd frame on its conv's last 3 frames, with
+    hard-negative mining every epoch and frequency masks, converted."""
     from convert.bundles import convert_run
     from train.trainer import TrainConfig, train
 
@@ -173,8 +174,7 @@ def strided_bundles(tiny_data, tmp_path_factory):
     cfg = TrainConfig(data=str(tiny_data), out=str(run_dir), form="stateful", ratio=None, epochs=2, patience=50,
                       sequences=16, seq_s=6.0, batch_size=8, hidden=8, embed_dim=4, context_frames=3,
                       conv_channels=6, frame_stride=2, tbptt_frames=100, compression="pcen", threads=1, lr=1e-2,
-                      val_streams=1,
-                      val_stream_s=20.0)
+                      val_streams=1, val_stream_s=20.0, hard_negatives=0.5, mine_every=1, freq_mask=3)
     metrics = train(cfg)
     out = tmp_path_factory.mktemp("strided-bundles")
     return run_dir, metrics, out, convert_run(run_dir, out, ["fp32", "int8"])
@@ -222,6 +222,33 @@ def test_a_strided_pcen_model_steps_and_decides_every_stride_frames(strided_bund
     assert r.returncode == 0, r.stderr
     levels = json.loads(r.stdout)["latency"]["levels"]
     assert {v["invokes_per_s_audio"] for v in levels.values()} == {50.0}  # 100 frames a second, one step per 2
+
+
+def test_hard_negative_mining_reweighs_the_beds_and_frequency_masks_mask(strided_bundles):
+    import torch
+
+    from train.stateful import freq_mask
+
+    run_dir = strided_bundles[0]
+    history = json.loads((run_dir / "history.json").read_text())
+    assert all(0.0 < h["hard_negative_top_share"] <= 1.0 for h in history)
+    w = np.asarray(torch.load(run_dir / "checkpoint.pt", weights_only=False)["state"]["bed_weights"])
+    assert w.sum() == pytest.approx(1.0) and (w >= 0.5 / len(w) - 1e-12).all()  # half the draws stay uniform
+    x = np.random.default_rng(0).standard_normal((6, 50, 40)).astype(np.float32)
+    mean = np.arange(40, dtype=np.float32)
+    a, b = freq_mask(x, mean, 8, np.random.default_rng(1)), freq_mask(x, mean, 8, np.random.default_rng(1))
+    assert np.array_equal(a, b) and not np.array_equal(a, x)
+    for i in range(6):
+        masked = np.flatnonzero((a[i] != x[i]).any(0))
+        assert len(masked) <= 8 and (np.diff(masked) == 1).all()
+        assert np.array_equal(a[i][:, masked], np.broadcast_to(mean[masked], (50, len(masked))))
+
+
+def test_stateful_only_options_are_refused_for_the_windowed_form(tmp_path, tiny_data):
+    for opt in (["--hard-negatives", "0.5"], ["--freq-mask", "4"]):
+        r = run("train", "--data", tiny_data, *opt, "--out", tmp_path / "r")
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert r.stderr.strip().splitlines()[-1].startswith(f"Error: {opt[0]} is for --form stateful")
 
 
 def test_a_stride_the_model_cannot_run_is_refused(tmp_path, tiny_data):

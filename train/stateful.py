@@ -30,9 +30,10 @@ import torch
 
 from edge_sed.atomic import write_json
 from edge_sed.frontend import FrontendConfig, compress, log_mel, mel_energies
-from edge_sed.mixer import Banks, block_frame_targets, evaluation_streams, frame_targets, mix, split_clips
+from edge_sed.mixer import (Banks, append_crossfaded, block_frame_targets, evaluation_streams, frame_targets, mix,
+                            rms, split_clips)
 from edge_sed.scoring import score_streams
-from edge_sed.settings import BACKGROUND, LABELS
+from edge_sed.settings import BACKGROUND, LABELS, SAMPLE_RATE
 from edge_sed.smoother import Smoother
 
 from .models import build_model, encoder_parameters
@@ -116,6 +117,50 @@ def stream_probabilities(model, features: np.ndarray) -> np.ndarray:
     return p
 
 
+def freq_mask(x: np.ndarray, mean: np.ndarray, max_bands: int, rng: np.random.Generator) -> np.ndarray:
+    """SpecAugment's frequency masking on (count, frames, n_mels) features: in each mixture a run
+    of 0..``max_bands`` adjacent bands, the same for all its frames, set to the training mean
+    (standardised to 0: no evidence there), so no single band can carry a class (another
+    microphone, a band the background covers)."""
+    x = x.copy()
+    for i in range(len(x)):
+        w = int(rng.integers(0, max_bands + 1))
+        if w:
+            f0 = int(rng.integers(0, x.shape[-1] - w + 1))
+            x[i, :, f0:f0 + w] = mean[f0:f0 + w]
+    return x
+
+
+def bed_features(banks: Banks, cfg_fe: FrontendConfig, norm: str = "none", max_s: float = 30.0,
+                 level_dbfs: float = -30.0) -> list:
+    """Hard-negative mining's material: each background group of ``banks`` alone, its clips
+    joined as ``make_bed`` joins them (at one level, at most ``max_s`` seconds), through the
+    front end: [features] in the order of ``banks.groups``. Computed once (the features do not
+    change; only the model that scores them does)."""
+    out = []
+    for g in banks.groups:
+        pieces, have = [], 0
+        for x in banks.backgrounds[g]:
+            have += append_crossfaded(pieces, x * np.float32(10 ** (level_dbfs / 20) / rms(x)))
+            if have >= max_s * SAMPLE_RATE:
+                break
+        out.append(FEATURE_NORM[norm](log_mel(np.concatenate(pieces)[: int(max_s * SAMPLE_RATE)], cfg_fe)))
+    return out
+
+
+def bed_weights(model, beds: list, share: float) -> np.ndarray:
+    """Hard-negative mining: how often ``make_bed`` should draw each background group. A group's
+    score is the fraction of its frames where the model's top event class is above 0.5 (where it
+    would fire, on background alone); ``share`` of the draws follow the scores, the rest stay
+    uniform (so no recording is forgotten)."""
+    events = [i for i, l in enumerate(LABELS) if l != BACKGROUND]
+    fire = np.array([float((stream_probabilities(model, f)[:, events].max(1) > 0.5).mean()) for f in beds])
+    uniform = np.full(len(beds), 1.0 / len(beds))
+    if fire.sum() <= 0:
+        return uniform
+    return (1 - share) * uniform + share * fire / fire.sum()
+
+
 def make_smoother(thresholds=0.5, **overrides) -> Smoother:
     return Smoother(LABELS, threshold=thresholds, **{**STATEFUL_SMOOTHER, **overrides})
 
@@ -187,6 +232,9 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
         state, opt_stage = ckpt["state"], ckpt["opt_stage"]
         optimizer = _optimizer(cfg, model, opt_stage, two_stage)
         optimizer.load_state_dict(ckpt["optimizer"])
+    if state.get("bed_weights") is not None:
+        banks["train"].bed_weights = np.asarray(state["bed_weights"])
+    beds = bed_features(banks["train"], fe, cfg.feature_norm) if cfg.hard_negatives > 0 else None
     write_json(asdict(cfg), out / "config.json")
 
     while state["epoch"] < len(stages) and not state.get("stopped"):
@@ -196,6 +244,8 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
             optimizer, opt_stage = _optimizer(cfg, model, stage, two_stage), stage
         rng = np.random.default_rng([cfg.seed, epoch])
         x, y, anns = mixture_batch(banks["train"], rng, cfg.sequences, cfg.seq_s, fe, cfg.feature_norm, **mix_kw)
+        if cfg.freq_mask:
+            x = freq_mask(x, model.standardise.mean.numpy(), cfg.freq_mask, rng)
         units = _segment_units(anns, y.shape[1], fe) if stage == "embed" else None
         cluster_ids = None
         if units is not None:
@@ -253,6 +303,10 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
                 state["bad_epochs"] += 1
                 if state["bad_epochs"] >= cfg.patience:
                     state["stopped"] = f"no better val event F1 for {cfg.patience} epochs"
+            if beds is not None and (epoch + 1) % cfg.mine_every == 0:
+                w = bed_weights(model, beds, cfg.hard_negatives)
+                banks["train"].bed_weights, state["bed_weights"] = w, w.tolist()
+                info["hard_negative_top_share"] = float(np.sort(w)[-max(1, len(w) // 10):].sum())
         state["history"].append(info)
         state["epoch"] = epoch + 1
         ckpt = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "opt_stage": opt_stage,
@@ -283,7 +337,8 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
 
 
 def _summary(m: dict) -> dict:
-    keep = ("f1", "precision", "recall", "error_rate", "false_alarms_per_hour", "latency_median_s", "reference", "tp", "fp")
+    keep = ("f1", "precision", "recall", "error_rate", "false_alarms_per_hour", "latency_median_s", "reference", "tp", "fp",
+            "false_alarm_kinds")
     return {**{k: m[k] for k in keep}, "per_class": {l: {k: v for k, v in c.items() if k in ("f1", "tp", "fp", "fn", "reference", "latency_median_s")}
                                                       for l, c in m["per_class"].items()}}
 

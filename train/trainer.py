@@ -77,6 +77,11 @@ class TrainConfig:
     context_frames: int = 1          # lstm: frames stacked into a causal conv before the LSTM
     conv_channels: int = 0           # lstm: that conv's channels (0: no conv)
     frame_stride: int = 1            # stateful: the LSTM steps (and decides) every this many frames
+    freq_mask: int = 0               # stateful: SpecAugment-style, up to this many adjacent mel bands of
+                                     # each training mixture set to their mean (0: off)
+    hard_negatives: float = 0.0      # stateful: share of bed draws that follow where the model fires
+                                     # on the training backgrounds alone (hard-negative mining; 0: off)
+    mine_every: int = 5              # stateful: re-score the training backgrounds every this many epochs
 
 
 STATEFUL_DEFAULTS = {"lr": 2e-3, "lr_schedule": "cosine", "batch_size": 16, "tbptt_frames": 100, "epochs": 120,
