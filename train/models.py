@@ -63,15 +63,18 @@ class LSTMNet(nn.Module):
         self.embedding = nn.Linear(hidden, embed_dim)
         self.classifier = _classifier(embed_dim, num_classes)
 
-    def _conv(self, x: torch.Tensor, previous: torch.Tensor | None):
-        """(B, T, n_mels) standardised -> (B, T, conv_channels), and the last context_frames - 1
-        input frames (what the next chunk of the stream needs). Before the stream starts the
-        context is the first frame repeated (what a device's frame buffer holds at start-up)."""
+    def _conv(self, x: torch.Tensor, previous: torch.Tensor | None, every: int = 1):
+        """(B, T, n_mels) standardised -> (B, T // every, conv_channels) at frames every-1,
+        2*every-1, ... (the frames the LSTM steps on: no conv work for the ones it skips), and the
+        last context_frames - 1 input frames (what the next chunk of the stream needs). Before the
+        stream starts the context is the first frame repeated (what a device's frame buffer holds
+        at start-up)."""
         k = self.context_frames
         if previous is None:
             previous = x[:, :1].expand(-1, k - 1, -1)
         full = torch.cat([previous, x], 1)
-        stacked = full.unfold(1, k, 1).transpose(2, 3).reshape(x.shape[0], x.shape[1], -1)
+        windows = full.unfold(1, k, 1)[:, every - 1::every]  # (B, T // every, n_mels, k)
+        stacked = windows.transpose(2, 3).reshape(x.shape[0], windows.shape[1], -1)
         return torch.relu(self.conv(stacked)), full[:, full.shape[1] - (k - 1):]
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
@@ -95,8 +98,8 @@ class LSTMNet(nn.Module):
             out, state = self.lstm(x, state)
             return self.embedding(out), state
         hc, previous = (None, None) if state is None else (state[:2], state[2])
-        x, previous = self._conv(x, previous)
-        out, hc = self.lstm(x[:, self.stride - 1::self.stride], hc)
+        x, previous = self._conv(x, previous, self.stride)
+        out, hc = self.lstm(x, hc)
         return self.embedding(out), (*hc, previous)
 
     def frame_logits(self, x: torch.Tensor, state=None):
