@@ -181,7 +181,16 @@ def evaluation_windows(bundle: Bundle, data: str | None = "auto") -> tuple[np.nd
     """(windows, labels, what they are). ``data``: "check" or None - the bundle's check.npz (a few
     test windows stored at conversion); "run" - the test split of the data set in the bundle's
     provenance; a path - that data set's test split (split with the provenance's ratio and seed);
-    "auto" - "run" when that data set is on this machine, else "check"."""
+    "auto" - "run" when that data set is on this machine, else "check". A stateful bundle has no
+    windows: its check.npz feature sequence, as one (1, frames, n_mels) "window" run step by
+    step with the state carried, and no labels (its accuracy is the stream's events)."""
+    if bundle.form == "stateful":
+        check = bundle.check_data()
+        if check is None:
+            raise EdgeSedError(f"{bundle.path}: a stateful bundle without check.npz: nothing to run on the emulated Pi")
+        x = np.asarray(check["x"], np.float32)[None]
+        steps = len(range(bundle.hop_frames - 1, x.shape[1], bundle.hop_frames))
+        return x, None, f"the check sequence (check.npz: {x.shape[1]} frames, {steps} steps, state carried)"
     prov = bundle.manifest["provenance"]
     if data == "auto":
         source = prov.get("dataset")
@@ -204,6 +213,21 @@ def evaluation_windows(bundle: Bundle, data: str | None = "auto") -> tuple[np.nd
         _SPLIT_CACHE[key] = (split.x, split.y)
     x, y = _SPLIT_CACHE[key]
     return x, y, f"test split of {source} ({len(x)} windows)"
+
+
+def run_windows(runner: BundleRunner, x: np.ndarray) -> np.ndarray:
+    """Scores of ``evaluation_windows``' x: one per window, or for a stateful bundle one per step of
+    each sequence (the guest runs the same)."""
+    if runner.carried:
+        return np.concatenate([runner.run_stream(seq) for seq in x])
+    return runner.predict_many(x)
+
+
+def clip_accuracy(y, scores: np.ndarray, labels) -> dict | None:
+    """Accuracy on labelled windows; None for a stateful bundle's unlabelled check sequence."""
+    from edge_sed.metrics import classification_metrics
+
+    return None if y is None else classification_metrics(y, scores.argmax(1), labels)
 
 
 def loop_audio(seconds: float = LOOP_AUDIO_S, seed: int = 0) -> np.ndarray:
@@ -238,7 +262,7 @@ class PiModel:
         self.bundle = bundle
         self.detector = Detector(bundle)
         self.x, self.y, self.windows_what = evaluation_windows(bundle, data)
-        self.host_scores = self.detector.runner.predict_many(self.x)
+        self.host_scores = run_windows(self.detector.runner, self.x)
         self.trace: dict = {}
         self.runs: dict = {}
 
@@ -258,7 +282,6 @@ def simulate_profile(model: PiModel, profile: DeviceProfile, audio: np.ndarray, 
     """One record: emulated scores vs host, instructions and estimated ms per inference, the loop's
     stage costs, and the stream on the virtual device clock (events, latency, duty cycle)."""
     from edge_sed.events import event_metrics
-    from edge_sed.metrics import classification_metrics
 
     from .clock import simulate_stream
 
@@ -273,7 +296,8 @@ def simulate_profile(model: PiModel, profile: DeviceProfile, audio: np.ndarray, 
     sample = audio[:n_loop] if len(audio) >= n_loop else loop_audio()
     e = model.emulated(profile.qemu_cpu, sample, block, log)
     par = parity(bundle, e["scores"], model.host_scores)
-    acc = classification_metrics(model.y, e["scores"].argmax(1), bundle.labels)
+    acc = clip_accuracy(model.y, e["scores"], bundle.labels)
+    host_acc = clip_accuracy(model.y, model.host_scores, bundle.labels)
     costs = loop_costs(e)
     invoke, predict = per_inference(e["invoke"]), per_inference(e["predict"])
     scale = profile.cpi / profile.clock_hz
@@ -302,10 +326,9 @@ def simulate_profile(model: PiModel, profile: DeviceProfile, audio: np.ndarray, 
                       "xnnpack_applied": e["xnnpack_applied"]},
         "windows": model.windows_what, "n_windows": int(len(model.x)),
         "parity": par,
-        "accuracy": {"overall_error": acc["overall_error"], "macro_f1": acc["macro_f1"],
-                     "per_class_error": acc.get("per_class_error"),
-                     "host_overall_error": classification_metrics(model.y, model.host_scores.argmax(1),
-                                                                  bundle.labels)["overall_error"]},
+        "accuracy": ({"overall_error": acc["overall_error"], "macro_f1": acc["macro_f1"],
+                      "per_class_error": acc.get("per_class_error"), "host_overall_error": host_acc["overall_error"]}
+                     if acc else {"overall_error": None, "note": "stateful: no clip labels; see events (the stream)"}),
         "cost": {
             "insns_per_inference": invoke, "insns_per_predict": predict,
             "insns_first_inference": float(e["invoke"][0]) if len(e["invoke"]) else None,
@@ -321,14 +344,15 @@ def simulate_profile(model: PiModel, profile: DeviceProfile, audio: np.ndarray, 
         "events": {k: v for k, v in metrics.items() if k != "latencies_s"},
     }
     c = record["cost"]
-    unit = "invoke (one frame)" if bundle.form == "streaming-explicit-state" else "inference"
+    stateful = bundle.form == "stateful"
+    unit = f"step ({bundle.hop_frames} frames)" if stateful else "inference"
     record["summary"] = (
         f"emulated {profile.qemu_cpu}: {invoke / 1e6:.2f} M insns/{unit} -> est. {c['est_ms_per_inference']:.2f} ms "
-        f"(CPI {profile.cpi}, {profile.clock_hz / 1e9:g} GHz, 1 thread; {predict / 1e6:.2f} M per window with the "
-        "Python glue); "
+        f"(CPI {profile.cpi}, {profile.clock_hz / 1e9:g} GHz, 1 thread; {predict / 1e6:.2f} M per "
+        f"{'step' if stateful else 'window'} with the Python glue); "
         f"front end {c['frontend_insns_per_frame'] / 1e3:.0f} k insns/frame; scores vs host: max |d| "
-        f"{par['max_abs_diff_vs_host']:.1e}, top-1 {par['top1_agreement']:.0%} on {model.windows_what}; "
-        f"overall error {acc['overall_error']:.3f}")
+        f"{par['max_abs_diff_vs_host']:.1e}, top-1 {par['top1_agreement']:.0%} on {model.windows_what}"
+        + (f"; overall error {acc['overall_error']:.3f}" if acc else ""))
     record["verdict"] = (
         f"{'real time' if clock['overruns'] == 0 and clock['dropped_blocks'] == 0 else 'NOT real time'}: "
         f"est. duty cycle {clock['duty_cycle']:.1%} of one core, worst decision latency "
@@ -361,7 +385,6 @@ def simulate_pi(bundle, profiles="pi", levels=DEFAULT_LEVELS, data: str | None =
     """Every (level, Pi profile) without a stream: model bytes, instructions per inference,
     estimated ms, score agreement with the host's LiteRT and accuracy on the evaluation windows.
     Profiles with the same core share one emulated run (all levels in one guest process)."""
-    from edge_sed.metrics import classification_metrics
 
     if isinstance(profiles, str):
         profiles = load_profiles(profiles)
@@ -371,7 +394,9 @@ def simulate_pi(bundle, profiles="pi", levels=DEFAULT_LEVELS, data: str | None =
     bundles = [load_bundle(p) for p in resolve_bundles(bundle, levels)]
     x, y, what = evaluation_windows(bundles[0], data)
     labels = bundles[0].labels
-    host = [BundleRunner(b).predict_many(x) for b in bundles]
+    if len({b.form for b in bundles}) > 1:
+        raise EdgeSedError("the bundles mix stateful and windowed forms: give one run's bundles")
+    host = [run_windows(BundleRunner(b), x) for b in bundles]
     runs = {}
     for cpu in sorted({p.qemu_cpu for p in profiles}):
         if log:
@@ -382,7 +407,7 @@ def simulate_pi(bundle, profiles="pi", levels=DEFAULT_LEVELS, data: str | None =
         for p in profiles:
             e = runs[p.qemu_cpu]["bundles"][b]
             invoke, predict = per_inference(e["invoke"]), per_inference(e["predict"])
-            m = classification_metrics(y, e["scores"].argmax(1), labels)
+            m = clip_accuracy(y, e["scores"], labels) or {"overall_error": None, "macro_f1": None}
             rows.append({"level": bundle.level, "form": bundle.form, "bundle": str(bundle.path), "profile": p.name,
                          "cpu": p.qemu_cpu, "model_bytes": len(bundle.model_bytes),
                          "insns_per_inference": invoke, "insns_per_predict": predict,
@@ -390,7 +415,7 @@ def simulate_pi(bundle, profiles="pi", levels=DEFAULT_LEVELS, data: str | None =
                          **parity(bundle, e["scores"], host[b]),
                          "overall_error": m["overall_error"], "macro_f1": m["macro_f1"],
                          "xnnpack_applied": e["xnnpack_applied"],
-                         "host_overall_error": classification_metrics(y, host[b].argmax(1), labels)["overall_error"],
+                         "host_overall_error": (clip_accuracy(y, host[b], labels) or {}).get("overall_error"),
                          **loop_costs(e)})
     return {"note": ESTIMATE_NOTE, "windows": what, "n_windows": int(len(x)),
             "profiles": {p.name: {"core": p.core, "qemu_cpu": p.qemu_cpu, "clock_hz": p.clock_hz, "cpi": p.cpi}
@@ -406,10 +431,12 @@ def format_table(report: dict) -> str:
     for r in report["rows"]:
         lines.append(f"{r['level']:<13} {r['profile']:<12} {r['model_bytes']:>8} {r['insns_per_inference']:>15,.0f} "
                      f"{r['est_ms_per_inference']:>7.2f} {r['est_ms_per_predict']:>7.2f} "
-                     f"{r['max_abs_diff_vs_host']:>11.1e} {r['top1_agreement']:>6.1%} {r['overall_error']:>6.3f} "
-                     f"{r['macro_f1']:>6.3f}")
+                     f"{r['max_abs_diff_vs_host']:>11.1e} {r['top1_agreement']:>6.1%} "
+                     + ("     -      -" if r["overall_error"] is None else
+                        f"{r['overall_error']:>6.3f} {r['macro_f1']:>6.3f}"))
     lines.append("est ms: the model's invoke(); +glue: BundleRunner.predict (quantize, state reset, invoke, "
-                 "dequantize); error: overall error (1 - balanced accuracy) of the emulated scores.")
+                 "dequantize; a stateful bundle: one step); error: overall error (1 - balanced accuracy) of the "
+                 "emulated scores (- for a stateful bundle: it is scored on streams).")
     return "\n".join(lines)
 
 

@@ -3,7 +3,9 @@ edge_sed): ``python3 pi_guest.py REQUEST.json``. Started by firmware_sim.pi, nev
 the host. Uses only the standard library, numpy and edge_sed, like an installed device.
 
 For every bundle in the request it
-1. runs BundleRunner.predict on every window (the same code a Pi runs), and writes the scores;
+1. runs BundleRunner.predict on every window (the same code a Pi runs), and writes the scores; a
+   stateful bundle's "windows" are feature sequences, run with ``run_stream`` (state carried, a
+   predict marker around every step), its scores one row per step;
 2. runs the device loop (edge_sed.loop.Detector: front end, model, smoother) on a stretch of audio
    in blocks, as ``edge-sed listen`` would.
 Around each invoke, each predict, each pushed block and, inside those, the front end's push and
@@ -66,7 +68,19 @@ def main(request_path):
 
         runner.backend.invoke = marked_invoke
         out = {"bundle": path, "delegated": delegated(runner)}
-        if windows is not None:
+        if windows is not None and runner.carried:
+            step = runner.step
+
+            def marked_step(frames, b=b, step=step):
+                mark(tag(KIND_PREDICT, b, 0))
+                s = step(frames)
+                mark(tag(KIND_PREDICT, b, 1))
+                return s
+
+            runner.step = marked_step
+            out["scores"] = np.concatenate([runner.run_stream(w) for w in windows]).tolist()
+            runner.step = step
+        elif windows is not None:
             scores = np.zeros((len(windows), len(bundle.labels)), np.float32)
             for i, w in enumerate(windows):
                 mark(tag(KIND_PREDICT, b, 0))

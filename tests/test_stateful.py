@@ -3,6 +3,7 @@
 and the event metric cross-checked against sed_eval (the DCASE toolbox)."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -222,6 +223,32 @@ def test_a_strided_pcen_model_steps_and_decides_every_stride_frames(strided_bund
     assert r.returncode == 0, r.stderr
     levels = json.loads(r.stdout)["latency"]["levels"]
     assert {v["invokes_per_s_audio"] for v in levels.values()} == {50.0}  # 100 frames a second, one step per 2
+
+
+PI_TOOLS = ("qemu-aarch64", "qemu-aarch64-static", "mmdebstrap", "gcc", "pkg-config", "dpkg-source", "apt-get")
+
+
+@pytest.mark.skipif(any(shutil.which(t) is None for t in PI_TOOLS), reason="the Pi simulator's tools are not installed "
+                    "(scripts/setup.sh installs them)")
+def test_the_pi_simulator_runs_a_stateful_bundle_step_by_step(strided_bundles, tiny_data):
+    """simulate on a Pi profile: the emulated aarch64 LiteRT runs the check sequence with the state
+    carried (the host's per-step scores), and the stream on the device clock."""
+    from edge_sed.streams import make_stream
+    from firmware_sim import pi
+    from firmware_sim.profiles import load_profile
+
+    bundle = load_bundle(strided_bundles[2] / "int8")
+    audio, annotations = make_stream(tiny_data, 20.0, 3, seed=4)
+    model = pi.prepare(bundle)
+    assert model.x.shape == (1, 400, 40) and model.y is None and "state carried" in model.windows_what
+    assert len(model.host_scores) == 200  # a step every 2 frames
+    rec = pi.simulate_profile(model, load_profile("rpi-4"), audio, annotations, {"source": "test"})
+    assert rec["parity"]["ok"], rec["parity"]  # within one output step of the host (ARM kernels)
+    assert rec["accuracy"]["overall_error"] is None and "step (2 frames)" in rec["summary"]
+    assert rec["cost"]["insns_per_inference"] > 1e3 and rec["clock"]["overruns"] == 0
+    assert rec["events"]["reference"] == len(annotations)
+    table = pi.format_table(pi.simulate_pi(strided_bundles[2], "rpi-4", levels=("fp32", "int8")))
+    assert "state carried" in table and table.count("rpi-4") == 2
 
 
 def test_hard_negative_mining_reweighs_the_beds_and_frequency_masks_mask(strided_bundles):
