@@ -178,10 +178,37 @@ def _io_spec(info, roles: dict[str, str]) -> tuple[list, list]:
     return [spec(t) for t in info.inputs], [spec(t) for t in info.outputs]
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # someone else's process: leave its files alone
+    return True
+
+
+def sweep_stale(out_dir: Path, name: str) -> list[Path]:
+    """Remove the hidden ``.{name}.tmp-PID-*`` / ``.{name}.old-PID-*`` directories that a killed
+    conversion left behind (their process is gone); a live conversion's are kept. Returns what went."""
+    gone = []
+    for p in list(out_dir.glob(f".{name}.tmp-*")) + list(out_dir.glob(f".{name}.old-*")):
+        try:
+            pid = int(p.name.split("-")[1])
+        except (IndexError, ValueError):
+            continue
+        if p.is_dir() and pid != os.getpid() and not _pid_alive(pid):
+            shutil.rmtree(p, ignore_errors=True)
+            gone.append(p)
+    return gone
+
+
 def _write_bundle_dir(out_dir: Path, name: str, files: dict[str, bytes]) -> Path:
     """Write every file into a hidden temporary directory, manifest last, then rename it to
-    ``out_dir/name`` (replacing an older bundle of that name)."""
+    ``out_dir/name`` (replacing an older bundle of that name). A killed conversion's leftovers of
+    that name go first (``sweep_stale``)."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    sweep_stale(out_dir, name)
     tmp = out_dir / f".{name}.tmp-{os.getpid()}-{secrets.token_hex(3)}"
     tmp.mkdir()
     try:

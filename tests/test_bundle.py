@@ -4,6 +4,7 @@ BundleError before a runtime sees the model."""
 
 import hashlib
 import json
+import os
 import shutil
 
 import numpy as np
@@ -193,6 +194,17 @@ def test_a_killed_conversion_leaves_no_bundle(tiny_bundles, tmp_path, monkeypatc
     # replacing an existing bundle also goes through the temporary directory
     bundles._write_bundle_dir(tmp_path, "fp32", files)
     assert [p.name for p in tmp_path.iterdir()] == ["fp32"]
+    # a SIGKILL leaves its temporary behind (no handler runs): the next conversion of that level
+    # removes it once its process is gone, and keeps a live conversion's
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # its pid is free now
+    for stale in (f".fp32.tmp-{dead.pid}-abc123", f".fp32.old-{dead.pid}-abc123", f".fp32.tmp-{os.getppid()}-def456"):
+        (tmp_path / stale).mkdir()
+        (tmp_path / stale / "model.tflite").write_bytes(b"half")
+    bundles._write_bundle_dir(tmp_path, "fp32", files)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["fp32", f".fp32.tmp-{os.getppid()}-def456"])
 
 
 def test_quantize_round_trip():
