@@ -142,11 +142,13 @@ class Banks:
         self.labels = list(labels)
         self.events: dict[str, list[EventSound]] = {}
         self.backgrounds: dict[str, list[np.ndarray]] = {}
+        self.bed_sources: dict[str, str] = {}  # group -> its recording's source class (siren, drilling, ...)
         for c in clips:
             audio = read_audio(c.path).astype(np.float32)
             if c.label == BACKGROUND:
                 if len(audio) > 2 * int(CROSSFADE_S * SAMPLE_RATE):
                     self.backgrounds.setdefault(c.group, []).append(audio)
+                    self.bed_sources.setdefault(c.group, c.source_class)
             elif c.label in self.labels:
                 self.events.setdefault(c.label, []).append(event_sound(c, audio))
         if not self.backgrounds:
@@ -154,6 +156,7 @@ class Banks:
         if not self.events:
             raise DatasetError("mixtures need event clips; the split has none")
         self.groups = sorted(self.backgrounds)
+        self.bed_classes = sorted(set(self.bed_sources.values()))
         self.event_labels = [l for l in self.labels if l in self.events]
         self.bed_weights: np.ndarray | None = None
         """How often ``make_bed`` draws each group of ``groups`` (None: uniformly); training's
@@ -199,10 +202,12 @@ def append_crossfaded(pieces: list, x: np.ndarray) -> int:
     return len(x)
 
 
-def make_bed(banks: Banks, n: int, rng: np.random.Generator, bed_dbfs=(-45.0, -25.0)) -> np.ndarray:
+def make_bed(banks: Banks, n: int, rng: np.random.Generator, bed_dbfs=(-45.0, -25.0), segments: list | None = None
+             ) -> np.ndarray:
     """``n`` samples of background: groups in random order, a random start in the first clip of
     each (groups drawn by ``banks.bed_weights`` when set), one level per group drawn uniformly from
-    ``bed_dbfs`` (a fixed level if one number)."""
+    ``bed_dbfs`` (a fixed level if one number). ``segments``, if a list, gets (first sample, group)
+    of every recording as it enters the bed (a cross-fade counts to the recording it leaves)."""
     fade = int(CROSSFADE_S * SAMPLE_RATE)
     lo, hi = (bed_dbfs, bed_dbfs) if np.isscalar(bed_dbfs) else bed_dbfs
     pieces, have = [], 0
@@ -210,6 +215,8 @@ def make_bed(banks: Banks, n: int, rng: np.random.Generator, bed_dbfs=(-45.0, -2
         g = (rng.integers(len(banks.groups)) if banks.bed_weights is None
              else rng.choice(len(banks.groups), p=banks.bed_weights))
         group = banks.backgrounds[banks.groups[g]]
+        if segments is not None:
+            segments.append((have, banks.groups[g]))
         level = 10 ** (rng.uniform(lo, hi) / 20)
         order = rng.permutation(len(group))
         first = True
@@ -260,7 +267,8 @@ def add_event(audio: np.ndarray, ev: EventSound, start: int, ebr_db: float) -> A
 
 def mix(banks: Banks, duration_s: float, rng: np.random.Generator, events_per_min: float = 12.0,
         ebr_db=(-9.0, 9.0), bed_dbfs=(-45.0, -25.0), min_gap_s: float = 1.0, cut_edges: bool = True,
-        event_free_prob: float = 0.2, lead_in_s: float = 0.0, activity: bool = False, augment: bool = False):
+        event_free_prob: float = 0.2, lead_in_s: float = 0.0, activity: bool = False, augment: bool = False,
+        segments: list | None = None):
     """One mixture of ``duration_s`` seconds: a bed with events of classes drawn in turn from a
     random permutation (balanced, whatever the clip counts), event sounds drawn at random from
     their class. Event count ~ Poisson(events_per_min * minutes); with probability
@@ -271,11 +279,12 @@ def mix(banks: Banks, duration_s: float, rng: np.random.Generator, events_per_mi
     annotations are clipped to the mixture. Returns (audio, annotations), and with ``activity``
     also the class index of every 10 ms block: the event's class where its sound is loud
     (``EventSound.active``), background elsewhere (gaps between barks included). ``augment``:
-    every event through ``perturb`` and the bed through a random ``tilt``."""
+    every event through ``perturb`` and the bed through a random ``tilt``. ``segments``: as
+    ``make_bed``'s, in samples of the returned mixture (a recording entering before it starts at 0)."""
     pad_s = 2.0 if cut_edges else 0.0
     total_s = duration_s + 2 * pad_s
     n = int(round(total_s * SAMPLE_RATE))
-    audio = make_bed(banks, n, rng, bed_dbfs)
+    audio = make_bed(banks, n, rng, bed_dbfs, segments)
     if augment:
         audio = tilt(audio, rng.uniform(-0.5, 0.5))
     k = 0 if rng.random() < event_free_prob else int(rng.poisson(events_per_min * duration_s / 60))
@@ -310,6 +319,9 @@ def mix(banks: Banks, duration_s: float, rng: np.random.Generator, events_per_mi
     if pad_s:
         p = int(round(pad_s * SAMPLE_RATE))
         audio = audio[p:p + int(round(duration_s * SAMPLE_RATE))]
+        if segments is not None:
+            kept = [(max(0, s - p), g) for s, g in segments if s - p < len(audio)]
+            segments[:] = [seg for k, seg in enumerate(kept) if k + 1 == len(kept) or kept[k + 1][0] > 0]
         blocks = blocks[int(round(pad_s / SPAN_BLOCK_S)):]
         clipped = []
         for a in annotations:

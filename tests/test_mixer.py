@@ -40,7 +40,7 @@ def banks(tmp_path_factory):
             x = np.cumsum(rng.standard_normal(4 * SR)) * 0.001 if g % 2 else rng.standard_normal(4 * SR) * 0.05
             p = root / f"bg{g}-{i}.wav"
             sf.write(p, (x - x.mean()).astype(np.float32), SR)
-            clips.append(Clip(p, "background", f"bg{g}", "noise"))
+            clips.append(Clip(p, "background", f"bg{g}", "brown" if g % 2 else "white"))
     for k, label in enumerate(LABELS[:3]):
         for i in range(3):
             p = root / f"{label}{i}.wav"
@@ -140,3 +140,25 @@ def test_bed_weights_choose_the_recordings_a_bed_is_made_of(banks):
         banks.bed_weights = None
     # uniform (no weights): a minute of bed joins recordings of both kinds
     assert 0.2 < roughness(make_bed(banks, 60 * SR, np.random.default_rng(0))) < 1.8
+
+
+def test_segments_name_the_recording_under_every_sample(banks):
+    """``mix(..., segments=[])`` gives (first sample, group) of each recording of the bed, in the
+    mixture's own samples (after the cut of the edges): each stretch sounds like its group (white
+    noise bg0/bg2, brown bg1/bg3), and ``mixture_batch`` turns them into per-frame source classes."""
+    for cut in (False, True):
+        segments = []
+        audio, _ = mix(banks, 30.0, np.random.default_rng(7), event_free_prob=1.0, cut_edges=cut, segments=segments)
+        starts = [s for s, _ in segments]
+        assert starts[0] == 0 and starts == sorted(starts) and starts[-1] < len(audio) and len(segments) >= 3
+        fade = int(0.25 * SR)
+        for (s, g), nxt in zip(segments, starts[1:] + [len(audio)]):
+            x = audio[s + fade:nxt - fade]
+            if len(x) > SR:
+                white = float(np.var(np.diff(x)) / np.var(x)) > 1.5
+                assert white == (int(g[-1]) % 2 == 0), (cut, s, g)
+    from train.stateful import mixture_batch
+
+    x, y, anns, beds = mixture_batch(banks, np.random.default_rng(0), 2, 10.0, FrontendConfig(), bed_targets=True)
+    assert banks.bed_classes == ["brown", "white"]
+    assert beds.shape == y.shape and set(np.unique(beds)) == {0, 1}  # 10 s of bed: both kinds

@@ -24,7 +24,7 @@ def stateful_run(tiny_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("stateful-run") / "run"
     cfg = TrainConfig(data=str(tiny_data), out=str(out), form="stateful", ratio=None, epochs=3, patience=50,
                       sequences=16, seq_s=6.0, batch_size=8, hidden=8, embed_dim=4, context_frames=3,
-                      conv_channels=6, threads=1, lr=1e-2, val_streams=1, val_stream_s=20.0)
+                      conv_channels=6, threads=1, lr=1e-2, val_streams=1, val_stream_s=20.0, bed_aux=0.3)
     metrics = train(cfg)
     return out, metrics
 
@@ -306,3 +306,17 @@ def test_a_stateful_manifest_stepping_past_its_context_is_refused(strided_bundle
     (bad / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(BundleError, match="'hop_frames' > 'window_frames'"):
         load_bundle(bad)
+
+
+def test_the_background_source_loss_trains_a_head_that_is_never_exported(stateful_run):
+    """The checkpoint carries the training-only head (one output per background source class of
+    the data), best.pt the detector alone (so conversion, verify and the device never see it)."""
+    import torch
+
+    run_dir = stateful_run[0]
+    cfg = json.loads((run_dir / "config.json").read_text())
+    assert cfg["bed_aux"] == 0.3
+    ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    head = ckpt["bed_head"]["weight"]
+    assert head.shape[1] == cfg["embed_dim"] and head.shape[0] >= 2  # the tiny set's beds: several synth sources
+    assert not any(k.startswith("bed") for k in torch.load(run_dir / "best.pt", weights_only=True))

@@ -375,6 +375,7 @@ def stateful_markdown(table: dict) -> str:
              f"hidden {tr['hidden']}, context frames {tr['context_frames']} / conv channels {tr['conv_channels']}, "
              f"a step every {tr.get('frame_stride', 1)} frame(s), {tr.get('compression', 'log')} features, "
              f"hard-negative share {tr.get('hard_negatives', 0):g}, frequency masks up to {tr.get('freq_mask', 0)} bands, "
+             f"background-source loss weight {tr.get('bed_aux', 0):g}, "
              f"frame targets {tr['frame_targets']}; validation {tr['val_streams']} streams of {tr['val_stream_s']:g} s "
              "(checkpoint selection and threshold calibration). "
              "Event F1: a detection of the class from 0.5 s before to 1.5 s after the reference onset counts "
@@ -481,8 +482,8 @@ def run_table(data: str, models=("lstm",), ratios=("6:1:2:16", "2:2:1:26"), obje
                            and base["tbptt_frames"] % stride == 0):
         raise EdgeSedError(f"a frame stride of {stride} needs --form stateful, a conv over at least {stride} frames "
                            f"and TBPTT chunks that are a multiple of {stride}")
-    if (base.get("hard_negatives") or base.get("freq_mask")) and form != "stateful":
-        raise EdgeSedError("hard-negative mining and frequency masks are for --form stateful")
+    if (base.get("hard_negatives") or base.get("freq_mask") or base.get("bed_aux")) and form != "stateful":
+        raise EdgeSedError("hard-negative mining, frequency masks and the background-source loss are for --form stateful")
     if data == "synthetic":  # make each seed's set here, not twice at once in two workers
         for s in seeds:
             synthetic_source(base["synth_counts"], s)

@@ -17,6 +17,14 @@ epoch). ``clustered`` adds stage 1: the clustered-centroid loss on *segment* emb
 embedding at the last frame of every event span, and at one frame per second of background),
 clusters re-assigned by k-means every epoch on a no-grad pass; then stage 2 trains the
 classifier on frames with the encoder fine-tuned.
+
+Background-source loss (``bed_aux`` > 0, on by default): beside the frame loss, a training-only
+linear head names, from each background step's embedding, the source class of the recording
+playing under it (siren, street music, drilling, ... from the data's ``source_class``), weighted
+``bed_aux``. "Background" is many sounds; making the embedding tell them apart keeps the tonal
+and voiced ones away from the event classes. The head is never exported (best.pt holds the
+detector only). The clustered objective splits the big class by k-means; this splits it by what
+the data says it is.
 """
 
 from __future__ import annotations
@@ -74,21 +82,30 @@ FEATURE_NORM = {"none": lambda f: f, "floor": floor_track,
 
 
 def mixture_batch(banks: Banks, rng: np.random.Generator, count: int, seq_s: float, cfg_fe: FrontendConfig,
-                  norm: str = "none", **mix_kw) -> tuple[np.ndarray, np.ndarray, list]:
-    """``count`` mixtures -> features (count, frames, n_mels), targets (count, frames), annotations."""
-    mels, ys, anns = [], [], []
+                  norm: str = "none", bed_targets: bool = False, **mix_kw):
+    """``count`` mixtures -> features (count, frames, n_mels), targets (count, frames), annotations;
+    with ``bed_targets`` also (count, frames) the index in ``banks.bed_classes`` of the background
+    recording's source class under every frame (what plays beneath, event or not)."""
+    mels, ys, anns, beds = [], [], [], []
     active = mix_kw.pop("targets", "span") == "active"
     for _ in range(count):
+        segments = [] if bed_targets else None
         if active:
-            audio, ann, blocks = mix(banks, seq_s, rng, activity=True, **mix_kw)
+            audio, ann, blocks = mix(banks, seq_s, rng, activity=True, segments=segments, **mix_kw)
         else:
-            audio, ann = mix(banks, seq_s, rng, **mix_kw)
+            audio, ann = mix(banks, seq_s, rng, segments=segments, **mix_kw)
         mel = mel_energies(audio, cfg_fe)
         mels.append(mel)
         ys.append(block_frame_targets(blocks, len(mel), cfg_fe) if active else frame_targets(ann, len(mel), cfg_fe))
         anns.append(ann)
+        if bed_targets:
+            centre = np.arange(len(mel)) * cfg_fe.hop_samples + cfg_fe.window_samples // 2
+            starts = np.array([s for s, _ in segments])
+            cls = np.array([banks.bed_classes.index(banks.bed_sources[g]) for _, g in segments])
+            beds.append(cls[np.maximum(np.searchsorted(starts, centre, side="right") - 1, 0)])
     # the front end's compression over the whole batch at once (each mixture from its start)
-    return FEATURE_NORM[norm](compress(np.stack(mels), cfg_fe)), np.stack(ys), anns
+    out = FEATURE_NORM[norm](compress(np.stack(mels), cfg_fe)), np.stack(ys), anns
+    return (*out, np.stack(beds)) if bed_targets else out
 
 
 def eval_audio(banks: Banks, seed: int, count: int, seconds: float) -> list:
@@ -223,6 +240,10 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
     stages = ["embed"] * cfg.stage1_epochs * two_stage + ["classify"] * cfg.epochs
     state = {"epoch": 0, "best_score": -1.0, "best_epoch": None, "bad_epochs": 0, "history": []}
     optimizer = opt_stage = None
+    # the background-source head (training only, never exported): from the embedding of a background
+    # step, which kind of recording plays (siren, street music, ...)
+    bed_head = torch.nn.Linear(cfg.embed_dim, len(banks["train"].bed_classes)) if cfg.bed_aux > 0 else None
+    bed_opt = torch.optim.AdamW(bed_head.parameters(), lr=cfg.lr) if bed_head is not None else None
     ckpt_path = out / "checkpoint.pt"
     if resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, weights_only=False)
@@ -232,6 +253,9 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
         state, opt_stage = ckpt["state"], ckpt["opt_stage"]
         optimizer = _optimizer(cfg, model, opt_stage, two_stage)
         optimizer.load_state_dict(ckpt["optimizer"])
+        if bed_head is not None:
+            bed_head.load_state_dict(ckpt["bed_head"])
+            bed_opt.load_state_dict(ckpt["bed_opt"])
     if state.get("bed_weights") is not None:
         banks["train"].bed_weights = np.asarray(state["bed_weights"])
     beds = bed_features(banks["train"], fe, cfg.feature_norm) if cfg.hard_negatives > 0 else None
@@ -243,7 +267,9 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
         if stage != opt_stage:
             optimizer, opt_stage = _optimizer(cfg, model, stage, two_stage), stage
         rng = np.random.default_rng([cfg.seed, epoch])
-        x, y, anns = mixture_batch(banks["train"], rng, cfg.sequences, cfg.seq_s, fe, cfg.feature_norm, **mix_kw)
+        batch = mixture_batch(banks["train"], rng, cfg.sequences, cfg.seq_s, fe, cfg.feature_norm,
+                              bed_targets=bed_head is not None, **mix_kw)
+        x, y, anns = batch[:3]
         if cfg.freq_mask:
             x = freq_mask(x, model.standardise.mean.numpy(), cfg.freq_mask, rng)
         units = _segment_units(anns, y.shape[1], fe) if stage == "embed" else None
@@ -260,6 +286,7 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
         for b in range(n_batches):
             idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
             xb, yb = torch.from_numpy(x[idx]), torch.from_numpy(y[idx])
+            bb = torch.from_numpy(batch[3][idx]) if bed_head is not None else None
             hc = None
             for t0 in range(0, xb.shape[1], cfg.tbptt_frames):
                 t1 = min(t0 + cfg.tbptt_frames, xb.shape[1])
@@ -267,7 +294,14 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
                 hc = tuple(s.detach() for s in hc)
                 if stage == "classify":
                     logits = model.classify(z.reshape(-1, z.shape[-1]))
-                    loss = objective.classification_loss(logits, yb[:, t0 + stride - 1:t1:stride].reshape(-1))
+                    target = yb[:, t0 + stride - 1:t1:stride].reshape(-1)
+                    loss = objective.classification_loss(logits, target)
+                    if bed_head is not None:
+                        quiet = target == LABELS.index(BACKGROUND)
+                        if quiet.any():
+                            bed = bb[:, t0 + stride - 1:t1:stride].reshape(-1)[quiet]
+                            loss = loss + cfg.bed_aux * torch.nn.functional.cross_entropy(
+                                bed_head(z.reshape(-1, z.shape[-1])[quiet]), bed)
                 else:
                     sel = _units_in(units, idx, t0, t1)
                     if not len(sel):
@@ -282,9 +316,13 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
                     for g, base in zip(optimizer.param_groups, _base_lrs(cfg, stage, two_stage)):
                         g["lr"] = base * 0.5 * (1 + np.cos(np.pi * min(done, 1.0)))
                 optimizer.zero_grad()
+                if bed_opt is not None:
+                    bed_opt.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
                 optimizer.step()
+                if bed_opt is not None and stage == "classify":
+                    bed_opt.step()
                 if stage == "embed":
                     objective.embedding_loss.update_centroids(zs.detach(), cid)
                 losses.append(loss.item())
@@ -313,6 +351,8 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
                 "state": state}
         if two_stage:
             ckpt["embedding_loss"] = objective.embedding_loss.state_dict()
+        if bed_head is not None:
+            ckpt["bed_head"], ckpt["bed_opt"] = bed_head.state_dict(), bed_opt.state_dict()
         _atomic_save(ckpt, ckpt_path)  # a kill mid-write must not break --resume
         if on_epoch:
             on_epoch(info)
