@@ -295,13 +295,15 @@ def simulate_devices(model_set: ModelSet, wav, profiles: str, out_path: Path, sa
     for name, lv in model_set.levels.items():
         if lv["status"] != "ok":
             continue
-        stateful = lv["manifest"].get("form") == "stateful"  # the Pi simulator invokes windows
+        stateful = lv["manifest"].get("form") == "stateful"  # not emulated on Pi profiles by the report
         names = [p.name for p in chosen if p.kind != "pi" or not stateful and (pi_levels == "all" or name in pi_levels)]
         for p in chosen:
             if p.name not in names:
                 result["not_simulated"].append({
                     "profile": p.name, "kind": p.kind, "bundle": lv["path"],
-                    "reason": "the Pi simulator runs windowed and streaming bundles, not stateful ones" if stateful else
+                    "reason": "the report emulates windowed and streaming bundles on Pi profiles, not stateful ones "
+                              f"(QEMU takes minutes per level and core): edge-sed simulate BUNDLE --profile {p.name}"
+                              if stateful else
                               f"the report emulates {', '.join(pi_levels)} on Pi profiles (QEMU takes minutes per "
                               f"level and core): edge-sed simulate BUNDLE --profile {p.name}"})
         if not names:

@@ -58,9 +58,9 @@ def test_quick_demo_end_to_end_then_resumes(tmp_path):
     mcu = [d for d in report["devices"] if d["profile"] == "cortex-m4-80mhz"]
     assert mcu and mcu[0]["levels"]["int8"]["status"] == "ok"  # estimated by the MCU simulator
     assert mcu[0]["levels"]["fp32"]["status"] == "cannot run" and mcu[0]["levels"]["fp32"]["reason"]
-    pi = [d for d in report["devices"] if d["profile"] == "rpi-4"]  # the Pi simulator invokes windows only
+    pi = [d for d in report["devices"] if d["profile"] == "rpi-4"]  # left to `simulate --profile rpi-4`
     assert pi and {c["status"] for c in pi[0]["levels"].values()} == {"not simulated"}
-    assert all("not stateful ones" in c["reason"] for c in pi[0]["levels"].values())
+    assert all("not stateful ones" in c["reason"] and "--profile rpi-4" in c["reason"] for c in pi[0]["levels"].values())
     assert (out / "report" / "report.html").stat().st_size > 20000  # plots embedded
 
     t0 = time.perf_counter()
