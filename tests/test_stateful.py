@@ -320,3 +320,26 @@ def test_the_background_source_loss_trains_a_head_that_is_never_exported(statefu
     head = ckpt["bed_head"]["weight"]
     assert head.shape[1] == cfg["embed_dim"] and head.shape[0] >= 2  # the tiny set's beds: several synth sources
     assert not any(k.startswith("bed") for k in torch.load(run_dir / "best.pt", weights_only=True))
+
+
+def test_int8_calibrates_the_cell_state_on_its_99th_percentile():
+    """A few LSTM units carry a large cell state; min/max calibration gave c an int8 step coarser
+    than tanh's whole range. int8 clips the calibration samples of c at the 99th percentile of |c|
+    (int16x8 keeps them whole); frames and h are never touched."""
+    from types import SimpleNamespace
+
+    from convert.stateful import INT8_CELL_PERCENTILE, StatefulConverter
+
+    rng = np.random.default_rng(0)
+    c = rng.standard_normal((1000, 8)).astype(np.float32)
+    c[:, 0] *= 200.0  # one "counter" unit
+    frames, h = rng.standard_normal((1000, 3, 5)).astype(np.float32), np.tanh(rng.standard_normal((1000, 8)))
+    fake = SimpleNamespace(rep=(frames, h.astype(np.float32), c))
+    whole = [d["c"] for d in StatefulConverter._rep(fake)()]
+    clipped = list(StatefulConverter._rep(fake, INT8_CELL_PERCENTILE)())
+    lim = np.percentile(np.abs(c), INT8_CELL_PERCENTILE)
+    assert np.array_equal(np.concatenate(whole), c)
+    got = np.concatenate([d["c"] for d in clipped])
+    assert np.abs(got).max() == pytest.approx(lim) and lim < 0.6 * np.abs(c).max()
+    assert np.array_equal(got[np.abs(c) <= lim], c[np.abs(c) <= lim])
+    assert np.array_equal(np.concatenate([d["frame"] for d in clipped]), frames)
