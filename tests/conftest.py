@@ -1,7 +1,15 @@
 """Session fixtures shared by the convert and bundle tests: one tiny trained LSTM run and its
-bundles at every level, made once (TensorFlow conversion is the slow part)."""
+bundles at every level, made once (TensorFlow conversion is the slow part); and the skip mark of
+the tests that need the emulated Pi's tools."""
+
+import shutil
 
 import pytest
+
+PI_TOOLS = ("qemu-aarch64", "qemu-aarch64-static", "mmdebstrap", "gcc", "pkg-config", "dpkg-source", "apt-get")
+PI_MISSING = [t for t in PI_TOOLS if shutil.which(t) is None]
+needs_qemu = pytest.mark.skipif(bool(PI_MISSING), reason=f"not installed: {', '.join(PI_MISSING)} "
+                                "(scripts/setup.sh installs them)")
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@ userland give the host's scores, and QEMU's instruction counts per inference are
 with QEMU's own insn plugin. The first run builds the emulated root and the plugins (~1 min, cached
 under $EDGE_SED_CACHE or ~/.cache/edge-sed)."""
 
-import shutil
 import subprocess
 import sys
 
@@ -12,9 +11,7 @@ import pytest
 
 from edge_sed.bundle import BundleRunner, load_bundle, output_tolerance
 
-TOOLS = ("qemu-aarch64", "qemu-aarch64-static", "mmdebstrap", "gcc", "pkg-config", "dpkg-source", "apt-get")
-MISSING = [t for t in TOOLS if shutil.which(t) is None]
-needs_qemu = pytest.mark.skipif(bool(MISSING), reason=f"not installed: {', '.join(MISSING)} (scripts/setup.sh installs them)")
+from conftest import needs_qemu
 
 
 def test_parse_marks_removes_marker_cost_and_nesting():

@@ -3,7 +3,6 @@
 and the event metric cross-checked against sed_eval (the DCASE toolbox)."""
 
 import json
-import shutil
 import subprocess
 import sys
 
@@ -13,6 +12,8 @@ import pytest
 from edge_sed.bundle import BundleRunner, load_bundle
 from edge_sed.events import Annotation, Event, event_metrics, read_annotations
 from edge_sed.frontend import log_mel
+
+from conftest import needs_qemu
 
 pytestmark = pytest.mark.slow
 
@@ -225,11 +226,7 @@ def test_a_strided_pcen_model_steps_and_decides_every_stride_frames(strided_bund
     assert {v["invokes_per_s_audio"] for v in levels.values()} == {50.0}  # 100 frames a second, one step per 2
 
 
-PI_TOOLS = ("qemu-aarch64", "qemu-aarch64-static", "mmdebstrap", "gcc", "pkg-config", "dpkg-source", "apt-get")
-
-
-@pytest.mark.skipif(any(shutil.which(t) is None for t in PI_TOOLS), reason="the Pi simulator's tools are not installed "
-                    "(scripts/setup.sh installs them)")
+@needs_qemu
 def test_the_pi_simulator_runs_a_stateful_bundle_step_by_step(strided_bundles, tiny_data):
     """simulate on a Pi profile: the emulated aarch64 LiteRT runs the check sequence with the state
     carried (the host's per-step scores), and the stream on the device clock."""
