@@ -372,14 +372,23 @@ _bed_aux_option = click.option(
     "recording's source class (siren, street music, ...) from each background step's embedding, through a "
     "training-only head (0: off; default from train.trainer.STATEFUL_DEFAULTS).")
 
+_dropout_option = click.option(
+    "--dropout", type=FiniteFloat(0, 0.9), help="stateful: dropout on the conv's and the LSTM's outputs in training "
+    "(0: off; default from train.trainer.STATEFUL_DEFAULTS).")
+
+_ema_option = click.option(
+    "--ema", type=FiniteFloat(0, 0.99999), help="stateful: validate and keep an exponential moving average of the "
+    "weights, this decay per optimizer step (0: off, e.g. 0.999; default from train.trainer.STATEFUL_DEFAULTS).")
+
 
 def _check_stateful_options(cfg) -> None:
     """Stateful-only options: PCEN, and a frame stride the model can run (the conv spanning every frame it skips,
     truncated-BPTT chunks a whole number of steps)."""
     if cfg.bed_aux and cfg.form != "stateful":
         raise click.UsageError("--bed-aux is for --form stateful")
-    if cfg.freq_mask and cfg.form != "stateful":
-        raise click.UsageError("--freq-mask is for --form stateful")
+    for name in ("freq_mask", "dropout", "ema"):
+        if getattr(cfg, name) and cfg.form != "stateful":
+            raise click.UsageError(f"--{name.replace('_', '-')} is for --form stateful")
     if cfg.hard_negatives and cfg.form != "stateful":
         raise click.UsageError("--hard-negatives is for --form stateful (the windowed trainer has no beds)")
     if cfg.compression != "log" and cfg.form != "stateful":
@@ -450,6 +459,8 @@ def _parse_params(params) -> dict:
 @_hard_negatives_option
 @_freq_mask_option
 @_bed_aux_option
+@_dropout_option
+@_ema_option
 @click.option("--sequences", type=click.IntRange(2, 100_000), help="stateful: mixtures per epoch (default 192).")
 @click.option("--seq-s", type=FiniteFloat(2, 600), help="stateful: seconds per training mixture (default 12).")
 @click.option("--val-streams", type=click.IntRange(1, 1000), help="stateful: 60 s validation (and test) "
@@ -462,7 +473,7 @@ def _parse_params(params) -> dict:
 def train(ctx, data_path, synthetic, synth_counts, model, objective, ratio, seed, out_dir, epochs, stage1_epochs,
           patience, batch_size, lr, finetune_lr, freeze_embedding, stage2_embedding_weight, params,
           mix_background, gain_db, form, hidden, context_frames, conv_channels, compression, frame_stride, hard_negatives,
-          freq_mask, bed_aux, sequences, seq_s, val_streams, lr_schedule, threads, resume, as_json):
+          freq_mask, bed_aux, dropout, ema, sequences, seq_s, val_streams, lr_schedule, threads, resume, as_json):
     """Train the LSTM (or CNN) on imbalanced data with one objective; writes config.json,
     metrics.json, best.pt, checkpoint.pt, history.json and PNGs into the run directory."""
     if bool(data_path) == synthetic:
@@ -483,7 +494,8 @@ def train(ctx, data_path, synthetic, synth_counts, model, objective, ratio, seed
         objective_params=_parse_params(params), form=form,
         **{k: v for k, v in dict(hidden=hidden, context_frames=context_frames, conv_channels=conv_channels,
                                  compression=compression, frame_stride=frame_stride, hard_negatives=hard_negatives,
-                                 freq_mask=freq_mask, bed_aux=bed_aux, sequences=sequences, seq_s=seq_s, val_streams=val_streams,
+                                 freq_mask=freq_mask, bed_aux=bed_aux, dropout=dropout, ema=ema, sequences=sequences,
+                                 seq_s=seq_s, val_streams=val_streams,
                                  lr_schedule=lr_schedule).items() if v is not None})
     cfg = dataclasses.replace(cfg, **stateful_defaults)
     _check_stateful_options(cfg)
@@ -960,6 +972,8 @@ def bench(bundles_path, rounds, hop_frames, demo_dir, quick, as_json):
 @_hard_negatives_option
 @_freq_mask_option
 @_bed_aux_option
+@_dropout_option
+@_ema_option
 @click.option("--sequences", type=click.IntRange(2, 100_000), help="stateful: mixtures per epoch (default 192).")
 @click.option("--seq-s", type=FiniteFloat(2, 600), help="stateful: seconds per training mixture (default 12).")
 @click.option("--val-streams", type=click.IntRange(1, 1000), help="stateful: 60 s validation (and test) streams "
@@ -975,7 +989,7 @@ def bench(bundles_path, rounds, hop_frames, demo_dir, quick, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print table.json instead of the Markdown.")
 def experiments(data_path, synthetic, synth_counts, models, ratios, objectives, seeds, workers,
                 epochs, stage1_epochs, patience, form, hidden, context_frames, conv_channels, compression, frame_stride,
-                hard_negatives, freq_mask, bed_aux, sequences, seq_s, val_streams, test_streams, lr_schedule, frame_targets, out_dir, as_json):
+                hard_negatives, freq_mask, bed_aux, dropout, ema, sequences, seq_s, val_streams, test_streams, lr_schedule, frame_targets, out_dir, as_json):
     """The paper's table: every (model, ratio, objective, seed), paired by seed, each objective
     against weighted-ce per clip (primary) and per window; with --form stateful, the streaming
     detector's event F1, false alarms/h and latency on test streams. Finished runs are skipped,
@@ -1019,6 +1033,7 @@ def experiments(data_path, synthetic, synth_counts, models, ratios, objectives, 
             **{k: v for k, v in dict(patience=patience, hidden=hidden, context_frames=context_frames,
                                      conv_channels=conv_channels, compression=compression, frame_stride=frame_stride,
                                      hard_negatives=hard_negatives, freq_mask=freq_mask, bed_aux=bed_aux,
+                                     dropout=dropout, ema=ema,
                                      sequences=sequences, seq_s=seq_s,
                                      val_streams=val_streams, lr_schedule=lr_schedule,
                                      frame_targets=frame_targets).items() if v is not None})

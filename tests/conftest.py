@@ -1,5 +1,6 @@
 """Session fixtures shared by the convert and bundle tests: one tiny trained LSTM run and its
-bundles at every level, made once (TensorFlow conversion is the slow part); and the skip mark of
+bundles at every level, and a tiny stateful streaming run with its fp32/int8 bundles, made once
+(TensorFlow conversion is the slow part); and the skip mark of
 the tests that need the emulated Pi's tools."""
 
 import shutil
@@ -48,3 +49,25 @@ def tiny_bundles(tiny_run, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("bundles")
     return out, convert_run(tiny_run, out)
+
+
+@pytest.fixture(scope="session")
+def stateful_run(tiny_data, tmp_path_factory):
+    """(run directory, metrics) of a tiny stateful streaming LSTM: mixtures, TBPTT, bed-aux."""
+    from train.trainer import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("stateful-run") / "run"
+    cfg = TrainConfig(data=str(tiny_data), out=str(out), form="stateful", ratio=None, epochs=3, patience=50,
+                      sequences=16, seq_s=6.0, batch_size=8, hidden=8, embed_dim=4, context_frames=3,
+                      conv_channels=6, threads=1, lr=1e-2, val_streams=1, val_stream_s=20.0, bed_aux=0.3)
+    metrics = train(cfg)
+    return out, metrics
+
+
+@pytest.fixture(scope="session")
+def stateful_bundles(stateful_run, tmp_path_factory):
+    """(bundles directory, convert report): its fp32 and int8 bundles."""
+    from convert.bundles import convert_run
+
+    out = tmp_path_factory.mktemp("stateful-bundles")
+    return out, convert_run(stateful_run[0], out, ["fp32", "int8"])

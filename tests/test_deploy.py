@@ -312,6 +312,38 @@ def test_deploy_status_redeploy_rollback(lab, bundles, capsys):
     assert [l.split()[1] for l in log if l] == ["deploy", "deploy", "deploy", "rollback"]
 
 
+def test_stateful_bundle_deploys_and_its_service_listens(lab, stateful_bundles, capsys):
+    """The streaming detector's int8 bundle (its LSTM state carried between invokes) deployed as
+    a user ships it, beside another service: verified on the target, its service listens to the
+    stream and logs events, and --status reads them."""
+    home, host = lab.homes["good"], lab.host("good")
+    bundle = stateful_bundles[0] / "int8"
+    assert json.loads((bundle / "manifest.json").read_text())["form"] == "stateful"
+    where = ["--host", host, "--root", "~/stateful", "--service", "edge-sed-stateful"]
+    code, out, err = run(capsys, *lab.args(bundle, *where))
+    assert code == 0, err
+    assert "service edge-sed-stateful active" in out, out
+    root = home / "stateful"
+    assert target_state(home, "stateful")["current"] == f"bundles/int8-{sha_of(bundle)[:12]}"
+    assert subprocess.run([str(root / "runtime" / "bin" / "edge-sed"), "verify", str(root / "current")],
+                          capture_output=True).returncode == 0
+    unit = (home / ".config/systemd/user/edge-sed-stateful.service").read_text()
+    assert f"WorkingDirectory={root}" in unit
+    events_log = root / "logs" / "events.jsonl"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (events_log.exists() and events_log.read_text().strip()):
+        time.sleep(0.5)
+    journal = home / ".fake-systemd" / "edge-sed-stateful.journal"
+    assert events_log.exists() and events_log.read_text().strip(), \
+        f"no events from the stateful service; journal: {journal.read_text()[-2000:] if journal.exists() else ''}"
+    logged = [json.loads(l) for l in events_log.read_text().splitlines()]
+    assert all(e["onset_s"] <= e["stream_s"] for e in logged)  # the estimated onset rides along
+    code, out, err = run(capsys, *lab.args("--status", *where, "--json"))
+    assert code == 0, err
+    status = json.loads(out)
+    assert status["service"] == "active" and status["bundle"]["level"] == "int8"
+
+
 def test_service_that_does_not_stay_up_is_switched_back(lab, bundles, capsys):
     """A new deploy whose service dies (here: listen given an option it does not know) is switched
     back to the old bundle, runtime and unit, and the old service runs again."""

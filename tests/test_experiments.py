@@ -230,7 +230,7 @@ def test_paired_stats_of_a_score_higher_is_better():
 def fake_stateful_run(run, f1, val_f1, fa, latency, per_class, train_seconds=100.0):
     run.mkdir(parents=True)
     test = {"f1": f1, "false_alarms_per_hour": fa, "latency_median_s": latency, "reference": 40,
-            "per_class": {l: {"f1": v} for l, v in zip(EVENTS, per_class)}}
+            "per_class": {l: {"f1": v} for l, v in zip(EVENTS, per_class)}, "dcase": {"f1": round(f1 - 0.1, 6)}}
     (run / "metrics.json").write_text(json.dumps({"train_seconds": train_seconds, "best_epoch": 7, "epochs_run": 9}))
     (run / "stream_metrics.json").write_text(json.dumps(
         {"test_stream": test, "val_stream": {"f1": val_f1}, "test_streams": 0, "test_stream_count": 6,
@@ -271,7 +271,11 @@ def test_stateful_summary_by_hand(tmp_path):
     md = table_markdown(table)
     assert "| weighted-ce | 0.300 ± 0.100 | (baseline) |" in md
     assert f"| clustered | 0.283 ± 0.076 | " in md and f"{d.mean():+.3f} [{d.mean() - half:+.3f}, {d.mean() + half:+.3f}]" in md
-    assert "| 1/3 | 100.0 ± 50.0 | 0.50 ± 0.20 |" in md
+    assert c["test_dcase_f1"]["per_seed"] == pytest.approx([0.25, 0.10, 0.20])  # DCASE's rule beside
+    assert c["vs_weighted-ce_dcase"]["mean_diff"] == pytest.approx(d.mean())
+    ci = f"{d.mean():+.3f} [{d.mean() - half:+.3f}, {d.mean() + half:+.3f}]"
+    assert f"| 1/3 | 0.183 ± 0.076 | {ci} | 100.0 ± 50.0 | 0.50 ± 0.20 |" in md
+    assert "| weighted-ce | 0.300 ± 0.100 | (baseline) |  |  | 0.200 ± 0.100 |  | 200.0" in md
 
 
 @pytest.fixture(scope="module")
@@ -301,6 +305,7 @@ def test_stateful_table_numbers_are_the_runs_metrics(stateful_table):
         assert row["test_f1"]["per_seed"] == [m["test_stream"]["f1"] for m in ms]
         assert row["test_f1"]["mean"] == pytest.approx(np.mean(row["test_f1"]["per_seed"]))
         assert row["val_f1"]["per_seed"] == [m["val_stream"]["f1"] for m in ms]
+        assert row["test_dcase_f1"]["per_seed"] == [m["test_stream"]["dcase"]["f1"] for m in ms]
         assert row["false_alarms_per_hour"]["mean"] == pytest.approx(
             np.mean([m["test_stream"]["false_alarms_per_hour"] for m in ms]))
         lat = [m["test_stream"]["latency_median_s"] for m in ms if m["test_stream"]["latency_median_s"] is not None]

@@ -18,26 +18,6 @@ from conftest import needs_qemu
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def stateful_run(tiny_data, tmp_path_factory):
-    from train.trainer import TrainConfig, train
-
-    out = tmp_path_factory.mktemp("stateful-run") / "run"
-    cfg = TrainConfig(data=str(tiny_data), out=str(out), form="stateful", ratio=None, epochs=3, patience=50,
-                      sequences=16, seq_s=6.0, batch_size=8, hidden=8, embed_dim=4, context_frames=3,
-                      conv_channels=6, threads=1, lr=1e-2, val_streams=1, val_stream_s=20.0, bed_aux=0.3)
-    metrics = train(cfg)
-    return out, metrics
-
-
-@pytest.fixture(scope="module")
-def stateful_bundles(stateful_run, tmp_path_factory):
-    from convert.bundles import convert_run
-
-    out = tmp_path_factory.mktemp("stateful-bundles")
-    return out, convert_run(stateful_run[0], out, ["fp32", "int8"])
-
-
 def run(*args, timeout=600):
     return subprocess.run([sys.executable, "-m", "edge_sed.cli", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout)
@@ -50,6 +30,8 @@ def test_training_writes_calibrated_thresholds_and_stream_metrics(stateful_run):
     assert all(0.3 <= t <= 0.95 for t in m["smoother"]["thresholds"].values())
     for key in ("val_stream", "test_stream"):
         assert m[key]["reference"] > 0 and 0.0 <= m[key]["f1"] <= 1.0
+        d = m[key]["dcase"]  # DCASE's onset rule on the same events: same references and detections
+        assert d["reference"] == m[key]["reference"] and d["tp"] + d["fp"] == m[key]["tp"] + m[key]["fp"]
     history = json.loads((out / "history.json").read_text())
     assert len(history) == 3 and all("val_event_f1" in h for h in history)
 
@@ -269,7 +251,7 @@ def test_hard_negative_mining_reweighs_the_beds_and_frequency_masks_mask(strided
 
 
 def test_stateful_only_options_are_refused_for_the_windowed_form(tmp_path, tiny_data):
-    for opt in (["--hard-negatives", "0.5"], ["--freq-mask", "4"]):
+    for opt in (["--hard-negatives", "0.5"], ["--freq-mask", "4"], ["--dropout", "0.2"], ["--ema", "0.999"]):
         r = run("train", "--data", tiny_data, *opt, "--out", tmp_path / "r")
         assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
         assert r.stderr.strip().splitlines()[-1].startswith(f"Error: {opt[0]} is for --form stateful")
@@ -317,6 +299,44 @@ def test_the_background_source_loss_trains_a_head_that_is_never_exported(statefu
     head = ckpt["bed_head"]["weight"]
     assert head.shape[1] == cfg["embed_dim"] and head.shape[0] >= 2  # the tiny set's beds: several synth sources
     assert not any(k.startswith("bed") for k in torch.load(run_dir / "best.pt", weights_only=True))
+
+
+def test_weight_averaging_keeps_the_averaged_weights_and_dropout_only_trains(tiny_data, tmp_path):
+    """--ema: best.pt holds the moving average (validated and kept), the checkpoint both, resumable;
+    dropout changes training outputs only, not eval ones nor the state dict."""
+    import torch
+
+    from train.models import LSTMNet
+    from train.stateful import ema_update
+    from train.trainer import TrainConfig, train
+
+    net = torch.nn.Linear(3, 2)
+    ema = ema_update(None, net, 0.9)
+    start = {k: v.clone() for k, v in ema.items()}
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    ema = ema_update(ema, net, 0.9)
+    assert torch.allclose(ema["weight"], 0.9 * start["weight"] + 0.1 * net.weight)
+    assert torch.equal(ema["bias"], start["bias"])  # unchanged weights: the average stays
+
+    m = LSTMNet(n_mels=8, hidden=4, embed_dim=3, context_frames=2, conv_channels=5, dropout=0.5)
+    assert set(m.state_dict()) == set(LSTMNet(n_mels=8, hidden=4, embed_dim=3, context_frames=2,
+                                              conv_channels=5).state_dict())
+    x = torch.randn(2, 10, 8)
+    m.train()
+    assert not torch.equal(m.frame_logits(x)[0], m.frame_logits(x)[0])
+    m.eval()
+    assert torch.equal(m.frame_logits(x)[0], m.frame_logits(x)[0])
+
+    out = tmp_path / "run"
+    cfg = TrainConfig(data=str(tiny_data), out=str(out), form="stateful", ratio=None, epochs=1, patience=50,
+                      sequences=8, seq_s=6.0, batch_size=8, hidden=8, embed_dim=4, context_frames=3,
+                      conv_channels=6, threads=1, lr=1e-2, val_streams=1, val_stream_s=20.0, ema=0.5, dropout=0.2)
+    assert train(cfg)["best_epoch"] == 1
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
+    best = torch.load(out / "best.pt", weights_only=True)
+    assert all(torch.equal(best[k], ckpt["ema"][k]) for k in best)
+    assert any(not torch.equal(best[k], ckpt["model"][k]) for k in best)  # the average, not the last step
 
 
 def test_int8_calibrates_the_cell_state_on_its_99th_percentile():

@@ -201,13 +201,14 @@ def rescore_test_streams(cfg: TrainConfig, count: int) -> dict:
     from edge_sed.frontend import FrontendConfig
     from edge_sed.mixer import Banks
 
-    from .stateful import _summary, clip_splits, eval_streams, evaluate
+    from .stateful import clip_splits, eval_streams, stream_probabilities, stream_summary
 
     metrics = json.loads((Path(cfg.out) / "metrics.json").read_text())
     streams = eval_streams(Banks(clip_splits(cfg)["test"]), cfg.seed + 1, count, cfg.val_stream_s,
                            FrontendConfig(compression=cfg.compression), cfg.feature_norm)
     model = load_best(cfg, streams[0][0].shape[-1])
-    return _summary(evaluate(model, streams, metrics["smoother"]["thresholds"]))
+    return stream_summary([(stream_probabilities(model, f), ann, d) for f, ann, d in streams],
+                          metrics["smoother"]["thresholds"], getattr(model, "stride", 1))
 
 
 def _run_stateful(cfgs: list[TrainConfig], test_streams: int, on_run) -> dict:
@@ -331,12 +332,20 @@ def summarise_stateful(out_dir, models, ratios, objectives, seeds) -> list[dict]
                        "latency_median_s": mean_sd([t["latency_median_s"] for t in test]),
                        "per_class_f1": {l: mean_sd([t["per_class"][l]["f1"] for t in test]) for l in events},
                        "val_f1": {**mean_sd([v["f1"] for v in val]), "per_seed": [v["f1"] for v in val]},
+                       # DCASE's onset rule (runs from before it was recorded have none)
+                       "test_dcase_f1": ({**mean_sd([t["dcase"]["f1"] for t in test]),
+                                          "per_seed": [t["dcase"]["f1"] for t in test]}
+                                         if all("dcase" in t for t in test) else None),
                        "best_epoch": [r["best_epoch"] for r in rs], "epochs_run": [r["epochs_run"] for r in rs]}
                 if BASELINE in objectives and o != BASELINE:
                     for suffix, key, stream in (("", "test_f1", "test_stream"), ("_val", "val_f1", "val_stream")):
                         row["vs_" + BASELINE + suffix] = paired_stats(
                             [runs[BASELINE, s][stream]["f1"] for s in seeds], row[key]["per_seed"],
                             higher_is_better=True)
+                    base = [runs[BASELINE, s]["test_stream"] for s in seeds]
+                    if row["test_dcase_f1"] and all("dcase" in t for t in base):
+                        row["vs_" + BASELINE + "_dcase"] = paired_stats(
+                            [t["dcase"]["f1"] for t in base], row["test_dcase_f1"]["per_seed"], higher_is_better=True)
                 group["rows"][o], group["seconds"][o] = row, _seconds(rs)
             groups.append(group)
     return groups
@@ -375,12 +384,13 @@ def stateful_markdown(table: dict) -> str:
              f"hidden {tr['hidden']}, context frames {tr['context_frames']} / conv channels {tr['conv_channels']}, "
              f"a step every {tr.get('frame_stride', 1)} frame(s), {tr.get('compression', 'log')} features, "
              f"hard-negative share {tr.get('hard_negatives', 0):g}, frequency masks up to {tr.get('freq_mask', 0)} bands, "
-             f"background-source loss weight {tr.get('bed_aux', 0):g}, "
+             f"background-source loss weight {tr.get('bed_aux', 0):g}, dropout {tr.get('dropout', 0):g}, "
+             f"weight average {tr.get('ema', 0):g}, "
              f"frame targets {tr['frame_targets']}; validation {tr['val_streams']} streams of {tr['val_stream_s']:g} s "
              "(checkpoint selection and threshold calibration). "
              "Event F1: a detection of the class from 0.5 s before to 1.5 s after the reference onset counts "
-             "(edge_sed.events with a 1 s causal delay; the strict DCASE 0.5 s onset collar is `edge-sed evaluate`'s "
-             "'event' column, lower), pooled over the test streams "
+             "(edge_sed.events with a 1 s causal delay); DCASE event F1: the strict 0.5 s collar on the event's "
+             "estimated onset (`edge-sed evaluate`'s 'event' column); both pooled over the test streams "
              "(mixtures of the test groups, EBR −6/0/+6 dB), mean ± sd over seeds; false alarms per hour and "
              "median onset latency (s) of the same streams. "
              f"Δ F1 = F1(objective) − F1({BASELINE}) per seed (positive: the objective finds more), 95 % paired "
@@ -390,12 +400,15 @@ def stateful_markdown(table: dict) -> str:
         lines += [f"## {g['model']} stateful, ratio {g['ratio']} (dog:baby_cry:gunshot:background)", "",
                   f"Test streams per run: {g['test_hours'] * 60:.1f} min, {g['test_reference_events']:.0f} events "
                   "(mean over seeds).", "",
-                  "| objective | test event F1 | rel. vs wce | Δ F1 [95 % CI] | wins | false alarms/h | onset latency s | "
+                  "| objective | test event F1 | rel. vs wce | Δ F1 [95 % CI] | wins | DCASE event F1 | Δ DCASE F1 "
+                  "[95 % CI] | false alarms/h | onset latency s | "
                   + " | ".join(f"{l} F1" for l in events) + " | val event F1 | Δ val F1 [95 % CI] |",
-                  "|---|" + "---|" * (len(events) + 8)]
+                  "|---|" + "---|" * (len(events) + 10)]
         for o, r in g["rows"].items():
-            vs_val = r.get("vs_" + BASELINE + "_val")
+            vs_val, vs_dcase = r.get("vs_" + BASELINE + "_val"), r.get("vs_" + BASELINE + "_dcase")
+            dcase = "–" if r.get("test_dcase_f1") is None else _pm(r["test_dcase_f1"])
             cells = ([_pm(r["test_f1"])] + _versus(r.get("vs_" + BASELINE))
+                     + [dcase, "" if vs_dcase is None else _versus(vs_dcase)[1]]
                      + [_pm(r["false_alarms_per_hour"], 1), _pm(r["latency_median_s"], 2)]
                      + [_pm(r["per_class_f1"][l]) for l in events]
                      + [_pm(r["val_f1"]), "" if vs_val is None else _versus(vs_val)[1]])
@@ -482,8 +495,9 @@ def run_table(data: str, models=("lstm",), ratios=("6:1:2:16", "2:2:1:26"), obje
                            and base["tbptt_frames"] % stride == 0):
         raise EdgeSedError(f"a frame stride of {stride} needs --form stateful, a conv over at least {stride} frames "
                            f"and TBPTT chunks that are a multiple of {stride}")
-    if (base.get("hard_negatives") or base.get("freq_mask") or base.get("bed_aux")) and form != "stateful":
-        raise EdgeSedError("hard-negative mining, frequency masks and the background-source loss are for --form stateful")
+    if any(base.get(k) for k in ("hard_negatives", "freq_mask", "bed_aux", "dropout", "ema")) and form != "stateful":
+        raise EdgeSedError("hard-negative mining, frequency masks, the background-source loss, dropout and weight "
+                           "averaging are for --form stateful")
     if data == "synthetic":  # make each seed's set here, not twice at once in two workers
         for s in seeds:
             synthetic_source(base["synth_counts"], s)

@@ -48,10 +48,11 @@ class LSTMNet(nn.Module):
     FULLY_CONNECTED on stacked frames in the streaming graph), so the LSTM reads local
     spectro-temporal patterns rather than single spectra. ``stride`` > 1 (stateful form, with
     the conv spanning at least ``stride`` frames) steps the LSTM on every ``stride``-th frame only
-    (frames stride-1, 2*stride-1, ...): a step per ``stride`` frames of audio, fewer cycles."""
+    (frames stride-1, 2*stride-1, ...): a step per ``stride`` frames of audio, fewer cycles.
+    ``dropout`` (training only) drops conv and LSTM outputs in the stateful form."""
 
     def __init__(self, n_mels: int = 40, hidden: int = 64, embed_dim: int = 32, num_classes: int = 4,
-                 context_frames: int = 1, conv_channels: int = 0, stride: int = 1):
+                 context_frames: int = 1, conv_channels: int = 0, stride: int = 1, dropout: float = 0.0):
         super().__init__()
         if stride > 1 and not (conv_channels and context_frames >= stride):
             raise ValueError(f"a stride of {stride} frames needs a conv over at least {stride} frames")
@@ -62,6 +63,9 @@ class LSTMNet(nn.Module):
         self.lstm = nn.LSTM(conv_channels or n_mels, hidden, num_layers=1, batch_first=True)
         self.embedding = nn.Linear(hidden, embed_dim)
         self.classifier = _classifier(embed_dim, num_classes)
+        # stateful training only: dropout on the conv's output and the LSTM's (no weights: the
+        # exported graph and the state dict are the same with or without it)
+        self.dropout = nn.Dropout(dropout)
 
     def _conv(self, x: torch.Tensor, previous: torch.Tensor | None, every: int = 1):
         """(B, T, n_mels) standardised -> (B, T // every, conv_channels) at frames every-1,
@@ -99,8 +103,8 @@ class LSTMNet(nn.Module):
             return self.embedding(out), state
         hc, previous = (None, None) if state is None else (state[:2], state[2])
         x, previous = self._conv(x, previous, self.stride)
-        out, hc = self.lstm(x, hc)
-        return self.embedding(out), (*hc, previous)
+        out, hc = self.lstm(self.dropout(x), hc)
+        return self.embedding(self.dropout(out)), (*hc, previous)
 
     def frame_logits(self, x: torch.Tensor, state=None):
         """(B, T, n_mels) -> (B, T // stride, num_classes) logits of every step, and the state."""

@@ -29,6 +29,7 @@ the data says it is.
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -187,6 +188,28 @@ def evaluate(model, streams, thresholds=0.5, **smoother_kw) -> dict:
     return score_streams(scored, make_smoother(thresholds, **smoother_kw), every=getattr(model, "stride", 1))
 
 
+@torch.no_grad()
+def ema_update(ema: dict | None, model, decay: float) -> dict:
+    """The exponential moving average of ``model``'s weights after one more step (``ema`` None:
+    start from the current weights); integer buffers are copied."""
+    if ema is None:
+        return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    for k, v in model.state_dict().items():
+        if v.dtype.is_floating_point:
+            ema[k].mul_(decay).add_(v, alpha=1.0 - decay)
+        else:
+            ema[k].copy_(v)
+    return ema
+
+
+def stream_summary(scored, thresholds, every: int = 1) -> dict:
+    """A run's summary of scored streams [(probabilities, annotations, duration_s)]: the
+    events' causal-delay rule, and under "dcase" DCASE's rule (0.5 s collar on the onset)."""
+    smoother = make_smoother(thresholds)
+    return {**_summary(score_streams(scored, smoother, every=every)),
+            "dcase": _summary(score_streams(scored, smoother, every=every, delay_s=0.0))}
+
+
 def calibrate(probs_streams, grid=np.round(np.arange(0.3, 0.96, 0.05), 2), every: int = 1) -> dict:
     """Per-class thresholds that maximise each class's validation event F1 (coordinate ascent,
     two rounds, from 0.5). ``probs_streams``: [(probabilities, annotations, duration_s)]."""
@@ -226,7 +249,7 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, n_mels=x0.shape[-1], embed_dim=cfg.embed_dim, num_classes=len(LABELS),
                         hidden=cfg.hidden, context_frames=cfg.context_frames, conv_channels=cfg.conv_channels,
-                        stride=cfg.frame_stride)
+                        stride=cfg.frame_stride, dropout=cfg.dropout)
     stride = model.stride
     if cfg.tbptt_frames % stride:
         raise ValueError(f"tbptt_frames ({cfg.tbptt_frames}) must be a multiple of frame_stride ({stride})")
@@ -245,6 +268,7 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
     bed_head = torch.nn.Linear(cfg.embed_dim, len(banks["train"].bed_classes)) if cfg.bed_aux > 0 else None
     bed_opt = torch.optim.AdamW(bed_head.parameters(), lr=cfg.lr) if bed_head is not None else None
     ckpt_path = out / "checkpoint.pt"
+    ema = None  # the averaged weights (cfg.ema), from the first classify step on
     if resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, weights_only=False)
         model.load_state_dict(ckpt["model"])
@@ -256,6 +280,7 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
         if bed_head is not None:
             bed_head.load_state_dict(ckpt["bed_head"])
             bed_opt.load_state_dict(ckpt["bed_opt"])
+        ema = ckpt.get("ema")
     if state.get("bed_weights") is not None:
         banks["train"].bed_weights = np.asarray(state["bed_weights"])
     beds = bed_features(banks["train"], fe, cfg.feature_norm) if cfg.hard_negatives > 0 else None
@@ -323,6 +348,8 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
                 optimizer.step()
                 if bed_opt is not None and stage == "classify":
                     bed_opt.step()
+                if cfg.ema and stage == "classify":
+                    ema = ema_update(ema, model, cfg.ema)
                 if stage == "embed":
                     objective.embedding_loss.update_centroids(zs.detach(), cid)
                 losses.append(loss.item())
@@ -330,13 +357,17 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
                 on_batch(b + 1, n_batches)
         info = {"epoch": epoch + 1, "stage": stage, "loss": float(np.mean(losses)) if losses else None}
         if stage == "classify":
-            probs = [(stream_probabilities(model, f), ann, d) for f, ann, d in val_streams]
+            judged = model
+            if ema is not None:  # validate (and keep) the averaged weights
+                judged = copy.deepcopy(model)
+                judged.load_state_dict(ema)
+            probs = [(stream_probabilities(judged, f), ann, d) for f, ann, d in val_streams]
             m = max((score_streams(probs, make_smoother(p), every=stride) for p in SELECTION_THRESHOLDS),
                     key=lambda r: r["f1"])
             info.update(val_event_f1=m["f1"], val_false_alarms_per_hour=m["false_alarms_per_hour"])
             if m["f1"] > state["best_score"]:
                 state.update(best_score=m["f1"], best_epoch=epoch + 1, bad_epochs=0)
-                _atomic_save(model.state_dict(), out / "best.pt")
+                _atomic_save(judged.state_dict(), out / "best.pt")
             else:
                 state["bad_epochs"] += 1
                 if state["bad_epochs"] >= cfg.patience:
@@ -353,6 +384,8 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
             ckpt["embedding_loss"] = objective.embedding_loss.state_dict()
         if bed_head is not None:
             ckpt["bed_head"], ckpt["bed_opt"] = bed_head.state_dict(), bed_opt.state_dict()
+        if ema is not None:
+            ckpt["ema"] = ema
         _atomic_save(ckpt, ckpt_path)  # a kill mid-write must not break --resume
         if on_epoch:
             on_epoch(info)
@@ -369,8 +402,9 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
                "parameters": sum(p.numel() for p in model.parameters()),
                "smoother": {**STATEFUL_SMOOTHER, "thresholds": thresholds},
                "frame_stride": stride,
-               "val_stream": _summary(score_streams(val_probs, make_smoother(thresholds), every=stride)),
-               "test_stream": _summary(evaluate(model, test_streams, thresholds))}
+               "val_stream": stream_summary(val_probs, thresholds, stride),
+               "test_stream": stream_summary([(stream_probabilities(model, f), ann, d) for f, ann, d in test_streams],
+                                             thresholds, stride)}
     write_json(metrics, out / "metrics.json")
     write_json(state["history"], out / "history.json")
     return metrics

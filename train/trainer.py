@@ -85,6 +85,9 @@ class TrainConfig:
     hard_negatives: float = 0.0      # stateful: share of bed draws that follow where the model fires
                                      # on the training backgrounds alone (hard-negative mining; 0: off)
     mine_every: int = 5              # stateful: re-score the training backgrounds every this many epochs
+    dropout: float = 0.0             # stateful: dropout on the conv's and the LSTM's outputs in training
+    ema: float = 0.0                 # stateful: validate and keep an exponential moving average of the
+                                     # weights, this decay per optimizer step (0: off; e.g. 0.999)
 
 
 STATEFUL_DEFAULTS = {"lr": 2e-3, "lr_schedule": "cosine", "batch_size": 16, "tbptt_frames": 100, "epochs": 120,
