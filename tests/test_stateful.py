@@ -339,14 +339,15 @@ def test_weight_averaging_keeps_the_averaged_weights_and_dropout_only_trains(tin
     assert any(not torch.equal(best[k], ckpt["model"][k]) for k in best)  # the average, not the last step
 
 
-def test_int8_calibrates_the_cell_state_on_its_99th_percentile():
+def test_int8_calibrates_the_cell_state_on_a_percentile_of_its_magnitude():
     """A few LSTM units carry a large cell state; min/max calibration gave c an int8 step coarser
-    than tanh's whole range. int8 clips the calibration samples of c at the 99th percentile of |c|
-    (int16x8 keeps them whole); frames and h are never touched."""
+    than tanh's whole range. int8 clips the calibration samples of c at the 90th percentile of |c|
+    (chosen on validation streams; int16x8 keeps them whole); frames and h are never touched."""
     from types import SimpleNamespace
 
     from convert.stateful import INT8_CELL_PERCENTILE, StatefulConverter
 
+    assert INT8_CELL_PERCENTILE == 90.0
     rng = np.random.default_rng(0)
     c = rng.standard_normal((1000, 8)).astype(np.float32)
     c[:, 0] *= 200.0  # one "counter" unit
