@@ -6,7 +6,7 @@ Prints event F1 (DCASE), detection F1 and false alarms per hour, mean ± sd over
 int16x8 bundle of the same runs beside them when --int16x8 is given.
 
     .venv/bin/python benchmarks/int8_cell_sweep.py --data ../shared/datasets/real-dev --work out/sweep \\
-        out/rd/runs/s0 out/rd/runs/s1 ... [--percentiles 95,99,99.9,100] [--streams 12] [--json]
+        out/rd/runs/s0 out/rd/runs/s1 ... [--percentiles 95,99,99.9,100] [--streams 12] [--split val] [--json]
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ def main(argv=None) -> int:
     ap.add_argument("--work", required=True, type=Path)
     ap.add_argument("--percentiles", default="95,99,99.9,100")
     ap.add_argument("--streams", type=int, default=12)
+    ap.add_argument("--split", choices=["val", "test"], default="val",
+                    help="whose groups the streams are made of: choose on val; test is for information only")
     ap.add_argument("--int16x8", action="store_true", help="also the int16x8 bundle (min/max) of each run")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
@@ -48,16 +50,16 @@ def main(argv=None) -> int:
     results: dict[str, list[dict]] = {}
     for run in args.runs:
         seed = json.loads((run / "config.json").read_text())["seed"]
-        streams = args.work / "streams-val" / f"s{seed}"
+        streams = args.work / f"streams-{args.split}" / f"s{seed}"
         if not (streams / f"mix-{args.streams - 1:03d}.csv").exists():
-            subprocess.run([str(ROOT / ".venv/bin/edge-sed"), "data", "mix", args.data, "--split", "val", "--seed",
+            subprocess.run([str(ROOT / ".venv/bin/edge-sed"), "data", "mix", args.data, "--split", args.split, "--seed",
                             str(seed), "--streams", str(args.streams), "--seconds", "60", "--out", str(streams)],
                            check=True, stdout=subprocess.DEVNULL)
         variants = [(f"int8 p{p:g}", "int8", None if p >= 100 else p) for p in percentiles]
         if args.int16x8:
             variants.append(("int16x8", "int16x8", None))
         for name, level, p in variants:
-            out = args.work / name.replace(" ", "-") / run.name
+            out = args.work / name.replace(" ", "-") / run.name  # the bundle does not depend on --split
             if not (out / level / "manifest.json").exists():
                 cs.INT8_CELL_PERCENTILE = p
                 convert_run(run, out, [level])
@@ -70,7 +72,7 @@ def main(argv=None) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
-    print(f"validation streams: {args.streams} x 60 s per run, {len(args.runs)} runs")
+    print(f"{args.split} streams: {args.streams} x 60 s per run, {len(args.runs)} runs")
     print("| calibration | event F1 | detection F1 | false alarms/h |\n|---|---|---|---|")
     for name, rows in results.items():
         print(f"| {name} | {_ms([r['event_f1'] for r in rows])} | {_ms([r['detection_f1'] for r in rows])} | "
