@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 from edge_sed.audio_io import read_audio  # noqa: E402
 from edge_sed.bundle import load_bundle  # noqa: E402
-from edge_sed.evaluate import BLOCK_S, _event_labels, find_streams  # noqa: E402
+from edge_sed.evaluate import _event_labels, find_streams, run_stream  # noqa: E402
 from edge_sed.events import Annotation, event_metrics, read_annotations  # noqa: E402
 from edge_sed.loop import Detector, bundle_smoother  # noqa: E402
 
@@ -30,14 +30,11 @@ def decisions(bundle, pairs):
     det = Detector(bundle)
     out = []
     for wav, csv in pairs:
-        audio = read_audio(wav)
-        det.reset()
-        block = int(round(BLOCK_S * bundle.frontend.sample_rate))
-        ds = [d for i in range(0, len(audio), block) for d in det.push(audio[i:i + block])]
+        audio, ds = read_audio(wav), []
+        events, _ = run_stream(det, audio, keep=ds)
         # what the loop's smoother saw: a silent window's decisions are background
         out.append(([d.t_s for d in ds], [det._silence_scores if d.silent else d.scores for d in ds],
-                    read_annotations(csv), len(audio) / bundle.frontend.sample_rate,
-                    [d.event for d in ds if d.event is not None]))
+                    read_annotations(csv), len(audio) / bundle.frontend.sample_rate, events))
     return out
 
 

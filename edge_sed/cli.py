@@ -384,9 +384,7 @@ _ema_option = click.option(
 def _check_stateful_options(cfg) -> None:
     """Stateful-only options: PCEN, and a frame stride the model can run (the conv spanning every frame it skips,
     truncated-BPTT chunks a whole number of steps)."""
-    if cfg.bed_aux and cfg.form != "stateful":
-        raise click.UsageError("--bed-aux is for --form stateful")
-    for name in ("freq_mask", "dropout", "ema"):
+    for name in ("bed_aux", "freq_mask", "dropout", "ema"):
         if getattr(cfg, name) and cfg.form != "stateful":
             raise click.UsageError(f"--{name.replace('_', '-')} is for --form stateful")
     if cfg.hard_negatives and cfg.form != "stateful":

@@ -47,14 +47,17 @@ def find_streams(paths) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def run_stream(detector, audio: np.ndarray) -> tuple[list[Event], int]:
-    """Events of one stream through a fresh detector state; also the number of decisions."""
+def run_stream(detector, audio: np.ndarray, keep: list | None = None) -> tuple[list[Event], int]:
+    """Events of one stream through a fresh detector state; also the number of decisions
+    (appended to ``keep`` when given)."""
     detector.reset()
     block = int(round(BLOCK_S * detector.bundle.frontend.sample_rate))
     events, decisions = [], 0
     for i in range(0, len(audio), block):
         for d in detector.push(audio[i:i + block]):
             decisions += 1
+            if keep is not None:
+                keep.append(d)
             if d.event is not None:
                 events.append(d.event)
     return events, decisions

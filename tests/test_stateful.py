@@ -302,7 +302,7 @@ def test_the_background_source_loss_trains_a_head_that_is_never_exported(statefu
 
 
 def test_weight_averaging_keeps_the_averaged_weights_and_dropout_only_trains(tiny_data, tmp_path):
-    """--ema: best.pt holds the moving average (validated and kept), the checkpoint both, resumable;
+    """--ema: best.pt holds the moving average (validated and kept), the checkpoint both;
     dropout changes training outputs only, not eval ones nor the state dict."""
     import torch
 

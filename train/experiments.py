@@ -201,14 +201,14 @@ def rescore_test_streams(cfg: TrainConfig, count: int) -> dict:
     from edge_sed.frontend import FrontendConfig
     from edge_sed.mixer import Banks
 
-    from .stateful import clip_splits, eval_streams, stream_probabilities, stream_summary
+    from .stateful import clip_splits, eval_streams, scored_streams, stream_summary
 
     metrics = json.loads((Path(cfg.out) / "metrics.json").read_text())
     streams = eval_streams(Banks(clip_splits(cfg)["test"]), cfg.seed + 1, count, cfg.val_stream_s,
                            FrontendConfig(compression=cfg.compression), cfg.feature_norm)
     model = load_best(cfg, streams[0][0].shape[-1])
-    return stream_summary([(stream_probabilities(model, f), ann, d) for f, ann, d in streams],
-                          metrics["smoother"]["thresholds"], getattr(model, "stride", 1))
+    return stream_summary(scored_streams(model, streams), metrics["smoother"]["thresholds"],
+                          getattr(model, "stride", 1))
 
 
 def _run_stateful(cfgs: list[TrainConfig], test_streams: int, on_run) -> dict:

@@ -183,9 +183,13 @@ def make_smoother(thresholds=0.5, **overrides) -> Smoother:
     return Smoother(LABELS, threshold=thresholds, **{**STATEFUL_SMOOTHER, **overrides})
 
 
+def scored_streams(model, streams) -> list:
+    """[(features, annotations, duration_s)] -> [(probabilities, annotations, duration_s)]."""
+    return [(stream_probabilities(model, f), ann, d) for f, ann, d in streams]
+
+
 def evaluate(model, streams, thresholds=0.5, **smoother_kw) -> dict:
-    scored = [(stream_probabilities(model, f), ann, d) for f, ann, d in streams]
-    return score_streams(scored, make_smoother(thresholds, **smoother_kw), every=getattr(model, "stride", 1))
+    return score_streams(scored_streams(model, streams), make_smoother(thresholds, **smoother_kw), every=getattr(model, "stride", 1))
 
 
 @torch.no_grad()
@@ -361,7 +365,7 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
             if ema is not None:  # validate (and keep) the averaged weights
                 judged = copy.deepcopy(model)
                 judged.load_state_dict(ema)
-            probs = [(stream_probabilities(judged, f), ann, d) for f, ann, d in val_streams]
+            probs = scored_streams(judged, val_streams)
             m = max((score_streams(probs, make_smoother(p), every=stride) for p in SELECTION_THRESHOLDS),
                     key=lambda r: r["f1"])
             info.update(val_event_f1=m["f1"], val_false_alarms_per_hour=m["false_alarms_per_hour"])
@@ -391,7 +395,7 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
             on_epoch(info)
 
     model.load_state_dict(torch.load(out / "best.pt", weights_only=True))
-    val_probs = [(stream_probabilities(model, f), ann, d) for f, ann, d in val_streams]
+    val_probs = scored_streams(model, val_streams)
     thresholds = calibrate(val_probs, every=stride)
     test_streams = eval_streams(banks["test"], cfg.seed + 1, cfg.val_streams, cfg.val_stream_s, fe, cfg.feature_norm)
     metrics = {"objective": cfg.objective, "model": cfg.model, "form": "stateful", "seed": cfg.seed,
@@ -403,8 +407,7 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
                "smoother": {**STATEFUL_SMOOTHER, "thresholds": thresholds},
                "frame_stride": stride,
                "val_stream": stream_summary(val_probs, thresholds, stride),
-               "test_stream": stream_summary([(stream_probabilities(model, f), ann, d) for f, ann, d in test_streams],
-                                             thresholds, stride)}
+               "test_stream": stream_summary(scored_streams(model, test_streams), thresholds, stride)}
     write_json(metrics, out / "metrics.json")
     write_json(state["history"], out / "history.json")
     return metrics
