@@ -28,14 +28,23 @@ PCM_BYTES = 2    # int16 samples
 MCU_LEVELS = {"int8"}
 
 
-def frontend_table_bytes(pcen: bool = False) -> int:
-    """Constant tables of the fixed-point front end (firmware_sim/c/tables.h), in flash; with
-    ``pcen`` the PCEN stage's exp2 table too."""
+# the project's tables the CMSIS-DSP front end (firmware_sim/c/frontend_cmsis.c) reads
+FRONTEND_TABLES = ("kHannQ15", "kMelBand", "kMelWeightQ15", "kLog2Q16", "kRealCoefAQ15", "kRealCoefBQ15")
+
+
+def frontend_table_bytes(pcen: bool = False, kernel_build: str = "cortex-m4") -> int:
+    """Constant tables of the device front end in flash: the window, mel and log tables
+    and the RFFT split coefficients
+    (firmware_sim/c/tables.h), what CMSIS-DSP's 256-point q15 CFFT links (its sizes as measured
+    in the calibration image, counts.json), and with ``pcen`` the PCEN stage's exp2 table."""
+    from .calibrate import load_counts
     from .kernels_ref import C_TYPES, pcen_tables, tables
 
     size = {"int8_t": 1, "uint8_t": 1, "int16_t": 2, "uint16_t": 2, "int32_t": 4}
-    held = {**tables(), **(pcen_tables() if pcen else {})}
-    return sum(a.size * size[C_TYPES[name]] for name, a in held.items())
+    held = {name: a for name, a in tables().items() if name in FRONTEND_TABLES}
+    held.update(pcen_tables() if pcen else {})
+    cmsis = load_counts()["builds"][kernel_build]["cmsis_frontend_tables"]
+    return sum(a.size * size[C_TYPES[name]] for name, a in held.items()) + sum(cmsis.values())
 
 
 def ring_blocks_for(worst_block_s: float, block_s: float) -> int:
@@ -69,14 +78,15 @@ def memory_plan(bundle: Bundle, profile: DeviceProfile, arena: dict, detector_st
     ram = {
         "tensor_arena": arena["arena_bytes"],
         "audio_ring": ring_blocks * profile.dma_block_samples * PCM_BYTES + fe.window_samples * PCM_BYTES,
-        # FFT values, mel energies; PCEN: its smoother's state, a uint64 per band
-        "frontend_scratch": 2 * (fe.n_fft // 2) * 4 + n_mels * 8 + (n_mels * 8 if pcen else 0),
+        # the windowed frame and the spectrum (int16, CMSIS-DSP's RFFT), mel energies; PCEN: its
+        # smoother's state, a uint64 per band
+        "frontend_scratch": fe.n_fft * 2 + 2 * fe.n_fft * 2 + n_mels * 8 + (n_mels * 8 if pcen else 0),
         "feature_buffer": feature_bytes,
         "reserved_stack_globals": profile.reserved_ram_bytes,
     }
     flash = {
         "model": len(bundle.model_bytes),
-        "frontend_tables": frontend_table_bytes(pcen),
+        "frontend_tables": frontend_table_bytes(pcen, profile.kernel_build),
         "code_allowance": profile.code_flash_bytes,
     }
     ram_total, flash_total = sum(ram.values()), sum(flash.values())
@@ -97,8 +107,8 @@ def memory_plan(bundle: Bundle, profile: DeviceProfile, arena: dict, detector_st
             "arena": arena, "feature_buffer_note": feature_note,
             "audio_ring_blocks": ring_blocks,
             "notes": (f"audio ring: {ring_blocks} DMA blocks (sized to absorb the longest block's work, at most "
-                      f"{MAX_RING_S:g} s) + one front-end window of int16 PCM; front-end scratch: 256 complex "
-                      "int32 FFT values + 40 int64 mel energies (+ 40 uint64 PCEN states with PCEN); code and "
+                      f"{MAX_RING_S:g} s) + one front-end window of int16 PCM; front-end scratch: the 512 int16 "
+                      "windowed samples and 512 complex int16 spectrum values of CMSIS-DSP's RFFT + 40 int64 mel energies (+ 40 uint64 PCEN states with PCEN); code and "
                       "stack are stated allowances from the "
                       "profile, not measured")}
 

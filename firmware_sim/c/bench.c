@@ -171,6 +171,26 @@ static void bench_frontend(int reps)
     result("frontend_frame_q15", "\"n_fft\": 512, \"n_mels\": 40", reps, t1 - t0, h);
 }
 
+#define CMSIS_BSS __attribute__((section(".bss.cmsis"), aligned(4)))
+static int16_t cmsis_frame[512] CMSIS_BSS, cmsis_spectrum[1024] CMSIS_BSS;
+
+static void bench_frontend_cmsis(int reps)
+{
+    /* the same frame as bench_frontend; its 40 outputs are printed, for a tolerance check */
+    lcg_state = 5000u;
+    for (int i = 0; i < 400; i++) samples[i] = (int16_t)(((int32_t)(lcg() >> 16) - 32768) >> 2);
+    frontend_frame_cmsis_q15(samples, cmsis_frame, cmsis_spectrum, log_mel);
+    uint32_t h = fnv(log_mel, sizeof log_mel, FNV_START);
+    printf("VALUES {\"kernel\": \"frontend_frame_cmsis_q15\", \"out\": [");
+    for (int b = 0; b < 40; b++) printf(b ? ", %ld" : "%ld", (long)log_mel[b]);
+    printf("]}\n");
+    counter_start();
+    uint32_t t0 = counter_ticks();
+    for (int r = 0; r < reps; r++) frontend_frame_cmsis_q15(samples, cmsis_frame, cmsis_spectrum, log_mel);
+    uint32_t t1 = counter_ticks();
+    result("frontend_frame_cmsis_q15", "\"n_fft\": 512, \"n_mels\": 40", reps, t1 - t0, h);
+}
+
 /* in a section of their own, so that the other benches' buffers keep their addressing (GCC's
    section anchors) and code, and their counts */
 #define PCEN_BSS __attribute__((section(".bss.pcen")))
@@ -240,6 +260,7 @@ int main(void)
     bench_lstm(40, 64, 20);
     bench_lstm(16, 64, 20);
     bench_frontend(50);
+    bench_frontend_cmsis(50);
     bench_pcen(16, 200);
     bench_pcen(40, 100);
     bench_pcen(64, 50);

@@ -6,6 +6,7 @@
 #include "kernels.h"
 
 #include "tables.h"
+#include "mel_log.h"
 
 /* ------------------------------------------------------------------ requantization */
 
@@ -272,20 +273,6 @@ static void cfft256_q15(uint32_t *z)
 static inline int32_t re16(uint32_t v) { return (int16_t)(v & 0xffffu); }
 static inline int32_t im16(uint32_t v) { return (int32_t)v >> 16; }
 
-static inline int32_t log2_q16(uint64_t v)
-{
-    /* log2 of v >= 1 in Q16: the leading bit and a 33-entry table of log2(1 + i/32) with
-       linear interpolation. */
-    int msb = 63 - __builtin_clzll(v);
-    uint32_t m = msb >= 30 ? (uint32_t)(v >> (msb - 30)) : (uint32_t)(v << (30 - msb));
-    uint32_t frac = m - (1u << 30);
-    int32_t idx = frac >> 25, rem = (frac >> 9) & 0xffff;
-    int32_t a = kLog2Q16[idx], b = kLog2Q16[idx + 1];
-    return (msb << 16) + a + (int32_t)(((int64_t)(b - a) * rem) >> 16);
-}
-
-/* natural log of v >= 1 in Q16: log2 times ln 2 (45426 = round(ln 2 * 2^16)). */
-static inline int32_t log_q16(uint64_t v) { return (int32_t)(((int64_t)log2_q16(v) * 45426) >> 16); }
 
 void frontend_frame_q15(const int16_t *samples, uint32_t *work, int32_t *log_mel)
 {
@@ -301,7 +288,7 @@ void frontend_frame_q15(const int16_t *samples, uint32_t *work, int32_t *log_mel
     }
     cfft256_q15(work);
     uint64_t energy[40] = {0};
-    for (int k = 0; k <= 256; k++) {
+    for (int k = MEL_FIRST_BIN; k <= MEL_LAST_BIN; k++) { /* the bins no mel band weighs are skipped */
         uint32_t z = work[k & 255], zc = work[(256 - k) & 255];
         int32_t zr = re16(z), zi = im16(z), cr = re16(zc), ci = -im16(zc);
         int32_t er = (zr + cr) >> 1, ei = (zi + ci) >> 1;
@@ -309,12 +296,7 @@ void frontend_frame_q15(const int16_t *samples, uint32_t *work, int32_t *log_mel
         int32_t wr = kTwiddle512[k][0], wi = kTwiddle512[k][1];
         int32_t tr = (o_r * wr - o_i * wi) >> 15, ti = (o_r * wi + o_i * wr) >> 15;
         int32_t xr = (er + tr) >> 1, xi = (ei + ti) >> 1;
-        uint32_t power = (uint32_t)(xr * xr) + (uint32_t)(xi * xi);
-        int band = kMelBand[k];
-        if (band >= 0) {
-            energy[band] += (uint64_t)power * kMelWeightQ15[k][0];
-            if (band + 1 < 40) energy[band + 1] += (uint64_t)power * kMelWeightQ15[k][1];
-        }
+        mel_add(energy, k, (uint32_t)(xr * xr) + (uint32_t)(xi * xi));
     }
     for (int b = 0; b < 40; b++) {
         log_mel[b] = log_q16(energy[b] + 1);

@@ -44,6 +44,8 @@ struct pcen_params {
 };
 
 void frontend_frame_q15(const int16_t *samples, uint32_t *work, int32_t *log_mel);
+/* The same frame on CMSIS-DSP's q15 FFT (frontend_cmsis.c): frame 512 and spectrum 1024 int16 of work. */
+void frontend_frame_cmsis_q15(const int16_t *samples, int16_t *frame, int16_t *spectrum, int32_t *log_mel);
 void pcen_frame_q16(const struct pcen_params *p, const int32_t *log_mel, uint64_t *m, int first, int32_t *out,
                     int n_bands);
 #endif
