@@ -464,6 +464,10 @@ def test_profile_runs_the_loop_on_a_simulated_mcu(tiny_bundles, stream_file):
     assert d["profile"] == "cortex-m7-480mhz" and 0 < d["duty_cycle"] < 1 and d["overruns"] == 0
     assert 0 < d["decision_latency_ms_p50"] <= d["decision_latency_ms_max"] < 250
     assert mcu["decisions"] == host["decisions"]  # same loop, same decisions; scores from TFLM
+    goals = d["goals"]  # issue 15's always-on goals, judged on this run
+    assert goals["no_overrun"] == {"value": 0, "met": True}
+    assert goals["duty_cycle<=10%_at_80MHz"]["value"] == pytest.approx(d["duty_cycle"] * 480 / 80, rel=1e-3)
+    assert goals["model_bytes<=48KB"]["value"] == len((tiny_bundles[0] / "int8" / "model.tflite").read_bytes())
     r = edge_sed(*args, "--profile", "rpi-4")
     assert r.returncode == 2 and "MCU profiles" in r.stderr
     r = edge_sed("listen", "--bundle", tiny_bundles[0] / "fp32", "--file", stream_file, "--profile", "cortex-m4-80mhz")
