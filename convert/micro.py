@@ -55,7 +55,8 @@ extern const char* const kLabels[kNumLabels];
 // {min_note}, plus a margin ({margin_note}).
 constexpr size_t kTensorArenaSize = {arena_bytes};
 
-// Front end: {manifest['frontend']['n_mels']} log-mel bands, {manifest['window_frames']} frames per window.
+// Front end: {manifest['frontend']['n_mels']} log-mel bands, compression {manifest['frontend'].get('compression', 'log')} (manifest "frontend"; in C:
+// firmware_sim/c/frontend_cmsis.c, and pcen_frame_q16 in kernels.c), {manifest['window_frames']} frames per window.
 constexpr int kNumMels = {manifest['frontend']['n_mels']};
 constexpr int kWindowFrames = {manifest['window_frames']};
 constexpr int kHopFrames = {manifest['hop_frames']};
@@ -67,9 +68,14 @@ constexpr float kOutputScale = {q_out.get('scale', 0.0)!r}f;
 constexpr int kOutputZeroPoint = {q_out.get('zero_point', 0)};
 """
     if streaming:
+        how = ("Stateful form: every kHopFrames front-end frames, one invoke on the last kWindowFrames\n"
+               "// frames; feed h_out/c_out back as h/c (dequantize with the output's parameters, quantize\n"
+               "// with the input's) and never reset them: the state runs through the whole stream."
+               if manifest["form"] == "stateful" else
+               "Streaming form: one frame per invoke; feed h_out/c_out back as h/c (dequantize with the\n"
+               "// output's parameters, quantize with the input's), and zero the state every kHopFrames frames.")
         header += f"""
-// Streaming form: one frame per invoke; feed h_out/c_out back as h/c (dequantize with the
-// output's parameters, quantize with the input's), and zero the state every kHopFrames frames.
+// {how}
 constexpr int kStateSize = {inputs['h']['shape'][-1]};
 """
         for role in ("frame", "h", "c"):

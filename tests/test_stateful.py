@@ -46,6 +46,9 @@ def test_conversion_is_stateful_and_fp32_equals_torch(stateful_bundles):
     assert m["parity"]["tflite_vs_torch_max_abs"] < 1e-4
     int8 = load_bundle(out / "int8")
     assert int8.manifest["tflm"]["arena_bytes"] > 0 and (out / "int8" / "model_data.cc").is_file()
+    header = (out / "int8" / "model_data.h").read_text()
+    assert "Stateful form" in header and "never reset" in header and "zero the state" not in header
+    assert f"kTensorArenaSize = {int8.manifest['tflm']['arena_bytes']};" in header
     assert {i["dtype"] for i in int8.manifest["inputs"]} == {"int8"}
 
 
