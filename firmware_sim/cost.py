@@ -9,13 +9,15 @@ Work per operator (read from the FlatBuffer: operator inputs/outputs, tensor sha
 - DEPTHWISE_CONV_2D: MACs = outputs x kh x kw -> dwconv3x3_s8 coefficients (per MAC)
 - UNIDIRECTIONAL_SEQUENCE_LSTM: per step 4 H (I + H) MACs and H cell updates -> lstm_step_s8
 - RESHAPE/SQUEEZE/EXPAND_DIMS: free (TFLM aliases the buffer)
+- SPLIT/SPLIT_V/SLICE/STRIDED_SLICE/PACK/UNPACK, and CONCATENATION whose inputs share the
+  output's quantization: a copy of every output byte (COPY_INSNS_PER_BYTE) and a call
 - AVERAGE_POOL_2D/MEAN/SUM: a reduction - input elements at the FC kernel's per-MAC cost plus
   its per-output requantization
 - MUL: output elements x the int8 MUL kernel's per-element cost (one requantization)
-- everything else (ADD, SOFTMAX, LOGISTIC, TANH, slices, (de)quantize...): output elements x the
+- everything else (ADD, SOFTMAX, LOGISTIC, TANH, (de)quantize, a requantizing concatenation...): output elements x the
   int8 ADD kernel's per-element cost (three requantizations per element) - measured for ADD, an
   approximation for the others (TFLM's int8 LOGISTIC/TANH go through a fixed-point int16 path
-  of similar length; slices and (de)quantize are cheaper: an overestimate).
+  of similar length; (de)quantize is cheaper: an overestimate).
 Front end: the fixed-point frame kernel's count per 10 ms frame; with PCEN compression, plus
 the PCEN stage on its output (pcen_frame_q16: per band and per call). Every number says it is an
 estimate calibrated on the QEMU instruction counts and a CPI assumption.
@@ -32,6 +34,8 @@ from edge_sed.errors import EdgeSedError
 from edge_sed.tflite_info import TensorInfo, _op_name, _Reader, _tensor
 
 FREE_OPS = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS"}
+COPY_OPS = {"SPLIT", "SPLIT_V", "SLICE", "STRIDED_SLICE", "PACK", "UNPACK", "CONCATENATION"}
+COPY_CALL_INSNS = 50  # a copy kernel's call, loop set-up and per-output bookkeeping
 POOL_OPS = {"AVERAGE_POOL_2D", "MAX_POOL_2D", "MEAN", "SUM"}
 
 
@@ -86,6 +90,10 @@ def op_work(op: OpInfo) -> dict:
                 "calls": steps, "steps": steps, "n_units": n_units, "n_input": n_in}
     if op.name in FREE_OPS:
         return {"kernel": None, "elements": _n(out)}
+    if op.name in COPY_OPS and (op.name != "CONCATENATION" or all(
+            i is None or (i.scale, i.zero_point) == (out.scale, out.zero_point) for i in op.inputs)):
+        n_bytes = sum(_n(o) * np.dtype(o.dtype).itemsize for o in op.outputs)
+        return {"kernel": "copy", "bytes": n_bytes, "calls": 1}
     if op.name in POOL_OPS:
         return {"kernel": "fully_connected", "macs": _n(op.inputs[0]), "outputs": _n(out), "calls": 1}
     if op.name == "MUL":
@@ -97,6 +105,8 @@ def kernel_insns(work: dict, coef: dict) -> float:
     kernel = work["kernel"]
     if kernel is None:
         return 0.0
+    if kernel == "copy":
+        return work["bytes"] * COPY_INSNS_PER_BYTE + COPY_CALL_INSNS * work["calls"]
     c = coef[kernel]
     if kernel in ("fully_connected", "conv"):
         return c["insns_per_mac"] * work["macs"] + c["insns_per_output"] * work["outputs"] + c["insns_per_call"]
