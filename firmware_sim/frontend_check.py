@@ -10,7 +10,9 @@ noise) is scaled to each RMS level (dBFS) and quantized to int16 as a microphone
 Per front end and level: the absolute error in nats over the bands whose float mel energy is
 at least ``--floor`` (quieter bands are below both fixed-point front ends' resolution), median,
 99th percentile and max, and the share of bands that were above the floor. The project's own
-front end is also checked bit for bit against its numpy twin (firmware_sim.kernels_ref).
+front end is also checked bit for bit against its numpy twin (firmware_sim.kernels_ref). And
+PCEN: the C PCEN stage (``pcen_frame_q16``, through its bit-exact numpy twin) on each front end's
+output, against edge_sed.frontend's float PCEN of the same samples.
 """
 
 from __future__ import annotations
@@ -25,10 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from edge_sed.errors import EdgeSedError
-from edge_sed.frontend import FrontendConfig, _frame, mel_energies
+from edge_sed.frontend import FrontendConfig, _frame, compress, mel_energies
 
 from .calibrate import make
-from .kernels_ref import ENERGY_SCALE, frontend_frame_q15_values
+from .kernels_ref import ENERGY_SCALE, frontend_frame_q15_values, pcen_frame_q16_values
 
 KERNELS = ("frontend_frame_q15", "frontend_frame_cmsis_q15")
 N_MELS = 40
@@ -83,6 +85,12 @@ def compare(samples: np.ndarray, c_out: dict, floor: float) -> dict:
     for k, q16 in c_out.items():
         err = np.abs(q16 / 65536.0 - np.log(ENERGY_SCALE) - ref)[keep]
         rows[k] = {"median": float(np.median(err)), "p99": float(np.percentile(err, 99)), "max": float(err.max())}
+        # the C PCEN stage (its bit-exact numpy twin) on this front end's output, from the first
+        # frame, against the float PCEN of the same samples: every band (PCEN has no floor)
+        pcen_c = pcen_frame_q16_values(q16)[0] / 65536.0
+        pcen_err = np.abs(pcen_c - compress(mel, FrontendConfig(compression="pcen")))
+        rows[k]["pcen"] = {"median": float(np.median(pcen_err)), "p99": float(np.percentile(pcen_err, 99)),
+                           "max": float(pcen_err.max())}
     diff = np.abs(c_out[KERNELS[0]] - c_out[KERNELS[1]])[keep] / 65536.0
     return {"bands_above_floor": float(keep.mean()), "kernels": rows,
             "between_kernels": {"median": float(np.median(diff)), "p99": float(np.percentile(diff, 99))}}
@@ -126,6 +134,13 @@ def print_table(report: dict, echo=print) -> None:
         echo(f"| {r['source']} | {r['level_dbfs']:g} | {r['bands_above_floor']:.0%} | "
              f"{a['median']:.3f} / {a['p99']:.3f} / {a['max']:.2f} | {b['median']:.3f} / {b['p99']:.3f} / {b['max']:.2f} | "
              f"{r['between_kernels']['p99']:.3f} |")
+    echo("PCEN (the C stage on each front end's output) |error| vs the float PCEN, every band:")
+    echo("| source | level dBFS | project FFT median / p99 / max | CMSIS-DSP median / p99 / max |")
+    echo("|---|---|---|---|")
+    for r in report["results"]:
+        a, b = (r["kernels"][k]["pcen"] for k in KERNELS)
+        echo(f"| {r['source']} | {r['level_dbfs']:g} | {a['median']:.3f} / {a['p99']:.3f} / {a['max']:.2f} | "
+             f"{b['median']:.3f} / {b['p99']:.3f} / {b['max']:.2f} |")
     echo(f"project FFT on QEMU = its numpy twin on {report['twin_equal']} of {report['twin_frames']} frames")
 
 

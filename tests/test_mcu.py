@@ -80,8 +80,10 @@ def test_both_device_front_ends_on_qemu_against_the_float_log_mel():
     for r in report["results"]:
         cmsis, own = r["kernels"]["frontend_frame_cmsis_q15"], r["kernels"]["frontend_frame_q15"]
         assert r["frames"] == 98 and cmsis["median"] < 0.02 and cmsis["p99"] < 0.2, r
+        assert cmsis["pcen"]["p99"] < 0.03, r  # the C PCEN stage on it, against the float PCEN
     quiet = report["results"][1]["kernels"]
     assert quiet["frontend_frame_q15"]["median"] > 10 * quiet["frontend_frame_cmsis_q15"]["median"]
+    assert quiet["frontend_frame_q15"]["pcen"]["p99"] > 5 * quiet["frontend_frame_cmsis_q15"]["pcen"]["p99"]
 
 
 def test_rfft_split_tables_are_cmsis_dsps_at_512_points():
