@@ -3,7 +3,7 @@
 ``frontend_frame_cmsis_q15``, CMSIS-DSP's) on QEMU's Cortex-M4 over real audio at several levels,
 and compares their log-mel with edge_sed.frontend's float log-mel of the same int16 samples:
 
-    python -m firmware_sim.frontend_check [AUDIO ...] [--levels -20,-30,-40] [--seconds 20] [--json]
+    python -m firmware_sim.frontend_check [AUDIO ...] [--levels=-20,-30,-40] [--seconds 20] [--json]
 
 Each file (any soundfile format, 16 kHz mono; none given: a synthetic mix of tones, chirps and
 noise) is scaled to each RMS level (dBFS) and quantized to int16 as a microphone would give it.
@@ -147,7 +147,7 @@ def print_table(report: dict, echo=print) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("audio", nargs="*", help="audio files (16 kHz mono); none: a synthetic signal")
-    ap.add_argument("--levels", default="-20,-30,-40", help="RMS levels in dBFS, comma-separated (default -20,-30,-40)")
+    ap.add_argument("--levels", default="-20,-30,-40", help="RMS levels in dBFS, comma-separated, as --levels=-25,-35 (default -20,-30,-40)")
     ap.add_argument("--seconds", type=float, default=20.0, help="at most this much of each file (default 20)")
     ap.add_argument("--floor", type=float, default=1e-4, help="compare bands with at least this mel energy (default 1e-4)")
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
