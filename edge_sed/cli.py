@@ -618,8 +618,11 @@ def convert(run_dir, out_dir, levels, data_path, as_json):
 @click.option("--window-ms", type=FiniteFloat(0, 60_000), help="Smoother averaging window (default: the bundle's).")
 @click.option("--suppression-ms", type=FiniteFloat(0, 86_400_000), help="Smoother suppression (default: the bundle's).")
 @click.option("--min-count", type=click.IntRange(1), help="Decisions needed before an event (default: the bundle's).")
+@click.option("--runtime", type=click.Choice(["litert", "tflm"]), default="litert", show_default=True,
+              help="Run the model in LiteRT (the host, a Pi) or in tflite-micro (an MCU's kernels: int8 "
+              "bundles, needs the [sim] extra).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def evaluate(bundle_path, streams, threshold, window_ms, suppression_ms, min_count, as_json):
+def evaluate(bundle_path, streams, threshold, window_ms, suppression_ms, min_count, runtime, as_json):
     """Score a bundle by events on labelled streams: each STREAMS argument is a .wav/.flac with
     <stem>.csv annotations beside it, or a folder of them (`edge-sed data mix` writes both). The
     audio runs through the device loop listen uses; prints event F1 / error rate (DCASE, 0.5 s
@@ -630,7 +633,7 @@ def evaluate(bundle_path, streams, threshold, window_ms, suppression_ms, min_cou
     overrides = {"threshold": threshold, "average_window_ms": window_ms, "suppression_ms": suppression_ms,
                  "minimum_count": min_count}
     with progress_bar("streams", 1, enabled=not as_json) as advance:
-        report = run_evaluate(bundle_path, streams, overrides, progress=advance)
+        report = run_evaluate(bundle_path, streams, overrides, progress=advance, runtime=runtime)
     if as_json:
         _emit_json(report)
     else:

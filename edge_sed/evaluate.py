@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .audio_io import read_audio
-from .errors import DatasetError
+from .errors import DatasetError, EdgeSedError
 from .events import Annotation, Event, event_metrics, read_annotations
 
 STREAM_SUFFIXES = (".wav", ".flac")
@@ -63,16 +63,31 @@ def run_stream(detector, audio: np.ndarray, keep: list | None = None) -> tuple[l
     return events, decisions
 
 
+def micro_backend(bundle):
+    """The bundle's model in tflite-micro (the MCU's kernels, firmware_sim's [sim] extra), with
+    the tensor arena its manifest gives."""
+    if bundle.level != "int8":
+        raise EdgeSedError(f"--runtime tflm runs full-integer int8 bundles (the MCU's); {bundle.path} is {bundle.level}")
+    try:
+        from firmware_sim.tflm import MicroBackend, find_arena_bytes
+    except ImportError as exc:
+        raise EdgeSedError(f"--runtime tflm needs the simulators (pip install 'edge-sed[sim]'): {exc}") from None
+    arena = (bundle.manifest.get("tflm") or {}).get("arena_bytes") or find_arena_bytes(bundle.model_bytes)["arena_bytes"]
+    return MicroBackend(bundle.model_bytes, arena)
+
+
 def evaluate(bundle_path, streams, smoother_overrides: dict | None = None, hop_frames: int | None = None,
-             progress=None) -> dict:
-    """The report of ``edge-sed evaluate`` (module doc) for a bundle over stream files/folders."""
+             progress=None, runtime: str = "litert") -> dict:
+    """The report of ``edge-sed evaluate`` (module doc) for a bundle over stream files/folders;
+    ``runtime="tflm"``: the model in tflite-micro, as the MCU runs it."""
     from .bundle import load_bundle
     from .loop import Detector, bundle_smoother
 
     bundle = load_bundle(bundle_path)
     pairs = find_streams(streams)
     smoother = bundle_smoother(bundle, **(smoother_overrides or {}))
-    detector = Detector(bundle, hop_frames=hop_frames, smoother=smoother)
+    backend = micro_backend(bundle) if runtime == "tflm" else None
+    detector = Detector(bundle, hop_frames=hop_frames, smoother=smoother, backend=backend)
     refs, dets, per_stream, offset, total = [], [], [], 0.0, 0.0
     gap = 60.0  # streams are laid end to end this far apart: no match window spans two
     for n, (wav, csv) in enumerate(pairs):
@@ -97,7 +112,7 @@ def evaluate(bundle_path, streams, smoother_overrides: dict | None = None, hop_f
     detection = event_metrics(refs, dets, total, collar_s=0.5, delay_s=None, labels=labels)
     sm = smoother
     return {
-        "bundle": str(bundle.path), "level": bundle.level, "form": bundle.form,
+        "bundle": str(bundle.path), "level": bundle.level, "form": bundle.form, "runtime": runtime,
         "streams": len(pairs), "seconds": total, "reference_events": len(refs), "detections": len(dets),
         "smoother": {"average_window_ms": sm.average_window_s * 1000, "minimum_count": sm.minimum_count,
                      "suppression_ms": sm.suppression_s * 1000, "thresholds": sm.thresholds},
@@ -123,7 +138,7 @@ def format_report(r: dict) -> str:
     def lat(x):
         return "-" if x is None else f"{x:.2f}"
 
-    lines = [f"{r['bundle']} ({r['level']} {r['form']}): {r['streams']} stream(s), {r['seconds'] / 60:.1f} min, "
+    lines = [f"{r['bundle']} ({r['level']} {r['form']}{', tflite-micro' if r.get('runtime') == 'tflm' else ''}): {r['streams']} stream(s), {r['seconds'] / 60:.1f} min, "
              f"{r['reference_events']} events, {r['detections']} detections",
              f"{'class':<11}{'events':>7}{'event F1':>10}{'ER':>7}{'det. F1':>9}{'recall':>8}{'FA/h':>8}"
              f"{'latency p50':>13}"]

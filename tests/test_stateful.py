@@ -2,6 +2,7 @@
 -> convert (fp32, int8) -> the device loop with the state carried -> evaluate, data mix, listen;
 and the event metric cross-checked against sed_eval (the DCASE toolbox)."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -102,6 +103,14 @@ def test_data_mix_evaluate_and_listen_use_the_calibrated_smoother(stateful_bundl
     assert set(rep["event"]["per_class"]) == {"dog", "baby_cry", "gunshot"} and "ebr_db" in rep["detection"]["recall_by"]
     table = run("evaluate", out / "int8", streams / "mix-000.wav")
     assert table.returncode == 0 and "event F1" in table.stdout and "by EBR" in table.stdout
+    if importlib.util.find_spec("tflite_micro"):  # the MCU's kernels on the same streams
+        r = run("evaluate", out / "int8", streams, "--runtime", "tflm", "--json")
+        assert r.returncode == 0, r.stderr
+        micro = json.loads(r.stdout)
+        assert micro["runtime"] == "tflm" and micro["reference_events"] == rep["reference_events"]
+        assert abs(micro["event"]["f1"] - rep["event"]["f1"]) <= 0.1
+        r = run("evaluate", out / "fp32", streams, "--runtime", "tflm")
+        assert r.returncode == 2 and "int8" in r.stderr
     r = run("listen", "--bundle", out / "int8", "--file", streams / "mix-000.wav", "--json")
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
