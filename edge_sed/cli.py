@@ -448,10 +448,10 @@ def _parse_params(params) -> dict:
 @click.option("--form", type=click.Choice(["windowed", "stateful"]), default="windowed", show_default=True,
               help="windowed: one 1 s window per clip (the paper's protocol); stateful: the streaming detector, "
                    "a per-frame LSTM with its state carried, trained on fresh audio mixtures every epoch.")
-@click.option("--hidden", type=click.IntRange(4, 512), help="LSTM units (default 64).")
+@click.option("--hidden", type=click.IntRange(4, 512), help="LSTM units (default 64; stateful: from train.trainer.STATEFUL_DEFAULTS, 32).")
 @click.option("--context-frames", type=click.IntRange(1, 32), help="lstm: frames a causal conv before the LSTM "
               "sees (default 1: no conv; give --conv-channels too).")
-@click.option("--conv-channels", type=click.IntRange(0, 512), help="lstm: that conv's channels (default 0).")
+@click.option("--conv-channels", type=click.IntRange(0, 512), help="lstm: that conv's channels (default 0; stateful: from train.trainer.STATEFUL_DEFAULTS, 32).")
 @_compression_option
 @_frame_stride_option
 @_hard_negatives_option
@@ -963,11 +963,11 @@ def bench(bundles_path, rounds, hop_frames, demo_dir, quick, as_json):
 @click.option("--form", type=click.Choice(["windowed", "stateful"]), default="windowed", show_default=True,
               help="windowed: clip/window error table; stateful: the streaming detector, event-level table, "
                    "trained with train.trainer.STATEFUL_DEFAULTS unless an option here says otherwise.")
-@click.option("--hidden", type=click.IntRange(4, 512), help="LSTM units (default 64).")
+@click.option("--hidden", type=click.IntRange(4, 512), help="LSTM units (default 64; stateful: from train.trainer.STATEFUL_DEFAULTS, 32).")
 @click.option("--context-frames", type=click.IntRange(1, 32), help="stateful lstm: frames of a causal conv "
               "before the LSTM (default 8).")
-@click.option("--conv-channels", type=click.IntRange(0, 512), help="stateful lstm: that conv's channels (default 64; "
-              "0: no conv).")
+@click.option("--conv-channels", type=click.IntRange(0, 512), help="stateful lstm: that conv's channels (default 32, "
+              "train.trainer.STATEFUL_DEFAULTS; 0: no conv).")
 @_compression_option
 @_frame_stride_option
 @_hard_negatives_option
