@@ -79,22 +79,6 @@ class ModelSet:
     def seed(self):
         return self.provenance.get("seed")
 
-    @property
-    def architecture(self) -> str:
-        """The network's size and rate, from the provenance: 'conv 8x32, LSTM 32, every 4 frames'."""
-        p = self.provenance
-        parts = [f"conv {p['context_frames']}x{p['conv_channels']}" if p.get("conv_channels") else None,
-                 f"LSTM {p['hidden']}" if p.get("hidden") else None,
-                 f"every {p['frame_stride']} frames" if (p.get("frame_stride") or 1) > 1 else None]
-        return ", ".join(x for x in parts if x) or str(p.get("model") or "?")
-
-
-def variant_labels(sets) -> dict:
-    """{set name: what groups it in the report}: its objective, and its architecture too when the
-    sets differ in size or rate (an accuracy-against-cost comparison, issue 15)."""
-    several = len({s.architecture for s in sets}) > 1
-    return {s.name: f"{s.objective} ({s.architecture})" if several else s.objective for s in sets}
-
 
 def _is_convert_output(path: Path) -> bool:
     return (path / CONVERT_REPORT).exists() or any(
@@ -424,10 +408,8 @@ def build_report(bundles, out, data: str | None = None, profiles: str = "all", r
 
     # 1. clip-level accuracy, per set and level (manifests)
     set_records = []
-    variant = variant_labels(sets)
     for s in sets:
-        rec = {"name": s.name, "path": str(s.path), "objective": variant[s.name], "seed": s.seed,
-               "architecture": s.architecture,
+        rec = {"name": s.name, "path": str(s.path), "objective": s.objective, "seed": s.seed,
                "dataset": s.provenance.get("dataset"), "run_dir": s.provenance.get("run_dir"),
                "model": s.provenance.get("model"), "levels": {}}
         for name, lv in s.levels.items():

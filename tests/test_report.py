@@ -176,23 +176,3 @@ def test_cli_report_and_bench(broken_bundles, tiny_data, tmp_path):
     res = subprocess.run([EDGE_SED, "report", "--bundles", tmp_path, "--out", out], capture_output=True, text=True)
     assert res.returncode == 2 and res.stderr.startswith("error: ") and "no bundles here" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
-
-
-def test_sets_of_different_sizes_are_told_apart_in_the_report(tmp_path):
-    """Bundles of one objective but different network sizes or rates are grouped (summary rows,
-    the accuracy-against-compute plot) by objective and architecture; of one size, by objective."""
-    from edge_sed.report import ModelSet, variant_labels
-
-    def model_set(name, hidden, stride=4):
-        return ModelSet(name, tmp_path / name, {"objective": "weighted-ce", "model": "lstm", "hidden": hidden,
-                                                "context_frames": 8, "conv_channels": hidden, "frame_stride": stride})
-
-    small, big, slow = model_set("a", 32), model_set("b", 64), model_set("c", 32, stride=5)
-    assert small.architecture == "conv 8x32, LSTM 32, every 4 frames"
-    labels = variant_labels([small, big, slow])
-    assert labels == {"a": "weighted-ce (conv 8x32, LSTM 32, every 4 frames)",
-                      "b": "weighted-ce (conv 8x64, LSTM 64, every 4 frames)",
-                      "c": "weighted-ce (conv 8x32, LSTM 32, every 5 frames)"}
-    assert variant_labels([small, model_set("d", 32)]) == {"a": "weighted-ce", "d": "weighted-ce"}
-    windowed = ModelSet("w", tmp_path / "w", {"objective": "clustered", "model": "cnn"})
-    assert windowed.architecture == "cnn"
