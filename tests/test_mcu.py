@@ -86,6 +86,23 @@ def test_both_device_front_ends_on_qemu_against_the_float_log_mel():
     assert quiet["frontend_frame_q15"]["pcen"]["p99"] > 5 * quiet["frontend_frame_cmsis_q15"]["pcen"]["p99"]
 
 
+@needs_tools
+def test_the_cmsis_front_end_at_the_edges_of_its_range(tmp_path):
+    """Silence gives ln(1 + 0) = 0 in every band (peak 0: no shift); a full-scale square wave
+    with -32768 samples (peak 2^15: no shift either) stays within the float log-mel's reach."""
+    from edge_sed.frontend import FrontendConfig, log_mel
+    from firmware_sim import frontend_check
+    from firmware_sim.kernels_ref import ENERGY_SCALE
+
+    elf = frontend_check.build_dump(tmp_path)
+    square = np.where(np.arange(400) % 40 < 20, 32767, -32768).astype(np.int16)
+    out = frontend_check.run_dump(elf, np.stack([np.zeros(400, np.int16), square]), tmp_path)["frontend_frame_cmsis_q15"]
+    assert np.all(out[0] == 0)
+    ref = log_mel((square / 32768.0).astype(np.float32), FrontendConfig())[0]
+    loud = ref > np.percentile(ref, 50)
+    assert np.abs(out[1] / 65536.0 - np.log(ENERGY_SCALE) - ref)[loud].max() < 0.1
+
+
 def test_rfft_split_tables_are_cmsis_dsps_at_512_points():
     """tables.h's 512-point split coefficients are CMSIS-DSP's 8192-point realCoefAQ15/BQ15
     at stride 16 (what arm_rfft_init_512_q15 would point at), value for value."""
