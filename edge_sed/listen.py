@@ -399,9 +399,9 @@ class DeviceClock:
     time of a block = max(its arrival, end of the previous block's work) + work. Reports device
     decision latency, duty cycle and overruns (work ending after the next block arrived)."""
 
-    def __init__(self, profile, work_s, block_s: float, goals: dict | None = None):
+    def __init__(self, profile, work_s, block_s: float, goals=None):
         self.profile, self.work_s, self.block_s = profile, work_s, block_s
-        self.goals = goals or {}  # firmware_sim.mcu.GOALS, plus the bundle's model and arena bytes
+        self.goals = goals  # (duty cycle at 80 MHz, overruns) -> firmware_sim.mcu.judge_goals' verdicts
         self.free_at = self.busy = 0.0
         self.blocks = self.overruns = 0
         self.latency_s: list = []
@@ -422,14 +422,8 @@ class DeviceClock:
     def figures(self) -> dict:
         lat = [x * 1000 for x in self.latency_s]
         duty = round(self.busy / self.stream_s, 4) if self.stream_s else None
-        goals = {}
-        if self.goals and duty is not None:
-            g = self.goals
-            duty_80 = duty * self.profile.clock_hz / 80e6
-            goals = {"duty_cycle<=10%_at_80MHz": {"value": round(duty_80, 4), "met": duty_80 <= g["duty_cycle_at_80mhz"]},
-                     "no_overrun": {"value": self.overruns, "met": self.overruns == 0},
-                     "model_bytes<=48KB": {"value": g["model"], "met": g["model"] <= g["model_bytes"]},
-                     "arena_bytes<=12KB": {"value": g["arena"], "met": g["arena"] <= g["arena_bytes"]}}
+        goals = (self.goals(round(duty * self.profile.clock_hz / 80e6, 4), self.overruns)
+                 if self.goals and duty is not None else {})
         return {"profile": self.profile.name, "device": self.profile.description, "goals": goals,
                 "duty_cycle": duty,
                 "decision_latency_ms_p50": _pct(lat, 50), "decision_latency_ms_p95": _pct(lat, 95),
@@ -452,7 +446,7 @@ def mcu_target(bundle, profile_name: str, hop_frames, smoother):
     try:
         from firmware_sim.calibrate import coefficients, load_counts
         from firmware_sim.cost import stage_costs
-        from firmware_sim.mcu import GOALS, MCU_LEVELS
+        from firmware_sim.mcu import MCU_LEVELS, judge_goals
         from firmware_sim.profiles import load_profile
         from firmware_sim.tflm import MicroBackend, find_arena_bytes
     except ImportError as exc:
@@ -472,7 +466,9 @@ def mcu_target(bundle, profile_name: str, hop_frames, smoother):
     hz = float(profile.clock_hz)
     block_s = profile.dma_block_samples / profile.sample_rate
     clock = DeviceClock(profile, lambda f, i, d: costs.block_cycles(f, i, d) / hz, block_s,
-                        goals={**GOALS, "model": len(bundle.model_bytes), "arena": arena["arena_min_bytes"]})
+                        goals=lambda duty_80, overruns: judge_goals(
+                            model_bytes=len(bundle.model_bytes), arena_bytes=arena["arena_min_bytes"],
+                            duty_at_80mhz=duty_80, overruns=overruns, notes=False))
     return Detector(bundle, backend=backend, hop_frames=hop_frames, smoother=smoother), clock, block_s * 1000
 
 

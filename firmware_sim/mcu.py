@@ -29,6 +29,36 @@ PCM_BYTES = 2    # int16 samples
 MCU_LEVELS = {"int8"}
 
 
+GOAL_NOTES = {
+    "model_bytes<=48KB": "the .tflite file",
+    "arena_bytes<=12KB": "smallest arena that allocates and invokes (host build, 64-bit pointers); the memory plan "
+                         "adds the 10 % margin",
+    "ram<=40KB": "the memory plan's RAM total (arena, audio ring, front end, features, stack allowance)",
+    "duty_cycle<=10%_at_80MHz": "this profile's busy cycles per second / 80 MHz",
+    "no_overrun": "on this stream: no block's work ran past the next block's arrival",
+    "latency_median<=0.35s": "onset -> detection on the device clock, this stream's detected events",
+}
+
+
+def judge_goals(model_bytes=None, arena_bytes=None, ram_bytes=None, duty_at_80mhz=None, overruns=None,
+                latency_median_s=..., notes: bool = True) -> dict:
+    """Issue 15's always-on goals (GOALS) for the figures given: {goal: {"value", "met"[, "note"]}}.
+    A latency of None (nothing detected) is a goal not met; one not given is not judged."""
+    checks = {"model_bytes<=48KB": (model_bytes, lambda v: v <= GOALS["model_bytes"]),
+              "arena_bytes<=12KB": (arena_bytes, lambda v: v <= GOALS["arena_bytes"]),
+              "ram<=40KB": (ram_bytes, lambda v: v <= GOALS["ram_bytes"]),
+              "duty_cycle<=10%_at_80MHz": (duty_at_80mhz, lambda v: v <= GOALS["duty_cycle_at_80mhz"]),
+              "no_overrun": (overruns, lambda v: v == 0),
+              "latency_median<=0.35s": (latency_median_s, lambda v: v <= GOALS["latency_median_s"])}
+    out = {}
+    for name, (value, ok) in checks.items():
+        if value is ... or (value is None and name != "latency_median<=0.35s"):
+            continue
+        out[name] = {"value": value, "met": value is not None and bool(ok(value)),
+                     **({"note": GOAL_NOTES[name]} if notes else {})}
+    return out
+
+
 # the project's tables the CMSIS-DSP front end (firmware_sim/c/frontend_cmsis.c) reads
 FRONTEND_TABLES = ("kHannQ15", "kMelBand", "kMelWeightQ15", "kLog2Q16", "kRealCoefAQ15", "kRealCoefBQ15")
 
@@ -201,23 +231,9 @@ def simulate_profile(model: McuModel, profile: DeviceProfile, audio: np.ndarray,
         "ram_high_water_bytes": ram_high_water,
         "stream": stream_info,
         "events": {k: v for k, v in metrics.items() if k != "latencies_s"},
-        "goals": {
-            "model_bytes<=48KB": {"value": model_bytes, "met": model_bytes <= GOALS["model_bytes"]},
-            "arena_bytes<=12KB": {"value": model.arena["arena_min_bytes"],
-                                  "met": model.arena["arena_min_bytes"] <= GOALS["arena_bytes"],
-                                  "note": "smallest arena that allocates and invokes (host build, 64-bit pointers); "
-                                          "the memory plan adds the 10 % margin"},
-            "ram<=40KB": {"value": plan["ram_total_bytes"], "met": plan["ram_total_bytes"] <= GOALS["ram_bytes"],
-                          "note": "the memory plan's RAM total (arena, audio ring, front end, features, stack allowance)"},
-            "duty_cycle<=10%_at_80MHz": {"value": duty_80, "met": duty_80 <= GOALS["duty_cycle_at_80mhz"],
-                                         "note": "this profile's busy cycles per second / 80 MHz"},
-            "no_overrun": {"value": clock["overruns"], "met": clock["overruns"] == 0,
-                           "note": "on this stream: no block's work ran past the next block's arrival"},
-            "latency_median<=0.35s": {"value": metrics.get("latency_median_s"),
-                                      "met": metrics.get("latency_median_s") is not None
-                                      and metrics["latency_median_s"] <= GOALS["latency_median_s"],
-                                      "note": "onset -> detection on the device clock, this stream's detected events"},
-        },
+        "goals": judge_goals(model_bytes=model_bytes, arena_bytes=model.arena["arena_min_bytes"],
+                             ram_bytes=plan["ram_total_bytes"], duty_at_80mhz=duty_80, overruns=clock["overruns"],
+                             latency_median_s=metrics.get("latency_median_s")),
     }
 
 

@@ -410,3 +410,16 @@ def test_missing_toolchain_says_what_to_install(monkeypatch, tmp_path):
         calibrate.build(tmp_path)
     # simulating needs only the committed counts
     assert calibrate.coefficients("cortex-m4")["lstm_step"]["insns_per_mac"] > 0
+
+
+def test_goals_are_judged_for_the_figures_given():
+    """judge_goals (simulate and listen --profile share it): a figure at its limit meets the goal,
+    one over it does not, a missing latency (nothing detected) fails, figures not given are not judged."""
+    g = mcu.judge_goals(model_bytes=48 * 1024, arena_bytes=12 * 1024 + 1, duty_at_80mhz=0.1, overruns=1,
+                        latency_median_s=None, notes=False)
+    assert g == {"model_bytes<=48KB": {"value": 48 * 1024, "met": True},
+                 "arena_bytes<=12KB": {"value": 12 * 1024 + 1, "met": False},
+                 "duty_cycle<=10%_at_80MHz": {"value": 0.1, "met": True},
+                 "no_overrun": {"value": 1, "met": False},
+                 "latency_median<=0.35s": {"value": None, "met": False}}
+    assert set(mcu.judge_goals(ram_bytes=1)) == {"ram<=40KB"} and "note" in mcu.judge_goals(ram_bytes=1)["ram<=40KB"]
