@@ -79,6 +79,22 @@ class ModelSet:
     def seed(self):
         return self.provenance.get("seed")
 
+    @property
+    def architecture(self) -> str:
+        """The network's size and rate, from the provenance: 'conv 8x32, LSTM 32, every 4 frames'."""
+        p = self.provenance
+        parts = [f"conv {p['context_frames']}x{p['conv_channels']}" if p.get("conv_channels") else None,
+                 f"LSTM {p['hidden']}" if p.get("hidden") else None,
+                 f"every {p['frame_stride']} frames" if (p.get("frame_stride") or 1) > 1 else None]
+        return ", ".join(x for x in parts if x) or str(p.get("model") or "?")
+
+
+def variant_labels(sets) -> dict:
+    """{set name: what groups it in the report}: its objective, and its architecture too when the
+    sets differ in size or rate (an accuracy-against-cost comparison, issue 15)."""
+    several = len({s.architecture for s in sets}) > 1
+    return {s.name: f"{s.objective} ({s.architecture})" if several else s.objective for s in sets}
+
 
 def _is_convert_output(path: Path) -> bool:
     return (path / CONVERT_REPORT).exists() or any(
@@ -408,8 +424,10 @@ def build_report(bundles, out, data: str | None = None, profiles: str = "all", r
 
     # 1. clip-level accuracy, per set and level (manifests)
     set_records = []
+    variant = variant_labels(sets)
     for s in sets:
-        rec = {"name": s.name, "path": str(s.path), "objective": s.objective, "seed": s.seed,
+        rec = {"name": s.name, "path": str(s.path), "objective": variant[s.name], "seed": s.seed,
+               "architecture": s.architecture,
                "dataset": s.provenance.get("dataset"), "run_dir": s.provenance.get("run_dir"),
                "model": s.provenance.get("model"), "levels": {}}
         for name, lv in s.levels.items():
@@ -475,7 +493,13 @@ def build_report(bundles, out, data: str | None = None, profiles: str = "all", r
             devices.append({"profile": "MCU and Pi profiles", "kind": "device", "estimate": True,
                             "status": "not available", "reason": why_none, "levels": {}})
 
-    # 5. training comparison
+    # 5. the size curve: when the sets differ in size or rate, each architecture on the MCU profiles
+    curve = None
+    if len(set(variant.values())) > 1 and profiles not in ("", "none", "host"):
+        curve = size_curve(sets, variant, stream_info, [d for d in devices if d["kind"] == "mcu"], profiles,
+                           meas_dir, say)
+
+    # 6. training comparison
     training = training_comparison(runs) if runs else None
 
     report = {
@@ -492,9 +516,58 @@ def build_report(bundles, out, data: str | None = None, profiles: str = "all", r
         "devices": devices, "training": training,
     }
     report["summary"] = summarise(report)
+    if curve:
+        report["size_curve"] = attach_accuracy(curve, report["summary"])
     report["seconds"] = round(time.perf_counter() - started, 1)
     write_report(report, out, plots=plots)
     return report
+
+
+def size_curve(sets, variant: dict, stream_info: dict, first_mcu: list, profiles: str, meas_dir: Path,
+               say) -> dict | None:
+    """Accuracy against device cost, one point per architecture x MCU profile x level (issue 15):
+    the first set of each architecture is simulated on the MCU profiles on its own stream (the
+    first set's figures are the device table's). None without an MCU profile or a simulator."""
+    mcu = ",".join(p.name for p in resolve_profiles(profiles) if p.kind == "mcu")
+    if not mcu:
+        return None
+    reps = {}
+    for s in sets:
+        reps.setdefault(variant[s.name], s)
+    points, notes = [], []
+    for k, (label, s) in enumerate(reps.items()):
+        if k == 0:
+            devs = first_mcu
+        else:
+            say(f"size curve: simulating {s.name} ({s.architecture}) on {mcu}")
+            wav = (stream_info.get(s.name) or {}).get("wav")
+            devs, why = simulate_devices(s, wav, mcu, meas_dir / f"simulate-{re.sub(r'[^A-Za-z0-9._-]', '_', s.name)}.json",
+                                         say)
+            if why:
+                notes.append(f"{label}: not simulated: {why}")
+        for d in devs:
+            for level, c in d.get("levels", {}).items():
+                if c.get("status") == "ok" and c.get("duty_cycle") is not None:
+                    points.append({"variant": label, "architecture": s.architecture, "set": s.name,
+                                   "profile": d["profile"], "level": level,
+                                   **{key: c.get(key) for key in ("duty_cycle", "latency_ms", "ram_bytes", "flash_bytes",
+                                                                  "arena_bytes", "fits", "f1", "overruns")},
+                                   "sources": {key: v for key, v in c.get("sources", {}).items()
+                                               if key in ("duty_cycle", "latency_ms", "ram_bytes", "flash_bytes",
+                                                          "arena_bytes", "fits", "f1", "overruns")}})
+    return {"profiles": mcu.split(","), "points": points, "notes": notes}
+
+
+def attach_accuracy(curve: dict, summary: list) -> dict:
+    """Each size-curve point gets its variant's event F1 on the test streams, mean ± sd over its
+    seeds (the headline table's figure), and the model size."""
+    rows = {(r["objective"], r["level"]): r for r in summary if r["status"] == "ok"}
+    for p in curve["points"]:
+        r = rows.get((p["variant"], p["level"])) or {}
+        p["event_f1"] = r.get("event_f1")
+        p["false_alarms_per_hour"] = r.get("false_alarms_per_hour")
+        p["model_bytes"] = r.get("model_bytes")
+    return curve
 
 
 def _host_device(first: ModelSet, host: dict | None, host_path: Path, first_record: dict) -> dict:
@@ -555,7 +628,7 @@ def summarise(report: dict) -> list[dict]:
             row["warnings"] = sorted({w for lv in oks for w in lv.get("warnings", [])})
             row["from"] = [f"{s['name']}/{name}" for s, lv in zip(sets, lvs) if lv and lv["status"] == "ok"]
             h = (host or {}).get("levels", {}).get(name, {})
-            if h.get("status") == "ok":
+            if h.get("status") == "ok" and objective == report["model_sets"][0]["objective"]:  # host: first set's
                 row["host"] = {k: h[k] for k in ("latency_ms", "latency_unit", "ms_per_s_audio", "duty_cycle",
                                                  "ratio_to_fp32")}
             rows.append(row)
@@ -660,7 +733,7 @@ def _tables(report: dict) -> list[dict]:
                   "overall error over one 1 s window per test clip of the run's test split, LiteRT at conversion. "
                   "Host latency MEASURED on "
                   f"{m['cpu']} ({m['cores']} cores, 1 thread, load {m['load_average_1min']}) on the bundles of "
-                  f"{report['model_sets'][0]['name']} (every model has the same architecture). {_invoke_note(report)} "
+                  f"{report['model_sets'][0]['name']} ({_architecture_note(report)}). {_invoke_note(report)} "
                   "Duty cycle = (model + front end) time per second of audio."]})
 
     classes = [c for c in LABELS if any(c in (r.get("per_class_error") or {}) for r in summary)]
@@ -715,6 +788,25 @@ def _tables(report: dict) -> list[dict]:
                   "not figures say why."]
                  + [f"{d['profile']}: {d['device']}" for d in report["devices"] if d.get("device")]})
 
+    curve = report.get("size_curve")
+    if curve:
+        kb = lambda b: _fmt(b and b / 1024, 1)  # noqa: E731
+        tables.append({
+            "id": "size_curve", "title": "Accuracy against device cost, per network size (MCU profiles)",
+            "headers": ["variant", "level", "device", "duty cycle", "ms/decision", "model kB", "arena kB", "RAM kB",
+                        "fits", "event F1", "false alarms/h", "event F1 on the device"],
+            "rows": [[p["variant"], p["level"], p["profile"] + " (estimate)", _fmt(100 * p["duty_cycle"], 1, "%"),
+                      _fmt(p.get("latency_ms")), kb(p.get("model_bytes")), kb(p.get("arena_bytes")),
+                      kb(p.get("ram_bytes")), "-" if p.get("fits") is None else ("yes" if p["fits"] else "DOES NOT FIT"),
+                      fmt_stat(p.get("event_f1")), fmt_stat(p.get("false_alarms_per_hour"), 1), _fmt(p.get("f1"))]
+                     for p in sorted(curve["points"], key=lambda p: (p["profile"], p["duty_cycle"]))],
+            "notes": ["One point per network size and rate, so a user can pick one for their chip. Duty cycle, "
+                      "latency and memory: ESTIMATES by firmware_sim for the first model of each size, on its own "
+                      "test stream. Event F1 and false alarms/h: the device loop (LiteRT) on the test streams, "
+                      f"{seeds_note}; event F1 on the device: tflite-micro on the first model's stream. These are test "
+                      "figures: choose a size on validation streams (benchmarks/accuracy_vs_cycles.py), then read "
+                      "its test figures here."] + curve["notes"]})
+
     tr = report.get("training")
     if tr:
         rows = []
@@ -730,6 +822,14 @@ def _tables(report: dict) -> list[dict]:
                                                                "error reduction vs weighted-ce"],
             "rows": rows, "notes": [tr["note"] + "; mean ± sd over runs"]})
     return tables
+
+
+def _architecture_note(report: dict) -> str:
+    archs = list(dict.fromkeys(s.get("architecture") for s in report["model_sets"]))
+    if len(archs) == 1:
+        return "every model has the same architecture"
+    return (f"{archs[0]}; other sizes have no host figures here: their device costs are in the size-curve "
+            "table")
 
 
 def _invoke_note(report: dict) -> str:
@@ -892,7 +992,8 @@ def screenshot_html(html_path, png_path, width: int = 1300, height: int = 3000, 
 def draw_plots(report: dict, out: Path) -> dict:
     """Every PNG of the report that its data allows; {name: path}."""
     pngs = {}
-    for name, fn in (("accuracy_vs_latency", plot_accuracy_vs_latency), ("per_class_error", plot_per_class_error),
+    for name, fn in (("accuracy_vs_latency", plot_accuracy_vs_latency), ("accuracy_vs_cycles", plot_size_curve),
+                     ("per_class_error", plot_per_class_error),
                      ("confusion_fp32_vs_int8", plot_confusions), ("training", plot_training)):
         path = out / f"{name}.png"
         if fn(report, path):
@@ -961,6 +1062,40 @@ def plot_accuracy_vs_latency(report: dict, png: Path) -> bool:
                                         for o, m in markers.items()], fontsize=7, loc="best")
     fig.suptitle("event F1 (device loop on a test stream) vs compute per device, one point per bundle", fontsize=11)
     fig.tight_layout()
+    save_figure(fig, png)
+    return True
+
+
+def plot_size_curve(report: dict, png: Path) -> bool:
+    """The size curve: x = MCU duty cycle (estimate), y = event F1 on the test streams (mean ± sd
+    over seeds); one panel per MCU profile, one point per network size x level."""
+    from .plots import _pyplot, save_figure
+
+    curve = report.get("size_curve") or {}
+    pts = [p for p in curve.get("points", []) if (p.get("event_f1") or {}).get("mean") is not None]
+    profiles = [n for n in curve.get("profiles", []) if any(p["profile"] == n for p in pts)]
+    if not profiles:
+        return False
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(profiles), figsize=(4.6 * len(profiles), 4.6), squeeze=False, sharey=True)
+    keys = list(dict.fromkeys((p["architecture"], p["level"]) for p in pts))
+    style = {k: (plt.cm.tab10(i % 10), "os^Dv<>P"[i % 8]) for i, k in enumerate(keys)}
+    for ax, name in zip(axes.ravel(), profiles):
+        for p in (p for p in pts if p["profile"] == name):
+            f1 = p["event_f1"]
+            color, marker = style[(p["architecture"], p["level"])]
+            ax.errorbar(100 * p["duty_cycle"], f1["mean"], yerr=f1["sd"] or 0, fmt=marker, color=color, ms=7,
+                        capsize=3)
+        ax.axvline(10, ls="--", c="grey", lw=0.8)
+        ax.set_xlabel("duty cycle, % of the core (ESTIMATE)")
+        ax.set_xlim(0, max(11.0, 1.1 * max(100 * p["duty_cycle"] for p in pts if p["profile"] == name)))
+        ax.set_title(name, fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("event F1 on the test streams (mean ± sd)")
+    fig.legend(handles=[plt.Line2D([], [], marker=m, ls="", color=c, label=f"{a} ({lv})")
+                        for (a, lv), (c, m) in style.items()], loc="lower center", ncol=min(3, len(style)), fontsize=8)
+    fig.suptitle("accuracy against device cost, one point per network size (dashed: 10 % of the core)", fontsize=11)
+    fig.tight_layout(rect=(0, 0.06 * (1 + (len(style) - 1) // 3), 1, 1))
     save_figure(fig, png)
     return True
 

@@ -176,3 +176,47 @@ def test_cli_report_and_bench(broken_bundles, tiny_data, tmp_path):
     res = subprocess.run([EDGE_SED, "report", "--bundles", tmp_path, "--out", out], capture_output=True, text=True)
     assert res.returncode == 2 and res.stderr.startswith("error: ") and "no bundles here" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_sets_of_different_sizes_are_told_apart_in_the_report(tmp_path):
+    """Bundles of one objective but different network sizes or rates are grouped (summary rows,
+    the accuracy-against-compute plot) by objective and architecture; of one size, by objective."""
+    from edge_sed.report import ModelSet, variant_labels
+
+    def model_set(name, hidden, stride=4):
+        return ModelSet(name, tmp_path / name, {"objective": "weighted-ce", "model": "lstm", "hidden": hidden,
+                                                "context_frames": 8, "conv_channels": hidden, "frame_stride": stride})
+
+    small, big, slow = model_set("a", 32), model_set("b", 64), model_set("c", 32, stride=5)
+    assert small.architecture == "conv 8x32, LSTM 32, every 4 frames"
+    labels = variant_labels([small, big, slow])
+    assert labels == {"a": "weighted-ce (conv 8x32, LSTM 32, every 4 frames)",
+                      "b": "weighted-ce (conv 8x64, LSTM 64, every 4 frames)",
+                      "c": "weighted-ce (conv 8x32, LSTM 32, every 5 frames)"}
+    assert variant_labels([small, model_set("d", 32)]) == {"a": "weighted-ce", "d": "weighted-ce"}
+    windowed = ModelSet("w", tmp_path / "w", {"objective": "clustered", "model": "cnn"})
+    assert windowed.architecture == "cnn"
+
+
+def test_sets_of_different_sizes_get_a_size_curve(tiny_bundles, stateful_bundles, tiny_data, tmp_path):
+    """Two network sizes in one report: each is simulated on the MCU profile (the second one too,
+    not only the first set), so the size curve has one point per size and level with its own
+    duty cycle and its own test-stream event F1; the table, plot and sources follow."""
+    out = tmp_path / "rep"
+    r = build_report([tiny_bundles[0], stateful_bundles[0]], out, data=str(tiny_data), stream_s=30.0,
+                     stream_events=4, latency_rounds=2, profiles="cortex-m4-80mhz")
+    curve = r["size_curve"]
+    assert curve["profiles"] == ["cortex-m4-80mhz"] and not curve["notes"]
+    by = {(p["set"], p["level"]): p for p in curve["points"]}
+    small, stateful = by[(tiny_bundles[0].name, "int8")], by[(stateful_bundles[0].name, "int8")]
+    assert small["variant"] != stateful["variant"]
+    assert small["duty_cycle"] != stateful["duty_cycle"] and 0 < stateful["duty_cycle"] < 1
+    summary = {(s["objective"], s["level"]): s for s in r["summary"]}
+    for p in (small, stateful):
+        assert p["event_f1"] == summary[(p["variant"], "int8")]["event_f1"]
+        assert resolve(p["sources"]["duty_cycle"]) == p["duty_cycle"]
+    assert (out / "measurements" / f"simulate-{stateful_bundles[0].name}.json").exists()
+    md = (out / "report.md").read_text()
+    assert "Accuracy against device cost, per network size" in md and f"{100 * stateful['duty_cycle']:.1f}%" in md
+    assert "(accuracy_vs_cycles.png)" in md and (out / "accuracy_vs_cycles.png").stat().st_size > 10_000
+    assert "every model has the same architecture" not in md
