@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import importlib.util
 import io
 import json
 import os
@@ -435,7 +436,8 @@ class Converter:
                              "windows": int(len(check_x)),
                              "note": "test windows with LiteRT's and torch's outputs at conversion; "
                                      "verify re-runs them"}
-        return finish_bundle(out_dir, name, manifest, files, self._tflm(bundle, litert) if name in MCU_BUNDLES else None)
+        tflm = self._tflm(bundle, litert) if name in MCU_BUNDLES and tflm_available(manifest) else None
+        return finish_bundle(out_dir, name, manifest, files, tflm)
 
     def _tflm(self, bundle: Bundle, litert: np.ndarray) -> dict:
         """Arena size, and tflite-micro's outputs against LiteRT's (as the Pi runs it, with
@@ -454,6 +456,16 @@ class Converter:
         arena["vs_litert_reference_kernels"] = compare_outputs(micro_out, reference, scale)
         arena["litert_xnnpack_vs_reference_kernels"] = compare_outputs(litert[:n], reference, scale)
         return arena
+
+
+def tflm_available(manifest: dict) -> bool:
+    """Whether tflite-micro can size an MCU level's arena here; if not (it has wheels for Linux
+    x86_64 only), the bundle is written without arena, TFLM check and C array, and says so."""
+    if importlib.util.find_spec("tflite_micro") is not None:
+        return True
+    manifest["warnings"].append("no tensor arena size, TFLM check or C array: tflite-micro is not installed here "
+                                "(it has wheels for Linux x86_64 only; convert there with edge-sed[sim] for an MCU)")
+    return False
 
 
 def finish_bundle(out_dir: Path, name: str, manifest: dict, files: dict, tflm: dict | None) -> LevelResult:

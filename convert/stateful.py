@@ -35,7 +35,8 @@ from edge_sed.scoring import detect
 from edge_sed.tflite_info import read_tflite_info
 
 from . import port
-from .bundles import LevelResult, UnsupportedLevel, _io_spec, _runtime_name, finish_bundle, git_commit
+from .bundles import (LevelResult, UnsupportedLevel, _io_spec, _runtime_name, finish_bundle, git_commit,
+                      tflm_available)
 from .tflite import convert_saved_model, export_saved_model
 
 STATEFUL_BUNDLES = ("fp32", "int8", "int16x8")
@@ -265,7 +266,8 @@ class StatefulConverter:
                              "frames": int(len(check_x)),
                              "note": "a test-stream feature sequence with LiteRT's and torch's per-frame outputs "
                                      "(state carried); verify re-runs it"}
-        tflm = self._tflm(bundle, check_x, litert_scores[0][:steps]) if name in STATEFUL_MCU else None
+        tflm = (self._tflm(bundle, check_x, litert_scores[0][:steps])
+                if name in STATEFUL_MCU and tflm_available(manifest) else None)
         return finish_bundle(out_dir, name, manifest, files, tflm)
 
     def _tflm(self, bundle: Bundle, frames: np.ndarray, litert: np.ndarray) -> dict:

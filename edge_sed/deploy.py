@@ -292,6 +292,20 @@ def source_root() -> Path | None:
     return root if py.is_file() and 'name = "edge-sed"' in py.read_text() else None
 
 
+def _isolation_args(root: Path) -> list[str]:
+    """``--no-build-isolation`` where this Python already has the setuptools pyproject.toml asks
+    for (no index needed); otherwise pip builds in an isolated environment it fills from the index
+    (a fresh venv has no setuptools, or one too old for the SPDX license field)."""
+    m = re.search(r'requires = \["setuptools>=(\d+)', (root / "pyproject.toml").read_text())
+    try:
+        from importlib.metadata import version
+
+        have = int(version("setuptools").split(".")[0])
+    except Exception:  # not installed, or a version string we cannot read
+        return []
+    return ["--no-build-isolation"] if m and have >= int(m.group(1)) else []
+
+
 def build_wheel(out_dir: Path) -> Path:
     """``pip wheel --no-deps`` of this checkout, built from a clean copy of the sources so the
     checkout gets no build/ or egg-info litter. The target fetches the dependencies from PyPI."""
@@ -308,7 +322,7 @@ def build_wheel(out_dir: Path) -> Path:
     for pkg in ("edge_sed", "train", "convert", "firmware_sim"):
         if (root / pkg).is_dir():
             shutil.copytree(root / pkg, src / pkg, ignore=ignore)
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", *_isolation_args(root),
                            "--disable-pip-version-check", "-q", "-w", str(out_dir / "wheel"), str(src)],
                           capture_output=True, text=True)
     wheels = sorted((out_dir / "wheel").glob("edge_sed-*.whl"))

@@ -51,8 +51,13 @@ ARENA_SEARCH_MAX_BYTES = 16 * 1024**2
 
 
 def _runtime():
-    from tflite_micro.python.tflite_micro import runtime
+    try:
+        from tflite_micro.python.tflite_micro import runtime
+    except ImportError as exc:
+        from edge_sed.errors import EdgeSedError
 
+        raise EdgeSedError(f"the MCU simulator runs the model in tflite-micro, which is not installed ({exc}): "
+                           "pip install 'edge-sed[sim]' (tflite-micro has wheels for Linux x86_64 only)") from None
     return runtime
 
 

@@ -168,6 +168,22 @@ def test_tflite_micro_matches_litert_and_arena_is_recorded(tiny_bundles, name):
     assert np.mean(micro.argmax(1) == litert.argmax(1)) >= 0.75
 
 
+def test_without_tflite_micro_an_mcu_level_converts_and_says_what_it_lacks(tiny_run, tmp_path, monkeypatch):
+    """tflite-micro has wheels for Linux x86_64 only: elsewhere convert still writes the int8
+    bundle (LiteRT-checked), without arena size, TFLM check or C array, and says so."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tflite_micro" else real(name, *a))
+    rep = convert_run(tiny_run, tmp_path, ["int8"])
+    path = tmp_path / "int8"
+    bundle = load_bundle(path)
+    assert rep["levels"][0]["status"] == "ok" and "tflm" not in bundle.manifest
+    assert any("tflite-micro is not installed" in w for w in bundle.manifest["warnings"])
+    assert not (path / "model_data.cc").exists() and not (path / "model_data.h").exists()
+    verify_bundle(path)
+
+
 def test_streaming_bundle_gives_the_windowed_models_scores(tiny_bundles, tiny_data):
     """The same audio through both forms: a microphone-style stream (blocks of 480 samples ->
     StreamingLogMel -> one step() per frame) and the whole 1 s window (log_mel -> predict)."""

@@ -1,0 +1,108 @@
+"""Installed as users install it: the wheel `edge-sed deploy` builds (and `pip wheel .` would)
+holds every file the packages have, and a fresh venv with that wheel alone (no extras, no
+checkout on the path) runs the device runtime: verify, listen --file; with [sim] it runs the MCU
+simulator. pip fetches the dependencies from the index (or its cache)."""
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EDGE_SED = str(Path(sys.executable).with_name("edge-sed"))
+PACKAGES = ("edge_sed", "train", "convert", "firmware_sim")
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    from edge_sed.deploy import build_wheel
+
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
+
+
+@pytest.fixture(scope="module")
+def labelled_stream(tmp_path_factory):
+    from edge_sed.datasets import load_clips
+    from edge_sed.streams import make_stream, write_stream
+    from edge_sed.synth import write_dataset
+
+    root = tmp_path_factory.mktemp("install-stream")
+    clips = load_clips(write_dataset(root / "held", {"dog": 3, "baby_cry": 3, "gunshot": 3, "background": 6},
+                                     seed=78, workers=1))
+    audio, ann = make_stream(clips, duration_s=20.0, n_events=4, seed=2, ebr_db=12.0)
+    write_stream(root / "s.wav", audio, ann)
+    return root / "s.wav"
+
+
+@pytest.fixture(scope="module")
+def fresh_venv(wheel, tmp_path_factory):
+    venv = tmp_path_factory.mktemp("fresh") / "venv"
+    subprocess.run([getattr(sys, "_base_executable", sys.executable), "-m", "venv", str(venv)], check=True,
+                   timeout=300)
+    pip(venv, "install", str(wheel))
+    return venv
+
+
+def pip(venv: Path, *args):
+    r = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "-q", *args],
+                       capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
+def run(venv: Path, *args, cwd):
+    return subprocess.run([str(venv / "bin" / "edge-sed"), *map(str, args)], capture_output=True, text=True,
+                          timeout=600, cwd=cwd)
+
+
+def test_the_wheel_holds_every_file_of_the_packages(wheel):
+    tracked = subprocess.run(["git", "ls-files", *PACKAGES], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.split()
+    assert any(f.endswith("counts.json") for f in tracked)  # the listing is the checkout's
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+        meta = z.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    missing = [f for f in tracked if f not in names]
+    assert not missing, f"the wheel lacks {missing}"
+    assert not [n for n in names if n.startswith(("tests/", ".cache/", "out/")) or "__pycache__" in n]
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
+    assert "Requires-Python: >=3.10" in meta
+    sim = next(line for line in meta.splitlines() if line.startswith("Requires-Dist: tflite-micro"))
+    assert 'platform_machine == "x86_64"' in sim and 'sys_platform == "linux"' in sim and 'extra == "sim"' in sim
+
+
+def test_a_fresh_venv_with_the_wheel_alone_runs_the_device_runtime(fresh_venv, stateful_bundles, labelled_stream,
+                                                                   tmp_path):
+    r = subprocess.run([str(fresh_venv / "bin" / "python"), "-c",
+                        "import importlib.util as u, edge_sed; print(edge_sed.__file__); "
+                        "print([m for m in ('torch', 'tensorflow', 'tflite_micro') if u.find_spec(m)])"],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    where, heavy = r.stdout.splitlines()
+    assert where.startswith(str(fresh_venv)) and heavy == "[]"
+    bundle = stateful_bundles[0] / "int8"
+    r = run(fresh_venv, "verify", bundle, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = run(fresh_venv, "listen", "--bundle", bundle, "--file", labelled_stream, "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    mine = subprocess.run([EDGE_SED, "listen", "--bundle", str(bundle), "--file", str(labelled_stream), "--json"],
+                          capture_output=True, text=True, timeout=600)
+    assert json.loads(r.stdout)["detected"] == json.loads(mine.stdout)["detected"]
+    # the MCU simulator needs tflite-micro ([sim]): without it, one line that says so
+    r = run(fresh_venv, "simulate", bundle, "--profile", "cortex-m4-80mhz", "--stream", labelled_stream,
+            "--out", tmp_path / "sim.json", cwd=tmp_path)
+    last = r.stderr.strip().splitlines()[-1]
+    assert r.returncode != 0 and last.startswith("error: ") and "edge-sed[sim]" in last, r.stderr
+    assert "Traceback" not in r.stderr and "internal error" not in r.stderr
+
+
+def test_with_the_sim_extra_the_mcu_simulator_runs(fresh_venv, wheel, stateful_bundles, labelled_stream, tmp_path):
+    pip(fresh_venv, "install", f"{wheel}[sim]")
+    out = tmp_path / "sim.json"
+    r = run(fresh_venv, "simulate", stateful_bundles[0] / "int8", "--profile", "cortex-m4-80mhz", "--stream",
+            labelled_stream, "--out", out, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    rec = json.loads(out.read_text())["records"][0]
+    assert rec["profile"] == "cortex-m4-80mhz" and 0 < rec["clock"]["duty_cycle"] < 1
+    assert rec["memory"]["fits"] and "goals" in rec and "duty cycle" in r.stdout
