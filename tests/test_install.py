@@ -106,3 +106,21 @@ def test_with_the_sim_extra_the_mcu_simulator_runs(fresh_venv, wheel, stateful_b
     rec = json.loads(out.read_text())["records"][0]
     assert rec["profile"] == "cortex-m4-80mhz" and 0 < rec["clock"]["duty_cycle"] < 1
     assert rec["memory"]["fits"] and "goals" in rec and "duty cycle" in r.stdout
+
+
+def test_deploy_builds_its_wheel_in_a_fresh_venv(fresh_venv, tmp_path):
+    """`deploy` builds the wheel it ships with the Python it runs on. A fresh venv has pip and an
+    old setuptools without bdist_wheel (3.11: 65.x); --no-build-isolation failed there
+    ("invalid command 'bdist_wheel'"), so pip now builds in isolation when the backend is too old."""
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(Path.home())}
+    r = subprocess.run([str(fresh_venv / "bin" / "python"), "-c",
+                        "import sys; from pathlib import Path; from importlib.metadata import version; "
+                        "from edge_sed.deploy import build_wheel, _isolation_args, source_root; "
+                        "print(version('setuptools')); print(_isolation_args(source_root())); "
+                        "print(build_wheel(Path(sys.argv[1])))",
+                        str(tmp_path / "w")], capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    setuptools, isolation, built = r.stdout.splitlines()[-3:]
+    assert isolation == ("[]" if int(setuptools.split(".")[0]) < 77 else "['--no-build-isolation']")
+    with zipfile.ZipFile(built) as z:
+        assert "firmware_sim/c/counts.json" in z.namelist()
