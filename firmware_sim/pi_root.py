@@ -48,7 +48,7 @@ from edge_sed.errors import EdgeSedError
 
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
-DEB_PACKAGES = ("python3", "libstdc++6", "busybox")  # busybox: a shell and tools for pi-shell
+DEB_PACKAGES = ("python3", "python3-venv", "libstdc++6", "busybox")  # venv: a Pi user's pip; busybox: pi-shell
 GUEST_PYTHON = "/usr/bin/python3"  # Debian bookworm's python3.11
 GUEST_SITE = "/opt/edge-sed/site"
 WHEEL_PLATFORMS = ("manylinux_2_27_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64")
@@ -334,3 +334,76 @@ def stage_edge_sed(folder: Path) -> Path:
     for f in src.glob("*.py"):
         shutil.copy2(f, dst / f.name)
     return folder
+
+
+# ------------------------------------------------------------- a Pi user's install, emulated
+
+# Debian bookworm (Raspberry Pi OS 12) has glibc 2.36: the manylinux tags its pip accepts
+GUEST_GLIBC_TAGS = tuple(f"manylinux_2_{m}_aarch64" for m in (17, 27, 28, 31, 34, 35, 36)) + ("manylinux2014_aarch64",)
+GUEST_PIP_WHEEL = "/usr/share/python-wheels/pip-23.0.1-py3-none-any.whl"  # bookworm's python3-pip-whl
+
+
+def wheelhouse(wheel: Path, log=None) -> Path:
+    """The aarch64 (CPython 3.11, glibc 2.36) wheels of ``wheel``'s run-time dependencies, downloaded
+    once by the host's pip from the index and cached under ``$EDGE_SED_CACHE/pi-wheelhouse/<key>``
+    (key: the wheel's Requires-Dist lines), so the guest installs offline and a second run fetches
+    nothing."""
+    import zipfile
+
+    with zipfile.ZipFile(wheel) as z:
+        meta = z.read(next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+    requires = sorted(line for line in meta.splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line)
+    key = hashlib.sha256(json.dumps([requires, GUEST_GLIBC_TAGS]).encode()).hexdigest()[:12]
+    house = cache_dir() / "pi-wheelhouse" / key
+    if (house / ".complete").exists():
+        return house
+    with _locked(house.parent / ".lock"):
+        if (house / ".complete").exists():
+            return house
+        _log(f"pi-wheelhouse: pip download of {wheel.name}'s dependencies for aarch64", log)
+        cmd = [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--only-binary=:all:",
+               "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311", "-d", str(house)]
+        for tag in GUEST_GLIBC_TAGS:
+            cmd += ["--platform", tag]
+        _run(cmd + [str(wheel)], "pip download of the aarch64 wheels")
+        for own in house.glob("edge_sed-*.whl"):  # the code is installed from the wheel given, never from here
+            own.unlink()
+        (house / ".complete").write_text("\n".join(requires))
+    return house
+
+
+def install_in_venv(venv: Path, wheel: Path, log=None) -> Path:
+    """What a Pi user does — ``python3 -m venv DIR; DIR/bin/pip install edge_sed-….whl`` — in the
+    emulated userland, offline from ``wheelhouse(wheel)``. Two emulation details: the venv is
+    made with ``--copies`` and its pip is bootstrapped from Debian's pip wheel in-process, since
+    QEMU user mode cannot run a guest program that the guest itself starts (no binfmt_misc);
+    and both run on the root itself, not a CPU view (whose symlinks send realpath() outside
+    the root). Returns the venv."""
+    root = ensure_root(log)
+    house = wheelhouse(wheel, log)
+    _need("qemu-aarch64-static", hint="Debian package qemu-user-static")
+    tmp = venv.parent / f".{venv.name}-tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    env = {**_guest_env(), "TMPDIR": str(tmp), "PIP_CONFIG_FILE": os.devnull}
+    env.pop("PYTHONPATH")
+    qemu = ["qemu-aarch64-static", "-L", str(root), "-cpu", "cortex-a72"]
+    python = str(venv / "bin" / "python3")
+    _log(f"pi-venv: python3 -m venv {venv}", log)
+    _run(qemu + [str(root / GUEST_PYTHON.lstrip("/")), "-m", "venv", "--copies", "--without-pip", str(venv)],
+         "python3 -m venv in the emulated Pi", env=env)
+    _run(qemu + [python, f"{GUEST_PIP_WHEEL}/pip", "install", "-q", "--no-index", "--no-compile", GUEST_PIP_WHEEL],
+         "bootstrapping pip in the emulated Pi's venv", env=env)
+    _log(f"pi-venv: pip install {wheel.name} (dependencies from {house})", log)
+    _run(qemu + [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-index", "--no-compile",
+                 "--find-links", str(house), str(wheel)], "pip install of the wheel in the emulated Pi", env=env)
+    return venv
+
+
+def venv_command(venv: Path, argv: list[str], cpu: str = "cortex-a72") -> tuple[list[str], dict]:
+    """(command, environment) running ``argv`` (argv[0]: a console script of ``venv``, e.g.
+    edge-sed) with the venv's Python, in the emulated userland seen as a Pi with ``cpu``."""
+    view = cpu_view(ensure_root(), cpu)
+    env = {**_guest_env(), "TMPDIR": str(venv.parent / f".{venv.name}-tmp")}
+    env.pop("PYTHONPATH")
+    return (["qemu-aarch64-static", "-L", str(view), "-cpu", cpu, str(venv / "bin" / "python3"),
+             str(venv / "bin" / argv[0]), *map(str, argv[1:])], env)

@@ -124,3 +124,30 @@ def test_deploy_builds_its_wheel_in_a_fresh_venv(fresh_venv, tmp_path):
     assert isolation == ("[]" if int(setuptools.split(".")[0]) < 77 else "['--no-build-isolation']")
     with zipfile.ZipFile(built) as z:
         assert "firmware_sim/c/counts.json" in z.namelist()
+
+
+def test_in_the_emulated_pi_the_wheel_installs_in_a_venv_and_listens(wheel, stateful_bundles, labelled_stream,
+                                                                      tmp_path):
+    """A Pi user's install (firmware_sim's emulated Debian bookworm arm64 userland): a venv, pip
+    install of the same wheel (dependencies from the cached aarch64 wheelhouse), then
+    `edge-sed listen --file` on a bundle. The events match the host's; the int8 kernels on
+    aarch64 (XNNPACK's NEON paths) round a little differently from x86-64's, so scores and times
+    are compared within a tolerance."""
+    from firmware_sim import pi_root
+
+    venv = pi_root.install_in_venv(tmp_path / "venv", wheel)
+    assert pi_root.wheelhouse(wheel) == pi_root.wheelhouse(wheel)  # cached: the second call fetches nothing
+    assert not list((venv / "lib" / "python3.11" / "site-packages").glob("torch*"))
+    bundle = stateful_bundles[0] / "int8"
+    args = ["listen", "--bundle", str(bundle), "--file", str(labelled_stream), "--json", "--threshold", "0.3",
+            "--min-count", "1"]
+    cmd, env = pi_root.venv_command(venv, ["edge-sed", *args])
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    pi = json.loads(r.stdout)
+    host = json.loads(subprocess.run([EDGE_SED, *args], capture_output=True, text=True, timeout=600).stdout)
+    assert host["detected"], "the comparison needs events"
+    assert pi["decisions"] == host["decisions"] and pi["audio_s"] == host["audio_s"]
+    assert [e["class"] for e in pi["detected"]] == [e["class"] for e in host["detected"]]
+    for a, b in zip(pi["detected"], host["detected"]):
+        assert abs(a["stream_s"] - b["stream_s"]) <= 0.1 and abs(a["score"] - b["score"]) <= 0.05
