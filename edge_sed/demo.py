@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .atomic import write_json
-from .errors import EdgeSedError
+from .errors import EdgeSedError, install_extra
 from .settings import LABELS
 
 OBJECTIVES = ("weighted-ce", "clustered")
@@ -65,7 +65,7 @@ def _extra(module: str, extra: str):
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise EdgeSedError(f"the demo needs the '{extra}' extra: pip install 'edge-sed[{extra}]' ({exc})") from None
+        raise EdgeSedError(f"the demo needs the '{extra}' extra ({exc}): {install_extra(extra)}") from None
 
 
 def run_demo(out_dir, seed: int = 0, quick: bool = False, fresh: bool = False, profiles: str = "all",

@@ -312,7 +312,7 @@ def build_wheel(out_dir: Path) -> Path:
     root = source_root()
     if root is None:
         raise EdgeSedError("edge-sed is not running from a source checkout, so there is no wheel to build: "
-                           "give --wheel PATH (e.g. from `pip download --no-deps edge-sed`)")
+                           "give --wheel PATH (a wheel built in a checkout: pip wheel --no-deps -w dist .)")
     src = out_dir / "src"
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build", "dist")
     src.mkdir(parents=True)

@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 from .deploy import HostResult, Options, Target, check_syntax, host_scripts, prepare
-from .errors import EdgeSedError
+from .errors import EdgeSedError, install_extra
 
 TASKS = ("preflight", "staging directory", "upload", "stage", "switch")
 
@@ -75,7 +75,7 @@ def write_playbook(out_dir: Path, opts: Options, art, batch: int = 1) -> Path:
 def ansible_playbook() -> str:
     exe = shutil.which("ansible-playbook") or str(Path(sys.executable).parent / "ansible-playbook")
     if not os.access(exe, os.X_OK):
-        raise EdgeSedError("ansible-playbook not found: pip install 'edge-sed[deploy]' (ansible-core)")
+        raise EdgeSedError(f"ansible-playbook not found (ansible-core): {install_extra('deploy')}")
     return exe
 
 

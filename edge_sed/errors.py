@@ -37,3 +37,10 @@ def printable(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def install_extra(extra: str) -> str:
+    """How to add an extra, for error messages. edge-sed is not on PyPI: it is installed from a
+    checkout or a built wheel (README "Install"), so `pip install 'edge-sed[x]'` would fail."""
+    return (f"install the '{extra}' extra: pip install -e '.[{extra}]' in a checkout, or "
+            f"pip install 'edge_sed-VERSION-py3-none-any.whl[{extra}]'")

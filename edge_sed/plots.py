@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_path
-from .errors import EdgeSedError
+from .errors import EdgeSedError, install_extra
 from .settings import LABELS
 
 
@@ -18,7 +18,7 @@ def _pyplot():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise EdgeSedError("drawing PNGs needs matplotlib: pip install 'edge-sed[report]'") from None
+        raise EdgeSedError(f"drawing PNGs needs matplotlib: {install_extra('report')}") from None
     return plt
 
 

@@ -46,7 +46,7 @@ import numpy as np
 from .atomic import write_json
 from .bench import DECISION_HOP_FRAMES, bundle_dirs, machine, measure_latency
 from .bundle import MANIFEST_FILE, load_bundle
-from .errors import DatasetError, EdgeSedError
+from .errors import DatasetError, EdgeSedError, install_extra
 from .settings import BACKGROUND, LABELS
 
 LEVEL_ORDER = ("fp32", "fp16", "dynamic-int8", "int8", "int16x8",
@@ -302,8 +302,7 @@ def simulate_devices(model_set: ModelSet, wav, profiles: str, out_path: Path, sa
     try:
         from firmware_sim import simulate as sim
     except ImportError as exc:
-        return [], (f"no device simulator in this installation (firmware_sim: {exc}); "
-                    "pip install 'edge-sed[sim]'")
+        return [], f"no device simulator in this installation (firmware_sim: {exc}); {install_extra('sim')}"
     if wav is None:
         return [], "no labelled stream to simulate on (see the stream notes)"
     chosen = resolve_profiles(profiles)

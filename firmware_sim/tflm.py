@@ -54,10 +54,10 @@ def _runtime():
     try:
         from tflite_micro.python.tflite_micro import runtime
     except ImportError as exc:
-        from edge_sed.errors import EdgeSedError
+        from edge_sed.errors import EdgeSedError, install_extra
 
         raise EdgeSedError(f"the MCU simulator runs the model in tflite-micro, which is not installed ({exc}): "
-                           "pip install 'edge-sed[sim]' (tflite-micro has wheels for Linux x86_64 only)") from None
+                           f"{install_extra('sim')} (tflite-micro has wheels for Linux x86_64 only)") from None
     return runtime
 
 
