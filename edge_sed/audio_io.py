@@ -4,19 +4,28 @@ Conversions (documented, tested):
 - any sample format libsndfile reads (8/16/24/32-bit int, float) -> float32 in [-1, 1];
 - more than one channel -> the mean of the channels;
 - any sample rate -> 16 kHz with a polyphase resampler (Kaiser-windowed sinc, the same design
-  as scipy.signal.resample_poly, implemented here in numpy so a Pi needs nothing more).
+  as scipy.signal.resample_poly, implemented here in numpy so a Pi needs nothing more);
+- float samples beyond +-1 (float audio has headroom) up to ``MAX_FLOAT_PEAK`` -> clipped to
+  [-1, 1], as a 16-bit recorder (or the device's microphone) would have clipped them.
 
-Refusals (AudioError, one line, naming the file): missing file, directory, 0-byte file, a file
-libsndfile cannot parse (e.g. text named .wav), a sample rate outside ``MIN_SAMPLE_RATE`` ..
-``MAX_SAMPLE_RATE`` (a corrupt header: 2^31 - 1 Hz would ask the resampler for a filter of
-40 billion taps), zero samples, a file shorter than its header says (truncated), NaN or Inf
-samples, a recording longer than ``max_duration_s`` (read long recordings with
-:func:`iter_audio_blocks`, which never loads them whole), one too big for the memory there is.
+Refusals (AudioError, one line, naming the file): missing file, directory, 0-byte file, a
+character or block device, socket or other special file (a pipe too, except where audio is
+streamed: :class:`AudioStream`), a file libsndfile cannot parse (e.g. text named .wav), a
+sample rate outside ``MIN_SAMPLE_RATE`` .. ``MAX_SAMPLE_RATE`` (a corrupt header: 2^31 - 1 Hz
+would ask the resampler for a filter of 40 billion taps), zero samples, a file shorter than its
+header says (truncated), NaN or Inf samples, float samples beyond ``MAX_FLOAT_PEAK``, a
+recording longer than ``max_duration_s`` (read long recordings with :func:`iter_audio_blocks`,
+which never loads them whole), one too big for the memory there is.
+
+The C decoders' own messages on stderr (libmpg123 prints one line per damaged MP3 frame) are
+silenced while a file is opened and decoded: the AudioError is the one line a user sees.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import stat
 import struct
 from fractions import Fraction
 from math import gcd
@@ -39,35 +48,79 @@ MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 384_000
 """Sample rates (Hz) a file may have: from below telephone rates to the highest any audio
 interface records. Outside them a header is corrupt, not a recording."""
 
+MAX_FLOAT_PEAK = 1000.0
+"""A float file's samples may exceed +-1 (they are clipped to it); beyond this (+60 dB over full
+scale, e.g. 1e30, or samples in int16 units such as 32767) the file is not audio but a corrupt
+or mis-scaled one, and is refused (the front end's powers of 1e30 overflow float32)."""
+
+STDIN = "-"
+"""The path that means standard input, for :class:`AudioStream` (``edge-sed listen --file -``)."""
+
 
 def _short(exc: BaseException) -> str:
     """The first line of an exception's message, for a one-line error."""
     text = str(exc).strip().splitlines()
     first = text[0] if text else type(exc).__name__
-    if first.startswith("Error opening") and "': " in first:  # libsndfile repeats the path
-        first = first.rsplit("': ", 1)[1]
+    if first.startswith("Error opening") and ": " in first:  # libsndfile repeats the path (or fd)
+        first = first.rsplit("': ", 1)[1] if "': " in first else first.split(": ", 1)[1]
+    if "possibly a pipe?" in first:  # libsndfile's word when a decoder gives up on a file that exists
+        first = "its decoder gave up on it"
     return first
 
 
-def _open(path: Path) -> sf.SoundFile:
-    if not path.exists():
+def _quiet():
+    """fd 2 silenced (edge_sed.bundle's silencer): libmpg123 writes its decoding errors there."""
+    from .bundle import _quiet_stderr
+
+    return _quiet_stderr()
+
+
+def _kind(mode: int) -> str:
+    """What a stat mode is, in words."""
+    for test, kind in ((stat.S_ISREG, "regular file"), (stat.S_ISFIFO, "pipe"), (stat.S_ISCHR, "character device"),
+                       (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket"), (stat.S_ISDIR, "directory")):
+        if test(mode):
+            return kind
+    return "special file"
+
+
+def _open(path: Path, pipes: bool = False) -> sf.SoundFile:
+    """``path`` opened for reading, every refusal of the module doc checked first. With ``pipes``,
+    a named pipe or standard input (``STDIN``) is opened too: libsndfile reads its header from
+    the stream, nothing more (opening a pipe waits for its writer, as ``cat`` does)."""
+    stdin = pipes and str(path) == STDIN
+    if not stdin and not path.exists():
         raise AudioError(f"{path}: no such file")
-    if path.is_dir():
+    if not stdin and path.is_dir():
         raise AudioError(f"{path}: is a directory, not an audio file")
-    if path.stat().st_size == 0:
-        raise AudioError(f"{path}: empty file (0 bytes)")
+    st = os.fstat(0) if stdin else path.stat()
+    kind = _kind(st.st_mode)
+    name = "stdin" if stdin else str(path)
+    if stdin and os.isatty(0):
+        raise AudioError("stdin is a terminal: pipe a WAV into it, e.g. arecord -f S16_LE -r 16000 -c 1 -t wav | "
+                         "edge-sed listen --file -")
+    if kind != "regular file" and not (pipes and kind == "pipe"):
+        raise AudioError(f"{name}: not a regular file{' or pipe' if pipes else ''}: {kind}")
+    if kind == "regular file" and st.st_size == 0:
+        raise AudioError(f"{name}: empty file (0 bytes)")
+    pipe_hint = "send WAV, AIFF, AU or Ogg through a pipe (libsndfile cannot read FLAC or MP3 from one)"
     try:
-        f = sf.SoundFile(str(path))
+        with _quiet():
+            f = sf.SoundFile(0, closefd=False) if stdin else sf.SoundFile(str(path))
     except Exception as exc:  # libsndfile says why in its message; soundfile raises several types
-        raise AudioError(f"{path}: not a readable audio file ({_short(exc)})") from None
+        raise AudioError(f"{name}: not a readable audio file ({_short(exc)})"
+                         + (f"; {pipe_hint}" if kind == "pipe" else "")) from None
+    if kind == "pipe" and f.format == "MP3":  # it opens, then fails seeking after the first blocks
+        f.close()
+        raise AudioError(f"{name}: MP3 cannot be streamed; {pipe_hint}")
     if not MIN_SAMPLE_RATE <= f.samplerate <= MAX_SAMPLE_RATE:
         f.close()
-        raise AudioError(f"{path}: sample rate {f.samplerate} Hz in the header is outside "
+        raise AudioError(f"{name}: sample rate {f.samplerate} Hz in the header is outside "
                          f"{MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz (a corrupt header?)")
-    missing = _wav_data_bytes_missing(path)
+    missing = _wav_data_bytes_missing(path) if kind == "regular file" and not stdin else 0
     if missing:
         f.close()
-        raise AudioError(f"{path}: truncated (the WAV header promises {missing} more bytes than the file has)")
+        raise AudioError(f"{name}: truncated (the WAV header promises {missing} more bytes than the file has)")
     return f
 
 
@@ -109,11 +162,20 @@ def audio_info(path: str | os.PathLike) -> dict:
         }
 
 
-def _to_mono_checked(data: np.ndarray, path: Path) -> np.ndarray:
-    mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
-    if not np.isfinite(mono).all():  # a NaN or Inf in any channel is one in the mean
+def _to_mono_checked(data: np.ndarray, path) -> np.ndarray:
+    """(frames, channels) -> mono, refusing NaN/Inf and samples beyond ``MAX_FLOAT_PEAK`` (checked
+    on the channels, before a mean of huge values could overflow), clipped to [-1, 1]."""
+    if not data.size:
+        return np.zeros(0, np.float32)
+    hi, lo = float(data.max()), float(data.min())  # NaN if any is NaN; no copy of the samples
+    if not (math.isfinite(hi) and math.isfinite(lo)):
         raise AudioError(f"{path}: contains NaN or Inf samples")
-    return mono
+    peak = max(hi, -lo)
+    if peak > MAX_FLOAT_PEAK:
+        raise AudioError(f"{path}: samples reach {peak:.3g}, more than {MAX_FLOAT_PEAK:g} times full scale: not "
+                         "audio (a corrupt float file, or samples in integer units?)")
+    mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+    return np.clip(mono, -1.0, 1.0) if peak > 1.0 else mono
 
 
 def read_audio(
@@ -139,7 +201,8 @@ def read_audio(
             f"{native_sr} Hz whole ({frames * channels * 4 / 1e6:.0f} MB as float32); convert it to "
             f"{sample_rate} Hz mono first (e.g. with sox)")
         try:
-            data = f.read(dtype="float32", always_2d=True)
+            with _quiet():
+                data = f.read(dtype="float32", always_2d=True)
         except MemoryError:
             raise too_big from None
         except Exception as exc:
@@ -156,33 +219,64 @@ def read_audio(
         raise too_big from None
 
 
+class AudioStream:
+    """An audio file, a named pipe or standard input (``STDIN``) opened once and read in blocks,
+    never whole (``edge-sed listen --file``). From a pipe only the header is read before the first
+    block, and the audio ends where the pipe does: the length field of a WAV written to a pipe is
+    a placeholder (the recorder cannot know the length), so a pipe is never called truncated."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.name = "stdin" if str(path) == STDIN else str(self.path)
+        self._f = _open(self.path, pipes=True)
+        self.pipe = stat.S_ISFIFO((os.fstat(0) if self.name == "stdin" else self.path.stat()).st_mode)
+        self.sample_rate, self.channels = self._f.samplerate, self._f.channels
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self) -> None:
+        self._f.close()
+
+    def blocks(self, block_samples: int) -> Iterator[np.ndarray]:
+        """Mono float32 blocks of ``block_samples`` at the stream's own rate (the last may be shorter)."""
+        f, name = self._f, self.name
+        if f.frames <= 0 and not self.pipe:
+            raise AudioError(f"{name}: no audio samples (zero length)")
+        read = 0
+        while True:
+            try:
+                with _quiet():
+                    data = f.read(block_samples, dtype="float32", always_2d=True)
+            except Exception as exc:
+                raise AudioError(f"{name}: corrupt audio data ({_short(exc)})") from None
+            if len(data) == 0:
+                break
+            read += len(data)
+            yield _to_mono_checked(data, name)
+        if read < f.frames and not self.pipe:
+            raise AudioError(f"{name}: truncated (header promises {f.frames} frames, file holds {read})")
+        if read == 0:
+            raise AudioError(f"{name}: no audio samples (zero length)")
+
+
 def iter_audio_blocks(
     path: str | os.PathLike, block_samples: int, sample_rate: int = SAMPLE_RATE
 ) -> Iterator[np.ndarray]:
     """Yield mono float32 blocks of ``block_samples`` (the last may be shorter) without ever
-    loading the file whole. The file must already be at ``sample_rate``: a streaming
-    resampler belongs to the microphone path, and files are cheap to convert once."""
-    path = Path(path)
-    with _open(path) as f:
-        if f.samplerate != sample_rate:
+    loading the file whole (an :class:`AudioStream`: a pipe or "-" too). The file must already
+    be at ``sample_rate``: a streaming resampler belongs to the microphone path, and files are
+    cheap to convert once."""
+    with AudioStream(path) as stream:
+        if stream.sample_rate != sample_rate:
             raise AudioError(
-                f"{path}: sample rate {f.samplerate} Hz, streaming needs {sample_rate} Hz "
+                f"{stream.name}: sample rate {stream.sample_rate} Hz, streaming needs {sample_rate} Hz "
                 f"(convert the file once, e.g. with sox)"
             )
-        if f.frames <= 0:
-            raise AudioError(f"{path}: no audio samples (zero length)")
-        read = 0
-        while True:
-            try:
-                data = f.read(block_samples, dtype="float32", always_2d=True)
-            except Exception as exc:
-                raise AudioError(f"{path}: corrupt audio data ({_short(exc)})") from None
-            if len(data) == 0:
-                break
-            read += len(data)
-            yield _to_mono_checked(data, path)
-        if read < f.frames:
-            raise AudioError(f"{path}: truncated (header promises {f.frames} frames, file holds {read})")
+        yield from stream.blocks(block_samples)
 
 
 class _KeepOSError:

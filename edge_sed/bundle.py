@@ -393,7 +393,8 @@ def dequantize(v: np.ndarray, q: dict | None) -> np.ndarray:
 def _quiet_stderr():
     """LiteRT's C++ prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." on fd 2
     when it loads a model; it would break the CLI's one-line errors. Real failures still
-    surface, as exceptions."""
+    surface, as exceptions. edge_sed.audio_io silences libsndfile's decoders with it too
+    (libmpg123 prints a line per damaged MP3 frame)."""
     sys.stderr.flush()
     saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     try:

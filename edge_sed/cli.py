@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import itertools
 import json
 import math
 import os
@@ -21,13 +22,21 @@ import click
 
 from . import __version__
 from .errors import EdgeSedError, NotBuiltError, printable
-from .settings import LABELS, SAMPLE_RATE
+from .settings import LABELS, MAX_EPOCHS, MAX_SEED, SAMPLE_RATE
 
 MAX_STREAM_S = 24 * 3600.0
 """A built stream is held in memory whole: a day at most (and what this machine's memory allows)."""
 STREAM_BYTES_PER_SAMPLE = 16
 """Peak memory of building a stream, per sample (the float32 bed, its pieces and the events)."""
 MAX_LISTEN_S = 366 * 24 * 3600.0
+SEED = click.IntRange(0, MAX_SEED)
+"""Every --seed (a negative one was an internal error in numpy)."""
+EPOCHS = click.IntRange(1, MAX_EPOCHS)
+"""--epochs, --stage1-epochs, --patience (0 epochs trained nothing and then failed on the missing best.pt)."""
+MAX_EVENTS = 100_000
+"""Most events one stream may be asked to hold (--min-gap 0 would place them all)."""
+MAX_ROUNDS = 10_000
+"""Most latency-measurement rounds (each times 10 calls of every level)."""
 
 
 class FiniteFloat(click.FloatRange):
@@ -133,7 +142,7 @@ def data():
               f"{':'.join(LABELS)}) or dog=60,background=120. Default 60:60:60:120.")
 @click.option("--total", type=click.IntRange(1), help="Total clips, split by --ratio.")
 @click.option("--ratio", help="Class ratio for --total, e.g. 2:2:1:26.")
-@click.option("--seed", default=0, show_default=True, help="Same seed, same files.")
+@click.option("--seed", default=0, show_default=True, type=SEED, help="Same seed, same files.")
 @click.option("--clip-s", default=2.0, show_default=True, type=FiniteFloat(1.0, 60.0),
               help="Clip length in seconds.")
 @click.option("--format", "fmt", type=click.Choice(["flac", "wav"]), default="flac", show_default=True)
@@ -169,7 +178,7 @@ def data_synth(out_dir, counts, total, ratio, seed, clip_s, fmt, workers, as_jso
               "per class) or every split.")
 @click.option("--split", "fractions", default="0.7,0.15,0.15", show_default=True,
               help="train,val,test fractions (of groups, per class).")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True, type=SEED)
 @click.option("--no-check", is_flag=True, help="Do not decode every file (faster, trusts the data).")
 @click.option("--json", "as_json", is_flag=True, help="Print per-split counts as JSON.")
 def data_prepare(source, out_dir, ratio, ratio_on, fractions, seed, no_check, as_json):
@@ -210,7 +219,7 @@ def data_prepare(source, out_dir, ratio, ratio_on, fractions, seed, no_check, as
 @click.option("--examples", default=3, show_default=True, type=click.IntRange(1, 10),
               help="Examples per class in the PNG.")
 @click.option("--no-png", is_flag=True, help="Counts only.")
-@click.option("--seed", default=0, show_default=True, help="Which examples are drawn.")
+@click.option("--seed", default=0, show_default=True, type=SEED, help="Which examples are drawn.")
 @click.option("--no-check", is_flag=True, help="Do not decode every file (faster, trusts the data).")
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
 def data_stats(source, png, examples, no_png, seed, no_check, as_json):
@@ -248,12 +257,12 @@ def data_stats(source, png, examples, no_png, seed, no_check, as_json):
               help="The stream (.wav or .flac); its annotations go beside it as <stem>.csv (onset_s,offset_s,label).")
 @click.option("--duration", "duration_s", default=120.0, show_default=True, type=FiniteFloat(5, MAX_STREAM_S),
               help="Seconds of stream.")
-@click.option("--events", "n_events", default=20, show_default=True, type=click.IntRange(0),
+@click.option("--events", "n_events", default=20, show_default=True, type=click.IntRange(0, MAX_EVENTS),
               help="Events placed (event classes in turn).")
 @click.option("--ebr-db", default=6.0, show_default=True, type=FiniteFloat(-60, 60), help="Event-to-background ratio of each event (dB).")
 @click.option("--min-gap", "min_gap_s", default=3.0, show_default=True, type=FiniteFloat(0, 3600),
               help="Least seconds between two event onsets.")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True, type=SEED)
 @click.option("--json", "as_json", is_flag=True, help="Print the annotations as JSON.")
 def data_stream(source, out_wav, duration_s, n_events, ebr_db, min_gap_s, seed, as_json):
     """A labelled stream (DCASE 2017 task 2 style): event clips of SOURCE (a split CSV or data
@@ -277,7 +286,7 @@ def data_stream(source, out_wav, duration_s, n_events, ebr_db, min_gap_s, seed, 
               help="Folder for the streams: mix-000.wav + mix-000.csv, ...")
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True,
               help="Whose recordings (groups) the streams are made of.")
-@click.option("--seed", default=0, show_default=True, help="The split's seed (as train --seed) and the mixing seed.")
+@click.option("--seed", default=0, show_default=True, type=SEED, help="The split's seed (as train --seed) and the mixing seed.")
 @click.option("--streams", "count", default=10, show_default=True, type=click.IntRange(1, 10_000))
 @click.option("--seconds", default=60.0, show_default=True, type=FiniteFloat(10, 3600), help="Length of each stream.")
 @click.option("--events-per-min", default=8.0, show_default=True, type=FiniteFloat(0.1, 20))
@@ -427,12 +436,13 @@ def _parse_params(params) -> dict:
               help="weighted-ce | clustered | class-balanced | focal | logit-adjusted | oversample")
 @click.option("--ratio", default="2:2:1:26", show_default=True,
               help="Class ratio imposed on every split ('none' keeps the data's own).")
-@click.option("--seed", default=0, show_default=True, help="Split, subsample, init and batch order.")
+@click.option("--seed", default=0, show_default=True, type=SEED, help="Split, subsample, init and batch order.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Run directory.")
-@click.option("--epochs", default=120, show_default=True, help="Most epochs of the classify stage.")
-@click.option("--stage1-epochs", default=15, show_default=True, help="clustered: epochs of the embed stage.")
-@click.option("--patience", default=25, show_default=True, help="Early stopping on val balanced accuracy.")
-@click.option("--batch-size", default=64, show_default=True)
+@click.option("--epochs", default=120, show_default=True, type=EPOCHS, help="Most epochs of the classify stage.")
+@click.option("--stage1-epochs", default=15, show_default=True, type=EPOCHS, help="clustered: epochs of the embed stage.")
+@click.option("--patience", default=25, show_default=True, type=EPOCHS, help="Early stopping on val balanced accuracy.")
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(2),
+              help="Windows (stateful: mixtures) per step; at least 2 (batch norm needs two).")
 @click.option("--lr", default=1e-3, show_default=True, type=FiniteFloat(0, 10, min_open=True))
 @click.option("--finetune-lr", default=1e-3, show_default=True, type=FiniteFloat(0, 10), help="clustered stage 2: embedding net's lr.")
 @click.option("--freeze-embedding", is_flag=True, help="clustered stage 2: do not fine-tune the embedding net.")
@@ -464,7 +474,7 @@ def _parse_params(params) -> dict:
 @click.option("--val-streams", type=click.IntRange(1, 1000), help="stateful: 60 s validation (and test) "
               "streams of the val/test groups (default 6).")
 @click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), help="Learning rate over the epochs.")
-@click.option("--threads", default=0, help="torch threads (0: default).")
+@click.option("--threads", default=0, type=click.IntRange(0, 1024), help="torch threads (0: default).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint.")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json at the end.")
 @click.pass_context
@@ -699,9 +709,9 @@ def verify(bundle_path, data_path, as_json):
 @click.option("--annotations", type=click.Path(exists=True, dir_okay=False), help="Annotation CSV of --stream.")
 @click.option("--duration", default=600.0, show_default=True, type=FiniteFloat(5.0, MAX_STREAM_S),
               help="Seconds of stream built from a split CSV / data set.")
-@click.option("--events", "n_events", default=60, show_default=True, type=click.IntRange(0),
+@click.option("--events", "n_events", default=60, show_default=True, type=click.IntRange(0, MAX_EVENTS),
               help="Events placed in a built stream.")
-@click.option("--seed", default=0, show_default=True, help="Seed of a built stream.")
+@click.option("--seed", default=0, show_default=True, type=SEED, help="Seed of a built stream.")
 @click.option("--out", "out_path", default="simulate.json", show_default=True,
               type=click.Path(dir_okay=False, path_type=Path), help="Where the JSON records go.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON instead of the tables.")
@@ -790,8 +800,10 @@ def _thresholds_for(values) -> dict:
               help="A bundle directory (windowed or *-streaming); its checksum is verified first.")
 @click.option("--input-device", "device", help="Microphone: index or part of the name (see `edge-sed devices`). "
               "Default: the system's default input.")
-@click.option("--file", "file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Play a WAV/FLAC file through the loop instead of the microphone (streamed in blocks).")
+@click.option("--file", "file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+              help="Play a WAV/FLAC file through the loop instead of the microphone (streamed in blocks); "
+                   "'-' or a named pipe: a WAV as it arrives, e.g. arecord -f S16_LE -r 16000 -c 1 -t wav | "
+                   "edge-sed listen --bundle B --file -.")
 @click.option("--realtime", is_flag=True, help="With --file: at real-time pace (default: as fast as possible).")
 @click.option("--threshold", type=FiniteFloat(0, 1), help="Detection threshold on the averaged "
               "probability, every class (default: the bundle's calibrated thresholds, else 0.6).")
@@ -866,9 +878,9 @@ def devices(as_json):
               type=click.Path(file_okay=False, path_type=Path), help="report.md/.html/.json and plots go here.")
 @click.option("--stream-s", default=240.0, show_default=True, type=FiniteFloat(20, 7200),
               help="Seconds of labelled stream per model.")
-@click.option("--stream-events", default=40, show_default=True, type=click.IntRange(1),
+@click.option("--stream-events", default=40, show_default=True, type=click.IntRange(1, MAX_EVENTS),
               help="Events on the stream.")
-@click.option("--latency-rounds", default=30, show_default=True, type=click.IntRange(1),
+@click.option("--latency-rounds", default=30, show_default=True, type=click.IntRange(1, MAX_ROUNDS),
               help="Interleaved rounds of 10 calls per level for the host latency.")
 @click.option("--no-plots", is_flag=True, help="Tables only (no matplotlib needed).")
 @click.option("--screenshot", type=click.Path(dir_okay=False, path_type=Path),
@@ -903,10 +915,10 @@ def report(bundles, data_path, profiles, pi_levels, runs, out_dir, stream_s, str
 @cli.command(context_settings={"max_content_width": 100})
 @click.argument("bundles_path", metavar="[BUNDLES]", required=False,
                 type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--rounds", default=30, show_default=True, type=click.IntRange(1),
+@click.option("--rounds", default=30, show_default=True, type=click.IntRange(1, MAX_ROUNDS),
               help="Interleaved rounds; each round times 10 calls of every level.")
-@click.option("--hop-frames", default=50, show_default=True, type=click.IntRange(1),
-              help="Decision hop used to turn ms per invoke into ms per second of audio.")
+@click.option("--hop-frames", default=50, show_default=True, type=click.IntRange(1, 6000),
+              help="Decision hop (10 ms frames, at most a minute) used to turn ms per invoke into ms per second of audio.")
 @click.option("--demo", "demo_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Also time the whole demo from scratch into this (new or emptied) folder.")
 @click.option("--quick", is_flag=True, help="--demo: the small smoke-test demo.")
@@ -955,10 +967,10 @@ def bench(bundles_path, rounds, hop_frames, demo_dir, quick, as_json):
 @click.option("--seeds", default="5", show_default=True, help="N (seeds 0..N-1), A-B, or a comma list.")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1),
               help="Processes, one torch thread each.")
-@click.option("--epochs", type=click.IntRange(1), help="Most epochs of the classify stage (default 120, "
+@click.option("--epochs", type=EPOCHS, help="Most epochs of the classify stage (default 120, "
               "stateful too).")
-@click.option("--stage1-epochs", default=15, show_default=True, help="clustered: epochs of the embed stage.")
-@click.option("--patience", type=click.IntRange(1), help="Early stopping on val balanced accuracy (default 25; "
+@click.option("--stage1-epochs", default=15, show_default=True, type=EPOCHS, help="clustered: epochs of the embed stage.")
+@click.option("--patience", type=EPOCHS, help="Early stopping on val balanced accuracy (default 25; "
               "stateful: on val event F1, default 40).")
 @click.option("--form", type=click.Choice(["windowed", "stateful"]), default="windowed", show_default=True,
               help="windowed: clip/window error table; stateful: the streaming detector, event-level table, "
@@ -1004,13 +1016,16 @@ def experiments(data_path, synthetic, synth_counts, models, ratios, objectives, 
             seed_list = [int(s) for s in split(seeds)]
         elif "-" in seeds:
             lo, hi = (int(s) for s in seeds.split("-", 1))
-            seed_list = list(range(lo, hi + 1))
+            seed_list = range(lo, hi + 1)
         else:
-            seed_list = list(range(int(seeds)))
+            seed_list = range(int(seeds))
     except ValueError:
         raise click.UsageError(f"--seeds wants N, A-B or a comma list, got {seeds!r}")
     if not seed_list:
         raise click.UsageError(f"--seeds {seeds!r} names no seed")
+    seed_list = list(itertools.islice(seed_list, 1001))  # a range of 10^20 seeds is not listed whole
+    if len(seed_list) > 1000 or not all(0 <= s <= MAX_SEED for s in seed_list):
+        raise click.UsageError(f"--seeds {seeds!r}: at most 1000 seeds, each from 0 to {MAX_SEED}")
     objective_list = list(experiments_mod.OBJECTIVES) if objectives == "all" else split(objectives)
     unknown = [o for o in objective_list if o not in experiments_mod.OBJECTIVES]
     if unknown:
@@ -1048,7 +1063,7 @@ def experiments(data_path, synthetic, synth_counts, models, ratios, objectives, 
 @cli.command(context_settings={"max_content_width": 100})
 @click.option("--out", "out_dir", default="out/demo", show_default=True,
               type=click.Path(file_okay=False, path_type=Path), help="Everything goes here.")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True, type=SEED)
 @click.option("--quick", is_flag=True, help="The same stages on 72 clips and a tiny LSTM (a smoke test, ~1 min).")
 @click.option("--fresh", is_flag=True, help="Delete --out first (default: resume, skipping finished stages).")
 @click.option("--profiles", default="all", show_default=True, help="Device profiles for the report.")

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio_io import read_audio
-from .errors import DatasetError, EdgeSedError
+from .audio_io import _kind, read_audio
+from .errors import AudioError, DatasetError, EdgeSedError
 from .events import Annotation, Event, event_metrics, read_annotations
 
 STREAM_SUFFIXES = (".wav", ".flac")
@@ -36,8 +36,10 @@ def find_streams(paths) -> list[tuple[Path, Path]]:
         if p.is_dir() and not files:
             raise DatasetError(f"{p}: no .wav/.flac streams in this folder")
         for f in files:
-            if not f.is_file():
+            if not f.exists():
                 raise DatasetError(f"{f}: no such stream file")
+            if not f.is_file():  # /dev/zero, a pipe, a socket: read whole, a stream must be a file
+                raise AudioError(f"{f}: not a regular file: {_kind(f.stat().st_mode)}")
             csv = f.with_suffix(".csv")
             if not csv.is_file():
                 raise DatasetError(f"{f}: no annotations beside it ({csv.name}: onset_s,offset_s,label)")
@@ -88,6 +90,8 @@ def evaluate(bundle_path, streams, smoother_overrides: dict | None = None, hop_f
     smoother = bundle_smoother(bundle, **(smoother_overrides or {}))
     backend = micro_backend(bundle) if runtime == "tflm" else None
     detector = Detector(bundle, hop_frames=hop_frames, smoother=smoother, backend=backend)
+    fe = bundle.frontend  # settings that could never fire an event (e.g. --min-count 1000) are refused, as by listen
+    smoother.check_hop(detector.hop_frames * fe.hop_samples / fe.sample_rate)
     refs, dets, per_stream, offset, total = [], [], [], 0.0, 0.0
     gap = 60.0  # streams are laid end to end this far apart: no match window spans two
     for n, (wav, csv) in enumerate(pairs):

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio_io import _kaiser_lowpass, audio_info, iter_audio_blocks, resample_factors
+from .audio_io import AudioStream, _kaiser_lowpass, resample_factors
 from .errors import AudioError, EdgeSedError, printable
 from .settings import SAMPLE_RATE
 
@@ -225,30 +225,30 @@ class MicSource:
 
 
 class FileSource:
-    """A file streamed in blocks (never loaded whole); ``realtime`` releases each block when its
-    last sample would have been recorded, else as fast as the loop takes them."""
+    """A file, a named pipe or standard input ("-") streamed in blocks (never loaded whole: an
+    edge_sed.audio_io.AudioStream, opened once); ``realtime`` releases each block when its last
+    sample would have been recorded, else as fast as the loop takes them."""
 
     overflows = dropped_blocks = 0
 
     def __init__(self, path, block_ms: float = BLOCK_MS, realtime: bool = False, clock=time.monotonic,
                  sleep=time.sleep):
-        self.path = Path(path)
-        self.info = audio_info(self.path)
-        self.capture_hz = self.info["sample_rate"]
+        self.stream = AudioStream(path)
+        self.capture_hz = self.stream.sample_rate
         self.block_ms, self.realtime, self.clock, self.sleep = block_ms, realtime, clock, sleep
-        self.name = str(self.path)
+        self.name = self.stream.name
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        pass
+        self.stream.close()
 
     def blocks(self):
         rate = self.capture_hz
         resampler = StreamingResampler(rate) if rate != SAMPLE_RATE else None
         start, samples = self.clock(), 0
-        for block in iter_audio_blocks(self.path, int(round(rate * self.block_ms / 1000)), sample_rate=rate):
+        for block in self.stream.blocks(int(round(rate * self.block_ms / 1000))):
             samples += len(block)
             if self.realtime:
                 due = start + samples / rate

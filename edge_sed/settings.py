@@ -14,3 +14,9 @@ CLIP_WINDOW_S = 1.0
 
 MAX_AUDIO_FILE_BYTES = 4 * 1024**3
 """A file bigger than this is never read whole; streaming readers handle long recordings."""
+
+MAX_SEED = 2**32 - 1
+"""Seeds are 0 .. 2^32 - 1 (numpy refuses a negative seed; torch one beyond 2^64)."""
+
+MAX_EPOCHS = 10_000
+"""Most epochs a run may ask for (the trainer lists every epoch's stage up front)."""

@@ -10,8 +10,10 @@ LiteRT); tests/test_reliability.py runs the console script as a subprocess for t
 import csv
 import json
 import os
+import re
 import resource
 import shutil
+import socket
 import struct
 import subprocess
 import sys
@@ -112,12 +114,20 @@ BAD = {
     "NaN samples": ("nan.wav", lambda p, r: _write(p, np.where(np.arange(len(r)) == 5000, np.nan, r).astype(np.float32))),
     "Inf samples": ("inf.wav", lambda p, r: _write(p, np.where(np.arange(len(r)) == 9000, -np.inf, r).astype(np.float32))),
     "sample rate 2^31-1 Hz": ("sr2147483647.wav", _absurd_rate),
+    # float samples far beyond full scale: the front end's powers overflowed float32 (numpy warnings, then a
+    # silently useless run)
+    "float samples of 1e30": ("huge.wav", lambda p, r: _write(p, np.where(np.arange(len(r)) == 7000, 1e30, r)
+                                                               .astype(np.float32))),
 }
+if "MP3" in sf.available_formats():  # libsndfile >= 1.1: its libmpg123 prints each bad frame on fd 2
+    BAD["damaged MP3 (truncated)"] = ("damaged.mp3", lambda p, r: _truncated(p, subtype="MPEG_LAYER_III"))
 BAD_MESSAGE = {
     "missing file": "no such file", "empty file (0 bytes)": "empty file", "zero-length audio": "zero length",
     "truncated WAV": "truncated", "truncated FLAC": "corrupt audio data", "text named .wav": "not a readable audio file",
     "NaN samples": "NaN or Inf", "Inf samples": "NaN or Inf",
     "sample rate 2^31-1 Hz": "sample rate 2147483647 Hz in the header is outside 1000..384000 Hz",
+    "float samples of 1e30": "samples reach 1e+30, more than 1000 times full scale",
+    "damaged MP3 (truncated)": "truncated",
 }
 # Converted inputs (documented in README "Audio in"), and how close to the reference they must come:
 # "same": the same events within a frame; "runs": exit 0 and the same number of decisions.
@@ -133,6 +143,8 @@ CONVERTED = {
     "44.1 kHz": ("sr44100.flac", lambda p, r: _write(p, _resampled(r, 44100), 44100, subtype="PCM_24"), "same"),
     "48 kHz": ("sr48000.wav", lambda p, r: _write(p, _resampled(r, 48000), 48000), "same"),
     "unicode and spaces in path": ("dír with spaces/ünïcødé 吠える.flac", lambda p, r: _write(p, r, subtype="PCM_24"), "same"),
+    "float beyond full scale (peak 1.5, clipped)": ("loud-float.wav",
+                                                    lambda p, r: _write(p, r * np.float32(1.5 / np.abs(r).max())), "runs"),
 }
 
 
@@ -174,6 +186,7 @@ def bundle(tiny_bundles):
 # ---------------------------------------------------------------------------- the Python API
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # a numpy overflow warning must not leak either
 @pytest.mark.parametrize("case", list(BAD))
 def test_api_refuses_bad_audio_in_one_line(inputs, case):
     path = inputs[case]
@@ -198,6 +211,51 @@ def test_api_converts_to_16k_mono(inputs, reference, case):
     info = sf.info(str(path))
     blocks = list(iter_audio_blocks(path, 1000, sample_rate=info.samplerate))
     assert sum(len(b) for b in blocks) == info.frames and all(b.ndim == 1 for b in blocks)
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_api_float_samples_beyond_full_scale(tmp_path):
+    """Float audio has headroom: samples up to MAX_FLOAT_PEAK (1000) are clipped to [-1, 1] (as the
+    device's 16-bit microphone clips), beyond it the file is refused, in every channel before the
+    mixdown (whose mean of 3e38 would overflow float32)."""
+    from edge_sed.audio_io import MAX_FLOAT_PEAK
+
+    x = np.array([0.5, 1.5, -2.0, 999.0, -MAX_FLOAT_PEAK, 0.25] * 1000, np.float32)
+    sf.write(tmp_path / "loud.wav", x, SAMPLE_RATE, subtype="FLOAT")
+    assert np.array_equal(read_audio(tmp_path / "loud.wav"), np.clip(x, -1, 1))
+    assert np.array_equal(np.concatenate(list(iter_audio_blocks(tmp_path / "loud.wav", 700))), np.clip(x, -1, 1))
+    for name, audio in (("over.wav", np.where(np.arange(len(x)) == 4000, 1000.5, 0.1)),
+                        ("stereo.wav", np.stack([np.full(6000, 3e38), np.full(6000, 3e38)], 1))):
+        sf.write(tmp_path / name, audio.astype(np.float32), SAMPLE_RATE, subtype="FLOAT")
+        for read in (lambda: read_audio(tmp_path / name), lambda: list(iter_audio_blocks(tmp_path / name, 1600))):
+            with pytest.raises(AudioError, match=f"{name}: samples reach .*, more than 1000 times full scale"):
+                read()
+
+
+def _special_files(tmp_path) -> dict:
+    """name -> (path, the reason read_audio gives, the one a stream reader gives)."""
+    fifo = tmp_path / "named pipe.wav"
+    os.mkfifo(fifo)
+    sock = tmp_path / "socket.wav"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(sock))
+    return {"/dev/zero": (Path("/dev/zero"), "not a regular file: character device",
+                          "not a regular file or pipe: character device"),
+            "/dev/null": (Path("/dev/null"), "not a regular file: character device",
+                          "not a regular file or pipe: character device"),
+            "a socket": (sock, "not a regular file: socket", "not a regular file or pipe: socket"),
+            "a named pipe": (fifo, "not a regular file: pipe", None)}  # a stream reader plays it (test_listen)
+
+
+def test_api_special_files_get_their_reason(tmp_path):
+    """A FIFO or a device was "empty file (0 bytes)" (st_size 0): each says what it is, and nothing
+    opens (or waits on) it."""
+    for name, (path, whole, stream) in _special_files(tmp_path).items():
+        with pytest.raises(AudioError, match=re.escape(f"{path}: {whole}") + "$"):
+            read_audio(path)
+        if stream:
+            with pytest.raises(AudioError, match=re.escape(f"{path}: {stream}") + "$"):
+                list(iter_audio_blocks(path, 1600))
 
 
 def test_api_ten_hour_file_streams_in_bounded_memory(tmp_path):
@@ -269,10 +327,14 @@ def listened(bundle, reference, tmp_path_factory):
     return summary
 
 
-@pytest.mark.parametrize("case", list(BAD) + ["a directory", "10-hour file (header only)"])
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.parametrize("case", list(BAD) + ["a directory", "10-hour file (header only)", "/dev/zero", "a socket"])
 def test_listen_refuses_bad_files(capfd, inputs, bundle, tmp_path, case):
+    """One line on stderr: capfd sees fd 2, so a C decoder's own messages (libmpg123) would show."""
     if case == "a directory":
         path, fragment = tmp_path, "is a directory"
+    elif case in ("/dev/zero", "a socket"):
+        path, _, fragment = _special_files(tmp_path)[case]
     elif case == "10-hour file (header only)":
         # a 10-hour header with 1 s of data: truncated, found before any audio is played
         path, fragment = tmp_path / "long.wav", "truncated"
@@ -314,6 +376,28 @@ def test_listen_ten_hour_file_streams_without_loading_it(capfd, bundle, tmp_path
     assert summary["audio_s"] == 30.0 and summary["stopped_by"] == "duration"
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert grown_mb < 100, f"peak RSS grew by {grown_mb:.0f} MB"
+
+
+# ------------------------------------------------------------------------ edge-sed evaluate
+
+
+@pytest.mark.parametrize("case", [c for c in BAD if c != "missing file"] + ["/dev/zero", "a named pipe"])
+def test_evaluate_refuses_bad_streams(capfd, inputs, reference, bundle, tmp_path, case):
+    """evaluate reads each stream whole (read_audio), its annotations beside it."""
+    if case in ("/dev/zero", "a named pipe"):
+        path, fragment, _ = _special_files(tmp_path)[case]
+    else:
+        path, fragment = tmp_path / inputs[case].name, BAD_MESSAGE[case]
+        shutil.copy(inputs[case], path)
+        shutil.copy(reference[0].with_suffix(".csv"), path.with_suffix(".csv"))
+    code, out, err = run_cli(capfd, "evaluate", bundle, path, "--json")
+    assert_one_line_error(code, err, fragment, path.name)
+
+
+def test_evaluate_refuses_settings_that_could_never_fire(capfd, reference, bundle):
+    """--min-count 1000 gave a report of 0 detections; listen refused it already."""
+    code, out, err = run_cli(capfd, "evaluate", bundle, reference[0], "--min-count", "1000")
+    assert_one_line_error(code, err, "minimum count 1000", "no event could ever fire")
 
 
 # --------------------------------------------------------------- data stats / prepare / train
@@ -421,7 +505,8 @@ def simulated(tiny_bundles, reference, tmp_path_factory):
     return json.loads(out.read_text())["records"][0]
 
 
-@pytest.mark.parametrize("case", list(BAD) + ["10-hour file"])
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.parametrize("case", [c for c in BAD if "MP3" not in c] + ["10-hour file"])  # --stream: .wav/.flac by name
 def test_simulate_refuses_bad_streams(capfd, tiny_bundles, inputs, reference, simulated, tmp_path, case):
     """simulate reads a stream whole (read_audio): a 10-hour file is refused, not loaded."""
     if case == "10-hour file":

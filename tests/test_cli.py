@@ -169,6 +169,51 @@ def test_nan_and_inf_never_reach_a_command(tmp_path, args, text):
     assert text in result.stderr.strip().splitlines()[-1] and "Traceback" not in result.stderr
 
 
+T = ["train", "--synthetic", "--out", "{tmp}/r"]
+E = ["experiments", "--synthetic", "--out", "{tmp}/e"]
+
+
+@pytest.mark.parametrize("args, text", [
+    (T + ["--epochs", "0"], "Invalid value for '--epochs': 0 is not in the range 1<=x<=10000"),
+    (T + ["--epochs", "-1"], "'--epochs'"), (T + ["--epochs", "99999999999"], "'--epochs'"),
+    (T + ["--epochs", "nan"], "'--epochs'"),
+    (T + ["--batch-size", "0"], "Invalid value for '--batch-size': 0 is not in the range x>=2"),
+    (T + ["--batch-size", "1"], "'--batch-size'"), (T + ["--batch-size", "-64"], "'--batch-size'"),
+    (T + ["--patience", "0"], "'--patience'"), (T + ["--stage1-epochs", "0"], "'--stage1-epochs'"),
+    (T + ["--threads", "-1"], "'--threads'"), (T + ["--threads", "100000"], "'--threads'"),
+    (T + ["--seed", "-1"], "'--seed'"), (T + ["--seed", "99999999999999999999"], "'--seed'"),
+    (T + ["--lr", "-1"], "'--lr'"), (T + ["--lr", "0"], "'--lr'"), (T + ["--lr", "inf"], "'--lr'"),
+    (T + ["--lr", "1e9"], "'--lr'"), (T + ["--finetune-lr", "-1"], "'--finetune-lr'"),
+    (E + ["--epochs", "0"], "'--epochs'"), (E + ["--stage1-epochs", "0"], "'--stage1-epochs'"),
+    (E + ["--patience", "0"], "'--patience'"),
+    (E + ["--seeds", "0,-1"], "--seeds '0,-1': at most 1000 seeds, each from 0 to 4294967295"),
+    (E + ["--seeds", "0-99999999999999999999"], "at most 1000 seeds"),
+    (["data", "synth", "--out", "{tmp}/d", "--seed", "-1"], "'--seed'"),
+    (["data", "synth", "--out", "{tmp}/d", "--counts", "1e30:1:1:1"], "must be a whole number from 0 to 100000"),
+    (["data", "synth", "--out", "{tmp}/d", "--total", "1000000000000"], "must be a whole number from 0 to 100000"),
+    (["data", "synth", "--out", "{tmp}/d", "--total", "0"], "'--total'"),
+    (["data", "stream", "{tmp}", "--out", "{tmp}/s.wav", "--events", "1000000"], "'--events'"),
+    (["data", "stream", "{tmp}", "--out", "{tmp}/s.wav", "--events", "-1"], "'--events'"),
+    (["simulate", "{tmp}", "--stream", "{tmp}", "--seed", "-1"], "'--seed'"),
+    (["simulate", "{tmp}", "--stream", "{tmp}", "--events", "1000000"], "'--events'"),
+    (["report", "--bundles", "{tmp}", "--latency-rounds", "0"], "'--latency-rounds'"),
+    (["report", "--bundles", "{tmp}", "--latency-rounds", "1000000000"], "'--latency-rounds'"),
+    (["report", "--bundles", "{tmp}", "--stream-events", "1000000"], "'--stream-events'"),
+    (["bench", "{tmp}", "--rounds", "1000000000"], "'--rounds'"),
+    (["bench", "{tmp}", "--hop-frames", "0"], "'--hop-frames'"),
+    (["demo", "--seed", "-1"], "'--seed'"),
+])
+def test_zero_negative_and_absurd_numbers_are_refused(tmp_path, args, text):
+    """train --epochs 0 trained nothing and then failed ("internal error" on the missing best.pt),
+    --batch-size 1 skipped every batch, a negative --seed was numpy's ValueError, 10^12 clips or
+    10^20 seeds ran out of memory before saying anything."""
+    result = run(*[a.format(tmp=tmp_path) for a in args])
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert text in result.stderr.strip().splitlines()[-1] and "Traceback" not in result.stderr, result.stderr
+    assert "internal error" not in result.stderr
+    assert not (tmp_path / "d").exists() and not (tmp_path / "r").exists()
+
+
 def test_a_stream_too_big_for_memory_is_refused(capfd, tmp_path, monkeypatch):
     import edge_sed.cli as cli
 

@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -137,6 +138,94 @@ def test_listen_plain_lines_and_duration(tiny_bundles, stream_file):
     lines = r.stdout.strip().splitlines()
     assert lines[-1].startswith("5.0 s of audio from") and "stopped by duration" in lines[-1]
     assert all(" s  " in l for l in lines[:-1])  # one plain line per event
+
+
+# ------------------------------------------------------- --file - and named pipes (streamed)
+
+PIPE_ARGS = ("--json", "--threshold", "0.3", "--min-count", "1")
+
+
+def _events(stdout: str) -> tuple:
+    s = json.loads(stdout)
+    assert s["stopped_by"] == "end" and s["events"] > 0, s  # no events would prove nothing
+    return s["audio_s"], s["decisions"], [(e["class"], e["stream_s"], e["score"]) for e in s["detected"]]
+
+
+def _feed(fifo: Path, data: bytes, first: int = 0, go=None, errors=None) -> threading.Thread:
+    """A writer thread: opens ``fifo`` (waiting for the reader), writes ``data[:first]``, waits for
+    ``go`` (if given), writes the rest and closes (the end of the stream)."""
+    def write():
+        try:
+            with open(fifo, "wb") as f:
+                f.write(data[:first])
+                f.flush()
+                if go is not None and not go.wait(60):
+                    raise TimeoutError("the reader never took the first block")
+                f.write(data[first:])
+        except Exception as exc:  # noqa: BLE001 - reported by the test
+            (errors if errors is not None else []).append(exc)
+
+    t = threading.Thread(target=write, daemon=True)
+    t.start()
+    return t
+
+
+def test_listen_file_dash_reads_a_wav_piped_to_stdin(tiny_bundles, stream_file):
+    """`arecord -t wav | edge-sed listen --file -`: the same events as --file on the file."""
+    args = ("listen", "--bundle", tiny_bundles[0] / "int8", "--file")
+    want = edge_sed(*args, stream_file, *PIPE_ARGS)
+    assert want.returncode == 0, want.stderr
+    piped = subprocess.run(EDGE_SED + [str(a) for a in args + ("-",) + PIPE_ARGS], input=stream_file.read_bytes(),
+                           capture_output=True, timeout=120, cwd=ROOT)  # input=: stdin is a pipe
+    assert piped.returncode == 0, piped.stderr
+    assert _events(piped.stdout.decode()) == _events(want.stdout)
+    assert json.loads(piped.stdout)["source"] == "stdin"
+
+
+def test_listen_file_named_pipe_fed_by_a_writer(tiny_bundles, stream_file, tmp_path):
+    fifo = tmp_path / "mic.fifo"
+    os.mkfifo(fifo)
+    errors = []
+    writer = _feed(fifo, stream_file.read_bytes(), errors=errors)
+    r = edge_sed("listen", "--bundle", tiny_bundles[0] / "int8", "--file", fifo, *PIPE_ARGS, timeout=120)
+    writer.join(10)
+    assert r.returncode == 0 and not errors, (r.stderr, errors)
+    want = edge_sed("listen", "--bundle", tiny_bundles[0] / "int8", "--file", stream_file, *PIPE_ARGS)
+    assert _events(r.stdout) == _events(want.stdout)
+
+
+def test_file_source_streams_a_pipe_as_it_arrives(tmp_path):
+    """The first block comes out while the writer still holds back the rest: nothing waits for the
+    whole stream (a header claiming 2 GB, as arecord writes to a pipe, is no truncation either)."""
+    audio = np.random.default_rng(0).normal(0, 0.1, 16000 * 3).astype(np.float32)
+    write_audio(tmp_path / "a.wav", audio)
+    data = bytearray((tmp_path / "a.wav").read_bytes())
+    assert data[36:40] == b"data"
+    data[40:44] = (0x7FFFFFFF).to_bytes(4, "little")  # a streamed WAV's placeholder length
+    fifo = tmp_path / "p.fifo"
+    os.mkfifo(fifo)
+    go, errors = threading.Event(), []
+    writer = _feed(fifo, bytes(data), first=44 + 2 * 16000, go=go, errors=errors)  # header + 1 s
+    src = FileSource(fifo)
+    with src:
+        blocks = []
+        for block, _ in src.blocks():
+            blocks.append(block)
+            go.set()  # the first block is out: now the writer may finish
+    writer.join(10)
+    assert not errors, errors
+    assert src.capture_hz == 16000 and np.allclose(np.concatenate(blocks), read_audio(tmp_path / "a.wav"))
+
+
+@pytest.mark.parametrize("target, stdin, reason", [
+    ("/dev/zero", None, "/dev/zero: not a regular file or pipe: character device"),
+    ("-", "/dev/null", "stdin: not a regular file or pipe: character device"),
+])
+def test_listen_refuses_a_device_without_hanging(tiny_bundles, target, stdin, reason):
+    """/dev/zero was "empty file (0 bytes)" (a device's st_size is 0); read, it would never end."""
+    with open(stdin or os.devnull, "rb") as f:
+        r = edge_sed("listen", "--bundle", tiny_bundles[0] / "int8", "--file", target, timeout=60, stdin=f)
+    assert r.returncode == 2 and r.stderr == f"error: {reason}\n" and r.stdout == "", r.stderr
 
 
 def test_tampered_and_missing_bundle(tiny_bundles, stream_file, tmp_path):

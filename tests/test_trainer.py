@@ -131,3 +131,120 @@ def test_background_mixing_augmentation():
     g = split.mix_backgrounds(split.x, np.random.default_rng(2), 0.0, gain_db=6.0)
     ratio = (np.exp(g) - 1e-6).mean(axis=(1, 2)) / (np.exp(split.x) - 1e-6).mean(axis=(1, 2))
     assert ((ratio > 10 ** (-6.01 / 10)) & (ratio < 10 ** (6.01 / 10))).all() and np.ptp(ratio) > 0.5
+
+
+# ------------------------------------------------------------- bad numbers and diverging runs
+
+
+@pytest.mark.parametrize("field, value, fragment", [
+    ("epochs", 0, "whole number from 1 to 10000"), ("epochs", -3, "from 1 to 10000"), ("epochs", 10**12, "to 10000"),
+    ("epochs", 2.5, "whole number"), ("batch_size", 0, ">= 2"), ("batch_size", 1, ">= 2"),
+    ("patience", 0, "from 1"), ("stage1_epochs", 0, "from 1"), ("seed", -1, "from 0 to 4294967295"),
+    ("threads", -1, "from 0 to 1024"), ("hidden", 0, ">= 1"), ("sequences", 0, ">= 1"),
+    ("lr", 0.0, "> 0"), ("lr", -1.0, "> 0"), ("lr", float("nan"), "finite"), ("lr", float("inf"), "finite"),
+    ("lr", "0.1", "finite number"), ("finetune_lr", -1e-3, ">= 0"), ("weight_decay", float("nan"), "finite"),
+    ("mix_background", 1.5, "from 0 to 1"), ("dropout", 1.0, "below 1"), ("ema", float("nan"), "below 1"),
+    ("seq_s", 0.0, "> 0"), ("ebr_db", (float("nan"), 9.0), "two finite numbers"), ("bed_dbfs", (0.0, -50.0), "range"),
+])
+def test_train_config_refuses_numbers_out_of_range(field, value, fragment):
+    """TrainConfig is made from Python too (experiments, the demo): its numbers are checked as the CLI's
+    options are. epochs=0 trained nothing and then failed on the missing best.pt; batch_size=1 skipped
+    every batch (batch norm needs two)."""
+    from edge_sed.errors import EdgeSedError
+
+    with pytest.raises(EdgeSedError) as err:
+        TrainConfig(**{field: value})
+    message = str(err.value)
+    assert message.startswith(f"training setting {field}=") and fragment in message and "\n" not in message
+
+
+def test_experiments_refuse_a_bad_setting_before_any_worker(tmp_path):
+    from edge_sed.errors import EdgeSedError
+    from train.experiments import run_table
+
+    with pytest.raises(EdgeSedError, match="training setting seed=-1"):
+        run_table("synthetic", seeds=[0, -1], out_dir=tmp_path, workers=1, epochs=1)
+    with pytest.raises(EdgeSedError, match="training setting batch_size=1"):
+        run_table("synthetic", seeds=[0], out_dir=tmp_path, workers=1, epochs=1, batch_size=1)
+    assert not list(tmp_path.iterdir())
+
+
+def _poisoned(monkeypatch, module, after_epochs: int, what: str):
+    """Make ``module``'s training go bad in the epoch after ``after_epochs`` good ones: its loss NaN
+    (``what="loss"``), or a weight Inf after the epoch's last optimizer step (``what="weights"``)."""
+    done, models = [], []
+    real_objective, real_model = module.make_objective, module.build_model
+
+    def make_objective(*a, **kw):
+        objective = real_objective(*a, **kw)
+        loss = objective.classification_loss
+        objective.classification_loss = lambda *x: loss(*x) * (float("nan") if len(done) >= after_epochs else 1.0)
+        return objective
+
+    def build_model(*a, **kw):
+        models.append(real_model(*a, **kw))
+        return models[-1]
+
+    def on_batch(b, n):
+        if what == "weights" and b == n and len(done) >= after_epochs:
+            with torch.no_grad():
+                next(models[-1].parameters()).fill_(float("inf"))
+
+    monkeypatch.setattr(module, "build_model", build_model)
+    if what == "loss":
+        monkeypatch.setattr(module, "make_objective", make_objective)
+    return dict(on_epoch=done.append, on_batch=on_batch)
+
+
+def _assert_kept(run, epoch: int, best_epoch: int):
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert ckpt["state"]["epoch"] == epoch and ckpt["state"]["best_epoch"] == best_epoch
+    for tensors in (ckpt["model"], torch.load(run / "best.pt", weights_only=True)):
+        assert all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point())
+    assert not (run / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("what, said", [("loss", "the loss is nan"), ("weights", "the weights are no longer finite")])
+def test_a_diverging_run_stops_in_one_line_keeping_the_last_good_checkpoint(tmp_path, monkeypatch, what, said):
+    """A NaN loss at epoch 3 went on training NaN weights, and best.pt / checkpoint.pt could keep
+    them; now the run stops before anything of that epoch is saved."""
+    import train.trainer as trainer
+    from edge_sed.errors import EdgeSedError
+
+    cfg = config(tmp_path, epochs=6)
+    with pytest.raises(EdgeSedError) as err:
+        train(cfg, splits=toy_splits(), **_poisoned(monkeypatch, trainer, 2, what))
+    best = _best(cfg)
+    assert str(err.value) == (f"{cfg.out}: training diverged at epoch 3 (classify stage): {said}; checkpoint.pt "
+                              f"(epoch 2) and best.pt (epoch {best}) are kept; try a lower learning rate than 0.005")
+    _assert_kept(tmp_path / "run", 2, best)
+
+
+def _best(cfg):
+    return torch.load(f"{cfg.out}/checkpoint.pt", weights_only=False)["state"]["best_epoch"]
+
+
+def test_a_huge_learning_rate_diverges_in_one_line(tmp_path):
+    """A real divergence (lr 1e6: the loss overflows to NaN within a few epochs), not a patched one."""
+    from edge_sed.errors import EdgeSedError
+
+    cfg = config(tmp_path, epochs=8, lr=1e6)
+    with pytest.raises(EdgeSedError, match=r"training diverged at epoch \d+ \(classify stage\): the (loss is (nan|inf)"
+                                           r"|weights are no longer finite); .*try a lower learning rate than 1e\+06"):
+        train(cfg, splits=toy_splits())
+    if (tmp_path / "run" / "checkpoint.pt").exists():  # what is kept is finite
+        state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["state"]
+        _assert_kept(tmp_path / "run", state["epoch"], state["best_epoch"])
+
+
+def test_a_diverging_stateful_run_stops_in_one_line(tiny_data, tmp_path, monkeypatch):
+    import train.stateful as stateful
+    from edge_sed.errors import EdgeSedError
+
+    cfg = TrainConfig(data=str(tiny_data), out=str(tmp_path / "run"), form="stateful", ratio=None, epochs=3,
+                      patience=50, sequences=4, seq_s=3.0, batch_size=2, hidden=8, embed_dim=4, threads=1, lr=1e-2,
+                      val_streams=1, val_stream_s=10.0, tbptt_frames=100)
+    with pytest.raises(EdgeSedError, match=r"training diverged at epoch 2 \(classify stage\): the loss is nan; "
+                                           r"checkpoint.pt \(epoch 1\) and best.pt \(epoch 1\) are kept"):
+        train(cfg, **_poisoned(monkeypatch, stateful, 1, "loss"))
+    _assert_kept(tmp_path / "run", 1, 1)

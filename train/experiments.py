@@ -490,6 +490,8 @@ def run_table(data: str, models=("lstm",), ratios=("6:1:2:16", "2:2:1:26"), obje
     base = {**asdict(TrainConfig()), **(STATEFUL_DEFAULTS if form == "stateful" else {}), **train_kwargs,
             **({} if epochs is None else {"epochs": epochs}), "data": data, "threads": 1, "form": form}
     base.pop("out"), base.pop("objective")
+    for s in seeds:  # a setting out of range fails here, in one line, not in every worker
+        TrainConfig(**{**base, "seed": s})
     stride = base.get("frame_stride", 1)
     if stride > 1 and not (form == "stateful" and base["conv_channels"] and base["context_frames"] >= stride
                            and base["tbptt_frames"] % stride == 0):

@@ -30,6 +30,7 @@ the data says it is.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -47,7 +48,7 @@ from edge_sed.smoother import Smoother
 
 from .models import build_model, encoder_parameters
 from .objectives import make_objective
-from .trainer import _atomic_save
+from .trainer import _atomic_save, _diverged, _finite
 
 STATEFUL_SMOOTHER = {"average_window_ms": 200.0, "minimum_count": 3, "suppression_ms": 3000.0}
 """Per-frame decisions: a short average (a gunshot lasts 0.1-0.5 s) over >= 3 frames."""
@@ -344,6 +345,9 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
                     done = (epoch + (b + t0 / xb.shape[1]) / n_batches) / len(stages)
                     for g, base in zip(optimizer.param_groups, _base_lrs(cfg, stage, two_stage)):
                         g["lr"] = base * 0.5 * (1 + np.cos(np.pi * min(done, 1.0)))
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise _diverged(cfg, state, epoch, stage, f"the loss is {value}")
                 optimizer.zero_grad()
                 if bed_opt is not None:
                     bed_opt.zero_grad()
@@ -356,9 +360,11 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
                     ema = ema_update(ema, model, cfg.ema)
                 if stage == "embed":
                     objective.embedding_loss.update_centroids(zs.detach(), cid)
-                losses.append(loss.item())
+                losses.append(value)
             if on_batch:
                 on_batch(b + 1, n_batches)
+        if not _finite(model):  # the last step of the epoch: before best.pt or checkpoint.pt could keep it
+            raise _diverged(cfg, state, epoch, stage, "the weights are no longer finite")
         info = {"epoch": epoch + 1, "stage": stage, "loss": float(np.mean(losses)) if losses else None}
         if stage == "classify":
             judged = model

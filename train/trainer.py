@@ -9,11 +9,17 @@ on the embeddings while the embedding net is fine-tuned at ``finetune_lr`` (or f
 Early stopping and the best checkpoint use the validation balanced accuracy (1 - overall
 error) of the classify stage. A checkpoint is written atomically after every epoch; every
 epoch's randomness is seeded by (seed, epoch), so ``resume`` after a kill — even mid-epoch —
-repeats exactly what the uninterrupted run would have done.
+repeats exactly what the uninterrupted run would have done. A loss or a weight that stops being
+finite (a diverging run, e.g. a learning rate far too high) stops the run with an EdgeSedError
+naming the epoch and stage, before anything of that epoch is saved: checkpoint.pt and best.pt
+stay the last good ones. TrainConfig checks its numbers when it is made (EdgeSedError naming
+the field).
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,9 +28,10 @@ import numpy as np
 import torch
 
 from edge_sed.atomic import atomic_path, write_json
+from edge_sed.errors import EdgeSedError
 from edge_sed.frontend import FrontendConfig
 from edge_sed.metrics import classification_metrics
-from edge_sed.settings import LABELS
+from edge_sed.settings import LABELS, MAX_EPOCHS, MAX_SEED
 
 from .data import Split, load_splits
 from .models import build_model, encoder_parameters
@@ -89,6 +96,45 @@ class TrainConfig:
     ema: float = 0.0                 # stateful: validate and keep an exponential moving average of the
                                      # weights, this decay per optimizer step (0: off; e.g. 0.999)
 
+    def __post_init__(self):
+        _check_numbers(self)
+
+
+_WHOLE = {"seed": (0, MAX_SEED), "epochs": (1, MAX_EPOCHS), "stage1_epochs": (1, MAX_EPOCHS),
+          "patience": (1, MAX_EPOCHS), "batch_size": (2, None), "hidden": (1, None), "embed_dim": (1, None),
+          "threads": (0, 1024), "sequences": (1, None), "tbptt_frames": (1, None), "val_streams": (1, None),
+          "context_frames": (1, None), "conv_channels": (0, None), "frame_stride": (1, None), "freq_mask": (0, None),
+          "mine_every": (1, None)}
+"""Whole-number fields of TrainConfig: (least, most). A batch needs two windows (batch norm):
+``_batches`` skips a batch of one, so a batch size of 1 would train nothing."""
+_POSITIVE, _NON_NEGATIVE = (lambda v: v > 0, "> 0"), (lambda v: v >= 0, ">= 0")
+_FRACTION, _BELOW_ONE = (lambda v: 0 <= v <= 1, "from 0 to 1"), (lambda v: 0 <= v < 1, "from 0 to below 1")
+_REAL = {"lr": _POSITIVE, "seq_s": _POSITIVE, "val_stream_s": _POSITIVE, "finetune_lr": _NON_NEGATIVE,
+         "stage2_embedding_weight": _NON_NEGATIVE, "weight_decay": _NON_NEGATIVE, "gain_db": _NON_NEGATIVE,
+         "crop_jitter_s": _NON_NEGATIVE, "events_per_min": _NON_NEGATIVE, "bed_aux": _NON_NEGATIVE,
+         "mix_background": _FRACTION, "hard_negatives": _FRACTION, "dropout": _BELOW_ONE, "ema": _BELOW_ONE}
+"""Real-valued fields of TrainConfig: each finite and within (test, as said in the error)."""
+
+
+def _check_numbers(cfg: "TrainConfig") -> None:
+    """EdgeSedError (one line, naming the field) for a numeric field out of its range: a config
+    made in Python (experiments, the demo) is held to what the CLI's options allow."""
+    number = lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool)  # noqa: E731
+    for name, (lo, hi) in _WHOLE.items():
+        v = getattr(cfg, name)
+        if not (isinstance(v, numbers.Integral) and not isinstance(v, bool) and lo <= v and (hi is None or v <= hi)):
+            raise EdgeSedError(f"training setting {name}={v!r}: must be a whole number "
+                               + (f">= {lo}" if hi is None else f"from {lo} to {hi}"))
+    for name, (within, said) in _REAL.items():
+        v = getattr(cfg, name)
+        if not (number(v) and math.isfinite(v) and within(v)):
+            raise EdgeSedError(f"training setting {name}={v!r}: must be a finite number {said}")
+    for name in ("ebr_db", "bed_dbfs"):
+        v = getattr(cfg, name)
+        if not (isinstance(v, (list, tuple)) and len(v) == 2 and all(number(x) and math.isfinite(x) for x in v)
+                and v[0] <= v[1]):
+            raise EdgeSedError(f"training setting {name}={v!r}: must be a range (low, high) of two finite numbers")
+
 
 STATEFUL_DEFAULTS = {"lr": 2e-3, "lr_schedule": "cosine", "batch_size": 16, "tbptt_frames": 100, "epochs": 120,
                      "patience": 40, "hidden": 32, "context_frames": 8, "conv_channels": 32, "frame_stride": 4,
@@ -117,6 +163,24 @@ def stateful_config(**kw) -> "TrainConfig":
 def _atomic_save(obj, path: Path) -> None:
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
+
+
+def _finite(model) -> bool:
+    """Every weight and buffer (batch-norm statistics too) of ``model`` is finite."""
+    return all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point())
+
+
+def _diverged(cfg, state: dict, epoch: int, stage: str, what: str) -> EdgeSedError:
+    """The error of a run whose loss or weights stopped being finite in ``epoch`` (0-based). It is
+    raised before anything of that epoch is saved: checkpoint.pt and best.pt stay the last good ones."""
+    if not state["epoch"]:
+        kept = "no checkpoint was written"
+    elif state["best_epoch"]:
+        kept = f"checkpoint.pt (epoch {state['epoch']}) and best.pt (epoch {state['best_epoch']}) are kept"
+    else:
+        kept = f"checkpoint.pt (epoch {state['epoch']}) is kept"
+    return EdgeSedError(f"{cfg.out}: training diverged at epoch {epoch + 1} ({stage} stage): {what}; {kept}; "
+                        f"try a lower learning rate than {cfg.lr:g}")
 
 
 @torch.no_grad()
@@ -233,15 +297,20 @@ def train(cfg: TrainConfig, resume: bool = False, on_epoch=None, on_batch=None,
                 loss = objective.classification_loss(model.classify(z), y_train[idx])
             if centroid_weight:
                 loss = loss + centroid_weight * objective.embedding_loss(z, y_train[idx], cluster_ids[idx])
+            value = loss.item()
+            if not math.isfinite(value):
+                raise _diverged(cfg, state, epoch, stage, f"the loss is {value}")
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             optimizer.step()
             if centroid_weight:
                 objective.embedding_loss.update_centroids(z.detach(), cluster_ids[idx])
-            losses.append(loss.item())
+            losses.append(value)
             if on_batch:
                 on_batch(b + 1, n_batches)
+        if not _finite(model):  # the last step of the epoch: before best.pt or checkpoint.pt could keep it
+            raise _diverged(cfg, state, epoch, stage, "the weights are no longer finite")
 
         info = {"epoch": epoch + 1, "stage": stage, "loss": float(np.mean(losses)) if losses else None}
         if stage == "classify":
