@@ -21,7 +21,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .errors import EdgeSedError, NotBuiltError, printable
+from .errors import EdgeSedError, NotBuiltError, install_extra, printable
 from .settings import LABELS, MAX_EPOCHS, MAX_SEED, SAMPLE_RATE
 
 MAX_STREAM_S = 24 * 3600.0
@@ -355,7 +355,7 @@ def _import_extra(module: str, extra: str):
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise EdgeSedError(f"this command needs the '{extra}' extra: pip install 'edge-sed[{extra}]' ({exc})") from None
+        raise EdgeSedError(f"this command needs the '{extra}' extra ({exc}): {install_extra(extra)}") from None
 
 
 _compression_option = click.option(

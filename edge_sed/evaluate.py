@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .audio_io import _kind, read_audio
-from .errors import AudioError, DatasetError, EdgeSedError
+from .errors import AudioError, DatasetError, EdgeSedError, install_extra
 from .events import Annotation, Event, event_metrics, read_annotations
 
 STREAM_SUFFIXES = (".wav", ".flac")
@@ -73,7 +73,7 @@ def micro_backend(bundle):
     try:
         from firmware_sim.tflm import MicroBackend, find_arena_bytes
     except ImportError as exc:
-        raise EdgeSedError(f"--runtime tflm needs the simulators (pip install 'edge-sed[sim]'): {exc}") from None
+        raise EdgeSedError(f"--runtime tflm needs the simulators ({exc}): {install_extra('sim')}") from None
     arena = (bundle.manifest.get("tflm") or {}).get("arena_bytes") or find_arena_bytes(bundle.model_bytes)["arena_bytes"]
     return MicroBackend(bundle.model_bytes, arena)
 

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from .audio_io import AudioStream, _kaiser_lowpass, resample_factors
-from .errors import AudioError, EdgeSedError, printable
+from .errors import AudioError, EdgeSedError, install_extra, printable
 from .settings import SAMPLE_RATE
 
 BLOCK_MS = 20
@@ -450,7 +450,7 @@ def mcu_target(bundle, profile_name: str, hop_frames, smoother):
         from firmware_sim.profiles import load_profile
         from firmware_sim.tflm import MicroBackend, find_arena_bytes
     except ImportError as exc:
-        raise EdgeSedError(f"--profile needs the simulators (pip install 'edge-sed[sim]'): {exc}") from None
+        raise EdgeSedError(f"--profile needs the simulators ({exc}): {install_extra('sim')}") from None
     from .loop import Detector
 
     profile = load_profile(profile_name)

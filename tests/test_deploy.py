@@ -456,7 +456,7 @@ def write_inventory(path: Path, lab, names, root):
 @pytest.fixture(scope="module")
 def ansible():
     if not shutil.which("ansible-playbook") and not (Path(os.sys.executable).parent / "ansible-playbook").exists():
-        pytest.skip("ansible-core is not installed (pip install 'edge-sed[deploy]')")
+        pytest.skip("ansible-core is not installed (the deploy extra)")
 
 
 def test_playbook_syntax_and_rolling_stop(lab, bundles, tmp_path, capsys, ansible):
