@@ -1169,6 +1169,10 @@ def main(argv=None) -> int:
         return exc.exit_code
     except click.exceptions.Exit as exc:
         return exc.exit_code
+    except click.UsageError as exc:  # a bad option or argument: one line too, with where to read more
+        where = exc.ctx.command_path if exc.ctx else "edge-sed"
+        click.echo(f"error: {printable(exc.format_message())} (see {where} --help)", err=True)
+        return exc.exit_code
     except click.ClickException as exc:
         exc.message = printable(exc.message)
         exc.show()

@@ -214,6 +214,19 @@ def test_zero_negative_and_absurd_numbers_are_refused(tmp_path, args, text):
     assert not (tmp_path / "d").exists() and not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("args, line", [
+    (["train", "--synthetic", "--epochs", "0"],
+     "error: Invalid value for '--epochs': 0 is not in the range 1<=x<=10000. (see edge-sed train --help)"),
+    (["listen", "--nope"], "error: No such option '--nope'. (see edge-sed listen --help)"),
+    (["nocmd"], "error: No such command 'nocmd'. (see edge-sed --help)"),
+])
+def test_a_bad_option_is_one_line_too(args, line):
+    """click's own usage errors (Usage: / Try ... / Error: ...) are printed as the project's
+    one line, naming the command's --help."""
+    result = run(*args)
+    assert result.returncode == 2 and result.stderr.splitlines() == [line], result.stderr
+
+
 def test_a_stream_too_big_for_memory_is_refused(capfd, tmp_path, monkeypatch):
     import edge_sed.cli as cli
 

@@ -266,7 +266,8 @@ def test_stateful_only_options_are_refused_for_the_windowed_form(tmp_path, tiny_
     for opt in (["--hard-negatives", "0.5"], ["--freq-mask", "4"], ["--dropout", "0.2"], ["--ema", "0.999"]):
         r = run("train", "--data", tiny_data, *opt, "--out", tmp_path / "r")
         assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
-        assert r.stderr.strip().splitlines()[-1].startswith(f"Error: {opt[0]} is for --form stateful")
+        (line,) = r.stderr.strip().splitlines()
+        assert line.startswith(f"error: {opt[0]} is for --form stateful") and line.endswith("(see edge-sed train --help)")
 
 
 def test_a_stride_the_model_cannot_run_is_refused(tmp_path, tiny_data):
