@@ -1,9 +1,10 @@
-"""An emulated Raspberry Pi userland: Debian bookworm's arm64 python3 + libstdc++6 with the aarch64
-``ai-edge-litert`` and numpy wheels, run under QEMU user-mode emulation, and the QEMU TCG plugins
-that count the guest's instructions. Both are built on first use and cached under
-``$EDGE_SED_CACHE`` (default ``~/.cache/edge-sed``):
+"""An emulated Raspberry Pi userland: Debian bookworm's arm64 python3 (+ venv) and libstdc++6 with
+the aarch64 ``ai-edge-litert`` and numpy wheels, run under QEMU user-mode emulation, and the QEMU
+TCG plugins that count the guest's instructions. Both are built on first use and cached under
+``$EDGE_SED_CACHE`` (default ``~/.cache/edge-sed``); ``install_in_venv`` installs a wheel there
+as a Pi user would (a venv and pip, dependencies from ``pi-wheelhouse/<key>/``):
 
-- ``pi-root/<key>/`` — ``mmdebstrap --variant=extract`` of python3 and libstdc++6 (arm64, from
+- ``pi-root/<key>/`` — ``mmdebstrap --variant=extract`` of python3, python3-venv and libstdc++6 (arm64, from
   deb.debian.org), then ``pip install --target /opt/edge-sed/site --platform
   manylinux_2_27_aarch64 --only-binary=:all:`` of the host's own ai-edge-litert and numpy
   versions (so host and emulated runs use the same runtime release). <key> hashes all of that.
