@@ -18,11 +18,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edge_sed.audio_io import read_audio  # noqa: E402
-from edge_sed.bundle import load_bundle  # noqa: E402
-from edge_sed.evaluate import _event_labels, find_streams, run_stream  # noqa: E402
-from edge_sed.events import Annotation, event_metrics, read_annotations  # noqa: E402
-from edge_sed.loop import Detector, bundle_smoother  # noqa: E402
+from edge_sed.core.audio_io import read_audio  # noqa: E402
+from edge_sed.core.bundle import load_bundle  # noqa: E402
+from edge_sed.eval.evaluate import _event_labels, find_streams, run_stream  # noqa: E402
+from edge_sed.core.events import Annotation, event_metrics, read_annotations  # noqa: E402
+from edge_sed.core.loop import Detector, bundle_smoother  # noqa: E402
 
 
 def decisions(bundle, pairs):
@@ -33,8 +33,15 @@ def decisions(bundle, pairs):
         audio, ds = read_audio(wav), []
         events, _ = run_stream(det, audio, keep=ds)
         # what the loop's smoother saw: a silent window's decisions are background
-        out.append(([d.t_s for d in ds], [det._silence_scores if d.silent else d.scores for d in ds],
-                    read_annotations(csv), len(audio) / bundle.frontend.sample_rate, events))
+        out.append(
+            (
+                [d.t_s for d in ds],
+                [det._silence_scores if d.silent else d.scores for d in ds],
+                read_annotations(csv),
+                len(audio) / bundle.frontend.sample_rate,
+                events,
+            )
+        )
     return out
 
 
@@ -48,14 +55,22 @@ def score(bundle, streams, threshold) -> dict:
         if threshold is None and replayed != loop_events:
             raise SystemExit("error: the replayed decisions do not give the device loop's events")
         dets += [e.shifted(offset) for e in replayed]
-        refs += [Annotation(a.onset_s + offset, a.offset_s + offset, a.label, a.ebr_db, a.bed_dbfs) for a in ann]
+        refs += [
+            Annotation(a.onset_s + offset, a.offset_s + offset, a.label, a.ebr_db, a.bed_dbfs) for a in ann
+        ]
         offset += duration + 60.0
         total += duration
     event = event_metrics(refs, dets, total, collar_s=0.5, delay_s=0.0, labels=labels)
     detection = event_metrics(refs, dets, total, collar_s=0.5, delay_s=None, labels=labels)
-    return {"threshold": threshold, "event_f1": event["f1"], "detection_f1": detection["f1"],
-            "recall": detection["recall"], "precision": detection["precision"],
-            "false_alarms_per_hour": detection["false_alarms_per_hour"], "hours": total / 3600.0}
+    return {
+        "threshold": threshold,
+        "event_f1": event["f1"],
+        "detection_f1": detection["f1"],
+        "recall": detection["recall"],
+        "precision": detection["precision"],
+        "false_alarms_per_hour": detection["false_alarms_per_hour"],
+        "hours": total / 3600.0,
+    }
 
 
 def main(argv=None) -> int:
@@ -68,17 +83,23 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     bundle = load_bundle(args.bundle)
     streams = decisions(bundle, find_streams(args.streams))
-    rows = [score(bundle, streams, None)] + [score(bundle, streams, float(t)) for t in args.thresholds.split(",")]
+    rows = [score(bundle, streams, None)] + [
+        score(bundle, streams, float(t)) for t in args.thresholds.split(",")
+    ]
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
         print(f"{args.bundle}: {len(streams)} streams, {rows[0]['hours'] * 60:.0f} min")
-        print("| threshold | detection recall | precision | detection F1 | event F1 (DCASE) | false alarms/h |")
+        print(
+            "| threshold | detection recall | precision | detection F1 | event F1 (DCASE) | false alarms/h |"
+        )
         print("|---|---|---|---|---|---|")
         for r in rows:
             name = "calibrated" if r["threshold"] is None else f"{r['threshold']:g}"
-            print(f"| {name} | {r['recall']:.3f} | {r['precision']:.3f} | {r['detection_f1']:.3f} | "
-                  f"{r['event_f1']:.3f} | {r['false_alarms_per_hour']:.1f} |")
+            print(
+                f"| {name} | {r['recall']:.3f} | {r['precision']:.3f} | {r['detection_f1']:.3f} | "
+                f"{r['event_f1']:.3f} | {r['false_alarms_per_hour']:.1f} |"
+            )
     if args.png:
         import matplotlib
 
@@ -87,11 +108,22 @@ def main(argv=None) -> int:
 
         fig, ax = plt.subplots(figsize=(6, 4))
         uni = rows[1:]
-        ax.plot([max(r["false_alarms_per_hour"], 0.5) for r in uni], [r["recall"] for r in uni], "o-",
-                label="one threshold for every class")
+        ax.plot(
+            [max(r["false_alarms_per_hour"], 0.5) for r in uni],
+            [r["recall"] for r in uni],
+            "o-",
+            label="one threshold for every class",
+        )
         for r in uni:
-            ax.annotate(f"{r['threshold']:g}", (max(r["false_alarms_per_hour"], 0.5), r["recall"]), fontsize=7)
-        ax.plot([max(rows[0]["false_alarms_per_hour"], 0.5)], [rows[0]["recall"]], "s", label="calibrated (manifest)")
+            ax.annotate(
+                f"{r['threshold']:g}", (max(r["false_alarms_per_hour"], 0.5), r["recall"]), fontsize=7
+            )
+        ax.plot(
+            [max(rows[0]["false_alarms_per_hour"], 0.5)],
+            [rows[0]["recall"]],
+            "s",
+            label="calibrated (manifest)",
+        )
         ax.axvline(2.0, color="grey", ls=":", label="goal: 2 false alarms/h")
         ax.set_xscale("log")
         ax.set_xlabel("false alarms per hour")

@@ -2,7 +2,7 @@
 sampled all along, and the same audio cut into pieces to check the long run finds the same events.
 
 1. Builds ``--pieces`` labelled streams of ``hours * 3600 / pieces`` seconds each from ``--data``
-   (edge_sed.streams.make_stream, one seed per piece, written as 16-bit WAV like `edge-sed data
+   (edge_sed.data.streams.make_stream, one seed per piece, written as 16-bit WAV like `edge-sed data
    stream`) and their concatenation, the long file (written piece by piece, never held whole).
 2. Runs the real console script, `edge-sed listen --bundle B --file LONG --json --log L`, in a
    subprocess and samples its resident memory (VmRSS from /proc) every ``--interval`` seconds.
@@ -16,9 +16,9 @@ sampled all along, and the same audio cut into pieces to check the long run find
     .venv/bin/python benchmarks/soak_listen.py --bundle BUNDLE --data DATASET [--hours 1] [--pieces 10]
         [--work DIR] [--keep] [--json] [-- extra listen options, e.g. --threshold 0.5]
 
-`listen --file` reads a file block by block (edge_sed.audio_io.iter_audio_blocks): there is no
+`listen --file` reads a file block by block (edge_sed.core.audio_io.iter_audio_blocks): there is no
 queue between a file and the loop, so "no queue growth" shows as dropped_blocks = overflows = 0
-and flat memory; the microphone's callback queue is bounded (edge_sed.listen.QUEUE_S) and its
+and flat memory; the microphone's callback queue is bounded (edge_sed.listen.run.QUEUE_S) and its
 drops are counted - tests/test_listen.py covers that.
 """
 
@@ -41,8 +41,8 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edge_sed.settings import SAMPLE_RATE  # noqa: E402
-from edge_sed.streams import make_stream  # noqa: E402
+from edge_sed.core.settings import SAMPLE_RATE  # noqa: E402
+from edge_sed.data.streams import make_stream  # noqa: E402
 
 EDGE_SED = str(Path(sys.executable).with_name("edge-sed"))
 
@@ -86,8 +86,12 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--interval", type=float, default=1.0, help="RSS sampling period (s).")
     ap.add_argument("--warmup-s", type=float, default=10.0, help="Wall seconds before the 'start' RSS.")
-    ap.add_argument("--cut-margin-s", type=float, default=4.0,
-                    help="Events this soon after a cut may differ (model window + average + suppression).")
+    ap.add_argument(
+        "--cut-margin-s",
+        type=float,
+        default=4.0,
+        help="Events this soon after a cut may differ (model window + average + suppression).",
+    )
     ap.add_argument("--max-growth-mb", type=float, default=16.0)
     ap.add_argument("--work", type=Path, help="Where the audio goes (default: a temporary folder).")
     ap.add_argument("--keep", action="store_true", help="Keep the audio and logs.")
@@ -103,8 +107,9 @@ def main(argv=None) -> int:
     t0 = time.monotonic()
     with sf.SoundFile(long_path, "w", samplerate=SAMPLE_RATE, channels=1, subtype="PCM_16") as long_file:
         for k in range(a.pieces):
-            audio, _ = make_stream(a.data, piece_s, max(1, int(a.events_per_minute * piece_s / 60)),
-                                   seed=a.seed * 1000 + k)
+            audio, _ = make_stream(
+                a.data, piece_s, max(1, int(a.events_per_minute * piece_s / 60)), seed=a.seed * 1000 + k
+            )
             audio = np.clip(audio, -1.0, 1.0)  # what `edge-sed data stream` writes; same in both runs
             path = work / f"piece{k:02d}.wav"
             sf.write(path, audio, SAMPLE_RATE, subtype="PCM_16")
@@ -113,7 +118,9 @@ def main(argv=None) -> int:
             print(f"piece {k + 1}/{a.pieces}: {piece_s:.0f} s", file=sys.stderr, flush=True)
     build_s = time.monotonic() - t0
 
-    summary, samples, wall = run_listen(a.bundle, long_path, a.listen_args, a.interval, log=work / "long.jsonl")
+    summary, samples, wall = run_listen(
+        a.bundle, long_path, a.listen_args, a.interval, log=work / "long.jsonl"
+    )
     logged = [json.loads(l) for l in (work / "long.jsonl").read_text().splitlines()]
     settled = [rss for t, rss in samples if t >= a.warmup_s] or [rss for _, rss in samples]
     whole = [(e["class"], round(e["stream_s"], 3)) for e in summary["detected"]]
@@ -129,44 +136,67 @@ def main(argv=None) -> int:
     away_cut = [e for e in cut_events if not near(e[1])]
     result = {
         "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores, "
-                   f"Python {platform.python_version()}".replace("  ", " "),
-        "bundle": str(a.bundle), "data": a.data, "listen_args": a.listen_args,
+        f"Python {platform.python_version()}".replace("  ", " "),
+        "bundle": str(a.bundle),
+        "data": a.data,
+        "listen_args": a.listen_args,
         "command": f"edge-sed listen --bundle {a.bundle} --file {long_path} --json --log {work / 'long.jsonl'} "
-                   + " ".join(a.listen_args),
+        + " ".join(a.listen_args),
         "audio_hours": round(summary["audio_s"] / 3600, 4),
-        "wall_s": round(wall, 1), "real_time_factor": round(summary["audio_s"] / wall, 1),
-        "rss_mb_start": round(settled[0] / 1024, 1), "rss_mb_peak": round(max(settled) / 1024, 1),
+        "wall_s": round(wall, 1),
+        "real_time_factor": round(summary["audio_s"] / wall, 1),
+        "rss_mb_start": round(settled[0] / 1024, 1),
+        "rss_mb_peak": round(max(settled) / 1024, 1),
         "rss_mb_end": round(settled[-1] / 1024, 1),
         "rss_growth_mb_after_warmup": round((max(settled) - settled[0]) / 1024, 1),
         "rss_samples": len(samples),
-        "decisions": summary["decisions"], "dropped_blocks": summary["dropped_blocks"],
-        "overflows": summary["overflows"], "stopped_by": summary["stopped_by"],
-        "events": summary["events"], "events_by_class": summary["events_by_class"],
+        "decisions": summary["decisions"],
+        "dropped_blocks": summary["dropped_blocks"],
+        "overflows": summary["overflows"],
+        "stopped_by": summary["stopped_by"],
+        "events": summary["events"],
+        "events_by_class": summary["events_by_class"],
         "events_in_log": len(logged),
-        "pieces": a.pieces, "piece_s": piece_s, "pieces_wall_s": round(piece_wall, 1),
+        "pieces": a.pieces,
+        "piece_s": piece_s,
+        "pieces_wall_s": round(piece_wall, 1),
         "events_pieces": len(cut_events),
-        "events_away_from_cuts_whole": len(away_whole), "events_away_from_cuts_pieces": len(away_cut),
+        "events_away_from_cuts_whole": len(away_whole),
+        "events_away_from_cuts_pieces": len(away_cut),
         "events_away_from_cuts_identical": away_whole == away_cut,
-        "events_near_cuts_whole": len(whole) - len(away_whole), "events_near_cuts_pieces": len(cut_events) - len(away_cut),
+        "events_near_cuts_whole": len(whole) - len(away_whole),
+        "events_near_cuts_pieces": len(cut_events) - len(away_cut),
         "build_audio_s": round(build_s, 1),
     }
-    ok = (result["events_away_from_cuts_identical"] and result["rss_growth_mb_after_warmup"] <= a.max_growth_mb
-          and len(logged) == summary["events"] and summary["dropped_blocks"] == 0)
+    ok = (
+        result["events_away_from_cuts_identical"]
+        and result["rss_growth_mb_after_warmup"] <= a.max_growth_mb
+        and len(logged) == summary["events"]
+        and summary["dropped_blocks"] == 0
+    )
     result["ok"] = ok
     if a.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"{result['audio_hours']:.2f} h of audio in {result['wall_s']:.0f} s wall ({result['real_time_factor']:.0f}x "
-              f"real time) on {result['machine']}")
-        print(f"RSS: {result['rss_mb_start']} MB after {a.warmup_s:g} s, peak {result['rss_mb_peak']} MB, "
-              f"end {result['rss_mb_end']} MB (growth {result['rss_growth_mb_after_warmup']} MB, "
-              f"{len(samples)} samples every {a.interval:g} s)")
-        print(f"{result['decisions']} decisions, {result['events']} events ({result['events_in_log']} in the log), "
-              f"dropped blocks {result['dropped_blocks']}, overflows {result['overflows']}")
-        print(f"{a.pieces} pieces of {piece_s:.0f} s: {result['events_pieces']} events; away from the cuts "
-              f"{result['events_away_from_cuts_whole']} vs {result['events_away_from_cuts_pieces']}, identical: "
-              f"{result['events_away_from_cuts_identical']}; within {a.cut_margin_s:g} s after a cut "
-              f"{result['events_near_cuts_whole']} vs {result['events_near_cuts_pieces']}")
+        print(
+            f"{result['audio_hours']:.2f} h of audio in {result['wall_s']:.0f} s wall ({result['real_time_factor']:.0f}x "
+            f"real time) on {result['machine']}"
+        )
+        print(
+            f"RSS: {result['rss_mb_start']} MB after {a.warmup_s:g} s, peak {result['rss_mb_peak']} MB, "
+            f"end {result['rss_mb_end']} MB (growth {result['rss_growth_mb_after_warmup']} MB, "
+            f"{len(samples)} samples every {a.interval:g} s)"
+        )
+        print(
+            f"{result['decisions']} decisions, {result['events']} events ({result['events_in_log']} in the log), "
+            f"dropped blocks {result['dropped_blocks']}, overflows {result['overflows']}"
+        )
+        print(
+            f"{a.pieces} pieces of {piece_s:.0f} s: {result['events_pieces']} events; away from the cuts "
+            f"{result['events_away_from_cuts_whole']} vs {result['events_away_from_cuts_pieces']}, identical: "
+            f"{result['events_away_from_cuts_identical']}; within {a.cut_margin_s:g} s after a cut "
+            f"{result['events_near_cuts_whole']} vs {result['events_near_cuts_pieces']}"
+        )
         print("OK" if ok else "FAILED")
     if not a.keep and not a.work:
         shutil.rmtree(work, ignore_errors=True)

@@ -36,17 +36,24 @@ def main(argv=None) -> int:
     for level, runs in out.items():
         rs = list(runs.values())
         minutes = sum(r["seconds"] for r in rs) / 60
-        print(f"== {level}: seeds {', '.join(sorted(runs))}; {minutes:.0f} min of test streams, "
-              f"{sum(r['reference_events'] for r in rs)} events in all")
-        for key, fmt in (("event F1", lambda r: r["event"]["f1"]), ("event error rate", lambda r: r["event"]["error_rate"]),
-                         ("detection F1", lambda r: r["detection"]["f1"]),
-                         ("false alarms/h", lambda r: r["detection"]["false_alarms_per_hour"]),
-                         ("median latency s", lambda r: r["detection"]["latency_median_s"])):
+        print(
+            f"== {level}: seeds {', '.join(sorted(runs))}; {minutes:.0f} min of test streams, "
+            f"{sum(r['reference_events'] for r in rs)} events in all"
+        )
+        for key, fmt in (
+            ("event F1", lambda r: r["event"]["f1"]),
+            ("event error rate", lambda r: r["event"]["error_rate"]),
+            ("detection F1", lambda r: r["detection"]["f1"]),
+            ("false alarms/h", lambda r: r["detection"]["false_alarms_per_hour"]),
+            ("median latency s", lambda r: r["detection"]["latency_median_s"]),
+        ):
             print(f"  {key:<18} {_ms([fmt(r) for r in rs])}")
         for label in rs[0]["detection"]["per_class"]:
-            print(f"  det. F1 {label:<10} {_ms([r['detection']['per_class'][label]['f1'] for r in rs])}   "
-                  f"event F1 {_ms([r['event']['per_class'][label]['f1'] for r in rs])}   "
-                  f"FA/h {_ms([r['detection']['per_class'][label]['false_alarms_per_hour'] for r in rs])}")
+            print(
+                f"  det. F1 {label:<10} {_ms([r['detection']['per_class'][label]['f1'] for r in rs])}   "
+                f"event F1 {_ms([r['event']['per_class'][label]['f1'] for r in rs])}   "
+                f"FA/h {_ms([r['detection']['per_class'][label]['false_alarms_per_hour'] for r in rs])}"
+            )
         for key in ("ebr_db", "bed_dbfs"):
             pooled = {}
             for r in rs:
@@ -55,7 +62,10 @@ def main(argv=None) -> int:
                     p[0] += v["tp"]
                     p[1] += v["reference"]
             big = {k: v for k, v in pooled.items() if v[1] >= 10}
-            print(f"  detection recall by {key}: " + ", ".join(f"{k} {t / n:.2f} ({t}/{n})" for k, (t, n) in big.items()))
+            print(
+                f"  detection recall by {key}: "
+                + ", ".join(f"{k} {t / n:.2f} ({t}/{n})" for k, (t, n) in big.items())
+            )
     return 0
 
 

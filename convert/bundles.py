@@ -6,13 +6,13 @@ port to Keras and refuse unless the port matches torch within 1e-5 on every test
 per bundle name (``BUNDLES``):
 1. convert (convert.tflite), check the op list (the LSTM must be the fused
    UNIDIRECTIONAL_SEQUENCE_LSTM except where a level needs it unrolled);
-2. run the whole test split through LiteRT with edge_sed.bundle.BundleRunner — the same code a
+2. run the whole test split through LiteRT with edge_sed.core.bundle.BundleRunner — the same code a
    device runs — and record per-class error, overall error, macro-F1, and the difference from
    torch; an fp32 model more than 1e-4 from torch is a failed conversion;
 3. for MCU levels (int8, int8-streaming): find the tensor arena by running tflite-micro,
    compare tflite-micro's outputs with LiteRT's, and write model_data.h/.cc;
 4. write model.tflite, check.npz, the C files and manifest.json into a temporary directory,
-   re-verify it with edge_sed.bundle.verify_bundle, and rename it into place, so a kill never
+   re-verify it with edge_sed.core.bundle.verify_bundle, and rename it into place, so a kill never
    leaves a half bundle under a bundle's name.
 SIGTERM (a service manager stopping the job, a batch scheduler's time limit) is handled as
 Ctrl-C is: the temporary directories are removed, the bundles already renamed into place stay
@@ -43,19 +43,43 @@ from pathlib import Path
 import numpy as np
 
 from edge_sed import __version__
-from edge_sed.atomic import write_json
-from edge_sed.bundle import (C_HEADER, C_SOURCE, CHECK_FILE, FORMAT_VERSION, MANIFEST_FILE, MODEL_FILE,
-                             SEMANTIC_KEY, Bundle, BundleRunner, semantic_sha256, verify_bundle)
-from edge_sed.errors import ConvertError
-from edge_sed.metrics import classification_metrics
-from edge_sed.tflite_info import read_tflite_info
+from edge_sed.core.atomic import write_json
+from edge_sed.core.bundle import (
+    C_HEADER,
+    C_SOURCE,
+    CHECK_FILE,
+    FORMAT_VERSION,
+    MANIFEST_FILE,
+    MODEL_FILE,
+    SEMANTIC_KEY,
+    Bundle,
+    BundleRunner,
+    semantic_sha256,
+    verify_bundle,
+)
+from edge_sed.core.errors import ConvertError
+from edge_sed.eval.metrics import classification_metrics
+from edge_sed.core.tflite_info import read_tflite_info
 
 from . import port
-from .tflite import (FUSED_LSTM_OP, UnsupportedLevel, convert_saved_model, export_saved_model,
-                     remove_lstm_cell_clip)
+from .tflite import (
+    FUSED_LSTM_OP,
+    UnsupportedLevel,
+    convert_saved_model,
+    export_saved_model,
+    remove_lstm_cell_clip,
+)
 
-BUNDLES = ("fp32", "fp16", "dynamic-int8", "int8", "int16x8",
-           "fp32-streaming", "int8-streaming", "int16x8-streaming")
+BUNDLES = (
+    "fp32",
+    "fp16",
+    "dynamic-int8",
+    "int8",
+    "int16x8",
+    "fp32-streaming",
+    "int8-streaming",
+    "int16x8-streaming",
+)
 """Bundle names: a quantization level, optionally in the LSTM's streaming form."""
 MCU_BUNDLES = ("int8", "int8-streaming", "int16x8-streaming")
 """Full-integer bundles tflite-micro runs: they get an arena size, a TFLM check and C files.
@@ -89,14 +113,16 @@ def parse_levels(text: str) -> list[str]:
     names = [t.strip() for t in text.split(",") if t.strip()]
     unknown = [n for n in names if n not in BUNDLES]
     if unknown or not names:
-        raise ValueError(f"unknown level(s) {', '.join(unknown) or text!r}; choose from all, {', '.join(BUNDLES)}")
+        raise ValueError(
+            f"unknown level(s) {', '.join(unknown) or text!r}; choose from all, {', '.join(BUNDLES)}"
+        )
     return list(dict.fromkeys(names))
 
 
 @dataclass
 class LevelResult:
     name: str
-    status: str                      # ok | unsupported | failed
+    status: str  # ok | unsupported | failed
     reason: str | None = None
     path: str | None = None
     manifest: dict = field(default_factory=dict)
@@ -106,21 +132,46 @@ class LevelResult:
         out = {"name": self.name, "status": self.status, "reason": self.reason, "path": self.path}
         if m:
             acc = m["accuracy"]
-            out.update(model_bytes=m["model_bytes"], ops=m["ops"], form=m["form"], lstm=m.get("lstm"),
-                       vs_torch=acc["vs_torch"], notes=m.get("notes", []), warnings=m.get("warnings", []))
-            keys = (("event_f1", "dcase_event_f1", "false_alarms_per_hour", "latency_median_s", "per_class_f1", "torch")
-                    if m["form"] == "stateful" else ("overall_error", "per_class_error", "macro_f1"))
+            out.update(
+                model_bytes=m["model_bytes"],
+                ops=m["ops"],
+                form=m["form"],
+                lstm=m.get("lstm"),
+                vs_torch=acc["vs_torch"],
+                notes=m.get("notes", []),
+                warnings=m.get("warnings", []),
+            )
+            keys = (
+                (
+                    "event_f1",
+                    "dcase_event_f1",
+                    "false_alarms_per_hour",
+                    "latency_median_s",
+                    "per_class_f1",
+                    "torch",
+                )
+                if m["form"] == "stateful"
+                else ("overall_error", "per_class_error", "macro_f1")
+            )
             out.update({k: acc[k] for k in keys})
             if m.get("tflm"):
-                out["tflm"] = {k: m["tflm"][k] for k in ("arena_bytes", "arena_min_bytes", "vs_litert",
-                                                         "vs_litert_reference_kernels") if k in m["tflm"]}
+                out["tflm"] = {
+                    k: m["tflm"][k]
+                    for k in ("arena_bytes", "arena_min_bytes", "vs_litert", "vs_litert_reference_kernels")
+                    if k in m["tflm"]
+                }
         return out
 
 
 def _git(*args) -> str | None:
     try:
-        out = subprocess.run(["git", "--no-optional-locks", *args], cwd=Path(__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "--no-optional-locks", *args],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
@@ -170,11 +221,19 @@ def _io_spec(info, roles: dict[str, str]) -> tuple[list, list]:
 
     def spec(t):
         if t.index not in by_index:
-            raise ConvertError(f"tensor {t.name} has no role in the model's signature {info.signature_inputs}, "
-                               f"{info.signature_outputs}")
+            raise ConvertError(
+                f"tensor {t.name} has no role in the model's signature {info.signature_inputs}, "
+                f"{info.signature_outputs}"
+            )
         q = t.quantization if t.dtype != "float32" else None
-        return {"role": by_index[t.index], "name": t.name, "index": t.index, "dtype": t.dtype,
-                "shape": t.shape, "quantization": q}
+        return {
+            "role": by_index[t.index],
+            "name": t.name,
+            "index": t.index,
+            "dtype": t.dtype,
+            "shape": t.shape,
+            "quantization": q,
+        }
 
     return [spec(t) for t in info.inputs], [spec(t) for t in info.outputs]
 
@@ -244,23 +303,27 @@ class Converter:
 
         self.data = data or cfg["data"]
         self.log(f"loading {self.data} (ratio {cfg.get('ratio')}, seed {cfg['seed']})")
-        splits = load_splits(self.data, cfg.get("ratio"), cfg["seed"], cfg.get("synth_counts", "120:120:60:1560"))
+        splits = load_splits(
+            self.data, cfg.get("ratio"), cfg["seed"], cfg.get("synth_counts", "120:120:60:1560")
+        )
         self.train, self.test = splits["train"], splits["test"]
         if len(self.test.y) == 0:
             raise ConvertError("the test split is empty: nothing to prove parity or accuracy on")
         self.frames, self.n_mels = self.test.x.shape[1:]
         model = self.run.model
         if model.standardise.mean.shape[0] != self.n_mels:
-            raise ConvertError(f"the model takes {model.standardise.mean.shape[0]} mel bands, "
-                               f"the data has {self.n_mels}")
-        from edge_sed.settings import LABELS
+            raise ConvertError(
+                f"the model takes {model.standardise.mean.shape[0]} mel bands, the data has {self.n_mels}"
+            )
+        from edge_sed.core.settings import LABELS
 
-        self.labels = list(LABELS)[:model.classifier[1].out_features]
+        self.labels = list(LABELS)[: model.classifier[1].out_features]
         self.torch_test = port.torch_probabilities(model, self.test.x)
         self.torch_metrics = classification_metrics(self.test.y, self.torch_test.argmax(1), self.labels)
         self.log("checking the Keras port against torch on every test window")
-        self.keras_parity = port.assert_parity(model, port.keras_windowed(model, self.frames, batch_size=None),
-                                               self.test.x)
+        self.keras_parity = port.assert_parity(
+            model, port.keras_windowed(model, self.frames, batch_size=None), self.test.x
+        )
         self._saved_models = {}  # kind -> SavedModel directory, exported once, converted per level
         self._tmp = None  # the SavedModels' directory, made when the first is exported
         seed = cfg["seed"]
@@ -268,11 +331,19 @@ class Converter:
         self.check_idx = balanced_sample(self.test.y, CHECK_PER_CLASS, seed + 1)
         self.is_lstm = self.run.model_type == "lstm"
         self.provenance = {
-            "objective": cfg.get("objective"), "model": self.run.model_type, "dataset": self.data,
-            "ratio": cfg.get("ratio"), "synth_counts": cfg.get("synth_counts") if self.data == "synthetic" else None,
-            "seed": seed, "run_dir": str(Path(run_dir).resolve()), "best_epoch": self.run.metrics.get("best_epoch"),
-            **git_commit(), "edge_sed_version": __version__, "tensorflow": port.tf.__version__,
-            "tf_keras": port.keras.__version__, "torch": port.torch.__version__,
+            "objective": cfg.get("objective"),
+            "model": self.run.model_type,
+            "dataset": self.data,
+            "ratio": cfg.get("ratio"),
+            "synth_counts": cfg.get("synth_counts") if self.data == "synthetic" else None,
+            "seed": seed,
+            "run_dir": str(Path(run_dir).resolve()),
+            "best_epoch": self.run.metrics.get("best_epoch"),
+            **git_commit(),
+            "edge_sed_version": __version__,
+            "tensorflow": port.tf.__version__,
+            "tf_keras": port.keras.__version__,
+            "torch": port.torch.__version__,
             "hidden": getattr(getattr(model, "lstm", None), "hidden_size", None),
             "embed_dim": model.embedding.out_features,
             "converted_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -283,8 +354,11 @@ class Converter:
             self._tmp.cleanup()
 
     def report_facts(self) -> dict:
-        return {"form": "windowed", "test_windows": int(len(self.test.y)),
-                "torch": {k: self.torch_metrics[k] for k in ("per_class_error", "overall_error", "macro_f1")}}
+        return {
+            "form": "windowed",
+            "test_windows": int(len(self.test.y)),
+            "torch": {k: self.torch_metrics[k] for k in ("per_class_error", "overall_error", "macro_f1")},
+        }
 
     def _saved_model(self, kind: str) -> str:
         """The SavedModel of the windowed ("fused" or "unrolled" LSTM) or "streaming" port."""
@@ -305,6 +379,7 @@ class Converter:
         def gen():
             for w in self.rep_x:
                 yield [w[None]]
+
         return gen
 
     def _streaming_rep(self, samples: int = 1000):
@@ -314,6 +389,7 @@ class Converter:
         def gen():
             for i in idx:
                 yield {"frame": frames[i][None], "h": h[i][None], "c": c[i][None]}
+
         return gen
 
     def build(self, name: str) -> tuple[bytes, dict]:
@@ -325,11 +401,26 @@ class Converter:
                 raise UnsupportedLevel("the streaming (explicit-state) form exists only for the LSTM model")
             rep = self._streaming_rep() if level in ("int8", "int16x8") else None
             return convert_saved_model(self._saved_model("streaming"), level, rep), {
-                "level": level, "form": "streaming-explicit-state", "lstm": "cell",
-                "roles": {"frame": "frame", "h": "h", "c": "c", "scores": "scores", "h_out": "h_out", "c_out": "c_out"}}
+                "level": level,
+                "form": "streaming-explicit-state",
+                "lstm": "cell",
+                "roles": {
+                    "frame": "frame",
+                    "h": "h",
+                    "c": "c",
+                    "scores": "scores",
+                    "h_out": "h_out",
+                    "c_out": "c_out",
+                },
+            }
         rep = self._windowed_rep() if level in ("int8", "int16x8") else None
-        facts = {"level": level, "form": "windowed", "lstm": "fused" if self.is_lstm else None,
-                 "roles": {"window": "window", "scores": "scores"}, "notes": []}
+        facts = {
+            "level": level,
+            "form": "windowed",
+            "lstm": "fused" if self.is_lstm else None,
+            "roles": {"window": "window", "scores": "scores"},
+            "notes": [],
+        }
         try:
             model_bytes = convert_saved_model(self._saved_model("windowed"), level, rep)
         except UnsupportedLevel as fused_error:
@@ -338,17 +429,23 @@ class Converter:
             try:
                 model_bytes = convert_saved_model(self._saved_model("unrolled"), level, rep)
             except UnsupportedLevel as unrolled_error:
-                raise UnsupportedLevel(f"fused LSTM: {fused_error}; unrolled LSTM: {unrolled_error}") from None
+                raise UnsupportedLevel(
+                    f"fused LSTM: {fused_error}; unrolled LSTM: {unrolled_error}"
+                ) from None
             facts["lstm"] = "unrolled"
-            facts["notes"].append(f"fused LSTM not convertible at int16x8 ({fused_error}); converted with the "
-                                  f"LSTM unrolled into {self.frames} steps of elementwise ops")
+            facts["notes"].append(
+                f"fused LSTM not convertible at int16x8 ({fused_error}); converted with the "
+                f"LSTM unrolled into {self.frames} steps of elementwise ops"
+            )
         if facts["lstm"] == "fused":
             if FUSED_LSTM_OP not in read_tflite_info(model_bytes).op_counts():
                 raise ConvertError(f"the converter did not produce the fused {FUSED_LSTM_OP} op")
             model_bytes, clips = remove_lstm_cell_clip(model_bytes)
             if any(clips):
-                facts["notes"].append(f"the converter set the fused LSTM's cell_clip to {clips[0]:g}; set to 0 "
-                                      "(no clip) as in the torch model")
+                facts["notes"].append(
+                    f"the converter set the fused LSTM's cell_clip to {clips[0]:g}; set to 0 "
+                    "(no clip) as in the torch model"
+                )
         return model_bytes, facts
 
     # -- one bundle
@@ -385,64 +482,98 @@ class Converter:
             manifest["state"] = {
                 "size": int(inputs[[d["role"] for d in inputs].index("h")]["shape"][-1]),
                 "usage": "one frame per invoke; feed h_out/c_out back as h/c (dequantize with the output's "
-                         "quantization, quantize with the input's); zero the state every hop_frames frames: the "
-                         "scores after window_frames frames from zero are the windowed model's. For a shorter "
-                         "hop run several staggered states."}
+                "quantization, quantize with the input's); zero the state every hop_frames frames: the "
+                "scores after window_frames frames from zero are the windowed model's. For a shorter "
+                "hop run several staggered states.",
+            }
         else:
-            manifest["usage"] = ("invoke on window_frames log-mel frames; a fused-LSTM model keeps state in "
-                                 "variable tensors between invokes in LiteRT: reset_all_variables() before each "
-                                 "window (BundleRunner does)")
+            manifest["usage"] = (
+                "invoke on window_frames log-mel frames; a fused-LSTM model keeps state in "
+                "variable tensors between invokes in LiteRT: reset_all_variables() before each "
+                "window (BundleRunner does)"
+            )
         bundle = Bundle(out_dir, manifest, model_bytes, info)
         runner = BundleRunner(bundle)
         litert = runner.predict_many(self.test.x, progress=progress)
         metrics = classification_metrics(self.test.y, litert.argmax(1), self.labels)
         diff = np.abs(litert - self.torch_test)
         manifest["accuracy"] = {
-            "split": "test", "windows": int(len(self.test.y)), "runtime": _runtime_name(),
+            "split": "test",
+            "windows": int(len(self.test.y)),
+            "runtime": _runtime_name(),
             "metric_note": "per-class error = 1 - recall; overall error = mean of per-class errors; macro-F1",
-            **{k: metrics[k] for k in ("per_class_error", "overall_error", "macro_f1", "accuracy", "support",
-                                       "confusion_matrix")},
+            **{
+                k: metrics[k]
+                for k in (
+                    "per_class_error",
+                    "overall_error",
+                    "macro_f1",
+                    "accuracy",
+                    "support",
+                    "confusion_matrix",
+                )
+            },
             "torch": {k: self.torch_metrics[k] for k in ("per_class_error", "overall_error", "macro_f1")},
             "vs_torch": {
                 "overall_error_diff": metrics["overall_error"] - self.torch_metrics["overall_error"],
                 "macro_f1_diff": metrics["macro_f1"] - self.torch_metrics["macro_f1"],
                 "prediction_agreement": float(np.mean(litert.argmax(1) == self.torch_test.argmax(1))),
-                "max_abs_prob_diff": float(diff.max()), "mean_abs_prob_diff": float(diff.mean()),
+                "max_abs_prob_diff": float(diff.max()),
+                "mean_abs_prob_diff": float(diff.mean()),
             },
         }
         vs = manifest["accuracy"]["vs_torch"]
         manifest["warnings"] = []
         if vs["overall_error_diff"] > WARN_ERROR_INCREASE or vs["prediction_agreement"] < WARN_AGREEMENT:
-            advice = ("; an int8 LSTM state fed back every frame is too coarse: prefer int16x8-streaming "
-                      "or the windowed int8 model" if name == "int8-streaming" else "")
+            advice = (
+                "; an int8 LSTM state fed back every frame is too coarse: prefer int16x8-streaming "
+                "or the windowed int8 model"
+                if name == "int8-streaming"
+                else ""
+            )
             manifest["warnings"].append(
                 f"{name} loses accuracy: overall error {metrics['overall_error']:.3f} vs torch "
                 f"{self.torch_metrics['overall_error']:.3f}, predictions agree on "
-                f"{vs['prediction_agreement']:.1%} of test windows{advice}")
-        manifest["parity"] = {"keras_vs_torch_max_abs": self.keras_parity, "keras_tolerance": port.PARITY_TOLERANCE,
-                              "tflite_vs_torch_max_abs": float(diff.max())}
+                f"{vs['prediction_agreement']:.1%} of test windows{advice}"
+            )
+        manifest["parity"] = {
+            "keras_vs_torch_max_abs": self.keras_parity,
+            "keras_tolerance": port.PARITY_TOLERANCE,
+            "tflite_vs_torch_max_abs": float(diff.max()),
+        }
         if facts["level"] == "fp32":
             manifest["parity"]["fp32_tolerance"] = FP32_TOLERANCE
             if not diff.max() < FP32_TOLERANCE:
-                return LevelResult(name, "failed", f"fp32 TFLite differs from torch by {diff.max():.2e} "
-                                   f"(> {FP32_TOLERANCE:.0e}): a conversion bug, not quantization")
+                return LevelResult(
+                    name,
+                    "failed",
+                    f"fp32 TFLite differs from torch by {diff.max():.2e} "
+                    f"(> {FP32_TOLERANCE:.0e}): a conversion bug, not quantization",
+                )
         files = {MODEL_FILE: model_bytes}
         check_x = self.test.x[self.check_idx]
         buf = io.BytesIO()
-        np.savez(buf, x=check_x, y=self.test.y[self.check_idx], litert=litert[self.check_idx],
-                 torch=self.torch_test[self.check_idx])
+        np.savez(
+            buf,
+            x=check_x,
+            y=self.test.y[self.check_idx],
+            litert=litert[self.check_idx],
+            torch=self.torch_test[self.check_idx],
+        )
         files[CHECK_FILE] = buf.getvalue()
-        manifest["check"] = {"file": CHECK_FILE, "sha256": hashlib.sha256(files[CHECK_FILE]).hexdigest(),
-                             "windows": int(len(check_x)),
-                             "note": "test windows with LiteRT's and torch's outputs at conversion; "
-                                     "verify re-runs them"}
+        manifest["check"] = {
+            "file": CHECK_FILE,
+            "sha256": hashlib.sha256(files[CHECK_FILE]).hexdigest(),
+            "windows": int(len(check_x)),
+            "note": "test windows with LiteRT's and torch's outputs at conversion; verify re-runs them",
+        }
         tflm = self._tflm(bundle, litert) if name in MCU_BUNDLES and tflm_available(manifest) else None
         return finish_bundle(out_dir, name, manifest, files, tflm)
 
     def _tflm(self, bundle: Bundle, litert: np.ndarray) -> dict:
         """Arena size, and tflite-micro's outputs against LiteRT's (as the Pi runs it, with
         XNNPACK) and against LiteRT's reference kernels, on the first test windows."""
-        from .micro import LiteRTReferenceBackend, MicroBackend, compare_outputs, find_arena_bytes
+        from firmware_sim.tflm import LiteRTReferenceBackend, MicroBackend, compare_outputs, find_arena_bytes
 
         arena = find_arena_bytes(bundle.model_bytes)
         n = min(TFLM_COMPARE_WINDOWS, len(self.test.x))
@@ -463,8 +594,10 @@ def tflm_available(manifest: dict) -> bool:
     x86_64 only), the bundle is written without arena, TFLM check and C array, and says so."""
     if importlib.util.find_spec("tflite_micro") is not None:
         return True
-    manifest["warnings"].append("no tensor arena size, TFLM check or C array: tflite-micro is not installed here "
-                                "(it has wheels for Linux x86_64 only; convert there with edge-sed[sim] for an MCU)")
+    manifest["warnings"].append(
+        "no tensor arena size, TFLM check or C array: tflite-micro is not installed here "
+        "(it has wheels for Linux x86_64 only; convert there with edge-sed[sim] for an MCU)"
+    )
     return False
 
 
@@ -488,13 +621,13 @@ def _c_files(model_bytes, manifest):
 
 
 def _default_frontend() -> dict:
-    from edge_sed.frontend import FrontendConfig
+    from edge_sed.core.frontend import FrontendConfig
 
     return FrontendConfig().to_dict()
 
 
 def _runtime_name() -> str:
-    from edge_sed.runtime import interpreter_class
+    from edge_sed.core.runtime import interpreter_class
 
     _, module = interpreter_class()
     top = module.split(".")[0]
@@ -534,8 +667,12 @@ def _sigterm_raises_terminated():
     try:
         yield state
     except Terminated:  # the clean-up inside the block has run by now
-        print("error: convert stopped by SIGTERM: temporary files removed, the bundles written before "
-              "it are whole, no report written", file=sys.stderr, flush=True)
+        print(
+            "error: convert stopped by SIGTERM: temporary files removed, the bundles written before "
+            "it are whole, no report written",
+            file=sys.stderr,
+            flush=True,
+        )
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -548,8 +685,9 @@ def _run_form(run_dir) -> str:
         return "windowed"  # Converter says what is wrong with the run
 
 
-def convert_run(run_dir, out_dir, levels=BUNDLES, data: str | None = None, log=None,
-                on_level=None, progress=None) -> dict:
+def convert_run(
+    run_dir, out_dir, levels=BUNDLES, data: str | None = None, log=None, on_level=None, progress=None
+) -> dict:
     """Convert ``run_dir`` into ``out_dir/<level>/`` for each of ``levels``; returns the report
     also written to ``out_dir/convert-report.json``. ``on_level(LevelResult)`` after each level,
     ``progress(done, total)`` within one (test windows run). SIGTERM raises
@@ -591,8 +729,10 @@ def _convert_run(run_dir, out_dir: Path, levels, data, log, on_level, progress, 
     finally:
         conv.close()
     report = {
-        "run_dir": str(Path(run_dir).resolve()), "out": str(out_dir.resolve()),
-        "model": conv.run.model_type, "objective": conv.run.config.get("objective"),
+        "run_dir": str(Path(run_dir).resolve()),
+        "out": str(out_dir.resolve()),
+        "model": conv.run.model_type,
+        "objective": conv.run.config.get("objective"),
         **conv.report_facts(),
         "keras_vs_torch_max_abs": conv.keras_parity,
         "levels": [r.summary() for r in results],

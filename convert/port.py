@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge_sed.errors import ConvertError
+from edge_sed.core.errors import ConvertError
 
 from ._quiet import import_tensorflow
 
@@ -66,8 +66,11 @@ def load_run(run_dir: str | os.PathLike) -> TorchRun:
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
     state = torch.load(run_dir / "best.pt", weights_only=True, map_location="cpu")
     n_mels = int(state["standardise.mean"].shape[0])
-    kwargs = {"n_mels": n_mels, "embed_dim": int(state["embedding.weight"].shape[0]),
-              "num_classes": int(state["classifier.1.weight"].shape[0])}
+    kwargs = {
+        "n_mels": n_mels,
+        "embed_dim": int(state["embedding.weight"].shape[0]),
+        "num_classes": int(state["classifier.1.weight"].shape[0]),
+    }
     if config["model"] == "lstm":
         kwargs["hidden"] = int(state["lstm.weight_hh_l0"].shape[1])
         if "conv.weight" in state:
@@ -95,7 +98,7 @@ def folded_classifier(model) -> tuple[np.ndarray, np.ndarray]:
     bn, linear = model.classifier[0], model.classifier[1]
     s = _np(bn.weight) / np.sqrt(_np(bn.running_var) + bn.eps)
     t = _np(bn.bias) - _np(bn.running_mean) * s
-    w, b = _np(linear.weight), _np(linear.bias)          # (C, E), (C,)
+    w, b = _np(linear.weight), _np(linear.bias)  # (C, E), (C,)
     return (w * s[None, :]).T.astype(np.float32), (w @ t + b).astype(np.float32)
 
 
@@ -104,8 +107,11 @@ def lstm_weights(model) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     lstm = model.lstm
     if lstm.num_layers != 1 or lstm.bidirectional or not lstm.batch_first or lstm.proj_size:
         raise ConvertError("only a one-layer, unidirectional, batch_first LSTM without projection ports")
-    return (_np(lstm.weight_ih_l0).T.copy(), _np(lstm.weight_hh_l0).T.copy(),
-            _np(lstm.bias_ih_l0) + _np(lstm.bias_hh_l0))
+    return (
+        _np(lstm.weight_ih_l0).T.copy(),
+        _np(lstm.weight_hh_l0).T.copy(),
+        _np(lstm.bias_ih_l0) + _np(lstm.bias_hh_l0),
+    )
 
 
 def _dense(linear: torch.nn.Linear, name: str):
@@ -153,12 +159,11 @@ def keras_windowed(model, frames: int = 98, batch_size: int | None = 1, unroll: 
         for i, block in enumerate(model.features):
             conv, bn = block[0], block[1]
             s = _np(bn.weight) / np.sqrt(_np(bn.running_var) + bn.eps)
-            kernel = _np(conv.weight).transpose(2, 3, 1, 0) * s            # (kh, kw, in, out)
+            kernel = _np(conv.weight).transpose(2, 3, 1, 0) * s  # (kh, kw, in, out)
             bias = _np(bn.bias) - _np(bn.running_mean) * s
             if conv.bias is not None:
                 bias = bias + _np(conv.bias) * s
-            layer = keras.layers.Conv2D(conv.out_channels, conv.kernel_size, padding="same",
-                                        name=f"conv{i}")
+            layer = keras.layers.Conv2D(conv.out_channels, conv.kernel_size, padding="same", name=f"conv{i}")
             _check_conv(conv)
             layers_weights.append((layer, [kernel.astype(np.float32), bias.astype(np.float32)]))
             x = keras.layers.ReLU(name=f"relu{i}")(layer(x))
@@ -175,8 +180,14 @@ def keras_windowed(model, frames: int = 98, batch_size: int | None = 1, unroll: 
 
 def _check_conv(conv) -> None:
     k = conv.kernel_size
-    if conv.stride != (1, 1) or conv.dilation != (1, 1) or conv.groups != 1 or \
-            conv.padding != (k[0] // 2, k[1] // 2) or k[0] % 2 == 0 or k[1] % 2 == 0:
+    if (
+        conv.stride != (1, 1)
+        or conv.dilation != (1, 1)
+        or conv.groups != 1
+        or conv.padding != (k[0] // 2, k[1] // 2)
+        or k[0] % 2 == 0
+        or k[1] % 2 == 0
+    ):
         raise ConvertError("only odd-sized, stride-1, 'same'-padded convolutions port")
 
 
@@ -199,7 +210,8 @@ def keras_streaming(model):
     kernel, recurrent, bias = lstm_weights(model)
     scale, shift = (np.tile(v, k) for v in standardise_affine(model))
     x = keras.layers.Lambda(lambda v: v * scale + shift, name="standardise")(
-        keras.layers.Reshape((k * n_mels,), name="flatten")(frame))
+        keras.layers.Reshape((k * n_mels,), name="flatten")(frame)
+    )
     layers_weights = []
     if model.conv is not None:  # the causal conv: one Dense on the stacked frames, then ReLU
         conv, w = _dense(model.conv, "conv")
@@ -214,8 +226,9 @@ def keras_streaming(model):
     f = keras.layers.Activation("sigmoid", name="forget_gate")(f)
     g = keras.layers.Activation("tanh", name="cell_candidate")(g)
     o = keras.layers.Activation("sigmoid", name="output_gate")(o)
-    c_new = keras.layers.Add(name="c_out")([keras.layers.Multiply(name="keep")([f, c]),
-                                            keras.layers.Multiply(name="write")([i, g])])
+    c_new = keras.layers.Add(name="c_out")(
+        [keras.layers.Multiply(name="keep")([f, c]), keras.layers.Multiply(name="write")([i, g])]
+    )
     h_new = keras.layers.Multiply(name="h_out")([o, keras.layers.Activation("tanh", name="c_tanh")(c_new)])
     scores = _head(h_new, model, layers_weights)
     keras_model = keras.Model([frame, h, c], [scores, h_new, c_new], name="lstm_streaming")
@@ -232,7 +245,7 @@ def run_streaming_keras(streaming, windows: np.ndarray) -> np.ndarray:
         h = np.zeros((1, hidden), np.float32)
         c = np.zeros((1, hidden), np.float32)
         for t in range(len(w)):
-            scores, h, c = (v.numpy() for v in streaming([w[None, t:t + 1], h, c], training=False))
+            scores, h, c = (v.numpy() for v in streaming([w[None, t : t + 1], h, c], training=False))
         out.append(scores[0])
     return np.asarray(out)
 
@@ -240,13 +253,22 @@ def run_streaming_keras(streaming, windows: np.ndarray) -> np.ndarray:
 @torch.no_grad()
 def torch_probabilities(model, x: np.ndarray, batch: int = 256) -> np.ndarray:
     model.eval()
-    return np.concatenate([torch.softmax(model(torch.from_numpy(x[i:i + batch])), 1).numpy()
-                           for i in range(0, len(x), batch)]) if len(x) else np.zeros((0, 0), np.float32)
+    return (
+        np.concatenate(
+            [
+                torch.softmax(model(torch.from_numpy(x[i : i + batch])), 1).numpy()
+                for i in range(0, len(x), batch)
+            ]
+        )
+        if len(x)
+        else np.zeros((0, 0), np.float32)
+    )
 
 
 def keras_probabilities(keras_model, x: np.ndarray, batch: int = 256) -> np.ndarray:
-    return np.concatenate([keras_model(x[i:i + batch], training=False).numpy()
-                           for i in range(0, len(x), batch)])
+    return np.concatenate(
+        [keras_model(x[i : i + batch], training=False).numpy() for i in range(0, len(x), batch)]
+    )
 
 
 def assert_parity(model, keras_model, x: np.ndarray, tolerance: float = PARITY_TOLERANCE) -> float:
@@ -255,6 +277,8 @@ def assert_parity(model, keras_model, x: np.ndarray, tolerance: float = PARITY_T
         raise ConvertError("no windows to check parity on (empty test split)")
     diff = float(np.abs(torch_probabilities(model, x) - keras_probabilities(keras_model, x)).max())
     if not diff < tolerance:
-        raise ConvertError(f"the Keras port differs from the torch model by {diff:.2e} (> {tolerance:.0e}) "
-                           f"on {len(x)} windows; refusing to convert")
+        raise ConvertError(
+            f"the Keras port differs from the torch model by {diff:.2e} (> {tolerance:.0e}) "
+            f"on {len(x)} windows; refusing to convert"
+        )
     return diff

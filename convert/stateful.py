@@ -8,7 +8,7 @@ What differs from the windowed converter (convert.bundles.Converter):
   training built them), frame by frame with the state carried, not on clip windows;
 - int8/int16x8 are calibrated with (frames, h, c) taken from the float model running over
   training mixtures, so the state's range is the one hours of stream give, not a window's;
-- the accuracy in the manifest is event-level: the bundle's own device loop (edge_sed.loop.
+- the accuracy in the manifest is event-level: the bundle's own device loop (edge_sed.core.loop.
   Detector: front end -> model -> smoother with the run's calibrated thresholds) over the test
   streams' audio;
 - check.npz holds a feature sequence and the per-frame outputs; ``verify`` re-runs it with the
@@ -26,17 +26,24 @@ import numpy as np
 import torch
 
 from edge_sed import __version__
-from edge_sed.bundle import CHECK_FILE, FORMAT_VERSION, MODEL_FILE, Bundle, BundleRunner
-from edge_sed.errors import ConvertError
-from edge_sed.events import Annotation, Event, event_metrics
-from edge_sed.frontend import FrontendConfig, log_mel
-from edge_sed.mixer import Banks
-from edge_sed.scoring import detect
-from edge_sed.tflite_info import read_tflite_info
+from edge_sed.core.bundle import CHECK_FILE, FORMAT_VERSION, MODEL_FILE, Bundle, BundleRunner
+from edge_sed.core.errors import ConvertError
+from edge_sed.core.events import Annotation, event_metrics
+from edge_sed.core.frontend import FrontendConfig, log_mel
+from edge_sed.data.mixer import Banks
+from edge_sed.eval.scoring import detect
+from edge_sed.core.tflite_info import read_tflite_info
 
 from . import port
-from .bundles import (LevelResult, UnsupportedLevel, _io_spec, _runtime_name, finish_bundle, git_commit,
-                      tflm_available)
+from .bundles import (
+    LevelResult,
+    UnsupportedLevel,
+    _io_spec,
+    _runtime_name,
+    finish_bundle,
+    git_commit,
+    tflm_available,
+)
 from .tflite import convert_saved_model, export_saved_model
 
 STATEFUL_BUNDLES = ("fp32", "int8", "int16x8")
@@ -74,7 +81,7 @@ def trajectories(model, features: np.ndarray, samples: int, seed: int):
     x = torch.from_numpy(features)
     std = model.standardise(x)
     lstm_in = model._conv(std, None)[0] if model.conv is not None else std
-    lstm_in = lstm_in[:, stride - 1::stride]
+    lstm_in = lstm_in[:, stride - 1 :: stride]
     hidden = model.lstm.hidden_size
     h = torch.zeros(1, x.shape[0], hidden)
     c = torch.zeros(1, x.shape[0], hidden)
@@ -82,14 +89,15 @@ def trajectories(model, features: np.ndarray, samples: int, seed: int):
     for t in range(lstm_in.shape[1]):
         hs.append(h[0].clone())
         cs.append(c[0].clone())
-        _, (h, c) = model.lstm(lstm_in[:, t:t + 1], (h, c))
+        _, (h, c) = model.lstm(lstm_in[:, t : t + 1], (h, c))
     padded = np.concatenate([np.repeat(features[:, :1], k - 1, 1), features], 1)
     rng = np.random.default_rng(seed)
     steps = lstm_in.shape[1]
     pick = rng.choice(x.shape[0] * steps, size=min(samples, x.shape[0] * steps), replace=False)
     s_idx, t_idx = pick // steps, pick % steps
-    frames = np.stack([padded[s, t * stride + stride - 1:t * stride + stride - 1 + k]
-                       for s, t in zip(s_idx, t_idx)]).astype(np.float32)
+    frames = np.stack(
+        [padded[s, t * stride + stride - 1 : t * stride + stride - 1 + k] for s, t in zip(s_idx, t_idx)]
+    ).astype(np.float32)
     H = torch.stack(hs, 1).numpy()
     C = torch.stack(cs, 1).numpy()
     return frames, H[s_idx, t_idx].astype(np.float32), C[s_idx, t_idx].astype(np.float32)
@@ -104,7 +112,7 @@ def keras_stream(keras_model, features: np.ndarray, k: int, stride: int = 1) -> 
     padded = np.concatenate([np.repeat(features[:1], k - 1, 0), features], 0)
     out = []
     for t in range(stride - 1, len(features), stride):
-        scores, h, c = (v.numpy() for v in keras_model([padded[None, t:t + k], h, c], training=False))
+        scores, h, c = (v.numpy() for v in keras_model([padded[None, t : t + k], h, c], training=False))
         out.append(scores[0])
     return np.asarray(out)
 
@@ -120,9 +128,15 @@ class StatefulConverter:
         if self.cfg.model != "lstm":
             raise ConvertError("the stateful form exists only for the LSTM model")
         if getattr(self.cfg, "feature_norm", "none") != "none":
-            raise ConvertError(f"feature_norm={self.cfg.feature_norm!r} is a training experiment the device front "
-                               "end does not compute: only feature_norm 'none' converts")
-        self.fe = FrontendConfig(**self.run.metrics["frontend"]) if self.run.metrics.get("frontend") else FrontendConfig()
+            raise ConvertError(
+                f"feature_norm={self.cfg.feature_norm!r} is a training experiment the device front "
+                "end does not compute: only feature_norm 'none' converts"
+            )
+        self.fe = (
+            FrontendConfig(**self.run.metrics["frontend"])
+            if self.run.metrics.get("frontend")
+            else FrontendConfig()
+        )
         self.k = model.context_frames if model.conv is not None else 1
         self.stride = getattr(model, "stride", 1)
         self.log(f"loading {self.cfg.data} and building the run's test streams")
@@ -131,39 +145,59 @@ class StatefulConverter:
         self.test_audio = eval_audio(test, self.cfg.seed + 1, self.cfg.val_streams, self.cfg.val_stream_s)
         self.test_features = [log_mel(a, self.fe) for a, _, _ in self.test_audio]
         # per step (one every ``stride`` frames): what the device loop's decisions carry
-        self.torch_scores = [stream_probabilities(model, f)[self.stride - 1::self.stride][:len(f) // self.stride]
-                             for f in self.test_features]
+        self.torch_scores = [
+            stream_probabilities(model, f)[self.stride - 1 :: self.stride][: len(f) // self.stride]
+            for f in self.test_features
+        ]
         smoother = dict(self.run.metrics.get("smoother") or {**STATEFUL_SMOOTHER, "thresholds": 0.5})
-        self.smoother = {"average_window_ms": smoother["average_window_ms"],
-                         "minimum_count": smoother["minimum_count"],
-                         "suppression_ms": smoother["suppression_ms"], "thresholds": smoother["thresholds"]}
-        from edge_sed.settings import LABELS
+        self.smoother = {
+            "average_window_ms": smoother["average_window_ms"],
+            "minimum_count": smoother["minimum_count"],
+            "suppression_ms": smoother["suppression_ms"],
+            "thresholds": smoother["thresholds"],
+        }
+        from edge_sed.core.settings import LABELS
 
-        self.labels = list(LABELS)[:model.classifier[1].out_features]
+        self.labels = list(LABELS)[: model.classifier[1].out_features]
         self.keras = port.keras_streaming(model)
         n = min(PARITY_FRAMES, len(self.test_features[0]))
         keras_out = keras_stream(self.keras, self.test_features[0][:n], self.k, self.stride)
-        self.keras_parity = float(np.abs(keras_out - self.torch_scores[0][:len(keras_out)]).max())
+        self.keras_parity = float(np.abs(keras_out - self.torch_scores[0][: len(keras_out)]).max())
         if not self.keras_parity < port.PARITY_TOLERANCE:
-            raise ConvertError(f"the Keras step model differs from torch by {self.keras_parity:.2e} on a test stream "
-                               f"(> {port.PARITY_TOLERANCE:.0e}): not converting")
+            raise ConvertError(
+                f"the Keras step model differs from torch by {self.keras_parity:.2e} on a test stream "
+                f"(> {port.PARITY_TOLERANCE:.0e}): not converting"
+            )
         self.log("calibration data: the float model's states over training mixtures")
         from train.stateful import mixture_batch
 
         train_banks = Banks(splits["train"])
-        x_rep, _, _ = mixture_batch(train_banks, np.random.default_rng([self.cfg.seed, 4242]), 16, self.cfg.seq_s, self.fe)
+        x_rep, _, _ = mixture_batch(
+            train_banks, np.random.default_rng([self.cfg.seed, 4242]), 16, self.cfg.seq_s, self.fe
+        )
         self.rep = trajectories(model, x_rep, REP_SAMPLES, self.cfg.seed)
         import tempfile
 
         self._tmp = tempfile.TemporaryDirectory(prefix="edge-sed-convert-")
         self._saved = None
         self.provenance = {
-            "objective": self.cfg.objective, "model": "lstm", "form": "stateful", "dataset": self.cfg.data,
-            "ratio": self.cfg.ratio, "seed": self.cfg.seed, "run_dir": str(Path(run_dir).resolve()),
-            "best_epoch": self.run.metrics.get("best_epoch"), **git_commit(), "edge_sed_version": __version__,
-            "tensorflow": port.tf.__version__, "tf_keras": port.keras.__version__, "torch": port.torch.__version__,
-            "hidden": model.lstm.hidden_size, "embed_dim": model.embedding.out_features,
-            "context_frames": self.k, "conv_channels": model.conv.out_features if model.conv is not None else 0,
+            "objective": self.cfg.objective,
+            "model": "lstm",
+            "form": "stateful",
+            "dataset": self.cfg.data,
+            "ratio": self.cfg.ratio,
+            "seed": self.cfg.seed,
+            "run_dir": str(Path(run_dir).resolve()),
+            "best_epoch": self.run.metrics.get("best_epoch"),
+            **git_commit(),
+            "edge_sed_version": __version__,
+            "tensorflow": port.tf.__version__,
+            "tf_keras": port.keras.__version__,
+            "torch": port.torch.__version__,
+            "hidden": model.lstm.hidden_size,
+            "embed_dim": model.embedding.out_features,
+            "context_frames": self.k,
+            "conv_channels": model.conv.out_features if model.conv is not None else 0,
             "frame_stride": self.stride,
             "converted_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
@@ -172,9 +206,12 @@ class StatefulConverter:
         self._tmp.cleanup()
 
     def report_facts(self) -> dict:
-        return {"form": "stateful", "test_streams": len(self.test_audio),
-                "test_seconds": sum(d for _, _, d in self.test_audio),
-                "test_events": sum(len(a) for _, a, _ in self.test_audio)}
+        return {
+            "form": "stateful",
+            "test_streams": len(self.test_audio),
+            "test_seconds": sum(d for _, _, d in self.test_audio),
+            "test_events": sum(len(a) for _, a, _ in self.test_audio),
+        }
 
     def _rep(self, cell_percentile: float | None = None):
         frames, h, c = self.rep
@@ -185,6 +222,7 @@ class StatefulConverter:
         def gen():
             for i in range(len(frames)):
                 yield {"frame": frames[i][None], "h": h[i][None], "c": c[i][None]}
+
         return gen
 
     def build(self, name: str) -> bytes:
@@ -192,12 +230,16 @@ class StatefulConverter:
             raise UnsupportedLevel(f"the stateful form is converted at {', '.join(STATEFUL_BUNDLES)} only")
         if self._saved is None:
             self._saved = export_saved_model(self.keras, Path(self._tmp.name) / "stateful")
-        rep = self._rep(INT8_CELL_PERCENTILE if name == "int8" else None) if name in ("int8", "int16x8") else None
+        rep = (
+            self._rep(INT8_CELL_PERCENTILE if name == "int8" else None)
+            if name in ("int8", "int16x8")
+            else None
+        )
         return convert_saved_model(self._saved, name, rep)
 
     def make_bundle(self, name: str, out_dir: Path, progress=None) -> LevelResult:
-        from edge_sed.loop import Detector
-        from edge_sed.smoother import Smoother
+        from edge_sed.core.loop import Detector
+        from edge_sed.core.smoother import Smoother
 
         try:
             model_bytes = self.build(name)
@@ -207,71 +249,121 @@ class StatefulConverter:
         roles = {"frame": "frame", "h": "h", "c": "c", "scores": "scores", "h_out": "h_out", "c_out": "c_out"}
         inputs, outputs = _io_spec(info, roles)
         manifest = {
-            "format_version": FORMAT_VERSION, "name": name, "labels": self.labels,
-            "sample_rate": self.fe.sample_rate, "frontend": self.fe.to_dict(),
-            "window_frames": self.k, "hop_frames": self.stride, "form": "stateful", "level": name, "lstm": "cell",
-            "inputs": inputs, "outputs": outputs, "sha256": hashlib.sha256(model_bytes).hexdigest(),
-            "model_bytes": len(model_bytes), "ops": info.op_counts(), "provenance": self.provenance,
+            "format_version": FORMAT_VERSION,
+            "name": name,
+            "labels": self.labels,
+            "sample_rate": self.fe.sample_rate,
+            "frontend": self.fe.to_dict(),
+            "window_frames": self.k,
+            "hop_frames": self.stride,
+            "form": "stateful",
+            "level": name,
+            "lstm": "cell",
+            "inputs": inputs,
+            "outputs": outputs,
+            "sha256": hashlib.sha256(model_bytes).hexdigest(),
+            "model_bytes": len(model_bytes),
+            "ops": info.op_counts(),
+            "provenance": self.provenance,
             "smoother": self.smoother,
-            "state": {"size": int(inputs[[d["role"] for d in inputs].index("h")]["shape"][-1]), "mode": "carried",
-                      "usage": "one invoke every hop_frames front-end frames (after frames hop-1, 2*hop-1, ...) "
-                               "with the last window_frames frames as 'frame'; feed h_out/c_out back as h/c "
-                               "(dequantize with the output's quantization, quantize with the input's) for the "
-                               "whole stream, never reset; every invoke's scores go to the smoother (manifest "
-                               "'smoother')"},
-            "notes": [], "warnings": [],
+            "state": {
+                "size": int(inputs[[d["role"] for d in inputs].index("h")]["shape"][-1]),
+                "mode": "carried",
+                "usage": "one invoke every hop_frames front-end frames (after frames hop-1, 2*hop-1, ...) "
+                "with the last window_frames frames as 'frame'; feed h_out/c_out back as h/c "
+                "(dequantize with the output's quantization, quantize with the input's) for the "
+                "whole stream, never reset; every invoke's scores go to the smoother (manifest "
+                "'smoother')",
+            },
+            "notes": [],
+            "warnings": [],
         }
         bundle = Bundle(out_dir, manifest, model_bytes, info)
         runner = BundleRunner(bundle)
         refs, dets, torch_dets, litert_scores, total = [], [], [], [], 0.0
         for n, ((audio, ann, dur), tscores) in enumerate(zip(self.test_audio, self.torch_scores)):
             # the device loop over the stream's audio: its events, and its per-frame scores for parity
-            det = Detector(bundle, runner=runner, smoother=Smoother(self.labels, **_smoother_args(self.smoother)))
+            det = Detector(
+                bundle, runner=runner, smoother=Smoother(self.labels, **_smoother_args(self.smoother))
+            )
             decisions = det.push(audio)
             litert_scores.append(np.stack([d.scores for d in decisions]))
-            refs += [Annotation(a.onset_s + total, a.offset_s + total, a.label, a.ebr_db, a.bed_dbfs) for a in ann]
+            refs += [
+                Annotation(a.onset_s + total, a.offset_s + total, a.label, a.ebr_db, a.bed_dbfs) for a in ann
+            ]
             dets += [d.event.shifted(total) for d in decisions if d.event]
-            torch_dets += [e.shifted(total) for e in
-                           detect(np.repeat(tscores, self.stride, 0), Smoother(self.labels, **_smoother_args(self.smoother)),
-                                  self.fe, every=self.stride)]
+            torch_dets += [
+                e.shifted(total)
+                for e in detect(
+                    np.repeat(tscores, self.stride, 0),
+                    Smoother(self.labels, **_smoother_args(self.smoother)),
+                    self.fe,
+                    every=self.stride,
+                )
+            ]
             total += dur + 30.0  # streams laid end to end, a gap wider than any match window between them
             if progress:
                 progress(n + 1, len(self.test_audio))
         diff = max(float(np.abs(a - b).max()) for a, b in zip(litert_scores, self.torch_scores))
         duration = sum(d for _, _, d in self.test_audio)
-        m = event_metrics(refs, dets, duration, delay_s=1.0, labels=[l for l in self.labels if l != "background"])
-        mt = event_metrics(refs, torch_dets, duration, delay_s=1.0, labels=[l for l in self.labels if l != "background"])
-        strict = event_metrics(refs, dets, duration, delay_s=0.0, labels=[l for l in self.labels if l != "background"])
+        m = event_metrics(
+            refs, dets, duration, delay_s=1.0, labels=[l for l in self.labels if l != "background"]
+        )
+        mt = event_metrics(
+            refs, torch_dets, duration, delay_s=1.0, labels=[l for l in self.labels if l != "background"]
+        )
+        strict = event_metrics(
+            refs, dets, duration, delay_s=0.0, labels=[l for l in self.labels if l != "background"]
+        )
         manifest["accuracy"] = {
-            "split": "test streams", "streams": len(self.test_audio), "seconds": duration, "events": len(refs),
-            "runtime": _runtime_name(), "metric_note": m["metric"],
-            "event_f1": m["f1"], "dcase_event_f1": strict["f1"], "error_rate": m["error_rate"],
-            "false_alarms_per_hour": m["false_alarms_per_hour"], "latency_median_s": m["latency_median_s"],
+            "split": "test streams",
+            "streams": len(self.test_audio),
+            "seconds": duration,
+            "events": len(refs),
+            "runtime": _runtime_name(),
+            "metric_note": m["metric"],
+            "event_f1": m["f1"],
+            "dcase_event_f1": strict["f1"],
+            "error_rate": m["error_rate"],
+            "false_alarms_per_hour": m["false_alarms_per_hour"],
+            "latency_median_s": m["latency_median_s"],
             "per_class_f1": {l: c["f1"] for l, c in m["per_class"].items()},
             "torch": {"event_f1": mt["f1"], "false_alarms_per_hour": mt["false_alarms_per_hour"]},
             "vs_torch": {"event_f1_diff": m["f1"] - mt["f1"], "max_abs_prob_diff": diff},
         }
         manifest["parity"] = {"keras_vs_torch_max_abs": self.keras_parity, "tflite_vs_torch_max_abs": diff}
         if name == "fp32" and not diff < FP32_TOLERANCE:
-            return LevelResult(name, "failed", f"fp32 TFLite differs from torch by {diff:.2e} over the test streams "
-                               f"(> {FP32_TOLERANCE:.0e}): a conversion bug, not quantization")
+            return LevelResult(
+                name,
+                "failed",
+                f"fp32 TFLite differs from torch by {diff:.2e} over the test streams "
+                f"(> {FP32_TOLERANCE:.0e}): a conversion bug, not quantization",
+            )
         if m["f1"] < mt["f1"] - 0.05:
-            manifest["warnings"].append(f"{name} loses event F1: {m['f1']:.3f} vs torch {mt['f1']:.3f} on the test streams")
+            manifest["warnings"].append(
+                f"{name} loses event F1: {m['f1']:.3f} vs torch {mt['f1']:.3f} on the test streams"
+            )
         check_x = self.test_features[0][:CHECK_FRAMES]
         steps = len(check_x) // self.stride
         buf = io.BytesIO()
         np.savez(buf, x=check_x, litert=litert_scores[0][:steps], torch=self.torch_scores[0][:steps])
         files = {MODEL_FILE: model_bytes, CHECK_FILE: buf.getvalue()}
-        manifest["check"] = {"file": CHECK_FILE, "sha256": hashlib.sha256(files[CHECK_FILE]).hexdigest(),
-                             "frames": int(len(check_x)),
-                             "note": "a test-stream feature sequence with LiteRT's and torch's per-frame outputs "
-                                     "(state carried); verify re-runs it"}
-        tflm = (self._tflm(bundle, check_x, litert_scores[0][:steps])
-                if name in STATEFUL_MCU and tflm_available(manifest) else None)
+        manifest["check"] = {
+            "file": CHECK_FILE,
+            "sha256": hashlib.sha256(files[CHECK_FILE]).hexdigest(),
+            "frames": int(len(check_x)),
+            "note": "a test-stream feature sequence with LiteRT's and torch's per-frame outputs "
+            "(state carried); verify re-runs it",
+        }
+        tflm = (
+            self._tflm(bundle, check_x, litert_scores[0][:steps])
+            if name in STATEFUL_MCU and tflm_available(manifest)
+            else None
+        )
         return finish_bundle(out_dir, name, manifest, files, tflm)
 
     def _tflm(self, bundle: Bundle, frames: np.ndarray, litert: np.ndarray) -> dict:
-        from .micro import MicroBackend, compare_outputs, find_arena_bytes
+        from firmware_sim.tflm import MicroBackend, compare_outputs, find_arena_bytes
 
         arena = find_arena_bytes(bundle.model_bytes)
         micro = BundleRunner(bundle, backend=MicroBackend(bundle.model_bytes, arena["arena_bytes"]))
@@ -283,5 +375,9 @@ class StatefulConverter:
 
 
 def _smoother_args(s: dict) -> dict:
-    return {"average_window_ms": s["average_window_ms"], "minimum_count": s["minimum_count"],
-            "suppression_ms": s["suppression_ms"], "threshold": s["thresholds"]}
+    return {
+        "average_window_ms": s["average_window_ms"],
+        "minimum_count": s["minimum_count"],
+        "suppression_ms": s["suppression_ms"],
+        "threshold": s["thresholds"],
+    }

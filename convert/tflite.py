@@ -28,7 +28,7 @@ import tempfile
 import warnings
 from typing import Callable, Iterable
 
-from edge_sed.tflite_info import lstm_cell_clips, read_tflite_info
+from edge_sed.core.tflite_info import lstm_cell_clips, read_tflite_info
 
 from ._quiet import import_tensorflow, silenced_fds
 
@@ -45,8 +45,11 @@ class UnsupportedLevel(Exception):
 def _first_error_line(exc: BaseException) -> str:
     """The informative line of a converter error (they are long MLIR dumps)."""
     text = str(exc)
-    for pattern in (r"Quantization to 16x8-bit not yet supported for op: '[^']+'",
-                    r"error: ([^\n]+)", r"([^\n]*not (?:yet )?supported[^\n]*)"):
+    for pattern in (
+        r"Quantization to 16x8-bit not yet supported for op: '[^']+'",
+        r"error: ([^\n]+)",
+        r"([^\n]*not (?:yet )?supported[^\n]*)",
+    ):
         found = re.search(pattern, text)
         if found:
             return found.group(0).strip() if not found.groups() else found.group(1).strip()
@@ -63,8 +66,9 @@ def export_saved_model(keras_model, directory) -> str:
     return str(directory)
 
 
-def convert_saved_model(saved_model_dir: str, level: str,
-                        representative: Callable[[], Iterable] | None = None) -> bytes:
+def convert_saved_model(
+    saved_model_dir: str, level: str, representative: Callable[[], Iterable] | None = None
+) -> bytes:
     """One level's .tflite bytes. ``representative()`` yields calibration samples (a list of
     arrays in the model's input order, or a dict by input name) for int8 and int16x8."""
     if level not in LEVELS:
@@ -83,7 +87,8 @@ def convert_saved_model(saved_model_dir: str, level: str,
             conv.inference_input_type = conv.inference_output_type = tf.int8
         else:
             conv.target_spec.supported_ops = [
-                tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+                tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+            ]
             conv.inference_input_type = conv.inference_output_type = tf.int16
     # The converter prints MLIR diagnostics and warnings; its exception carries the reason.
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), silenced_fds():
@@ -94,8 +99,7 @@ def convert_saved_model(saved_model_dir: str, level: str,
             raise UnsupportedLevel(_first_error_line(exc)) from exc
 
 
-def convert_keras(keras_model, level: str,
-                  representative: Callable[[], Iterable] | None = None) -> bytes:
+def convert_keras(keras_model, level: str, representative: Callable[[], Iterable] | None = None) -> bytes:
     """``convert_saved_model`` for a Keras model, through a temporary SavedModel."""
     with tempfile.TemporaryDirectory(prefix="edge-sed-savedmodel-") as tmp:
         return convert_saved_model(export_saved_model(keras_model, tmp), level, representative)

@@ -1,4 +1,4 @@
-"""The virtual device clock: the firmware loop (edge_sed.loop.Detector: front end -> model ->
+"""The virtual device clock: the firmware loop (edge_sed.core.loop.Detector: front end -> model ->
 smoother) fed a stream in DMA blocks at device pace, its time advanced by what each block's work
 costs on the device. Used by the MCU simulator (costs from firmware_sim.cost) and the Pi
 simulator (its own costs), so both charge time the same way.
@@ -31,24 +31,29 @@ from typing import Callable
 
 import numpy as np
 
-from edge_sed.events import Event
+from edge_sed.core.events import Event
 
 
 @dataclass
 class BlockTrace:
-    frames: int                 # front-end frames computed for this block
-    inferences: int             # model invokes
-    decisions: list             # edge_sed.loop.Decision objects
+    frames: int  # front-end frames computed for this block
+    inferences: int  # model invokes
+    decisions: list  # edge_sed.core.loop.Decision objects
 
 
-def trace_blocks(detector, audio: np.ndarray, block_samples: int, zeroed: frozenset = frozenset(),
-                 progress: Callable[[int, int], None] | None = None) -> list[BlockTrace]:
+def trace_blocks(
+    detector,
+    audio: np.ndarray,
+    block_samples: int,
+    zeroed: frozenset = frozenset(),
+    progress: Callable[[int, int], None] | None = None,
+) -> list[BlockTrace]:
     """Run the detector over the stream block by block and record each block's work."""
     detector.reset()
     n_blocks = len(audio) // block_samples
     trace = []
     for k in range(n_blocks):
-        block = audio[k * block_samples:(k + 1) * block_samples]
+        block = audio[k * block_samples : (k + 1) * block_samples]
         if k in zeroed:
             block = np.zeros_like(block)
         frames0, inf0 = detector.frames_seen, detector.inferences
@@ -65,11 +70,11 @@ class ClockResult:
     blocks: int
     duration_s: float
     busy_s: float
-    overruns: int                       # blocks whose work ended after the next block arrived
-    dropped: list[int]                  # blocks whose audio was overwritten before processing
-    max_backlog_blocks: int             # most blocks held at once (arrived, work not finished)
-    events: list[Event]                 # device-time events
-    decision_latencies_s: np.ndarray    # device time - audio end, per decision
+    overruns: int  # blocks whose work ended after the next block arrived
+    dropped: list[int]  # blocks whose audio was overwritten before processing
+    max_backlog_blocks: int  # most blocks held at once (arrived, work not finished)
+    events: list[Event]  # device-time events
+    decision_latencies_s: np.ndarray  # device time - audio end, per decision
     decisions: int
     worst_block_work_s: float
     block_work_s: np.ndarray = field(repr=False)
@@ -81,9 +86,14 @@ class ClockResult:
     def summary(self) -> dict:
         lat = self.decision_latencies_s
         return {
-            "blocks": self.blocks, "block_ms": self.block_s * 1e3, "duration_s": self.duration_s,
-            "busy_s": self.busy_s, "duty_cycle": self.duty_cycle, "overruns": self.overruns,
-            "dropped_blocks": len(self.dropped), "max_backlog_blocks": self.max_backlog_blocks,
+            "blocks": self.blocks,
+            "block_ms": self.block_s * 1e3,
+            "duration_s": self.duration_s,
+            "busy_s": self.busy_s,
+            "duty_cycle": self.duty_cycle,
+            "overruns": self.overruns,
+            "dropped_blocks": len(self.dropped),
+            "max_backlog_blocks": self.max_backlog_blocks,
             "decisions": self.decisions,
             "decision_latency_median_ms": float(np.median(lat) * 1e3) if len(lat) else None,
             "decision_latency_worst_ms": float(lat.max() * 1e3) if len(lat) else None,
@@ -92,8 +102,9 @@ class ClockResult:
         }
 
 
-def run_clock(trace: list[BlockTrace], block_s: float, work_s: Callable[[int, int, int], float],
-              ring_blocks: int = 2) -> ClockResult:
+def run_clock(
+    trace: list[BlockTrace], block_s: float, work_s: Callable[[int, int, int], float], ring_blocks: int = 2
+) -> ClockResult:
     """Replay a trace on a device whose work per block costs ``work_s(frames, inferences,
     decisions)`` seconds (timing model: module docstring)."""
     if ring_blocks < 1:
@@ -126,21 +137,43 @@ def run_clock(trace: list[BlockTrace], block_s: float, work_s: Callable[[int, in
         for d in b.decisions:
             latencies.append(end - d.t_s)
             if d.event is not None:
-                events.append(Event(d.event.label, d.event.score, end, d.event.onset_s))  # heard when it began
-    return ClockResult(block_s, n, n * block_s, busy, overruns, dropped, max_backlog, events,
-                       np.asarray(latencies), sum(len(b.decisions) for b in trace),
-                       float(work.max()) if n else 0.0, work)
+                events.append(
+                    Event(d.event.label, d.event.score, end, d.event.onset_s)
+                )  # heard when it began
+    return ClockResult(
+        block_s,
+        n,
+        n * block_s,
+        busy,
+        overruns,
+        dropped,
+        max_backlog,
+        events,
+        np.asarray(latencies),
+        sum(len(b.decisions) for b in trace),
+        float(work.max()) if n else 0.0,
+        work,
+    )
 
 
-def simulate_stream(detector, audio: np.ndarray, block_samples: int, sample_rate: int,
-                    work_s: Callable[[int, int, int], float], ring_blocks: int = 2,
-                    trace: list[BlockTrace] | None = None, progress=None) -> tuple[ClockResult, list[BlockTrace]]:
+def simulate_stream(
+    detector,
+    audio: np.ndarray,
+    block_samples: int,
+    sample_rate: int,
+    work_s: Callable[[int, int, int], float],
+    ring_blocks: int = 2,
+    trace: list[BlockTrace] | None = None,
+    progress=None,
+) -> tuple[ClockResult, list[BlockTrace]]:
     """Trace (unless given) and replay; re-trace with dropped blocks zeroed if the clock drops
     any. Returns (result, the trace without drops for reuse on other clocks)."""
     clean = trace if trace is not None else trace_blocks(detector, audio, block_samples, progress=progress)
     block_s = block_samples / sample_rate
     result = run_clock(clean, block_s, work_s, ring_blocks)
     if result.dropped:
-        lossy = trace_blocks(detector, audio, block_samples, zeroed=frozenset(result.dropped), progress=progress)
+        lossy = trace_blocks(
+            detector, audio, block_samples, zeroed=frozenset(result.dropped), progress=progress
+        )
         result = run_clock(lossy, block_s, work_s, ring_blocks)
     return result, clean

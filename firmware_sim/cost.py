@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_sed.errors import EdgeSedError
-from edge_sed.tflite_info import TensorInfo, _op_name, _Reader, _tensor
+from edge_sed.core.errors import EdgeSedError
+from edge_sed.core.tflite_info import TensorInfo, _op_name, _Reader, _tensor
 
 FREE_OPS = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS"}
 COPY_OPS = {"SPLIT", "SPLIT_V", "SLICE", "STRIDED_SLICE", "PACK", "UNPACK", "CONCATENATION"}
@@ -86,12 +86,21 @@ def op_work(op: OpInfo) -> dict:
         n_units = (op.inputs[2] or op.inputs[1]).shape[0]  # input_to_forget [H, I]
         n_in = x.shape[-1]
         steps = int(np.prod(x.shape[:-1]))  # batch x time
-        return {"kernel": "lstm_step", "macs": steps * 4 * n_units * (n_in + n_units), "units": steps * n_units,
-                "calls": steps, "steps": steps, "n_units": n_units, "n_input": n_in}
+        return {
+            "kernel": "lstm_step",
+            "macs": steps * 4 * n_units * (n_in + n_units),
+            "units": steps * n_units,
+            "calls": steps,
+            "steps": steps,
+            "n_units": n_units,
+            "n_input": n_in,
+        }
     if op.name in FREE_OPS:
         return {"kernel": None, "elements": _n(out)}
-    if op.name in COPY_OPS and (op.name != "CONCATENATION" or all(
-            i is None or (i.scale, i.zero_point) == (out.scale, out.zero_point) for i in op.inputs)):
+    if op.name in COPY_OPS and (
+        op.name != "CONCATENATION"
+        or all(i is None or (i.scale, i.zero_point) == (out.scale, out.zero_point) for i in op.inputs)
+    ):
         n_bytes = sum(_n(o) * np.dtype(o.dtype).itemsize for o in op.outputs)
         return {"kernel": "copy", "bytes": n_bytes, "calls": 1}
     if op.name in POOL_OPS:
@@ -109,11 +118,17 @@ def kernel_insns(work: dict, coef: dict) -> float:
         return work["bytes"] * COPY_INSNS_PER_BYTE + COPY_CALL_INSNS * work["calls"]
     c = coef[kernel]
     if kernel in ("fully_connected", "conv"):
-        return c["insns_per_mac"] * work["macs"] + c["insns_per_output"] * work["outputs"] + c["insns_per_call"]
+        return (
+            c["insns_per_mac"] * work["macs"] + c["insns_per_output"] * work["outputs"] + c["insns_per_call"]
+        )
     if kernel == "depthwise_conv":
         return c["insns_per_mac"] * work["macs"] + c["insns_per_call"]
     if kernel == "lstm_step":
-        return c["insns_per_mac"] * work["macs"] + c["insns_per_unit"] * work["units"] + c["insns_per_call"] * work["calls"]
+        return (
+            c["insns_per_mac"] * work["macs"]
+            + c["insns_per_unit"] * work["units"]
+            + c["insns_per_call"] * work["calls"]
+        )
     if kernel in ("elementwise", "multiply"):
         return max(0.0, c["insns_per_element"] * work["elements"] + c["insns_per_call"])
     raise ValueError(kernel)
@@ -133,15 +148,18 @@ def model_cost(model_bytes: bytes, coef: dict) -> dict:
 class StageCosts:
     """Cycles of each firmware-loop stage on one profile (estimates)."""
 
-    frontend_frame_cycles: float     # one 10 ms front-end frame
-    invoke_cycles: float             # one model invoke (incl. quantizing its input)
-    decision_cycles: float           # smoother update per decision
-    model: dict                      # model_cost() of the bundle's model
+    frontend_frame_cycles: float  # one 10 ms front-end frame
+    invoke_cycles: float  # one model invoke (incl. quantizing its input)
+    decision_cycles: float  # smoother update per decision
+    model: dict  # model_cost() of the bundle's model
     cpi: float
 
     def block_cycles(self, frames: int, inferences: int, decisions: int) -> float:
-        return (frames * self.frontend_frame_cycles + inferences * self.invoke_cycles
-                + decisions * self.decision_cycles)
+        return (
+            frames * self.frontend_frame_cycles
+            + inferences * self.invoke_cycles
+            + decisions * self.decision_cycles
+        )
 
 
 COPY_INSNS_PER_BYTE = 0.5  # a word copy loop (LDR/STR + loop) moves 4 bytes in ~2 instructions
@@ -176,4 +194,6 @@ def stage_costs(bundle, profile, coef: dict) -> StageCosts:
         frontend_frame_cycles=frontend * cpi,
         invoke_cycles=(model["insns"] + in_bytes * COPY_INSNS_PER_BYTE) * cpi,
         decision_cycles=labels * 8 * elem * cpi,
-        model=model, cpi=cpi)
+        model=model,
+        cpi=cpi,
+    )

@@ -9,10 +9,10 @@ import math
 
 import numpy as np
 
-from edge_sed.bundle import Bundle
-from edge_sed.errors import EdgeSedError
-from edge_sed.events import event_metrics
-from edge_sed.loop import Detector
+from edge_sed.core.bundle import Bundle
+from edge_sed.core.errors import EdgeSedError
+from edge_sed.core.events import event_metrics
+from edge_sed.core.loop import Detector
 
 from .calibrate import COUNTS_JSON, coefficients, load_counts
 from .clock import simulate_stream, trace_blocks
@@ -21,18 +21,23 @@ from .profiles import DeviceProfile
 from .tflm import MicroBackend, find_arena_bytes
 
 KB = 1024
-GOALS = {"model_bytes": 48 * KB, "arena_bytes": 12 * KB, "ram_bytes": 40 * KB, "duty_cycle_at_80mhz": 0.10,
-         "latency_median_s": 0.35}  # issue 15's always-on goals
-MIN_RING_BLOCKS = 2   # ping-pong DMA buffer at least
-MAX_RING_S = 2.0      # an audio ring longer than this is not a design anyone would ship
-PCM_BYTES = 2    # int16 samples
+GOALS = {
+    "model_bytes": 48 * KB,
+    "arena_bytes": 12 * KB,
+    "ram_bytes": 40 * KB,
+    "duty_cycle_at_80mhz": 0.10,
+    "latency_median_s": 0.35,
+}  # issue 15's always-on goals
+MIN_RING_BLOCKS = 2  # ping-pong DMA buffer at least
+MAX_RING_S = 2.0  # an audio ring longer than this is not a design anyone would ship
+PCM_BYTES = 2  # int16 samples
 MCU_LEVELS = {"int8"}
 
 
 GOAL_NOTES = {
     "model_bytes<=48KB": "the .tflite file",
     "arena_bytes<=12KB": "smallest arena that allocates and invokes (host build, 64-bit pointers); the memory plan "
-                         "adds the 10 % margin",
+    "adds the 10 % margin",
     "ram<=40KB": "the memory plan's RAM total (arena, audio ring, front end, features, stack allowance)",
     "duty_cycle<=10%_at_80MHz": "this profile's busy cycles per second / 80 MHz",
     "no_overrun": "on this stream: no block's work ran past the next block's arrival",
@@ -40,22 +45,34 @@ GOAL_NOTES = {
 }
 
 
-def judge_goals(model_bytes=None, arena_bytes=None, ram_bytes=None, duty_at_80mhz=None, overruns=None,
-                latency_median_s=..., notes: bool = True) -> dict:
+def judge_goals(
+    model_bytes=None,
+    arena_bytes=None,
+    ram_bytes=None,
+    duty_at_80mhz=None,
+    overruns=None,
+    latency_median_s=...,
+    notes: bool = True,
+) -> dict:
     """Issue 15's always-on goals (GOALS) for the figures given: {goal: {"value", "met"[, "note"]}}.
     A latency of None (nothing detected) is a goal not met; one not given is not judged."""
-    checks = {"model_bytes<=48KB": (model_bytes, lambda v: v <= GOALS["model_bytes"]),
-              "arena_bytes<=12KB": (arena_bytes, lambda v: v <= GOALS["arena_bytes"]),
-              "ram<=40KB": (ram_bytes, lambda v: v <= GOALS["ram_bytes"]),
-              "duty_cycle<=10%_at_80MHz": (duty_at_80mhz, lambda v: v <= GOALS["duty_cycle_at_80mhz"]),
-              "no_overrun": (overruns, lambda v: v == 0),
-              "latency_median<=0.35s": (latency_median_s, lambda v: v <= GOALS["latency_median_s"])}
+    checks = {
+        "model_bytes<=48KB": (model_bytes, lambda v: v <= GOALS["model_bytes"]),
+        "arena_bytes<=12KB": (arena_bytes, lambda v: v <= GOALS["arena_bytes"]),
+        "ram<=40KB": (ram_bytes, lambda v: v <= GOALS["ram_bytes"]),
+        "duty_cycle<=10%_at_80MHz": (duty_at_80mhz, lambda v: v <= GOALS["duty_cycle_at_80mhz"]),
+        "no_overrun": (overruns, lambda v: v == 0),
+        "latency_median<=0.35s": (latency_median_s, lambda v: v <= GOALS["latency_median_s"]),
+    }
     out = {}
     for name, (value, ok) in checks.items():
         if value is ... or (value is None and name != "latency_median<=0.35s"):
             continue
-        out[name] = {"value": value, "met": value is not None and bool(ok(value)),
-                     **({"note": GOAL_NOTES[name]} if notes else {})}
+        out[name] = {
+            "value": value,
+            "met": value is not None and bool(ok(value)),
+            **({"note": GOAL_NOTES[name]} if notes else {}),
+        }
     return out
 
 
@@ -86,8 +103,13 @@ def ring_blocks_for(worst_block_s: float, block_s: float) -> int:
     return int(min(max(MIN_RING_BLOCKS, need), max(MIN_RING_BLOCKS, round(MAX_RING_S / block_s))))
 
 
-def memory_plan(bundle: Bundle, profile: DeviceProfile, arena: dict, detector_states: int,
-                ring_blocks: int = MIN_RING_BLOCKS) -> dict:
+def memory_plan(
+    bundle: Bundle,
+    profile: DeviceProfile,
+    arena: dict,
+    detector_states: int,
+    ring_blocks: int = MIN_RING_BLOCKS,
+) -> dict:
     """RAM and flash the firmware needs on this profile, item by item, and the verdict."""
     fe = bundle.frontend
     n_mels = fe.n_mels
@@ -124,7 +146,7 @@ def memory_plan(bundle: Bundle, profile: DeviceProfile, arena: dict, detector_st
     ram_spare, flash_spare = profile.ram_bytes - ram_total, profile.flash_bytes - flash_total
     fits = ram_spare >= 0 and flash_spare >= 0
     if fits:
-        verdict = (f"fits, with {ram_spare / KB:.1f} KB RAM and {flash_spare / KB:.1f} KB flash to spare")
+        verdict = f"fits, with {ram_spare / KB:.1f} KB RAM and {flash_spare / KB:.1f} KB flash to spare"
     else:
         parts = []
         if ram_spare < 0:
@@ -132,16 +154,28 @@ def memory_plan(bundle: Bundle, profile: DeviceProfile, arena: dict, detector_st
         if flash_spare < 0:
             parts.append(f"needs {flash_total / KB:.1f} KB flash, has {profile.flash_bytes / KB:.0f} KB")
         verdict = "does not fit: " + "; ".join(parts)
-    return {"ram": ram, "flash": flash, "ram_total_bytes": ram_total, "flash_total_bytes": flash_total,
-            "ram_bytes": profile.ram_bytes, "flash_bytes": profile.flash_bytes,
-            "ram_spare_bytes": ram_spare, "flash_spare_bytes": flash_spare, "fits": fits, "verdict": verdict,
-            "arena": arena, "feature_buffer_note": feature_note,
-            "audio_ring_blocks": ring_blocks,
-            "notes": (f"audio ring: {ring_blocks} DMA blocks (sized to absorb the longest block's work, at most "
-                      f"{MAX_RING_S:g} s) + one front-end window of int16 PCM; front-end scratch: the 512 int16 "
-                      "windowed samples and 512 complex int16 spectrum values of CMSIS-DSP's RFFT + 40 int64 mel energies (+ 40 uint64 PCEN states with PCEN); code and "
-                      "stack are stated allowances from the "
-                      "profile, not measured")}
+    return {
+        "ram": ram,
+        "flash": flash,
+        "ram_total_bytes": ram_total,
+        "flash_total_bytes": flash_total,
+        "ram_bytes": profile.ram_bytes,
+        "flash_bytes": profile.flash_bytes,
+        "ram_spare_bytes": ram_spare,
+        "flash_spare_bytes": flash_spare,
+        "fits": fits,
+        "verdict": verdict,
+        "arena": arena,
+        "feature_buffer_note": feature_note,
+        "audio_ring_blocks": ring_blocks,
+        "notes": (
+            f"audio ring: {ring_blocks} DMA blocks (sized to absorb the longest block's work, at most "
+            f"{MAX_RING_S:g} s) + one front-end window of int16 PCM; front-end scratch: the 512 int16 "
+            "windowed samples and 512 complex int16 spectrum values of CMSIS-DSP's RFFT + 40 int64 mel energies (+ 40 uint64 PCEN states with PCEN); code and "
+            "stack are stated allowances from the "
+            "profile, not measured"
+        ),
+    }
 
 
 class McuModel:
@@ -149,8 +183,10 @@ class McuModel:
 
     def __init__(self, bundle: Bundle):
         if bundle.level not in MCU_LEVELS:
-            raise EdgeSedError(f"{bundle.path}: level {bundle.level} is not an MCU level (the MCU simulator runs "
-                               "full-integer int8 bundles: int8, int8-streaming)")
+            raise EdgeSedError(
+                f"{bundle.path}: level {bundle.level} is not an MCU level (the MCU simulator runs "
+                "full-integer int8 bundles: int8, int8-streaming)"
+            )
         self.bundle = bundle
         self.arena = find_arena_bytes(bundle.model_bytes)
         self.backend = MicroBackend(bundle.model_bytes, self.arena["arena_bytes"])
@@ -163,15 +199,24 @@ def prepare(bundle: Bundle) -> McuModel:
     return McuModel(bundle)
 
 
-def simulate_profile(model: McuModel, profile: DeviceProfile, audio: np.ndarray, annotations, stream_info: dict,
-                     counts: dict | None = None, progress=None) -> dict:
+def simulate_profile(
+    model: McuModel,
+    profile: DeviceProfile,
+    audio: np.ndarray,
+    annotations,
+    stream_info: dict,
+    counts: dict | None = None,
+    progress=None,
+) -> dict:
     """One record: memory plan, costs, clock figures and event metrics of the bundle on the profile."""
     bundle = model.bundle
     if profile.kind != "mcu":
         raise EdgeSedError(f"profile {profile.name} is a {profile.kind} profile, not an MCU")
     if profile.sample_rate != bundle.frontend.sample_rate:
-        raise EdgeSedError(f"profile {profile.name} delivers {profile.sample_rate} Hz audio, the bundle's "
-                           f"front end wants {bundle.frontend.sample_rate} Hz")
+        raise EdgeSedError(
+            f"profile {profile.name} delivers {profile.sample_rate} Hz audio, the bundle's "
+            f"front end wants {bundle.frontend.sample_rate} Hz"
+        )
     counts = counts or load_counts()
     coef = coefficients(profile.kernel_build, counts)
     costs = stage_costs(bundle, profile, coef)
@@ -183,36 +228,65 @@ def simulate_profile(model: McuModel, profile: DeviceProfile, audio: np.ndarray,
     block_samples = profile.dma_block_samples
     clean = model.traces.get(block_samples)
     if clean is None:
-        clean = model.traces[block_samples] = trace_blocks(model.detector, audio, block_samples, progress=progress)
+        clean = model.traces[block_samples] = trace_blocks(
+            model.detector, audio, block_samples, progress=progress
+        )
     block_s = block_samples / profile.sample_rate
     ring = ring_blocks_for(max(work_s(b.frames, b.inferences, len(b.decisions)) for b in clean), block_s)
-    result, _ = simulate_stream(model.detector, audio, block_samples, profile.sample_rate, work_s, ring,
-                                trace=clean, progress=progress)
-    metrics = event_metrics(annotations, result.events, result.duration_s, labels=[
-        l for l in bundle.labels if l != "background"])
+    result, _ = simulate_stream(
+        model.detector,
+        audio,
+        block_samples,
+        profile.sample_rate,
+        work_s,
+        ring,
+        trace=clean,
+        progress=progress,
+    )
+    metrics = event_metrics(
+        annotations, result.events, result.duration_s, labels=[l for l in bundle.labels if l != "background"]
+    )
     clock = result.summary()
     n_dec = max(result.decisions, 1)
     inferences = sum(b.inferences for b in clean)
     frames = sum(b.frames for b in clean)
     cycles_per_decision = result.busy_s * hz / n_dec
     decisions_per_s = result.decisions / result.duration_s if result.duration_s else float("nan")
-    plan = memory_plan(bundle, profile, model.arena, ring_blocks=ring,
-                       detector_states=max(1, math.ceil(bundle.window_frames / model.detector.hop_frames)))
+    plan = memory_plan(
+        bundle,
+        profile,
+        model.arena,
+        ring_blocks=ring,
+        detector_states=max(1, math.ceil(bundle.window_frames / model.detector.hop_frames)),
+    )
     # the ring is allocated whole; what varies is how much of it holds audio not yet processed
-    ram_high_water = (plan["ram_total_bytes"] - plan["ram"]["audio_ring"] + fe_history_bytes(bundle)
-                      + min(ring, clock["max_backlog_blocks"] + 1) * block_samples * PCM_BYTES)
+    ram_high_water = (
+        plan["ram_total_bytes"]
+        - plan["ram"]["audio_ring"]
+        + fe_history_bytes(bundle)
+        + min(ring, clock["max_backlog_blocks"] + 1) * block_samples * PCM_BYTES
+    )
     duty_80 = result.duty_cycle * hz / 80e6
     model_bytes = len(bundle.model_bytes)
     return {
         "kind": "mcu",
-        "bundle": str(bundle.path), "level": bundle.level, "form": bundle.form, "labels": bundle.labels,
-        "profile": profile.name, "device": profile.description, "core": profile.core,
-        "clock_hz": profile.clock_hz, "cpi": profile.cpi, "kernel_build": profile.kernel_build,
+        "bundle": str(bundle.path),
+        "level": bundle.level,
+        "form": bundle.form,
+        "labels": bundle.labels,
+        "profile": profile.name,
+        "device": profile.description,
+        "core": profile.core,
+        "clock_hz": profile.clock_hz,
+        "cpi": profile.cpi,
+        "kernel_build": profile.kernel_build,
         "profile_sources": profile.sources,
-        "estimate_note": (f"estimate: cycles = instructions x cpi {profile.cpi} (profile assumption); instructions "
-                          f"= graph work x coefficients fitted to the project's C kernels counted on QEMU "
-                          f"({counts['builds'][profile.kernel_build]['board']}, {COUNTS_JSON.name}); scores from "
-                          "tflite-micro's kernels (x86-64 host build)"),
+        "estimate_note": (
+            f"estimate: cycles = instructions x cpi {profile.cpi} (profile assumption); instructions "
+            f"= graph work x coefficients fitted to the project's C kernels counted on QEMU "
+            f"({counts['builds'][profile.kernel_build]['board']}, {COUNTS_JSON.name}); scores from "
+            "tflite-micro's kernels (x86-64 host build)"
+        ),
         "memory": plan,
         "cost": {
             "frontend_cycles_per_frame": costs.frontend_frame_cycles,
@@ -220,7 +294,8 @@ def simulate_profile(model: McuModel, profile: DeviceProfile, audio: np.ndarray,
             "model_macs_per_invoke": costs.model["macs"],
             "ops": [{k: v for k, v in o.items() if k != "index"} for o in costs.model["ops"]],
             "smoother_cycles_per_decision": costs.decision_cycles,
-            "frames_per_decision": frames / n_dec, "invokes_per_decision": inferences / n_dec,
+            "frames_per_decision": frames / n_dec,
+            "invokes_per_decision": inferences / n_dec,
             "cycles_per_decision": cycles_per_decision,
             "ms_per_decision": cycles_per_decision / hz * 1e3,
             "model_ms_per_decision": costs.invoke_cycles * inferences / n_dec / hz * 1e3,
@@ -231,9 +306,14 @@ def simulate_profile(model: McuModel, profile: DeviceProfile, audio: np.ndarray,
         "ram_high_water_bytes": ram_high_water,
         "stream": stream_info,
         "events": {k: v for k, v in metrics.items() if k != "latencies_s"},
-        "goals": judge_goals(model_bytes=model_bytes, arena_bytes=model.arena["arena_min_bytes"],
-                             ram_bytes=plan["ram_total_bytes"], duty_at_80mhz=duty_80, overruns=clock["overruns"],
-                             latency_median_s=metrics.get("latency_median_s")),
+        "goals": judge_goals(
+            model_bytes=model_bytes,
+            arena_bytes=model.arena["arena_min_bytes"],
+            ram_bytes=plan["ram_total_bytes"],
+            duty_at_80mhz=duty_80,
+            overruns=clock["overruns"],
+            latency_median_s=metrics.get("latency_median_s"),
+        ),
     }
 
 

@@ -4,12 +4,12 @@ on the virtual device clock with costs counted under that emulation.
 For a Pi profile (firmware_sim/profiles/rpi-*.json, kind "pi") and a bundle:
 1. the bundle runs in an emulated aarch64 Debian userland (firmware_sim.pi_root: Debian arm64
    python3, the aarch64 ai-edge-litert and numpy wheels, ``qemu-aarch64 -cpu <the profile's
-   core>``) through the same ``edge_sed.bundle.BundleRunner`` a Pi runs (firmware_sim/pi_guest.py),
+   core>``) through the same ``edge_sed.core.bundle.BundleRunner`` a Pi runs (firmware_sim/pi_guest.py),
    on evaluation windows (the test split of the bundle's data set when it is on this machine,
    else the bundle's check.npz windows) and on a few seconds of the stream through
-   ``edge_sed.loop.Detector``;
+   ``edge_sed.core.loop.Detector``;
 2. its scores are compared with the host's LiteRT run of the same windows (max |difference|,
-   top-1 agreement, within ``edge_sed.bundle.output_tolerance``) and scored against the labels;
+   top-1 agreement, within ``edge_sed.core.bundle.output_tolerance``) and scored against the labels;
 3. a QEMU TCG plugin (pi_marks.c) counts the guest instructions of every ``invoke()`` (the model
    only), every ``predict()`` (model + Python glue) and, in the loop, of the front end, the model
    and the smoother, between markers the guest drops: Python's and LiteRT's start-up are not in
@@ -40,8 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_sed.bundle import Bundle, BundleRunner, load_bundle, output_tolerance
-from edge_sed.errors import EdgeSedError
+from edge_sed.core.bundle import Bundle, BundleRunner, load_bundle, output_tolerance
+from edge_sed.core.errors import EdgeSedError
 
 from . import pi_root
 from .profiles import DeviceProfile, load_profiles
@@ -51,10 +51,12 @@ DEFAULT_LEVELS = ("fp32", "fp16", "dynamic-int8", "int8")
 KIND_EMPTY = 1  # the kinds of pi_guest.py's markers
 KINDS = {2: "invoke", 3: "predict", 4: "block", 5: "frontend", 6: "smoother"}
 LOOP_AUDIO_S = 3.0
-RING_S = 2.0  # audio the Pi can hold while busy: edge_sed.listen's callback queue (QUEUE_S = 2 s)
-ESTIMATE_NOTE = ("estimate: ms = instructions x assumed CPI / clock, 1 thread; instructions counted by a QEMU "
-                 "TCG plugin while the bundle ran in LiteRT on the emulated core (qemu-aarch64 user mode), "
-                 "not measured on a board")
+RING_S = 2.0  # audio the Pi can hold while busy: edge_sed.listen.run's callback queue (QUEUE_S = 2 s)
+ESTIMATE_NOTE = (
+    "estimate: ms = instructions x assumed CPI / clock, 1 thread; instructions counted by a QEMU "
+    "TCG plugin while the bundle ran in LiteRT on the emulated core (qemu-aarch64 user mode), "
+    "not measured on a board"
+)
 
 
 # ------------------------------------------------------------------- counting under emulation
@@ -89,8 +91,14 @@ def parse_marks(text: str) -> tuple[dict, int | None]:
     return regions, total
 
 
-def measure_pi(bundle_paths: list, cpu: str, windows: np.ndarray | None = None, audio: np.ndarray | None = None,
-               block_samples: int = 320, log=None) -> dict:
+def measure_pi(
+    bundle_paths: list,
+    cpu: str,
+    windows: np.ndarray | None = None,
+    audio: np.ndarray | None = None,
+    block_samples: int = 320,
+    log=None,
+) -> dict:
     """Run the bundles in the emulated Pi on ``cpu`` (a QEMU -cpu name) with instruction counting.
     Returns {"cpu", "seconds", "total_insns", "bundles": [{"bundle", "scores", "invoke",
     "predict", "block", "frontend", "smoother", "block_work"}, ...]}: instruction counts per
@@ -101,29 +109,44 @@ def measure_pi(bundle_paths: list, cpu: str, windows: np.ndarray | None = None, 
         tmp = Path(tmp)
         app = pi_root.stage_edge_sed(tmp / "app")
         shutil.copy2(GUEST_SCRIPT, tmp / "pi_guest.py")
-        req = {"bundles": [str(Path(p).resolve()) for p in bundle_paths], "out": str(tmp / "out.json"),
-               "block_samples": int(block_samples), "threads": 1}
+        req = {
+            "bundles": [str(Path(p).resolve()) for p in bundle_paths],
+            "out": str(tmp / "out.json"),
+            "block_samples": int(block_samples),
+            "threads": 1,
+        }
         for name, value in (("windows", windows), ("audio", audio)):
             if value is not None:
                 np.save(tmp / f"{name}.npy", np.asarray(value, np.float32))
                 req[name] = str(tmp / f"{name}.npy")
         (tmp / "request.json").write_text(json.dumps(req))
-        cmd, env = pi_root.guest_command(root, ["python3", str(tmp / "pi_guest.py"), str(tmp / "request.json")],
-                                         cpu, plugin, f"out={tmp / 'marks.txt'}", extra_path=[str(app)])
+        cmd, env = pi_root.guest_command(
+            root,
+            ["python3", str(tmp / "pi_guest.py"), str(tmp / "request.json")],
+            cpu,
+            plugin,
+            f"out={tmp / 'marks.txt'}",
+            extra_path=[str(app)],
+        )
         start = time.perf_counter()
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - start
         if proc.returncode != 0 or not (tmp / "out.json").exists():
             lines = [l for l in proc.stderr.strip().splitlines() if l.strip()] or ["no output"]
-            raise pi_root.PiRootError(f"the emulated Pi run ({cpu}) failed (exit {proc.returncode}): {lines[-1]}")
+            raise pi_root.PiRootError(
+                f"the emulated Pi run ({cpu}) failed (exit {proc.returncode}): {lines[-1]}"
+            )
         out = json.loads((tmp / "out.json").read_text())
         regions, total = parse_marks((tmp / "marks.txt").read_text())
     if out.get("machine") != "aarch64":
         raise pi_root.PiRootError(f"the guest reported machine {out.get('machine')!r}, not aarch64")
     bundles = []
     for b, res in enumerate(out["results"]):
-        entry = {"bundle": res["bundle"], "scores": np.asarray(res.get("scores", []), np.float32),
-                 "xnnpack_applied": res.get("delegated")}
+        entry = {
+            "bundle": res["bundle"],
+            "scores": np.asarray(res.get("scores", []), np.float32),
+            "xnnpack_applied": res.get("delegated"),
+        }
         for kind, name in KINDS.items():
             entry[name] = np.asarray(regions.get((kind, b), []), np.float64)
         entry["block_work"] = np.asarray(res.get("blocks", []), np.int64).reshape(-1, 3)
@@ -162,9 +185,13 @@ def loop_costs(entry: dict) -> dict:
     rest = block - fe - sm_per_block - other * frames
     inference = float(np.median(rest[busy] / infer[busy])) if busy.any() else float("nan")
     decision = float(np.median(sm)) if len(sm) else 0.0
-    return {"frontend_insns_per_frame": frame, "loop_insns_per_frame": other,
-            "model_insns_per_inference": inference, "smoother_insns_per_decision": decision,
-            "blocks_counted": int(len(work))}
+    return {
+        "frontend_insns_per_frame": frame,
+        "loop_insns_per_frame": other,
+        "model_insns_per_inference": inference,
+        "smoother_insns_per_decision": decision,
+        "blocks_counted": int(len(work)),
+    }
 
 
 def estimate_ms(insns: float, profile: DeviceProfile) -> float:
@@ -187,7 +214,9 @@ def evaluation_windows(bundle: Bundle, data: str | None = "auto") -> tuple[np.nd
     if bundle.form == "stateful":
         check = bundle.check_data()
         if check is None:
-            raise EdgeSedError(f"{bundle.path}: a stateful bundle without check.npz: nothing to run on the emulated Pi")
+            raise EdgeSedError(
+                f"{bundle.path}: a stateful bundle without check.npz: nothing to run on the emulated Pi"
+            )
         x = np.asarray(check["x"], np.float32)[None]
         steps = len(range(bundle.hop_frames - 1, x.shape[1], bundle.hop_frames))
         return x, None, f"the check sequence (check.npz: {x.shape[1]} frames, {steps} steps, state carried)"
@@ -225,7 +254,7 @@ def run_windows(runner: BundleRunner, x: np.ndarray) -> np.ndarray:
 
 def clip_accuracy(y, scores: np.ndarray, labels) -> dict | None:
     """Accuracy on labelled windows; None for a stateful bundle's unlabelled check sequence."""
-    from edge_sed.metrics import classification_metrics
+    from edge_sed.eval.metrics import classification_metrics
 
     return None if y is None else classification_metrics(y, scores.argmax(1), labels)
 
@@ -233,7 +262,7 @@ def clip_accuracy(y, scores: np.ndarray, labels) -> dict | None:
 def loop_audio(seconds: float = LOOP_AUDIO_S, seed: int = 0) -> np.ndarray:
     """Audio for counting the loop's stage costs when no stream is given (a synthetic clip; the
     costs do not depend on what is heard)."""
-    from edge_sed.synth import make_clip
+    from edge_sed.data.synth import make_clip
 
     return make_clip("dog", 0, seed, clip_s=seconds)[0]
 
@@ -242,10 +271,14 @@ def parity(bundle: Bundle, emulated: np.ndarray, host: np.ndarray) -> dict:
     diff = np.abs(emulated - host)
     tol = output_tolerance(bundle)
     top1 = float((emulated.argmax(1) == host.argmax(1)).mean()) if len(host) else float("nan")
-    return {"max_abs_diff_vs_host": float(diff.max()) if diff.size else 0.0, "top1_agreement": top1,
-            "windows_differing": int((diff.max(1) > 0).sum()) if diff.size else 0,
-            "tolerance": tol, "ok": bool(diff.size and diff.max() <= tol and top1 == 1.0),
-            "host": f"{platform.machine()} {platform.system()}, LiteRT on the host (the reference scores)"}
+    return {
+        "max_abs_diff_vs_host": float(diff.max()) if diff.size else 0.0,
+        "top1_agreement": top1,
+        "windows_differing": int((diff.max(1) > 0).sum()) if diff.size else 0,
+        "tolerance": tol,
+        "ok": bool(diff.size and diff.max() <= tol and top1 == 1.0),
+        "host": f"{platform.machine()} {platform.system()}, LiteRT on the host (the reference scores)",
+    }
 
 
 # ------------------------------------------------------------------- simulate (per profile)
@@ -257,7 +290,7 @@ class PiModel:
     per core."""
 
     def __init__(self, bundle: Bundle, data: str | None = "auto"):
-        from edge_sed.loop import Detector
+        from edge_sed.core.loop import Detector
 
         self.bundle = bundle
         self.detector = Detector(bundle)
@@ -277,11 +310,18 @@ def prepare(bundle: Bundle, data: str | None = "auto") -> PiModel:
     return PiModel(bundle, data)
 
 
-def simulate_profile(model: PiModel, profile: DeviceProfile, audio: np.ndarray, annotations, stream_info: dict,
-                     progress=None, log=None) -> dict:
+def simulate_profile(
+    model: PiModel,
+    profile: DeviceProfile,
+    audio: np.ndarray,
+    annotations,
+    stream_info: dict,
+    progress=None,
+    log=None,
+) -> dict:
     """One record: emulated scores vs host, instructions and estimated ms per inference, the loop's
     stage costs, and the stream on the virtual device clock (events, latency, duty cycle)."""
-    from edge_sed.events import event_metrics
+    from edge_sed.core.events import event_metrics
 
     from .clock import simulate_stream
 
@@ -289,8 +329,10 @@ def simulate_profile(model: PiModel, profile: DeviceProfile, audio: np.ndarray, 
     if profile.kind != "pi":
         raise EdgeSedError(f"profile {profile.name} is a {profile.kind} profile, not a Pi")
     if profile.sample_rate != bundle.frontend.sample_rate:
-        raise EdgeSedError(f"profile {profile.name} delivers {profile.sample_rate} Hz audio, the bundle's "
-                           f"front end wants {bundle.frontend.sample_rate} Hz")
+        raise EdgeSedError(
+            f"profile {profile.name} delivers {profile.sample_rate} Hz audio, the bundle's "
+            f"front end wants {bundle.frontend.sample_rate} Hz"
+        )
     block = profile.dma_block_samples
     n_loop = int(LOOP_AUDIO_S * profile.sample_rate)
     sample = audio[:n_loop] if len(audio) >= n_loop else loop_audio()
@@ -303,40 +345,77 @@ def simulate_profile(model: PiModel, profile: DeviceProfile, audio: np.ndarray, 
     scale = profile.cpi / profile.clock_hz
 
     def work_s(frames, inferences, decisions):
-        return scale * (frames * (costs["frontend_insns_per_frame"] + costs["loop_insns_per_frame"])
-                        + inferences * costs["model_insns_per_inference"]
-                        + decisions * costs["smoother_insns_per_decision"])
+        return scale * (
+            frames * (costs["frontend_insns_per_frame"] + costs["loop_insns_per_frame"])
+            + inferences * costs["model_insns_per_inference"]
+            + decisions * costs["smoother_insns_per_decision"]
+        )
 
     ring = max(2, int(round(RING_S * profile.sample_rate / block)))
-    result, clean = simulate_stream(model.detector, audio, block, profile.sample_rate, work_s, ring,
-                                    trace=model.trace.get(block), progress=progress)
+    result, clean = simulate_stream(
+        model.detector,
+        audio,
+        block,
+        profile.sample_rate,
+        work_s,
+        ring,
+        trace=model.trace.get(block),
+        progress=progress,
+    )
     model.trace[block] = clean
-    metrics = event_metrics(annotations, result.events, result.duration_s,
-                            labels=[l for l in bundle.labels if l != "background"])
+    metrics = event_metrics(
+        annotations, result.events, result.duration_s, labels=[l for l in bundle.labels if l != "background"]
+    )
     clock = result.summary()
     rest = e["invoke"][1:] if len(e["invoke"]) > 1 else e["invoke"]
     record = {
-        "kind": "pi", "bundle": str(bundle.path), "level": bundle.level, "form": bundle.form,
-        "labels": bundle.labels, "profile": profile.name, "device": profile.description, "core": profile.core,
-        "qemu_cpu": profile.qemu_cpu, "clock_hz": profile.clock_hz, "cpi": profile.cpi, "threads": 1,
-        "profile_sources": profile.sources, "estimate_note": ESTIMATE_NOTE,
+        "kind": "pi",
+        "bundle": str(bundle.path),
+        "level": bundle.level,
+        "form": bundle.form,
+        "labels": bundle.labels,
+        "profile": profile.name,
+        "device": profile.description,
+        "core": profile.core,
+        "qemu_cpu": profile.qemu_cpu,
+        "clock_hz": profile.clock_hz,
+        "cpi": profile.cpi,
+        "threads": 1,
+        "profile_sources": profile.sources,
+        "estimate_note": ESTIMATE_NOTE,
         "model_bytes": len(bundle.model_bytes),
-        "emulation": {"root": str(pi_root.root_dir()), "qemu": "qemu-aarch64 " + pi_root.qemu_source_version(),
-                      "cpu": profile.qemu_cpu, "seconds": e["seconds"], "guest_total_insns": e["total_insns"],
-                      "xnnpack_applied": e["xnnpack_applied"]},
-        "windows": model.windows_what, "n_windows": int(len(model.x)),
+        "emulation": {
+            "root": str(pi_root.root_dir()),
+            "qemu": "qemu-aarch64 " + pi_root.qemu_source_version(),
+            "cpu": profile.qemu_cpu,
+            "seconds": e["seconds"],
+            "guest_total_insns": e["total_insns"],
+            "xnnpack_applied": e["xnnpack_applied"],
+        },
+        "windows": model.windows_what,
+        "n_windows": int(len(model.x)),
         "parity": par,
-        "accuracy": ({"overall_error": acc["overall_error"], "macro_f1": acc["macro_f1"],
-                      "per_class_error": acc.get("per_class_error"), "host_overall_error": host_acc["overall_error"]}
-                     if acc else {"overall_error": None, "note": "stateful: no clip labels; see events (the stream)"}),
+        "accuracy": (
+            {
+                "overall_error": acc["overall_error"],
+                "macro_f1": acc["macro_f1"],
+                "per_class_error": acc.get("per_class_error"),
+                "host_overall_error": host_acc["overall_error"],
+            }
+            if acc
+            else {"overall_error": None, "note": "stateful: no clip labels; see events (the stream)"}
+        ),
         "cost": {
-            "insns_per_inference": invoke, "insns_per_predict": predict,
+            "insns_per_inference": invoke,
+            "insns_per_predict": predict,
             "insns_first_inference": float(e["invoke"][0]) if len(e["invoke"]) else None,
             "insns_spread": float((rest.max() - rest.min()) / invoke) if len(rest) else None,
             "est_ms_per_inference": estimate_ms(invoke, profile),
             "est_ms_per_predict": estimate_ms(predict, profile),
             **costs,
-            "est_ms_per_frame": estimate_ms(costs["frontend_insns_per_frame"] + costs["loop_insns_per_frame"], profile),
+            "est_ms_per_frame": estimate_ms(
+                costs["frontend_insns_per_frame"] + costs["loop_insns_per_frame"], profile
+            ),
             "est_ms_per_decision_model": estimate_ms(costs["model_insns_per_inference"], profile),
         },
         "clock": clock,
@@ -352,11 +431,13 @@ def simulate_profile(model: PiModel, profile: DeviceProfile, audio: np.ndarray, 
         f"{'step' if stateful else 'window'} with the Python glue); "
         f"front end {c['frontend_insns_per_frame'] / 1e3:.0f} k insns/frame; scores vs host: max |d| "
         f"{par['max_abs_diff_vs_host']:.1e}, top-1 {par['top1_agreement']:.0%} on {model.windows_what}"
-        + (f"; overall error {acc['overall_error']:.3f}" if acc else ""))
+        + (f"; overall error {acc['overall_error']:.3f}" if acc else "")
+    )
     record["verdict"] = (
         f"{'real time' if clock['overruns'] == 0 and clock['dropped_blocks'] == 0 else 'NOT real time'}: "
         f"est. duty cycle {clock['duty_cycle']:.1%} of one core, worst decision latency "
-        f"{clock['decision_latency_worst_ms']:.1f} ms; scores {'match' if par['ok'] else 'DO NOT match'} the host")
+        f"{clock['decision_latency_worst_ms']:.1f} ms; scores {'match' if par['ok'] else 'DO NOT match'} the host"
+    )
     return record
 
 
@@ -370,7 +451,11 @@ def resolve_bundles(path, levels=DEFAULT_LEVELS) -> list[Path]:
         return [path]
     if not path.is_dir():
         raise EdgeSedError(f"{path}: not a bundle or bundles directory")
-    found = {p.name: p for p in sorted(path.iterdir()) if (p / "manifest.json").exists() and not p.name.startswith(".")}
+    found = {
+        p.name: p
+        for p in sorted(path.iterdir())
+        if (p / "manifest.json").exists() and not p.name.startswith(".")
+    }
     if not found:
         raise EdgeSedError(f"{path}: no manifest.json here or in its sub-directories: not a bundle")
     if levels in ("all", ("all",)):
@@ -400,43 +485,75 @@ def simulate_pi(bundle, profiles="pi", levels=DEFAULT_LEVELS, data: str | None =
     runs = {}
     for cpu in sorted({p.qemu_cpu for p in profiles}):
         if log:
-            log(f"pi: emulating {cpu}: {len(bundles)} bundle(s) x {len(x)} windows + {LOOP_AUDIO_S:g} s of device loop")
-        runs[cpu] = measure_pi([b.path for b in bundles], cpu, x, loop_audio(), profiles[0].dma_block_samples, log)
+            log(
+                f"pi: emulating {cpu}: {len(bundles)} bundle(s) x {len(x)} windows + {LOOP_AUDIO_S:g} s of device loop"
+            )
+        runs[cpu] = measure_pi(
+            [b.path for b in bundles], cpu, x, loop_audio(), profiles[0].dma_block_samples, log
+        )
     rows = []
     for b, bundle in enumerate(bundles):
         for p in profiles:
             e = runs[p.qemu_cpu]["bundles"][b]
             invoke, predict = per_inference(e["invoke"]), per_inference(e["predict"])
             m = clip_accuracy(y, e["scores"], labels) or {"overall_error": None, "macro_f1": None}
-            rows.append({"level": bundle.level, "form": bundle.form, "bundle": str(bundle.path), "profile": p.name,
-                         "cpu": p.qemu_cpu, "model_bytes": len(bundle.model_bytes),
-                         "insns_per_inference": invoke, "insns_per_predict": predict,
-                         "est_ms_per_inference": estimate_ms(invoke, p), "est_ms_per_predict": estimate_ms(predict, p),
-                         **parity(bundle, e["scores"], host[b]),
-                         "overall_error": m["overall_error"], "macro_f1": m["macro_f1"],
-                         "xnnpack_applied": e["xnnpack_applied"],
-                         "host_overall_error": (clip_accuracy(y, host[b], labels) or {}).get("overall_error"),
-                         **loop_costs(e)})
-    return {"note": ESTIMATE_NOTE, "windows": what, "n_windows": int(len(x)),
-            "profiles": {p.name: {"core": p.core, "qemu_cpu": p.qemu_cpu, "clock_hz": p.clock_hz, "cpi": p.cpi}
-                         for p in profiles},
-            "emulation": {cpu: {"seconds": r["seconds"], "guest_total_insns": r["total_insns"]} for cpu, r in runs.items()},
-            "rows": rows}
+            rows.append(
+                {
+                    "level": bundle.level,
+                    "form": bundle.form,
+                    "bundle": str(bundle.path),
+                    "profile": p.name,
+                    "cpu": p.qemu_cpu,
+                    "model_bytes": len(bundle.model_bytes),
+                    "insns_per_inference": invoke,
+                    "insns_per_predict": predict,
+                    "est_ms_per_inference": estimate_ms(invoke, p),
+                    "est_ms_per_predict": estimate_ms(predict, p),
+                    **parity(bundle, e["scores"], host[b]),
+                    "overall_error": m["overall_error"],
+                    "macro_f1": m["macro_f1"],
+                    "xnnpack_applied": e["xnnpack_applied"],
+                    "host_overall_error": (clip_accuracy(y, host[b], labels) or {}).get("overall_error"),
+                    **loop_costs(e),
+                }
+            )
+    return {
+        "note": ESTIMATE_NOTE,
+        "windows": what,
+        "n_windows": int(len(x)),
+        "profiles": {
+            p.name: {"core": p.core, "qemu_cpu": p.qemu_cpu, "clock_hz": p.clock_hz, "cpi": p.cpi}
+            for p in profiles
+        },
+        "emulation": {
+            cpu: {"seconds": r["seconds"], "guest_total_insns": r["total_insns"]} for cpu, r in runs.items()
+        },
+        "rows": rows,
+    }
 
 
 def format_table(report: dict) -> str:
-    lines = [f"Pi simulator on {report['windows']}. {report['note']}.",
-             f"{'level':<13} {'profile':<12} {'bytes':>8} {'insns/inference':>15} {'est ms':>7} {'+glue':>7} "
-             f"{'max|d| host':>11} {'top-1':>6} {'error':>6} {'F1':>6}"]
+    lines = [
+        f"Pi simulator on {report['windows']}. {report['note']}.",
+        f"{'level':<13} {'profile':<12} {'bytes':>8} {'insns/inference':>15} {'est ms':>7} {'+glue':>7} "
+        f"{'max|d| host':>11} {'top-1':>6} {'error':>6} {'F1':>6}",
+    ]
     for r in report["rows"]:
-        lines.append(f"{r['level']:<13} {r['profile']:<12} {r['model_bytes']:>8} {r['insns_per_inference']:>15,.0f} "
-                     f"{r['est_ms_per_inference']:>7.2f} {r['est_ms_per_predict']:>7.2f} "
-                     f"{r['max_abs_diff_vs_host']:>11.1e} {r['top1_agreement']:>6.1%} "
-                     + ("     -      -" if r["overall_error"] is None else
-                        f"{r['overall_error']:>6.3f} {r['macro_f1']:>6.3f}"))
-    lines.append("est ms: the model's invoke(); +glue: BundleRunner.predict (quantize, state reset, invoke, "
-                 "dequantize; a stateful bundle: one step); error: overall error (1 - balanced accuracy) of the "
-                 "emulated scores (- for a stateful bundle: it is scored on streams).")
+        lines.append(
+            f"{r['level']:<13} {r['profile']:<12} {r['model_bytes']:>8} {r['insns_per_inference']:>15,.0f} "
+            f"{r['est_ms_per_inference']:>7.2f} {r['est_ms_per_predict']:>7.2f} "
+            f"{r['max_abs_diff_vs_host']:>11.1e} {r['top1_agreement']:>6.1%} "
+            + (
+                "     -      -"
+                if r["overall_error"] is None
+                else f"{r['overall_error']:>6.3f} {r['macro_f1']:>6.3f}"
+            )
+        )
+    lines.append(
+        "est ms: the model's invoke(); +glue: BundleRunner.predict (quantize, state reset, invoke, "
+        "dequantize; a stateful bundle: one step); error: overall error (1 - balanced accuracy) of the "
+        "emulated scores (- for a stateful bundle: it is scored on streams)."
+    )
     return "\n".join(lines)
 
 
@@ -444,8 +561,11 @@ if __name__ == "__main__":
     import argparse
     import sys
 
-    ap = argparse.ArgumentParser(prog="python -m firmware_sim.pi", description="Level x Pi profile table "
-                                 "(instructions per inference under emulation, estimated ms, parity, accuracy).")
+    ap = argparse.ArgumentParser(
+        prog="python -m firmware_sim.pi",
+        description="Level x Pi profile table "
+        "(instructions per inference under emulation, estimated ms, parity, accuracy).",
+    )
     ap.add_argument("bundle")
     ap.add_argument("--profiles", default="pi")
     ap.add_argument("--levels", default=",".join(DEFAULT_LEVELS), help="comma-separated, or 'all'")
@@ -454,7 +574,9 @@ if __name__ == "__main__":
     args = ap.parse_args()
     try:
         levels = "all" if args.levels == "all" else tuple(args.levels.split(","))
-        rep = simulate_pi(args.bundle, args.profiles, levels, args.data, log=lambda m: print(m, file=sys.stderr))
+        rep = simulate_pi(
+            args.bundle, args.profiles, levels, args.data, log=lambda m: print(m, file=sys.stderr)
+        )
     except EdgeSedError as exc:
         sys.exit(f"error: {exc}")
     print(format_table(rep))

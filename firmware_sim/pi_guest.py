@@ -6,7 +6,7 @@ For every bundle in the request it
 1. runs BundleRunner.predict on every window (the same code a Pi runs), and writes the scores; a
    stateful bundle's "windows" are feature sequences, run with ``run_stream`` (state carried, a
    predict marker around every step), its scores one row per step;
-2. runs the device loop (edge_sed.loop.Detector: front end, model, smoother) on a stretch of audio
+2. runs the device loop (edge_sed.core.loop.Detector: front end, model, smoother) on a stretch of audio
    in blocks, as ``edge-sed listen`` would.
 Around each invoke, each predict, each pushed block and, inside those, the front end's push and
 the smoother's update, it drops a marker (a failing lseek on a
@@ -45,8 +45,8 @@ def delegated(runner):
 
 
 def main(request_path):
-    from edge_sed.bundle import BundleRunner, load_bundle
-    from edge_sed.loop import Detector
+    from edge_sed.core.bundle import BundleRunner, load_bundle
+    from edge_sed.core.loop import Detector
 
     req = json.load(open(request_path))
     windows = np.load(req["windows"]) if req.get("windows") else None
@@ -109,7 +109,7 @@ def main(request_path):
             for start in range(0, len(audio) - block + 1, block):
                 frames, inferences = det.frames_seen, det.inferences
                 mark(tag(KIND_BLOCK, b, 0))
-                decisions = det.push(audio[start:start + block])
+                decisions = det.push(audio[start : start + block])
                 mark(tag(KIND_BLOCK, b, 1))
                 blocks.append([det.frames_seen - frames, det.inferences - inferences, len(decisions)])
             out["blocks"] = blocks

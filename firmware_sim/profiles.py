@@ -28,13 +28,28 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_sed.errors import EdgeSedError
+from edge_sed.core.errors import EdgeSedError
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 KINDS = ("mcu", "pi")
-COMMON = {"name": str, "kind": str, "description": str, "clock_hz": int, "ram_bytes": int,
-          "flash_bytes": int, "sample_rate": int, "dma_block_samples": int, "sources": dict}
-MCU = {"core": str, "kernel_build": str, "cpi": (int, float), "code_flash_bytes": int, "reserved_ram_bytes": int}
+COMMON = {
+    "name": str,
+    "kind": str,
+    "description": str,
+    "clock_hz": int,
+    "ram_bytes": int,
+    "flash_bytes": int,
+    "sample_rate": int,
+    "dma_block_samples": int,
+    "sources": dict,
+}
+MCU = {
+    "core": str,
+    "kernel_build": str,
+    "cpi": (int, float),
+    "code_flash_bytes": int,
+    "reserved_ram_bytes": int,
+}
 
 
 class ProfileError(EdgeSedError):
@@ -77,8 +92,9 @@ def validate_profile(d, where: str) -> DeviceProfile:
             raise ProfileError(f"{where}: field '{name}' has the wrong type ({type(d[name]).__name__})")
     for name, value in d.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if value < 0 or (name in ("clock_hz", "ram_bytes", "sample_rate", "dma_block_samples", "cpi")
-                             and value <= 0):
+            if value < 0 or (
+                name in ("clock_hz", "ram_bytes", "sample_rate", "dma_block_samples", "cpi") and value <= 0
+            ):
                 raise ProfileError(f"{where}: field '{name}' must be positive, got {value}")
             if not str(d["sources"].get(name, "")).strip():
                 raise ProfileError(f"{where}: number '{name}' has no entry in 'sources'")
@@ -95,8 +111,10 @@ def load_profile(name_or_path: str) -> DeviceProfile:
     if not (path.suffix == ".json" and path.is_file()):
         path = PROFILE_DIR / f"{name_or_path}.json"
         if not path.is_file():
-            raise ProfileError(f"unknown device profile {name_or_path!r} (known: {', '.join(profile_names())}; "
-                               "or give a path to a profile .json)")
+            raise ProfileError(
+                f"unknown device profile {name_or_path!r} (known: {', '.join(profile_names())}; "
+                "or give a path to a profile .json)"
+            )
     try:
         d = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -108,7 +126,7 @@ def load_profile(name_or_path: str) -> DeviceProfile:
 
 
 def load_profiles(spec: str) -> list[DeviceProfile]:
-    """"all", "mcu"/"pi" (every profile of that kind), or a comma-separated list of names/paths."""
+    """ "all", "mcu"/"pi" (every profile of that kind), or a comma-separated list of names/paths."""
     if spec in ("all",) + KINDS:
         profiles = [load_profile(n) for n in profile_names()]
         return [p for p in profiles if spec == "all" or p.kind == spec]

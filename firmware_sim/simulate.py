@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_sed.audio_io import read_audio
-from edge_sed.bundle import MANIFEST_FILE, load_bundle
-from edge_sed.errors import EdgeSedError
-from edge_sed.events import read_annotations
+from edge_sed.core.audio_io import read_audio
+from edge_sed.core.bundle import MANIFEST_FILE, load_bundle
+from edge_sed.core.errors import EdgeSedError
+from edge_sed.core.events import read_annotations
 
 from .profiles import load_profiles
 
@@ -45,28 +45,48 @@ def find_bundles(path: Path) -> list[Path]:
     return found
 
 
-def load_stream(spec: str | Path, duration_s: float = 600.0, n_events: int = 60, seed: int = 0,
-                annotations_path: str | Path | None = None):
+def load_stream(
+    spec: str | Path,
+    duration_s: float = 600.0,
+    n_events: int = 60,
+    seed: int = 0,
+    annotations_path: str | Path | None = None,
+):
     """(audio, annotations, info). A .wav/.flac with its annotation CSV (default <stem>.csv), or a
-    split CSV / data set folder from which edge_sed.streams.make_stream builds a stream."""
+    split CSV / data set folder from which edge_sed.data.streams.make_stream builds a stream."""
     spec = Path(spec)
     if spec.suffix.lower() in AUDIO_SUFFIXES:
         ann = Path(annotations_path) if annotations_path else spec.with_suffix(".csv")
         if not ann.is_file():
-            raise EdgeSedError(f"{spec}: no annotation file {ann} (onset_s,offset_s,label); give --annotations")
+            raise EdgeSedError(
+                f"{spec}: no annotation file {ann} (onset_s,offset_s,label); give --annotations"
+            )
         audio = read_audio(spec)
         annotations = read_annotations(ann)
         info = {"source": str(spec), "annotations": str(ann)}
     elif spec.exists():
-        from edge_sed.streams import make_stream
+        from edge_sed.data.streams import make_stream
 
         audio, annotations = make_stream(spec, duration_s, n_events, seed=seed)
-        info = {"source": str(spec), "built_with": "edge_sed.streams.make_stream", "seed": seed,
-                "requested_events": n_events}
+        info = {
+            "source": str(spec),
+            "built_with": "edge_sed.data.streams.make_stream",
+            "seed": seed,
+            "requested_events": n_events,
+        }
     else:
-        raise EdgeSedError(f"{spec}: no such stream (a .wav/.flac with <stem>.csv, a split CSV or a data set)")
-    info.update({"duration_s": len(audio) / 16000, "events": len(annotations),
-                 "events_per_label": {l: sum(a.label == l for a in annotations) for l in sorted({a.label for a in annotations})}})
+        raise EdgeSedError(
+            f"{spec}: no such stream (a .wav/.flac with <stem>.csv, a split CSV or a data set)"
+        )
+    info.update(
+        {
+            "duration_s": len(audio) / 16000,
+            "events": len(annotations),
+            "events_per_label": {
+                l: sum(a.label == l for a in annotations) for l in sorted({a.label for a in annotations})
+            },
+        }
+    )
     return np.asarray(audio, np.float32), annotations, info
 
 
@@ -80,8 +100,17 @@ def _kind_module(kind: str):
         raise
 
 
-def run(bundle_path, profile_spec: str, stream, duration_s=600.0, n_events=60, seed=0, annotations_path=None,
-        log=None, progress=None) -> dict:
+def run(
+    bundle_path,
+    profile_spec: str,
+    stream,
+    duration_s=600.0,
+    n_events=60,
+    seed=0,
+    annotations_path=None,
+    log=None,
+    progress=None,
+) -> dict:
     """Simulate every bundle under ``bundle_path`` on every profile of ``profile_spec``;
     ``progress(done, total)`` follows the blocks of the stream being traced."""
     from .calibrate import dscnn_check, load_counts
@@ -95,14 +124,26 @@ def run(bundle_path, profile_spec: str, stream, duration_s=600.0, n_events=60, s
     for bundle in bundles:
         prepared = {}
         for profile in profiles:
-            base = {"kind": profile.kind, "bundle": str(bundle.path), "level": bundle.level, "form": bundle.form,
-                    "profile": profile.name}
+            base = {
+                "kind": profile.kind,
+                "bundle": str(bundle.path),
+                "level": bundle.level,
+                "form": bundle.form,
+                "profile": profile.name,
+            }
             module = _kind_module(profile.kind)
             if module is None:
-                records.append({**base, "skipped": f"no simulator for kind {profile.kind!r} (firmware_sim.pi not built)"})
+                records.append(
+                    {**base, "skipped": f"no simulator for kind {profile.kind!r} (firmware_sim.pi not built)"}
+                )
                 continue
             if profile.kind == "mcu" and bundle.level not in MCU_LEVELS:
-                records.append({**base, "skipped": f"level {bundle.level}: the MCU simulator runs full-integer int8 bundles"})
+                records.append(
+                    {
+                        **base,
+                        "skipped": f"level {bundle.level}: the MCU simulator runs full-integer int8 bundles",
+                    }
+                )
                 continue
             try:
                 if profile.kind not in prepared:
@@ -111,8 +152,11 @@ def run(bundle_path, profile_spec: str, stream, duration_s=600.0, n_events=60, s
                     prepared[profile.kind] = module.prepare(bundle)
                 if log:
                     log(f"{bundle.path.name} on {profile.name}")
-                records.append(module.simulate_profile(prepared[profile.kind], profile, audio, annotations, info,
-                                                       progress=progress))
+                records.append(
+                    module.simulate_profile(
+                        prepared[profile.kind], profile, audio, annotations, info, progress=progress
+                    )
+                )
             except EdgeSedError as exc:  # one device failing must not lose the others' figures
                 if len(bundles) * len(profiles) == 1:
                     raise
@@ -120,9 +164,17 @@ def run(bundle_path, profile_spec: str, stream, duration_s=600.0, n_events=60, s
                     log(f"{bundle.path.name} on {profile.name}: error: {exc}")
                 records.append({**base, "error": str(exc)})
     counts = load_counts()
-    return {"format": FORMAT, "stream": info, "records": records,
-            "calibration": {"counts": "firmware_sim/c/counts.json", "toolchain": counts.get("toolchain"),
-                            "qemu": counts.get("qemu"), "dscnn": dscnn_check(counts)}}
+    return {
+        "format": FORMAT,
+        "stream": info,
+        "records": records,
+        "calibration": {
+            "counts": "firmware_sim/c/counts.json",
+            "toolchain": counts.get("toolchain"),
+            "qemu": counts.get("qemu"),
+            "dscnn": dscnn_check(counts),
+        },
+    }
 
 
 def _kb(n) -> str:
@@ -138,7 +190,9 @@ def format_tables(report: dict) -> str:
         lines.append("")
         lines.append(f"== {r['profile']} ({r['kind']}) | {Path(r['bundle']).name}: {r['level']} {r['form']}")
         if "skipped" in r or "error" in r:
-            lines.append(f"   {'skipped' if 'skipped' in r else 'error'}: {r.get('skipped') or r.get('error')}")
+            lines.append(
+                f"   {'skipped' if 'skipped' in r else 'error'}: {r.get('skipped') or r.get('error')}"
+            )
             continue
         if r["kind"] != "mcu":
             for key in ("summary", "verdict"):
@@ -146,37 +200,55 @@ def format_tables(report: dict) -> str:
                     lines.append(f"   {r[key]}")
             ev, ck = r.get("events", {}), r.get("clock", {})
             if ev:
-                lines.append(f"   event F1 {ev.get('f1', float('nan')):.3f}, error rate {ev.get('error_rate', float('nan')):.3f}")
+                lines.append(
+                    f"   event F1 {ev.get('f1', float('nan')):.3f}, error rate {ev.get('error_rate', float('nan')):.3f}"
+                )
             if ck:
-                lines.append(f"   duty cycle {ck.get('duty_cycle', float('nan')):.1%}, overruns {ck.get('overruns')}")
+                lines.append(
+                    f"   duty cycle {ck.get('duty_cycle', float('nan')):.1%}, overruns {ck.get('overruns')}"
+                )
             continue
         m, c, ck, ev = r["memory"], r["cost"], r["clock"], r["events"]
         lines.append(f"   {r['device']}")
         lines.append(f"   memory      {m['verdict']}")
-        lines.append(f"               RAM {_kb(m['ram_total_bytes'])} of {_kb(m['ram_bytes'])}: "
-                     + ", ".join(f"{k} {_kb(v)}" for k, v in m["ram"].items()))
-        lines.append(f"               flash {_kb(m['flash_total_bytes'])} of {_kb(m['flash_bytes'])}: "
-                     + ", ".join(f"{k} {_kb(v)}" for k, v in m["flash"].items()))
-        lines.append(f"   per decision {c['cycles_per_decision'] / 1e6:.2f} M cycles = {c['ms_per_decision']:.2f} ms "
-                     f"(model {c['model_ms_per_decision']:.2f} ms, {c['invokes_per_decision']:.1f} invokes, "
-                     f"{c['frames_per_decision']:.0f} front-end frames at {c['frontend_cycles_per_frame'] / 1e3:.1f} k cycles); "
-                     f"{c['decisions_per_s']:.2f} decisions/s")
-        lines.append(f"   clock       duty cycle {ck['duty_cycle']:.1%}; overruns {ck['overruns']} of {ck['blocks']} blocks "
-                     f"(done after the next block arrived; a {m['audio_ring_blocks']}-block ring absorbs them); "
-                     f"dropped blocks {ck['dropped_blocks']}; worst decision latency "
-                     f"{ck['decision_latency_worst_ms']:.1f} ms; RAM high-water {_kb(r['ram_high_water_bytes'])}")
+        lines.append(
+            f"               RAM {_kb(m['ram_total_bytes'])} of {_kb(m['ram_bytes'])}: "
+            + ", ".join(f"{k} {_kb(v)}" for k, v in m["ram"].items())
+        )
+        lines.append(
+            f"               flash {_kb(m['flash_total_bytes'])} of {_kb(m['flash_bytes'])}: "
+            + ", ".join(f"{k} {_kb(v)}" for k, v in m["flash"].items())
+        )
+        lines.append(
+            f"   per decision {c['cycles_per_decision'] / 1e6:.2f} M cycles = {c['ms_per_decision']:.2f} ms "
+            f"(model {c['model_ms_per_decision']:.2f} ms, {c['invokes_per_decision']:.1f} invokes, "
+            f"{c['frames_per_decision']:.0f} front-end frames at {c['frontend_cycles_per_frame'] / 1e3:.1f} k cycles); "
+            f"{c['decisions_per_s']:.2f} decisions/s"
+        )
+        lines.append(
+            f"   clock       duty cycle {ck['duty_cycle']:.1%}; overruns {ck['overruns']} of {ck['blocks']} blocks "
+            f"(done after the next block arrived; a {m['audio_ring_blocks']}-block ring absorbs them); "
+            f"dropped blocks {ck['dropped_blocks']}; worst decision latency "
+            f"{ck['decision_latency_worst_ms']:.1f} ms; RAM high-water {_kb(r['ram_high_water_bytes'])}"
+        )
         lat = ev.get("latency_median_s")
-        lines.append(f"   events      F1 {ev['f1']:.3f}, error rate {ev['error_rate']:.3f}, P {ev['precision']:.3f} "
-                     f"R {ev['recall']:.3f}, onset->detection latency median "
-                     + (f"{lat * 1e3:.0f} ms, p95 {ev['latency_p95_s'] * 1e3:.0f} ms" if lat is not None else "n/a")
-                     + f", false alarms {ev['false_alarms_per_hour']:.1f}/h")
+        lines.append(
+            f"   events      F1 {ev['f1']:.3f}, error rate {ev['error_rate']:.3f}, P {ev['precision']:.3f} "
+            f"R {ev['recall']:.3f}, onset->detection latency median "
+            + (f"{lat * 1e3:.0f} ms, p95 {ev['latency_p95_s'] * 1e3:.0f} ms" if lat is not None else "n/a")
+            + f", false alarms {ev['false_alarms_per_hour']:.1f}/h"
+        )
         goals = ", ".join(f"{k} {'met' if g['met'] else 'NOT met'}" for k, g in r["goals"].items())
         lines.append(f"   goals       {goals}")
     d = report["calibration"]["dscnn"]
     lines.append("")
-    lines.append("cost model check, MLPerf Tiny KWS DS-CNN: " + "; ".join(
-        f"{x['device']} {x['estimated_ms']:.1f} ms vs {x['published_ms']:.0f} ms published (ratio {x['ratio']:.2f})"
-        for x in d["devices"]))
+    lines.append(
+        "cost model check, MLPerf Tiny KWS DS-CNN: "
+        + "; ".join(
+            f"{x['device']} {x['estimated_ms']:.1f} ms vs {x['published_ms']:.0f} ms published (ratio {x['ratio']:.2f})"
+            for x in d["devices"]
+        )
+    )
     return "\n".join(lines)
 
 
@@ -185,8 +257,10 @@ def list_profiles_text() -> str:
     for p in load_profiles("all"):
         ram = p.ram_bytes / 1024
         flash = f"{p.flash_bytes / 1024:.0f} KB flash" if p.flash_bytes else "no flash limit"
-        lines.append(f"{p.name:20s} {p.kind:4s} {p.clock_hz / 1e6:6.0f} MHz  {ram:9.0f} KB RAM  {flash:16s} "
-                     f"cpi {p.data.get('cpi', '-')}  {p.description}")
+        lines.append(
+            f"{p.name:20s} {p.kind:4s} {p.clock_hz / 1e6:6.0f} MHz  {ram:9.0f} KB RAM  {flash:16s} "
+            f"cpi {p.data.get('cpi', '-')}  {p.description}"
+        )
     return "\n".join(lines)
 
 

@@ -54,15 +54,17 @@ def _runtime():
     try:
         from tflite_micro.python.tflite_micro import runtime
     except ImportError as exc:
-        from edge_sed.errors import EdgeSedError, install_extra
+        from edge_sed.core.errors import EdgeSedError, install_extra
 
-        raise EdgeSedError(f"the MCU simulator runs the model in tflite-micro, which is not installed ({exc}): "
-                           f"{install_extra('sim')} (tflite-micro has wheels for Linux x86_64 only)") from None
+        raise EdgeSedError(
+            f"the MCU simulator runs the model in tflite-micro, which is not installed ({exc}): "
+            f"{install_extra('sim')} (tflite-micro has wheels for Linux x86_64 only)"
+        ) from None
     return runtime
 
 
 def _zero_inputs(model_bytes: bytes) -> list[np.ndarray]:
-    from edge_sed.tflite_info import read_tflite_info
+    from edge_sed.core.tflite_info import read_tflite_info
 
     return [np.zeros(t.shape, t.dtype) for t in read_tflite_info(model_bytes).inputs]
 
@@ -105,8 +107,10 @@ def find_arena_bytes(model_bytes: bytes) -> dict:
         while not _allocates_and_invokes(model_bytes, hi, inputs):
             hi *= 2
             if hi > ARENA_SEARCH_MAX_BYTES:
-                raise RuntimeError(f"tflite-micro cannot run the model even with a {ARENA_SEARCH_MAX_BYTES}-byte "
-                                   "arena (an unsupported operator?)")
+                raise RuntimeError(
+                    f"tflite-micro cannot run the model even with a {ARENA_SEARCH_MAX_BYTES}-byte "
+                    "arena (an unsupported operator?)"
+                )
         lo = 0  # invariant: lo fails (or is 0), hi works
         while hi - lo > 16:
             mid = (lo + hi) // 2
@@ -115,10 +119,13 @@ def find_arena_bytes(model_bytes: bytes) -> dict:
             else:
                 lo = mid
     margin = max(ARENA_MARGIN_MIN_BYTES, int(math.ceil(hi * ARENA_MARGIN_FRACTION)))
-    return {"arena_min_bytes": hi, "arena_bytes": int(math.ceil((hi + margin) / 16) * 16),
-            "margin": f"{ARENA_MARGIN_FRACTION:.0%} (at least {ARENA_MARGIN_MIN_BYTES} bytes), rounded up to 16",
-            "measured_with": "tflite-micro Python runtime (x86-64 host build, 64-bit pointers), "
-                             "binary search to 16 bytes over allocate + invoke (each probe in a forked process)"}
+    return {
+        "arena_min_bytes": hi,
+        "arena_bytes": int(math.ceil((hi + margin) / 16) * 16),
+        "margin": f"{ARENA_MARGIN_FRACTION:.0%} (at least {ARENA_MARGIN_MIN_BYTES} bytes), rounded up to 16",
+        "measured_with": "tflite-micro Python runtime (x86-64 host build, 64-bit pointers), "
+        "binary search to 16 bytes over allocate + invoke (each probe in a forked process)",
+    }
 
 
 class MicroBackend:
@@ -127,7 +134,7 @@ class MicroBackend:
     name = "tflm"
 
     def __init__(self, model_bytes: bytes, arena_bytes: int):
-        from edge_sed.tflite_info import read_tflite_info
+        from edge_sed.core.tflite_info import read_tflite_info
 
         with silenced_fds():
             self.interpreter = _runtime().Interpreter.from_bytes(model_bytes, arena_size=arena_bytes)
@@ -158,8 +165,9 @@ class LiteRTReferenceBackend:
     def __init__(self, model_bytes: bytes):
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-        self.interpreter = Interpreter(model_content=model_bytes,
-                                       experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+        self.interpreter = Interpreter(
+            model_content=model_bytes, experimental_op_resolver_type=OpResolverType.BUILTIN_REF
+        )
         self.interpreter.allocate_tensors()
         self._in = [d["index"] for d in self.interpreter.get_input_details()]
         self._out = [d["index"] for d in self.interpreter.get_output_details()]
@@ -184,6 +192,10 @@ def compare_outputs(a: np.ndarray, b: np.ndarray, scale: float) -> dict:
     """How far two runtimes' probabilities are apart, in probability and in output steps."""
     diff = np.abs(a - b)
     steps = np.round(diff / scale).astype(int)
-    return {"windows": int(len(a)), "max_abs_prob_diff": float(diff.max()),
-            "max_output_steps": int(steps.max()), "identical_windows": float(np.mean(steps.max(1) == 0)),
-            "argmax_agreement": float(np.mean(a.argmax(1) == b.argmax(1)))}
+    return {
+        "windows": int(len(a)),
+        "max_abs_prob_diff": float(diff.max()),
+        "max_output_steps": int(steps.max()),
+        "identical_windows": float(np.mean(steps.max(1) == 0)),
+        "argmax_agreement": float(np.mean(a.argmax(1) == b.argmax(1))),
+    }

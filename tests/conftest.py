@@ -7,25 +7,47 @@ import shutil
 
 import pytest
 
-PI_TOOLS = ("qemu-aarch64", "qemu-aarch64-static", "mmdebstrap", "gcc", "pkg-config", "dpkg-source", "apt-get")
+PI_TOOLS = (
+    "qemu-aarch64",
+    "qemu-aarch64-static",
+    "mmdebstrap",
+    "gcc",
+    "pkg-config",
+    "dpkg-source",
+    "apt-get",
+)
 PI_MISSING = [t for t in PI_TOOLS if shutil.which(t) is None]
-needs_qemu = pytest.mark.skipif(bool(PI_MISSING), reason=f"not installed: {', '.join(PI_MISSING)} "
-                                "(scripts/setup.sh installs them)")
+needs_qemu = pytest.mark.skipif(
+    bool(PI_MISSING), reason=f"not installed: {', '.join(PI_MISSING)} (scripts/setup.sh installs them)"
+)
 
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory):
-    from edge_sed.synth import write_dataset
+    from edge_sed.data.synth import write_dataset
 
     root = tmp_path_factory.mktemp("tiny-data")
-    return write_dataset(root, {"dog": 12, "baby_cry": 12, "gunshot": 12, "background": 36}, seed=5, workers=1)
+    return write_dataset(
+        root, {"dog": 12, "baby_cry": 12, "gunshot": 12, "background": 36}, seed=5, workers=1
+    )
 
 
 def train_tiny(tiny_data, out, model="lstm", epochs=4):
     from train.trainer import TrainConfig, train
 
-    cfg = TrainConfig(data=str(tiny_data), out=str(out), model=model, ratio=None, epochs=epochs, patience=50,
-                      batch_size=16, hidden=8, embed_dim=4, threads=1, lr=1e-2)
+    cfg = TrainConfig(
+        data=str(tiny_data),
+        out=str(out),
+        model=model,
+        ratio=None,
+        epochs=epochs,
+        patience=50,
+        batch_size=16,
+        hidden=8,
+        embed_dim=4,
+        threads=1,
+        lr=1e-2,
+    )
     train(cfg)
     return out
 
@@ -57,9 +79,26 @@ def stateful_run(tiny_data, tmp_path_factory):
     from train.trainer import TrainConfig, train
 
     out = tmp_path_factory.mktemp("stateful-run") / "run"
-    cfg = TrainConfig(data=str(tiny_data), out=str(out), form="stateful", ratio=None, epochs=3, patience=50,
-                      sequences=16, seq_s=6.0, batch_size=8, hidden=8, embed_dim=4, context_frames=3,
-                      conv_channels=6, threads=1, lr=1e-2, val_streams=1, val_stream_s=20.0, bed_aux=0.3)
+    cfg = TrainConfig(
+        data=str(tiny_data),
+        out=str(out),
+        form="stateful",
+        ratio=None,
+        epochs=3,
+        patience=50,
+        sequences=16,
+        seq_s=6.0,
+        batch_size=8,
+        hidden=8,
+        embed_dim=4,
+        context_frames=3,
+        conv_channels=6,
+        threads=1,
+        lr=1e-2,
+        val_streams=1,
+        val_stream_s=20.0,
+        bed_aux=0.3,
+    )
     metrics = train(cfg)
     return out, metrics
 

@@ -11,10 +11,17 @@ import scipy.signal
 import soundfile as sf
 from test_synth import full_disk_after, needs_dev_full
 
-from edge_sed import audio_io
-from edge_sed.audio_io import (MAX_RESAMPLE_FACTOR, audio_info, iter_audio_blocks, read_audio, resample_factors,
-                               resample_poly, write_audio)
-from edge_sed.errors import AudioError
+from edge_sed.core import audio_io
+from edge_sed.core.audio_io import (
+    MAX_RESAMPLE_FACTOR,
+    audio_info,
+    iter_audio_blocks,
+    read_audio,
+    resample_factors,
+    resample_poly,
+    write_audio,
+)
+from edge_sed.core.errors import AudioError
 
 
 def noise(seconds=1.0, sr=16000, seed=0):
@@ -38,14 +45,18 @@ def test_other_rates_are_resampled_to_16k(tmp_path, sr):
     tone = (0.5 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)
     sf.write(tmp_path / "a.wav", tone, sr, subtype="FLOAT")
     audio = read_audio(tmp_path / "a.wav")
-    assert abs(len(audio) - int(np.ceil(len(tone) * 16000 / sr))) <= (0 if max(resample_factors(sr, 16000)) < 16000 else 1)
+    assert abs(len(audio) - int(np.ceil(len(tone) * 16000 / sr))) <= (
+        0 if max(resample_factors(sr, 16000)) < 16000 else 1
+    )
     # the 1 kHz tone survives: its spectral peak is at 1 kHz and its level is kept
     spectrum = np.abs(np.fft.rfft(audio[200:-200] * np.hanning(len(audio) - 400)))
     assert abs(np.argmax(spectrum) * 16000 / (len(audio) - 400) - 1000) < 5
     assert abs(np.sqrt(np.mean(audio[200:-200] ** 2)) - 0.5 / np.sqrt(2)) < 0.01
 
 
-@pytest.mark.parametrize("subtype,tol", [("PCM_U8", 1 / 64), ("PCM_16", 1e-4), ("PCM_24", 1e-6), ("FLOAT", 0)])
+@pytest.mark.parametrize(
+    "subtype,tol", [("PCM_U8", 1 / 64), ("PCM_16", 1e-4), ("PCM_24", 1e-6), ("FLOAT", 0)]
+)
 def test_sample_formats_read_as_float(tmp_path, subtype, tol):
     x = noise()
     sf.write(tmp_path / "a.wav", x, 16000, subtype=subtype)
@@ -78,12 +89,28 @@ BAD_FILES = {
     "missing": (lambda d: d / "nope.wav", "no such file"),
     "directory": (lambda d: d, "is a directory"),
     "empty": (lambda d: (d / "e.wav").write_bytes(b"") or d / "e.wav", "empty file"),
-    "not audio": (lambda d: (d / "t.wav").write_text("hello, I am text") and d / "t.wav", "not a readable audio file"),
-    "zero length": (lambda d: sf.write(d / "z.wav", np.zeros(0, np.float32), 16000) or d / "z.wav", "zero length"),
+    "not audio": (
+        lambda d: (d / "t.wav").write_text("hello, I am text") and d / "t.wav",
+        "not a readable audio file",
+    ),
+    "zero length": (
+        lambda d: sf.write(d / "z.wav", np.zeros(0, np.float32), 16000) or d / "z.wav",
+        "zero length",
+    ),
     "truncated wav": (lambda d: _truncated(d, "wav"), "truncated"),
     "truncated flac": (lambda d: _truncated(d, "flac"), "corrupt audio data"),
-    "nan": (lambda d: sf.write(d / "n.wav", np.array([0, np.nan, 0], np.float32), 16000, subtype="FLOAT") or d / "n.wav", "NaN or Inf"),
-    "inf": (lambda d: sf.write(d / "i.wav", np.array([0, np.inf, 0], np.float32), 16000, subtype="FLOAT") or d / "i.wav", "NaN or Inf"),
+    "nan": (
+        lambda d: (
+            sf.write(d / "n.wav", np.array([0, np.nan, 0], np.float32), 16000, subtype="FLOAT") or d / "n.wav"
+        ),
+        "NaN or Inf",
+    ),
+    "inf": (
+        lambda d: (
+            sf.write(d / "i.wav", np.array([0, np.inf, 0], np.float32), 16000, subtype="FLOAT") or d / "i.wav"
+        ),
+        "NaN or Inf",
+    ),
 }
 
 
@@ -118,8 +145,11 @@ def test_absurd_sample_rate_in_the_header_is_refused_naming_the_file(tmp_path, r
     nothing)."""
     path = _with_sample_rate(tmp_path / "odd rate.wav", rate)
     assert sf.info(str(path)).samplerate == rate  # libsndfile itself takes the header at its word
-    for call in (lambda: read_audio(path), lambda: audio_info(path),
-                 lambda: list(iter_audio_blocks(path, 1000, sample_rate=rate))):
+    for call in (
+        lambda: read_audio(path),
+        lambda: audio_info(path),
+        lambda: list(iter_audio_blocks(path, 1000, sample_rate=rate)),
+    ):
         with pytest.raises(AudioError) as err:
             call()
         message = str(err.value)

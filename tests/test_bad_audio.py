@@ -23,10 +23,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from edge_sed.audio_io import iter_audio_blocks, read_audio
+from edge_sed.core.audio_io import iter_audio_blocks, read_audio
 from edge_sed.cli import main
-from edge_sed.errors import AudioError
-from edge_sed.settings import SAMPLE_RATE
+from edge_sed.core.errors import AudioError
+from edge_sed.core.settings import SAMPLE_RATE
 
 SECONDS = 20.0  # the reference stream: short, with events in it
 LISTEN_ARGS = ["--threshold", "0.3", "--json"]  # the tiny model is unsure: a low threshold gives events
@@ -61,7 +61,9 @@ def assert_one_line_error(code, err, *fragments):
 
 def _truncated(path, subtype="PCM_16"):
     full = path.with_name("full-" + path.name)
-    sf.write(full, np.random.default_rng(0).normal(0, 0.1, 32000).astype(np.float32), SAMPLE_RATE, subtype=subtype)
+    sf.write(
+        full, np.random.default_rng(0).normal(0, 0.1, 32000).astype(np.float32), SAMPLE_RATE, subtype=subtype
+    )
     data = full.read_bytes()
     full.unlink()
     path.write_bytes(data[: len(data) // 2])
@@ -71,10 +73,15 @@ def write_long_wav(path, hours: float, sample_rate: int = SAMPLE_RATE, channels:
     """A valid 16-bit WAV of ``hours`` of silence, written as a header plus a sparse hole:
     instant, and ~no disk, however long. Returns the data bytes."""
     n_bytes = int(hours * 3600 * sample_rate) * 2 * channels
-    header = (b"RIFF" + struct.pack("<I", 36 + n_bytes) + b"WAVE"
-              + b"fmt " + struct.pack("<IHHIIHH", 16, 1, channels, sample_rate, sample_rate * 2 * channels,
-                                      2 * channels, 16)
-              + b"data" + struct.pack("<I", n_bytes))
+    header = (
+        b"RIFF"
+        + struct.pack("<I", 36 + n_bytes)
+        + b"WAVE"
+        + b"fmt "
+        + struct.pack("<IHHIIHH", 16, 1, channels, sample_rate, sample_rate * 2 * channels, 2 * channels, 16)
+        + b"data"
+        + struct.pack("<I", n_bytes)
+    )
     with open(path, "wb") as f:
         f.write(header)
         f.truncate(len(header) + n_bytes)
@@ -94,7 +101,7 @@ def _absurd_rate(path, ref):
 
 
 def _resampled(ref, sr):
-    from edge_sed.audio_io import resample
+    from edge_sed.core.audio_io import resample
 
     return resample(ref, SAMPLE_RATE, sr)
 
@@ -103,24 +110,43 @@ def _resampled(ref, sr):
 BAD = {
     "missing file": ("missing.wav", None),
     "empty file (0 bytes)": ("empty.wav", lambda p, r: p.write_bytes(b"")),
-    "zero-length audio": ("zero-length.wav", lambda p, r: _write(p, np.zeros(0, np.float32), subtype="PCM_16")),
+    "zero-length audio": (
+        "zero-length.wav",
+        lambda p, r: _write(p, np.zeros(0, np.float32), subtype="PCM_16"),
+    ),
     "truncated WAV": ("truncated.wav", lambda p, r: _truncated(p)),
     "truncated FLAC": ("truncated.flac", lambda p, r: _truncated(p)),
-    "text named .wav": ("text.wav", lambda p, r: p.write_text("RIFF? no: just a text file named .wav\n" * 20)),
-    "NaN samples": ("nan.wav", lambda p, r: _write(p, np.where(np.arange(len(r)) == 5000, np.nan, r).astype(np.float32))),
-    "Inf samples": ("inf.wav", lambda p, r: _write(p, np.where(np.arange(len(r)) == 9000, -np.inf, r).astype(np.float32))),
+    "text named .wav": (
+        "text.wav",
+        lambda p, r: p.write_text("RIFF? no: just a text file named .wav\n" * 20),
+    ),
+    "NaN samples": (
+        "nan.wav",
+        lambda p, r: _write(p, np.where(np.arange(len(r)) == 5000, np.nan, r).astype(np.float32)),
+    ),
+    "Inf samples": (
+        "inf.wav",
+        lambda p, r: _write(p, np.where(np.arange(len(r)) == 9000, -np.inf, r).astype(np.float32)),
+    ),
     "sample rate 2^31-1 Hz": ("sr2147483647.wav", _absurd_rate),
     # float samples far beyond full scale: the front end's powers overflowed float32 (numpy warnings, then a
     # silently useless run)
-    "float samples of 1e30": ("huge.wav", lambda p, r: _write(p, np.where(np.arange(len(r)) == 7000, 1e30, r)
-                                                               .astype(np.float32))),
+    "float samples of 1e30": (
+        "huge.wav",
+        lambda p, r: _write(p, np.where(np.arange(len(r)) == 7000, 1e30, r).astype(np.float32)),
+    ),
 }
 if "MP3" in sf.available_formats():  # libsndfile >= 1.1: its libmpg123 prints each bad frame on fd 2
     BAD["damaged MP3 (truncated)"] = ("damaged.mp3", lambda p, r: _truncated(p, subtype="MPEG_LAYER_III"))
 BAD_MESSAGE = {
-    "missing file": "no such file", "empty file (0 bytes)": "empty file", "zero-length audio": "zero length",
-    "truncated WAV": "truncated", "truncated FLAC": "corrupt audio data", "text named .wav": "not a readable audio file",
-    "NaN samples": "NaN or Inf", "Inf samples": "NaN or Inf",
+    "missing file": "no such file",
+    "empty file (0 bytes)": "empty file",
+    "zero-length audio": "zero length",
+    "truncated WAV": "truncated",
+    "truncated FLAC": "corrupt audio data",
+    "text named .wav": "not a readable audio file",
+    "NaN samples": "NaN or Inf",
+    "Inf samples": "NaN or Inf",
     "sample rate 2^31-1 Hz": "sample rate 2147483647 Hz in the header is outside 1000..384000 Hz",
     "float samples of 1e30": "samples reach 1e+30, more than 1000 times full scale",
     "damaged MP3 (truncated)": "truncated",
@@ -129,27 +155,46 @@ BAD_MESSAGE = {
 # "same": the same events within a frame; "runs": exit 0 and the same number of decisions.
 CONVERTED = {
     "all-zero audio": ("silence.wav", lambda p, r: _write(p, np.zeros_like(r), subtype="PCM_16"), "runs"),
-    "fully clipped audio": ("clipped.wav", lambda p, r: _write(p, np.sign(r + 1e-9).astype(np.float32), subtype="PCM_16"), "runs"),
+    "fully clipped audio": (
+        "clipped.wav",
+        lambda p, r: _write(p, np.sign(r + 1e-9).astype(np.float32), subtype="PCM_16"),
+        "runs",
+    ),
     "8-bit WAV": ("u8.wav", lambda p, r: _write(p, r, subtype="PCM_U8"), "runs"),
     "24-bit WAV": ("s24.wav", lambda p, r: _write(p, r, subtype="PCM_24"), "same"),
     "float WAV": ("float.wav", lambda p, r: _write(p, r, subtype="FLOAT"), "same"),
-    "stereo (mixdown)": ("stereo.wav", lambda p, r: _write(p, np.stack([r * 1.5, r * 0.5], 1), subtype="FLOAT"), "same"),
+    "stereo (mixdown)": (
+        "stereo.wav",
+        lambda p, r: _write(p, np.stack([r * 1.5, r * 0.5], 1), subtype="FLOAT"),
+        "same",
+    ),
     "8 kHz": ("sr8000.wav", lambda p, r: _write(p, _resampled(r, 8000), 8000), "runs"),
     "22.05 kHz": ("sr22050.wav", lambda p, r: _write(p, _resampled(r, 22050), 22050), "same"),
-    "44.1 kHz": ("sr44100.flac", lambda p, r: _write(p, _resampled(r, 44100), 44100, subtype="PCM_24"), "same"),
+    "44.1 kHz": (
+        "sr44100.flac",
+        lambda p, r: _write(p, _resampled(r, 44100), 44100, subtype="PCM_24"),
+        "same",
+    ),
     "48 kHz": ("sr48000.wav", lambda p, r: _write(p, _resampled(r, 48000), 48000), "same"),
-    "unicode and spaces in path": ("dír with spaces/ünïcødé 吠える.flac", lambda p, r: _write(p, r, subtype="PCM_24"), "same"),
-    "float beyond full scale (peak 1.5, clipped)": ("loud-float.wav",
-                                                    lambda p, r: _write(p, r * np.float32(1.5 / np.abs(r).max())), "runs"),
+    "unicode and spaces in path": (
+        "dír with spaces/ünïcødé 吠える.flac",
+        lambda p, r: _write(p, r, subtype="PCM_24"),
+        "same",
+    ),
+    "float beyond full scale (peak 1.5, clipped)": (
+        "loud-float.wav",
+        lambda p, r: _write(p, r * np.float32(1.5 / np.abs(r).max())),
+        "runs",
+    ),
 }
 
 
 @pytest.fixture(scope="module")
 def reference(tiny_data, tmp_path_factory):
     """A 20 s labelled stream from the tiny data set (float32, 16 kHz), as a float WAV."""
-    from edge_sed.streams import make_stream
+    from edge_sed.data.streams import make_stream
 
-    from edge_sed.events import write_annotations
+    from edge_sed.core.events import write_annotations
 
     audio, annotations = make_stream(tiny_data, SECONDS, 4, seed=2, min_gap_s=3.0)
     audio = (audio * (0.9 / np.abs(audio).max())).astype(np.float32)  # room for 8/16/24-bit files
@@ -214,17 +259,26 @@ def test_api_float_samples_beyond_full_scale(tmp_path):
     """Float audio has headroom: samples up to MAX_FLOAT_PEAK (1000) are clipped to [-1, 1] (as the
     device's 16-bit microphone clips), beyond it the file is refused, in every channel before the
     mixdown (whose mean of 3e38 would overflow float32)."""
-    from edge_sed.audio_io import MAX_FLOAT_PEAK
+    from edge_sed.core.audio_io import MAX_FLOAT_PEAK
 
     x = np.array([0.5, 1.5, -2.0, 999.0, -MAX_FLOAT_PEAK, 0.25] * 1000, np.float32)
     sf.write(tmp_path / "loud.wav", x, SAMPLE_RATE, subtype="FLOAT")
     assert np.array_equal(read_audio(tmp_path / "loud.wav"), np.clip(x, -1, 1))
-    assert np.array_equal(np.concatenate(list(iter_audio_blocks(tmp_path / "loud.wav", 700))), np.clip(x, -1, 1))
-    for name, audio in (("over.wav", np.where(np.arange(len(x)) == 4000, 1000.5, 0.1)),
-                        ("stereo.wav", np.stack([np.full(6000, 3e38), np.full(6000, 3e38)], 1))):
+    assert np.array_equal(
+        np.concatenate(list(iter_audio_blocks(tmp_path / "loud.wav", 700))), np.clip(x, -1, 1)
+    )
+    for name, audio in (
+        ("over.wav", np.where(np.arange(len(x)) == 4000, 1000.5, 0.1)),
+        ("stereo.wav", np.stack([np.full(6000, 3e38), np.full(6000, 3e38)], 1)),
+    ):
         sf.write(tmp_path / name, audio.astype(np.float32), SAMPLE_RATE, subtype="FLOAT")
-        for read in (lambda: read_audio(tmp_path / name), lambda: list(iter_audio_blocks(tmp_path / name, 1600))):
-            with pytest.raises(AudioError, match=f"{name}: samples reach .*, more than 1000 times full scale"):
+        for read in (
+            lambda: read_audio(tmp_path / name),
+            lambda: list(iter_audio_blocks(tmp_path / name, 1600)),
+        ):
+            with pytest.raises(
+                AudioError, match=f"{name}: samples reach .*, more than 1000 times full scale"
+            ):
                 read()
 
 
@@ -235,12 +289,20 @@ def _special_files(tmp_path) -> dict:
     sock = tmp_path / "socket.wav"
     server = socket.socket(socket.AF_UNIX)
     server.bind(str(sock))
-    return {"/dev/zero": (Path("/dev/zero"), "not a regular file: character device",
-                          "not a regular file or pipe: character device"),
-            "/dev/null": (Path("/dev/null"), "not a regular file: character device",
-                          "not a regular file or pipe: character device"),
-            "a socket": (sock, "not a regular file: socket", "not a regular file or pipe: socket"),
-            "a named pipe": (fifo, "not a regular file: pipe", None)}  # a stream reader plays it (test_listen)
+    return {
+        "/dev/zero": (
+            Path("/dev/zero"),
+            "not a regular file: character device",
+            "not a regular file or pipe: character device",
+        ),
+        "/dev/null": (
+            Path("/dev/null"),
+            "not a regular file: character device",
+            "not a regular file or pipe: character device",
+        ),
+        "a socket": (sock, "not a regular file: socket", "not a regular file or pipe: socket"),
+        "a named pipe": (fifo, "not a regular file: pipe", None),
+    }  # a stream reader plays it (test_listen)
 
 
 def test_api_special_files_get_their_reason(tmp_path):
@@ -266,13 +328,16 @@ def test_api_ten_hour_file_streams_in_bounded_memory(tmp_path):
         read_audio(path)
     script = (
         "import sys\n"
-        "from edge_sed.audio_io import iter_audio_blocks\n"
+        "from edge_sed.core.audio_io import iter_audio_blocks\n"
         "n = 0\n"
         "for block in iter_audio_blocks(sys.argv[1], 1 << 20):\n"
         "    n += len(block); assert not block.any()\n"
         "hwm = next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:'))\n"
-        "print(n, hwm)\n")
-    result = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=300)
+        "print(n, hwm)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     samples, peak_kb = map(int, result.stdout.split())
     assert samples == n_bytes // 2 == 10 * 3600 * SAMPLE_RATE
@@ -290,19 +355,27 @@ def test_api_a_file_too_big_for_the_memory_is_one_line_naming_it(tmp_path, headr
     write_long_wav(path, 0.5, sample_rate=48000, channels=2)
     script = (
         "import resource, sys\n"
-        "from edge_sed.audio_io import read_audio\n"
-        "from edge_sed.errors import AudioError\n"
+        "from edge_sed.core.audio_io import read_audio\n"
+        "from edge_sed.core.errors import AudioError\n"
         "vm = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmSize:')) * 1024\n"
         "resource.setrlimit(resource.RLIMIT_AS, (vm + int(sys.argv[2]) * 2**20, resource.RLIM_INFINITY))\n"
         "try:\n"
         "    read_audio(sys.argv[1])\n"
         "except AudioError as exc:\n"
-        "    print(exc)\n")
-    result = subprocess.run([sys.executable, "-c", script, str(path), str(headroom_mb)], capture_output=True,
-                            text=True, timeout=300, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+        "    print(exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(path), str(headroom_mb)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},
+    )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout == (f"{path}: not enough memory to read 1800 s of 2-channel audio at 48000 Hz whole "
-                             "(691 MB as float32); convert it to 16000 Hz mono first (e.g. with sox)\n")
+    assert result.stdout == (
+        f"{path}: not enough memory to read 1800 s of 2-channel audio at 48000 Hz whole "
+        "(691 MB as float32); convert it to 16000 Hz mono first (e.g. with sox)\n"
+    )
 
 
 # ------------------------------------------------------------------------- edge-sed listen
@@ -324,7 +397,9 @@ def listened(bundle, reference, tmp_path_factory):
 
 
 @pytest.mark.filterwarnings("error::RuntimeWarning")
-@pytest.mark.parametrize("case", list(BAD) + ["a directory", "10-hour file (header only)", "/dev/zero", "a socket"])
+@pytest.mark.parametrize(
+    "case", list(BAD) + ["a directory", "10-hour file (header only)", "/dev/zero", "a socket"]
+)
 def test_listen_refuses_bad_files(capfd, inputs, bundle, tmp_path, case):
     """One line on stderr: capfd sees fd 2, so a C decoder's own messages (libmpg123) would show."""
     if case == "a directory":
@@ -366,7 +441,9 @@ def test_listen_ten_hour_file_streams_without_loading_it(capfd, bundle, tmp_path
     path = tmp_path / "ten hours.wav"
     write_long_wav(path, 10.0)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    code, out, err = run_cli(capfd, "listen", "--bundle", bundle, "--file", path, "--duration", "30", "--json")
+    code, out, err = run_cli(
+        capfd, "listen", "--bundle", bundle, "--file", path, "--duration", "30", "--json"
+    )
     assert code == 0, err
     summary = json.loads(out)
     assert summary["audio_s"] == 30.0 and summary["stopped_by"] == "duration"
@@ -415,8 +492,16 @@ def dataset_with(rows, folder: Path, extra: dict) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     rows = [dict(r) for r in rows]
     for i, path in enumerate(extra.values()):
-        rows.append({**rows[0], "path": str(path), "group": f"extra-{i}", "duration_s": "", "onset_s": "",
-                     "offset_s": ""})
+        rows.append(
+            {
+                **rows[0],
+                "path": str(path),
+                "group": f"extra-{i}",
+                "duration_s": "",
+                "onset_s": "",
+                "offset_s": "",
+            }
+        )
     with open(folder / "metadata.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, list(rows[0]))
         w.writeheader()
@@ -443,16 +528,32 @@ def test_data_stats_and_prepare_name_the_bad_file(capfd, dataset_rows, inputs, t
 @pytest.mark.parametrize("case", DATA_BAD)
 def test_train_names_the_bad_file_before_training(capfd, dataset_rows, inputs, tmp_path, case):
     folder = dataset_with(dataset_rows, tmp_path / "set", {case: inputs[case]})
-    code, out, err = run_cli(capfd, "train", "--data", folder, "--ratio", "none", "--out", tmp_path / "run",
-                             "--epochs", "1", "--threads", "1", "--json")
+    code, out, err = run_cli(
+        capfd,
+        "train",
+        "--data",
+        folder,
+        "--ratio",
+        "none",
+        "--out",
+        tmp_path / "run",
+        "--epochs",
+        "1",
+        "--threads",
+        "1",
+        "--json",
+    )
     assert_one_line_error(code, err, inputs[case].name, BAD_MESSAGE[case])
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
 
 
 def test_missing_file_in_a_data_set(capfd, dataset_rows, tmp_path):
     folder = dataset_with(dataset_rows, tmp_path / "set", {"missing": tmp_path / "gone.wav"})
-    for args in (["data", "stats", folder, "--no-png"], ["data", "prepare", folder, "--out", tmp_path / "o"],
-                 ["train", "--data", folder, "--out", tmp_path / "run", "--epochs", "1"]):
+    for args in (
+        ["data", "stats", folder, "--no-png"],
+        ["data", "prepare", folder, "--out", tmp_path / "o"],
+        ["train", "--data", folder, "--out", tmp_path / "run", "--epochs", "1"],
+    ):
         code, out, err = run_cli(capfd, *args)
         assert_one_line_error(code, err, "gone.wav")
 
@@ -460,9 +561,12 @@ def test_missing_file_in_a_data_set(capfd, dataset_rows, tmp_path):
 def test_data_commands_on_a_folder_without_audio(capfd, tmp_path):
     (tmp_path / "empty" / "dog").mkdir(parents=True)
     (tmp_path / "empty" / "notes.txt").write_text("no audio here")
-    for args in (["data", "stats", tmp_path / "empty"], ["data", "prepare", tmp_path / "empty", "--out", tmp_path / "o"],
-                 ["train", "--data", tmp_path / "empty", "--out", tmp_path / "run"],
-                 ["data", "stream", tmp_path / "empty", "--out", tmp_path / "s.wav"]):
+    for args in (
+        ["data", "stats", tmp_path / "empty"],
+        ["data", "prepare", tmp_path / "empty", "--out", tmp_path / "o"],
+        ["train", "--data", tmp_path / "empty", "--out", tmp_path / "run"],
+        ["data", "stream", tmp_path / "empty", "--out", tmp_path / "s.wav"],
+    ):
         code, out, err = run_cli(capfd, *args)
         assert_one_line_error(code, err, "no audio files found")
     assert not (tmp_path / "o").exists() and not (tmp_path / "s.wav").exists()
@@ -477,8 +581,23 @@ def test_data_commands_accept_every_converted_format(capfd, dataset_rows, inputs
     assert json.loads(out)["classes"]["dog"]["clips"] == 12 + len(CONVERTED)
     code, out, err = run_cli(capfd, "data", "prepare", folder, "--out", tmp_path / "splits", "--json")
     assert code == 0, err
-    code, out, err = run_cli(capfd, "train", "--data", tmp_path / "splits", "--ratio", "none", "--out",
-                             tmp_path / "run", "--epochs", "1", "--threads", "1", "--batch-size", "32", "--json")
+    code, out, err = run_cli(
+        capfd,
+        "train",
+        "--data",
+        tmp_path / "splits",
+        "--ratio",
+        "none",
+        "--out",
+        tmp_path / "run",
+        "--epochs",
+        "1",
+        "--threads",
+        "1",
+        "--batch-size",
+        "32",
+        "--json",
+    )
     assert code == 0, err
     assert json.loads(out)["epochs_run"] == 1
 
@@ -487,8 +606,20 @@ def test_data_commands_accept_every_converted_format(capfd, dataset_rows, inputs
 
 
 def simulate(capfd, bundle, stream, annotations, out):
-    return run_cli(capfd, "simulate", bundle, "--profile", "cortex-m4-80mhz", "--stream", stream,
-                   "--annotations", annotations, "--out", out, "--json")
+    return run_cli(
+        capfd,
+        "simulate",
+        bundle,
+        "--profile",
+        "cortex-m4-80mhz",
+        "--stream",
+        stream,
+        "--annotations",
+        annotations,
+        "--out",
+        out,
+        "--json",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -496,13 +627,28 @@ def simulated(tiny_bundles, reference, tmp_path_factory):
     """`simulate --stream` on the reference (the MCU simulator: int8 bundle, tflite-micro)."""
     pytest.importorskip("tflite_micro")
     out = tmp_path_factory.mktemp("sim") / "sim.json"
-    assert main(["simulate", str(tiny_bundles[0] / "int8"), "--profile", "cortex-m4-80mhz", "--stream",
-                 str(reference[0]), "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                str(tiny_bundles[0] / "int8"),
+                "--profile",
+                "cortex-m4-80mhz",
+                "--stream",
+                str(reference[0]),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     return json.loads(out.read_text())["records"][0]
 
 
 @pytest.mark.filterwarnings("error::RuntimeWarning")
-@pytest.mark.parametrize("case", [c for c in BAD if "MP3" not in c] + ["10-hour file"])  # --stream: .wav/.flac by name
+@pytest.mark.parametrize(
+    "case", [c for c in BAD if "MP3" not in c] + ["10-hour file"]
+)  # --stream: .wav/.flac by name
 def test_simulate_refuses_bad_streams(capfd, tiny_bundles, inputs, reference, simulated, tmp_path, case):
     """simulate reads a stream whole (read_audio): a 10-hour file is refused, not loaded."""
     if case == "10-hour file":
@@ -510,16 +656,18 @@ def test_simulate_refuses_bad_streams(capfd, tiny_bundles, inputs, reference, si
         write_long_wav(path, 10.0)
     else:
         path, fragment = inputs[case], BAD_MESSAGE[case]
-    code, out, err = simulate(capfd, tiny_bundles[0] / "int8", path, reference[0].with_suffix(".csv"),
-                              tmp_path / "sim.json")
+    code, out, err = simulate(
+        capfd, tiny_bundles[0] / "int8", path, reference[0].with_suffix(".csv"), tmp_path / "sim.json"
+    )
     assert_one_line_error(code, err, fragment, path.name)
     assert not (tmp_path / "sim.json").exists()
 
 
 @pytest.mark.parametrize("case", list(CONVERTED))
 def test_simulate_converts(capfd, tiny_bundles, inputs, reference, simulated, tmp_path, case):
-    code, out, err = simulate(capfd, tiny_bundles[0] / "int8", inputs[case], reference[0].with_suffix(".csv"),
-                              tmp_path / "sim.json")
+    code, out, err = simulate(
+        capfd, tiny_bundles[0] / "int8", inputs[case], reference[0].with_suffix(".csv"), tmp_path / "sim.json"
+    )
     assert code == 0, err
     record = json.loads(out)["records"][0]
     assert record["clock"]["decisions"] == simulated["clock"]["decisions"]

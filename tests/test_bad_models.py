@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import edge_sed.runtime
-from edge_sed.bundle import MAX_MODEL_BYTES, load_bundle, verify_bundle
-from edge_sed.errors import BundleError
+import edge_sed.core.runtime
+from edge_sed.core.bundle import MAX_MODEL_BYTES, load_bundle, verify_bundle
+from edge_sed.core.errors import BundleError
 
 from test_bad_audio import assert_one_line_error, run_cli
 
@@ -140,7 +140,9 @@ def swapped_labels(d, others):
 
 
 def nan_in_manifest(d, others):
-    (d / "manifest.json").write_text((d / "manifest.json").read_text().replace('"log_floor": 1e-06', '"log_floor": NaN'))
+    (d / "manifest.json").write_text(
+        (d / "manifest.json").read_text().replace('"log_floor": 1e-06', '"log_floor": NaN')
+    )
 
 
 def huge_manifest(d, others):
@@ -172,32 +174,54 @@ CASES = {
     "manifest with an unknown form": (_manifest_case(form="weird"), ["unknown form 'weird'"]),
     "manifest with an unknown level": (_manifest_case(level="int4"), ["unknown level 'int4'"]),
     "manifest with a malformed sha256": (_manifest_case(sha256="abc"), ["'sha256' is not 64 lowercase hex"]),
-    "duplicate labels": (_manifest_case(labels=["dog", "dog", "gunshot", "background"]), ["'labels' must be", "distinct"]),
+    "duplicate labels": (
+        _manifest_case(labels=["dog", "dog", "gunshot", "background"]),
+        ["'labels' must be", "distinct"],
+    ),
     "fewer labels than outputs": (labels_fewer_than_outputs, ["3 labels", "4 scores"]),
     # the front end (issue 18): each of these passed verify and then broke listen
     "front end log_floor -1 (NaN scores)": (_frontend_case(log_floor=-1), ["'frontend'", "log_floor"]),
     "front end window_ms 0": (_frontend_case(window_ms=0), ["'frontend'", "window_ms"]),
     "front end hop_ms 1000": (_frontend_case(hop_ms=1000), ["'frontend'", "hop_ms"]),
-    "front end fmin_hz 3999.9 (empty bands)": (_frontend_case(fmin_hz=3999.9), ["'frontend'", "fmin_hz", "no FFT bin"]),
+    "front end fmin_hz 3999.9 (empty bands)": (
+        _frontend_case(fmin_hz=3999.9),
+        ["'frontend'", "fmin_hz", "no FFT bin"],
+    ),
     "front end n_fft 512.5": (_frontend_case(n_fft=512.5), ["'frontend'", "n_fft"]),
-    "front end n_fft 2**24 (a hang)": (_frontend_case(n_fft=16777216), ["'frontend'", "n_fft", "power of two"]),
-    "front end without a field": (lambda d, o: _set_manifest(d, frontend={k: v for k, v in _manifest(d)["frontend"].items()
-                                                                          if k != "log_floor"}),
-                                  ["'frontend'", "missing log_floor"]),
+    "front end n_fft 2**24 (a hang)": (
+        _frontend_case(n_fft=16777216),
+        ["'frontend'", "n_fft", "power of two"],
+    ),
+    "front end without a field": (
+        lambda d, o: _set_manifest(
+            d, frontend={k: v for k, v in _manifest(d)["frontend"].items() if k != "log_floor"}
+        ),
+        ["'frontend'", "missing log_floor"],
+    ),
     "NaN in the manifest": (nan_in_manifest, ["not valid JSON", "NaN"]),
     # valid fields, but not the ones convert wrote: the semantic checksum
     "front end edited within bounds": (_frontend_case(fmax_hz=3900.0), ["semantic_sha256", "edited"]),
     "labels swapped": (swapped_labels, ["semantic_sha256"]),
     "windows hop edited": (_manifest_case(hop_frames=25), ["semantic_sha256"]),
-    "semantic_sha256 malformed": (_manifest_case(semantic_sha256="abc"), ["'semantic_sha256'", "64 lowercase hex"]),
+    "semantic_sha256 malformed": (
+        _manifest_case(semantic_sha256="abc"),
+        ["'semantic_sha256'", "64 lowercase hex"],
+    ),
     # strings that would reach a terminal or a shell
-    "a label with a newline": (_manifest_case(labels=["dog\nerror: fake", "baby_cry", "gunshot", "background"]),
-                               ["'labels'", "control character", "\\n"]),
-    "a label with an ANSI escape": (_manifest_case(labels=["\x1b[2Jdog", "baby_cry", "gunshot", "background"]),
-                                    ["'labels'", "control character", "\\x1b"]),
+    "a label with a newline": (
+        _manifest_case(labels=["dog\nerror: fake", "baby_cry", "gunshot", "background"]),
+        ["'labels'", "control character", "\\n"],
+    ),
+    "a label with an ANSI escape": (
+        _manifest_case(labels=["\x1b[2Jdog", "baby_cry", "gunshot", "background"]),
+        ["'labels'", "control character", "\\x1b"],
+    ),
     "a name with a control character": (_manifest_case(name="fp32\r"), ["'name'", "control character"]),
     "check that is not an object": (_manifest_case(check="abc"), ["'check'", "sha256"]),
-    "checked_on with a shell command": (_manifest_case(checked_on=["aarch64 $(touch /tmp/x)"]), ["'checked_on'"]),
+    "checked_on with a shell command": (
+        _manifest_case(checked_on=["aarch64 $(touch /tmp/x)"]),
+        ["'checked_on'"],
+    ),
     "checked_on not a list": (_manifest_case(checked_on="aarch64"), ["'checked_on'"]),
     "more labels than outputs": (labels_more_than_outputs, ["5 labels", "4 scores"]),
 }
@@ -212,13 +236,13 @@ def broken(tiny_bundles, tmp_path, request, monkeypatch):
     d = shutil.copytree(tiny_bundles[0] / "fp32", bundles / "fp32")
     CASES[case][0](d, tiny_bundles[0])
     seen = []
-    real = edge_sed.runtime.load_interpreter
+    real = edge_sed.core.runtime.load_interpreter
 
     def watched(model, *args, **kw):
         seen.append(model)
         return real(model, *args, **kw)
 
-    monkeypatch.setattr(edge_sed.runtime, "load_interpreter", watched)
+    monkeypatch.setattr(edge_sed.core.runtime, "load_interpreter", watched)
     return case, d, seen
 
 
@@ -281,7 +305,7 @@ def test_verify_catches_what_listen_does_not_need(capfd, tiny_bundles, tmp_path,
         data[-40] ^= 0x01
     else:
         i = data.index(b"0x", data.index(b"g_model_data[]")) + 2
-        data[i:i + 2] = b"ff" if data[i:i + 2] != b"ff" else b"fe"
+        data[i : i + 2] = b"ff" if data[i : i + 2] != b"ff" else b"fe"
     (d / part).write_bytes(bytes(data))
     code, out, err = run_cli(capfd, "verify", d)
     assert_one_line_error(code, err, part)
@@ -309,9 +333,24 @@ def test_report_lists_an_invalid_bundle_and_goes_on(capfd, tiny_bundles, tmp_pat
     for name in ("fp32", "int8"):
         shutil.copytree(tiny_bundles[0] / name, bundles / name)
     flip_byte(bundles / "int8", None)
-    code, out, err = run_cli(capfd, "report", "--bundles", bundles, "--out", tmp_path / "report",
-                             "--stream-s", "20", "--stream-events", "2", "--latency-rounds", "1",
-                             "--no-plots", "--profiles", "none", "--json")
+    code, out, err = run_cli(
+        capfd,
+        "report",
+        "--bundles",
+        bundles,
+        "--out",
+        tmp_path / "report",
+        "--stream-s",
+        "20",
+        "--stream-events",
+        "2",
+        "--latency-rounds",
+        "1",
+        "--no-plots",
+        "--profiles",
+        "none",
+        "--json",
+    )
     assert code == 0, err
     assert "Traceback" not in err
     text = (tmp_path / "report" / "report.json").read_text()
@@ -331,7 +370,9 @@ def test_simulate_refuses_a_bad_int8_bundle(capfd, tiny_bundles, wav, tmp_path, 
         labels_fewer_than_outputs(d, None)
         fragments = ["3 labels", "4 scores"]
     out = tmp_path / "sim.json"
-    code, stdout, err = run_cli(capfd, "simulate", d, "--profile", "cortex-m4-80mhz", "--stream", wav, "--out", out)
+    code, stdout, err = run_cli(
+        capfd, "simulate", d, "--profile", "cortex-m4-80mhz", "--stream", wav, "--out", out
+    )
     assert_one_line_error(code, err, *fragments)
     assert not out.exists()
 
@@ -354,8 +395,18 @@ def test_model_data_cc_is_read_with_limits(tiny_bundles, tmp_path, kind):
     else:
         with open(cc, "wb") as f:
             f.truncate(8 * len((d / "model.tflite").read_bytes()) + 2**20)
-    r = subprocess.run([sys.executable, "-c", "import sys; from edge_sed.cli import main; sys.exit(main())",
-                        "verify", str(d)], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from edge_sed.cli import main; sys.exit(main())",
+            "verify",
+            str(d),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2, r.stderr
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: ") and "model_data.cc" in r.stderr
     assert ("not a regular file" if kind != "oversized" else "limit") in r.stderr

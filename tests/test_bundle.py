@@ -1,5 +1,5 @@
-"""Loading, running and verifying bundles (edge_sed.bundle, numpy only) and reading .tflite
-files without TensorFlow (edge_sed.tflite_info). Every broken bundle is refused with a one-line
+"""Loading, running and verifying bundles (edge_sed.core.bundle, numpy only) and reading .tflite
+files without TensorFlow (edge_sed.core.tflite_info). Every broken bundle is refused with a one-line
 BundleError before a runtime sees the model."""
 
 import hashlib
@@ -10,11 +10,18 @@ import shutil
 import numpy as np
 import pytest
 
-from edge_sed.bundle import (FIELDS, Bundle, BundleRunner, load_bundle, quantize, dequantize,
-                             verify_bundle)
-from edge_sed.errors import BundleError
-from edge_sed.runtime import load_interpreter
-from edge_sed.tflite_info import read_tflite_info
+from edge_sed.core.bundle import (
+    FIELDS,
+    Bundle,
+    BundleRunner,
+    load_bundle,
+    quantize,
+    dequantize,
+    verify_bundle,
+)
+from edge_sed.core.errors import BundleError
+from edge_sed.core.runtime import load_interpreter
+from edge_sed.core.tflite_info import read_tflite_info
 
 
 @pytest.fixture
@@ -93,17 +100,20 @@ def test_manifest_missing_a_required_field_is_refused(bundle_dir, field):
     refused(bundle_dir, f"'{field}'")
 
 
-@pytest.mark.parametrize("change, fragment", [
-    ({"format_version": 99}, "format_version 99 is not supported"),
-    ({"window_frames": "98"}, "'window_frames' should be a int"),
-    ({"level": "int4"}, "unknown level"),
-    ({"form": "sliding"}, "unknown form"),
-    ({"sha256": "abc"}, "64 lowercase hex"),
-    ({"sample_rate": 8000}, "disagrees with frontend"),
-    ({"frontend": {"n_mels": 40, "bogus": 1}}, "bad 'frontend'"),
-    ({"window_frames": 49}, "window_frames say"),
-    ({"labels": ["dog", "dog", "gunshot", "background"]}, "distinct"),
-])
+@pytest.mark.parametrize(
+    "change, fragment",
+    [
+        ({"format_version": 99}, "format_version 99 is not supported"),
+        ({"window_frames": "98"}, "'window_frames' should be a int"),
+        ({"level": "int4"}, "unknown level"),
+        ({"form": "sliding"}, "unknown form"),
+        ({"sha256": "abc"}, "64 lowercase hex"),
+        ({"sample_rate": 8000}, "disagrees with frontend"),
+        ({"frontend": {"n_mels": 40, "bogus": 1}}, "bad 'frontend'"),
+        ({"window_frames": 49}, "window_frames say"),
+        ({"labels": ["dog", "dog", "gunshot", "background"]}, "distinct"),
+    ],
+)
 def test_manifest_with_a_wrong_field_is_refused(bundle_dir, change, fragment):
     write_manifest(bundle_dir, {**manifest_of(bundle_dir), **change})
     refused(bundle_dir, fragment)
@@ -125,7 +135,7 @@ def test_invalid_json_and_missing_files_are_refused(bundle_dir, tmp_path):
 
 
 def test_oversized_model_is_refused_before_reading(bundle_dir, monkeypatch):
-    import edge_sed.bundle as bundle_module
+    import edge_sed.core.bundle as bundle_module
 
     monkeypatch.setattr(bundle_module, "MAX_MODEL_BYTES", 1000)
     refused(bundle_dir, "limit")
@@ -200,7 +210,11 @@ def test_a_killed_conversion_leaves_no_bundle(tiny_bundles, tmp_path, monkeypatc
 
     dead = subprocess.Popen(["true"])
     dead.wait()  # its pid is free now
-    for stale in (f".fp32.tmp-{dead.pid}-abc123", f".fp32.old-{dead.pid}-abc123", f".fp32.tmp-{os.getppid()}-def456"):
+    for stale in (
+        f".fp32.tmp-{dead.pid}-abc123",
+        f".fp32.old-{dead.pid}-abc123",
+        f".fp32.tmp-{os.getppid()}-def456",
+    ):
         (tmp_path / stale).mkdir()
         (tmp_path / stale / "model.tflite").write_bytes(b"half")
     bundles._write_bundle_dir(tmp_path, "fp32", files)
@@ -224,14 +238,19 @@ def test_tflite_info_agrees_with_the_interpreter(tiny_bundles):
         model = (tiny_bundles[0] / name / "model.tflite").read_bytes()
         info = read_tflite_info(model)
         interp = load_interpreter(model)
-        for ours, theirs in ((info.inputs, interp.get_input_details()), (info.outputs, interp.get_output_details())):
+        for ours, theirs in (
+            (info.inputs, interp.get_input_details()),
+            (info.outputs, interp.get_output_details()),
+        ):
             assert [t.index for t in ours] == [d["index"] for d in theirs]
             assert [t.shape for t in ours] == [d["shape"].tolist() for d in theirs]
             assert [t.dtype for t in ours] == [np.dtype(d["dtype"]).name for d in theirs]
         # the interpreter lists the model's nodes first, then any XNNPACK DELEGATE nodes it added
-        assert [op["op_name"] for op in interp._get_ops_details()][:len(info.ops)] == info.ops
-    assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in read_tflite_info(
-        (tiny_bundles[0] / "fp32" / "model.tflite").read_bytes()).op_counts()
+        assert [op["op_name"] for op in interp._get_ops_details()][: len(info.ops)] == info.ops
+    assert (
+        "UNIDIRECTIONAL_SEQUENCE_LSTM"
+        in read_tflite_info((tiny_bundles[0] / "fp32" / "model.tflite").read_bytes()).op_counts()
+    )
 
 
 def test_tflite_info_never_crashes_on_damaged_files(tiny_bundles):
@@ -260,7 +279,8 @@ def test_verify_runs_on_a_device_without_tensorflow_or_torch(tiny_bundles, tmp_p
     import textwrap
 
     script = tmp_path / "device.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import importlib.abc, sys
         class Blocker(importlib.abc.MetaPathFinder):
             def find_spec(self, name, path, target=None):
@@ -270,7 +290,8 @@ def test_verify_runs_on_a_device_without_tensorflow_or_torch(tiny_bundles, tmp_p
         sys.meta_path.insert(0, Blocker())
         from edge_sed.cli import main
         sys.exit(main(["verify", r"{tiny_bundles[0]}"]))
-    """))
+    """)
+    )
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count(": OK ") == sum(l["status"] == "ok" for l in tiny_bundles[1]["levels"])

@@ -18,12 +18,12 @@ import torch
 
 from convert import port
 from convert.bundles import BUNDLES, convert_run
-from convert.micro import MicroBackend
+from firmware_sim.tflm import MicroBackend
 from convert.tflite import FUSED_LSTM_OP, convert_keras
-from edge_sed.bundle import BundleRunner, load_bundle, read_c_array, verify_bundle
-from edge_sed.errors import ConvertError
-from edge_sed.runtime import load_interpreter
-from edge_sed.tflite_info import lstm_cell_clips, read_tflite_info
+from edge_sed.core.bundle import BundleRunner, load_bundle, read_c_array, verify_bundle
+from edge_sed.core.errors import ConvertError
+from edge_sed.core.runtime import load_interpreter
+from edge_sed.core.tflite_info import lstm_cell_clips, read_tflite_info
 from train.models import CNNNet, LSTMNet
 
 EDGE_SED = str(Path(sys.executable).with_name("edge-sed"))
@@ -152,7 +152,9 @@ def test_tflite_micro_matches_litert_and_arena_is_recorded(tiny_bundles, name):
     assert read_c_array(path / "model_data.cc") == bundle.model_bytes
     # re-run here with the smallest arena found: TFLM allocates and invokes, and is close to LiteRT
     x = bundle.check_data()["x"]
-    micro = BundleRunner(bundle, backend=MicroBackend(bundle.model_bytes, tflm["arena_min_bytes"])).predict_many(x)
+    micro = BundleRunner(
+        bundle, backend=MicroBackend(bundle.model_bytes, tflm["arena_min_bytes"])
+    ).predict_many(x)
     litert = BundleRunner(bundle).predict_many(x)
     outputs = bundle.manifest["outputs"]
     step = outputs[[t["role"] for t in outputs].index("scores")]["quantization"]["scale"]
@@ -174,7 +176,9 @@ def test_without_tflite_micro_an_mcu_level_converts_and_says_what_it_lacks(tiny_
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tflite_micro" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "tflite_micro" else real(name, *a)
+    )
     rep = convert_run(tiny_run, tmp_path, ["int8"])
     path = tmp_path / "int8"
     bundle = load_bundle(path)
@@ -187,15 +191,19 @@ def test_without_tflite_micro_an_mcu_level_converts_and_says_what_it_lacks(tiny_
 def test_streaming_bundle_gives_the_windowed_models_scores(tiny_bundles, tiny_data):
     """The same audio through both forms: a microphone-style stream (blocks of 480 samples ->
     StreamingLogMel -> one step() per frame) and the whole 1 s window (log_mel -> predict)."""
-    from edge_sed.audio_io import read_audio
-    from edge_sed.frontend import StreamingLogMel, log_mel
+    from edge_sed.core.audio_io import read_audio
+    from edge_sed.core.frontend import StreamingLogMel, log_mel
 
     out = tiny_bundles[0]
     windowed = BundleRunner(load_bundle(out / "fp32"))
-    streaming = {name: BundleRunner(load_bundle(out / name))
-                 for name in ("fp32-streaming", "int8-streaming", "int16x8-streaming")}
-    clips = sorted((tiny_data.parent / "audio" / "dog").glob("*.flac"))[:2] + \
-        sorted((tiny_data.parent / "audio" / "background").glob("*.flac"))[:2]
+    streaming = {
+        name: BundleRunner(load_bundle(out / name))
+        for name in ("fp32-streaming", "int8-streaming", "int16x8-streaming")
+    }
+    clips = (
+        sorted((tiny_data.parent / "audio" / "dog").glob("*.flac"))[:2]
+        + sorted((tiny_data.parent / "audio" / "background").glob("*.flac"))[:2]
+    )
     worst = {name: 0.0 for name in streaming}
     for clip in clips:
         audio = read_audio(clip)[:16000]
@@ -204,7 +212,7 @@ def test_streaming_bundle_gives_the_windowed_models_scores(tiny_bundles, tiny_da
             frontend, frames_seen = StreamingLogMel(), 0
             runner.reset()
             for start in range(0, len(audio), 480):
-                for frame in frontend.push(audio[start:start + 480]):
+                for frame in frontend.push(audio[start : start + 480]):
                     scores = runner.step(frame)
                     frames_seen += 1
             assert frames_seen == 98
@@ -294,13 +302,17 @@ def test_sigterm_during_convert_cleans_up_and_says_so_in_one_line(tiny_run, tmp_
     temporary SavedModel directory behind. Now it cleans up as for Ctrl-C: the temporary
     directory (TMPDIR) is empty, no hidden half bundle is left, the finished bundle verifies,
     no report is written, one line says why, and the exit status is 143."""
-    from edge_sed.bundle import verify_bundle
+    from edge_sed.core.bundle import verify_bundle
 
     tmp, out = tmp_path / "tmp", tmp_path / "bundles"
     tmp.mkdir()
-    p = subprocess.Popen([EDGE_SED, "convert", str(tiny_run), "--out", str(out), "--levels", "fp32,int8"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env={**os.environ, "TMPDIR": str(tmp)})
+    p = subprocess.Popen(
+        [EDGE_SED, "convert", str(tiny_run), "--out", str(out), "--levels", "fp32,int8"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TMPDIR": str(tmp)},
+    )
     try:
         deadline = time.monotonic() + 300
         while not (out / "fp32").is_dir():
@@ -348,9 +360,15 @@ def test_c_files_compile_and_hold_the_model(tiny_bundles, tmp_path):
         "int main() {\n"
         "  std::fwrite(g_model_data, 1, g_model_data_len, stdout);\n"
         "  return (reinterpret_cast<unsigned long>(g_model_data) % 16 == 0 && kNumLabels == 4 &&\n"
-        "          kTensorArenaSize > 0 && kInput_frame >= 0) ? 0 : 1;\n}\n")
-    build = subprocess.run(["g++", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-o", "check", "main.cc",
-                            "model_data.cc"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        "          kTensorArenaSize > 0 && kInput_frame >= 0) ? 0 : 1;\n}\n"
+    )
+    build = subprocess.run(
+        ["g++", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-o", "check", "main.cc", "model_data.cc"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert build.returncode == 0, build.stderr
     result = subprocess.run([str(tmp_path / "check")], capture_output=True, timeout=30)
     assert result.returncode == 0

@@ -1,4 +1,4 @@
-"""Tests for edge_sed.datasets: readers, ratios, group-aware splits and the window policy.
+"""Tests for edge_sed.data.datasets: readers, ratios, group-aware splits and the window policy.
 Every data set here is fabricated in tmp_path (tiny WAVs), never the shared corpora."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from test_synth import full_disk_after, needs_dev_full
 
-from edge_sed import datasets
-from edge_sed.audio_io import write_audio
-from edge_sed.datasets import (
+from edge_sed.data import datasets
+from edge_sed.core.audio_io import write_audio
+from edge_sed.data.datasets import (
     Clip,
     class_stats,
     clip_to_window,
@@ -36,8 +36,8 @@ from edge_sed.datasets import (
     write_split_csv,
     write_splits,
 )
-from edge_sed.errors import DatasetError
-from edge_sed.settings import LABELS, SAMPLE_RATE
+from edge_sed.core.errors import DatasetError
+from edge_sed.core.settings import LABELS, SAMPLE_RATE
 
 SR = SAMPLE_RATE
 
@@ -77,12 +77,15 @@ def small_set(tmp_path):
     wav(root / "audio" / "d1.wav", 0.2)
     wav(root / "audio" / "c1.wav", 0.1)
     wav(root / "audio" / "b1.flac", 0.3)
-    write_csv(root / "metadata.csv", [
-        HEADER + ",onset_s",  # an extra column, kept in Clip.extra
-        "audio/d1.wav,dog,dog_bark,rec1,us8k,CC BY-NC 3.0,0.200,0.05",
-        "audio/c1.wav,baby_cry,cry,dev2,donateacry,ODbL,,",
-        "audio/b1.flac,background,siren,rec3,us8k,CC BY-NC 3.0,0.3,",
-    ])
+    write_csv(
+        root / "metadata.csv",
+        [
+            HEADER + ",onset_s",  # an extra column, kept in Clip.extra
+            "audio/d1.wav,dog,dog_bark,rec1,us8k,CC BY-NC 3.0,0.200,0.05",
+            "audio/c1.wav,baby_cry,cry,dev2,donateacry,ODbL,,",
+            "audio/b1.flac,background,siren,rec3,us8k,CC BY-NC 3.0,0.3,",
+        ],
+    )
     return root
 
 
@@ -118,15 +121,21 @@ def test_metadata_csv_minimal_columns(tmp_path):
     assert (clip.source_class, clip.duration_s, clip.group) == ("gunshot", None, "g1")
 
 
-@pytest.mark.parametrize("lines, message", [
-    ([], "empty csv"),
-    ([HEADER], "no rows"),
-    (["path,label", "a.wav,dog"], "missing column(s) group"),
-    ([HEADER, "a.wav,cat,cat,g1,x,y,1.0", "a.wav,cat,cat,g2,x,y,1.0"], "unknown label(s) 'cat' (2 clips)"),
-    ([HEADER, "a.wav,dog,dog,,x,y,1.0"], "row 2: empty group"),
-    ([HEADER, "a.wav,dog,dog,g,x,y,long"], "row 2: duration_s 'long' is not a number"),
-    ([HEADER, "a.wav,dog,dog,g1,,,", "./a.wav,dog,dog,g2,,,"], "a.wav are the same file (listed twice)"),
-])
+@pytest.mark.parametrize(
+    "lines, message",
+    [
+        ([], "empty csv"),
+        ([HEADER], "no rows"),
+        (["path,label", "a.wav,dog"], "missing column(s) group"),
+        (
+            [HEADER, "a.wav,cat,cat,g1,x,y,1.0", "a.wav,cat,cat,g2,x,y,1.0"],
+            "unknown label(s) 'cat' (2 clips)",
+        ),
+        ([HEADER, "a.wav,dog,dog,,x,y,1.0"], "row 2: empty group"),
+        ([HEADER, "a.wav,dog,dog,g,x,y,long"], "row 2: duration_s 'long' is not a number"),
+        ([HEADER, "a.wav,dog,dog,g1,,,", "./a.wav,dog,dog,g2,,,"], "a.wav are the same file (listed twice)"),
+    ],
+)
 def test_metadata_csv_errors(tmp_path, lines, message):
     wav(tmp_path / "a.wav")
     (tmp_path / "metadata.csv").write_text("\n".join(lines))
@@ -137,9 +146,10 @@ def test_metadata_csv_errors(tmp_path, lines, message):
 
 def test_metadata_csv_missing_files(tmp_path):
     wav(tmp_path / "a.wav")
-    write_csv(tmp_path / "metadata.csv", [
-        HEADER, "a.wav,dog,dog,g1,,,", "gone1.wav,dog,dog,g2,,,", "gone2.wav,dog,dog,g3,,,"
-    ])
+    write_csv(
+        tmp_path / "metadata.csv",
+        [HEADER, "a.wav,dog,dog,g1,,,", "gone1.wav,dog,dog,g2,,,", "gone2.wav,dog,dog,g3,,,"],
+    )
     with pytest.raises(DatasetError, match=r"2 of 3 audio files missing, first .*gone1\.wav"):
         read_metadata_csv(tmp_path)
     with pytest.raises(DatasetError, match="no such csv"):
@@ -149,13 +159,16 @@ def test_metadata_csv_missing_files(tmp_path):
 # ---------------------------------------------------------------- folder tree, US8K, ESC-50
 
 
-@pytest.mark.parametrize("stem, group", [
-    ("100032-3-0-0", "us8k-100032"),
-    ("us8k-134717-0-0-12", "us8k-134717"),
-    ("1-100038-A-14", "esc50-100038"),
-    ("kitchen01__003", "kitchen01"),
-    ("bark_7", "bark_7"),
-])
+@pytest.mark.parametrize(
+    "stem, group",
+    [
+        ("100032-3-0-0", "us8k-100032"),
+        ("us8k-134717-0-0-12", "us8k-134717"),
+        ("1-100038-A-14", "esc50-100038"),
+        ("kitchen01__003", "kitchen01"),
+        ("bark_7", "bark_7"),
+    ],
+)
 def test_group_from_name(stem, group):
     assert group_from_name(stem) == group
 
@@ -196,11 +209,19 @@ def test_the_same_file_under_another_recording_is_refused(tmp_path, capsys, how)
     with pytest.raises(DatasetError) as err:
         load_clips(root)
     message = str(err.value)
-    assert "dog-rec0__0.wav and " in message and "elsewhere__0.wav are the same file (one is a link to the other)" \
-        in message and "\n" not in message
+    assert (
+        "dog-rec0__0.wav and " in message
+        and "elsewhere__0.wav are the same file (one is a link to the other)" in message
+        and "\n" not in message
+    )
     code = main(["data", "prepare", str(root), "--out", str(tmp_path / "splits")])
     err_lines = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err_lines) == 1 and err_lines[0].startswith("error: ") and "elsewhere__0.wav" in err_lines[0]
+    assert (
+        code == 2
+        and len(err_lines) == 1
+        and err_lines[0].startswith("error: ")
+        and "elsewhere__0.wav" in err_lines[0]
+    )
     assert not (tmp_path / "splits").exists()
     # listed in a csv through the link: the same answer
     write_csv(tmp_path / "m.csv", [HEADER, *rows, f"{again},dog,dog,elsewhere,,,"])
@@ -217,7 +238,8 @@ def test_a_copy_in_another_group_joins_that_group(tmp_path):
     wav(root / "dog" / "elsewhere__1.wav")  # the same recording as the copy, different audio
     groups = {c.path.name: c.group for c in load_clips(root)}
     assert {n: g for n, g in groups.items() if g == "dog-rec0"} == dict.fromkeys(
-        ["dog-rec0__0.wav", "dog-rec0__1.wav", "elsewhere__0.wav", "elsewhere__1.wav"], "dog-rec0")
+        ["dog-rec0__0.wav", "dog-rec0__1.wav", "elsewhere__0.wav", "elsewhere__1.wav"], "dog-rec0"
+    )
     assert "elsewhere" not in groups.values()
     for seed in range(5):
         splits = prepare_splits(load_clips(root), seed=seed)
@@ -245,7 +267,9 @@ def test_splits_on_a_full_disk_are_written_all_or_none(tmp_path, monkeypatch, fa
     write_splits(new, out)
     assert {p.name: p.read_bytes() for p in out.iterdir()} != before  # seed 1 is another split
     for s in SPLITS:
-        assert [(c.path, c.group) for c in read_metadata_csv(out / f"{s}.csv")] == [(c.path, c.group) for c in new[s]]
+        assert [(c.path, c.group) for c in read_metadata_csv(out / f"{s}.csv")] == [
+            (c.path, c.group) for c in new[s]
+        ]
 
 
 def test_a_copy_within_its_own_group_is_kept(tmp_path):
@@ -297,7 +321,10 @@ def test_urbansound8k(tmp_path):
     assert clips[3].source_class == "air_conditioner" and clips[3].extra["fold"] == "1"
     assert clips[2].path == tmp_path / "audio" / "fold2" / "200-6-0-0.wav"
     assert [c.path.name for c in read_urbansound8k(tmp_path, folds=[1])] == [
-        "100-3-0-0.wav", "100-3-0-1.wav", "300-0-0-0.wav"]
+        "100-3-0-0.wav",
+        "100-3-0-1.wav",
+        "300-0-0-0.wav",
+    ]
     assert load_clips(tmp_path) == clips
     only_dogs = read_urbansound8k(tmp_path, label_map={"dog_bark": "dog", "*": None})
     assert [c.label for c in only_dogs] == ["dog", "dog"]
@@ -347,19 +374,22 @@ def test_parse_ratio_forms():
     assert isinstance(parse_ratio("2:2:1:26")["dog"], int)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("2:2:1", "3 numbers for 4 labels"),
-    ("2:2:1:26:1", "5 numbers for 4 labels"),
-    ("", "1 numbers for 4 labels"),
-    ("dog=2,cat=1", "unknown label 'cat'"),
-    ("dog=1,dog=2", "given twice"),
-    ("dog=1,background", "not label=number"),
-    ("2:x:1:26", "'x' is not a number"),
-    ("2:-1:1:26", "'-1' must be a finite number >= 0"),
-    ("nan:1:1:1", "must be a finite number"),
-    ("0:0:0:0", "all values are zero"),
-    ("dog=0", "all values are zero"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("2:2:1", "3 numbers for 4 labels"),
+        ("2:2:1:26:1", "5 numbers for 4 labels"),
+        ("", "1 numbers for 4 labels"),
+        ("dog=2,cat=1", "unknown label 'cat'"),
+        ("dog=1,dog=2", "given twice"),
+        ("dog=1,background", "not label=number"),
+        ("2:x:1:26", "'x' is not a number"),
+        ("2:-1:1:26", "'-1' must be a finite number >= 0"),
+        ("nan:1:1:1", "must be a finite number"),
+        ("0:0:0:0", "all values are zero"),
+        ("dog=0", "all values are zero"),
+    ],
+)
 def test_parse_ratio_errors(text, message):
     with pytest.raises(DatasetError) as err:
         parse_ratio(text)
@@ -379,7 +409,11 @@ def test_subsample_exact_and_maximal():
     for same in ("0.5:0.5:0.25:6.5", "4:4:2:52", {"dog": 2, "baby_cry": 2, "gunshot": 1, "background": 26}):
         assert subsample_to_ratio(clips, same) == out
     assert Counter(c.label for c in subsample_to_ratio(clips, "2:2:1:26", max_per_unit=1)) == {
-        "dog": 2, "baby_cry": 2, "gunshot": 1, "background": 26}
+        "dog": 2,
+        "baby_cry": 2,
+        "gunshot": 1,
+        "background": 26,
+    }
     assert Counter(c.label for c in subsample_to_ratio(clips, "dog=1,gunshot=1")) == {"dog": 3, "gunshot": 3}
 
 
@@ -413,10 +447,14 @@ def random_structure(rng: random.Random) -> list[Clip]:
     clips = []
     for label in LABELS:
         for g in range(rng.randint(3, 15)):
-            clips += [Clip(Path(f"/d/{label}/{g}-{i}.wav"), label, f"{label}-{g}", label)
-                      for i in range(rng.randint(1, 6))]
+            clips += [
+                Clip(Path(f"/d/{label}/{g}-{i}.wav"), label, f"{label}-{g}", label)
+                for i in range(rng.randint(1, 6))
+            ]
     for g in range(rng.randint(0, 3)):  # a recording with a dog barking over background
-        clips += [Clip(Path(f"/d/mixed/{g}-{lab}.wav"), lab, f"mixed-{g}", lab) for lab in ("dog", "background")]
+        clips += [
+            Clip(Path(f"/d/mixed/{g}-{lab}.wav"), lab, f"mixed-{g}", lab) for lab in ("dog", "background")
+        ]
     return clips
 
 
@@ -426,7 +464,9 @@ def test_split_no_group_leaks(structure_seed):
     for seed in range(4):
         splits = split_by_group(clips, seed=seed)
         assert list(splits) == ["train", "val", "test"]
-        assert sorted(map(str, (c.path for s in splits.values() for c in s))) == sorted(str(c.path) for c in clips)
+        assert sorted(map(str, (c.path for s in splits.values() for c in s))) == sorted(
+            str(c.path) for c in clips
+        )
         groups = {name: {c.group for c in s} for name, s in splits.items()}
         assert not groups["train"] & groups["val"] and not groups["train"] & groups["test"]
         assert not groups["val"] & groups["test"]
@@ -437,8 +477,12 @@ def test_split_no_group_leaks(structure_seed):
 
 def test_split_fractions_and_seeds():
     rng = random.Random(0)
-    clips = [Clip(Path(f"/d/{lab}/{g}-{i}.wav"), lab, f"{lab}-{g}", lab)
-             for lab in LABELS for g in range(60) for i in range(rng.randint(1, 3))]
+    clips = [
+        Clip(Path(f"/d/{lab}/{g}-{i}.wav"), lab, f"{lab}-{g}", lab)
+        for lab in LABELS
+        for g in range(60)
+        for i in range(rng.randint(1, 3))
+    ]
     a = split_by_group(clips, seed=0)
     total = Counter(c.label for c in clips)
     for name, frac in zip(a, (0.7, 0.15, 0.15)):
@@ -474,7 +518,10 @@ def test_prepare_splits_keeps_ratio_in_every_split():
             assert set(part) <= set(raw[name])  # subsampled after splitting, not before
     # classes outside the ratio are dropped first, so their lack of groups does not matter
     few = fake_clips({"dog": 30, "gunshot": 1, "background": 90}, group_size=2)
-    assert {c.label for s in prepare_splits(few, "dog=1,background=2").values() for c in s} == {"dog", "background"}
+    assert {c.label for s in prepare_splits(few, "dog=1,background=2").values() for c in s} == {
+        "dog",
+        "background",
+    }
     small = fake_clips({"dog": 30, "baby_cry": 30, "gunshot": 30, "background": 40})
     with pytest.raises(DatasetError, match="^(val|test) split: ratio 1:1:1:26 needs at least 26 background"):
         prepare_splits(small, "1:1:1:26", ratio_splits=SPLITS)

@@ -33,9 +33,10 @@ import pytest
 
 from edge_sed.cli import main
 
-pytestmark = pytest.mark.skipif(not (shutil.which("ssh") and Path("/usr/sbin/sshd").exists()
-                                     and shutil.which("ssh-keygen")),
-                                reason="needs OpenSSH (scripts/setup.sh installs openssh-server/-client)")
+pytestmark = pytest.mark.skipif(
+    not (shutil.which("ssh") and Path("/usr/sbin/sshd").exists() and shutil.which("ssh-keygen")),
+    reason="needs OpenSSH (scripts/setup.sh installs openssh-server/-client)",
+)
 
 FAKE_SYSTEMCTL = r"""#!/bin/sh
 # Fake systemctl for the deploy tests (see tests/test_deploy.py).
@@ -118,9 +119,24 @@ class Lab:
         return f"--file {self.stream} --realtime --threshold 0.05 --min-count 1"
 
     def args(self, *extra, identity=None):
-        return ["deploy", *extra, "--wheel", str(self.wheel), "--listen-args", self.listen, "--identity", str(identity or self.root / "client_key"),
-                "--ssh-option", f"UserKnownHostsFile={self.root / 'known_hosts'}",
-                "--ssh-option", "StrictHostKeyChecking=yes", "--scope", "user", "--settle", "0.2"]
+        return [
+            "deploy",
+            *extra,
+            "--wheel",
+            str(self.wheel),
+            "--listen-args",
+            self.listen,
+            "--identity",
+            str(identity or self.root / "client_key"),
+            "--ssh-option",
+            f"UserKnownHostsFile={self.root / 'known_hosts'}",
+            "--ssh-option",
+            "StrictHostKeyChecking=yes",
+            "--scope",
+            "user",
+            "--settle",
+            "0.2",
+        ]
 
     def host(self, name):
         return f"{self.user}@127.0.0.1:{self.hosts[name]}"
@@ -131,7 +147,7 @@ def write_stream(path: Path, seconds: int = 90) -> Path:
     import numpy as np
     import soundfile as sf
 
-    from edge_sed.synth import make_clip
+    from edge_sed.data.synth import make_clip
 
     labels = ["background", "dog", "background", "gunshot", "background", "baby_cry"]
     clips = [make_clip(labels[i % len(labels)], i, seed=3, clip_s=2.0)[0] for i in range(seconds // 2)]
@@ -147,7 +163,7 @@ def keygen(path: Path) -> None:
 def lab(tmp_path_factory):
     root = tmp_path_factory.mktemp("ssh-lab")
     lab = Lab(root)
-    from edge_sed.deploy import build_wheel
+    from edge_sed.deploy.steps import build_wheel
 
     # built once from this checkout (what deploy does by default) and shipped with --wheel
     lab.wheel = build_wheel(root / "wheel-build")
@@ -171,8 +187,13 @@ def lab(tmp_path_factory):
     hosts = {"good": f"{fakebin}:{std_path}", "nopython": f"{fakebin}:{nopy}"}
     full_home = root / "home-full"
     full_home.mkdir()
-    if os.geteuid() == 0 and subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(full_home)],
-                                            capture_output=True).returncode == 0:
+    if (
+        os.geteuid() == 0
+        and subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(full_home)], capture_output=True
+        ).returncode
+        == 0
+    ):
         lab.mounts.append(full_home)
         hosts["full"] = f"{fakebin}:{std_path}"
     Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # sshd's privilege-separation directory
@@ -184,9 +205,9 @@ def lab(tmp_path_factory):
         config = root / f"sshd_config-{name}"
         config.write_text(f"""Port {port}
 ListenAddress 127.0.0.1
-HostKey {root / 'host_key'}
-PidFile {root / f'sshd-{name}.pid'}
-AuthorizedKeysFile {root / 'authorized_keys'}
+HostKey {root / "host_key"}
+PidFile {root / f"sshd-{name}.pid"}
+AuthorizedKeysFile {root / "authorized_keys"}
 PermitRootLogin prohibit-password
 PubkeyAuthentication yes
 PasswordAuthentication no
@@ -196,8 +217,11 @@ StrictModes no
 Subsystem sftp internal-sftp
 SetEnv HOME={home} PATH={path} PIP_CACHE_DIR={pip_cache}
 """)
-        proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(config)],
-                                stdout=subprocess.DEVNULL, stderr=open(root / f"sshd-{name}.log", "w"))
+        proc = subprocess.Popen(
+            ["/usr/sbin/sshd", "-D", "-e", "-f", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=open(root / f"sshd-{name}.log", "w"),
+        )
         lab.procs.append(proc)
         wait_for_port(port, proc)
         lab.hosts[name], lab.homes[name] = port, home
@@ -230,8 +254,12 @@ def bundles(tiny_bundles):
 def target_state(home: Path, root="edge-sed"):
     r = home / root
     link = lambda name: os.readlink(r / name) if (r / name).is_symlink() else None
-    return {"current": link("current"), "previous": link("previous"), "runtime": link("runtime"),
-            "bundles": sorted(p.name for p in (r / "bundles").iterdir()) if (r / "bundles").is_dir() else []}
+    return {
+        "current": link("current"),
+        "previous": link("previous"),
+        "runtime": link("runtime"),
+        "bundles": sorted(p.name for p in (r / "bundles").iterdir()) if (r / "bundles").is_dir() else [],
+    }
 
 
 def sha_of(bundle: Path) -> str:
@@ -261,9 +289,15 @@ def test_deploy_status_redeploy_rollback(lab, bundles, capsys):
     root = home / "edge-sed"
     # the real venv: the deployed edge-sed runs and verifies the bundle through LiteRT on the target
     edge_sed = root / "runtime" / "bin" / "edge-sed"
-    assert subprocess.run([str(edge_sed), "verify", str(root / "current")], capture_output=True).returncode == 0
-    has_torch = subprocess.run([str(root / "runtime" / "bin" / "python"), "-c", "import torch"],
-                               capture_output=True).returncode == 0
+    assert (
+        subprocess.run([str(edge_sed), "verify", str(root / "current")], capture_output=True).returncode == 0
+    )
+    has_torch = (
+        subprocess.run(
+            [str(root / "runtime" / "bin" / "python"), "-c", "import torch"], capture_output=True
+        ).returncode
+        == 0
+    )
     assert not has_torch, "the device runtime must not install torch"
     unit = (home / ".config/systemd/user/edge-sed.service").read_text()
     assert f"ExecStart={root}/runtime/bin/edge-sed listen --bundle current --log logs/events.jsonl" in unit
@@ -277,8 +311,14 @@ def test_deploy_status_redeploy_rollback(lab, bundles, capsys):
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not (events_log.exists() and events_log.read_text().strip()):
         time.sleep(0.5)
-    journal = (home / ".fake-systemd" / "edge-sed.journal").read_text() if (home / ".fake-systemd" / "edge-sed.journal").exists() else ""
-    assert events_log.exists() and events_log.read_text().strip(), f"no events from the service; journal: {journal[-2000:]}"
+    journal = (
+        (home / ".fake-systemd" / "edge-sed.journal").read_text()
+        if (home / ".fake-systemd" / "edge-sed.journal").exists()
+        else ""
+    )
+    assert events_log.exists() and events_log.read_text().strip(), (
+        f"no events from the service; journal: {journal[-2000:]}"
+    )
     code, out, err = run(capsys, *lab.args("--status", "--host", host, "--lines", "3"))
     assert code == 0, err
     assert "service active" in out and int8_id in out and "event(s) from" in out, out
@@ -307,7 +347,9 @@ def test_deploy_status_redeploy_rollback(lab, bundles, capsys):
     assert f"rolled back: current -> bundles/{int8_id}" in out
     state = target_state(home)
     assert state["current"] == f"bundles/{int8_id}" and state["previous"] == f"bundles/{fp32_id}"
-    assert (home / ".config/systemd/user/edge-sed.service").read_text() == unit_before, "rollback keeps the unit"
+    assert (home / ".config/systemd/user/edge-sed.service").read_text() == unit_before, (
+        "rollback keeps the unit"
+    )
     log = (root / "deployments.log").read_text().split("\n")
     assert [l.split()[1] for l in log if l] == ["deploy", "deploy", "deploy", "rollback"]
 
@@ -325,8 +367,12 @@ def test_stateful_bundle_deploys_and_its_service_listens(lab, stateful_bundles, 
     assert "service edge-sed-stateful active" in out, out
     root = home / "stateful"
     assert target_state(home, "stateful")["current"] == f"bundles/int8-{sha_of(bundle)[:12]}"
-    assert subprocess.run([str(root / "runtime" / "bin" / "edge-sed"), "verify", str(root / "current")],
-                          capture_output=True).returncode == 0
+    assert (
+        subprocess.run(
+            [str(root / "runtime" / "bin" / "edge-sed"), "verify", str(root / "current")], capture_output=True
+        ).returncode
+        == 0
+    )
     unit = (home / ".config/systemd/user/edge-sed-stateful.service").read_text()
     assert f"WorkingDirectory={root}" in unit
     events_log = root / "logs" / "events.jsonl"
@@ -334,8 +380,9 @@ def test_stateful_bundle_deploys_and_its_service_listens(lab, stateful_bundles, 
     while time.monotonic() < deadline and not (events_log.exists() and events_log.read_text().strip()):
         time.sleep(0.5)
     journal = home / ".fake-systemd" / "edge-sed-stateful.journal"
-    assert events_log.exists() and events_log.read_text().strip(), \
+    assert events_log.exists() and events_log.read_text().strip(), (
         f"no events from the stateful service; journal: {journal.read_text()[-2000:] if journal.exists() else ''}"
+    )
     logged = [json.loads(l) for l in events_log.read_text().splitlines()]
     assert all(e["onset_s"] <= e["stream_s"] for e in logged)  # the estimated onset rides along
     code, out, err = run(capsys, *lab.args("--status", *where, "--json"))
@@ -352,8 +399,9 @@ def test_service_that_does_not_stay_up_is_switched_back(lab, bundles, capsys):
     assert run(capsys, *args[:1], bundles / "int8", *args[1:])[0] == 0
     unit_path = home / ".config/systemd/user/edge-sed.service"
     unit_before = unit_path.read_text()
-    code, out, err = run(capsys, *args[:1], bundles / "fp32", *args[1:], "--listen-args", "--no-such-option",
-                         "--settle", "4")
+    code, out, err = run(
+        capsys, *args[:1], bundles / "fp32", *args[1:], "--listen-args", "--no-such-option", "--settle", "4"
+    )
     assert code == 2
     assert "did not stay up on bundles/fp32-" in err and "switched back to bundles/int8-" in err, err
     assert "it runs again" in err, err
@@ -391,8 +439,9 @@ def test_unreachable_host_and_refused_login(lab, bundles, capsys):
     code, out, err = run(capsys, *lab.args(bundles / "int8", "--host", f"{lab.user}@127.0.0.1:{free_port()}"))
     assert code == 2 and "unreachable: connection refused" in err
     assert time.monotonic() - start < 60
-    code, out, err = run(capsys, *lab.args("--status", "--host", lab.host("good"),
-                                           identity=lab.root / "stranger_key"))
+    code, out, err = run(
+        capsys, *lab.args("--status", "--host", lab.host("good"), identity=lab.root / "stranger_key")
+    )
     assert code == 2 and "no permission: the SSH login was refused" in err
     assert len(err.strip().splitlines()) == 1
 
@@ -404,7 +453,7 @@ def test_two_hosts_one_without_python(lab, bundles, capsys):
     assert code == 2
     lines = out.splitlines()
     header = next(i for i, l in enumerate(lines) if l.startswith("host "))
-    table = {l.split()[0]: l for l in lines[header + 1:header + 3]}
+    table = {l.split()[0]: l for l in lines[header + 1 : header + 3]}
     assert " ok " in table[good] and "current -> bundles/int8-" in table[good]
     assert " failed " in table[bad] and "no Python on the target" in table[bad]
     assert "1 of 2 hosts not deployed" in err
@@ -415,8 +464,10 @@ def test_two_hosts_one_without_python(lab, bundles, capsys):
     code, out, err = run(capsys, *args, "--all-or-nothing")
     assert code == 2
     assert "not switched: another host failed" in out
-    code, out, err = run(capsys, *lab.args(bundles / "fp32", "--host", good, "--host", bad, "--root", "~/fleet",
-                                           "--all-or-nothing"))
+    code, out, err = run(
+        capsys,
+        *lab.args(bundles / "fp32", "--host", good, "--host", bad, "--root", "~/fleet", "--all-or-nothing"),
+    )
     assert code == 2
     state = target_state(lab.homes["good"], "fleet")
     assert state["current"].startswith("bundles/int8-"), "the good host must not switch"
@@ -445,23 +496,28 @@ def test_usage_errors(capsys):
 def write_inventory(path: Path, lab, names, root):
     lines = ["[boards]"]
     for name in names:
-        lines.append(f"{name} ansible_host=127.0.0.1 ansible_port={lab.hosts[name]} ansible_user={lab.user} "
-                     f"ansible_ssh_private_key_file={lab.root / 'client_key'} "
-                     f"ansible_ssh_common_args='-o UserKnownHostsFile={lab.root / 'known_hosts'} "
-                     f"-o StrictHostKeyChecking=yes'")
+        lines.append(
+            f"{name} ansible_host=127.0.0.1 ansible_port={lab.hosts[name]} ansible_user={lab.user} "
+            f"ansible_ssh_private_key_file={lab.root / 'client_key'} "
+            f"ansible_ssh_common_args='-o UserKnownHostsFile={lab.root / 'known_hosts'} "
+            f"-o StrictHostKeyChecking=yes'"
+        )
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
 @pytest.fixture(scope="module")
 def ansible():
-    if not shutil.which("ansible-playbook") and not (Path(os.sys.executable).parent / "ansible-playbook").exists():
+    if (
+        not shutil.which("ansible-playbook")
+        and not (Path(os.sys.executable).parent / "ansible-playbook").exists()
+    ):
         pytest.skip("ansible-core is not installed (the deploy extra)")
 
 
 def test_playbook_syntax_and_rolling_stop(lab, bundles, tmp_path, capsys, ansible):
-    from edge_sed.deploy import Options, prepare
-    from edge_sed.deploy_playbook import syntax_check, write_playbook
+    from edge_sed.deploy.steps import Options, prepare
+    from edge_sed.deploy.playbook import syntax_check, write_playbook
 
     inv = write_inventory(tmp_path / "hosts.ini", lab, ["good", "nopython"], "~/ans")
     art = prepare(bundles / "int8", tmp_path / "work", lab.wheel)
@@ -472,7 +528,18 @@ def test_playbook_syntax_and_rolling_stop(lab, bundles, tmp_path, capsys, ansibl
     assert [t["name"].split(":")[0] for t in spec["tasks"]][-1].startswith("switch")
 
     # one batch holding both hosts: nopython fails preflight -> the good host is not switched either
-    common = ["--wheel", lab.wheel, "--root", "~/ans", "--scope", "user", "--settle", "0.2", "--listen-args", lab.listen]
+    common = [
+        "--wheel",
+        lab.wheel,
+        "--root",
+        "~/ans",
+        "--scope",
+        "user",
+        "--settle",
+        "0.2",
+        "--listen-args",
+        lab.listen,
+    ]
     code, out, err = run(capsys, "deploy", bundles / "int8", "--inventory", inv, "--batch", "2", *common)
     assert code == 2, err
     assert "no Python on the target" in out
@@ -483,6 +550,6 @@ def test_playbook_syntax_and_rolling_stop(lab, bundles, tmp_path, capsys, ansibl
     inv1 = write_inventory(tmp_path / "hosts1.ini", lab, ["good", "nopython"], "~/ans")
     code, out, err = run(capsys, "deploy", bundles / "int8", "--inventory", inv1, "--batch", "1", *common)
     assert code == 2
-    table = out[out.rindex("host "):]
+    table = out[out.rindex("host ") :]
     assert "good" in table and " ok " in table.splitlines()[1]
     assert target_state(lab.homes["good"], "ans")["current"].startswith("bundles/int8-")

@@ -71,11 +71,21 @@ class Sandbox:
         self.root = root
         root.mkdir()
         self.bin, self.home, self.marks = root / "bin", root / "home", root / "marks"
-        for d in (self.bin, self.home, self.marks, root / "ssh-calls", root / "systemctl-calls",
-                  root / "runtime-calls"):
+        for d in (
+            self.bin,
+            self.home,
+            self.marks,
+            root / "ssh-calls",
+            root / "systemctl-calls",
+            root / "runtime-calls",
+        ):
             d.mkdir()
-        for name, text in (("bin/ssh", FAKE_SSH), ("bin/systemctl", FAKE_SYSTEMCTL),
-                           ("bin/python3", FAKE_PYTHON), ("recorder", RECORDER)):
+        for name, text in (
+            ("bin/ssh", FAKE_SSH),
+            ("bin/systemctl", FAKE_SYSTEMCTL),
+            ("bin/python3", FAKE_PYTHON),
+            ("recorder", RECORDER),
+        ):
             (root / name).write_text(text)
             (root / name).chmod(0o755)
         self.mark = self.marks / "pwned"
@@ -94,8 +104,16 @@ class Sandbox:
         return {**os.environ, "HOME": str(self.home), "PATH": f"{self.bin}:{os.environ['PATH']}"}
 
 
-PAYLOADS = ["$(touch MARK)", "`touch MARK`", ";touch MARK;", "|touch MARK", "&touch MARK&", "'$(touch MARK)'",
-            '"$(touch MARK)"', "\nEOF\ntouch MARK\nEOF\n"]
+PAYLOADS = [
+    "$(touch MARK)",
+    "`touch MARK`",
+    ";touch MARK;",
+    "|touch MARK",
+    "&touch MARK&",
+    "'$(touch MARK)'",
+    '"$(touch MARK)"',
+    "\nEOF\ntouch MARK\nEOF\n",
+]
 """Each tries to create MARK (replaced by the sandbox's marker path; in a file name, by
 "$MARK_FILE", the same path from the environment) wherever a shell reads it."""
 IN_NAME = '"$MARK_FILE"'
@@ -131,8 +149,19 @@ def run(capsys, *args):
 
 
 def base_args(bundle, wheel, *extra):
-    return ["deploy", *([bundle] if bundle else []), "--host", "pi@board-1.local:2222", "--wheel", wheel,
-            "--scope", "user", "--settle", "0", *extra]
+    return [
+        "deploy",
+        *([bundle] if bundle else []),
+        "--host",
+        "pi@board-1.local:2222",
+        "--wheel",
+        wheel,
+        "--scope",
+        "user",
+        "--settle",
+        "0",
+        *extra,
+    ]
 
 
 def edited_bundle(bundles, dest: Path, **fields) -> Path:
@@ -155,20 +184,54 @@ def assert_refused_before_contact(sandbox, code, err, needle):
 
 
 REFUSED = (
-    [("--root", v) for v in [f"~/x{s}" for s in PAYLOADS] + [
-        "~/a b", "~/x\nExecStartPre=/bin/touch MARK", "", "relative/dir", "~/x%n", "~/x\\y", "/x y"]]
-    + [("--service", v) for v in [f"x{s}" for s in PAYLOADS] + [
-        "../../../evil", "", "a/b", "-x", "a..b", "x y", "x.service\n"]]
+    [
+        ("--root", v)
+        for v in [f"~/x{s}" for s in PAYLOADS]
+        + ["~/a b", "~/x\nExecStartPre=/bin/touch MARK", "", "relative/dir", "~/x%n", "~/x\\y", "/x y"]
+    ]
+    + [
+        ("--service", v)
+        for v in [f"x{s}" for s in PAYLOADS]
+        + ["../../../evil", "", "a/b", "-x", "a..b", "x y", "x.service\n"]
+    ]
     + [("--python", v) for v in [f"python3{s}" for s in PAYLOADS] + ["python3 -I", "-c", ""]]
-    + [("--systemctl", v) for v in [f"systemctl{s}" for s in PAYLOADS] + [
-        "systemctl $(touch MARK)", "-x systemctl", "", "sudo\tsystemctl"]]
-    + [("--listen-args", v) for v in ["--file 'a\nEOF\ntouch MARK\nEOF\n'", "--file 'unbalanced",
-                                      '--x "$(touch MARK)\n"', "--file 'a\x1b[2Jb'"]]
-    + [("--host", v) for v in ["-oProxyCommand=touch MARK", "-oProxyCommand=sh${IFS}-c${IFS}touch${IFS}MARK",
-                               "pi@-oProxyCommand=/usr/bin/touch", "-oProxyCommand=x@board", "board$(id)", "board;id",
-                               "board`id`", "pi@-F/dev/null",
-                               *[f"board{s}" for s in PAYLOADS], "pi@board\n", "board:0", "board:99999", "pi@", "@board"]]
-    + [("--ssh-option", v) for v in ["ProxyCommand=x\nProxyCommand=touch MARK", "-oProxyCommand=x", "=x", "Port"]]
+    + [
+        ("--systemctl", v)
+        for v in [f"systemctl{s}" for s in PAYLOADS]
+        + ["systemctl $(touch MARK)", "-x systemctl", "", "sudo\tsystemctl"]
+    ]
+    + [
+        ("--listen-args", v)
+        for v in [
+            "--file 'a\nEOF\ntouch MARK\nEOF\n'",
+            "--file 'unbalanced",
+            '--x "$(touch MARK)\n"',
+            "--file 'a\x1b[2Jb'",
+        ]
+    ]
+    + [
+        ("--host", v)
+        for v in [
+            "-oProxyCommand=touch MARK",
+            "-oProxyCommand=sh${IFS}-c${IFS}touch${IFS}MARK",
+            "pi@-oProxyCommand=/usr/bin/touch",
+            "-oProxyCommand=x@board",
+            "board$(id)",
+            "board;id",
+            "board`id`",
+            "pi@-F/dev/null",
+            *[f"board{s}" for s in PAYLOADS],
+            "pi@board\n",
+            "board:0",
+            "board:99999",
+            "pi@",
+            "@board",
+        ]
+    ]
+    + [
+        ("--ssh-option", v)
+        for v in ["ProxyCommand=x\nProxyCommand=touch MARK", "-oProxyCommand=x", "=x", "Port"]
+    ]
 )
 
 
@@ -191,10 +254,18 @@ def test_refused_identity(name, sandbox, bundles, wheel, tmp_path, capsys):
     assert_refused_before_contact(sandbox, code, err, "--identity")
 
 
-@pytest.mark.parametrize("name", ["edge_sed-1.0$(touch MARK)-py3-none-any.whl", "edge_sed-1.0`touch MARK`-py3-none-any.whl",
-                                  "edge_sed-1.0-py3-none-any.whl;touch MARK", "edge_sed-1.0 x-py3-none-any.whl",
-                                  "edge_sed-1.0-py3-none-any.whl\nEOF", "other-1.0-py3-none-any.whl",
-                                  "edge_sed-1.0.whl"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "edge_sed-1.0$(touch MARK)-py3-none-any.whl",
+        "edge_sed-1.0`touch MARK`-py3-none-any.whl",
+        "edge_sed-1.0-py3-none-any.whl;touch MARK",
+        "edge_sed-1.0 x-py3-none-any.whl",
+        "edge_sed-1.0-py3-none-any.whl\nEOF",
+        "other-1.0-py3-none-any.whl",
+        "edge_sed-1.0.whl",
+    ],
+)
 def test_refused_wheel_name(name, sandbox, bundles, wheel, tmp_path, capsys):
     bad = tmp_path / name.replace("MARK", IN_NAME)
     shutil.copy(wheel, bad)
@@ -202,9 +273,21 @@ def test_refused_wheel_name(name, sandbox, bundles, wheel, tmp_path, capsys):
     assert_refused_before_contact(sandbox, code, err, "wheel")
 
 
-@pytest.mark.parametrize("checked_on", [["x86_64", "aarch64 $(touch MARK)"], ["x86_64`touch MARK`"],
-                                        ["x86_64;touch MARK"], ["x86_64\nEOF\ntouch MARK\nEOF"],
-                                        ["x86_64", "aarch64'"], "x86_64", [], [1], [""]], ids=repr)
+@pytest.mark.parametrize(
+    "checked_on",
+    [
+        ["x86_64", "aarch64 $(touch MARK)"],
+        ["x86_64`touch MARK`"],
+        ["x86_64;touch MARK"],
+        ["x86_64\nEOF\ntouch MARK\nEOF"],
+        ["x86_64", "aarch64'"],
+        "x86_64",
+        [],
+        [1],
+        [""],
+    ],
+    ids=repr,
+)
 @pytest.mark.parametrize("via", ["--host", "--inventory"])
 def test_refused_checked_on(checked_on, via, sandbox, bundles, wheel, tmp_path, capsys):
     """The issue's bundle: it passed `edge-sed verify` and ran `touch` on the board, even with --dry-run."""
@@ -212,7 +295,9 @@ def test_refused_checked_on(checked_on, via, sandbox, bundles, wheel, tmp_path, 
     b = edited_bundle(bundles, tmp_path / "int8", checked_on=checked_on)
     args = base_args(b, wheel, "--dry-run")
     if via == "--inventory":
-        if not (shutil.which("ansible-playbook") or (Path(sys.executable).parent / "ansible-playbook").exists()):
+        if not (
+            shutil.which("ansible-playbook") or (Path(sys.executable).parent / "ansible-playbook").exists()
+        ):
             pytest.skip("ansible-core is not installed")
         inv = tmp_path / "hosts.ini"
         inv.write_text("[boards]\nboard ansible_connection=local\n")
@@ -224,17 +309,21 @@ def test_refused_checked_on(checked_on, via, sandbox, bundles, wheel, tmp_path, 
 # ------------------------------------------------------------------- (b) carried exactly
 
 MANIFEST_NAME = "n$(touch MARK) `touch MARK`;|&'\"<>*?"
-LISTEN = ("--file '/tmp/a b $(touch MARK).wav' --tag \"`touch MARK`\" --x ';' '|' '&' \"it's\" EOF "
-          "'100%' '%n' '$HOME' '${HOME}' 'a\\b' '\"q\"' '' 'ü' --threshold=0.5")
+LISTEN = (
+    "--file '/tmp/a b $(touch MARK).wav' --tag \"`touch MARK`\" --x ';' '|' '&' \"it's\" EOF "
+    "'100%' '%n' '$HOME' '${HOME}' 'a\\b' '\"q\"' '' 'ü' --threshold=0.5"
+)
 # ExecStart words as systemd must read them, written by hand (not by edge_sed's quoting)
-LISTEN_SYSTEMD = ('--file "/tmp/a b $$(touch MARK).wav" --tag "`touch MARK`" --x ";" "|" "&" "it\'s" EOF '
-                  '"100%%" "%%n" "$$HOME" "$${HOME}" "a\\\\b" "\\"q\\"" "" "ü" --threshold=0.5')
+LISTEN_SYSTEMD = (
+    '--file "/tmp/a b $$(touch MARK).wav" --tag "`touch MARK`" --x ";" "|" "&" "it\'s" EOF '
+    '"100%%" "%%n" "$$HOME" "$${HOME}" "a\\\\b" "\\"q\\"" "" "ü" --threshold=0.5'
+)
 SERVICE = "edge-sed@inj.x_1"
 SYSTEMCTL = "env -u NO_SUCH_VAR systemctl"
 
 
 def expected_unit(root: str) -> str:
-    """The unit edge_sed.deploy.unit_text must write, spelled out here on purpose (a test that
+    """The unit edge_sed.deploy.steps.unit_text must write, spelled out here on purpose (a test that
     derived it from unit_text could not catch a wrong one)."""
     return f"""[Unit]
 Description=edge-sed listen: rare sound event detection (managed by edge-sed deploy)
@@ -266,14 +355,22 @@ def systemd_argv(unit: Path) -> list[str] | None:
     a line of shell-quoted words), or None without systemd-analyze."""
     if not shutil.which("systemd-analyze"):
         return None
-    proc = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True,
-                          env={**os.environ, "SYSTEMD_LOG_LEVEL": "debug"})
+    proc = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SYSTEMD_LOG_LEVEL": "debug"},
+    )
     complaints = [l for l in proc.stderr.splitlines() if l.startswith(f"{unit}:")]
     assert proc.returncode == 0 and not complaints, complaints or proc.stderr[-2000:]
     lines = [l.split("Command Line: ", 1)[1] for l in proc.stdout.splitlines() if "Command Line: " in l]
     assert len(lines) == 1, lines
-    words = subprocess.run(["sh", "-c", 'eval "set -- $1" && printf "%s\\0" "$@"', "sh", lines[0]],
-                           capture_output=True, text=True, check=True).stdout.split("\0")[:-1]
+    words = subprocess.run(
+        ["sh", "-c", 'eval "set -- $1" && printf "%s\\0" "$@"', "sh", lines[0]],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")[:-1]
     return [systemd_env(w) for w in words]
 
 
@@ -283,8 +380,15 @@ def check_unit(sandbox, root: Path) -> None:
     assert unit.read_text() == expected_unit(str(root)).replace("MARK", mark)
     argv = systemd_argv(unit)
     if argv is not None:
-        intended = [f"{root}/runtime/bin/edge-sed", "listen", "--bundle", "current", "--log", "logs/events.jsonl",
-                    *shlex.split(LISTEN.replace("MARK", mark))]
+        intended = [
+            f"{root}/runtime/bin/edge-sed",
+            "listen",
+            "--bundle",
+            "current",
+            "--log",
+            "logs/events.jsonl",
+            *shlex.split(LISTEN.replace("MARK", mark)),
+        ]
         assert argv == intended
 
 
@@ -316,8 +420,20 @@ def test_deploy_status_rollback_carry_metacharacters_exactly(sandbox, bundles, w
     key = tmp_path / "key ;&|'\"`()<>*?"  # no $ or %: ssh would expand them (refused above)
     key.write_text("not a key\n")
     ssh_option = f"SetEnv=X=$(touch {mark}) `touch {mark}`;|&'\""
-    common = ["--root", "~/inj-root", "--service", SERVICE, "--systemctl", SYSTEMCTL, "--identity", key,
-              "--ssh-option", ssh_option, "--listen-args", LISTEN.replace("MARK", mark)]
+    common = [
+        "--root",
+        "~/inj-root",
+        "--service",
+        SERVICE,
+        "--systemctl",
+        SYSTEMCTL,
+        "--identity",
+        key,
+        "--ssh-option",
+        ssh_option,
+        "--listen-args",
+        LISTEN.replace("MARK", mark),
+    ]
 
     code, out, err = run(capsys, *base_args(int8, wheel, *common, "--dry-run"))
     assert code == 0, err
@@ -333,9 +449,16 @@ def test_deploy_status_rollback_carry_metacharacters_exactly(sandbox, bundles, w
     assert code == 0, err
 
     root = sandbox.home / "inj-root"
-    ids = [re.sub(r"[^A-Za-z0-9._-]", "_", name) + "-" + json.loads((b / "manifest.json").read_text())["sha256"][:12]
-           for b in (int8, fp32)]
-    assert os.readlink(root / "current") == f"bundles/{ids[0]}" and os.readlink(root / "previous") == f"bundles/{ids[1]}"
+    ids = [
+        re.sub(r"[^A-Za-z0-9._-]", "_", name)
+        + "-"
+        + json.loads((b / "manifest.json").read_text())["sha256"][:12]
+        for b in (int8, fp32)
+    ]
+    assert (
+        os.readlink(root / "current") == f"bundles/{ids[0]}"
+        and os.readlink(root / "previous") == f"bundles/{ids[1]}"
+    )
     check_unit(sandbox, root)
 
     scripts = sent_scripts(sandbox)
@@ -363,9 +486,28 @@ def test_playbook_scripts_carry_metacharacters_exactly(sandbox, bundles, wheel, 
     inv = tmp_path / "hosts.ini"
     inv.write_text("[boards]\nboard ansible_connection=local\n")
     b = edited_bundle(bundles, tmp_path / "int8", name=MANIFEST_NAME.replace("MARK", mark))
-    code, out, err = run(capsys, "deploy", b, "--inventory", inv, "--wheel", wheel, "--dry-run", "--scope", "user",
-                         "--root", "~/inj-root", "--service", SERVICE, "--systemctl", SYSTEMCTL,
-                         "--settle", "0", "--listen-args", LISTEN.replace("MARK", mark))
+    code, out, err = run(
+        capsys,
+        "deploy",
+        b,
+        "--inventory",
+        inv,
+        "--wheel",
+        wheel,
+        "--dry-run",
+        "--scope",
+        "user",
+        "--root",
+        "~/inj-root",
+        "--service",
+        SERVICE,
+        "--systemctl",
+        SYSTEMCTL,
+        "--settle",
+        "0",
+        "--listen-args",
+        LISTEN.replace("MARK", mark),
+    )
     assert code == 0, err
     playbook = Path(re.search(r"^playbook: (\S+) \(syntax ok", out, re.M).group(1))
     try:
@@ -378,7 +520,9 @@ def test_playbook_scripts_carry_metacharacters_exactly(sandbox, bundles, wheel, 
             if name == "stage.sh":  # the playbook's file and copy tasks
                 (root / ".staging").mkdir(parents=True, exist_ok=True)
                 shutil.copy(playbook.parent / "upload.tar", root / upload)
-            proc = subprocess.run(["/bin/sh", str(script)], cwd=sandbox.home, env=env, capture_output=True, text=True)
+            proc = subprocess.run(
+                ["/bin/sh", str(script)], cwd=sandbox.home, env=env, capture_output=True, text=True
+            )
             assert proc.returncode == 0, proc.stdout + proc.stderr
             if name == "preflight.sh":
                 root = Path(re.search(r"^root_abs=(.*)$", proc.stdout, re.M).group(1))
@@ -390,10 +534,14 @@ def test_playbook_scripts_carry_metacharacters_exactly(sandbox, bundles, wheel, 
     check_unit(sandbox, root)
 
 
-@pytest.mark.parametrize("fields", [{"name": "n\nEOF\n$(touch MARK)\nEOF"},
-                                    {"labels": ["dog$(touch MARK)", "baby_cry`touch MARK`", "gunshot;|&'\"",
-                                                "background\nEOF"]},
-                                    {"level_note": "x\nEOF $(touch MARK)"}])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"name": "n\nEOF\n$(touch MARK)\nEOF"},
+        {"labels": ["dog$(touch MARK)", "baby_cry`touch MARK`", "gunshot;|&'\"", "background\nEOF"]},
+        {"level_note": "x\nEOF $(touch MARK)"},
+    ],
+)
 def test_other_manifest_strings_are_refused_or_carried(fields, sandbox, bundles, wheel, tmp_path, capsys):
     """Manifest strings no script needs: `verify` may refuse them (one line, nothing sent), or
     the deploy carries them as data; never does one run."""

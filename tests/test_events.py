@@ -2,8 +2,8 @@ import math
 
 import pytest
 
-from edge_sed.errors import DatasetError
-from edge_sed.events import Annotation, Event, event_metrics, read_annotations, write_annotations
+from edge_sed.core.errors import DatasetError
+from edge_sed.core.events import Annotation, Event, event_metrics, read_annotations, write_annotations
 
 
 def test_annotations_round_trip(tmp_path):
@@ -12,8 +12,10 @@ def test_annotations_round_trip(tmp_path):
     assert read_annotations(tmp_path / "a.csv") == sorted(ann, key=lambda a: a.onset_s)
 
 
-@pytest.mark.parametrize("text", ["onset_s,label\n1,dog\n", "onset_s,offset_s,label\nx,2,dog\n",
-                                  "onset_s,offset_s,label\n3,2,dog\n"])
+@pytest.mark.parametrize(
+    "text",
+    ["onset_s,label\n1,dog\n", "onset_s,offset_s,label\nx,2,dog\n", "onset_s,offset_s,label\n3,2,dog\n"],
+)
 def test_bad_annotations(tmp_path, text):
     (tmp_path / "a.csv").write_text(text)
     with pytest.raises(DatasetError):
@@ -21,13 +23,19 @@ def test_bad_annotations(tmp_path, text):
 
 
 def test_metrics_by_hand():
-    ref = [Annotation(10.0, 11.0, "dog"), Annotation(20.0, 21.0, "gunshot"), Annotation(30.0, 31.0, "baby_cry"),
-           Annotation(40.0, 41.0, "dog")]
-    det = [Event("dog", 0.9, 10.8),          # TP, latency 0.8
-           Event("dog", 0.9, 11.2),          # second detection of the same dog: FP (insertion)
-           Event("baby_cry", 0.9, 20.5),     # wrong class in time: substitution for the gunshot
-           Event("baby_cry", 0.9, 30.4),     # TP, latency 0.4
-           Event("dog", 0.9, 42.0)]          # too late (> onset + 0.5 + 1.0): FP, and the dog is missed
+    ref = [
+        Annotation(10.0, 11.0, "dog"),
+        Annotation(20.0, 21.0, "gunshot"),
+        Annotation(30.0, 31.0, "baby_cry"),
+        Annotation(40.0, 41.0, "dog"),
+    ]
+    det = [
+        Event("dog", 0.9, 10.8),  # TP, latency 0.8
+        Event("dog", 0.9, 11.2),  # second detection of the same dog: FP (insertion)
+        Event("baby_cry", 0.9, 20.5),  # wrong class in time: substitution for the gunshot
+        Event("baby_cry", 0.9, 30.4),  # TP, latency 0.4
+        Event("dog", 0.9, 42.0),
+    ]  # too late (> onset + 0.5 + 1.0): FP, and the dog is missed
     m = event_metrics(ref, det, duration_s=3600.0)
     assert (m["tp"], m["fp"], m["fn"]) == (2, 3, 2)
     assert m["substitutions"] == 1 and m["deletions"] == 1 and m["insertions"] == 2

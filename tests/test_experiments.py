@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 
 from edge_sed.cli import main
-from edge_sed.datasets import clip_to_window
-from edge_sed.errors import EdgeSedError
-from edge_sed.settings import LABELS
-from edge_sed.synth import write_dataset
-from train.experiments import (clip_decision, clip_windows, paired_stats, run_name, run_table,
-                               t_975)
+from edge_sed.data.datasets import clip_to_window
+from edge_sed.core.errors import EdgeSedError
+from edge_sed.core.settings import LABELS
+from edge_sed.data.synth import write_dataset
+from train.experiments import clip_decision, clip_windows, paired_stats, run_name, run_table, t_975
 from train.trainer import STATEFUL_DEFAULTS, TrainConfig
 
 OBJECTIVES = ("weighted-ce", "clustered")
@@ -78,8 +77,9 @@ def test_clip_windows_cover_the_clip():
     assert clip_windows(np.ones(sr, np.float32), "dog", "c").shape == (1, sr)
     short = np.ones(sr // 2, np.float32)
     for label in ("dog", "background"):  # the training policy's padding: centred for every label
-        np.testing.assert_array_equal(clip_windows(short, label, "d.flac")[0],
-                                      clip_to_window(short, label, 0, "d.flac"))
+        np.testing.assert_array_equal(
+            clip_windows(short, label, "d.flac")[0], clip_to_window(short, label, 0, "d.flac")
+        )
     np.testing.assert_array_equal(clip_windows(short, "dog", "d"), clip_windows(short, "background", "d"))
 
 
@@ -96,8 +96,16 @@ def data(tmp_path_factory):
 def table(data, tmp_path_factory):
     out = tmp_path_factory.mktemp("table")
     seen = []
-    t = run_table(data, ratios=(RATIO,), objectives=OBJECTIVES, seeds=SEEDS, out_dir=out, workers=1,
-                  progress=lambda done, total: seen.append((done, total)), **SMALL)
+    t = run_table(
+        data,
+        ratios=(RATIO,),
+        objectives=OBJECTIVES,
+        seeds=SEEDS,
+        out_dir=out,
+        workers=1,
+        progress=lambda done, total: seen.append((done, total)),
+        **SMALL,
+    )
     return out, t, seen
 
 
@@ -155,9 +163,13 @@ def test_markdown_has_every_objective_and_both_levels(table):
 
 def test_resuming_skips_finished_runs(data, table):
     out, first, _ = table
-    files = [run / n for run in runs_of(out).values() for n in ("metrics.json", "clip_metrics.json", "best.pt")]
+    files = [
+        run / n for run in runs_of(out).values() for n in ("metrics.json", "clip_metrics.json", "best.pt")
+    ]
     before = {f: f.stat().st_mtime_ns for f in files}
-    again = run_table(data, ratios=(RATIO,), objectives=OBJECTIVES, seeds=SEEDS, out_dir=out, workers=1, **SMALL)
+    again = run_table(
+        data, ratios=(RATIO,), objectives=OBJECTIVES, seeds=SEEDS, out_dir=out, workers=1, **SMALL
+    )
     assert {f: f.stat().st_mtime_ns for f in files} == before
     assert again["groups"] == first["groups"] and again["load_seconds_total"] == 0.0
 
@@ -172,8 +184,15 @@ def test_resuming_skips_finished_runs(data, table):
     assert (new["clip"], new["window"]) == (old["clip"], old["window"])
 
     with pytest.raises(EdgeSedError, match="other settings"):  # never mix settings in one table
-        run_table(data, ratios=(RATIO,), objectives=OBJECTIVES, seeds=SEEDS, out_dir=out, workers=1,
-                  **{**SMALL, "epochs": 3})
+        run_table(
+            data,
+            ratios=(RATIO,),
+            objectives=OBJECTIVES,
+            seeds=SEEDS,
+            out_dir=out,
+            workers=1,
+            **{**SMALL, "epochs": 3},
+        )
 
     # a run made before a setting existed (config.json without it) had that setting's default
     saved = json.loads((run / "config.json").read_text())
@@ -184,16 +203,35 @@ def test_resuming_skips_finished_runs(data, table):
 
 def test_two_workers_give_the_same_numbers(data, table, tmp_path):
     _, one, _ = table
-    two = run_table(data, ratios=(RATIO,), objectives=OBJECTIVES, seeds=SEEDS, out_dir=tmp_path,
-                    workers=2, **SMALL)
+    two = run_table(
+        data, ratios=(RATIO,), objectives=OBJECTIVES, seeds=SEEDS, out_dir=tmp_path, workers=2, **SMALL
+    )
     strip = lambda g: {k: v for k, v in g.items() if k != "seconds"}
     assert [strip(g) for g in two["groups"]] == [strip(g) for g in one["groups"]]
 
 
 def test_cli_runs_prints_and_guards_the_table(data, tmp_path, capsys):
-    args = ["experiments", "--data", data, "--ratios", RATIO, "--objectives", ",".join(OBJECTIVES),
-            "--seeds", "0-1", "--workers", "1", "--epochs", "2", "--stage1-epochs", "1", "--patience", "2",
-            "--out", str(tmp_path)]
+    args = [
+        "experiments",
+        "--data",
+        data,
+        "--ratios",
+        RATIO,
+        "--objectives",
+        ",".join(OBJECTIVES),
+        "--seeds",
+        "0-1",
+        "--workers",
+        "1",
+        "--epochs",
+        "2",
+        "--stage1-epochs",
+        "1",
+        "--patience",
+        "2",
+        "--out",
+        str(tmp_path),
+    ]
     assert main(args + ["--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["runs"] == 4 and printed["settings"]["seeds"] == [0, 1]
@@ -209,9 +247,22 @@ def test_cli_runs_prints_and_guards_the_table(data, tmp_path, capsys):
 
 # ---------------------------------------------------------------- the stateful form, event level
 
-TINY_STATEFUL = dict(epochs=4, stage1_epochs=1, patience=50, sequences=32, seq_s=8.0, batch_size=8, hidden=16,
-                     embed_dim=4, lr=1e-2, context_frames=3, conv_channels=6, frame_stride=2, val_streams=1,
-                     val_stream_s=20.0)
+TINY_STATEFUL = dict(
+    epochs=4,
+    stage1_epochs=1,
+    patience=50,
+    sequences=32,
+    seq_s=8.0,
+    batch_size=8,
+    hidden=16,
+    embed_dim=4,
+    lr=1e-2,
+    context_frames=3,
+    conv_channels=6,
+    frame_stride=2,
+    val_streams=1,
+    val_stream_s=20.0,
+)
 STATEFUL_RATIO = "1:1:1:3"
 EVENTS = ("dog", "baby_cry", "gunshot")
 
@@ -229,12 +280,30 @@ def test_paired_stats_of_a_score_higher_is_better():
 
 def fake_stateful_run(run, f1, val_f1, fa, latency, per_class, train_seconds=100.0):
     run.mkdir(parents=True)
-    test = {"f1": f1, "false_alarms_per_hour": fa, "latency_median_s": latency, "reference": 40,
-            "per_class": {l: {"f1": v} for l, v in zip(EVENTS, per_class)}, "dcase": {"f1": round(f1 - 0.1, 6)}}
-    (run / "metrics.json").write_text(json.dumps({"train_seconds": train_seconds, "best_epoch": 7, "epochs_run": 9}))
-    (run / "stream_metrics.json").write_text(json.dumps(
-        {"test_stream": test, "val_stream": {"f1": val_f1}, "test_streams": 0, "test_stream_count": 6,
-         "test_stream_s": 60.0, "run_seconds": train_seconds + 1, "run_cpu_seconds": train_seconds / 2}))
+    test = {
+        "f1": f1,
+        "false_alarms_per_hour": fa,
+        "latency_median_s": latency,
+        "reference": 40,
+        "per_class": {l: {"f1": v} for l, v in zip(EVENTS, per_class)},
+        "dcase": {"f1": round(f1 - 0.1, 6)},
+    }
+    (run / "metrics.json").write_text(
+        json.dumps({"train_seconds": train_seconds, "best_epoch": 7, "epochs_run": 9})
+    )
+    (run / "stream_metrics.json").write_text(
+        json.dumps(
+            {
+                "test_stream": test,
+                "val_stream": {"f1": val_f1},
+                "test_streams": 0,
+                "test_stream_count": 6,
+                "test_stream_s": 60.0,
+                "run_seconds": train_seconds + 1,
+                "run_cpu_seconds": train_seconds / 2,
+            }
+        )
+    )
 
 
 def test_stateful_summary_by_hand(tmp_path):
@@ -242,10 +311,16 @@ def test_stateful_summary_by_hand(tmp_path):
     without any detection (latency None) left out of the latency mean, and the Markdown."""
     from train.experiments import summarise_stateful, table_markdown
 
-    wce = [(0.30, 0.40, 100.0, 0.2, (0.5, 0.2, 0.1)), (0.20, 0.35, 300.0, None, (0.3, 0.2, 0.0)),
-           (0.40, 0.50, 200.0, 0.4, (0.6, 0.4, 0.2))]
-    clu = [(0.35, 0.45, 50.0, 0.3, (0.5, 0.3, 0.2)), (0.20, 0.30, 100.0, 0.5, (0.4, 0.1, 0.1)),
-           (0.30, 0.40, 150.0, 0.7, (0.5, 0.3, 0.0))]
+    wce = [
+        (0.30, 0.40, 100.0, 0.2, (0.5, 0.2, 0.1)),
+        (0.20, 0.35, 300.0, None, (0.3, 0.2, 0.0)),
+        (0.40, 0.50, 200.0, 0.4, (0.6, 0.4, 0.2)),
+    ]
+    clu = [
+        (0.35, 0.45, 50.0, 0.3, (0.5, 0.3, 0.2)),
+        (0.20, 0.30, 100.0, 0.5, (0.4, 0.1, 0.1)),
+        (0.30, 0.40, 150.0, 0.7, (0.5, 0.3, 0.0)),
+    ]
     for o, rows in (("weighted-ce", wce), ("clustered", clu)):
         for s, r in enumerate(rows):
             fake_stateful_run(tmp_path / "runs" / run_name("lstm", "2:2:1:26", o, s), *r)
@@ -265,12 +340,26 @@ def test_stateful_summary_by_hand(tmp_path):
     assert c["vs_weighted-ce_val"]["mean_diff"] == pytest.approx((0.05 - 0.05 - 0.10) / 3)
     assert "vs_weighted-ce" not in w
     assert g["test_hours"] == pytest.approx(0.1) and g["test_reference_events"] == 40
-    table = {"settings": {"form": "stateful", "data": "d", "seeds": [0, 1, 2], "workers": 1,
-                          "train": asdict(TrainConfig())},
-             "groups": [g], "runs": 6, "train_seconds_total": 600.0, "cpu_seconds_total": 300.0, "wall_seconds": 1.0}
+    table = {
+        "settings": {
+            "form": "stateful",
+            "data": "d",
+            "seeds": [0, 1, 2],
+            "workers": 1,
+            "train": asdict(TrainConfig()),
+        },
+        "groups": [g],
+        "runs": 6,
+        "train_seconds_total": 600.0,
+        "cpu_seconds_total": 300.0,
+        "wall_seconds": 1.0,
+    }
     md = table_markdown(table)
     assert "| weighted-ce | 0.300 ± 0.100 | (baseline) |" in md
-    assert f"| clustered | 0.283 ± 0.076 | " in md and f"{d.mean():+.3f} [{d.mean() - half:+.3f}, {d.mean() + half:+.3f}]" in md
+    assert (
+        "| clustered | 0.283 ± 0.076 | " in md
+        and f"{d.mean():+.3f} [{d.mean() - half:+.3f}, {d.mean() + half:+.3f}]" in md
+    )
     assert c["test_dcase_f1"]["per_seed"] == pytest.approx([0.25, 0.10, 0.20])  # DCASE's rule beside
     assert c["vs_weighted-ce_dcase"]["mean_diff"] == pytest.approx(d.mean())
     ci = f"{d.mean():+.3f} [{d.mean() - half:+.3f}, {d.mean() + half:+.3f}]"
@@ -281,8 +370,16 @@ def test_stateful_summary_by_hand(tmp_path):
 @pytest.fixture(scope="module")
 def stateful_table(tiny_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("stateful-table")
-    t = run_table(str(tiny_data), ratios=(STATEFUL_RATIO,), objectives=OBJECTIVES, seeds=SEEDS, out_dir=out,
-                  workers=1, form="stateful", **TINY_STATEFUL)
+    t = run_table(
+        str(tiny_data),
+        ratios=(STATEFUL_RATIO,),
+        objectives=OBJECTIVES,
+        seeds=SEEDS,
+        out_dir=out,
+        workers=1,
+        form="stateful",
+        **TINY_STATEFUL,
+    )
     return out, t
 
 
@@ -307,26 +404,38 @@ def test_stateful_table_numbers_are_the_runs_metrics(stateful_table):
         assert row["val_f1"]["per_seed"] == [m["val_stream"]["f1"] for m in ms]
         assert row["test_dcase_f1"]["per_seed"] == [m["test_stream"]["dcase"]["f1"] for m in ms]
         assert row["false_alarms_per_hour"]["mean"] == pytest.approx(
-            np.mean([m["test_stream"]["false_alarms_per_hour"] for m in ms]))
-        lat = [m["test_stream"]["latency_median_s"] for m in ms if m["test_stream"]["latency_median_s"] is not None]
+            np.mean([m["test_stream"]["false_alarms_per_hour"] for m in ms])
+        )
+        lat = [
+            m["test_stream"]["latency_median_s"]
+            for m in ms
+            if m["test_stream"]["latency_median_s"] is not None
+        ]
         assert row["latency_median_s"]["n"] == len(lat)
         if lat:
             assert row["latency_median_s"]["mean"] == pytest.approx(np.mean(lat))
         for label in EVENTS:
             assert row["per_class_f1"][label]["mean"] == pytest.approx(
-                np.mean([m["test_stream"]["per_class"][label]["f1"] for m in ms]))
+                np.mean([m["test_stream"]["per_class"][label]["f1"] for m in ms])
+            )
     vs = g["rows"]["clustered"]["vs_weighted-ce"]
-    d = np.subtract(g["rows"]["clustered"]["test_f1"]["per_seed"], g["rows"]["weighted-ce"]["test_f1"]["per_seed"])
+    d = np.subtract(
+        g["rows"]["clustered"]["test_f1"]["per_seed"], g["rows"]["weighted-ce"]["test_f1"]["per_seed"]
+    )
     assert vs["mean_diff"] == pytest.approx(d.mean()) and vs["wins"] == int((d > 0).sum())
     md = (out / "table.md").read_text()
     assert "test event F1" in md and "false alarms/h" in md and all(f"| {o} |" in md for o in OBJECTIVES)
-    assert g["test_reference_events"] == np.mean([metrics["weighted-ce", s]["test_stream"]["reference"] for s in SEEDS])
+    assert g["test_reference_events"] == np.mean(
+        [metrics["weighted-ce", s]["test_stream"]["reference"] for s in SEEDS]
+    )
 
 
 def test_stateful_table_resumes_and_rescores(tiny_data, stateful_table):
     out, first = stateful_table
     runs = stateful_runs(out)
-    kw = dict(ratios=(STATEFUL_RATIO,), objectives=OBJECTIVES, seeds=SEEDS, out_dir=out, workers=1, form="stateful")
+    kw = dict(
+        ratios=(STATEFUL_RATIO,), objectives=OBJECTIVES, seeds=SEEDS, out_dir=out, workers=1, form="stateful"
+    )
     files = [r / n for r in runs.values() for n in ("metrics.json", "stream_metrics.json", "best.pt")]
     before = {f: f.stat().st_mtime_ns for f in files}
     again = run_table(str(tiny_data), **kw, **TINY_STATEFUL)
@@ -346,8 +455,9 @@ def test_stateful_table_resumes_and_rescores(tiny_data, stateful_table):
         sm = json.loads((run / "stream_metrics.json").read_text())
         assert sm["test_stream_count"] == 3
         assert sm["run_seconds"] >= json.loads((run / "metrics.json").read_text())["train_seconds"]
-    assert {f: f.stat().st_mtime_ns for f in files if f.name != "stream_metrics.json"} == \
-        {f: t for f, t in before.items() if f.name != "stream_metrics.json"}
+    assert {f: f.stat().st_mtime_ns for f in files if f.name != "stream_metrics.json"} == {
+        f: t for f, t in before.items() if f.name != "stream_metrics.json"
+    }
     assert more["groups"][0]["test_reference_events"] > first["groups"][0]["test_reference_events"]
     assert more["groups"][0]["test_hours"] == pytest.approx(3 * 20 / 3600)
 
@@ -355,22 +465,67 @@ def test_stateful_table_resumes_and_rescores(tiny_data, stateful_table):
         run_table(str(tiny_data), **kw, **{**TINY_STATEFUL, "sequences": 8})
     windowed = {k: v for k, v in TINY_STATEFUL.items() if k != "frame_stride"}
     with pytest.raises(EdgeSedError, match="other settings"):  # a windowed table never reads these runs
-        run_table(str(tiny_data), ratios=(STATEFUL_RATIO,), objectives=OBJECTIVES, seeds=SEEDS, out_dir=out,
-                  workers=1, **windowed)
+        run_table(
+            str(tiny_data),
+            ratios=(STATEFUL_RATIO,),
+            objectives=OBJECTIVES,
+            seeds=SEEDS,
+            out_dir=out,
+            workers=1,
+            **windowed,
+        )
     with pytest.raises(EdgeSedError, match="a frame stride of 2 needs --form stateful"):
-        run_table(str(tiny_data), ratios=(STATEFUL_RATIO,), objectives=OBJECTIVES, seeds=SEEDS, out_dir=out,
-                  workers=1, **TINY_STATEFUL)
+        run_table(
+            str(tiny_data),
+            ratios=(STATEFUL_RATIO,),
+            objectives=OBJECTIVES,
+            seeds=SEEDS,
+            out_dir=out,
+            workers=1,
+            **TINY_STATEFUL,
+        )
 
 
 def test_cli_stateful_table(tiny_data, tmp_path, capsys):
-    args = ["experiments", "--form", "stateful", "--data", str(tiny_data), "--ratios", STATEFUL_RATIO,
-            "--objectives", ",".join(OBJECTIVES), "--seeds", "1", "--workers", "1", "--epochs", "1",
-            "--stage1-epochs", "1", "--sequences", "8", "--seq-s", "4", "--hidden", "8", "--val-streams", "1",
-            "--lr-schedule", "constant", "--frame-targets", "span", "--out", str(tmp_path)]
+    args = [
+        "experiments",
+        "--form",
+        "stateful",
+        "--data",
+        str(tiny_data),
+        "--ratios",
+        STATEFUL_RATIO,
+        "--objectives",
+        ",".join(OBJECTIVES),
+        "--seeds",
+        "1",
+        "--workers",
+        "1",
+        "--epochs",
+        "1",
+        "--stage1-epochs",
+        "1",
+        "--sequences",
+        "8",
+        "--seq-s",
+        "4",
+        "--hidden",
+        "8",
+        "--val-streams",
+        "1",
+        "--lr-schedule",
+        "constant",
+        "--frame-targets",
+        "span",
+        "--out",
+        str(tmp_path),
+    ]
     assert main(args) == 0
     md = capsys.readouterr().out
     assert "test event F1" in md and "| clustered |" in md and "2 runs in" in md
-    cfg = json.loads((tmp_path / "runs" / run_name("lstm", STATEFUL_RATIO, "clustered", 0) / "config.json").read_text())
+    cfg = json.loads(
+        (tmp_path / "runs" / run_name("lstm", STATEFUL_RATIO, "clustered", 0) / "config.json").read_text()
+    )
     given = ("form", "sequences", "seq_s", "hidden", "lr_schedule", "epochs", "val_streams", "frame_targets")
     assert [cfg[k] for k in given] == ["stateful", 8, 4.0, 8, "constant", 1, 1, "span"]
     for k, v in STATEFUL_DEFAULTS.items():  # not given: the stateful form's defaults
@@ -378,4 +533,7 @@ def test_cli_stateful_table(tiny_data, tmp_path, capsys):
             assert cfg[k] == v, k
     assert main(args + ["--models", "cnn"]) == 2
     assert "stateful form" in capsys.readouterr().err
-    assert main(["experiments", "--data", str(tiny_data), "--test-streams", "3", "--out", str(tmp_path / "w")]) == 2
+    assert (
+        main(["experiments", "--data", str(tiny_data), "--test-streams", "3", "--out", str(tmp_path / "w")])
+        == 2
+    )

@@ -1,7 +1,14 @@
 import numpy as np
 import pytest
 
-from edge_sed.frontend import FrontendConfig, StreamingLogMel, compress, log_mel, mel_energies, mel_filterbank
+from edge_sed.core.frontend import (
+    FrontendConfig,
+    StreamingLogMel,
+    compress,
+    log_mel,
+    mel_energies,
+    mel_filterbank,
+)
 
 PCEN = FrontendConfig(compression="pcen")
 
@@ -72,20 +79,41 @@ def test_config_round_trip_and_validation():
         FrontendConfig.from_dict({**cfg.to_dict(), "nonsense": 1})
 
 
-@pytest.mark.parametrize("change, field", [
-    ({"log_floor": -1}, "log_floor"), ({"log_floor": 0.0}, "log_floor"), ({"log_floor": float("nan")}, "log_floor"),
-    ({"window_ms": 0}, "window_ms"), ({"window_ms": 40.0}, "window_ms"),  # 640 samples > n_fft 512
-    ({"hop_ms": 1000}, "hop_ms"), ({"hop_ms": 0.01}, "hop_ms"), ({"hop_ms": float("inf")}, "hop_ms"),
-    ({"fmin_hz": 3999.9}, "fmin_hz"), ({"fmin_hz": -1}, "fmin_hz"), ({"fmax_hz": 8000.5}, "fmax_hz"),
-    ({"n_fft": 512.5}, "n_fft"), ({"n_fft": 16777216}, "n_fft"), ({"n_fft": 500}, "n_fft"), ({"n_fft": True}, "n_fft"),
-    ({"n_mels": 0}, "n_mels"), ({"n_mels": 40.0}, "n_mels"), ({"n_mels": 1000}, "n_mels"),
-    ({"sample_rate": 16000.0}, "sample_rate"), ({"sample_rate": 10**9}, "sample_rate"),
-    ({"window_ms": "25"}, "window_ms"),
-    ({"compression": "mfcc"}, "compression"), ({"compression": 1}, "compression"),
-    ({"pcen_smooth": 0.0}, "pcen_smooth"), ({"pcen_smooth": 1.5}, "pcen_smooth"), ({"pcen_alpha": 1.2}, "pcen_alpha"),
-    ({"pcen_delta": -1}, "pcen_delta"), ({"pcen_root": 0}, "pcen_root"), ({"pcen_eps": 0.0}, "pcen_eps"),
-    ({"pcen_alpha": float("nan")}, "pcen_alpha"),
-])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"log_floor": -1}, "log_floor"),
+        ({"log_floor": 0.0}, "log_floor"),
+        ({"log_floor": float("nan")}, "log_floor"),
+        ({"window_ms": 0}, "window_ms"),
+        ({"window_ms": 40.0}, "window_ms"),  # 640 samples > n_fft 512
+        ({"hop_ms": 1000}, "hop_ms"),
+        ({"hop_ms": 0.01}, "hop_ms"),
+        ({"hop_ms": float("inf")}, "hop_ms"),
+        ({"fmin_hz": 3999.9}, "fmin_hz"),
+        ({"fmin_hz": -1}, "fmin_hz"),
+        ({"fmax_hz": 8000.5}, "fmax_hz"),
+        ({"n_fft": 512.5}, "n_fft"),
+        ({"n_fft": 16777216}, "n_fft"),
+        ({"n_fft": 500}, "n_fft"),
+        ({"n_fft": True}, "n_fft"),
+        ({"n_mels": 0}, "n_mels"),
+        ({"n_mels": 40.0}, "n_mels"),
+        ({"n_mels": 1000}, "n_mels"),
+        ({"sample_rate": 16000.0}, "sample_rate"),
+        ({"sample_rate": 10**9}, "sample_rate"),
+        ({"window_ms": "25"}, "window_ms"),
+        ({"compression": "mfcc"}, "compression"),
+        ({"compression": 1}, "compression"),
+        ({"pcen_smooth": 0.0}, "pcen_smooth"),
+        ({"pcen_smooth": 1.5}, "pcen_smooth"),
+        ({"pcen_alpha": 1.2}, "pcen_alpha"),
+        ({"pcen_delta": -1}, "pcen_delta"),
+        ({"pcen_root": 0}, "pcen_root"),
+        ({"pcen_eps": 0.0}, "pcen_eps"),
+        ({"pcen_alpha": float("nan")}, "pcen_alpha"),
+    ],
+)
 def test_every_field_is_bounded(change, field):
     """What a manifest can put in a front end: one ValueError naming the field, never a NaN
     feature, an empty mel band, a hang (a 16M-point FFT) or an internal error later."""
@@ -95,7 +123,11 @@ def test_every_field_is_bounded(change, field):
 
 
 def test_bounds_keep_the_configs_in_use():
-    for cfg in (FrontendConfig(), FrontendConfig(n_mels=32, fmax_hz=3800), FrontendConfig(fmin_hz=0, n_fft=1024)):
+    for cfg in (
+        FrontendConfig(),
+        FrontendConfig(n_mels=32, fmax_hz=3800),
+        FrontendConfig(fmin_hz=0, n_fft=1024),
+    ):
         assert np.isfinite(log_mel(audio(0.5), cfg)).all()
 
 

@@ -47,8 +47,8 @@ def test_cli_help_and_data_commands_run_without_heavy_packages(tmp_path):
         f"""
         from edge_sed.cli import main
         for argv in (["--help"], ["data", "--help"], ["train", "--help"], ["listen", "--help"],
-                     ["data", "synth", "--out", r"{tmp_path / 'd'}", "--counts", "2:2:2:2", "--json"],
-                     ["data", "stats", r"{tmp_path / 'd'}", "--no-png", "--json"]):
+                     ["data", "synth", "--out", r"{tmp_path / "d"}", "--counts", "2:2:2:2", "--json"],
+                     ["data", "stats", r"{tmp_path / "d"}", "--no-png", "--json"]):
             assert main(argv) == 0, argv
         print("ok")
         """,

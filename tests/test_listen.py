@@ -15,24 +15,37 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_sed.audio_io import read_audio, resample_poly, write_audio
-from edge_sed.listen import FileSource, StreamingResampler, run_loop
-from edge_sed.bundle import load_bundle
-from edge_sed.loop import Detector
-from edge_sed.smoother import Smoother
+from edge_sed.core.audio_io import read_audio, resample_poly, write_audio
+from edge_sed.listen.run import FileSource, StreamingResampler, run_loop
+from edge_sed.core.bundle import load_bundle
+from edge_sed.core.loop import Detector
+from edge_sed.core.smoother import Smoother
 
 EDGE_SED = [sys.executable, "-c", "import sys; from edge_sed.cli import main; sys.exit(main())"]
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def edge_sed(*args, env=None, timeout=120, **kw):
-    return subprocess.run(EDGE_SED + [str(a) for a in args], capture_output=True, text=True, env=env,
-                          timeout=timeout, cwd=ROOT, **kw)
+    return subprocess.run(
+        EDGE_SED + [str(a) for a in args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        cwd=ROOT,
+        **kw,
+    )
 
 
 def spawn(*args, env=None):
-    return subprocess.Popen(EDGE_SED + [str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, cwd=ROOT)
+    return subprocess.Popen(
+        EDGE_SED + [str(a) for a in args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
 
 
 # ----------------------------------------------------------------------------- pure parts
@@ -46,12 +59,12 @@ def test_streaming_resampler_is_resample_poly_block_by_block(from_hz):
     out, i = [], 0
     while i < len(x):
         n = int(rng.integers(1, 2000))
-        out.append(r.push(x[i:i + n]))
+        out.append(r.push(x[i : i + n]))
         i += n
     y = np.concatenate(out)
     ref = resample_poly(x, 16000, from_hz)
     assert len(ref) - len(y) < 40  # only the last outputs wait for input that never came
-    np.testing.assert_allclose(y, ref[:len(y)], atol=1e-5)
+    np.testing.assert_allclose(y, ref[: len(y)], atol=1e-5)
 
 
 def test_file_source_real_time_pace(tmp_path):
@@ -82,7 +95,7 @@ class FlakySource:
         for i in range(0, len(self.audio), 320):
             if i % 16000 == 0:
                 self.overflows += 1
-            yield self.audio[i:i + 320], 0.0
+            yield self.audio[i : i + 320], 0.0
 
 
 def test_overflows_are_counted_and_the_loop_goes_on(tiny_bundles):
@@ -97,13 +110,16 @@ def test_overflows_are_counted_and_the_loop_goes_on(tiny_bundles):
 
 @pytest.fixture(scope="module")
 def stream_file(tmp_path_factory):
-    from edge_sed.datasets import load_clips
-    from edge_sed.streams import make_stream, write_stream
-    from edge_sed.synth import write_dataset
+    from edge_sed.data.datasets import load_clips
+    from edge_sed.data.streams import make_stream, write_stream
+    from edge_sed.data.synth import write_dataset
 
     root = tmp_path_factory.mktemp("stream")
-    clips = load_clips(write_dataset(root / "held", {"dog": 3, "baby_cry": 3, "gunshot": 3, "background": 6},
-                                     seed=77, workers=1))
+    clips = load_clips(
+        write_dataset(
+            root / "held", {"dog": 3, "baby_cry": 3, "gunshot": 3, "background": 6}, seed=77, workers=1
+        )
+    )
     audio, ann = make_stream(clips, duration_s=20.0, n_events=4, seed=1, ebr_db=12.0)
     write_stream(root / "s.wav", audio, ann)
     return root / "s.wav"
@@ -111,8 +127,20 @@ def stream_file(tmp_path_factory):
 
 def test_listen_file_json_and_log(tiny_bundles, stream_file, tmp_path):
     log = tmp_path / "ev.jsonl"
-    r = edge_sed("listen", "--bundle", tiny_bundles[0] / "int8", "--file", stream_file, "--json",
-                 "--log", log, "--threshold", "0.3", "--min-count", "1")
+    r = edge_sed(
+        "listen",
+        "--bundle",
+        tiny_bundles[0] / "int8",
+        "--file",
+        stream_file,
+        "--json",
+        "--log",
+        log,
+        "--threshold",
+        "0.3",
+        "--min-count",
+        "1",
+    )
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout)
     assert s["audio_s"] == 20.0 and s["stopped_by"] == "end" and s["overflows"] == 0
@@ -126,14 +154,35 @@ def test_listen_file_json_and_log(tiny_bundles, stream_file, tmp_path):
         assert rec["stream_s"] == ev["stream_s"] and rec["class"] == ev["class"] != "background"
         assert rec["onset_s"] == ev["onset_s"] <= rec["stream_s"]
     # the same file again appends
-    edge_sed("listen", "--bundle", tiny_bundles[0] / "int8", "--file", stream_file, "--json", "--log", log,
-             "--threshold", "0.3", "--min-count", "1")
+    edge_sed(
+        "listen",
+        "--bundle",
+        tiny_bundles[0] / "int8",
+        "--file",
+        stream_file,
+        "--json",
+        "--log",
+        log,
+        "--threshold",
+        "0.3",
+        "--min-count",
+        "1",
+    )
     assert len(log.read_text().splitlines()) == 2 * len(lines)
 
 
 def test_listen_plain_lines_and_duration(tiny_bundles, stream_file):
-    r = edge_sed("listen", "--bundle", tiny_bundles[0] / "int8", "--file", stream_file, "--duration", "5",
-                 "--threshold", "0")
+    r = edge_sed(
+        "listen",
+        "--bundle",
+        tiny_bundles[0] / "int8",
+        "--file",
+        stream_file,
+        "--duration",
+        "5",
+        "--threshold",
+        "0",
+    )
     assert r.returncode == 0, r.stderr
     lines = r.stdout.strip().splitlines()
     assert lines[-1].startswith("5.0 s of audio from") and "stopped by duration" in lines[-1]
@@ -154,6 +203,7 @@ def _events(stdout: str) -> tuple:
 def _feed(fifo: Path, data: bytes, first: int = 0, go=None, errors=None) -> threading.Thread:
     """A writer thread: opens ``fifo`` (waiting for the reader), writes ``data[:first]``, waits for
     ``go`` (if given), writes the rest and closes (the end of the stream)."""
+
     def write():
         try:
             with open(fifo, "wb") as f:
@@ -175,8 +225,13 @@ def test_listen_file_dash_reads_a_wav_piped_to_stdin(tiny_bundles, stream_file):
     args = ("listen", "--bundle", tiny_bundles[0] / "int8", "--file")
     want = edge_sed(*args, stream_file, *PIPE_ARGS)
     assert want.returncode == 0, want.stderr
-    piped = subprocess.run(EDGE_SED + [str(a) for a in args + ("-",) + PIPE_ARGS], input=stream_file.read_bytes(),
-                           capture_output=True, timeout=120, cwd=ROOT)  # input=: stdin is a pipe
+    piped = subprocess.run(
+        EDGE_SED + [str(a) for a in args + ("-",) + PIPE_ARGS],
+        input=stream_file.read_bytes(),
+        capture_output=True,
+        timeout=120,
+        cwd=ROOT,
+    )  # input=: stdin is a pipe
     assert piped.returncode == 0, piped.stderr
     assert _events(piped.stdout.decode()) == _events(want.stdout)
     assert json.loads(piped.stdout)["source"] == "stdin"
@@ -217,10 +272,13 @@ def test_file_source_streams_a_pipe_as_it_arrives(tmp_path):
     assert src.capture_hz == 16000 and np.allclose(np.concatenate(blocks), read_audio(tmp_path / "a.wav"))
 
 
-@pytest.mark.parametrize("target, stdin, reason", [
-    ("/dev/zero", None, "/dev/zero: not a regular file or pipe: character device"),
-    ("-", "/dev/null", "stdin: not a regular file or pipe: character device"),
-])
+@pytest.mark.parametrize(
+    "target, stdin, reason",
+    [
+        ("/dev/zero", None, "/dev/zero: not a regular file or pipe: character device"),
+        ("-", "/dev/null", "stdin: not a regular file or pipe: character device"),
+    ],
+)
 def test_listen_refuses_a_device_without_hanging(tiny_bundles, target, stdin, reason):
     """/dev/zero was "empty file (0 bytes)" (a device's st_size is 0); read, it would never end."""
     with open(stdin or os.devnull, "rb") as f:
@@ -238,15 +296,21 @@ def test_tampered_and_missing_bundle(tiny_bundles, stream_file, tmp_path):
     assert r.returncode == 2 and r.stderr.startswith("error: ") and "sha256" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and r.stdout == ""
     r = edge_sed("listen", "--bundle", tmp_path / "nope", "--file", stream_file)
-    assert r.returncode == 2 and "not a bundle directory" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert (
+        r.returncode == 2 and "not a bundle directory" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    )
 
 
 def test_bad_options(tiny_bundles, stream_file):
     r = edge_sed("listen", "--bundle", tiny_bundles[0] / "int8", "--realtime")
     assert r.returncode == 2 and "--realtime goes with --file" in r.stderr
-    r = edge_sed("listen", "--bundle", tiny_bundles[0] / "int8", "--file", stream_file, "--threshold-for", "cat=0.5")
+    r = edge_sed(
+        "listen", "--bundle", tiny_bundles[0] / "int8", "--file", stream_file, "--threshold-for", "cat=0.5"
+    )
     assert r.returncode == 2 and "unknown class" in r.stderr and len(r.stderr.strip().splitlines()) == 1
-    r = edge_sed("listen", "--bundle", tiny_bundles[0] / "int8", "--file", stream_file, "--threshold-for", "dog")
+    r = edge_sed(
+        "listen", "--bundle", tiny_bundles[0] / "int8", "--file", stream_file, "--threshold-for", "dog"
+    )
     assert r.returncode == 2 and "CLASS=P" in r.stderr
 
 
@@ -259,11 +323,23 @@ def _wait_for(predicate, timeout=30.0):
     return False
 
 
-@pytest.mark.parametrize("sig,code,why", [(signal.SIGTERM, 0, "terminate"), (signal.SIGINT, 130, "interrupt")])
+@pytest.mark.parametrize(
+    "sig,code,why", [(signal.SIGTERM, 0, "terminate"), (signal.SIGINT, 130, "interrupt")]
+)
 def test_signal_gives_summary_and_exit_code(tiny_bundles, stream_file, tmp_path, sig, code, why):
     log = tmp_path / "ev.jsonl"
-    p = spawn("listen", "--bundle", tiny_bundles[0] / "int8", "--file", stream_file, "--realtime", "--log", log,
-              "--threshold", "0")
+    p = spawn(
+        "listen",
+        "--bundle",
+        tiny_bundles[0] / "int8",
+        "--file",
+        stream_file,
+        "--realtime",
+        "--log",
+        log,
+        "--threshold",
+        "0",
+    )
     assert _wait_for(lambda: log.exists() and log.stat().st_size > 0), "no event logged"
     p.send_signal(sig)
     out, err = p.communicate(timeout=30)
@@ -276,8 +352,20 @@ def test_signal_gives_summary_and_exit_code(tiny_bundles, stream_file, tmp_path,
 
 def test_log_intact_after_kill_9(tiny_bundles, stream_file, tmp_path):
     log = tmp_path / "ev.jsonl"
-    p = spawn("listen", "--bundle", tiny_bundles[0] / "int8", "--file", stream_file, "--realtime", "--log", log,
-              "--threshold", "0", "--suppression-ms", "0")
+    p = spawn(
+        "listen",
+        "--bundle",
+        tiny_bundles[0] / "int8",
+        "--file",
+        stream_file,
+        "--realtime",
+        "--log",
+        log,
+        "--threshold",
+        "0",
+        "--suppression-ms",
+        "0",
+    )
     assert _wait_for(lambda: log.exists() and len(log.read_text().splitlines()) >= 3)
     p.kill()
     out, _ = p.communicate(timeout=30)
@@ -295,8 +383,13 @@ def test_no_microphone(tiny_bundles, tmp_path):
     if Path("/proc/asound/cards").exists() and "no soundcards" not in Path("/proc/asound/cards").read_text():
         pytest.skip("this machine has a sound card: 'no microphone' cannot be staged")
     (tmp_path / "client.conf").write_text("autospawn = no\n")
-    env = dict(os.environ, PULSE_SERVER=f"unix:{tmp_path}/no-such-socket", PULSE_CLIENTCONFIG=str(tmp_path / "client.conf"),
-               XDG_RUNTIME_DIR=str(tmp_path), HOME=str(tmp_path))
+    env = dict(
+        os.environ,
+        PULSE_SERVER=f"unix:{tmp_path}/no-such-socket",
+        PULSE_CLIENTCONFIG=str(tmp_path / "client.conf"),
+        XDG_RUNTIME_DIR=str(tmp_path),
+        HOME=str(tmp_path),
+    )
     r = edge_sed("listen", "--bundle", tiny_bundles[0] / "int8", env=env)
     assert r.returncode == 2, r.stderr
     assert r.stderr.strip().splitlines() == [r.stderr.strip()] and "edge-sed devices" in r.stderr
@@ -308,7 +401,9 @@ def test_no_microphone(tiny_bundles, tmp_path):
 # ------------------------------------------------- a model that detects events on streams
 
 
-def train_stream_detector(root: Path, model: str = "cnn", epochs: int = 30, levels=("int8",), hidden: int = 32) -> Path:
+def train_stream_detector(
+    root: Path, model: str = "cnn", epochs: int = 30, levels=("int8",), hidden: int = 32
+) -> Path:
     """Bundles of a small model trained on 1.5 s windows cut from labelled streams (events on a
     background bed at 0, 6 and 12 dB EBR, bed at -30 dBFS): the distribution the listen tests
     play, so it detects reliably. The tiny conftest models are trained on isolated clips and do
@@ -316,13 +411,16 @@ def train_stream_detector(root: Path, model: str = "cnn", epochs: int = 30, leve
     import csv
 
     from convert.bundles import convert_run
-    from edge_sed.datasets import load_clips
-    from edge_sed.streams import make_stream
-    from edge_sed.synth import write_dataset
+    from edge_sed.data.datasets import load_clips
+    from edge_sed.data.streams import make_stream
+    from edge_sed.data.synth import write_dataset
     from train.trainer import TrainConfig, train
 
-    src = load_clips(write_dataset(root / "src", {"dog": 40, "baby_cry": 40, "gunshot": 40, "background": 80},
-                                   seed=5, workers=2))
+    src = load_clips(
+        write_dataset(
+            root / "src", {"dog": 40, "baby_cry": 40, "gunshot": 40, "background": 80}, seed=5, workers=2
+        )
+    )
     rows, n = [], 0
     rng = np.random.default_rng(0)
     for s in range(18):
@@ -333,26 +431,54 @@ def train_stream_detector(root: Path, model: str = "cnn", epochs: int = 30, leve
         windows = []
         for a in ann:
             start = max(0, int((a.onset_s - 0.25) * 16000))
-            busy[max(0, int((a.onset_s - 1.5) * 16000)):int((a.offset_s + 1.0) * 16000)] = True
-            windows.append((a.label, audio[start:start + 24000], a.onset_s - start / 16000,
-                            min(a.offset_s - start / 16000, 1.5)))
-        starts = [t for t in range(0, len(audio) - 24000, 24000) if not busy[t:t + 24000].any()]
+            busy[max(0, int((a.onset_s - 1.5) * 16000)) : int((a.offset_s + 1.0) * 16000)] = True
+            windows.append(
+                (
+                    a.label,
+                    audio[start : start + 24000],
+                    a.onset_s - start / 16000,
+                    min(a.offset_s - start / 16000, 1.5),
+                )
+            )
+        starts = [t for t in range(0, len(audio) - 24000, 24000) if not busy[t : t + 24000].any()]
         starts += [int(t) for t in rng.integers(0, len(bed) - 24000, 8)]
-        windows += [("background", (audio if k < len(starts) - 8 else bed)[t:t + 24000], "", "")
-                    for k, t in enumerate(starts)]
+        windows += [
+            ("background", (audio if k < len(starts) - 8 else bed)[t : t + 24000], "", "")
+            for k, t in enumerate(starts)
+        ]
         for label, x, on, off in windows:
             rel = f"w/{label}-{n:05d}.wav"
             write_audio(root / "data" / rel, x)
-            rows.append({"path": rel, "label": label, "group": f"s{s}-{label}-{n // 4}", "onset_s": on,
-                         "offset_s": off})
+            rows.append(
+                {
+                    "path": rel,
+                    "label": label,
+                    "group": f"s{s}-{label}-{n // 4}",
+                    "onset_s": on,
+                    "offset_s": off,
+                }
+            )
             n += 1
     with open(root / "data" / "metadata.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
     run = root / f"run-{model}"
-    train(TrainConfig(data=str(root / "data" / "metadata.csv"), out=str(run), model=model, ratio=None,
-                      epochs=epochs, patience=50, batch_size=16, hidden=hidden, embed_dim=8, threads=1, lr=3e-3))
+    train(
+        TrainConfig(
+            data=str(root / "data" / "metadata.csv"),
+            out=str(run),
+            model=model,
+            ratio=None,
+            epochs=epochs,
+            patience=50,
+            batch_size=16,
+            hidden=hidden,
+            embed_dim=8,
+            threads=1,
+            lr=3e-3,
+        )
+    )
     convert_run(run, root / "bundles", levels=levels)
     return root / "bundles"
 
@@ -375,17 +501,38 @@ class Pulse:
         run.mkdir(mode=0o700, parents=True)
         home.mkdir(parents=True)
         (root / "client.conf").write_text("autospawn = no\n")
-        self.env = dict(os.environ, XDG_RUNTIME_DIR=str(run), HOME=str(home),
-                        PULSE_CLIENTCONFIG=str(root / "client.conf"), PULSE_SERVER=f"unix:{run}/pulse/native")
+        self.env = dict(
+            os.environ,
+            XDG_RUNTIME_DIR=str(run),
+            HOME=str(home),
+            PULSE_CLIENTCONFIG=str(root / "client.conf"),
+            PULSE_SERVER=f"unix:{run}/pulse/native",
+        )
         self.env.pop("PULSE_SINK", None)
         self.env.pop("PULSE_SOURCE", None)
-        subprocess.run(["pulseaudio", "--daemonize=yes", "-n", "--exit-idle-time=-1", "--use-pid-file=yes",
-                        "--log-target=file:" + str(root / "pulse.log"),
-                        "-L", "module-native-protocol-unix",
-                        "-L", "module-null-sink sink_name=vspk rate=16000 channels=1",
-                        "-L", "module-remap-source master=vspk.monitor source_name=vmic"],
-                       env=self.env, check=True, timeout=30, capture_output=True)
-        ok = _wait_for(lambda: subprocess.run(["pactl", "info"], env=self.env, capture_output=True).returncode == 0, 15)
+        subprocess.run(
+            [
+                "pulseaudio",
+                "--daemonize=yes",
+                "-n",
+                "--exit-idle-time=-1",
+                "--use-pid-file=yes",
+                "--log-target=file:" + str(root / "pulse.log"),
+                "-L",
+                "module-native-protocol-unix",
+                "-L",
+                "module-null-sink sink_name=vspk rate=16000 channels=1",
+                "-L",
+                "module-remap-source master=vspk.monitor source_name=vmic",
+            ],
+            env=self.env,
+            check=True,
+            timeout=30,
+            capture_output=True,
+        )
+        ok = _wait_for(
+            lambda: subprocess.run(["pactl", "info"], env=self.env, capture_output=True).returncode == 0, 15
+        )
         assert ok, (root / "pulse.log").read_text()[-2000:]
         subprocess.run(["pactl", "set-default-source", "vmic"], env=self.env, check=True, timeout=10)
         self.pid = int((run / "pulse" / "pid").read_text().split()[0])
@@ -405,7 +552,9 @@ class Pulse:
 def _pulse_or_skip(root):
     missing = [t for t in ("pulseaudio", "pactl", "paplay") if not shutil.which(t)]
     if missing:
-        pytest.skip(f"{', '.join(missing)} not installed (scripts/setup.sh installs pulseaudio, pulseaudio-utils)")
+        pytest.skip(
+            f"{', '.join(missing)} not installed (scripts/setup.sh installs pulseaudio, pulseaudio-utils)"
+        )
     return Pulse(root)
 
 
@@ -426,13 +575,15 @@ def test_devices_lists_the_pulse_input(pulse):
 def test_unknown_input_device(pulse, tiny_bundles):
     r = edge_sed("listen", "--bundle", tiny_bundles[0] / "int8", "--input-device", "99", env=pulse.env)
     assert r.returncode == 2 and "edge-sed devices" in r.stderr and len(r.stderr.strip().splitlines()) == 1
-    r = edge_sed("listen", "--bundle", tiny_bundles[0] / "int8", "--input-device", "no-such-mic", env=pulse.env)
+    r = edge_sed(
+        "listen", "--bundle", tiny_bundles[0] / "int8", "--input-device", "no-such-mic", env=pulse.env
+    )
     assert r.returncode == 2 and "edge-sed devices" in r.stderr
 
 
 CAPTURE_SNIPPET = """
 import sys, time, numpy as np
-from edge_sed.listen import MicSource
+from edge_sed.listen.run import MicSource
 src = MicSource(None, capture_hz=int(sys.argv[1]))
 got, slow_s = [], float(sys.argv[3])
 with src:
@@ -454,8 +605,13 @@ def test_capture_at_48k_is_resampled_to_16k(pulse, tmp_path):
     write_audio(tmp_path / "tone.wav", (0.3 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32))
     player = pulse.play(tmp_path / "tone.wav")
     time.sleep(1.0)
-    r = subprocess.run([sys.executable, "-c", CAPTURE_SNIPPET, "48000", "2", "0"], env=pulse.env,
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-c", CAPTURE_SNIPPET, "48000", "2", "0"],
+        env=pulse.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     player.wait(timeout=30)
     assert r.returncode == 0, r.stderr
     rate, n, peak_hz, dropped, overflows = r.stdout.split()
@@ -463,8 +619,13 @@ def test_capture_at_48k_is_resampled_to_16k(pulse, tmp_path):
 
 
 def test_slow_worker_drops_blocks_counts_them_and_goes_on(pulse):
-    r = subprocess.run([sys.executable, "-c", CAPTURE_SNIPPET, "16000", "3", "4.5"], env=pulse.env,
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-c", CAPTURE_SNIPPET, "16000", "3", "4.5"],
+        env=pulse.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     rate, n, _, dropped, _ = r.stdout.split()
     # 4.5 s asleep with a 2 s queue (the stream takes up to ~1 s to start delivering): 0.5-2.5 s
@@ -476,8 +637,22 @@ def test_device_lost_mid_stream(tiny_bundles, tmp_path):
     p = _pulse_or_skip(tmp_path / "pulse")
     try:
         log = tmp_path / "ev.jsonl"
-        listen = spawn("listen", "--bundle", tiny_bundles[0] / "int8", "--log", log, "--threshold", "0",
-                       "--suppression-ms", "0", "--min-count", "1", "--duration", "60", env=p.env)
+        listen = spawn(
+            "listen",
+            "--bundle",
+            tiny_bundles[0] / "int8",
+            "--log",
+            log,
+            "--threshold",
+            "0",
+            "--suppression-ms",
+            "0",
+            "--min-count",
+            "1",
+            "--duration",
+            "60",
+            env=p.env,
+        )
         tone = np.random.default_rng(0).standard_normal(16000 * 30).astype(np.float32) * 0.1
         write_audio(tmp_path / "noise.wav", tone)
         player = p.play(tmp_path / "noise.wav")
@@ -505,20 +680,34 @@ def test_microphone_detects_a_played_stream(pulse, detector_bundles, tmp_path):
     """A known stream is played into the virtual microphone while `edge-sed listen` runs on it:
     the detected classes and onsets match the annotations, nothing overflows, and replaying
     what the microphone heard through `--file` gives exactly the live events."""
-    from edge_sed.datasets import load_clips
-    from edge_sed.events import Event, event_metrics
-    from edge_sed.streams import make_stream, write_stream
-    from edge_sed.synth import write_dataset
+    from edge_sed.data.datasets import load_clips
+    from edge_sed.core.events import Event, event_metrics
+    from edge_sed.data.streams import make_stream, write_stream
+    from edge_sed.data.synth import write_dataset
 
-    held = load_clips(write_dataset(tmp_path / "held", {"dog": 3, "baby_cry": 3, "gunshot": 3, "background": 6},
-                                    seed=77, workers=1))  # clips the model never saw
+    held = load_clips(
+        write_dataset(
+            tmp_path / "held", {"dog": 3, "baby_cry": 3, "gunshot": 3, "background": 6}, seed=77, workers=1
+        )
+    )  # clips the model never saw
     audio, ann = make_stream(held, 33.0, 6, seed=2, ebr_db=6.0, bed_rms=0.03, min_gap_s=4.5)
     wav = tmp_path / "room.wav"
     write_stream(wav, audio, ann)
     bundle = detector_bundles / "int8"
     rec, log = tmp_path / "heard.wav", tmp_path / "events.jsonl"
-    listen = spawn("listen", "--bundle", bundle, "--json", "--duration", "38", "--record", rec, "--log", log,
-                   env=pulse.env)
+    listen = spawn(
+        "listen",
+        "--bundle",
+        bundle,
+        "--json",
+        "--duration",
+        "38",
+        "--record",
+        rec,
+        "--log",
+        log,
+        env=pulse.env,
+    )
     time.sleep(3.0)  # listen is up and capturing
     pulse.play(wav).wait(timeout=90)
     out, err = listen.communicate(timeout=60)
@@ -534,17 +723,30 @@ def test_microphone_detects_a_played_stream(pulse, detector_bundles, tmp_path):
     assert m["tp"] == len(ann), (m, [(a.onset_s, a.label) for a in ann], [(e.t_s, e.label) for e in detected])
     assert m["fp"] <= 2, (m, [(a.onset_s, a.label) for a in ann], [(e.t_s, e.label) for e in detected])
     assert all(-0.5 <= l <= 0.98 + 0.25 + 0.75 for l in m["latencies_s"])
-    assert [json.loads(l)["stream_s"] for l in log.read_text().splitlines()] == [d["stream_s"] for d in s["detected"]]
+    assert [json.loads(l)["stream_s"] for l in log.read_text().splitlines()] == [
+        d["stream_s"] for d in s["detected"]
+    ]
     # offline == live: the recording through --file gives the same decisions
     r = edge_sed("listen", "--bundle", bundle, "--file", rec, "--json")
     offline = json.loads(r.stdout)["detected"]
-    assert [(d["class"], d["stream_s"]) for d in offline] == [(d["class"], d["stream_s"]) for d in s["detected"]]
+    assert [(d["class"], d["stream_s"]) for d in offline] == [
+        (d["class"], d["stream_s"]) for d in s["detected"]
+    ]
     assert np.allclose([d["score"] for d in offline], [d["score"] for d in s["detected"]], atol=1e-3)
 
 
 def test_profile_runs_the_loop_on_a_simulated_mcu(tiny_bundles, stream_file):
     pytest.importorskip("tflite_micro", reason="the [sim] extra (tflite-micro) is not installed")
-    args = ("listen", "--bundle", tiny_bundles[0] / "int8", "--file", stream_file, "--json", "--threshold", "0.3")
+    args = (
+        "listen",
+        "--bundle",
+        tiny_bundles[0] / "int8",
+        "--file",
+        stream_file,
+        "--json",
+        "--threshold",
+        "0.3",
+    )
     host = json.loads(edge_sed(*args).stdout)
     r = edge_sed(*args, "--profile", "cortex-m7-480mhz")
     assert r.returncode == 0, r.stderr
@@ -556,44 +758,53 @@ def test_profile_runs_the_loop_on_a_simulated_mcu(tiny_bundles, stream_file):
     goals = d["goals"]  # issue 15's always-on goals, judged on this run
     assert goals["no_overrun"] == {"value": 0, "met": True}
     assert goals["duty_cycle<=10%_at_80MHz"]["value"] == pytest.approx(d["duty_cycle"] * 480 / 80, rel=1e-3)
-    assert goals["model_bytes<=48KB"]["value"] == len((tiny_bundles[0] / "int8" / "model.tflite").read_bytes())
+    assert goals["model_bytes<=48KB"]["value"] == len(
+        (tiny_bundles[0] / "int8" / "model.tflite").read_bytes()
+    )
     r = edge_sed(*args, "--profile", "rpi-4")
     assert r.returncode == 2 and "MCU profiles" in r.stderr
-    r = edge_sed("listen", "--bundle", tiny_bundles[0] / "fp32", "--file", stream_file, "--profile", "cortex-m4-80mhz")
+    r = edge_sed(
+        "listen", "--bundle", tiny_bundles[0] / "fp32", "--file", stream_file, "--profile", "cortex-m4-80mhz"
+    )
     assert r.returncode == 2 and "int8" in r.stderr
 
 
 # --------------------------------------------------- settings that could never fire (issue 18)
 
 
-@pytest.mark.parametrize("args, fragments", [
-    (["--hop-ms", "1000"], ["holds 1 decision", "minimum count 2"]),  # default 750 ms window
-    (["--window-ms", "0"], ["holds 1 decision", "minimum count 2"]),
-    (["--window-ms", "100"], ["holds 1 decision"]),
-    (["--min-count", "1000"], ["minimum count 1000"]),
-    (["--threshold", "1"], ["no event could ever fire"]),
-    (["--window-ms", "inf"], ["--window-ms"]),
-    (["--window-ms", "nan"], ["--window-ms", "not a finite number"]),
-    (["--suppression-ms", "nan"], ["--suppression-ms", "not a finite number"]),
-    (["--hop-ms", "nan"], ["--hop-ms", "not a finite number"]),
-    (["--duration", "inf"], ["--duration"]),
-    (["--duration", "nan"], ["--duration", "not a finite number"]),
-    (["--threshold", "nan"], ["--threshold", "not a finite number"]),
-    (["--threshold-for", "dog=nan"], ["--threshold-for", "probability"]),
-])
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["--hop-ms", "1000"], ["holds 1 decision", "minimum count 2"]),  # default 750 ms window
+        (["--window-ms", "0"], ["holds 1 decision", "minimum count 2"]),
+        (["--window-ms", "100"], ["holds 1 decision"]),
+        (["--min-count", "1000"], ["minimum count 1000"]),
+        (["--threshold", "1"], ["no event could ever fire"]),
+        (["--window-ms", "inf"], ["--window-ms"]),
+        (["--window-ms", "nan"], ["--window-ms", "not a finite number"]),
+        (["--suppression-ms", "nan"], ["--suppression-ms", "not a finite number"]),
+        (["--hop-ms", "nan"], ["--hop-ms", "not a finite number"]),
+        (["--duration", "inf"], ["--duration"]),
+        (["--duration", "nan"], ["--duration", "not a finite number"]),
+        (["--threshold", "nan"], ["--threshold", "not a finite number"]),
+        (["--threshold-for", "dog=nan"], ["--threshold-for", "probability"]),
+    ],
+)
 def test_settings_that_cannot_fire_or_suppress_are_refused(capfd, tiny_bundles, stream_file, args, fragments):
     """Each of these was accepted and gave 0 events (or, --suppression-ms nan, an event at every
     decision); a deployed service gets the same values through --listen-args."""
     from test_bad_audio import assert_one_line_error, run_cli
 
-    code, out, err = run_cli(capfd, "listen", "--bundle", tiny_bundles[0] / "int8", "--file", stream_file, *args)
+    code, out, err = run_cli(
+        capfd, "listen", "--bundle", tiny_bundles[0] / "int8", "--file", stream_file, *args
+    )
     assert_one_line_error(code, err, *fragments)
     assert out == ""
 
 
 def test_listen_api_refuses_non_finite_hop_and_duration(tiny_bundles, stream_file):
-    from edge_sed.errors import EdgeSedError
-    from edge_sed.listen import listen
+    from edge_sed.core.errors import EdgeSedError
+    from edge_sed.listen.run import listen
 
     for kw in ({"hop_ms": float("nan")}, {"duration_s": float("inf")}, {"hop_ms": -5.0}):
         with pytest.raises(EdgeSedError, match="finite number > 0"):
@@ -602,8 +813,20 @@ def test_listen_api_refuses_non_finite_hop_and_duration(tiny_bundles, stream_fil
 
 def test_a_longer_window_makes_a_long_hop_fire(tiny_bundles, stream_file):
     """The refusal above names the way out: a window holding two 1 s hops fires again."""
-    r = edge_sed("listen", "--bundle", tiny_bundles[0] / "int8", "--file", stream_file, "--json", "--hop-ms", "1000",
-                 "--window-ms", "1000", "--threshold", "0")
+    r = edge_sed(
+        "listen",
+        "--bundle",
+        tiny_bundles[0] / "int8",
+        "--file",
+        stream_file,
+        "--json",
+        "--hop-ms",
+        "1000",
+        "--window-ms",
+        "1000",
+        "--threshold",
+        "0",
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["events"] >= 1
 
@@ -624,8 +847,12 @@ class _NaNRunner:
 def test_non_finite_model_output_is_counted_never_an_event(tiny_bundles, capfd):
     bundle = load_bundle(tiny_bundles[0] / "int8")
     noise = np.random.default_rng(0).normal(0, 0.1, 16000 * 6).astype(np.float32)
-    det = Detector(bundle, runner=_NaNRunner(bundle.labels), hop_frames=25,
-                   smoother=Smoother(bundle.labels, threshold=0.0, minimum_count=1))
+    det = Detector(
+        bundle,
+        runner=_NaNRunner(bundle.labels),
+        hop_frames=25,
+        smoother=Smoother(bundle.labels, threshold=0.0, minimum_count=1),
+    )
     capfd.readouterr()
     summary = run_loop(det, FlakySource(noise), [], clock=lambda: 0.0)
     err = capfd.readouterr().err

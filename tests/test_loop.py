@@ -1,16 +1,19 @@
 import numpy as np
 import pytest
 
-from edge_sed.bundle import BundleRunner, load_bundle
-from edge_sed.frontend import log_mel
-from edge_sed.loop import Detector
-from edge_sed.smoother import Smoother
-from edge_sed.synth import make_clip
+from edge_sed.core.bundle import BundleRunner, load_bundle
+from edge_sed.core.frontend import log_mel
+from edge_sed.core.loop import Detector
+from edge_sed.core.smoother import Smoother
+from edge_sed.data.synth import make_clip
 
 
 @pytest.fixture(scope="module")
 def audio():
-    parts = [make_clip(l, i, seed=9, clip_s=2.0)[0] for i, l in enumerate(["background", "dog", "gunshot", "baby_cry"])]
+    parts = [
+        make_clip(l, i, seed=9, clip_s=2.0)[0]
+        for i, l in enumerate(["background", "dog", "gunshot", "baby_cry"])
+    ]
     return np.concatenate(parts)
 
 
@@ -18,7 +21,7 @@ def decisions(det, audio, block):
     det.reset()
     out = []
     for i in range(0, len(audio), block):
-        out += det.push(audio[i:i + block])
+        out += det.push(audio[i : i + block])
     return out
 
 
@@ -34,7 +37,7 @@ def test_windowed_decisions_are_the_model_on_the_last_window(tiny_bundles, audio
     for k, d in enumerate(ds):
         end = W + 25 * k
         assert d.t_s == pytest.approx(((end - 1) * 160 + 400) / 16000)
-        np.testing.assert_array_equal(d.scores, runner.predict(feats[end - W:end]))
+        np.testing.assert_array_equal(d.scores, runner.predict(feats[end - W : end]))
         assert d.inferences == 1 and d.frames == (W if k == 0 else 25)
     # block size does not matter
     for block in (37, 320, 16000, len(audio)):
@@ -43,8 +46,9 @@ def test_windowed_decisions_are_the_model_on_the_last_window(tiny_bundles, audio
         assert all(np.array_equal(a.scores, b.scores) for a, b in zip(ds, other))
 
 
-@pytest.mark.parametrize("windowed,streaming,tol", [("fp32", "fp32-streaming", 1e-4),
-                                                    ("int8", "int16x8-streaming", 0.08)])
+@pytest.mark.parametrize(
+    "windowed,streaming,tol", [("fp32", "fp32-streaming", 1e-4), ("int8", "int16x8-streaming", 0.08)]
+)
 def test_streaming_bundle_gives_the_windowed_decisions(tiny_bundles, audio, windowed, streaming, tol):
     hop = 25
     a = Detector(load_bundle(tiny_bundles[0] / windowed), hop_frames=hop)
@@ -57,7 +61,9 @@ def test_streaming_bundle_gives_the_windowed_decisions(tiny_bundles, audio, wind
     W = b.window_frames
     assert b.inferences == sum(min(W, len(log_mel(audio)) - s) for s in range(0, len(log_mel(audio)), hop))
     if tol < 1e-3:  # fp32: the same events, to the float
-        assert [(e.label, e.t_s) for e in (d.event for d in da) if e] == [(e.label, e.t_s) for e in (d.event for d in db) if e]
+        assert [(e.label, e.t_s) for e in (d.event for d in da) if e] == [
+            (e.label, e.t_s) for e in (d.event for d in db) if e
+        ]
 
 
 def test_smoother_is_fed_every_decision(tiny_bundles, audio):

@@ -11,15 +11,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_sed.bundle import load_bundle
-from edge_sed.events import Event
-from edge_sed.tflite_info import read_tflite_info
+from edge_sed.core.bundle import load_bundle
+from edge_sed.core.events import Event
+from edge_sed.core.tflite_info import read_tflite_info
 from firmware_sim import calibrate, clock, cost, mcu, profiles
 from firmware_sim.tflm import LiteRTReferenceBackend, MicroBackend, find_arena_bytes
 
 TOOLS = all(shutil.which(t) for t in ("make", "arm-none-eabi-gcc", "qemu-system-arm"))
-needs_tools = pytest.mark.skipif(not TOOLS, reason="needs gcc-arm-none-eabi, libnewlib-arm-none-eabi and "
-                                 "qemu-system-arm (scripts/setup.sh installs them)")
+needs_tools = pytest.mark.skipif(
+    not TOOLS,
+    reason="needs gcc-arm-none-eabi, libnewlib-arm-none-eabi and "
+    "qemu-system-arm (scripts/setup.sh installs them)",
+)
 DSCNN = calibrate.DSCNN_TFLITE.read_bytes()
 
 
@@ -75,7 +78,9 @@ def test_both_device_front_ends_on_qemu_against_the_float_log_mel():
     every level, where the project's loses precision as the input gets quieter."""
     from firmware_sim import frontend_check
 
-    report = frontend_check.check([("synthetic", frontend_check.synthetic_audio(1.0))], [-20.0, -40.0], twin_frames=20)
+    report = frontend_check.check(
+        [("synthetic", frontend_check.synthetic_audio(1.0))], [-20.0, -40.0], twin_frames=20
+    )
     assert report["twin_equal"] == report["twin_frames"] == 40
     for r in report["results"]:
         cmsis, own = r["kernels"]["frontend_frame_cmsis_q15"], r["kernels"]["frontend_frame_q15"]
@@ -90,13 +95,15 @@ def test_both_device_front_ends_on_qemu_against_the_float_log_mel():
 def test_the_cmsis_front_end_at_the_edges_of_its_range(tmp_path):
     """Silence gives ln(1 + 0) = 0 in every band (peak 0: no shift); a full-scale square wave
     with -32768 samples (peak 2^15: no shift either) stays within the float log-mel's reach."""
-    from edge_sed.frontend import FrontendConfig, log_mel
+    from edge_sed.core.frontend import FrontendConfig, log_mel
     from firmware_sim import frontend_check
     from firmware_sim.kernels_ref import ENERGY_SCALE
 
     elf = frontend_check.build_dump(tmp_path)
     square = np.where(np.arange(400) % 40 < 20, 32767, -32768).astype(np.int16)
-    out = frontend_check.run_dump(elf, np.stack([np.zeros(400, np.int16), square]), tmp_path)["frontend_frame_cmsis_q15"]
+    out = frontend_check.run_dump(elf, np.stack([np.zeros(400, np.int16), square]), tmp_path)[
+        "frontend_frame_cmsis_q15"
+    ]
     assert np.all(out[0] == 0)
     ref = log_mel((square / 32768.0).astype(np.float32), FrontendConfig())[0]
     loud = ref > np.percentile(ref, 50)
@@ -116,7 +123,12 @@ def test_rfft_split_tables_are_cmsis_dsps_at_512_points():
     text = src.read_text()
     for name in ("realCoefAQ15", "realCoefBQ15"):
         at = text.index(f"{name}[8192]")
-        v = np.array([int(x, 16) for x in re.findall(r"0x([0-9a-fA-F]+)", text[text.index("{", at):text.index("};", at)])])
+        v = np.array(
+            [
+                int(x, 16)
+                for x in re.findall(r"0x([0-9a-fA-F]+)", text[text.index("{", at) : text.index("};", at)])
+            ]
+        )
         v = np.where(v >= 32768, v - 65536, v).reshape(4096, 2)[::16].ravel()
         assert np.array_equal(tables()["k" + name[0].upper() + name[1:]], v), name
 
@@ -125,15 +137,16 @@ def test_numpy_reference_detects_a_wrong_checksum():
     """The reference is not a tautology: other parameters give other checksums."""
     from firmware_sim import kernels_ref
 
-    assert kernels_ref.reference_checksum("fc_s8", {"n_in": 64, "n_out": 16}) != \
-        kernels_ref.reference_checksum("fc_s8", {"n_in": 64, "n_out": 18})
+    assert kernels_ref.reference_checksum(
+        "fc_s8", {"n_in": 64, "n_out": 16}
+    ) != kernels_ref.reference_checksum("fc_s8", {"n_in": 64, "n_out": 18})
     assert kernels_ref.tables_h_text() == kernels_ref.TABLES_H.read_text(), "tables.h is stale"
 
 
 def test_fixed_point_front_end_tracks_the_float_log_mel():
     """The C front end's arithmetic (through its numpy twin) computes the same log-mel as
-    edge_sed.frontend up to fixed-point precision and its fixed scale factors."""
-    from edge_sed.frontend import FrontendConfig, log_mel
+    edge_sed.core.frontend up to fixed-point precision and its fixed scale factors."""
+    from edge_sed.core.frontend import FrontendConfig, log_mel
     from firmware_sim.kernels_ref import frontend_frame_q15_values
 
     rng = np.random.default_rng(0)
@@ -156,21 +169,25 @@ def test_fixed_point_front_end_tracks_the_float_log_mel():
 def test_fixed_point_pcen_tracks_the_float_pcen():
     """The C PCEN stage (through its numpy twin, bit-exact with QEMU) on the front end's Q16
     ln(1 + energy) of realistic mel energies (synthetic clips at their level and 30 dB lower)
-    gives edge_sed.frontend's float PCEN within 0.003 (measured here: max 0.0008 at both levels,
+    gives edge_sed.core.frontend's float PCEN within 0.003 (measured here: max 0.0008 at both levels,
     mean 3e-5; max 0.0018 on 12 clips at -30 dB); in digital silence it gives 0.0078 where float
     gives 0 (its input is ln(1 + E)). The
     smoother state carries across calls as in the streaming front end."""
-    from edge_sed.frontend import FrontendConfig, compress, mel_energies
-    from edge_sed.synth import make_clip
+    from edge_sed.core.frontend import FrontendConfig, compress, mel_energies
+    from edge_sed.data.synth import make_clip
     from firmware_sim import kernels_ref as kr
 
     cfg = FrontendConfig(compression="pcen")
     log2_table = kr.tables()["kLog2Q16"]
 
     def device_input(e):  # what frontend_frame_q15 gives for these energies, at its precision
-        return kr._log_q16(np.round(np.asarray(e, np.float64) * kr.ENERGY_SCALE).astype(np.int64) + 1, log2_table)
+        return kr._log_q16(
+            np.round(np.asarray(e, np.float64) * kr.ENERGY_SCALE).astype(np.int64) + 1, log2_table
+        )
 
-    audio = np.concatenate([make_clip(label, 0, seed=3)[0] for label in ("dog", "baby_cry", "gunshot", "background")])
+    audio = np.concatenate(
+        [make_clip(label, 0, seed=3)[0] for label in ("dog", "baby_cry", "gunshot", "background")]
+    )
     for gain in (1.0, 0.03):
         q = np.clip(np.round(audio * gain * 32768), -32768, 32767)
         e = mel_energies((q / 32768).astype(np.float32), cfg)
@@ -181,7 +198,10 @@ def test_fixed_point_pcen_tracks_the_float_pcen():
         assert err.max() < 3e-3 and err.mean() < 1e-4, (gain, err.max(), err.mean())
     silence_then_onset = np.zeros((40, 40), np.float32)
     silence_then_onset[20:] = 0.5
-    err = np.abs(kr.pcen_frame_q16_values(device_input(silence_then_onset))[0] / 65536 - compress(silence_then_onset, cfg))
+    err = np.abs(
+        kr.pcen_frame_q16_values(device_input(silence_then_onset))[0] / 65536
+        - compress(silence_then_onset, cfg)
+    )
     assert err.max() < 0.01
     x = device_input(e)
     whole = kr.pcen_frame_q16_values(x)[0]
@@ -199,7 +219,10 @@ def test_counts_json_holds_the_pcen_kernel_for_every_board():
         rows = [r for r in counts["builds"][name]["results"] if r["kernel"] == "pcen_frame_q16"]
         assert {r["params"]["n_bands"] for r in rows} >= {40}
         for r in rows:
-            assert r["matches_reference"] and r["fnv"] == reference_checksum(r["kernel"], r["params"]), (name, r)
+            assert r["matches_reference"] and r["fnv"] == reference_checksum(r["kernel"], r["params"]), (
+                name,
+                r,
+            )
         c = calibrate.coefficients(name, counts)["pcen"]
         assert c["insns_per_band"] > 0 and c["max_residual_pct"] < 1
         (row40,) = [r for r in rows if r["params"]["n_bands"] == 40]
@@ -225,10 +248,12 @@ def test_dscnn_estimate_is_within_35_percent_of_published():
 def test_a_pcen_front_end_costs_exactly_the_pcen_stage_more():
     from types import SimpleNamespace
 
-    from edge_sed.frontend import FrontendConfig
+    from edge_sed.core.frontend import FrontendConfig
 
     def bundle(frontend):
-        return SimpleNamespace(model_bytes=DSCNN, info=read_tflite_info(DSCNN), labels=["a", "b"], frontend=frontend)
+        return SimpleNamespace(
+            model_bytes=DSCNN, info=read_tflite_info(DSCNN), labels=["a", "b"], frontend=frontend
+        )
 
     for profile in profiles.load_profiles("mcu"):
         coef = calibrate.coefficients(profile.kernel_build)
@@ -281,9 +306,11 @@ def test_tflm_and_litert_agree_within_steps_on_the_int8_lstm(tiny_bundles):
     the MCU's. Here: same decisions, outputs within a few quantization steps."""
     bundle = load_bundle(tiny_bundles[0] / "int8")
     check = bundle.check_data()
-    from edge_sed.bundle import BundleRunner
+    from edge_sed.core.bundle import BundleRunner
 
-    micro = BundleRunner(bundle, backend=MicroBackend(bundle.model_bytes, find_arena_bytes(bundle.model_bytes)["arena_bytes"]))
+    micro = BundleRunner(
+        bundle, backend=MicroBackend(bundle.model_bytes, find_arena_bytes(bundle.model_bytes)["arena_bytes"])
+    )
     ref = BundleRunner(bundle, backend=LiteRTReferenceBackend(bundle.model_bytes))
     a, b = micro.predict_many(check["x"]), ref.predict_many(check["x"])
     step = bundle.manifest["outputs"][0]["quantization"]["scale"]
@@ -300,7 +327,9 @@ def test_a_too_big_model_is_reported_as_not_fitting(tiny_bundles):
     m4 = profiles.load_profile("cortex-m4-80mhz")
     ok = mcu.memory_plan(bundle, m4, arena, detector_states=1)
     assert ok["fits"] and ok["verdict"].startswith("fits, with")
-    assert ok["ram"]["tensor_arena"] == arena["arena_bytes"] and ok["flash"]["model"] == len(bundle.model_bytes)
+    assert ok["ram"]["tensor_arena"] == arena["arena_bytes"] and ok["flash"]["model"] == len(
+        bundle.model_bytes
+    )
     tiny = m4.with_changes(ram_bytes=16 * 1024, flash_bytes=32 * 1024)
     bad = mcu.memory_plan(bundle, tiny, arena, detector_states=1)
     assert not bad["fits"]
@@ -310,15 +339,19 @@ def test_a_too_big_model_is_reported_as_not_fitting(tiny_bundles):
 
 def test_a_pcen_front_end_holds_its_table_and_state(tiny_bundles):
     """PCEN adds its exp2 table (33 int32) to flash and a uint64 smoother state per band to RAM."""
-    from edge_sed.bundle import Bundle
+    from edge_sed.core.bundle import Bundle
 
     bundle = load_bundle(tiny_bundles[0] / "int8")
     arena = find_arena_bytes(bundle.model_bytes)
     m4 = profiles.load_profile("cortex-m4-80mhz")
     log = mcu.memory_plan(bundle, m4, arena, detector_states=1)
     m = bundle.manifest
-    pcen_bundle = Bundle(bundle.path, {**m, "frontend": {**m["frontend"], "compression": "pcen"}}, bundle.model_bytes,
-                         bundle.info)
+    pcen_bundle = Bundle(
+        bundle.path,
+        {**m, "frontend": {**m["frontend"], "compression": "pcen"}},
+        bundle.model_bytes,
+        bundle.info,
+    )
     assert pcen_bundle.frontend.compression == "pcen"
     pcen = mcu.memory_plan(pcen_bundle, m4, arena, detector_states=1)
     assert pcen["flash"]["frontend_tables"] - log["flash"]["frontend_tables"] == 33 * 4
@@ -359,7 +392,7 @@ def test_clock_counts_overruns_and_drops_only_when_too_slow():
 
 @pytest.fixture(scope="module")
 def stream_wav(tiny_data, tmp_path_factory):
-    from edge_sed.streams import make_stream, write_stream
+    from edge_sed.data.streams import make_stream, write_stream
 
     audio, ann = make_stream(tiny_data, 40.0, 6, seed=1)
     wav = tmp_path_factory.mktemp("stream") / "stream.wav"
@@ -376,8 +409,9 @@ def test_simulated_mcu_overruns_when_the_profile_is_made_too_slow(tiny_bundles, 
     ok = mcu.simulate_profile(model, m4, audio, ann, info)
     assert ok["clock"]["dropped_blocks"] == 0 and ok["clock"]["duty_cycle"] < 1
     assert ok["cost"]["ms_per_decision"] == pytest.approx(ok["cost"]["cycles_per_decision"] / 80e6 * 1e3)
-    slow = mcu.simulate_profile(model, m4.with_changes(clock_hz=int(80e6 * ok["clock"]["duty_cycle"] / 3)),
-                                audio, ann, info)
+    slow = mcu.simulate_profile(
+        model, m4.with_changes(clock_hz=int(80e6 * ok["clock"]["duty_cycle"] / 3)), audio, ann, info
+    )
     assert slow["clock"]["duty_cycle"] == pytest.approx(3.0, rel=1e-5)  # 3x more work than audio time
     assert slow["clock"]["overruns"] > ok["clock"]["overruns"] and slow["clock"]["dropped_blocks"] > 0
     assert slow["clock"]["decision_latency_worst_ms"] > ok["clock"]["decision_latency_worst_ms"]
@@ -386,8 +420,22 @@ def test_simulated_mcu_overruns_when_the_profile_is_made_too_slow(tiny_bundles, 
 def test_simulate_command_end_to_end(tiny_bundles, stream_wav, tmp_path):
     out = tmp_path / "sim.json"
     edge_sed = str(Path(sys.executable).with_name("edge-sed"))
-    r = subprocess.run([edge_sed, "simulate", str(tiny_bundles[0] / "int8"), "--profile", "mcu",
-                        "--stream", str(stream_wav), "--out", str(out)], capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [
+            edge_sed,
+            "simulate",
+            str(tiny_bundles[0] / "int8"),
+            "--profile",
+            "mcu",
+            "--stream",
+            str(stream_wav),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr
     assert "fits, with" in r.stdout and "duty cycle" in r.stdout and "DS-CNN" in r.stdout
     report = json.loads(out.read_text())
@@ -398,7 +446,10 @@ def test_simulate_command_end_to_end(tiny_bundles, stream_wav, tmp_path):
         assert x["level"] == "int8" and x["memory"]["fits"]
         for key in ("f1", "error_rate", "latency_median_s", "false_alarms_per_hour"):
             assert key in x["events"]
-        assert 0 < x["clock"]["duty_cycle"] < 1 and x["ram_high_water_bytes"] > x["memory"]["ram"]["tensor_arena"]
+        assert (
+            0 < x["clock"]["duty_cycle"] < 1
+            and x["ram_high_water_bytes"] > x["memory"]["ram"]["tensor_arena"]
+        )
     # the faster core takes fewer ms per decision
     ms = {x["profile"]: x["cost"]["ms_per_decision"] for x in recs}
     assert ms["cortex-m7-480mhz"] < ms["cortex-m33-128mhz"] < ms["cortex-m4-80mhz"]
@@ -415,11 +466,22 @@ def test_missing_toolchain_says_what_to_install(monkeypatch, tmp_path):
 def test_goals_are_judged_for_the_figures_given():
     """judge_goals (simulate and listen --profile share it): a figure at its limit meets the goal,
     one over it does not, a missing latency (nothing detected) fails, figures not given are not judged."""
-    g = mcu.judge_goals(model_bytes=48 * 1024, arena_bytes=12 * 1024 + 1, duty_at_80mhz=0.1, overruns=1,
-                        latency_median_s=None, notes=False)
-    assert g == {"model_bytes<=48KB": {"value": 48 * 1024, "met": True},
-                 "arena_bytes<=12KB": {"value": 12 * 1024 + 1, "met": False},
-                 "duty_cycle<=10%_at_80MHz": {"value": 0.1, "met": True},
-                 "no_overrun": {"value": 1, "met": False},
-                 "latency_median<=0.35s": {"value": None, "met": False}}
-    assert set(mcu.judge_goals(ram_bytes=1)) == {"ram<=40KB"} and "note" in mcu.judge_goals(ram_bytes=1)["ram<=40KB"]
+    g = mcu.judge_goals(
+        model_bytes=48 * 1024,
+        arena_bytes=12 * 1024 + 1,
+        duty_at_80mhz=0.1,
+        overruns=1,
+        latency_median_s=None,
+        notes=False,
+    )
+    assert g == {
+        "model_bytes<=48KB": {"value": 48 * 1024, "met": True},
+        "arena_bytes<=12KB": {"value": 12 * 1024 + 1, "met": False},
+        "duty_cycle<=10%_at_80MHz": {"value": 0.1, "met": True},
+        "no_overrun": {"value": 1, "met": False},
+        "latency_median<=0.35s": {"value": None, "met": False},
+    }
+    assert (
+        set(mcu.judge_goals(ram_bytes=1)) == {"ram<=40KB"}
+        and "note" in mcu.judge_goals(ram_bytes=1)["ram<=40KB"]
+    )

@@ -1,15 +1,15 @@
-"""edge_sed.mixer: active spans, mixtures (levels, EBR, edges, determinism) and frame targets,
+"""edge_sed.data.mixer: active spans, mixtures (levels, EBR, edges, determinism) and frame targets,
 on real audio files written here (no data set needed)."""
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from edge_sed.datasets import Clip
-from edge_sed.events import Annotation
-from edge_sed.frontend import FrontendConfig, log_mel
-from edge_sed.mixer import Banks, active_span, dbfs, evaluation_streams, frame_targets, mix, rms
-from edge_sed.settings import LABELS, SAMPLE_RATE
+from edge_sed.data.datasets import Clip
+from edge_sed.core.events import Annotation
+from edge_sed.core.frontend import FrontendConfig, log_mel
+from edge_sed.data.mixer import Banks, active_span, dbfs, evaluation_streams, frame_targets, mix, rms
+from edge_sed.core.settings import LABELS, SAMPLE_RATE
 
 SR = SAMPLE_RATE
 
@@ -37,7 +37,11 @@ def banks(tmp_path_factory):
     rng = np.random.default_rng(1)
     for g in range(4):  # backgrounds: 4 recordings (groups) of 2 clips each, different noise colours
         for i in range(2):
-            x = np.cumsum(rng.standard_normal(4 * SR)) * 0.001 if g % 2 else rng.standard_normal(4 * SR) * 0.05
+            x = (
+                np.cumsum(rng.standard_normal(4 * SR)) * 0.001
+                if g % 2
+                else rng.standard_normal(4 * SR) * 0.05
+            )
             p = root / f"bg{g}-{i}.wav"
             sf.write(p, (x - x.mean()).astype(np.float32), SR)
             clips.append(Clip(p, "background", f"bg{g}", "brown" if g % 2 else "white"))
@@ -50,10 +54,26 @@ def banks(tmp_path_factory):
 
 
 def test_mixtures_are_deterministic_and_keep_levels_and_ratios(banks):
-    a1, ann1 = mix(banks, 20.0, np.random.default_rng(3), events_per_min=9, ebr_db=[0.0], bed_dbfs=(-30, -30),
-                   cut_edges=False, event_free_prob=0.0)
-    a2, ann2 = mix(banks, 20.0, np.random.default_rng(3), events_per_min=9, ebr_db=[0.0], bed_dbfs=(-30, -30),
-                   cut_edges=False, event_free_prob=0.0)
+    a1, ann1 = mix(
+        banks,
+        20.0,
+        np.random.default_rng(3),
+        events_per_min=9,
+        ebr_db=[0.0],
+        bed_dbfs=(-30, -30),
+        cut_edges=False,
+        event_free_prob=0.0,
+    )
+    a2, ann2 = mix(
+        banks,
+        20.0,
+        np.random.default_rng(3),
+        events_per_min=9,
+        ebr_db=[0.0],
+        bed_dbfs=(-30, -30),
+        cut_edges=False,
+        event_free_prob=0.0,
+    )
     assert np.array_equal(a1, a2) and ann1 == ann2
     assert len(a1) == 20 * SR and len(ann1) >= 1
     for a in ann1:
@@ -66,10 +86,25 @@ def test_mixtures_are_deterministic_and_keep_levels_and_ratios(banks):
 
 
 def test_ebr_is_met_on_the_event_span(banks):
-    audio, ann = mix(banks, 30.0, np.random.default_rng(5), events_per_min=6, ebr_db=[6.0], bed_dbfs=(-30, -30),
-                     cut_edges=False, event_free_prob=0.0)
-    bed, _ = mix(banks, 30.0, np.random.default_rng(5), events_per_min=0, bed_dbfs=(-30, -30), cut_edges=False,
-                 event_free_prob=0.0)  # same rng draws for the bed: the same bed without events
+    audio, ann = mix(
+        banks,
+        30.0,
+        np.random.default_rng(5),
+        events_per_min=6,
+        ebr_db=[6.0],
+        bed_dbfs=(-30, -30),
+        cut_edges=False,
+        event_free_prob=0.0,
+    )
+    bed, _ = mix(
+        banks,
+        30.0,
+        np.random.default_rng(5),
+        events_per_min=0,
+        bed_dbfs=(-30, -30),
+        cut_edges=False,
+        event_free_prob=0.0,
+    )  # same rng draws for the bed: the same bed without events
     for a in ann:
         s = slice(int(a.onset_s * SR), int(a.offset_s * SR))
         event = audio[s] - bed[s]
@@ -95,7 +130,7 @@ def test_frame_targets_follow_the_span():
 
 
 def test_evaluation_streams_write_and_feature_like_a_microphone(banks):
-    (audio, ann, seconds), = evaluation_streams(banks, seed=0, count=1, seconds=30.0)
+    ((audio, ann, seconds),) = evaluation_streams(banks, seed=0, count=1, seconds=30.0)
     assert seconds == 30.0 and len(audio) == 30 * SR and all(a.onset_s >= 2.0 for a in ann)
     assert {a.ebr_db for a in ann} <= {-6.0, 0.0, 6.0}
     assert np.isfinite(log_mel(audio)).all()
@@ -105,14 +140,19 @@ def test_an_event_that_cannot_fit_under_full_scale_is_left_out():
     """A loud burst on a loud bed: turned down to fit, it is added while its EBR stays >= -15 dB
     (its annotation says the EBR it got); below that, it is left out, annotation and all, and the
     audio is untouched."""
-    from edge_sed.mixer import EventSound, add_event
+    from edge_sed.data.mixer import EventSound, add_event
 
     rng = np.random.default_rng(0)
     click = np.zeros(3200, np.float32)
     click[1600:2080] = rng.uniform(-1, 1, 480).astype(np.float32)  # a 30 ms burst
     ev = EventSound("gunshot", click, 0.1, 0.13, "g0")
-    for bed_amp, ebr, added in ((0.05, 0.0, True), (0.3, 9.0, True), (0.3, 12.0, True), (0.9, 0.0, False),
-                                (0.97, -6.0, False)):  # effective EBR: 0, 5.6, 5.6, -21.6, -35.3 dB
+    for bed_amp, ebr, added in (
+        (0.05, 0.0, True),
+        (0.3, 9.0, True),
+        (0.3, 12.0, True),
+        (0.9, 0.0, False),
+        (0.97, -6.0, False),
+    ):  # effective EBR: 0, 5.6, 5.6, -21.6, -35.3 dB
         bed = (bed_amp * np.sin(np.arange(16000) * 0.05)).astype(np.float32)
         before = bed.copy()
         ann = add_event(bed, ev, 4000, ebr)
@@ -126,7 +166,7 @@ def test_an_event_that_cannot_fit_under_full_scale_is_left_out():
 def test_bed_weights_choose_the_recordings_a_bed_is_made_of(banks):
     """Hard-negative mining draws beds by ``Banks.bed_weights``: all weight on one recording gives
     a bed of that recording only (white noise: bg0/bg2; brown: bg1/bg3)."""
-    from edge_sed.mixer import make_bed
+    from edge_sed.data.mixer import make_bed
 
     def roughness(x):  # ~2 for white noise, ~0 for brown
         return float(np.var(np.diff(x)) / np.var(x))
@@ -148,17 +188,21 @@ def test_segments_name_the_recording_under_every_sample(banks):
     noise bg0/bg2, brown bg1/bg3), and ``mixture_batch`` turns them into per-frame source classes."""
     for cut in (False, True):
         segments = []
-        audio, _ = mix(banks, 30.0, np.random.default_rng(7), event_free_prob=1.0, cut_edges=cut, segments=segments)
+        audio, _ = mix(
+            banks, 30.0, np.random.default_rng(7), event_free_prob=1.0, cut_edges=cut, segments=segments
+        )
         starts = [s for s, _ in segments]
         assert starts[0] == 0 and starts == sorted(starts) and starts[-1] < len(audio) and len(segments) >= 3
         fade = int(0.25 * SR)
         for (s, g), nxt in zip(segments, starts[1:] + [len(audio)]):
-            x = audio[s + fade:nxt - fade]
+            x = audio[s + fade : nxt - fade]
             if len(x) > SR:
                 white = float(np.var(np.diff(x)) / np.var(x)) > 1.5
                 assert white == (int(g[-1]) % 2 == 0), (cut, s, g)
     from train.stateful import mixture_batch
 
-    x, y, anns, beds = mixture_batch(banks, np.random.default_rng(0), 2, 10.0, FrontendConfig(), bed_targets=True)
+    x, y, anns, beds = mixture_batch(
+        banks, np.random.default_rng(0), 2, 10.0, FrontendConfig(), bed_targets=True
+    )
     assert banks.bed_classes == ["brown", "white"]
     assert beds.shape == y.shape and set(np.unique(beds)) == {0, 1}  # 10 s of bed: both kinds

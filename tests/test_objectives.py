@@ -83,8 +83,10 @@ def test_class_balanced_weights_interpolate_uniform_and_inverse_frequency():
     assert np.allclose(w, raw / raw.mean())
     obj = make_objective("class-balanced", COUNTS, beta=0.99)
     logits, y = _batch()
-    assert torch.allclose(obj.classification_loss(logits, y),
-                          F.cross_entropy(logits, y, weight=torch.tensor(w, dtype=torch.float32)))
+    assert torch.allclose(
+        obj.classification_loss(logits, y),
+        F.cross_entropy(logits, y, weight=torch.tensor(w, dtype=torch.float32)),
+    )
     with pytest.raises(ValueError):
         make_objective("class-balanced", COUNTS, beta=1.0)
 
@@ -94,13 +96,17 @@ def test_focal_reduces_to_ce_and_to_weighted_ce_at_gamma_zero():
     plain = make_objective("focal", COUNTS, gamma=0.0, alpha=None)
     assert torch.allclose(plain.classification_loss(logits, y), F.cross_entropy(logits, y))
     weighted = make_objective("focal", COUNTS, gamma=0.0)  # alpha="inverse" by default
-    assert torch.allclose(weighted.classification_loss(logits, y),
-                          make_objective("weighted-ce", COUNTS).classification_loss(logits, y))
+    assert torch.allclose(
+        weighted.classification_loss(logits, y),
+        make_objective("weighted-ce", COUNTS).classification_loss(logits, y),
+    )
     # gamma = 2, no alpha, by hand: mean of -(1 - p_t)^2 log p_t
     p_t = logits.softmax(1)[torch.arange(len(y)), y]
-    assert torch.allclose(focal_loss(logits, y, gamma=2.0), (-(1 - p_t) ** 2 * p_t.log()).mean())
+    assert torch.allclose(focal_loss(logits, y, gamma=2.0), (-((1 - p_t) ** 2) * p_t.log()).mean())
     # focusing: easy examples are down-weighted, so the loss is below CE
-    assert make_objective("focal", COUNTS, alpha=None).classification_loss(logits, y) < F.cross_entropy(logits, y)
+    assert make_objective("focal", COUNTS, alpha=None).classification_loss(logits, y) < F.cross_entropy(
+        logits, y
+    )
 
 
 def test_logit_adjusted_is_ce_on_logits_plus_tau_log_prior():
@@ -108,12 +114,16 @@ def test_logit_adjusted_is_ce_on_logits_plus_tau_log_prior():
     prior = torch.tensor(COUNTS, dtype=torch.float32) / sum(COUNTS)
     for tau in (1.0, 0.5):
         obj = make_objective("logit-adjusted", COUNTS, tau=tau)
-        assert torch.allclose(obj.classification_loss(logits, y), F.cross_entropy(logits + tau * prior.log(), y))
+        assert torch.allclose(
+            obj.classification_loss(logits, y), F.cross_entropy(logits + tau * prior.log(), y)
+        )
     # the adjustment penalises the frequent class: a tie between gunshot and background costs a
     # gunshot example less than a background example
     tie = torch.zeros(2, 4)
     obj = make_objective("logit-adjusted", COUNTS)
-    assert obj.classification_loss(tie[:1], torch.tensor([2])) > obj.classification_loss(tie[:1], torch.tensor([3]))
+    assert obj.classification_loss(tie[:1], torch.tensor([2])) > obj.classification_loss(
+        tie[:1], torch.tensor([3])
+    )
 
 
 def test_oversample_gives_every_class_equal_expected_mass():
@@ -158,17 +168,32 @@ def test_clustered_objective_stage1_sampling():
     assert make_objective("clustered", COUNTS).embedding_loss is None
     assert obj.sample_weights(y) is None  # stage 2: weighted CE, plain shuffling
     # uneven clusters: background cluster 30 holds 200 examples, the other 25 hold 60 together
-    cluster_ids = np.concatenate([np.repeat([0, 1], 10), np.repeat([2, 3], 10), np.full(10, 4),
-                                  np.full(200, 30), 5 + np.arange(60) % 25])
+    cluster_ids = np.concatenate(
+        [
+            np.repeat([0, 1], 10),
+            np.repeat([2, 3], 10),
+            np.full(10, 4),
+            np.full(200, 30),
+            5 + np.arange(60) % 25,
+        ]
+    )
     w = obj.stage1_sample_weights(y, cluster_ids)
     mass = np.array([w[cluster_ids == k].sum() for k in range(31)]) / w.sum()
     assert np.allclose(mass, 1 / 31)
-    w = make_objective("clustered", COUNTS, stage1_sampling="class-balanced").stage1_sample_weights(y, cluster_ids)
+    w = make_objective("clustered", COUNTS, stage1_sampling="class-balanced").stage1_sample_weights(
+        y, cluster_ids
+    )
     assert np.allclose([w[y == c].sum() / w.sum() for c in range(4)], 0.25)
-    assert make_objective("clustered", COUNTS, stage1_sampling="none").stage1_sample_weights(y, cluster_ids) is None
+    assert (
+        make_objective("clustered", COUNTS, stage1_sampling="none").stage1_sample_weights(y, cluster_ids)
+        is None
+    )
     # stage 2 loss is the baseline's
     logits, yb = _batch()
-    assert torch.equal(obj.classification_loss(logits, yb), make_objective("weighted-ce", COUNTS).classification_loss(logits, yb))
+    assert torch.equal(
+        obj.classification_loss(logits, yb),
+        make_objective("weighted-ce", COUNTS).classification_loss(logits, yb),
+    )
 
 
 # -----------------------------------------------------------------------------
@@ -246,10 +271,14 @@ def test_loss_value_by_hand():
     loss.assign(torch.tensor([[1.0, 0], [0, 1.0], [-1.0, 0]]), torch.tensor([0, 1, 1]), seed=0)
     loss.centroids.copy_(torch.tensor([[1.0, 0], [0, 1.0], [-1.0, 0]]))
     a = 2 - 2**0.5  # squared distance between unit vectors 45 degrees apart
-    z = torch.tensor([[2.0, 0.0],    # class 0 on its centroid: d+ = 0, d- = 2 (to c1)
-                      [-1.0, 1.0],   # class 1, cluster 1: d+ = a; c2 (own class) is also at a
-                                     # and must NOT count: d- = |z - c0|^2 = 2 + sqrt 2
-                      [1.0, 1.0]])   # class 1, cluster 1: d+ = a, d- = a -> hinge = margin
+    z = torch.tensor(
+        [
+            [2.0, 0.0],  # class 0 on its centroid: d+ = 0, d- = 2 (to c1)
+            [-1.0, 1.0],  # class 1, cluster 1: d+ = a; c2 (own class) is also at a
+            # and must NOT count: d- = |z - c0|^2 = 2 + sqrt 2
+            [1.0, 1.0],
+        ]
+    )  # class 1, cluster 1: d+ = a, d- = a -> hinge = margin
     y, ids = torch.tensor([0, 1, 1]), torch.tensor([0, 1, 1])
     assert loss(z, y, ids).item() == pytest.approx((0 + a + a + 0.5) / 3, abs=1e-6)
     assert loss.last_stats["active"] == pytest.approx(1 / 3)

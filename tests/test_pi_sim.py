@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from edge_sed.bundle import BundleRunner, load_bundle, output_tolerance
+from edge_sed.core.bundle import BundleRunner, load_bundle, output_tolerance
 
 from conftest import needs_qemu
 
@@ -21,13 +21,23 @@ def test_parse_marks_removes_marker_cost_and_nesting():
         return (kind * 64 + b) * 2 + end
 
     # empty pairs cost 100 each; a predict (kind 3) holds an invoke (kind 2) of 5000
-    text = "\n".join([f"{tag(1, 0, 0)} 1000", f"{tag(1, 0, 1)} 1100", f"{tag(1, 0, 0)} 1200", f"{tag(1, 0, 1)} 1300",
-                      f"{tag(3, 1, 0)} 2000", f"{tag(2, 1, 0)} 2500", f"{tag(2, 1, 1)} 7600", f"{tag(3, 1, 1)} 8200",
-                      "total 9000"])
+    text = "\n".join(
+        [
+            f"{tag(1, 0, 0)} 1000",
+            f"{tag(1, 0, 1)} 1100",
+            f"{tag(1, 0, 0)} 1200",
+            f"{tag(1, 0, 1)} 1300",
+            f"{tag(3, 1, 0)} 2000",
+            f"{tag(2, 1, 0)} 2500",
+            f"{tag(2, 1, 1)} 7600",
+            f"{tag(3, 1, 1)} 8200",
+            "total 9000",
+        ]
+    )
     regions, total = parse_marks(text)
     assert total == 9000
-    assert regions[(2, 1)] == [5000.0]                  # 5100 - one marker
-    assert regions[(3, 1)] == [6200 - 100 * 3]          # minus its own marker and the two nested ones
+    assert regions[(2, 1)] == [5000.0]  # 5100 - one marker
+    assert regions[(3, 1)] == [6200 - 100 * 3]  # minus its own marker and the two nested ones
 
 
 def test_pi_profiles_name_their_core_and_sources():
@@ -36,7 +46,11 @@ def test_pi_profiles_name_their_core_and_sources():
 
     profiles = {p.name: p for p in load_profiles("pi")}
     assert set(profiles) == {"rpi-zero-2w", "rpi-4", "rpi-5"}
-    assert [profiles[n].qemu_cpu for n in ("rpi-zero-2w", "rpi-4", "rpi-5")] == ["cortex-a53", "cortex-a72", "cortex-a76"]
+    assert [profiles[n].qemu_cpu for n in ("rpi-zero-2w", "rpi-4", "rpi-5")] == [
+        "cortex-a53",
+        "cortex-a72",
+        "cortex-a76",
+    ]
     for p in profiles.values():
         assert p.qemu_cpu in QEMU_CPUS and p.cpi > 0 and "assumption" in p.sources["cpi"]
 
@@ -101,7 +115,7 @@ def test_marker_counts_agree_with_qemus_insn_plugin(tiny_bundles, tmp_path):
     script = tmp_path / "n_predicts.py"
     script.write_text(
         "import os, sys, numpy as np\n"
-        "from edge_sed.bundle import BundleRunner, load_bundle\n"
+        "from edge_sed.core.bundle import BundleRunner, load_bundle\n"
         f"r = BundleRunner(load_bundle({str(path)!r}))\n"
         f"w = np.load({str(tmp_path / 'x.npy')!r})[0]\n"
         "def mark(tag):\n"
@@ -112,14 +126,21 @@ def test_marker_counts_agree_with_qemus_insn_plugin(tiny_bundles, tmp_path):
         "for _ in range(20):\n"
         "    mark(2); mark(3)\n"  # empty regions: the markers' own cost
         "for _ in range(int(sys.argv[1])):\n"
-        "    mark(384); r.predict(w); mark(385)\n")  # kind 3 (predict), bundle 0
+        "    mark(384); r.predict(w); mark(385)\n"
+    )  # kind 3 (predict), bundle 0
     root, plugins = pi_root.ensure_root(), pi_root.ensure_plugins()
     app = pi_root.stage_edge_sed(tmp_path / "app")
     totals, marked = {}, {}
     for n in (10, 50):
         log, marks = tmp_path / f"insn-{n}.log", tmp_path / f"marks-{n}.txt"
-        cmd, env = pi_root.guest_command(root, ["python3", str(script), str(n)], "cortex-a72", plugins["insn"],
-                                         "inline=on", extra_path=[str(app)])
+        cmd, env = pi_root.guest_command(
+            root,
+            ["python3", str(script), str(n)],
+            "cortex-a72",
+            plugins["insn"],
+            "inline=on",
+            extra_path=[str(app)],
+        )
         cmd[1:1] = ["-d", "plugin", "-D", str(log), "-plugin", f"{plugins['marks']},out={marks}"]
         subprocess.run(cmd, env=env, check=True, capture_output=True)
         totals[n] = int(log.read_text().split("insns:")[1].split()[0])
@@ -139,7 +160,7 @@ def test_marker_counts_agree_with_qemus_insn_plugin(tiny_bundles, tmp_path):
 
 @needs_qemu
 def test_simulate_profile_runs_the_stream_on_the_device_clock(tiny_bundles, tiny_data):
-    from edge_sed.streams import make_stream
+    from edge_sed.data.streams import make_stream
     from firmware_sim import pi
     from firmware_sim.profiles import load_profile
 
@@ -168,12 +189,31 @@ def test_simulate_profile_runs_the_stream_on_the_device_clock(tiny_bundles, tiny
 @needs_qemu
 def test_pi_shell_runs_a_command_on_emulated_arm():
     run = [sys.executable, "-c", "import sys; from edge_sed.cli import main; sys.exit(main())", "pi-shell"]
-    proc = subprocess.run(run + ["--profile", "rpi-5", "--", "python3", "-c",
-                                 "import platform, numpy, ai_edge_litert, edge_sed.bundle; print(platform.machine())"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        run
+        + [
+            "--profile",
+            "rpi-5",
+            "--",
+            "python3",
+            "-c",
+            "import platform, numpy, ai_edge_litert, edge_sed.core.bundle; print(platform.machine())",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "aarch64"
-    proc = subprocess.run(run + ["--profile", "cortex-m4-80mhz", "--", "python3"], capture_output=True, text=True)
-    assert proc.returncode == 2 and proc.stderr.startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1
-    proc = subprocess.run(run + ["--", "python3", "-c", "raise SystemExit(7)"], capture_output=True, text=True)
+    proc = subprocess.run(
+        run + ["--profile", "cortex-m4-80mhz", "--", "python3"], capture_output=True, text=True
+    )
+    assert (
+        proc.returncode == 2
+        and proc.stderr.startswith("error: ")
+        and len(proc.stderr.strip().splitlines()) == 1
+    )
+    proc = subprocess.run(
+        run + ["--", "python3", "-c", "raise SystemExit(7)"], capture_output=True, text=True
+    )
     assert proc.returncode == 7

@@ -32,8 +32,9 @@ class Proc:
     fills up and blocks it), with its peak RSS sampled from /proc."""
 
     def __init__(self, *args, cwd=None):
-        self.p = subprocess.Popen([EDGE_SED, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True, cwd=cwd)
+        self.p = subprocess.Popen(
+            [EDGE_SED, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd
+        )
         self.out, self.err = queue.Queue(), queue.Queue()
         self.out_lines, self.err_lines = [], []
         for stream, q in ((self.p.stdout, self.out), (self.p.stderr, self.err)):
@@ -52,8 +53,10 @@ class Proc:
             seen.append(line)
             if predicate(line):
                 return line
-        raise AssertionError(f"no such line within {timeout} s; stdout {self.out_lines[-5:]}, "
-                             f"stderr {self.err_lines[-5:]}, exit {self.p.poll()}")
+        raise AssertionError(
+            f"no such line within {timeout} s; stdout {self.out_lines[-5:]}, "
+            f"stderr {self.err_lines[-5:]}, exit {self.p.poll()}"
+        )
 
     def kill(self):
         self.p.send_signal(signal.SIGKILL)
@@ -71,8 +74,22 @@ class Proc:
 # ----------------------------------------------------------------------------------- training
 
 
-TRAIN_ARGS = ["--ratio", "none", "--objective", "clustered", "--stage1-epochs", "2", "--epochs", "2",
-              "--batch-size", "6", "--threads", "1", "--seed", "3"]
+TRAIN_ARGS = [
+    "--ratio",
+    "none",
+    "--objective",
+    "clustered",
+    "--stage1-epochs",
+    "2",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "6",
+    "--threads",
+    "1",
+    "--seed",
+    "3",
+]
 
 
 def test_training_killed_mid_epoch_resumes_to_the_same_weights(tiny_data, tmp_path):
@@ -81,7 +98,7 @@ def test_training_killed_mid_epoch_resumes_to_the_same_weights(tiny_data, tmp_pa
     torch = pytest.importorskip("torch")
     whole = Proc("train", "--data", tiny_data, "--out", tmp_path / "whole", *TRAIN_ARGS)
     killed = Proc("train", "--data", tiny_data, "--out", tmp_path / "killed", *TRAIN_ARGS)
-    epoch_line = lambda n: (lambda l: l.startswith(f"epoch {n:>3} "))
+    epoch_line = lambda n: lambda l: l.startswith(f"epoch {n:>3} ")
     killed.wait_line("err", epoch_line(1), timeout=240)
     t1 = time.monotonic()
     killed.wait_line("err", epoch_line(2), timeout=120)
@@ -92,7 +109,9 @@ def test_training_killed_mid_epoch_resumes_to_the_same_weights(tiny_data, tmp_pa
     assert len(ckpt["state"]["history"]) == 2, "the kill was meant to land inside epoch 3"
     assert not (tmp_path / "killed" / "metrics.json").exists()
 
-    resumed = Proc("train", "--data", tiny_data, "--out", tmp_path / "killed", *TRAIN_ARGS, "--resume", "--json")
+    resumed = Proc(
+        "train", "--data", tiny_data, "--out", tmp_path / "killed", *TRAIN_ARGS, "--resume", "--json"
+    )
     assert resumed.finish(timeout=300) == 0, resumed.err_lines[-5:]
     assert whole.finish(timeout=300) == 0, whole.err_lines[-5:]
     a = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=False)
@@ -116,7 +135,7 @@ def test_conversion_killed_half_way_leaves_no_half_bundle(tiny_run, tmp_path):
     """SIGKILL as soon as the first bundle has its name (while the next level is being
     written): every visible bundle verifies, the half-done level is at most a hidden temporary
     that verify and listen never look at, and a re-run into the same folder completes."""
-    from edge_sed.bundle import verify_bundle
+    from edge_sed.core.bundle import verify_bundle
 
     out = tmp_path / "bundles"
     proc = Proc("convert", tiny_run, "--out", out, "--levels", "fp32,int8")
@@ -133,11 +152,18 @@ def test_conversion_killed_half_way_leaves_no_half_bundle(tiny_run, tmp_path):
     result = subprocess.run([EDGE_SED, "verify", out], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.count(": OK ") == len(visible), result.stderr
 
-    rerun = subprocess.run([EDGE_SED, "convert", tiny_run, "--out", out, "--levels", "int8", "--json"],
-                           capture_output=True, text=True, timeout=600)
+    rerun = subprocess.run(
+        [EDGE_SED, "convert", tiny_run, "--out", out, "--levels", "int8", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert rerun.returncode == 0, rerun.stderr[-2000:]
-    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == \
-        ["convert-report.json", "fp32", "int8"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "convert-report.json",
+        "fp32",
+        "int8",
+    ]
     for name in ("fp32", "int8"):
         verify_bundle(out / name)
 
@@ -148,7 +174,7 @@ def test_conversion_killed_half_way_leaves_no_half_bundle(tiny_run, tmp_path):
 @pytest.fixture(scope="module")
 def stream(tiny_data, tmp_path_factory):
     """Six minutes of labelled stream (16 kHz WAV), events every ~9 s."""
-    from edge_sed.streams import make_stream
+    from edge_sed.data.streams import make_stream
 
     audio, _ = make_stream(tiny_data, 360.0, 40, seed=4, min_gap_s=4.0)
     audio = (audio * (0.9 / np.abs(audio).max())).astype(np.float32)
@@ -167,8 +193,12 @@ def _events(log: Path):
 
 def test_listen_log_survives_a_kill(tiny_bundles, stream, tmp_path):
     bundle = tiny_bundles[0] / "fp32"
-    full = subprocess.run([EDGE_SED, "listen", "--bundle", bundle, "--file", stream, *LISTEN, "--log",
-                           tmp_path / "full.jsonl"], capture_output=True, text=True, timeout=300)
+    full = subprocess.run(
+        [EDGE_SED, "listen", "--bundle", bundle, "--file", stream, *LISTEN, "--log", tmp_path / "full.jsonl"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert full.returncode == 0, full.stderr
     everything = _events(tmp_path / "full.jsonl")
     assert len(everything) >= 10
@@ -179,7 +209,7 @@ def test_listen_log_survives_a_kill(tiny_bundles, stream, tmp_path):
     logged = _events(tmp_path / "killed.jsonl")
     assert len(logged) < len(everything), "the kill came after the end of the stream"
     key = lambda e: (e["class"], e["stream_s"], e["score"])
-    assert [key(e) for e in logged] == [key(e) for e in everything[:len(logged)]]
+    assert [key(e) for e in logged] == [key(e) for e in everything[: len(logged)]]
     # every event the console showed before the kill is in the log (the log is written first)
     shown = [(l.split()[2], float(l.split()[0])) for l in printed]
     assert len(logged) >= len(shown)
@@ -200,8 +230,12 @@ def listen_with_memory(bundle, path, *extra, interval_s=0.1):
     import tempfile
 
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:  # a pipe could fill up
-        p = subprocess.Popen([EDGE_SED, "listen", "--bundle", str(bundle), "--file", str(path), "--json",
-                              *map(str, extra)], stdout=out, stderr=err, text=True)
+        p = subprocess.Popen(
+            [EDGE_SED, "listen", "--bundle", str(bundle), "--file", str(path), "--json", *map(str, extra)],
+            stdout=out,
+            stderr=err,
+            text=True,
+        )
         samples, deadline = [], time.monotonic() + 600
         while p.poll() is None:
             assert time.monotonic() < deadline, "listen did not finish"
@@ -223,14 +257,14 @@ def test_long_listen_memory_is_flat_and_pieces_agree(tiny_bundles, stream, tmp_p
     assert whole["audio_s"] == 360.0 and whole["events"] >= 10
     assert whole["dropped_blocks"] == 0 and whole["overflows"] == 0
     # memory: after start-up (the first quarter), the peak grows by less than 8 MB
-    settled = rss[len(rss) // 4:]
+    settled = rss[len(rss) // 4 :]
     assert len(settled) >= 10 and max(settled) - settled[0] < 8 * 1024, (settled[0], max(settled))
 
     audio, sr = sf.read(stream, dtype="float32")
     piece_s, got = 120, []
     for k in range(3):
         piece = tmp_path / f"piece{k}.wav"
-        sf.write(piece, audio[k * piece_s * sr:(k + 1) * piece_s * sr], sr, subtype="PCM_16")
+        sf.write(piece, audio[k * piece_s * sr : (k + 1) * piece_s * sr], sr, subtype="PCM_16")
         summary, _ = listen_with_memory(bundle, piece, *args)
         got += [(e["class"], round(e["stream_s"] + k * piece_s, 2)) for e in summary["detected"]]
     want = [(e["class"], round(e["stream_s"], 2)) for e in whole["detected"]]
@@ -246,7 +280,9 @@ def full_dir(tmp_path):
     """A directory on a tiny tmpfs filled to the last byte (needs root to mount; else skipped)."""
     d = tmp_path / "full"
     d.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(d)], capture_output=True).returncode:
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(d)], capture_output=True
+    ).returncode:
         pytest.skip("cannot mount a tmpfs here (not root)")
     try:
         with open(d / "filler", "wb", buffering=0) as f:
@@ -265,21 +301,54 @@ def test_listen_on_a_full_disk_keeps_detecting(tiny_bundles, stream, tmp_path, f
     the same events as with room to spare, one warning line each, and the summary counts the
     events the log lost. It used to crash at the first event."""
     bundle = tiny_bundles[0] / "fp32"
-    room = subprocess.run([EDGE_SED, "listen", "--bundle", bundle, "--file", stream, *LISTEN, "--json",
-                           "--log", tmp_path / "ok.jsonl"], capture_output=True, text=True, timeout=300)
+    room = subprocess.run(
+        [
+            EDGE_SED,
+            "listen",
+            "--bundle",
+            bundle,
+            "--file",
+            stream,
+            *LISTEN,
+            "--json",
+            "--log",
+            tmp_path / "ok.jsonl",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert room.returncode == 0, room.stderr
     want = json.loads(room.stdout)
     assert want["events"] >= 1 and "log_error" not in want
 
     filler = full_dir / "filler"
     os.truncate(filler, filler.stat().st_size - 16 * 1024)  # room for the header and half a second
-    full = subprocess.run([EDGE_SED, "listen", "--bundle", bundle, "--file", stream, *LISTEN, "--json",
-                           "--log", "/dev/full", "--record", full_dir / "heard.wav"],
-                          capture_output=True, text=True, timeout=300)
+    full = subprocess.run(
+        [
+            EDGE_SED,
+            "listen",
+            "--bundle",
+            bundle,
+            "--file",
+            stream,
+            *LISTEN,
+            "--json",
+            "--log",
+            "/dev/full",
+            "--record",
+            full_dir / "heard.wav",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert full.returncode == 0, full.stderr
     got = json.loads(full.stdout)
-    assert got["detected"] == [dict(e, decision_latency_ms=g["decision_latency_ms"])
-                               for e, g in zip(want["detected"], got["detected"])]
+    assert got["detected"] == [
+        dict(e, decision_latency_ms=g["decision_latency_ms"])
+        for e, g in zip(want["detected"], got["detected"])
+    ]
     assert got["events_not_logged"] == got["events"] == want["events"]
     assert "No space left" in got["log_error"] and "record_error" in got
     warnings = full.stderr.strip().splitlines()
@@ -287,19 +356,30 @@ def test_listen_on_a_full_disk_keeps_detecting(tiny_bundles, stream, tmp_path, f
     assert any("/dev/full" in w and "event log is lost" in w for w in warnings)
     lost = next(w for w in warnings if "heard.wav" in w)
     assert "recording is lost after" in lost and "disk full" in lost and not lost.count("after 0.00 s")
-    text = subprocess.run([EDGE_SED, "listen", "--bundle", bundle, "--file", stream, *LISTEN, "--log", "/dev/full"],
-                          capture_output=True, text=True, timeout=300)
+    text = subprocess.run(
+        [EDGE_SED, "listen", "--bundle", bundle, "--file", stream, *LISTEN, "--log", "/dev/full"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert text.returncode == 0 and f"{want['events']} events not logged" in text.stdout.splitlines()[-1]
 
 
 def test_a_full_disk_is_one_line_exit_2(tiny_data, tmp_path, full_dir):
     """Anywhere an OSError ENOSPC escapes (here: data prepare writing its CSVs, listen printing
     its summary to a full stdout), main() says so in one line and exits 2."""
-    r = subprocess.run([EDGE_SED, "data", "prepare", tiny_data, "--out", full_dir / "splits", "--no-check"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [EDGE_SED, "data", "prepare", tiny_data, "--out", full_dir / "splits", "--no-check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2, r.stderr
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: disk full: "), r.stderr
     with open("/dev/full", "w") as stdout:
-        r = subprocess.run([EDGE_SED, "devices", "--json"], stdout=stdout, stderr=subprocess.PIPE, text=True,
-                           timeout=120)
-    assert r.returncode == 2 and r.stderr.startswith("error: disk full: ") and r.stderr.count("\n") == 1, r.stderr
+        r = subprocess.run(
+            [EDGE_SED, "devices", "--json"], stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=120
+        )
+    assert r.returncode == 2 and r.stderr.startswith("error: disk full: ") and r.stderr.count("\n") == 1, (
+        r.stderr
+    )

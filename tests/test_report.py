@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_sed.report import build_report, chromium, fmt_stat, screenshot_html
+from edge_sed.report.build import build_report, chromium, fmt_stat, screenshot_html
 
 EDGE_SED = str(Path(sys.executable).with_name("edge-sed"))
 
@@ -36,8 +36,16 @@ def broken_bundles(tiny_bundles, tmp_path_factory):
 @pytest.fixture(scope="module")
 def report(broken_bundles, tiny_run, tiny_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
-    r = build_report([broken_bundles], out, data=str(tiny_data), runs=[tiny_run], stream_s=30.0, stream_events=4,
-                     latency_rounds=2, profiles="cortex-m4-80mhz")  # the Pi's QEMU emulation is tested by its own tests
+    r = build_report(
+        [broken_bundles],
+        out,
+        data=str(tiny_data),
+        runs=[tiny_run],
+        stream_s=30.0,
+        stream_events=4,
+        latency_rounds=2,
+        profiles="cortex-m4-80mhz",
+    )  # the Pi's QEMU emulation is tested by its own tests
     return out, r
 
 
@@ -93,8 +101,14 @@ def test_markdown_and_html_show_the_json_numbers(report):
     html = (out / "report.html").read_text()
     rows = {row["level"]: row for row in md_table(md, "Accuracy and host latency per quantization level")}
     ok = [s for s in r["summary"] if s["status"] == "ok"]
-    assert {s["level"] for s in ok} == {"fp32", "dynamic-int8", "int8", "fp32-streaming", "int8-streaming",
-                                        "int16x8-streaming"}
+    assert {s["level"] for s in ok} == {
+        "fp32",
+        "dynamic-int8",
+        "int8",
+        "fp32-streaming",
+        "int8-streaming",
+        "int16x8-streaming",
+    }
     host = next(d for d in r["devices"] if d["kind"] == "host")["levels"]
     for s in ok:
         row = rows[s["level"]]
@@ -131,7 +145,11 @@ def test_levels_that_cannot_run_say_why(report):
         assert text in md
         assert text.replace("'", "&#x27;") in html
     mcu = next(d for d in r["devices"] if d["profile"] == "cortex-m4-80mhz")
-    assert mcu["estimate"] and mcu["levels"]["int8"]["status"] == "ok" and mcu["levels"]["int8"]["duty_cycle"] > 0
+    assert (
+        mcu["estimate"]
+        and mcu["levels"]["int8"]["status"] == "ok"
+        and mcu["levels"]["int8"]["duty_cycle"] > 0
+    )
     assert mcu["levels"]["fp32"]["status"] == "cannot run"  # the MCU simulator runs int8 bundles only
     assert mcu["levels"]["fp16"]["status"] == "not built"
     for d in r["devices"]:
@@ -140,7 +158,9 @@ def test_levels_that_cannot_run_say_why(report):
         for name, cell in d.get("levels", {}).items():
             if cell["status"] != "ok":
                 assert cell.get("reason"), (d["profile"], name)
-                reason = re.sub(r"^level \S+: ", "", cell["reason"])  # rows are shared by the levels it concerns
+                reason = re.sub(
+                    r"^level \S+: ", "", cell["reason"]
+                )  # rows are shared by the levels it concerns
                 assert f"{cell['status']}: {reason}" in md
 
 
@@ -160,20 +180,46 @@ def test_html_renders_in_chromium(report, tmp_path):
 
 def test_cli_report_and_bench(broken_bundles, tiny_data, tmp_path):
     out = tmp_path / "rep"
-    res = subprocess.run([EDGE_SED, "report", "--bundles", broken_bundles, "--data", tiny_data, "--out", out,
-                          "--stream-s", "20", "--stream-events", "2", "--latency-rounds", "1", "--no-plots",
-                          "--profiles", "none"],
-                         capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [
+            EDGE_SED,
+            "report",
+            "--bundles",
+            broken_bundles,
+            "--data",
+            tiny_data,
+            "--out",
+            out,
+            "--stream-s",
+            "20",
+            "--stream-events",
+            "2",
+            "--latency-rounds",
+            "1",
+            "--no-plots",
+            "--profiles",
+            "none",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr
     assert "| int8 |" in res.stdout and str(out / "report.html") in res.stdout
     assert json.loads((out / "report.json").read_text())["plots"] == {}
-    res = subprocess.run([EDGE_SED, "bench", broken_bundles, "--rounds", "2", "--json"],
-                         capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [EDGE_SED, "bench", broken_bundles, "--rounds", "2", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr
     levels = json.loads(res.stdout)["latency"]["levels"]
     assert levels["fp32"]["ratio_to_fp32"] == 1.0 and levels["int8"]["calls"] == 20
     assert all(v["median_ms"] > 0 for v in levels.values())
-    res = subprocess.run([EDGE_SED, "report", "--bundles", tmp_path, "--out", out], capture_output=True, text=True)
+    res = subprocess.run(
+        [EDGE_SED, "report", "--bundles", tmp_path, "--out", out], capture_output=True, text=True
+    )
     assert res.returncode == 2 and res.stderr.startswith("error: ") and "no bundles here" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
 
@@ -181,18 +227,30 @@ def test_cli_report_and_bench(broken_bundles, tiny_data, tmp_path):
 def test_sets_of_different_sizes_are_told_apart_in_the_report(tmp_path):
     """Bundles of one objective but different network sizes or rates are grouped (summary rows,
     the accuracy-against-compute plot) by objective and architecture; of one size, by objective."""
-    from edge_sed.report import ModelSet, variant_labels
+    from edge_sed.report.build import ModelSet, variant_labels
 
     def model_set(name, hidden, stride=4):
-        return ModelSet(name, tmp_path / name, {"objective": "weighted-ce", "model": "lstm", "hidden": hidden,
-                                                "context_frames": 8, "conv_channels": hidden, "frame_stride": stride})
+        return ModelSet(
+            name,
+            tmp_path / name,
+            {
+                "objective": "weighted-ce",
+                "model": "lstm",
+                "hidden": hidden,
+                "context_frames": 8,
+                "conv_channels": hidden,
+                "frame_stride": stride,
+            },
+        )
 
     small, big, slow = model_set("a", 32), model_set("b", 64), model_set("c", 32, stride=5)
     assert small.architecture == "conv 8x32, LSTM 32, every 4 frames"
     labels = variant_labels([small, big, slow])
-    assert labels == {"a": "weighted-ce (conv 8x32, LSTM 32, every 4 frames)",
-                      "b": "weighted-ce (conv 8x64, LSTM 64, every 4 frames)",
-                      "c": "weighted-ce (conv 8x32, LSTM 32, every 5 frames)"}
+    assert labels == {
+        "a": "weighted-ce (conv 8x32, LSTM 32, every 4 frames)",
+        "b": "weighted-ce (conv 8x64, LSTM 64, every 4 frames)",
+        "c": "weighted-ce (conv 8x32, LSTM 32, every 5 frames)",
+    }
     assert variant_labels([small, model_set("d", 32)]) == {"a": "weighted-ce", "d": "weighted-ce"}
     windowed = ModelSet("w", tmp_path / "w", {"objective": "clustered", "model": "cnn"})
     assert windowed.architecture == "cnn"
@@ -203,8 +261,15 @@ def test_sets_of_different_sizes_get_a_size_curve(tiny_bundles, stateful_bundles
     not only the first set), so the size curve has one point per size and level with its own
     duty cycle and its own test-stream event F1; the table, plot and sources follow."""
     out = tmp_path / "rep"
-    r = build_report([tiny_bundles[0], stateful_bundles[0]], out, data=str(tiny_data), stream_s=30.0,
-                     stream_events=4, latency_rounds=2, profiles="cortex-m4-80mhz")
+    r = build_report(
+        [tiny_bundles[0], stateful_bundles[0]],
+        out,
+        data=str(tiny_data),
+        stream_s=30.0,
+        stream_events=4,
+        latency_rounds=2,
+        profiles="cortex-m4-80mhz",
+    )
     curve = r["size_curve"]
     assert curve["profiles"] == ["cortex-m4-80mhz"] and not curve["notes"]
     by = {(p["set"], p["level"]): p for p in curve["points"]}
@@ -217,6 +282,9 @@ def test_sets_of_different_sizes_get_a_size_curve(tiny_bundles, stateful_bundles
         assert resolve(p["sources"]["duty_cycle"]) == p["duty_cycle"]
     assert (out / "measurements" / f"simulate-{stateful_bundles[0].name}.json").exists()
     md = (out / "report.md").read_text()
-    assert "Accuracy against device cost, per network size" in md and f"{100 * stateful['duty_cycle']:.1f}%" in md
+    assert (
+        "Accuracy against device cost, per network size" in md
+        and f"{100 * stateful['duty_cycle']:.1f}%" in md
+    )
     assert "(accuracy_vs_cycles.png)" in md and (out / "accuracy_vs_cycles.png").stat().st_size > 10_000
     assert "every model has the same architecture" not in md

@@ -9,8 +9,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from edge_sed.errors import EdgeSedError
-from edge_sed.runtime import interpreter_class, load_interpreter
+from edge_sed.core.errors import EdgeSedError
+from edge_sed.core.runtime import interpreter_class, load_interpreter
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +74,8 @@ def _run_with(tmp_path, block, fake_tflite_runtime):
                     raise ImportError("blocked")
         sys.meta_path.insert(0, Blocker())
         sys.path.insert(0, r"{tmp_path}")
-        from edge_sed.runtime import interpreter_class
-        from edge_sed.errors import EdgeSedError
+        from edge_sed.core.runtime import interpreter_class
+        from edge_sed.core.errors import EdgeSedError
         try:
             cls, module = interpreter_class()
             print(module, getattr(cls, "marker", ""))

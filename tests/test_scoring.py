@@ -1,14 +1,14 @@
-"""edge_sed.scoring: the vectorised per-frame detector equals the device smoother fed one
+"""edge_sed.eval.scoring: the vectorised per-frame detector equals the device smoother fed one
 decision at a time, and pooled stream scoring keeps streams apart."""
 
 import numpy as np
 import pytest
 
-from edge_sed.events import Annotation
-from edge_sed.frontend import FrontendConfig
-from edge_sed.scoring import detect, frame_end_times, score_streams
-from edge_sed.settings import LABELS
-from edge_sed.smoother import Smoother
+from edge_sed.core.events import Annotation
+from edge_sed.core.frontend import FrontendConfig
+from edge_sed.eval.scoring import detect, frame_end_times, score_streams
+from edge_sed.core.settings import LABELS
+from edge_sed.core.smoother import Smoother
 
 
 def _bursty_scores(rng, frames):
@@ -16,15 +16,21 @@ def _bursty_scores(rng, frames):
     logits = rng.normal(0, 1, (frames, len(LABELS)))
     logits[:, -1] += 2.5
     for start in rng.integers(0, frames - 60, frames // 150):
-        logits[start:start + rng.integers(5, 60), rng.integers(0, 3)] += rng.uniform(2, 6)
+        logits[start : start + rng.integers(5, 60), rng.integers(0, 3)] += rng.uniform(2, 6)
     e = np.exp(logits)
     return (e / e.sum(1, keepdims=True)).astype(np.float32)
 
 
-@pytest.mark.parametrize("kw", [dict(average_window_ms=200, minimum_count=3, suppression_ms=3000),
-                                dict(average_window_ms=750, minimum_count=2, suppression_ms=500,
-                                     threshold={"dog": 0.4, "gunshot": 0.8}),
-                                dict(average_window_ms=0, minimum_count=1, suppression_ms=0, threshold=0.3)])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(average_window_ms=200, minimum_count=3, suppression_ms=3000),
+        dict(
+            average_window_ms=750, minimum_count=2, suppression_ms=500, threshold={"dog": 0.4, "gunshot": 0.8}
+        ),
+        dict(average_window_ms=0, minimum_count=1, suppression_ms=0, threshold=0.3),
+    ],
+)
 @pytest.mark.parametrize("every", [1, 3])
 def test_detect_equals_the_smoother_one_decision_at_a_time(kw, every):
     rng = np.random.default_rng(every)
@@ -32,7 +38,7 @@ def test_detect_equals_the_smoother_one_decision_at_a_time(kw, every):
     cfg = FrontendConfig()
     smoother = Smoother(LABELS, **kw)
     slow = []
-    for t, s in zip(frame_end_times(len(scores), cfg, every), scores[every - 1::every]):
+    for t, s in zip(frame_end_times(len(scores), cfg, every), scores[every - 1 :: every]):
         e = smoother.update(float(t), s)
         if e is not None:
             slow.append(e)

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from edge_sed.errors import EdgeSedError
-from edge_sed.smoother import Smoother
+from edge_sed.core.errors import EdgeSedError
+from edge_sed.core.smoother import Smoother
 
 LABELS = ["dog", "baby_cry", "gunshot", "background"]
 
@@ -14,8 +14,11 @@ def one_hot(label, p=0.9):
 
 
 def run(sm, seq, hop_s=0.25):
-    return [(round(k * hop_s, 3), e.label) for k, lab in enumerate(seq)
-            if (e := sm.update(k * hop_s, one_hot(lab))) is not None]
+    return [
+        (round(k * hop_s, 3), e.label)
+        for k, lab in enumerate(seq)
+        if (e := sm.update(k * hop_s, one_hot(lab))) is not None
+    ]
 
 
 def test_fires_once_per_long_sound_then_again_after_suppression():
@@ -65,13 +68,26 @@ def test_per_class_threshold():
     assert sm.thresholds["dog"] == 0.6
 
 
-@pytest.mark.parametrize("kw", [{"threshold": 1.5}, {"threshold": {"cat": 0.5}}, {"minimum_count": 0},
-                                {"suppression_ms": -1}, {"suppression_ms": float("nan")},
-                                {"suppression_ms": float("inf")}, {"average_window_ms": float("nan")},
-                                {"average_window_ms": float("inf")}, {"average_window_ms": 1e9},
-                                {"minimum_count": 1.5}, {"threshold": float("nan")}, {"threshold": 1.0},
-                                {"threshold": {"dog": 1.0, "baby_cry": 1.0, "gunshot": 1.0}},
-                                {"onset_lookback_ms": -1}, {"onset_lookback_ms": float("nan")}])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"threshold": 1.5},
+        {"threshold": {"cat": 0.5}},
+        {"minimum_count": 0},
+        {"suppression_ms": -1},
+        {"suppression_ms": float("nan")},
+        {"suppression_ms": float("inf")},
+        {"average_window_ms": float("nan")},
+        {"average_window_ms": float("inf")},
+        {"average_window_ms": 1e9},
+        {"minimum_count": 1.5},
+        {"threshold": float("nan")},
+        {"threshold": 1.0},
+        {"threshold": {"dog": 1.0, "baby_cry": 1.0, "gunshot": 1.0}},
+        {"onset_lookback_ms": -1},
+        {"onset_lookback_ms": float("nan")},
+    ],
+)
 def test_bad_settings_are_one_line_errors(kw):
     with pytest.raises(EdgeSedError):
         Smoother(LABELS, **kw)
@@ -98,8 +114,10 @@ def test_a_non_finite_score_never_fires_and_never_enters_the_average(bad):
     assert sm.average[LABELS.index("dog")] == pytest.approx(0.9)
 
 
-@pytest.mark.parametrize("window_ms, hop_s, minimum_count, held", [
-    (750, 1.0, 2, 1), (0, 0.25, 2, 1), (100, 0.25, 2, 1), (750, 0.25, 1000, 4)])
+@pytest.mark.parametrize(
+    "window_ms, hop_s, minimum_count, held",
+    [(750, 1.0, 2, 1), (0, 0.25, 2, 1), (100, 0.25, 2, 1), (750, 0.25, 1000, 4)],
+)
 def test_a_hop_that_can_never_fire_is_refused(window_ms, hop_s, minimum_count, held):
     """listen --hop-ms 1000 with the default 750 ms window and minimum count 2 gave 0 events:
     the window never held 2 decisions. check_hop says so in one line."""
@@ -133,6 +151,9 @@ def test_an_event_carries_the_onset_its_sound_began():
     assert e.onset_s == pytest.approx(e.t_s - 0.2 - 0.1)
     # a sound that begins with a strong decision: the onset is that decision, less the lead
     sm = Smoother(LABELS, average_window_ms=200, threshold=0.6, minimum_count=3)
-    e = [e for k, x in enumerate([one_hot("background")] * 10 + [one_hot("dog")] * 5)
-         if (e := sm.update(k * 0.04, x)) is not None][0]
+    e = [
+        e
+        for k, x in enumerate([one_hot("background")] * 10 + [one_hot("dog")] * 5)
+        if (e := sm.update(k * 0.04, x)) is not None
+    ][0]
     assert e.onset_s == pytest.approx(10 * 0.04 - 0.1) and e.t_s >= e.onset_s + 0.1

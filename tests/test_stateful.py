@@ -10,9 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from edge_sed.bundle import BundleRunner, load_bundle
-from edge_sed.events import Annotation, Event, event_metrics, read_annotations
-from edge_sed.frontend import log_mel
+from edge_sed.core.bundle import BundleRunner, load_bundle
+from edge_sed.core.events import Annotation, Event, event_metrics, read_annotations
+from edge_sed.core.frontend import log_mel
 
 from conftest import needs_qemu
 
@@ -20,8 +20,12 @@ pytestmark = pytest.mark.slow
 
 
 def run(*args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "edge_sed.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "edge_sed.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_training_writes_calibrated_thresholds_and_stream_metrics(stateful_run):
@@ -56,8 +60,8 @@ def test_conversion_is_stateful_and_fp32_equals_torch(stateful_bundles):
 def test_device_loop_carries_the_state_through_the_whole_stream(stateful_bundles, tiny_data):
     """The Detector's per-frame scores are the model run once over the whole stream from frame 0;
     a reset anywhere would change them (checked: the second half alone gives other scores)."""
-    from edge_sed.loop import Detector
-    from edge_sed.streams import make_stream
+    from edge_sed.core.loop import Detector
+    from edge_sed.data.streams import make_stream
 
     bundle = load_bundle(stateful_bundles[0] / "fp32")
     audio, _ = make_stream(tiny_data, 30.0, 6, seed=2)
@@ -66,7 +70,7 @@ def test_device_loop_carries_the_state_through_the_whole_stream(stateful_bundles
     scores, i = [], 0
     while i < len(audio):  # blocks of random sizes, as a microphone gives
         n = int(rng.integers(50, 3000))
-        scores += [d.scores for d in detector.push(audio[i:i + n])]
+        scores += [d.scores for d in detector.push(audio[i : i + n])]
         i += n
     scores = np.asarray(scores)
     whole = BundleRunner(bundle).run_stream(log_mel(audio, bundle.frontend))
@@ -74,7 +78,7 @@ def test_device_loop_carries_the_state_through_the_whole_stream(stateful_bundles
     assert np.abs(scores - whole).max() < 1e-5
     half = len(whole) // 2
     restarted = BundleRunner(bundle).run_stream(log_mel(audio, bundle.frontend)[half:])
-    assert np.abs(restarted[:50] - whole[half:half + 50]).max() > 1e-4
+    assert np.abs(restarted[:50] - whole[half : half + 50]).max() > 1e-4
 
 
 def test_verify_reruns_the_carried_state_check(stateful_bundles):
@@ -90,7 +94,9 @@ def test_verify_reruns_the_carried_state_check(stateful_bundles):
 def test_data_mix_evaluate_and_listen_use_the_calibrated_smoother(stateful_bundles, tiny_data, tmp_path):
     out, _ = stateful_bundles
     streams = tmp_path / "streams"
-    r = run("data", "mix", tiny_data, "--out", streams, "--split", "test", "--streams", "2", "--seconds", "30")
+    r = run(
+        "data", "mix", tiny_data, "--out", streams, "--split", "test", "--streams", "2", "--seconds", "30"
+    )
     assert r.returncode == 0, r.stderr
     ann = read_annotations(streams / "mix-000.csv")
     assert ann and all(a.ebr_db in (-6.0, 0.0, 6.0) and a.bed_dbfs is not None for a in ann)
@@ -99,8 +105,13 @@ def test_data_mix_evaluate_and_listen_use_the_calibrated_smoother(stateful_bundl
     rep = json.loads(r.stdout)
     manifest = load_bundle(out / "int8").manifest
     assert rep["smoother"]["thresholds"] == {**{"background": 0.6}, **manifest["smoother"]["thresholds"]}
-    assert rep["streams"] == 2 and rep["reference_events"] == sum(len(read_annotations(p)) for p in streams.glob("*.csv"))
-    assert set(rep["event"]["per_class"]) == {"dog", "baby_cry", "gunshot"} and "ebr_db" in rep["detection"]["recall_by"]
+    assert rep["streams"] == 2 and rep["reference_events"] == sum(
+        len(read_annotations(p)) for p in streams.glob("*.csv")
+    )
+    assert (
+        set(rep["event"]["per_class"]) == {"dog", "baby_cry", "gunshot"}
+        and "ebr_db" in rep["detection"]["recall_by"]
+    )
     table = run("evaluate", out / "int8", streams / "mix-000.wav")
     assert table.returncode == 0 and "event F1" in table.stdout and "by EBR" in table.stdout
     if importlib.util.find_spec("tflite_micro"):  # the MCU's kernels on the same streams
@@ -138,25 +149,47 @@ def test_event_metric_equals_sed_eval_dcase_event_based():
             if rng.random() < 0.7:
                 onset = round(t + rng.uniform(-0.7, 0.9), 3)
                 late = rng.random() < 0.5  # half decided later than the onset they estimate
-                dets.append(Event(lab if rng.random() < 0.8 else labels[rng.integers(3)], 0.9,
-                                  round(onset + rng.uniform(0, 1.5), 3) if late else onset, onset if late else None))
+                dets.append(
+                    Event(
+                        lab if rng.random() < 0.8 else labels[rng.integers(3)],
+                        0.9,
+                        round(onset + rng.uniform(0, 1.5), 3) if late else onset,
+                        onset if late else None,
+                    )
+                )
         for _ in range(3):
             dets.append(Event(labels[rng.integers(3)], 0.9, round(rng.uniform(0, t), 3)))
         ours = event_metrics(refs, dets, t + 5, collar_s=0.5, delay_s=0.0, labels=labels)
         ref_c = dcase_util.containers.MetaDataContainer(
-            [{"event_label": a.label, "onset": a.onset_s, "offset": a.offset_s, "filename": "s"} for a in refs])
+            [
+                {"event_label": a.label, "onset": a.onset_s, "offset": a.offset_s, "filename": "s"}
+                for a in refs
+            ]
+        )
         est_c = dcase_util.containers.MetaDataContainer(
-            [{"event_label": e.label, "onset": e.estimated_onset_s, "offset": e.estimated_onset_s + 0.1, "filename": "s"}
-             for e in dets])
-        theirs = sed_eval.sound_event.EventBasedMetrics(event_label_list=labels, t_collar=0.5, evaluate_onset=True,
-                                                        evaluate_offset=False)
+            [
+                {
+                    "event_label": e.label,
+                    "onset": e.estimated_onset_s,
+                    "offset": e.estimated_onset_s + 0.1,
+                    "filename": "s",
+                }
+                for e in dets
+            ]
+        )
+        theirs = sed_eval.sound_event.EventBasedMetrics(
+            event_label_list=labels, t_collar=0.5, evaluate_onset=True, evaluate_offset=False
+        )
         theirs.evaluate(ref_c, est_c)
         o = theirs.results_overall_metrics()
         assert ours["f1"] == pytest.approx(o["f_measure"]["f_measure"], abs=1e-9), trial
         assert ours["error_rate"] == pytest.approx(o["error_rate"]["error_rate"], abs=1e-9), trial
         for lab in labels:
             c = theirs.results_class_wise_metrics()[lab]["f_measure"]["f_measure"]
-            assert ours["per_class"][lab]["f1"] == pytest.approx(0.0 if np.isnan(c) else c, abs=1e-9), (trial, lab)
+            assert ours["per_class"][lab]["f1"] == pytest.approx(0.0 if np.isnan(c) else c, abs=1e-9), (
+                trial,
+                lab,
+            )
 
 
 @pytest.fixture(scope="module")
@@ -167,18 +200,39 @@ def strided_bundles(tiny_data, tmp_path_factory):
     from train.trainer import TrainConfig, train
 
     run_dir = tmp_path_factory.mktemp("strided-run") / "run"
-    cfg = TrainConfig(data=str(tiny_data), out=str(run_dir), form="stateful", ratio=None, epochs=2, patience=50,
-                      sequences=16, seq_s=6.0, batch_size=8, hidden=8, embed_dim=4, context_frames=3,
-                      conv_channels=6, frame_stride=2, tbptt_frames=100, compression="pcen", threads=1, lr=1e-2,
-                      val_streams=1, val_stream_s=20.0, hard_negatives=0.5, mine_every=1, freq_mask=3)
+    cfg = TrainConfig(
+        data=str(tiny_data),
+        out=str(run_dir),
+        form="stateful",
+        ratio=None,
+        epochs=2,
+        patience=50,
+        sequences=16,
+        seq_s=6.0,
+        batch_size=8,
+        hidden=8,
+        embed_dim=4,
+        context_frames=3,
+        conv_channels=6,
+        frame_stride=2,
+        tbptt_frames=100,
+        compression="pcen",
+        threads=1,
+        lr=1e-2,
+        val_streams=1,
+        val_stream_s=20.0,
+        hard_negatives=0.5,
+        mine_every=1,
+        freq_mask=3,
+    )
     metrics = train(cfg)
     out = tmp_path_factory.mktemp("strided-bundles")
     return run_dir, metrics, out, convert_run(run_dir, out, ["fp32", "int8"])
 
 
 def test_a_strided_pcen_model_steps_and_decides_every_stride_frames(strided_bundles, tiny_data):
-    from edge_sed.loop import Detector
-    from edge_sed.streams import make_stream
+    from edge_sed.core.loop import Detector
+    from edge_sed.data.streams import make_stream
 
     run_dir, metrics, out, report = strided_bundles
     assert metrics["frame_stride"] == 2 and metrics["test_stream"]["reference"] > 0
@@ -204,11 +258,17 @@ def test_a_strided_pcen_model_steps_and_decides_every_stride_frames(strided_bund
     from train.stateful import stream_probabilities
 
     cfg = json.loads((run_dir / "config.json").read_text())
-    model = LSTMNet(n_mels=features.shape[1], hidden=cfg["hidden"], embed_dim=cfg["embed_dim"],
-                    context_frames=cfg["context_frames"], conv_channels=cfg["conv_channels"], stride=2)
+    model = LSTMNet(
+        n_mels=features.shape[1],
+        hidden=cfg["hidden"],
+        embed_dim=cfg["embed_dim"],
+        context_frames=cfg["context_frames"],
+        conv_channels=cfg["conv_channels"],
+        stride=2,
+    )
     model.load_state_dict(torch.load(run_dir / "best.pt", weights_only=True))
     p = stream_probabilities(model, features)
-    assert p.shape == (len(features), 4) and np.abs(p[1::2][:len(whole)] - whole).max() < 1e-4
+    assert p.shape == (len(features), 4) and np.abs(p[1::2][: len(whole)] - whole).max() < 1e-4
     with pytest.raises(Exception, match="multiple of 2"):
         Detector(bundle, hop_frames=3)
     assert len(Detector(bundle, hop_frames=4).push(audio)) == len(features) // 4
@@ -217,14 +277,16 @@ def test_a_strided_pcen_model_steps_and_decides_every_stride_frames(strided_bund
     r = run("bench", out, "--rounds", "2", "--json")
     assert r.returncode == 0, r.stderr
     levels = json.loads(r.stdout)["latency"]["levels"]
-    assert {v["invokes_per_s_audio"] for v in levels.values()} == {50.0}  # 100 frames a second, one step per 2
+    assert {v["invokes_per_s_audio"] for v in levels.values()} == {
+        50.0
+    }  # 100 frames a second, one step per 2
 
 
 @needs_qemu
 def test_the_pi_simulator_runs_a_stateful_bundle_step_by_step(strided_bundles, tiny_data):
     """simulate on a Pi profile: the emulated aarch64 LiteRT runs the check sequence with the state
     carried (the host's per-step scores), and the stream on the device clock."""
-    from edge_sed.streams import make_stream
+    from edge_sed.data.streams import make_stream
     from firmware_sim import pi
     from firmware_sim.profiles import load_profile
 
@@ -267,7 +329,9 @@ def test_stateful_only_options_are_refused_for_the_windowed_form(tmp_path, tiny_
         r = run("train", "--data", tiny_data, *opt, "--out", tmp_path / "r")
         assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
         (line,) = r.stderr.strip().splitlines()
-        assert line.startswith(f"error: {opt[0]} is for --form stateful") and line.endswith("(see edge-sed train --help)")
+        assert line.startswith(f"error: {opt[0]} is for --form stateful") and line.endswith(
+            "(see edge-sed train --help)"
+        )
 
 
 def test_a_stride_the_model_cannot_run_is_refused(tmp_path, tiny_data):
@@ -275,20 +339,42 @@ def test_a_stride_the_model_cannot_run_is_refused(tmp_path, tiny_data):
 
     with pytest.raises(ValueError, match="conv over at least 4"):
         LSTMNet(context_frames=3, conv_channels=6, stride=4)
-    r = run("train", "--data", tiny_data, "--form", "stateful", "--frame-stride", "8", "--context-frames", "4",
-            "--out", tmp_path / "r")
+    r = run(
+        "train",
+        "--data",
+        tiny_data,
+        "--form",
+        "stateful",
+        "--frame-stride",
+        "8",
+        "--context-frames",
+        "4",
+        "--out",
+        tmp_path / "r",
+    )
     assert r.returncode == 2 and "--frame-stride 8 needs a conv over at least 8 frames" in r.stderr
     r = run("train", "--data", tiny_data, "--frame-stride", "2", "--out", tmp_path / "r")
     assert r.returncode == 2 and "--form stateful" in r.stderr
-    r = run("train", "--data", tiny_data, "--form", "stateful", "--frame-stride", "3", "--context-frames", "6",
-            "--out", tmp_path / "r")
+    r = run(
+        "train",
+        "--data",
+        tiny_data,
+        "--form",
+        "stateful",
+        "--frame-stride",
+        "3",
+        "--context-frames",
+        "6",
+        "--out",
+        tmp_path / "r",
+    )
     assert r.returncode == 2 and "TBPTT" in r.stderr
 
 
 def test_a_stateful_manifest_stepping_past_its_context_is_refused(strided_bundles, tmp_path):
     import shutil
 
-    from edge_sed.errors import BundleError
+    from edge_sed.core.errors import BundleError
 
     src = strided_bundles[2] / "fp32"
     bad = tmp_path / "fp32"
@@ -310,7 +396,9 @@ def test_the_background_source_loss_trains_a_head_that_is_never_exported(statefu
     assert cfg["bed_aux"] == 0.3
     ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=False)
     head = ckpt["bed_head"]["weight"]
-    assert head.shape[1] == cfg["embed_dim"] and head.shape[0] >= 2  # the tiny set's beds: several synth sources
+    assert (
+        head.shape[1] == cfg["embed_dim"] and head.shape[0] >= 2
+    )  # the tiny set's beds: several synth sources
     assert not any(k.startswith("bed") for k in torch.load(run_dir / "best.pt", weights_only=True))
 
 
@@ -333,8 +421,9 @@ def test_weight_averaging_keeps_the_averaged_weights_and_dropout_only_trains(tin
     assert torch.equal(ema["bias"], start["bias"])  # unchanged weights: the average stays
 
     m = LSTMNet(n_mels=8, hidden=4, embed_dim=3, context_frames=2, conv_channels=5, dropout=0.5)
-    assert set(m.state_dict()) == set(LSTMNet(n_mels=8, hidden=4, embed_dim=3, context_frames=2,
-                                              conv_channels=5).state_dict())
+    assert set(m.state_dict()) == set(
+        LSTMNet(n_mels=8, hidden=4, embed_dim=3, context_frames=2, conv_channels=5).state_dict()
+    )
     x = torch.randn(2, 10, 8)
     m.train()
     assert not torch.equal(m.frame_logits(x)[0], m.frame_logits(x)[0])
@@ -342,9 +431,27 @@ def test_weight_averaging_keeps_the_averaged_weights_and_dropout_only_trains(tin
     assert torch.equal(m.frame_logits(x)[0], m.frame_logits(x)[0])
 
     out = tmp_path / "run"
-    cfg = TrainConfig(data=str(tiny_data), out=str(out), form="stateful", ratio=None, epochs=1, patience=50,
-                      sequences=8, seq_s=6.0, batch_size=8, hidden=8, embed_dim=4, context_frames=3,
-                      conv_channels=6, threads=1, lr=1e-2, val_streams=1, val_stream_s=20.0, ema=0.5, dropout=0.2)
+    cfg = TrainConfig(
+        data=str(tiny_data),
+        out=str(out),
+        form="stateful",
+        ratio=None,
+        epochs=1,
+        patience=50,
+        sequences=8,
+        seq_s=6.0,
+        batch_size=8,
+        hidden=8,
+        embed_dim=4,
+        context_frames=3,
+        conv_channels=6,
+        threads=1,
+        lr=1e-2,
+        val_streams=1,
+        val_stream_s=20.0,
+        ema=0.5,
+        dropout=0.2,
+    )
     assert train(cfg)["best_epoch"] == 1
     ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
     best = torch.load(out / "best.pt", weights_only=True)

@@ -1,19 +1,25 @@
 import numpy as np
 import pytest
 
-from edge_sed.audio_io import read_audio
-from edge_sed.datasets import load_clips
-from edge_sed.errors import DatasetError
-from edge_sed.events import read_annotations
-from edge_sed.streams import make_stream, write_stream
+from edge_sed.core.audio_io import read_audio
+from edge_sed.data.datasets import load_clips
+from edge_sed.core.errors import DatasetError
+from edge_sed.core.events import read_annotations
+from edge_sed.data.streams import make_stream, write_stream
 
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
-    from edge_sed.synth import write_dataset
+    from edge_sed.data.synth import write_dataset
 
-    return load_clips(write_dataset(tmp_path_factory.mktemp("s"), {"dog": 3, "baby_cry": 3, "gunshot": 3,
-                                                                     "background": 6}, seed=1, workers=1))
+    return load_clips(
+        write_dataset(
+            tmp_path_factory.mktemp("s"),
+            {"dog": 3, "baby_cry": 3, "gunshot": 3, "background": 6},
+            seed=1,
+            workers=1,
+        )
+    )
 
 
 def test_stream_places_events_where_annotated(clips, tmp_path):
@@ -26,7 +32,7 @@ def test_stream_places_events_where_annotated(clips, tmp_path):
     assert np.array_equal(audio, again) and ann == ann2
     quiet = np.ones(len(audio), bool)
     for a in ann:
-        quiet[int((a.onset_s - 0.2) * 16000): int((a.offset_s + 0.2) * 16000)] = False
+        quiet[int((a.onset_s - 0.2) * 16000) : int((a.offset_s + 0.2) * 16000)] = False
     bed_rms = np.sqrt(np.mean(audio[quiet] ** 2))
     for a in ann:  # at +6 dB (less for an impulse near full scale) the event span is louder than the bed
         s = slice(int(a.onset_s * 16000), int(a.offset_s * 16000))
@@ -36,9 +42,9 @@ def test_stream_places_events_where_annotated(clips, tmp_path):
     assert none == [] and np.array_equal(audio[quiet], bed[quiet])
     added = audio - bed
     for a in ann:  # synthetic clips give their isolated event: the added signal starts near the onset
-        before = added[int((a.onset_s - 0.09) * 16000): int((a.onset_s - 0.01) * 16000)]
-        during = added[int(a.onset_s * 16000): int(a.offset_s * 16000)]
-        assert np.sqrt(np.mean(before ** 2)) < 0.05 * np.sqrt(np.mean(during ** 2))
+        before = added[int((a.onset_s - 0.09) * 16000) : int((a.onset_s - 0.01) * 16000)]
+        during = added[int(a.onset_s * 16000) : int(a.offset_s * 16000)]
+        assert np.sqrt(np.mean(before**2)) < 0.05 * np.sqrt(np.mean(during**2))
     csv_path = write_stream(tmp_path / "s.wav", audio, ann)
     assert read_annotations(csv_path) == ann
     assert np.allclose(read_audio(tmp_path / "s.wav"), audio, atol=1e-4)

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 from scipy.signal import welch
 
-from edge_sed import audio_io, synth
-from edge_sed.audio_io import audio_info, read_audio
-from edge_sed.errors import DatasetError
-from edge_sed.settings import LABELS, SAMPLE_RATE
-from edge_sed.synth import DEFAULT_COUNTS, make_clip, make_components, write_dataset
+from edge_sed.core import audio_io
+from edge_sed.data import synth
+from edge_sed.core.audio_io import audio_info, read_audio
+from edge_sed.core.errors import DatasetError
+from edge_sed.core.settings import LABELS, SAMPLE_RATE
+from edge_sed.data.synth import DEFAULT_COUNTS, make_clip, make_components, write_dataset
 
 SR = SAMPLE_RATE
 REAL_HEADER = ["path", "label", "source_class", "group", "source", "license", "duration_s"]
@@ -75,7 +76,9 @@ def test_workers_1_and_2_write_byte_identical_files(tmp_path, monkeypatch):
     counts = {"dog": 3, "baby_cry": 2, "gunshot": 3, "background": 4}
     calls = []
     one = write_dataset(tmp_path / "one", counts, seed=5, workers=1)
-    two = write_dataset(tmp_path / "two", counts, seed=5, workers=2, progress=lambda d, t: calls.append((d, t)))
+    two = write_dataset(
+        tmp_path / "two", counts, seed=5, workers=2, progress=lambda d, t: calls.append((d, t))
+    )
     files_one = sorted(p.relative_to(one.parent) for p in one.parent.rglob("*") if p.is_file())
     files_two = sorted(p.relative_to(two.parent) for p in two.parent.rglob("*") if p.is_file())
     assert files_one == files_two and len(files_one) == sum(counts.values()) + 1
@@ -107,7 +110,9 @@ needs_dev_full = pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no 
 @needs_dev_full
 @pytest.mark.parametrize("format", ["flac", "wav"])
 @pytest.mark.parametrize("fails_at", ["a clip", "metadata.csv"])
-def test_a_full_disk_raises_enospc_and_leaves_no_data_set_that_looks_complete(tmp_path, monkeypatch, fails_at, format):
+def test_a_full_disk_raises_enospc_and_leaves_no_data_set_that_looks_complete(
+    tmp_path, monkeypatch, fails_at, format
+):
     """Over an older data set (seed 0) a new one (seed 1) meets a full disk: ENOSPC comes out
     as itself (libsndfile alone says "System error."), no metadata.csv is left to describe
     clips that were not written (the old one described the old audio), no temporary file is
@@ -121,8 +126,9 @@ def test_a_full_disk_raises_enospc_and_leaves_no_data_set_that_looks_complete(tm
     with pytest.raises(OSError) as err:
         write_dataset(out, counts, seed=1, fmt=format, workers=1)
     assert err.value.errno == errno.ENOSPC
-    assert err.value.filename == str(out / ("audio/gunshot/synth-gunshot-000001." + format
-                                            if fails_at == "a clip" else "metadata.csv"))
+    assert err.value.filename == str(
+        out / ("audio/gunshot/synth-gunshot-000001." + format if fails_at == "a clip" else "metadata.csv")
+    )
     monkeypatch.undo()
     assert not (out / "metadata.csv").exists()
     files = sorted(p for p in out.rglob("*") if p.is_file())
@@ -148,14 +154,18 @@ def test_a_full_disk_in_the_worker_processes_raises_enospc(tmp_path, monkeypatch
 def test_a_stream_on_a_full_disk_keeps_the_older_stream_and_its_annotations(tmp_path, monkeypatch, fails_at):
     """`data stream` over an older stream: new audio beside the old annotations (or the other
     way round) would be a labelled stream with the wrong labels."""
-    from edge_sed import events
-    from edge_sed.streams import make_stream, write_stream
+    from edge_sed.core import events
+    from edge_sed.data.streams import make_stream, write_stream
 
-    data = write_dataset(tmp_path / "set", {"dog": 2, "baby_cry": 2, "gunshot": 2, "background": 4}, seed=1, workers=1)
+    data = write_dataset(
+        tmp_path / "set", {"dog": 2, "baby_cry": 2, "gunshot": 2, "background": 4}, seed=1, workers=1
+    )
     out = tmp_path / "stream.flac"
     write_stream(out, *make_stream(data, 20.0, 3, seed=0))
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
-    monkeypatch.setattr(audio_io if fails_at == "audio" else events, "open", full_disk_after(0), raising=False)
+    monkeypatch.setattr(
+        audio_io if fails_at == "audio" else events, "open", full_disk_after(0), raising=False
+    )
     with pytest.raises(OSError) as err:
         write_stream(out, *make_stream(data, 20.0, 3, seed=1))
     assert err.value.errno == errno.ENOSPC
@@ -185,7 +195,7 @@ def test_metadata_columns_and_rows(small_set):
     with open(csv_path, newline="") as f:
         header = next(csv.reader(f))
     assert header[: len(REAL_HEADER)] == REAL_HEADER
-    assert header[len(REAL_HEADER):] == ["onset_s", "offset_s", "ebr_db", "background_kind", "seed"]
+    assert header[len(REAL_HEADER) :] == ["onset_s", "offset_s", "ebr_db", "background_kind", "seed"]
     rows = _read_rows(csv_path)
     keys = [(LABELS.index(r["label"]), int(Path(r["path"]).stem.rsplit("-", 1)[1])) for r in rows]
     assert keys == sorted(keys)  # label order, then index
@@ -245,7 +255,7 @@ def test_realised_ebr_matches_requested(label):
         rms = lambda x: np.sqrt(np.mean(x[s:e] ** 2))  # noqa: E731
         assert 20 * np.log10(rms(event) / rms(background)) == pytest.approx(meta["ebr_db"], abs=0.5)
         # the event lives inside its span: almost nothing outside it
-        outside = np.concatenate([event[: max(0, s - 80)], event[e + 80:]])
+        outside = np.concatenate([event[: max(0, s - 80)], event[e + 80 :]])
         assert np.sum(outside**2) < 1e-4 * np.sum(event[s:e] ** 2)
         seen.add(meta["ebr_db"])
     assert seen == {-6.0, 0.0, 6.0}
@@ -290,9 +300,9 @@ def test_gunshot_onset_is_impulsive():
             continue
         later = slice(s + int(0.3 * SR), s + int(0.32 * SR))
         env_event = _envelope(event)
-        assert env_event[s: s + int(0.02 * SR)].max() > 10 * env_event[later].mean()  # > 20 dB
+        assert env_event[s : s + int(0.02 * SR)].max() > 10 * env_event[later].mean()  # > 20 dB
         env_mix = _envelope(event + background)  # still clear over the background at -6 dB
-        assert env_mix[s: s + int(0.02 * SR)].max() > 2 * env_mix[later].mean()
+        assert env_mix[s : s + int(0.02 * SR)].max() > 2 * env_mix[later].mean()
 
 
 def test_cries_are_long_and_barks_are_short_bursts():

@@ -25,15 +25,28 @@ def toy_splits(seed=0, counts=(12, 12, 6, 78), frames=20, mels=8):
                 mode = c if c < 3 else 3 + i % 4 if i % 4 < 3 else 3
                 xs.append(patterns[min(mode, 6)] * 1.5 + rng.normal(0, 1, (frames, mels)))
                 ys.append(c)
-        return Split(np.asarray(xs, np.float32), np.asarray(ys), [f"g{i}" for i in range(len(ys))],
-                     [f"p{i}" for i in range(len(ys))])
+        return Split(
+            np.asarray(xs, np.float32),
+            np.asarray(ys),
+            [f"g{i}" for i in range(len(ys))],
+            [f"p{i}" for i in range(len(ys))],
+        )
 
     return {"train": make(1.0), "val": make(0.5), "test": make(0.5)}
 
 
 def config(tmp_path, **kw):
-    base = dict(out=str(tmp_path / "run"), epochs=6, stage1_epochs=3, patience=10, batch_size=16,
-                hidden=16, embed_dim=8, threads=1, lr=5e-3)
+    base = dict(
+        out=str(tmp_path / "run"),
+        epochs=6,
+        stage1_epochs=3,
+        patience=10,
+        batch_size=16,
+        hidden=16,
+        embed_dim=8,
+        threads=1,
+        lr=5e-3,
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -48,7 +61,9 @@ def test_weighted_ce_learns_a_separable_problem(tmp_path):
     assert set(saved["test"]["per_class_error"]) == {"dog", "baby_cry", "gunshot", "background"}
 
 
-@pytest.mark.parametrize("objective", ["clustered", "focal", "class-balanced", "logit-adjusted", "oversample"])
+@pytest.mark.parametrize(
+    "objective", ["clustered", "focal", "class-balanced", "logit-adjusted", "oversample"]
+)
 def test_every_objective_trains(tmp_path, objective):
     metrics = train(config(tmp_path, objective=objective, epochs=8), splits=toy_splits())
     assert metrics["test"]["balanced_accuracy"] > 0.6, metrics["test"]
@@ -104,8 +119,11 @@ def test_train_command_defaults_are_the_config_defaults():
     for command in (train_command, experiments):
         for param in command.params:
             # an option without a default (None, or click 8.2's unset sentinel) takes the config's
-            if param.name in TrainConfig.__dataclass_fields__ and not getattr(param, "is_flag", False) \
-                    and isinstance(param.default, (int, float, str)):
+            if (
+                param.name in TrainConfig.__dataclass_fields__
+                and not getattr(param, "is_flag", False)
+                and isinstance(param.default, (int, float, str))
+            ):
                 assert param.default == getattr(TrainConfig(), param.name), (command.name, param.name)
 
 
@@ -113,11 +131,14 @@ def test_background_mixing_augmentation():
     """mix_backgrounds lays event windows over background windows on mel power: off by default
     (identity), backgrounds untouched, every mixed event at least as loud as the background
     under it and still carrying its own energy, deterministic by the generator."""
-    from edge_sed.settings import BACKGROUND, LABELS
+    from edge_sed.core.settings import BACKGROUND, LABELS
 
     rng = np.random.default_rng(0)
     y = np.array([0, 1, 2] * 4 + [LABELS.index(BACKGROUND)] * 12)
-    x = np.log(rng.gamma(1.0, 1.0, (len(y), 20, 8)).astype(np.float32) * np.where(y == 3, 0.01, 1.0)[:, None, None] + 1e-6)
+    x = np.log(
+        rng.gamma(1.0, 1.0, (len(y), 20, 8)).astype(np.float32) * np.where(y == 3, 0.01, 1.0)[:, None, None]
+        + 1e-6
+    )
     split = Split(x.astype(np.float32), y, [f"g{i}" for i in range(len(y))], [None] * len(y))
     assert split.mix_backgrounds(split.x, np.random.default_rng(1), 0.0) is split.x
     a = split.mix_backgrounds(split.x, np.random.default_rng(1), 1.0)
@@ -136,21 +157,41 @@ def test_background_mixing_augmentation():
 # ------------------------------------------------------------- bad numbers and diverging runs
 
 
-@pytest.mark.parametrize("field, value, fragment", [
-    ("epochs", 0, "whole number from 1 to 10000"), ("epochs", -3, "from 1 to 10000"), ("epochs", 10**12, "to 10000"),
-    ("epochs", 2.5, "whole number"), ("batch_size", 0, ">= 2"), ("batch_size", 1, ">= 2"),
-    ("patience", 0, "from 1"), ("stage1_epochs", 0, "from 1"), ("seed", -1, "from 0 to 4294967295"),
-    ("threads", -1, "from 0 to 1024"), ("hidden", 0, ">= 1"), ("sequences", 0, ">= 1"),
-    ("lr", 0.0, "> 0"), ("lr", -1.0, "> 0"), ("lr", float("nan"), "finite"), ("lr", float("inf"), "finite"),
-    ("lr", "0.1", "finite number"), ("finetune_lr", -1e-3, ">= 0"), ("weight_decay", float("nan"), "finite"),
-    ("mix_background", 1.5, "from 0 to 1"), ("dropout", 1.0, "below 1"), ("ema", float("nan"), "below 1"),
-    ("seq_s", 0.0, "> 0"), ("ebr_db", (float("nan"), 9.0), "two finite numbers"), ("bed_dbfs", (0.0, -50.0), "range"),
-])
+@pytest.mark.parametrize(
+    "field, value, fragment",
+    [
+        ("epochs", 0, "whole number from 1 to 10000"),
+        ("epochs", -3, "from 1 to 10000"),
+        ("epochs", 10**12, "to 10000"),
+        ("epochs", 2.5, "whole number"),
+        ("batch_size", 0, ">= 2"),
+        ("batch_size", 1, ">= 2"),
+        ("patience", 0, "from 1"),
+        ("stage1_epochs", 0, "from 1"),
+        ("seed", -1, "from 0 to 4294967295"),
+        ("threads", -1, "from 0 to 1024"),
+        ("hidden", 0, ">= 1"),
+        ("sequences", 0, ">= 1"),
+        ("lr", 0.0, "> 0"),
+        ("lr", -1.0, "> 0"),
+        ("lr", float("nan"), "finite"),
+        ("lr", float("inf"), "finite"),
+        ("lr", "0.1", "finite number"),
+        ("finetune_lr", -1e-3, ">= 0"),
+        ("weight_decay", float("nan"), "finite"),
+        ("mix_background", 1.5, "from 0 to 1"),
+        ("dropout", 1.0, "below 1"),
+        ("ema", float("nan"), "below 1"),
+        ("seq_s", 0.0, "> 0"),
+        ("ebr_db", (float("nan"), 9.0), "two finite numbers"),
+        ("bed_dbfs", (0.0, -50.0), "range"),
+    ],
+)
 def test_train_config_refuses_numbers_out_of_range(field, value, fragment):
     """TrainConfig is made from Python too (experiments, the demo): its numbers are checked as the CLI's
     options are. epochs=0 trained nothing and then failed on the missing best.pt; batch_size=1 skipped
     every batch (batch norm needs two)."""
-    from edge_sed.errors import EdgeSedError
+    from edge_sed.core.errors import EdgeSedError
 
     with pytest.raises(EdgeSedError) as err:
         TrainConfig(**{field: value})
@@ -159,7 +200,7 @@ def test_train_config_refuses_numbers_out_of_range(field, value, fragment):
 
 
 def test_experiments_refuse_a_bad_setting_before_any_worker(tmp_path):
-    from edge_sed.errors import EdgeSedError
+    from edge_sed.core.errors import EdgeSedError
     from train.experiments import run_table
 
     with pytest.raises(EdgeSedError, match="training setting seed=-1"):
@@ -178,7 +219,9 @@ def _poisoned(monkeypatch, module, after_epochs: int, what: str):
     def make_objective(*a, **kw):
         objective = real_objective(*a, **kw)
         loss = objective.classification_loss
-        objective.classification_loss = lambda *x: loss(*x) * (float("nan") if len(done) >= after_epochs else 1.0)
+        objective.classification_loss = lambda *x: (
+            loss(*x) * (float("nan") if len(done) >= after_epochs else 1.0)
+        )
         return objective
 
     def build_model(*a, **kw):
@@ -204,19 +247,25 @@ def _assert_kept(run, epoch: int, best_epoch: int):
     assert not (run / "metrics.json").exists()
 
 
-@pytest.mark.parametrize("what, said", [("loss", "the loss is nan"), ("weights", "the weights are no longer finite")])
-def test_a_diverging_run_stops_in_one_line_keeping_the_last_good_checkpoint(tmp_path, monkeypatch, what, said):
+@pytest.mark.parametrize(
+    "what, said", [("loss", "the loss is nan"), ("weights", "the weights are no longer finite")]
+)
+def test_a_diverging_run_stops_in_one_line_keeping_the_last_good_checkpoint(
+    tmp_path, monkeypatch, what, said
+):
     """A NaN loss at epoch 3 went on training NaN weights, and best.pt / checkpoint.pt could keep
     them; now the run stops before anything of that epoch is saved."""
     import train.trainer as trainer
-    from edge_sed.errors import EdgeSedError
+    from edge_sed.core.errors import EdgeSedError
 
     cfg = config(tmp_path, epochs=6)
     with pytest.raises(EdgeSedError) as err:
         train(cfg, splits=toy_splits(), **_poisoned(monkeypatch, trainer, 2, what))
     best = _best(cfg)
-    assert str(err.value) == (f"{cfg.out}: training diverged at epoch 3 (classify stage): {said}; checkpoint.pt "
-                              f"(epoch 2) and best.pt (epoch {best}) are kept; try a lower learning rate than 0.005")
+    assert str(err.value) == (
+        f"{cfg.out}: training diverged at epoch 3 (classify stage): {said}; checkpoint.pt "
+        f"(epoch 2) and best.pt (epoch {best}) are kept; try a lower learning rate than 0.005"
+    )
     _assert_kept(tmp_path / "run", 2, best)
 
 
@@ -226,11 +275,14 @@ def _best(cfg):
 
 def test_a_huge_learning_rate_diverges_in_one_line(tmp_path):
     """A real divergence (lr 1e6: the loss overflows to NaN within a few epochs), not a patched one."""
-    from edge_sed.errors import EdgeSedError
+    from edge_sed.core.errors import EdgeSedError
 
     cfg = config(tmp_path, epochs=8, lr=1e6)
-    with pytest.raises(EdgeSedError, match=r"training diverged at epoch \d+ \(classify stage\): the (loss is (nan|inf)"
-                                           r"|weights are no longer finite); .*try a lower learning rate than 1e\+06"):
+    with pytest.raises(
+        EdgeSedError,
+        match=r"training diverged at epoch \d+ \(classify stage\): the (loss is (nan|inf)"
+        r"|weights are no longer finite); .*try a lower learning rate than 1e\+06",
+    ):
         train(cfg, splits=toy_splits())
     if (tmp_path / "run" / "checkpoint.pt").exists():  # what is kept is finite
         state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["state"]
@@ -239,12 +291,30 @@ def test_a_huge_learning_rate_diverges_in_one_line(tmp_path):
 
 def test_a_diverging_stateful_run_stops_in_one_line(tiny_data, tmp_path, monkeypatch):
     import train.stateful as stateful
-    from edge_sed.errors import EdgeSedError
+    from edge_sed.core.errors import EdgeSedError
 
-    cfg = TrainConfig(data=str(tiny_data), out=str(tmp_path / "run"), form="stateful", ratio=None, epochs=3,
-                      patience=50, sequences=4, seq_s=3.0, batch_size=2, hidden=8, embed_dim=4, threads=1, lr=1e-2,
-                      val_streams=1, val_stream_s=10.0, tbptt_frames=100)
-    with pytest.raises(EdgeSedError, match=r"training diverged at epoch 2 \(classify stage\): the loss is nan; "
-                                           r"checkpoint.pt \(epoch 1\) and best.pt \(epoch 1\) are kept"):
+    cfg = TrainConfig(
+        data=str(tiny_data),
+        out=str(tmp_path / "run"),
+        form="stateful",
+        ratio=None,
+        epochs=3,
+        patience=50,
+        sequences=4,
+        seq_s=3.0,
+        batch_size=2,
+        hidden=8,
+        embed_dim=4,
+        threads=1,
+        lr=1e-2,
+        val_streams=1,
+        val_stream_s=10.0,
+        tbptt_frames=100,
+    )
+    with pytest.raises(
+        EdgeSedError,
+        match=r"training diverged at epoch 2 \(classify stage\): the loss is nan; "
+        r"checkpoint.pt \(epoch 1\) and best.pt \(epoch 1\) are kept",
+    ):
         train(cfg, **_poisoned(monkeypatch, stateful, 1, "loss"))
     _assert_kept(tmp_path / "run", 1, 1)

@@ -3,7 +3,7 @@
 The data source is one of:
 - a folder with ``train.csv``, ``val.csv``, ``test.csv`` (what ``edge-sed data prepare`` wrote):
   used as it is;
-- anything ``edge_sed.datasets.load_clips`` reads (a metadata.csv, UrbanSound8K, ESC-50, class
+- anything ``edge_sed.data.datasets.load_clips`` reads (a metadata.csv, UrbanSound8K, ESC-50, class
   folders): split by group, the training split subsampled to the ratio, with the run's seed;
 - ``synthetic``: the built-in generator, written once per (counts, seed) under
   ``~/.cache/edge-sed/synth`` (or $EDGE_SED_CACHE) and then read like any metadata.csv.
@@ -20,11 +20,17 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_sed.audio_io import read_audio
-from edge_sed.datasets import (SPLITS, load_clips, locate_window, parse_ratio, prepare_splits,
-                               read_metadata_csv)
-from edge_sed.frontend import FrontendConfig, log_mel
-from edge_sed.settings import BACKGROUND, CLIP_WINDOW_S, LABELS, SAMPLE_RATE
+from edge_sed.core.audio_io import read_audio
+from edge_sed.data.datasets import (
+    SPLITS,
+    load_clips,
+    locate_window,
+    parse_ratio,
+    prepare_splits,
+    read_metadata_csv,
+)
+from edge_sed.core.frontend import FrontendConfig, log_mel
+from edge_sed.core.settings import BACKGROUND, CLIP_WINDOW_S, LABELS, SAMPLE_RATE
 
 
 @dataclass
@@ -53,12 +59,21 @@ class Split:
             if self.y[i] == background:
                 start = rng.integers(0, last + 1)
             else:
-                start = int(np.clip(self.anchors[i] + rng.integers(-jitter_frames, jitter_frames + 1), 0, last))
-            out[i] = feats[start:start + width]
+                start = int(
+                    np.clip(self.anchors[i] + rng.integers(-jitter_frames, jitter_frames + 1), 0, last)
+                )
+            out[i] = feats[start : start + width]
         return out
 
-    def mix_backgrounds(self, x: np.ndarray, rng: np.random.Generator, prob: float,
-                        ebr_db=(-3.0, 12.0), gain_db: float = 0.0, floor: float = 1e-6) -> np.ndarray:
+    def mix_backgrounds(
+        self,
+        x: np.ndarray,
+        rng: np.random.Generator,
+        prob: float,
+        ebr_db=(-3.0, 12.0),
+        gain_db: float = 0.0,
+        floor: float = 1e-6,
+    ) -> np.ndarray:
         """Training augmentation for streams: each event window, with probability ``prob``, is
         laid over a random background window of the split at an event-to-background ratio drawn
         from ``ebr_db`` (dB, on mean mel power), as a stream puts an event on a new background;
@@ -91,7 +106,7 @@ def cache_dir() -> Path:
 
 def synthetic_source(counts: str, seed: int) -> Path:
     """The metadata.csv of the synthetic set with these counts and this seed, made if missing."""
-    from edge_sed.synth import write_dataset
+    from edge_sed.data.synth import write_dataset
 
     parsed = {k: int(v) for k, v in parse_ratio(counts).items()}
     folder = cache_dir() / "synth" / f"{'-'.join(str(parsed[l]) for l in LABELS)}-seed{seed}"
@@ -102,11 +117,21 @@ def synthetic_source(counts: str, seed: int) -> Path:
 
 
 def features(windows: np.ndarray, cfg: FrontendConfig = FrontendConfig()) -> np.ndarray:
-    return np.stack([log_mel(w, cfg) for w in windows]) if len(windows) else np.zeros((0, 0, cfg.n_mels), np.float32)
+    return (
+        np.stack([log_mel(w, cfg) for w in windows])
+        if len(windows)
+        else np.zeros((0, 0, cfg.n_mels), np.float32)
+    )
 
 
-def load_splits(data: str, ratio: str | None, seed: int, synth_counts: str = "120:120:60:1560",
-                fractions=(0.7, 0.15, 0.15), ratio_splits=("train",)) -> dict[str, Split]:
+def load_splits(
+    data: str,
+    ratio: str | None,
+    seed: int,
+    synth_counts: str = "120:120:60:1560",
+    fractions=(0.7, 0.15, 0.15),
+    ratio_splits=("train",),
+) -> dict[str, Split]:
     """Train/val/test splits as log-mel windows (see the module doc for ``data``)."""
     if data == "synthetic":
         source = synthetic_source(synth_counts, seed)
@@ -115,8 +140,13 @@ def load_splits(data: str, ratio: str | None, seed: int, synth_counts: str = "12
     if source.is_dir() and all((source / f"{s}.csv").exists() for s in SPLITS):
         clip_splits = {s: read_metadata_csv(source / f"{s}.csv") for s in SPLITS}
     else:
-        clip_splits = prepare_splits(load_clips(source), ratio=parse_ratio(ratio) if ratio else None,
-                                     fractions=fractions, seed=seed, ratio_splits=ratio_splits)
+        clip_splits = prepare_splits(
+            load_clips(source),
+            ratio=parse_ratio(ratio) if ratio else None,
+            fractions=fractions,
+            seed=seed,
+            ratio_splits=ratio_splits,
+        )
     return {name: clips_to_split(clips, seed) for name, clips in clip_splits.items()}
 
 
@@ -127,9 +157,15 @@ def clips_to_split(clips, seed: int, cfg: FrontendConfig = FrontendConfig()) -> 
     windows, clip_features, anchors = [], [], []
     for clip in clips:
         audio, start = locate_window(read_audio(clip.path), clip.label, seed, clip.path.name)
-        windows.append(log_mel(audio[start:start + n], cfg))
+        windows.append(log_mel(audio[start : start + n], cfg))
         clip_features.append(log_mel(audio, cfg))
         anchors.append(min(round(start / cfg.hop_samples), len(clip_features[-1]) - len(windows[-1])))
     x = np.stack(windows) if windows else np.zeros((0, cfg.num_frames(n), cfg.n_mels), np.float32)
-    return Split(x, np.array([LABELS.index(c.label) for c in clips], np.int64), [c.group for c in clips],
-                 [str(c.path) for c in clips], clip_features, np.asarray(anchors, np.int64))
+    return Split(
+        x,
+        np.array([LABELS.index(c.label) for c in clips], np.int64),
+        [c.group for c in clips],
+        [str(c.path) for c in clips],
+        clip_features,
+        np.asarray(anchors, np.int64),
+    )

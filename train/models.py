@@ -51,8 +51,17 @@ class LSTMNet(nn.Module):
     (frames stride-1, 2*stride-1, ...): a step per ``stride`` frames of audio, fewer cycles.
     ``dropout`` (training only) drops conv and LSTM outputs in the stateful form."""
 
-    def __init__(self, n_mels: int = 40, hidden: int = 64, embed_dim: int = 32, num_classes: int = 4,
-                 context_frames: int = 1, conv_channels: int = 0, stride: int = 1, dropout: float = 0.0):
+    def __init__(
+        self,
+        n_mels: int = 40,
+        hidden: int = 64,
+        embed_dim: int = 32,
+        num_classes: int = 4,
+        context_frames: int = 1,
+        conv_channels: int = 0,
+        stride: int = 1,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         if stride > 1 and not (conv_channels and context_frames >= stride):
             raise ValueError(f"a stride of {stride} frames needs a conv over at least {stride} frames")
@@ -77,9 +86,9 @@ class LSTMNet(nn.Module):
         if previous is None:
             previous = x[:, :1].expand(-1, k - 1, -1)
         full = torch.cat([previous, x], 1)
-        windows = full.unfold(1, k, 1)[:, every - 1::every]  # (B, T // every, n_mels, k)
+        windows = full.unfold(1, k, 1)[:, every - 1 :: every]  # (B, T // every, n_mels, k)
         stacked = windows.transpose(2, 3).reshape(x.shape[0], windows.shape[1], -1)
-        return torch.relu(self.conv(stacked)), full[:, full.shape[1] - (k - 1):]
+        return torch.relu(self.conv(stacked)), full[:, full.shape[1] - (k - 1) :]
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """(B, frames, n_mels) log-mel -> (B, embed_dim)."""
@@ -120,8 +129,13 @@ def _conv_block(c_in: int, c_out: int, pool: bool) -> nn.Sequential:
 
 
 class CNNNet(nn.Module):
-    def __init__(self, n_mels: int = 40, embed_dim: int = 32, num_classes: int = 4,
-                 channels: tuple[int, ...] = (16, 32, 64, 64)):
+    def __init__(
+        self,
+        n_mels: int = 40,
+        embed_dim: int = 32,
+        num_classes: int = 4,
+        channels: tuple[int, ...] = (16, 32, 64, 64),
+    ):
         super().__init__()
         self.standardise = _Standardise(n_mels)
         blocks, c_in = [], 1

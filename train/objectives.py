@@ -146,7 +146,9 @@ class ClassBalancedCE(WeightedCE):
     def __init__(self, class_counts: Sequence[int], beta: float = 0.999):
         super().__init__(class_counts)
         self.beta = float(beta)
-        self.class_weights = torch.tensor(class_balanced_weights(self.class_counts, self.beta), dtype=torch.float32)
+        self.class_weights = torch.tensor(
+            class_balanced_weights(self.class_counts, self.beta), dtype=torch.float32
+        )
 
 
 class Focal(Objective):
@@ -162,8 +164,11 @@ class Focal(Objective):
             raise ValueError(f"focal: alpha must be 'inverse' or None, got {alpha!r}")
         self.gamma = float(gamma)
         self.alpha = alpha
-        self.class_weights = (torch.tensor(inverse_frequency_weights(self.class_counts), dtype=torch.float32)
-                              if alpha == "inverse" else None)
+        self.class_weights = (
+            torch.tensor(inverse_frequency_weights(self.class_counts), dtype=torch.float32)
+            if alpha == "inverse"
+            else None
+        )
 
     def classification_loss(self, logits: Tensor, y: Tensor) -> Tensor:
         return focal_loss(logits, y, self.gamma, self.class_weights)
@@ -220,17 +225,37 @@ class Clustered(WeightedCE):
     name = "clustered"
     two_stage = True
 
-    def __init__(self, class_counts: Sequence[int], embed_dim: Optional[int] = None,
-                 stage1_sampling: str = "cluster-balanced", margin: float = 0.5, pull_weight: float = 1.0,
-                 intra_class_margin: Optional[float] = None, momentum: float = 0.9, kmeans_iters: int = 20):
+    def __init__(
+        self,
+        class_counts: Sequence[int],
+        embed_dim: Optional[int] = None,
+        stage1_sampling: str = "cluster-balanced",
+        margin: float = 0.5,
+        pull_weight: float = 1.0,
+        intra_class_margin: Optional[float] = None,
+        momentum: float = 0.9,
+        kmeans_iters: int = 20,
+    ):
         super().__init__(class_counts)
         if stage1_sampling not in STAGE1_SAMPLING:
-            raise ValueError(f"clustered: stage1_sampling must be one of {', '.join(STAGE1_SAMPLING)}, "
-                             f"got {stage1_sampling!r}")
+            raise ValueError(
+                f"clustered: stage1_sampling must be one of {', '.join(STAGE1_SAMPLING)}, "
+                f"got {stage1_sampling!r}"
+            )
         self.stage1_sampling = stage1_sampling
-        self.embedding_loss = None if embed_dim is None else ClusteredCentroidLoss(
-            self.class_counts, embed_dim, margin=margin, pull_weight=pull_weight,
-            intra_class_margin=intra_class_margin, momentum=momentum, kmeans_iters=kmeans_iters)
+        self.embedding_loss = (
+            None
+            if embed_dim is None
+            else ClusteredCentroidLoss(
+                self.class_counts,
+                embed_dim,
+                margin=margin,
+                pull_weight=pull_weight,
+                intra_class_margin=intra_class_margin,
+                momentum=momentum,
+                kmeans_iters=kmeans_iters,
+            )
+        )
 
     def stage1_sample_weights(self, y: np.ndarray, cluster_ids: np.ndarray) -> Optional[np.ndarray]:
         """y, cluster_ids: [N] (cluster_ids from ``embedding_loss.assign``) -> [N] or None.
@@ -243,8 +268,12 @@ class Clustered(WeightedCE):
             return None
         if self.stage1_sampling == "class-balanced":
             return _balanced_weights(np.asarray(y, dtype=np.int64), self.num_classes)
-        cluster_ids = np.asarray(cluster_ids.cpu() if isinstance(cluster_ids, Tensor) else cluster_ids, np.int64)
-        num_clusters = int(cluster_ids.max()) + 1 if self.embedding_loss is None else self.embedding_loss.num_clusters
+        cluster_ids = np.asarray(
+            cluster_ids.cpu() if isinstance(cluster_ids, Tensor) else cluster_ids, np.int64
+        )
+        num_clusters = (
+            int(cluster_ids.max()) + 1 if self.embedding_loss is None else self.embedding_loss.num_clusters
+        )
         return _balanced_weights(cluster_ids, num_clusters)
 
 
@@ -258,7 +287,9 @@ OBJECTIVES = {
 }
 
 
-def make_objective(name: str, class_counts: Sequence[int], embed_dim: Optional[int] = None, **params) -> Objective:
+def make_objective(
+    name: str, class_counts: Sequence[int], embed_dim: Optional[int] = None, **params
+) -> Objective:
     """The objective called ``name`` (one of ``OBJECTIVES``) for these training-set counts.
 
     ``embed_dim`` is used by ``clustered`` (to build its embedding loss) and ignored by the
@@ -274,8 +305,10 @@ def make_objective(name: str, class_counts: Sequence[int], embed_dim: Optional[i
     accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "class_counts")]
     unknown = sorted(set(params) - set(accepted))
     if unknown:
-        raise ValueError(f"objective {name!r} has no option {', '.join(unknown)}; "
-                         f"its options are: {', '.join(accepted) or 'none'}")
+        raise ValueError(
+            f"objective {name!r} has no option {', '.join(unknown)}; "
+            f"its options are: {', '.join(accepted) or 'none'}"
+        )
     return cls(class_counts, **params)
 
 
@@ -297,7 +330,9 @@ def _sq_dists(x: Tensor, c: Tensor) -> Tensor:
     return ((x * x).sum(1, keepdim=True) + (c * c).sum(1)[None, :] - 2.0 * x @ c.T).clamp(min=0.0)
 
 
-def kmeans(x: Tensor, k: int, iters: int = 20, generator: Optional[torch.Generator] = None) -> tuple[Tensor, Tensor]:
+def kmeans(
+    x: Tensor, k: int, iters: int = 20, generator: Optional[torch.Generator] = None
+) -> tuple[Tensor, Tensor]:
     """Spherical k-means on unit vectors x [N, D] (N >= k >= 1) -> (centres [k, D], labels [N]).
 
     Initialisation: k-means++ (first centre uniform, each next one drawn with probability
@@ -377,9 +412,16 @@ class ClusteredCentroidLoss(nn.Module):
     ``cluster_class`` [K], ``cluster_size`` [K] (members at the last assign), ``assigned``
     (whether assign has run)."""
 
-    def __init__(self, class_counts: Sequence[int], embed_dim: int, margin: float = 0.5,
-                 pull_weight: float = 1.0, intra_class_margin: Optional[float] = None,
-                 momentum: float = 0.9, kmeans_iters: int = 20):
+    def __init__(
+        self,
+        class_counts: Sequence[int],
+        embed_dim: int,
+        margin: float = 0.5,
+        pull_weight: float = 1.0,
+        intra_class_margin: Optional[float] = None,
+        momentum: float = 0.9,
+        kmeans_iters: int = 20,
+    ):
         super().__init__()
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {momentum}")
@@ -398,7 +440,9 @@ class ClusteredCentroidLoss(nn.Module):
         self.momentum = float(momentum)
         self.kmeans_iters = int(kmeans_iters)
 
-        cluster_class = torch.repeat_interleave(torch.arange(self.num_classes), torch.tensor(self.clusters_per_class))
+        cluster_class = torch.repeat_interleave(
+            torch.arange(self.num_classes), torch.tensor(self.clusters_per_class)
+        )
         self.register_buffer("cluster_class", cluster_class)  # [K] int64
         # placeholder until the first assign(); forward refuses to run before it
         self.register_buffer("centroids", torch.zeros(self.num_clusters, self.embed_dim))  # [K, D]
@@ -427,7 +471,7 @@ class ClusteredCentroidLoss(nn.Module):
             if len(members) > 0:
                 k_eff = min(k, len(members))
                 centres, labels = kmeans(z[members], k_eff, self.kmeans_iters, generator=g)
-                centroids[first:first + k_eff] = centres.to(centroids)
+                centroids[first : first + k_eff] = centres.to(centroids)
                 ids[members] = first + labels
             first += k
         self.centroids.copy_(centroids)
@@ -469,8 +513,11 @@ class ClusteredCentroidLoss(nn.Module):
         d_neg = d.masked_fill(same_class, float("inf")).min(1).values  # [B]
         hinge = F.relu(self.margin + d_pos - d_neg)
         loss = self.pull_weight * d_pos + hinge
-        stats = {"d_pos": d_pos.mean().item(), "d_neg": d_neg.mean().item(),
-                 "active": (hinge > 0).float().mean().item()}
+        stats = {
+            "d_pos": d_pos.mean().item(),
+            "d_neg": d_neg.mean().item(),
+            "active": (hinge > 0).float().mean().item(),
+        }
 
         if self.intra_class_margin is not None:
             own = torch.zeros_like(same_class).scatter_(1, cluster_ids[:, None], True)
@@ -483,6 +530,8 @@ class ClusteredCentroidLoss(nn.Module):
         return loss.mean()
 
     def extra_repr(self) -> str:
-        return (f"clusters={self.clusters_per_class}, embed_dim={self.embed_dim}, margin={self.margin}, "
-                f"pull_weight={self.pull_weight}, intra_class_margin={self.intra_class_margin}, "
-                f"momentum={self.momentum}")
+        return (
+            f"clusters={self.clusters_per_class}, embed_dim={self.embed_dim}, margin={self.margin}, "
+            f"pull_weight={self.pull_weight}, intra_class_margin={self.intra_class_margin}, "
+            f"momentum={self.momentum}"
+        )

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_sed.plots import _pyplot, save_figure
-from edge_sed.settings import LABELS
+from edge_sed.report.plots import _pyplot, save_figure
+from edge_sed.core.settings import LABELS
 
 
 def plot_confusion(metrics: dict, png: Path, title: str = "") -> None:
@@ -19,14 +19,23 @@ def plot_confusion(metrics: dict, png: Path, title: str = "") -> None:
     ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     for i in range(len(cm)):
         for j in range(len(cm)):
-            ax.text(j, i, f"{rates[i, j]:.2f}\n({int(cm[i, j])})", ha="center", va="center",
-                    fontsize=8, color="white" if rates[i, j] > 0.6 else "black")
+            ax.text(
+                j,
+                i,
+                f"{rates[i, j]:.2f}\n({int(cm[i, j])})",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if rates[i, j] > 0.6 else "black",
+            )
     labels = metrics.get("labels", LABELS)
     ax.set_xticks(range(len(labels)), labels, rotation=30, fontsize=8)
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
     ax.set_xlabel("predicted"), ax.set_ylabel("true")
-    ax.set_title(f"{title}\noverall error {metrics['overall_error']:.3f}, macro-F1 {metrics['macro_f1']:.3f}",
-                 fontsize=9)
+    ax.set_title(
+        f"{title}\noverall error {metrics['overall_error']:.3f}, macro-F1 {metrics['macro_f1']:.3f}",
+        fontsize=9,
+    )
     save_figure(fig, png)
 
 
@@ -48,7 +57,9 @@ def plot_embeddings(embeddings: np.ndarray, y: np.ndarray, png: Path, embedding_
     ax = axes[0, 0]
     for c, label in enumerate(LABELS):
         m = y == c
-        ax.scatter(p[m, 0], p[m, 1], s=8 if label == "background" else 14, alpha=0.6, label=f"{label} ({m.sum()})")
+        ax.scatter(
+            p[m, 0], p[m, 1], s=8 if label == "background" else 14, alpha=0.6, label=f"{label} ({m.sum()})"
+        )
     ax.legend(fontsize=7), ax.set_title("test embeddings by class (PCA)", fontsize=9)
     if embedding_loss is not None:
         centroids = embedding_loss.centroids.detach().numpy()
@@ -58,7 +69,13 @@ def plot_embeddings(embeddings: np.ndarray, y: np.ndarray, png: Path, embedding_
         ax = axes[0, 1]
         ax.scatter(p[:, 0], p[:, 1], c=nearest, cmap="tab20", s=8, alpha=0.6)
         for c, label in enumerate(LABELS):
-            ax.scatter(pc[owner == c, 0], pc[owner == c, 1], marker="X", s=60, edgecolor="black",
-                       label=f"{label} centroids ({(owner == c).sum()})")
+            ax.scatter(
+                pc[owner == c, 0],
+                pc[owner == c, 1],
+                marker="X",
+                s=60,
+                edgecolor="black",
+                label=f"{label} centroids ({(owner == c).sum()})",
+            )
         ax.legend(fontsize=7), ax.set_title("by nearest cluster centroid (X = centroids)", fontsize=9)
     save_figure(fig, png)

@@ -2,7 +2,7 @@
 carried through the stream (never reset), trained on mixtures with frame targets by truncated
 back-propagation through time. Readable top to bottom, like train.trainer.
 
-Data (edge_sed.mixer): every epoch ``sequences`` fresh mixtures of ``seq_s`` seconds drawn from
+Data (edge_sed.data.mixer): every epoch ``sequences`` fresh mixtures of ``seq_s`` seconds drawn from
 the training split only, deterministic by (seed, epoch): event spans of the split laid on beds
 of the split's background recordings, EBR uniform in ``ebr_db``, bed level uniform in
 ``bed_dbfs``, events cut by the sequence edges, event-free sequences; mixed as audio, then the
@@ -38,13 +38,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge_sed.atomic import write_json
-from edge_sed.frontend import FrontendConfig, compress, log_mel, mel_energies
-from edge_sed.mixer import (Banks, append_crossfaded, block_frame_targets, evaluation_streams, frame_targets, mix,
-                            rms, split_clips)
-from edge_sed.scoring import score_streams
-from edge_sed.settings import BACKGROUND, LABELS, SAMPLE_RATE
-from edge_sed.smoother import Smoother
+from edge_sed.core.atomic import write_json
+from edge_sed.core.frontend import FrontendConfig, compress, log_mel, mel_energies
+from edge_sed.data.mixer import (
+    Banks,
+    append_crossfaded,
+    block_frame_targets,
+    evaluation_streams,
+    frame_targets,
+    mix,
+    rms,
+    split_clips,
+)
+from edge_sed.eval.scoring import score_streams
+from edge_sed.core.settings import BACKGROUND, LABELS, SAMPLE_RATE
+from edge_sed.core.smoother import Smoother
 
 from .models import build_model, encoder_parameters
 from .objectives import make_objective
@@ -65,7 +73,9 @@ def clip_splits(cfg) -> dict:
     return split_clips(source, cfg.seed, cfg.ratio)
 
 
-def floor_track(features: np.ndarray, up_s: float = 4.0, down_s: float = 0.2, hop_s: float = 0.01) -> np.ndarray:
+def floor_track(
+    features: np.ndarray, up_s: float = 4.0, down_s: float = 0.2, hop_s: float = 0.01
+) -> np.ndarray:
     """Experiment: log-mel minus a per-band background-floor tracker (rises slowly, falls fast),
     over (..., frames, n_mels), from the first frame."""
     a_up, a_down = hop_s / up_s, hop_s / down_s
@@ -79,12 +89,23 @@ def floor_track(features: np.ndarray, up_s: float = 4.0, down_s: float = 0.2, ho
     return np.moveaxis(out, 0, -2)
 
 
-FEATURE_NORM = {"none": lambda f: f, "floor": floor_track,
-                "both": lambda f: np.concatenate([f, floor_track(f)], -1)}
+FEATURE_NORM = {
+    "none": lambda f: f,
+    "floor": floor_track,
+    "both": lambda f: np.concatenate([f, floor_track(f)], -1),
+}
 
 
-def mixture_batch(banks: Banks, rng: np.random.Generator, count: int, seq_s: float, cfg_fe: FrontendConfig,
-                  norm: str = "none", bed_targets: bool = False, **mix_kw):
+def mixture_batch(
+    banks: Banks,
+    rng: np.random.Generator,
+    count: int,
+    seq_s: float,
+    cfg_fe: FrontendConfig,
+    norm: str = "none",
+    bed_targets: bool = False,
+    **mix_kw,
+):
     """``count`` mixtures -> features (count, frames, n_mels), targets (count, frames), annotations;
     with ``bed_targets`` also (count, frames) the index in ``banks.bed_classes`` of the background
     recording's source class under every frame (what plays beneath, event or not)."""
@@ -98,7 +119,9 @@ def mixture_batch(banks: Banks, rng: np.random.Generator, count: int, seq_s: flo
             audio, ann = mix(banks, seq_s, rng, segments=segments, **mix_kw)
         mel = mel_energies(audio, cfg_fe)
         mels.append(mel)
-        ys.append(block_frame_targets(blocks, len(mel), cfg_fe) if active else frame_targets(ann, len(mel), cfg_fe))
+        ys.append(
+            block_frame_targets(blocks, len(mel), cfg_fe) if active else frame_targets(ann, len(mel), cfg_fe)
+        )
         anns.append(ann)
         if bed_targets:
             centre = np.arange(len(mel)) * cfg_fe.hop_samples + cfg_fe.window_samples // 2
@@ -111,14 +134,19 @@ def mixture_batch(banks: Banks, rng: np.random.Generator, count: int, seq_s: flo
 
 
 def eval_audio(banks: Banks, seed: int, count: int, seconds: float) -> list:
-    """Fixed evaluation streams as audio (edge_sed.mixer.evaluation_streams, what ``edge-sed data
+    """Fixed evaluation streams as audio (edge_sed.data.mixer.evaluation_streams, what ``edge-sed data
     mix`` writes): [(audio, annotations, duration_s)]."""
     return evaluation_streams(banks, seed, count, seconds)
 
 
-def eval_streams(banks: Banks, seed: int, count: int, seconds: float, cfg_fe: FrontendConfig, norm: str = "none") -> list:
+def eval_streams(
+    banks: Banks, seed: int, count: int, seconds: float, cfg_fe: FrontendConfig, norm: str = "none"
+) -> list:
     """``eval_audio`` through the front end: [(features, annotations, duration_s)]."""
-    return [(FEATURE_NORM[norm](log_mel(a, cfg_fe)), ann, d) for a, ann, d in eval_audio(banks, seed, count, seconds)]
+    return [
+        (FEATURE_NORM[norm](log_mel(a, cfg_fe)), ann, d)
+        for a, ann, d in eval_audio(banks, seed, count, seconds)
+    ]
 
 
 @torch.no_grad()
@@ -132,7 +160,11 @@ def stream_probabilities(model, features: np.ndarray) -> np.ndarray:
     stride = getattr(model, "stride", 1)
     if stride > 1:
         p = np.repeat(p, stride, 0)
-        p = np.concatenate([p, np.repeat(p[-1:], len(features) - len(p), 0)]) if len(p) else np.zeros((len(features), logits.shape[-1]), np.float32)
+        p = (
+            np.concatenate([p, np.repeat(p[-1:], len(features) - len(p), 0)])
+            if len(p)
+            else np.zeros((len(features), logits.shape[-1]), np.float32)
+        )
     return p
 
 
@@ -146,12 +178,13 @@ def freq_mask(x: np.ndarray, mean: np.ndarray, max_bands: int, rng: np.random.Ge
         w = int(rng.integers(0, max_bands + 1))
         if w:
             f0 = int(rng.integers(0, x.shape[-1] - w + 1))
-            x[i, :, f0:f0 + w] = mean[f0:f0 + w]
+            x[i, :, f0 : f0 + w] = mean[f0 : f0 + w]
     return x
 
 
-def bed_features(banks: Banks, cfg_fe: FrontendConfig, norm: str = "none", max_s: float = 30.0,
-                 level_dbfs: float = -30.0) -> list:
+def bed_features(
+    banks: Banks, cfg_fe: FrontendConfig, norm: str = "none", max_s: float = 30.0, level_dbfs: float = -30.0
+) -> list:
     """Hard-negative mining's material: each background group of ``banks`` alone, its clips
     joined as ``make_bed`` joins them (at one level, at most ``max_s`` seconds), through the
     front end: [features] in the order of ``banks.groups``. Computed once (the features do not
@@ -190,7 +223,11 @@ def scored_streams(model, streams) -> list:
 
 
 def evaluate(model, streams, thresholds=0.5, **smoother_kw) -> dict:
-    return score_streams(scored_streams(model, streams), make_smoother(thresholds, **smoother_kw), every=getattr(model, "stride", 1))
+    return score_streams(
+        scored_streams(model, streams),
+        make_smoother(thresholds, **smoother_kw),
+        every=getattr(model, "stride", 1),
+    )
 
 
 @torch.no_grad()
@@ -211,8 +248,10 @@ def stream_summary(scored, thresholds, every: int = 1) -> dict:
     """A run's summary of scored streams [(probabilities, annotations, duration_s)]: the
     events' causal-delay rule, and under "dcase" DCASE's rule (0.5 s collar on the onset)."""
     smoother = make_smoother(thresholds)
-    return {**_summary(score_streams(scored, smoother, every=every)),
-            "dcase": _summary(score_streams(scored, smoother, every=every, delay_s=0.0))}
+    return {
+        **_summary(score_streams(scored, smoother, every=every)),
+        "dcase": _summary(score_streams(scored, smoother, every=every, delay_s=0.0)),
+    }
 
 
 def calibrate(probs_streams, grid=np.round(np.arange(0.3, 0.96, 0.05), 2), every: int = 1) -> dict:
@@ -240,30 +279,58 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
     fe = FrontendConfig(compression=cfg.compression)
     splits = clip_splits(cfg)
     banks = {name: Banks(clips) for name, clips in splits.items()}
-    val_streams = eval_streams(banks["val"], cfg.seed, cfg.val_streams, cfg.val_stream_s, fe, cfg.feature_norm)
-    mix_kw = dict(events_per_min=cfg.events_per_min, ebr_db=tuple(cfg.ebr_db), bed_dbfs=tuple(cfg.bed_dbfs),
-                  targets=cfg.frame_targets, **({"augment": True} if cfg.augment else {}))
+    val_streams = eval_streams(
+        banks["val"], cfg.seed, cfg.val_streams, cfg.val_stream_s, fe, cfg.feature_norm
+    )
+    mix_kw = dict(
+        events_per_min=cfg.events_per_min,
+        ebr_db=tuple(cfg.ebr_db),
+        bed_dbfs=tuple(cfg.bed_dbfs),
+        targets=cfg.frame_targets,
+        **({"augment": True} if cfg.augment else {}),
+    )
 
     # frame counts of a sample epoch: the class weights, and the standardisation statistics
-    x0, y0, anns0 = mixture_batch(banks["train"], np.random.default_rng([cfg.seed, 999_983]),
-                                  min(cfg.sequences, 64), cfg.seq_s, fe, cfg.feature_norm, **mix_kw)
+    x0, y0, anns0 = mixture_batch(
+        banks["train"],
+        np.random.default_rng([cfg.seed, 999_983]),
+        min(cfg.sequences, 64),
+        cfg.seq_s,
+        fe,
+        cfg.feature_norm,
+        **mix_kw,
+    )
     frame_counts = np.maximum(np.bincount(y0.ravel(), minlength=len(LABELS)), 1)
     # stage 1 of clustered counts segments (clusters of about the rarest class's segment count);
     # the frame losses weigh classes by their frame counts
-    unit_counts = np.maximum(np.bincount(_segment_units(anns0, y0.shape[1], fe)[:, 2], minlength=len(LABELS)), 1)
+    unit_counts = np.maximum(
+        np.bincount(_segment_units(anns0, y0.shape[1], fe)[:, 2], minlength=len(LABELS)), 1
+    )
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, n_mels=x0.shape[-1], embed_dim=cfg.embed_dim, num_classes=len(LABELS),
-                        hidden=cfg.hidden, context_frames=cfg.context_frames, conv_channels=cfg.conv_channels,
-                        stride=cfg.frame_stride, dropout=cfg.dropout)
+    model = build_model(
+        cfg.model,
+        n_mels=x0.shape[-1],
+        embed_dim=cfg.embed_dim,
+        num_classes=len(LABELS),
+        hidden=cfg.hidden,
+        context_frames=cfg.context_frames,
+        conv_channels=cfg.conv_channels,
+        stride=cfg.frame_stride,
+        dropout=cfg.dropout,
+    )
     stride = model.stride
     if cfg.tbptt_frames % stride:
         raise ValueError(f"tbptt_frames ({cfg.tbptt_frames}) must be a multiple of frame_stride ({stride})")
     model.standardise.fit(torch.from_numpy(x0))
-    objective = make_objective(cfg.objective, frame_counts.tolist(), embed_dim=cfg.embed_dim, **cfg.objective_params)
+    objective = make_objective(
+        cfg.objective, frame_counts.tolist(), embed_dim=cfg.embed_dim, **cfg.objective_params
+    )
     two_stage = objective.two_stage
     if two_stage:
         frame_weights = objective.class_weights
-        objective = make_objective(cfg.objective, unit_counts.tolist(), embed_dim=cfg.embed_dim, **cfg.objective_params)
+        objective = make_objective(
+            cfg.objective, unit_counts.tolist(), embed_dim=cfg.embed_dim, **cfg.objective_params
+        )
         objective.class_weights = frame_weights
     stages = ["embed"] * cfg.stage1_epochs * two_stage + ["classify"] * cfg.epochs
     state = {"epoch": 0, "best_score": -1.0, "best_epoch": None, "bad_epochs": 0, "history": []}
@@ -297,8 +364,16 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
         if stage != opt_stage:
             optimizer, opt_stage = _optimizer(cfg, model, stage, two_stage), stage
         rng = np.random.default_rng([cfg.seed, epoch])
-        batch = mixture_batch(banks["train"], rng, cfg.sequences, cfg.seq_s, fe, cfg.feature_norm,
-                              bed_targets=bed_head is not None, **mix_kw)
+        batch = mixture_batch(
+            banks["train"],
+            rng,
+            cfg.sequences,
+            cfg.seq_s,
+            fe,
+            cfg.feature_norm,
+            bed_targets=bed_head is not None,
+            **mix_kw,
+        )
         x, y, anns = batch[:3]
         if cfg.freq_mask:
             x = freq_mask(x, model.standardise.mean.numpy(), cfg.freq_mask, rng)
@@ -306,15 +381,16 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
         cluster_ids = None
         if units is not None:
             z_all = _unit_embeddings(model, x, units)
-            cluster_ids = objective.embedding_loss.assign(z_all, torch.from_numpy(units[:, 2]),
-                                                          seed=cfg.seed * 1000 + epoch)
+            cluster_ids = objective.embedding_loss.assign(
+                z_all, torch.from_numpy(units[:, 2]), seed=cfg.seed * 1000 + epoch
+            )
         torch.manual_seed(cfg.seed * 1000 + epoch)
         model.train()
         order = rng.permutation(len(x))
         losses = []
         n_batches = -(-len(x) // cfg.batch_size)
         for b in range(n_batches):
-            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             xb, yb = torch.from_numpy(x[idx]), torch.from_numpy(y[idx])
             bb = torch.from_numpy(batch[3][idx]) if bed_head is not None else None
             hc = None
@@ -324,14 +400,15 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
                 hc = tuple(s.detach() for s in hc)
                 if stage == "classify":
                     logits = model.classify(z.reshape(-1, z.shape[-1]))
-                    target = yb[:, t0 + stride - 1:t1:stride].reshape(-1)
+                    target = yb[:, t0 + stride - 1 : t1 : stride].reshape(-1)
                     loss = objective.classification_loss(logits, target)
                     if bed_head is not None:
                         quiet = target == LABELS.index(BACKGROUND)
                         if quiet.any():
-                            bed = bb[:, t0 + stride - 1:t1:stride].reshape(-1)[quiet]
+                            bed = bb[:, t0 + stride - 1 : t1 : stride].reshape(-1)[quiet]
                             loss = loss + cfg.bed_aux * torch.nn.functional.cross_entropy(
-                                bed_head(z.reshape(-1, z.shape[-1])[quiet]), bed)
+                                bed_head(z.reshape(-1, z.shape[-1])[quiet]), bed
+                            )
                 else:
                     sel = _units_in(units, idx, t0, t1)
                     if not len(sel):
@@ -372,8 +449,10 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
                 judged = copy.deepcopy(model)
                 judged.load_state_dict(ema)
             probs = scored_streams(judged, val_streams)
-            m = max((score_streams(probs, make_smoother(p), every=stride) for p in SELECTION_THRESHOLDS),
-                    key=lambda r: r["f1"])
+            m = max(
+                (score_streams(probs, make_smoother(p), every=stride) for p in SELECTION_THRESHOLDS),
+                key=lambda r: r["f1"],
+            )
             info.update(val_event_f1=m["f1"], val_false_alarms_per_hour=m["false_alarms_per_hour"])
             if m["f1"] > state["best_score"]:
                 state.update(best_score=m["f1"], best_epoch=epoch + 1, bad_epochs=0)
@@ -385,11 +464,15 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
             if beds is not None and (epoch + 1) % cfg.mine_every == 0:
                 w = bed_weights(model, beds, cfg.hard_negatives)
                 banks["train"].bed_weights, state["bed_weights"] = w, w.tolist()
-                info["hard_negative_top_share"] = float(np.sort(w)[-max(1, len(w) // 10):].sum())
+                info["hard_negative_top_share"] = float(np.sort(w)[-max(1, len(w) // 10) :].sum())
         state["history"].append(info)
         state["epoch"] = epoch + 1
-        ckpt = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "opt_stage": opt_stage,
-                "state": state}
+        ckpt = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "opt_stage": opt_stage,
+            "state": state,
+        }
         if two_stage:
             ckpt["embedding_loss"] = objective.embedding_loss.state_dict()
         if bed_head is not None:
@@ -403,27 +486,54 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
     model.load_state_dict(torch.load(out / "best.pt", weights_only=True))
     val_probs = scored_streams(model, val_streams)
     thresholds = calibrate(val_probs, every=stride)
-    test_streams = eval_streams(banks["test"], cfg.seed + 1, cfg.val_streams, cfg.val_stream_s, fe, cfg.feature_norm)
-    metrics = {"objective": cfg.objective, "model": cfg.model, "form": "stateful", "seed": cfg.seed,
-               "data": cfg.data, "ratio": cfg.ratio, "frame_counts": dict(zip(LABELS, frame_counts.tolist())),
-               "segment_counts": dict(zip(LABELS, unit_counts.tolist())),
-               "best_epoch": state["best_epoch"], "epochs_run": state["epoch"], "stopped": state.get("stopped"),
-               "train_seconds": round(time.perf_counter() - started, 2), "frontend": fe.to_dict(),
-               "parameters": sum(p.numel() for p in model.parameters()),
-               "smoother": {**STATEFUL_SMOOTHER, "thresholds": thresholds},
-               "frame_stride": stride,
-               "val_stream": stream_summary(val_probs, thresholds, stride),
-               "test_stream": stream_summary(scored_streams(model, test_streams), thresholds, stride)}
+    test_streams = eval_streams(
+        banks["test"], cfg.seed + 1, cfg.val_streams, cfg.val_stream_s, fe, cfg.feature_norm
+    )
+    metrics = {
+        "objective": cfg.objective,
+        "model": cfg.model,
+        "form": "stateful",
+        "seed": cfg.seed,
+        "data": cfg.data,
+        "ratio": cfg.ratio,
+        "frame_counts": dict(zip(LABELS, frame_counts.tolist())),
+        "segment_counts": dict(zip(LABELS, unit_counts.tolist())),
+        "best_epoch": state["best_epoch"],
+        "epochs_run": state["epoch"],
+        "stopped": state.get("stopped"),
+        "train_seconds": round(time.perf_counter() - started, 2),
+        "frontend": fe.to_dict(),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "smoother": {**STATEFUL_SMOOTHER, "thresholds": thresholds},
+        "frame_stride": stride,
+        "val_stream": stream_summary(val_probs, thresholds, stride),
+        "test_stream": stream_summary(scored_streams(model, test_streams), thresholds, stride),
+    }
     write_json(metrics, out / "metrics.json")
     write_json(state["history"], out / "history.json")
     return metrics
 
 
 def _summary(m: dict) -> dict:
-    keep = ("f1", "precision", "recall", "error_rate", "false_alarms_per_hour", "latency_median_s", "reference", "tp", "fp",
-            "false_alarm_kinds")
-    return {**{k: m[k] for k in keep}, "per_class": {l: {k: v for k, v in c.items() if k in ("f1", "tp", "fp", "fn", "reference", "latency_median_s")}
-                                                      for l, c in m["per_class"].items()}}
+    keep = (
+        "f1",
+        "precision",
+        "recall",
+        "error_rate",
+        "false_alarms_per_hour",
+        "latency_median_s",
+        "reference",
+        "tp",
+        "fp",
+        "false_alarm_kinds",
+    )
+    return {
+        **{k: m[k] for k in keep},
+        "per_class": {
+            l: {k: v for k, v in c.items() if k in ("f1", "tp", "fp", "fn", "reference", "latency_median_s")}
+            for l, c in m["per_class"].items()
+        },
+    }
 
 
 def _base_lrs(cfg, stage: str, two_stage: bool) -> list[float]:
@@ -456,10 +566,10 @@ def _segment_units(anns, n_frames: int, fe: FrontendConfig) -> np.ndarray:
         for a in ann:
             last = min(n_frames - 1, int((a.offset_s - fe.window_samples / fe.sample_rate / 2) / hop_s))
             first = max(0, int(a.onset_s / hop_s))
-            y[first:last + 1] = True
+            y[first : last + 1] = True
             rows.append((i, max(first, last), LABELS.index(a.label)))
         for t in range(per_s // 2, n_frames, per_s):
-            if not y[max(0, t - per_s // 2):t + 1].any():
+            if not y[max(0, t - per_s // 2) : t + 1].any():
                 rows.append((i, t, bg))
     return np.asarray(rows, np.int64).reshape(-1, 3)
 
@@ -469,7 +579,7 @@ def _unit_embeddings(model, x: np.ndarray, units: np.ndarray, batch: int = 64) -
     model.eval()
     out = torch.zeros(len(units), model.embedding.out_features)
     for b in range(0, len(x), batch):
-        z, _ = model.frame_embed(torch.from_numpy(x[b:b + batch]))
+        z, _ = model.frame_embed(torch.from_numpy(x[b : b + batch]))
         sel = np.flatnonzero((units[:, 0] >= b) & (units[:, 0] < b + batch))
         steps = np.minimum(units[sel, 1] // model.stride, z.shape[1] - 1)
         out[sel] = z[torch.from_numpy(units[sel, 0] - b), torch.from_numpy(steps)]

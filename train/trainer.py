@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edge_sed.atomic import atomic_path, write_json
-from edge_sed.errors import EdgeSedError
-from edge_sed.frontend import FrontendConfig
-from edge_sed.metrics import classification_metrics
-from edge_sed.settings import LABELS, MAX_EPOCHS, MAX_SEED
+from edge_sed.core.atomic import atomic_path, write_json
+from edge_sed.core.errors import EdgeSedError
+from edge_sed.core.frontend import FrontendConfig
+from edge_sed.eval.metrics import classification_metrics
+from edge_sed.core.settings import LABELS, MAX_EPOCHS, MAX_SEED
 
 from .data import Split, load_splits
 from .models import build_model, encoder_parameters
@@ -40,79 +40,104 @@ from .objectives import make_objective
 
 @dataclass
 class TrainConfig:
-    data: str = "synthetic"          # a data set path, a prepared-splits folder, or "synthetic"
+    data: str = "synthetic"  # a data set path, a prepared-splits folder, or "synthetic"
     out: str = "runs/default"
-    model: str = "lstm"              # lstm | cnn
-    objective: str = "weighted-ce"   # see train.objectives.OBJECTIVES
-    ratio: str | None = "2:2:1:26"   # imposed on every split (dog:baby_cry:gunshot:background)
-    seed: int = 0                    # split, subsample, init and batch order
+    model: str = "lstm"  # lstm | cnn
+    objective: str = "weighted-ce"  # see train.objectives.OBJECTIVES
+    ratio: str | None = "2:2:1:26"  # imposed on every split (dog:baby_cry:gunshot:background)
+    seed: int = 0  # split, subsample, init and batch order
     synth_counts: str = "120:120:60:1560"
-    epochs: int = 120                # most epochs of the classify stage
-    stage1_epochs: int = 15          # clustered only: epochs of the embed stage
-    patience: int = 25               # classify-stage epochs without a better val score
+    epochs: int = 120  # most epochs of the classify stage
+    stage1_epochs: int = 15  # clustered only: epochs of the embed stage
+    patience: int = 25  # classify-stage epochs without a better val score
     batch_size: int = 64
     lr: float = 1e-3
-    finetune_lr: float = 1e-3        # clustered stage 2: the embedding net's lr (1e-4 was 37 % worse on val)
-    freeze_embedding: bool = False   # clustered stage 2 ablation
+    finetune_lr: float = 1e-3  # clustered stage 2: the embedding net's lr (1e-4 was 37 % worse on val)
+    freeze_embedding: bool = False  # clustered stage 2 ablation
     stage2_embedding_weight: float = 0.0  # clustered stage 2: keep lambda * the centroid loss
-                                     # beside the classifier's loss (0: classifier loss only)
+    # beside the classifier's loss (0: classifier loss only)
     weight_decay: float = 1e-4
-    hidden: int = 64                 # lstm units
+    hidden: int = 64  # lstm units
     embed_dim: int = 32
-    threads: int = 0                 # torch threads (0: torch's default)
-    mix_background: float = 0.0      # augmentation: probability an event window is laid over a
-                                     # random background window (EBR -3..+12 dB), as in a stream
-    gain_db: float = 0.0             # augmentation: random gain of every window, +-this many dB
-    crop_jitter_s: float = 0.3       # augmentation: event windows shift up to +-this, background
-                                     # windows anywhere in the clip (0: the fixed policy windows)
+    threads: int = 0  # torch threads (0: torch's default)
+    mix_background: float = 0.0  # augmentation: probability an event window is laid over a
+    # random background window (EBR -3..+12 dB), as in a stream
+    gain_db: float = 0.0  # augmentation: random gain of every window, +-this many dB
+    crop_jitter_s: float = 0.3  # augmentation: event windows shift up to +-this, background
+    # windows anywhere in the clip (0: the fixed policy windows)
     objective_params: dict = field(default_factory=dict)
     # the stateful streaming form (train.stateful): per-frame LSTM trained on mixtures
-    form: str = "windowed"           # windowed (one 1 s window per clip) | stateful
-    seq_s: float = 12.0              # stateful: seconds per training mixture
-    sequences: int = 192             # stateful: fresh mixtures per epoch
-    tbptt_frames: int = 200          # stateful: frames per truncated-BPTT chunk
-    events_per_min: float = 12.0     # stateful: event density of the training mixtures
-    ebr_db: tuple = (-9.0, 9.0)      # stateful: event-to-background ratio range (dB)
-    bed_dbfs: tuple = (-50.0, -10.0) # stateful: background level range (dBFS RMS), +-20 dB
-    val_streams: int = 6             # stateful: validation streams (and test streams)
-    val_stream_s: float = 60.0       # stateful: seconds per validation stream
-    feature_norm: str = "none"       # stateful experiment: none | floor | both
-    compression: str = "log"         # stateful: the front end's log | pcen (edge_sed.frontend)
-    lr_schedule: str = "constant"    # constant | cosine (per step, over all epochs)
-    frame_targets: str = "span"      # stateful: span (the whole event span) | active (its loud blocks only)
-    augment: bool = False            # stateful: events at a random speed (0.9-1.1) and tilt, beds tilted
-    context_frames: int = 1          # lstm: frames stacked into a causal conv before the LSTM
-    conv_channels: int = 0           # lstm: that conv's channels (0: no conv)
-    frame_stride: int = 1            # stateful: the LSTM steps (and decides) every this many frames
-    freq_mask: int = 0               # stateful: SpecAugment-style, up to this many adjacent mel bands of
-                                     # each training mixture set to their mean (0: off)
-    bed_aux: float = 0.0             # stateful: weight of an auxiliary loss that names the background
-                                     # recording's source class (siren, street music...) from a
-                                     # background step's embedding (a training-only head; 0: off)
-    hard_negatives: float = 0.0      # stateful: share of bed draws that follow where the model fires
-                                     # on the training backgrounds alone (hard-negative mining; 0: off)
-    mine_every: int = 5              # stateful: re-score the training backgrounds every this many epochs
-    dropout: float = 0.0             # stateful: dropout on the conv's and the LSTM's outputs in training
-    ema: float = 0.0                 # stateful: validate and keep an exponential moving average of the
-                                     # weights, this decay per optimizer step (0: off; e.g. 0.999)
+    form: str = "windowed"  # windowed (one 1 s window per clip) | stateful
+    seq_s: float = 12.0  # stateful: seconds per training mixture
+    sequences: int = 192  # stateful: fresh mixtures per epoch
+    tbptt_frames: int = 200  # stateful: frames per truncated-BPTT chunk
+    events_per_min: float = 12.0  # stateful: event density of the training mixtures
+    ebr_db: tuple = (-9.0, 9.0)  # stateful: event-to-background ratio range (dB)
+    bed_dbfs: tuple = (-50.0, -10.0)  # stateful: background level range (dBFS RMS), +-20 dB
+    val_streams: int = 6  # stateful: validation streams (and test streams)
+    val_stream_s: float = 60.0  # stateful: seconds per validation stream
+    feature_norm: str = "none"  # stateful experiment: none | floor | both
+    compression: str = "log"  # stateful: the front end's log | pcen (edge_sed.core.frontend)
+    lr_schedule: str = "constant"  # constant | cosine (per step, over all epochs)
+    frame_targets: str = "span"  # stateful: span (the whole event span) | active (its loud blocks only)
+    augment: bool = False  # stateful: events at a random speed (0.9-1.1) and tilt, beds tilted
+    context_frames: int = 1  # lstm: frames stacked into a causal conv before the LSTM
+    conv_channels: int = 0  # lstm: that conv's channels (0: no conv)
+    frame_stride: int = 1  # stateful: the LSTM steps (and decides) every this many frames
+    freq_mask: int = 0  # stateful: SpecAugment-style, up to this many adjacent mel bands of
+    # each training mixture set to their mean (0: off)
+    bed_aux: float = 0.0  # stateful: weight of an auxiliary loss that names the background
+    # recording's source class (siren, street music...) from a
+    # background step's embedding (a training-only head; 0: off)
+    hard_negatives: float = 0.0  # stateful: share of bed draws that follow where the model fires
+    # on the training backgrounds alone (hard-negative mining; 0: off)
+    mine_every: int = 5  # stateful: re-score the training backgrounds every this many epochs
+    dropout: float = 0.0  # stateful: dropout on the conv's and the LSTM's outputs in training
+    ema: float = 0.0  # stateful: validate and keep an exponential moving average of the
+    # weights, this decay per optimizer step (0: off; e.g. 0.999)
 
     def __post_init__(self):
         _check_numbers(self)
 
 
-_WHOLE = {"seed": (0, MAX_SEED), "epochs": (1, MAX_EPOCHS), "stage1_epochs": (1, MAX_EPOCHS),
-          "patience": (1, MAX_EPOCHS), "batch_size": (2, None), "hidden": (1, None), "embed_dim": (1, None),
-          "threads": (0, 1024), "sequences": (1, None), "tbptt_frames": (1, None), "val_streams": (1, None),
-          "context_frames": (1, None), "conv_channels": (0, None), "frame_stride": (1, None), "freq_mask": (0, None),
-          "mine_every": (1, None)}
+_WHOLE = {
+    "seed": (0, MAX_SEED),
+    "epochs": (1, MAX_EPOCHS),
+    "stage1_epochs": (1, MAX_EPOCHS),
+    "patience": (1, MAX_EPOCHS),
+    "batch_size": (2, None),
+    "hidden": (1, None),
+    "embed_dim": (1, None),
+    "threads": (0, 1024),
+    "sequences": (1, None),
+    "tbptt_frames": (1, None),
+    "val_streams": (1, None),
+    "context_frames": (1, None),
+    "conv_channels": (0, None),
+    "frame_stride": (1, None),
+    "freq_mask": (0, None),
+    "mine_every": (1, None),
+}
 """Whole-number fields of TrainConfig: (least, most). A batch needs two windows (batch norm):
 ``_batches`` skips a batch of one, so a batch size of 1 would train nothing."""
 _POSITIVE, _NON_NEGATIVE = (lambda v: v > 0, "> 0"), (lambda v: v >= 0, ">= 0")
 _FRACTION, _BELOW_ONE = (lambda v: 0 <= v <= 1, "from 0 to 1"), (lambda v: 0 <= v < 1, "from 0 to below 1")
-_REAL = {"lr": _POSITIVE, "seq_s": _POSITIVE, "val_stream_s": _POSITIVE, "finetune_lr": _NON_NEGATIVE,
-         "stage2_embedding_weight": _NON_NEGATIVE, "weight_decay": _NON_NEGATIVE, "gain_db": _NON_NEGATIVE,
-         "crop_jitter_s": _NON_NEGATIVE, "events_per_min": _NON_NEGATIVE, "bed_aux": _NON_NEGATIVE,
-         "mix_background": _FRACTION, "hard_negatives": _FRACTION, "dropout": _BELOW_ONE, "ema": _BELOW_ONE}
+_REAL = {
+    "lr": _POSITIVE,
+    "seq_s": _POSITIVE,
+    "val_stream_s": _POSITIVE,
+    "finetune_lr": _NON_NEGATIVE,
+    "stage2_embedding_weight": _NON_NEGATIVE,
+    "weight_decay": _NON_NEGATIVE,
+    "gain_db": _NON_NEGATIVE,
+    "crop_jitter_s": _NON_NEGATIVE,
+    "events_per_min": _NON_NEGATIVE,
+    "bed_aux": _NON_NEGATIVE,
+    "mix_background": _FRACTION,
+    "hard_negatives": _FRACTION,
+    "dropout": _BELOW_ONE,
+    "ema": _BELOW_ONE,
+}
 """Real-valued fields of TrainConfig: each finite and within (test, as said in the error)."""
 
 
@@ -122,23 +147,49 @@ def _check_numbers(cfg: "TrainConfig") -> None:
     number = lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool)  # noqa: E731
     for name, (lo, hi) in _WHOLE.items():
         v = getattr(cfg, name)
-        if not (isinstance(v, numbers.Integral) and not isinstance(v, bool) and lo <= v and (hi is None or v <= hi)):
-            raise EdgeSedError(f"training setting {name}={v!r}: must be a whole number "
-                               + (f">= {lo}" if hi is None else f"from {lo} to {hi}"))
+        if not (
+            isinstance(v, numbers.Integral)
+            and not isinstance(v, bool)
+            and lo <= v
+            and (hi is None or v <= hi)
+        ):
+            raise EdgeSedError(
+                f"training setting {name}={v!r}: must be a whole number "
+                + (f">= {lo}" if hi is None else f"from {lo} to {hi}")
+            )
     for name, (within, said) in _REAL.items():
         v = getattr(cfg, name)
         if not (number(v) and math.isfinite(v) and within(v)):
             raise EdgeSedError(f"training setting {name}={v!r}: must be a finite number {said}")
     for name in ("ebr_db", "bed_dbfs"):
         v = getattr(cfg, name)
-        if not (isinstance(v, (list, tuple)) and len(v) == 2 and all(number(x) and math.isfinite(x) for x in v)
-                and v[0] <= v[1]):
-            raise EdgeSedError(f"training setting {name}={v!r}: must be a range (low, high) of two finite numbers")
+        if not (
+            isinstance(v, (list, tuple))
+            and len(v) == 2
+            and all(number(x) and math.isfinite(x) for x in v)
+            and v[0] <= v[1]
+        ):
+            raise EdgeSedError(
+                f"training setting {name}={v!r}: must be a range (low, high) of two finite numbers"
+            )
 
 
-STATEFUL_DEFAULTS = {"lr": 2e-3, "lr_schedule": "cosine", "batch_size": 16, "tbptt_frames": 100, "epochs": 120,
-                     "patience": 40, "hidden": 32, "context_frames": 8, "conv_channels": 32, "frame_stride": 4,
-                     "compression": "pcen", "val_streams": 12, "frame_targets": "active", "bed_aux": 0.3}
+STATEFUL_DEFAULTS = {
+    "lr": 2e-3,
+    "lr_schedule": "cosine",
+    "batch_size": 16,
+    "tbptt_frames": 100,
+    "epochs": 120,
+    "patience": 40,
+    "hidden": 32,
+    "context_frames": 8,
+    "conv_channels": 32,
+    "frame_stride": 4,
+    "compression": "pcen",
+    "val_streams": 12,
+    "frame_targets": "active",
+    "bed_aux": 0.3,
+}
 """What the stateful form trains with unless told otherwise (TrainConfig's own defaults are the
 windowed trainer's). Chosen on real-dev validation streams (README, "The streaming detector"):
 lr 2e-3 with a cosine decay over 100-frame TBPTT chunks of 16 mixtures learns where 1e-3
@@ -179,8 +230,10 @@ def _diverged(cfg, state: dict, epoch: int, stage: str, what: str) -> EdgeSedErr
         kept = f"checkpoint.pt (epoch {state['epoch']}) and best.pt (epoch {state['best_epoch']}) are kept"
     else:
         kept = f"checkpoint.pt (epoch {state['epoch']}) is kept"
-    return EdgeSedError(f"{cfg.out}: training diverged at epoch {epoch + 1} ({stage} stage): {what}; {kept}; "
-                        f"try a lower learning rate than {cfg.lr:g}")
+    return EdgeSedError(
+        f"{cfg.out}: training diverged at epoch {epoch + 1} ({stage} stage): {what}; {kept}; "
+        f"try a lower learning rate than {cfg.lr:g}"
+    )
 
 
 @torch.no_grad()
@@ -189,7 +242,7 @@ def predict(model, x: np.ndarray, batch: int = 512) -> tuple[np.ndarray, np.ndar
     model.eval()
     probs, embs = [], []
     for i in range(0, len(x), batch):
-        z = model.embed(torch.from_numpy(x[i:i + batch]))
+        z = model.embed(torch.from_numpy(x[i : i + batch]))
         embs.append(z.numpy())
         probs.append(torch.softmax(model.classify(z), 1).numpy())
     return np.concatenate(probs), np.concatenate(embs)
@@ -199,7 +252,7 @@ def _batches(n: int, batch_size: int, rng: np.random.Generator, weights=None):
     """Index batches for one epoch: a shuffle, or n draws with replacement by ``weights``."""
     order = rng.permutation(n) if weights is None else rng.choice(n, size=n, p=weights / weights.sum())
     for i in range(0, n, batch_size):
-        batch = order[i:i + batch_size]
+        batch = order[i : i + batch_size]
         if len(batch) > 1:  # batch norm needs two
             yield batch
 
@@ -222,8 +275,13 @@ def _optimizer(cfg: TrainConfig, model, stage: str, two_stage: bool):
     return torch.optim.AdamW(params, weight_decay=cfg.weight_decay)
 
 
-def train(cfg: TrainConfig, resume: bool = False, on_epoch=None, on_batch=None,
-          splits: dict[str, Split] | None = None) -> dict:
+def train(
+    cfg: TrainConfig,
+    resume: bool = False,
+    on_epoch=None,
+    on_batch=None,
+    splits: dict[str, Split] | None = None,
+) -> dict:
     """Train, write the run directory, return metrics.json's content.
 
     ``on_epoch(info: dict)`` is called after each epoch, ``on_batch(done, total)`` during it
@@ -242,8 +300,13 @@ def train(cfg: TrainConfig, resume: bool = False, on_epoch=None, on_batch=None,
     counts = train_set.counts()
 
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, n_mels=train_set.x.shape[2], embed_dim=cfg.embed_dim,
-                        num_classes=len(LABELS), **({"hidden": cfg.hidden} if cfg.model == "lstm" else {}))
+    model = build_model(
+        cfg.model,
+        n_mels=train_set.x.shape[2],
+        embed_dim=cfg.embed_dim,
+        num_classes=len(LABELS),
+        **({"hidden": cfg.hidden} if cfg.model == "lstm" else {}),
+    )
     model.standardise.fit(torch.from_numpy(train_set.x))
     objective = make_objective(cfg.objective, counts, embed_dim=cfg.embed_dim, **cfg.objective_params)
     stages = _stages(cfg, objective.two_stage)
@@ -270,10 +333,14 @@ def train(cfg: TrainConfig, resume: bool = False, on_epoch=None, on_batch=None,
         if stage != opt_stage:
             optimizer, opt_stage = _optimizer(cfg, model, stage, objective.two_stage), stage
         rng = np.random.default_rng([cfg.seed, epoch])
-        centroid_weight = 1.0 if stage == "embed" else cfg.stage2_embedding_weight if objective.two_stage else 0.0
+        centroid_weight = (
+            1.0 if stage == "embed" else cfg.stage2_embedding_weight if objective.two_stage else 0.0
+        )
         if centroid_weight:
             _, emb = predict(model, train_set.x)
-            cluster_ids = objective.embedding_loss.assign(torch.from_numpy(emb), y_train, seed=cfg.seed * 1000 + epoch)
+            cluster_ids = objective.embedding_loss.assign(
+                torch.from_numpy(emb), y_train, seed=cfg.seed * 1000 + epoch
+            )
         if stage == "embed":
             weights = objective.stage1_sample_weights(train_set.y, cluster_ids.numpy())
         else:
@@ -288,7 +355,9 @@ def train(cfg: TrainConfig, resume: bool = False, on_epoch=None, on_batch=None,
         jitter = int(round(cfg.crop_jitter_s * 1000 / FrontendConfig().hop_ms))
         aug_rng = np.random.default_rng([cfg.seed, epoch, 1])
         x_epoch = train_set.random_crops(aug_rng, jitter)
-        x_epoch = torch.from_numpy(train_set.mix_backgrounds(x_epoch, aug_rng, cfg.mix_background, gain_db=cfg.gain_db))
+        x_epoch = torch.from_numpy(
+            train_set.mix_backgrounds(x_epoch, aug_rng, cfg.mix_background, gain_db=cfg.gain_db)
+        )
         for b, idx in enumerate(_batches(len(y_train), cfg.batch_size, rng, weights)):
             idx = torch.from_numpy(idx)
             z = model.embed(x_epoch[idx])
@@ -326,8 +395,12 @@ def train(cfg: TrainConfig, resume: bool = False, on_epoch=None, on_batch=None,
                     state["stopped"] = f"no better val score for {cfg.patience} epochs"
         state["history"].append(info)
         state["epoch"] = epoch + 1
-        ckpt = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "opt_stage": opt_stage,
-                "state": state}
+        ckpt = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "opt_stage": opt_stage,
+            "state": state,
+        }
         if objective.two_stage:
             ckpt["embedding_loss"] = objective.embedding_loss.state_dict()
         _atomic_save(ckpt, ckpt_path)
@@ -341,12 +414,20 @@ def train(cfg: TrainConfig, resume: bool = False, on_epoch=None, on_batch=None,
 def _finish(cfg, model, objective, splits, state, seconds) -> dict:
     """metrics.json, the history and the figures of a finished run."""
     out = Path(cfg.out)
-    metrics = {"objective": cfg.objective, "model": cfg.model, "seed": cfg.seed, "data": cfg.data,
-               "ratio": cfg.ratio, "train_counts": dict(zip(LABELS, splits["train"].counts())),
-               "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
-               "stopped": state.get("stopped"), "train_seconds": round(seconds, 2),
-               "frontend": FrontendConfig().to_dict(),
-               "parameters": sum(p.numel() for p in model.parameters())}
+    metrics = {
+        "objective": cfg.objective,
+        "model": cfg.model,
+        "seed": cfg.seed,
+        "data": cfg.data,
+        "ratio": cfg.ratio,
+        "train_counts": dict(zip(LABELS, splits["train"].counts())),
+        "best_epoch": state["best_epoch"],
+        "epochs_run": state["epoch"],
+        "stopped": state.get("stopped"),
+        "train_seconds": round(seconds, 2),
+        "frontend": FrontendConfig().to_dict(),
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
     embeddings = {}
     for name in ("val", "test"):
         probs, embeddings[name] = predict(model, splits[name].x)

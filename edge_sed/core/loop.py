@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .bundle import Bundle, BundleRunner
-from .errors import EdgeSedError
-from .events import Event
-from .frontend import StreamingLogMel
-from .settings import BACKGROUND
-from .smoother import Smoother
+from edge_sed.core.bundle import Bundle, BundleRunner
+from edge_sed.core.errors import EdgeSedError
+from edge_sed.core.events import Event
+from edge_sed.core.frontend import StreamingLogMel
+from edge_sed.core.settings import BACKGROUND
+from edge_sed.core.smoother import Smoother
 
 SILENCE_POWER = 1e-5
 """Mel-band power below which a frame counts as silent (the front end's log floor is 1e-6;
@@ -46,8 +46,12 @@ def bundle_smoother(bundle: Bundle, **overrides) -> Smoother:
     kw = {}
     sm = bundle.manifest.get("smoother")
     if sm:
-        kw = {"average_window_ms": sm["average_window_ms"], "minimum_count": sm["minimum_count"],
-              "suppression_ms": sm["suppression_ms"], "threshold": sm["thresholds"]}
+        kw = {
+            "average_window_ms": sm["average_window_ms"],
+            "minimum_count": sm["minimum_count"],
+            "suppression_ms": sm["suppression_ms"],
+            "threshold": sm["thresholds"],
+        }
     kw.update({k: v for k, v in overrides.items() if v is not None})
     return Smoother(bundle.labels, **kw)
 
@@ -72,9 +76,15 @@ class Decision:
 class Detector:
     """``push(block) -> [Decision]`` for blocks of 16 kHz float32 audio of any size."""
 
-    def __init__(self, bundle: Bundle, backend=None, hop_frames: int | None = None,
-                 smoother: Smoother | None = None, runner: BundleRunner | None = None,
-                 silence_power: float | None = SILENCE_POWER):
+    def __init__(
+        self,
+        bundle: Bundle,
+        backend=None,
+        hop_frames: int | None = None,
+        smoother: Smoother | None = None,
+        runner: BundleRunner | None = None,
+        silence_power: float | None = SILENCE_POWER,
+    ):
         self.bundle = bundle
         self.labels = bundle.labels
         self.runner = runner or BundleRunner(bundle, backend=backend)
@@ -87,12 +97,16 @@ class Detector:
         self.carried = getattr(self.runner, "carried", False)  # a stand-in runner need not say
         self.step_frames = bundle.hop_frames if self.carried else 1
         if self.hop_frames % self.step_frames:
-            raise EdgeSedError(f"hop of {self.hop_frames} frames: this stateful bundle steps every "
-                               f"{self.step_frames} frames, so the hop must be a multiple of {self.step_frames}")
+            raise EdgeSedError(
+                f"hop of {self.hop_frames} frames: this stateful bundle steps every "
+                f"{self.step_frames} frames, so the hop must be a multiple of {self.step_frames}"
+            )
         self.smoother = smoother if smoother is not None else bundle_smoother(bundle)
         # silence gate: a window whose every mel band of every frame is below silence_power
         # (digital silence, a muted input) is background, whatever the model says of it
-        self._silence_log = None if silence_power is None else float(np.log(silence_power + bundle.frontend.log_floor))
+        self._silence_log = (
+            None if silence_power is None else float(np.log(silence_power + bundle.frontend.log_floor))
+        )
         self._silence_scores = None  # what the smoother hears for a silent window: background
         if BACKGROUND in self.labels:
             self._silence_scores = np.zeros(len(self.labels), np.float32)
@@ -164,10 +178,20 @@ class Detector:
         if not decide:
             return None
         t_s = self.frame_end_s(self.frames_seen)
-        silent = self._silence_scores is not None and self._silent_run >= max(self.window_frames, SILENT_FRAMES_MIN)
+        silent = self._silence_scores is not None and self._silent_run >= max(
+            self.window_frames, SILENT_FRAMES_MIN
+        )
         event = self.smoother.update(t_s, self._silence_scores if silent else scores)
-        d = Decision(t_s, scores, event, self._frames_since, self._inferences_since, self._model_s,
-                     average=self.smoother.average, silent=silent)
+        d = Decision(
+            t_s,
+            scores,
+            event,
+            self._frames_since,
+            self._inferences_since,
+            self._model_s,
+            average=self.smoother.average,
+            silent=silent,
+        )
         self._frames_since = self._inferences_since = 0
         self._model_s = 0.0
         return d

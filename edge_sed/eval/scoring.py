@@ -1,15 +1,15 @@
 """From per-frame scores to events and event metrics, without a runtime: what the device loop
 does after the model, for scores computed elsewhere (a torch model during training, a batch of
-LiteRT outputs). The smoother is the device's own (edge_sed.smoother), fed one decision per
+LiteRT outputs). The smoother is the device's own (edge_sed.core.smoother), fed one decision per
 frame at the frame's end time, so these events equal the device loop's for the same scores."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .events import Annotation, Event, event_metrics
-from .frontend import FrontendConfig
-from .smoother import Smoother, estimate_onset
+from edge_sed.core.events import Annotation, Event, event_metrics
+from edge_sed.core.frontend import FrontendConfig
+from edge_sed.core.smoother import Smoother, estimate_onset
 
 
 def frame_end_times(n_frames: int, cfg: FrontendConfig = FrontendConfig(), every: int = 1) -> np.ndarray:
@@ -18,7 +18,9 @@ def frame_end_times(n_frames: int, cfg: FrontendConfig = FrontendConfig(), every
     return (idx * cfg.hop_samples + cfg.window_samples) / cfg.sample_rate
 
 
-def detect(scores: np.ndarray, smoother: Smoother, cfg: FrontendConfig = FrontendConfig(), every: int = 1) -> list:
+def detect(
+    scores: np.ndarray, smoother: Smoother, cfg: FrontendConfig = FrontendConfig(), every: int = 1
+) -> list:
     """Events from (frames, classes) per-frame probabilities, one smoother decision every
     ``every`` frames (that frame's own scores). Exactly what feeding ``smoother.update`` one
     decision at a time gives (tests/test_scoring.py checks it), but vectorised: the running
@@ -26,7 +28,7 @@ def detect(scores: np.ndarray, smoother: Smoother, cfg: FrontendConfig = Fronten
     so calibrating thresholds over hours of stream takes seconds."""
     smoother.reset()
     times = frame_end_times(len(scores), cfg, every)
-    s = np.asarray(scores, np.float32)[every - 1::every][: len(times)]
+    s = np.asarray(scores, np.float32)[every - 1 :: every][: len(times)]
     if not len(s):
         return []
     if not np.isfinite(s).all():  # the smoother skips non-finite decisions: take the slow path
@@ -47,21 +49,37 @@ def detect(scores: np.ndarray, smoother: Smoother, cfg: FrontendConfig = Fronten
         previous, previous_t = label, t
         if label != smoother.background:
             lo = int(np.searchsorted(times, t - smoother.onset_lookback_s - 1e-9, side="left"))
-            onset = estimate_onset(times[lo:i + 1], s[lo:i + 1], int(top[i]), lookback_s=smoother.onset_lookback_s)
+            onset = estimate_onset(
+                times[lo : i + 1], s[lo : i + 1], int(top[i]), lookback_s=smoother.onset_lookback_s
+            )
             events.append(Event(label=label, score=float(best[i]), t_s=t, onset_s=onset))
     return events
 
 
-def score_streams(streams, smoother: Smoother, cfg: FrontendConfig = FrontendConfig(), every: int = 1,
-                  collar_s: float = 0.5, delay_s: float = 1.0) -> dict:
+def score_streams(
+    streams,
+    smoother: Smoother,
+    cfg: FrontendConfig = FrontendConfig(),
+    every: int = 1,
+    collar_s: float = 0.5,
+    delay_s: float = 1.0,
+) -> dict:
     """Event metrics over several streams pooled: ``streams`` = [(scores, annotations,
     duration_s)]. Events of one stream are matched only with that stream's references."""
     ref_all, det_all, offset = [], [], 0.0
     for scores, refs, duration_s in streams:
         for e in detect(scores, smoother, cfg, every):
             det_all.append(e.shifted(offset))
-        ref_all += [Annotation(a.onset_s + offset, a.offset_s + offset, a.label, a.ebr_db, a.bed_dbfs) for a in refs]
+        ref_all += [
+            Annotation(a.onset_s + offset, a.offset_s + offset, a.label, a.ebr_db, a.bed_dbfs) for a in refs
+        ]
         offset += duration_s + 10.0  # a gap wider than any match window keeps streams apart
     total = sum(d for _, _, d in streams)
-    return event_metrics(ref_all, det_all, total, collar_s=collar_s, delay_s=delay_s,
-                         labels=[l for l in smoother.labels if l != smoother.background])
+    return event_metrics(
+        ref_all,
+        det_all,
+        total,
+        collar_s=collar_s,
+        delay_s=delay_s,
+        labels=[l for l in smoother.labels if l != smoother.background],
+    )

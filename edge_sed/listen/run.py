@@ -5,7 +5,7 @@ Stages (one object each, as in micro_speech):
   into a bounded queue and counts overflows) or :class:`FileSource` (a file streamed in blocks,
   at real-time pace or as fast as possible). Both yield ``(block, arrival_time_s)``: 16 kHz
   mono float32 and the clock time at which the block became available.
-- detector: :class:`edge_sed.loop.Detector` (front end -> model -> smoother).
+- detector: :class:`edge_sed.core.loop.Detector` (front end -> model -> smoother).
 - sinks: :class:`ConsoleSink` (rich live display on a terminal, plain lines otherwise),
   :class:`JsonlSink` (one JSON object per event, flushed at once).
 :func:`run_loop` wires them and returns the summary. The model backend (Detector) and the clock
@@ -36,9 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio_io import AudioStream, _kaiser_lowpass, resample_factors
-from .errors import AudioError, EdgeSedError, install_extra, printable
-from .settings import SAMPLE_RATE
+from edge_sed.core.audio_io import AudioStream, _kaiser_lowpass, resample_factors
+from edge_sed.core.errors import AudioError, EdgeSedError, install_extra, printable
+from edge_sed.core.settings import SAMPLE_RATE
 
 BLOCK_MS = 20
 """Microphone/file block: 20 ms (320 samples at 16 kHz)."""
@@ -68,7 +68,7 @@ def _sounddevice():
 
 
 class StreamingResampler:
-    """Block-by-block form of edge_sed.audio_io.resample_poly (same Kaiser-windowed filter):
+    """Block-by-block form of edge_sed.core.audio_io.resample_poly (same Kaiser-windowed filter):
     the concatenated output equals resample_poly of the concatenated input, except the last
     few samples, which need input that has not arrived yet (half the filter: < 1 ms)."""
 
@@ -79,8 +79,8 @@ class StreamingResampler:
         self.taps = -(-len(h) // self.up)
         phases = np.zeros((self.up, self.taps))
         for p in range(self.up):
-            sub = h[p::self.up]
-            phases[p, :len(sub)] = sub
+            sub = h[p :: self.up]
+            phases[p, : len(sub)] = sub
         self.phases = phases[:, ::-1]
         self._buf = np.zeros(self.taps - 1)  # padded input: buf[i] is x[i - (taps - 1) + offset]
         self._offset = 0  # x index of buf[taps - 1]
@@ -118,10 +118,18 @@ def input_devices() -> list[dict]:
     except Exception as exc:
         raise DeviceError(f"cannot list audio devices ({exc})") from None
     apis = {i: a["name"] for i, a in enumerate(sd.query_hostapis())}
-    return [{"index": d["index"], "name": d["name"], "hostapi": apis.get(d["hostapi"], "?"),
-             "input_channels": d["max_input_channels"], "default_samplerate": d["default_samplerate"],
-             "default": d["index"] == default_in}
-            for d in devices if d["max_input_channels"] > 0]
+    return [
+        {
+            "index": d["index"],
+            "name": d["name"],
+            "hostapi": apis.get(d["hostapi"], "?"),
+            "input_channels": d["max_input_channels"],
+            "default_samplerate": d["default_samplerate"],
+            "default": d["index"] == default_in,
+        }
+        for d in devices
+        if d["max_input_channels"] > 0
+    ]
 
 
 def resolve_device(device) -> dict:
@@ -146,8 +154,14 @@ class MicSource:
     """A microphone through sounddevice.InputStream. ``capture_hz`` None tries 16 kHz and falls
     back to the device's default rate (resampled to 16 kHz here, in the worker)."""
 
-    def __init__(self, device=None, block_ms: float = BLOCK_MS, capture_hz: int | None = None,
-                 clock=time.monotonic, stall_s: float = STALL_S):
+    def __init__(
+        self,
+        device=None,
+        block_ms: float = BLOCK_MS,
+        capture_hz: int | None = None,
+        clock=time.monotonic,
+        stall_s: float = STALL_S,
+    ):
         self.info = resolve_device(device)
         self.device = self.info["index"]
         self.block_ms = block_ms
@@ -172,9 +186,15 @@ class MicSource:
 
     def _open(self, rate: int):
         sd = _sounddevice()
-        stream = sd.InputStream(device=self.device, channels=1, samplerate=rate, dtype="float32",
-                                blocksize=int(round(rate * self.block_ms / 1000)), callback=self._callback,
-                                finished_callback=self._finished.set)
+        stream = sd.InputStream(
+            device=self.device,
+            channels=1,
+            samplerate=rate,
+            dtype="float32",
+            blocksize=int(round(rate * self.block_ms / 1000)),
+            callback=self._callback,
+            finished_callback=self._finished.set,
+        )
         stream.start()
         return stream
 
@@ -190,8 +210,10 @@ class MicSource:
             except (sd.PortAudioError, ValueError) as exc:
                 error = exc
         if self._stream is None:
-            raise DeviceError(f"cannot open {self.name} at {' or '.join(map(str, dict.fromkeys(rates)))} Hz "
-                              f"({str(error).splitlines()[0]}); run `edge-sed devices`")
+            raise DeviceError(
+                f"cannot open {self.name} at {' or '.join(map(str, dict.fromkeys(rates)))} Hz "
+                f"({str(error).splitlines()[0]}); run `edge-sed devices`"
+            )
         self._resampler = StreamingResampler(self.capture_hz) if self.capture_hz != SAMPLE_RATE else None
         return self
 
@@ -215,8 +237,10 @@ class MicSource:
                 if self._finished.is_set() or (self._stream is not None and not self._stream.active):
                     raise DeviceError(f"input device {self.name} stopped (unplugged or its server went away)")
                 if self.clock() - last > self.stall_s:
-                    raise DeviceError(f"input device {self.name} delivered no audio for {self.stall_s:g} s "
-                                      "(unplugged or its server went away)")
+                    raise DeviceError(
+                        f"input device {self.name} delivered no audio for {self.stall_s:g} s "
+                        "(unplugged or its server went away)"
+                    )
                 continue
             last = self.clock()
             if self._resampler is not None:
@@ -226,13 +250,14 @@ class MicSource:
 
 class FileSource:
     """A file, a named pipe or standard input ("-") streamed in blocks (never loaded whole: an
-    edge_sed.audio_io.AudioStream, opened once); ``realtime`` releases each block when its last
+    edge_sed.core.audio_io.AudioStream, opened once); ``realtime`` releases each block when its last
     sample would have been recorded, else as fast as the loop takes them."""
 
     overflows = dropped_blocks = 0
 
-    def __init__(self, path, block_ms: float = BLOCK_MS, realtime: bool = False, clock=time.monotonic,
-                 sleep=time.sleep):
+    def __init__(
+        self, path, block_ms: float = BLOCK_MS, realtime: bool = False, clock=time.monotonic, sleep=time.sleep
+    ):
         self.stream = AudioStream(path)
         self.capture_hz = self.stream.sample_rate
         self.block_ms, self.realtime, self.clock, self.sleep = block_ms, realtime, clock, sleep
@@ -291,16 +316,23 @@ class JsonlSink:
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise EdgeSedError(f"{self.path}: cannot open the event log ({exc.strerror})") from None
             self.error = exc.strerror
-            _warn(f"{self.path}: no event log ({self.error}); detection goes on, events not logged are counted "
-                  "in the summary")
+            _warn(
+                f"{self.path}: no event log ({self.error}); detection goes on, events not logged are counted "
+                "in the summary"
+            )
 
     def event(self, event, latency_s: float) -> None:
         if self.error is not None:
             self.not_logged += 1
             return
-        record = {"time": _iso_now(), "stream_s": round(event.t_s, 4), "onset_s": round(event.estimated_onset_s, 4),
-                  "class": event.label,
-                  "score": round(float(event.score), 4), "decision_latency_ms": round(latency_s * 1000, 2)}
+        record = {
+            "time": _iso_now(),
+            "stream_s": round(event.t_s, 4),
+            "onset_s": round(event.estimated_onset_s, 4),
+            "class": event.label,
+            "score": round(float(event.score), 4),
+            "decision_latency_ms": round(latency_s * 1000, 2),
+        }
         line = (json.dumps(record) + "\n").encode()
         fd = self._f.fileno()
         start = os.fstat(fd).st_size
@@ -314,8 +346,10 @@ class JsonlSink:
             self.not_logged += 1
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, start)  # no half line for the next reader
-            _warn(f"{self.path}: the event log is lost from {event.t_s:.2f} s on ({self.error}); "
-                  "detection goes on, events not logged are counted in the summary")
+            _warn(
+                f"{self.path}: the event log is lost from {event.t_s:.2f} s on ({self.error}); "
+                "detection goes on, events not logged are counted in the summary"
+            )
 
     def decision(self, decision, level_db: float) -> None:
         pass
@@ -360,10 +394,17 @@ class RecordSink:
             return False
 
     def _lost(self, exc) -> None:
-        self.error = ("disk full" if self._disk_full() else
-                      str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__)
-        _warn(f"{self.path}: the recording is lost after {self.samples / SAMPLE_RATE:.2f} s ({self.error}); "
-              "detection goes on")
+        self.error = (
+            "disk full"
+            if self._disk_full()
+            else str(exc).splitlines()[0]
+            if str(exc).strip()
+            else type(exc).__name__
+        )
+        _warn(
+            f"{self.path}: the recording is lost after {self.samples / SAMPLE_RATE:.2f} s ({self.error}); "
+            "detection goes on"
+        )
 
     def audio(self, block) -> None:
         if self.error is not None:
@@ -422,13 +463,22 @@ class DeviceClock:
     def figures(self) -> dict:
         lat = [x * 1000 for x in self.latency_s]
         duty = round(self.busy / self.stream_s, 4) if self.stream_s else None
-        goals = (self.goals(round(duty * self.profile.clock_hz / 80e6, 4), self.overruns)
-                 if self.goals and duty is not None else {})
-        return {"profile": self.profile.name, "device": self.profile.description, "goals": goals,
-                "duty_cycle": duty,
-                "decision_latency_ms_p50": _pct(lat, 50), "decision_latency_ms_p95": _pct(lat, 95),
-                "decision_latency_ms_max": round(max(lat), 3) if lat else None, "overruns": self.overruns,
-                "note": "estimated device time (firmware_sim cost model on the profile), not measured"}
+        goals = (
+            self.goals(round(duty * self.profile.clock_hz / 80e6, 4), self.overruns)
+            if self.goals and duty is not None
+            else {}
+        )
+        return {
+            "profile": self.profile.name,
+            "device": self.profile.description,
+            "goals": goals,
+            "duty_cycle": duty,
+            "decision_latency_ms_p50": _pct(lat, 50),
+            "decision_latency_ms_p95": _pct(lat, 95),
+            "decision_latency_ms_max": round(max(lat), 3) if lat else None,
+            "overruns": self.overruns,
+            "note": "estimated device time (firmware_sim cost model on the profile), not measured",
+        }
 
     def event(self, event, latency_s: float) -> None:
         pass
@@ -451,24 +501,36 @@ def mcu_target(bundle, profile_name: str, hop_frames, smoother):
         from firmware_sim.tflm import MicroBackend, find_arena_bytes
     except ImportError as exc:
         raise EdgeSedError(f"--profile needs the simulators ({exc}): {install_extra('sim')}") from None
-    from .loop import Detector
+    from edge_sed.core.loop import Detector
 
     profile = load_profile(profile_name)
     if profile.kind != "mcu":
-        raise EdgeSedError(f"--profile {profile_name}: a {profile.kind} profile; listen runs MCU profiles live "
-                           "(a Pi profile needs its emulated measurement: use `edge-sed simulate`)")
+        raise EdgeSedError(
+            f"--profile {profile_name}: a {profile.kind} profile; listen runs MCU profiles live "
+            "(a Pi profile needs its emulated measurement: use `edge-sed simulate`)"
+        )
     if bundle.level not in MCU_LEVELS or bundle.form not in ("windowed", "stateful"):
-        raise EdgeSedError(f"--profile runs a full-integer int8 bundle (windowed or stateful) on the MCU; "
-                           f"{bundle.path} is {bundle.level} {bundle.form}")
+        raise EdgeSedError(
+            f"--profile runs a full-integer int8 bundle (windowed or stateful) on the MCU; "
+            f"{bundle.path} is {bundle.level} {bundle.form}"
+        )
     arena = find_arena_bytes(bundle.model_bytes)
     backend = MicroBackend(bundle.model_bytes, arena["arena_bytes"])
     costs = stage_costs(bundle, profile, coefficients(profile.kernel_build, load_counts()))
     hz = float(profile.clock_hz)
     block_s = profile.dma_block_samples / profile.sample_rate
-    clock = DeviceClock(profile, lambda f, i, d: costs.block_cycles(f, i, d) / hz, block_s,
-                        goals=lambda duty_80, overruns: judge_goals(
-                            model_bytes=len(bundle.model_bytes), arena_bytes=arena["arena_min_bytes"],
-                            duty_at_80mhz=duty_80, overruns=overruns, notes=False))
+    clock = DeviceClock(
+        profile,
+        lambda f, i, d: costs.block_cycles(f, i, d) / hz,
+        block_s,
+        goals=lambda duty_80, overruns: judge_goals(
+            model_bytes=len(bundle.model_bytes),
+            arena_bytes=arena["arena_min_bytes"],
+            duty_at_80mhz=duty_80,
+            overruns=overruns,
+            notes=False,
+        ),
+    )
     return Detector(bundle, backend=backend, hop_frames=hop_frames, smoother=smoother), clock, block_s * 1000
 
 
@@ -499,8 +561,10 @@ class ConsoleSink:
         t.add_row("level", f"[green]{'#' * bar_n}[/green]{'.' * (30 - bar_n)} {self.level_db:6.1f} dBFS")
         t.add_row("top", f"[bold]{self.top}[/bold] {self.score:.2f}")
         for e, lat in reversed(self.recent):
-            t.add_row("[yellow]event[/yellow]", f"{e.t_s:8.2f} s  [bold]{e.label}[/bold]  {e.score:.2f}  "
-                      f"({lat * 1000:.0f} ms)")
+            t.add_row(
+                "[yellow]event[/yellow]",
+                f"{e.t_s:8.2f} s  [bold]{e.label}[/bold]  {e.score:.2f}  ({lat * 1000:.0f} ms)",
+            )
         return t
 
     def event(self, event, latency_s: float) -> None:
@@ -508,13 +572,21 @@ class ConsoleSink:
         if self.quiet:
             return
         if not self.live_mode:
-            print(f"{event.t_s:9.2f} s  {event.label:<10} {event.score:.2f}  (began {event.estimated_onset_s:.2f} s; "
-                  f"decided in {latency_s * 1000:.1f} ms)", flush=True)
+            print(
+                f"{event.t_s:9.2f} s  {event.label:<10} {event.score:.2f}  (began {event.estimated_onset_s:.2f} s; "
+                f"decided in {latency_s * 1000:.1f} ms)",
+                flush=True,
+            )
 
     def decision(self, decision, level_db: float) -> None:
         avg = decision.average if decision.average is not None else decision.scores
         top = int(np.argmax(avg))
-        self.top, self.score, self.level_db, self.t_s = self.labels[top], float(avg[top]), level_db, decision.t_s
+        self.top, self.score, self.level_db, self.t_s = (
+            self.labels[top],
+            float(avg[top]),
+            level_db,
+            decision.t_s,
+        )
         if self._live is not None and time.monotonic() - self._last_draw > 0.1:
             self._live.update(self._render())
             self._last_draw = time.monotonic()
@@ -545,8 +617,14 @@ def _pct(values, q):
     return round(float(np.percentile(values, q)), 3) if values else None
 
 
-def run_loop(detector, source, sinks, duration_s: float | None = None, clock=time.monotonic,
-             cpu_clock=time.process_time) -> dict:
+def run_loop(
+    detector,
+    source,
+    sinks,
+    duration_s: float | None = None,
+    clock=time.monotonic,
+    cpu_clock=time.process_time,
+) -> dict:
     """Feed ``source`` blocks through ``detector`` into ``sinks`` until the source ends,
     ``duration_s`` of audio has gone through, Ctrl-C (KeyboardInterrupt) or SIGTERM
     (:class:`Stopped`), or a DeviceError. Returns the summary; ``summary['stopped_by']`` says
@@ -573,7 +651,12 @@ def run_loop(detector, source, sinks, duration_s: float | None = None, clock=tim
             decisions = detector.push(block)
             for sink in sinks:
                 if hasattr(sink, "block"):
-                    sink.block(len(block), detector.frames_seen - frames0, detector.inferences - inferences0, decisions)
+                    sink.block(
+                        len(block),
+                        detector.frames_seen - frames0,
+                        detector.inferences - inferences0,
+                        decisions,
+                    )
             for d in decisions:
                 now = clock()
                 end_sample = int(round(d.t_s * SAMPLE_RATE))
@@ -585,17 +668,24 @@ def run_loop(detector, source, sinks, duration_s: float | None = None, clock=tim
                 stats.latency_ms.append(latency * 1000)
                 if d.scores is not None and not np.isfinite(d.scores).all():
                     if not stats.nonfinite:
-                        _warn(f"the model gave non-finite scores at {d.t_s:.2f} s: such decisions are ignored "
-                              "(never an event) and counted in the summary (nonfinite_decisions)")
+                        _warn(
+                            f"the model gave non-finite scores at {d.t_s:.2f} s: such decisions are ignored "
+                            "(never an event) and counted in the summary (nonfinite_decisions)"
+                        )
                     stats.nonfinite += 1
                 for sink in sinks:
                     sink.decision(d, level_db)
                 if d.event is not None:
                     stats.events[d.event.label] += 1
-                    stats.detected.append({"class": d.event.label, "stream_s": round(d.event.t_s, 4),
-                                           "onset_s": round(d.event.estimated_onset_s, 4),
-                                           "score": round(float(d.event.score), 4),
-                                           "decision_latency_ms": round(latency * 1000, 2)})
+                    stats.detected.append(
+                        {
+                            "class": d.event.label,
+                            "stream_s": round(d.event.t_s, 4),
+                            "onset_s": round(d.event.estimated_onset_s, 4),
+                            "score": round(float(d.event.score), 4),
+                            "decision_latency_ms": round(latency * 1000, 2),
+                        }
+                    )
                     for sink in sinks:
                         sink.event(d.event, latency)
             if limit is not None and stats.audio_samples >= limit:
@@ -613,17 +703,24 @@ def run_loop(detector, source, sinks, duration_s: float | None = None, clock=tim
         "source": source.name,
         "capture_hz": getattr(source, "capture_hz", SAMPLE_RATE),
         "bundle": str(detector.bundle.path),
-        "form": detector.bundle.form, "level": detector.bundle.level,
+        "form": detector.bundle.form,
+        "level": detector.bundle.level,
         "hop_ms": round(detector.hop_frames * detector.frame_s * 1000, 3),
-        "audio_s": round(audio_s, 3), "wall_s": round(wall, 3),
-        "decisions": stats.decisions, "inferences": stats.inferences,
-        "inference_ms_p50": _pct(stats.model_ms, 50), "inference_ms_p99": _pct(stats.model_ms, 99),
+        "audio_s": round(audio_s, 3),
+        "wall_s": round(wall, 3),
+        "decisions": stats.decisions,
+        "inferences": stats.inferences,
+        "inference_ms_p50": _pct(stats.model_ms, 50),
+        "inference_ms_p99": _pct(stats.model_ms, 99),
         "inference_note": "model time per decision (streaming: every frame's invokes of the staggered states)",
-        "decision_latency_ms_p50": _pct(stats.latency_ms, 50), "decision_latency_ms_p95": _pct(stats.latency_ms, 95),
+        "decision_latency_ms_p50": _pct(stats.latency_ms, 50),
+        "decision_latency_ms_p95": _pct(stats.latency_ms, 95),
         "cpu_percent_one_core": round(100.0 * cpu / wall, 1) if wall > 0 else None,
         "cpu_note": "process CPU time (all threads) / wall time; 100 = one core busy",
-        "overflows": int(source.overflows), "dropped_blocks": int(source.dropped_blocks),
-        "events": sum(stats.events.values()), "events_by_class": dict(stats.events),
+        "overflows": int(source.overflows),
+        "dropped_blocks": int(source.dropped_blocks),
+        "events": sum(stats.events.values()),
+        "events_by_class": dict(stats.events),
         "nonfinite_decisions": stats.nonfinite,
         "stopped_by": stopped_by,
         "detected": stats.detected,
@@ -638,23 +735,45 @@ def run_loop(detector, source, sinks, duration_s: float | None = None, clock=tim
 def summary_text(s: dict) -> str:
     by = ", ".join(f"{k} {v}" for k, v in sorted(s["events_by_class"].items())) or "none"
     lost = "".join(
-        [f"; NON-FINITE model scores in {s['nonfinite_decisions']} decisions (ignored)" if s.get("nonfinite_decisions") else "",
-         f"; event log lost ({s['log_error']}): {s['events_not_logged']} events not logged" if s.get("log_error") else "",
-         f"; recording lost ({s['record_error']})" if s.get("record_error") else ""])
-    return (f"{s['audio_s']:.1f} s of audio from {printable(str(s['source']))} ({s['level']} {s['form']}, "
-            f"hop {s['hop_ms']:g} ms): "
-            f"{s['events']} events ({by}); "
-            + (f"inference {s['inference_ms_p50']} ms p50 / {s['inference_ms_p99']} ms p99 per decision; "
-               f"decision latency {s['decision_latency_ms_p50']} ms p50; "
-               if s["inference_ms_p50"] is not None else "no decision yet (less than one window of audio); ")
-            + f"CPU {s['cpu_percent_one_core']} % of one core; overflows {s['overflows']}, "
-            f"dropped blocks {s['dropped_blocks']}; stopped by {printable(s['stopped_by'])}" + printable(lost)
-            + (f"\non {s['device']['profile']} (estimated): duty cycle {100 * (s['device']['duty_cycle'] or 0):.1f} %, "
-               f"device decision latency {s['device']['decision_latency_ms_p50']} ms p50 / "
-               f"{s['device']['decision_latency_ms_max']} ms max, overruns {s['device']['overruns']}"
-               + ("; goals: " + ", ".join(f"{k} {'met' if g['met'] else 'NOT met'}" for k, g in s["device"]["goals"].items())
-                  if s["device"].get("goals") else "")
-               if s.get("device") else ""))
+        [
+            f"; NON-FINITE model scores in {s['nonfinite_decisions']} decisions (ignored)"
+            if s.get("nonfinite_decisions")
+            else "",
+            f"; event log lost ({s['log_error']}): {s['events_not_logged']} events not logged"
+            if s.get("log_error")
+            else "",
+            f"; recording lost ({s['record_error']})" if s.get("record_error") else "",
+        ]
+    )
+    return (
+        f"{s['audio_s']:.1f} s of audio from {printable(str(s['source']))} ({s['level']} {s['form']}, "
+        f"hop {s['hop_ms']:g} ms): "
+        f"{s['events']} events ({by}); "
+        + (
+            f"inference {s['inference_ms_p50']} ms p50 / {s['inference_ms_p99']} ms p99 per decision; "
+            f"decision latency {s['decision_latency_ms_p50']} ms p50; "
+            if s["inference_ms_p50"] is not None
+            else "no decision yet (less than one window of audio); "
+        )
+        + f"CPU {s['cpu_percent_one_core']} % of one core; overflows {s['overflows']}, "
+        f"dropped blocks {s['dropped_blocks']}; stopped by {printable(s['stopped_by'])}"
+        + printable(lost)
+        + (
+            f"\non {s['device']['profile']} (estimated): duty cycle {100 * (s['device']['duty_cycle'] or 0):.1f} %, "
+            f"device decision latency {s['device']['decision_latency_ms_p50']} ms p50 / "
+            f"{s['device']['decision_latency_ms_max']} ms max, overruns {s['device']['overruns']}"
+            + (
+                "; goals: "
+                + ", ".join(
+                    f"{k} {'met' if g['met'] else 'NOT met'}" for k, g in s["device"]["goals"].items()
+                )
+                if s["device"].get("goals")
+                else ""
+            )
+            if s.get("device")
+            else ""
+        )
+    )
 
 
 def _raise_stopped(signum, frame):
@@ -682,8 +801,11 @@ class _FilteredStderr:
         os.dup2(self._saved, 2)
         os.close(self._saved)
         self._tmp.seek(0)
-        kept = [l for l in self._tmp.read().decode(errors="replace").splitlines()
-                if l.strip() and not l.startswith(self.NOISE)]
+        kept = [
+            l
+            for l in self._tmp.read().decode(errors="replace").splitlines()
+            if l.strip() and not l.startswith(self.NOISE)
+        ]
         self._tmp.close()
         if kept:
             print("\n".join(kept), file=sys.stderr, flush=True)
@@ -693,17 +815,39 @@ WINDOWED_HOP_MS = 250.0
 """listen's decision hop for windowed bundles (a stateful bundle decides every frame)."""
 
 
-def listen(bundle_path, *, device=None, file=None, realtime=False, threshold=None, thresholds=None,
-           average_window_ms=None, suppression_ms=None, minimum_count=None, hop_ms=None, duration_s=None,
-           log=None, record=None, as_json=False, live=None, capture_hz=None, profile=None) -> int:
+def listen(
+    bundle_path,
+    *,
+    device=None,
+    file=None,
+    realtime=False,
+    threshold=None,
+    thresholds=None,
+    average_window_ms=None,
+    suppression_ms=None,
+    minimum_count=None,
+    hop_ms=None,
+    duration_s=None,
+    log=None,
+    record=None,
+    as_json=False,
+    live=None,
+    capture_hz=None,
+    profile=None,
+) -> int:
     """The ``edge-sed listen`` command: runs until the end of the file, ``duration_s``, Ctrl-C
     or SIGTERM, prints the summary (JSON with ``as_json``) and returns the exit code: 0 at the
     end, after ``duration_s`` or on SIGTERM; 130 on Ctrl-C. A lost device raises DeviceError
     after the summary is printed and the log closed (every event already in it)."""
-    from .bundle import load_bundle
-    from .loop import Detector
-    from .smoother import (DEFAULT_AVERAGE_WINDOW_MS, DEFAULT_MINIMUM_COUNT, DEFAULT_SUPPRESSION_MS,
-                           DEFAULT_THRESHOLD, Smoother)
+    from edge_sed.core.bundle import load_bundle
+    from edge_sed.core.loop import Detector
+    from edge_sed.core.smoother import (
+        DEFAULT_AVERAGE_WINDOW_MS,
+        DEFAULT_MINIMUM_COUNT,
+        DEFAULT_SUPPRESSION_MS,
+        DEFAULT_THRESHOLD,
+        Smoother,
+    )
 
     for option, value in (("--hop-ms", hop_ms), ("--duration", duration_s)):
         if value is not None and not (math.isfinite(value) and value > 0):
@@ -720,10 +864,13 @@ def listen(bundle_path, *, device=None, file=None, realtime=False, threshold=Non
     def pick(given, key, default):
         return given if given is not None else calibrated.get(key, default)
 
-    smoother = Smoother(bundle.labels, threshold=th,
-                        average_window_ms=pick(average_window_ms, "average_window_ms", DEFAULT_AVERAGE_WINDOW_MS),
-                        suppression_ms=pick(suppression_ms, "suppression_ms", DEFAULT_SUPPRESSION_MS),
-                        minimum_count=pick(minimum_count, "minimum_count", DEFAULT_MINIMUM_COUNT))
+    smoother = Smoother(
+        bundle.labels,
+        threshold=th,
+        average_window_ms=pick(average_window_ms, "average_window_ms", DEFAULT_AVERAGE_WINDOW_MS),
+        suppression_ms=pick(suppression_ms, "suppression_ms", DEFAULT_SUPPRESSION_MS),
+        minimum_count=pick(minimum_count, "minimum_count", DEFAULT_MINIMUM_COUNT),
+    )
     if hop_ms is None and bundle.form != "stateful":
         hop_ms = WINDOWED_HOP_MS
     frame_ms = bundle.frontend.hop_ms
@@ -737,13 +884,19 @@ def listen(bundle_path, *, device=None, file=None, realtime=False, threshold=Non
     else:
         detector = Detector(bundle, hop_frames=hop_frames, smoother=smoother)
     with _FilteredStderr() if not file else _nothing():
-        source = (FileSource(file, realtime=realtime, block_ms=block_ms) if file
-                  else MicSource(device, capture_hz=capture_hz, block_ms=block_ms))
+        source = (
+            FileSource(file, realtime=realtime, block_ms=block_ms)
+            if file
+            else MicSource(device, capture_hz=capture_hz, block_ms=block_ms)
+        )
     sinks = ([JsonlSink(log)] if log else []) + ([RecordSink(record)] if record else []) + device_sinks
     previous = None
     if threading.current_thread() is threading.main_thread():
         # Ctrl-C stops listen even where the shell started it with SIGINT ignored (a background job)
-        previous = (signal.signal(signal.SIGTERM, _raise_stopped), signal.signal(signal.SIGINT, signal.default_int_handler))
+        previous = (
+            signal.signal(signal.SIGTERM, _raise_stopped),
+            signal.signal(signal.SIGINT, signal.default_int_handler),
+        )
     try:
         with _FilteredStderr() if not file else _nothing(), source:
             # the console last: an event is on disk (JSONL, fsync'd) before it is shown, so a kill

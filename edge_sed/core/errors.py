@@ -42,5 +42,7 @@ def printable(text: str) -> str:
 def install_extra(extra: str) -> str:
     """How to add an extra, for error messages. edge-sed is not on PyPI: it is installed from a
     checkout or a built wheel (README "Install"), so `pip install 'edge-sed[x]'` would fail."""
-    return (f"install the '{extra}' extra: pip install -e '.[{extra}]' in a checkout, or "
-            f"pip install 'edge_sed-VERSION-py3-none-any.whl[{extra}]'")
+    return (
+        f"install the '{extra}' extra: pip install -e '.[{extra}]' in a checkout, or "
+        f"pip install 'edge_sed-VERSION-py3-none-any.whl[{extra}]'"
+    )

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from .settings import SAMPLE_RATE
+from edge_sed.core.settings import SAMPLE_RATE
 
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 8_000, 48_000
 FFT_SIZES = tuple(2**k for k in range(5, 14))
@@ -48,12 +48,12 @@ class FrontendConfig:
     fmin_hz: float = 50.0
     fmax_hz: float = 4000.0
     log_floor: float = 1e-6
-    compression: str = "log"         # log | pcen
-    pcen_smooth: float = 0.025       # s: the smoother's weight of the new frame
-    pcen_alpha: float = 0.98         # gain normalization strength (1: fully level-invariant)
-    pcen_delta: float = 2.0          # bias before the root
-    pcen_root: float = 0.5           # r
-    pcen_eps: float = 1e-6           # keeps 1 / M finite in digital silence
+    compression: str = "log"  # log | pcen
+    pcen_smooth: float = 0.025  # s: the smoother's weight of the new frame
+    pcen_alpha: float = 0.98  # gain normalization strength (1: fully level-invariant)
+    pcen_delta: float = 2.0  # bias before the root
+    pcen_root: float = 0.5  # r
+    pcen_eps: float = 1e-6  # keeps 1 / M finite in digital silence
 
     def __post_init__(self):
         """ValueError naming the first field outside what the front end can compute (and what a
@@ -71,31 +71,47 @@ class FrontendConfig:
                 raise ValueError(f"{f.name}={v!r} must be a finite number")
         nyquist = self.sample_rate / 2
         checks = [
-            (MIN_SAMPLE_RATE <= self.sample_rate <= MAX_SAMPLE_RATE, "sample_rate",
-             f"{MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz"),
+            (
+                MIN_SAMPLE_RATE <= self.sample_rate <= MAX_SAMPLE_RATE,
+                "sample_rate",
+                f"{MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz",
+            ),
             (self.n_fft in FFT_SIZES, "n_fft", f"a power of two, {FFT_SIZES[0]}..{FFT_SIZES[-1]}"),
             (self.window_ms > 0 and self.window_samples >= 2, "window_ms", "at least 2 samples"),
             (self.window_samples <= self.n_fft, "window_ms", f"at most n_fft={self.n_fft} samples"),
             (self.hop_ms > 0 and self.hop_samples >= 1, "hop_ms", "at least 1 sample"),
             (self.hop_samples <= self.window_samples, "hop_ms", f"at most window_ms={self.window_ms:g}"),
-            (1 <= self.n_mels <= min(MAX_MELS, self.n_fft // 2 + 1), "n_mels",
-             f"1..{min(MAX_MELS, self.n_fft // 2 + 1)}"),
+            (
+                1 <= self.n_mels <= min(MAX_MELS, self.n_fft // 2 + 1),
+                "n_mels",
+                f"1..{min(MAX_MELS, self.n_fft // 2 + 1)}",
+            ),
             (0 <= self.fmin_hz < self.fmax_hz, "fmin_hz", f"0 <= fmin_hz < fmax_hz={self.fmax_hz:g}"),
             (self.fmax_hz <= nyquist, "fmax_hz", f"at most sample_rate / 2 = {nyquist:g}"),
-            (MIN_LOG_FLOOR <= self.log_floor <= MAX_LOG_FLOOR, "log_floor", f"{MIN_LOG_FLOOR:g}..{MAX_LOG_FLOOR:g}"),
+            (
+                MIN_LOG_FLOOR <= self.log_floor <= MAX_LOG_FLOOR,
+                "log_floor",
+                f"{MIN_LOG_FLOOR:g}..{MAX_LOG_FLOOR:g}",
+            ),
             (0 < self.pcen_smooth <= 1, "pcen_smooth", "in (0, 1]"),
             (0 <= self.pcen_alpha <= 1, "pcen_alpha", "in [0, 1]"),
             (0 <= self.pcen_delta <= 100, "pcen_delta", "in [0, 100]"),
             (0 < self.pcen_root <= 1, "pcen_root", "in (0, 1]"),
-            (MIN_LOG_FLOOR <= self.pcen_eps <= MAX_LOG_FLOOR, "pcen_eps", f"{MIN_LOG_FLOOR:g}..{MAX_LOG_FLOOR:g}"),
+            (
+                MIN_LOG_FLOOR <= self.pcen_eps <= MAX_LOG_FLOOR,
+                "pcen_eps",
+                f"{MIN_LOG_FLOOR:g}..{MAX_LOG_FLOOR:g}",
+            ),
         ]
         for ok, name, want in checks:
             if not ok:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be {want}")
         empty = np.flatnonzero(mel_filterbank(self).max(axis=1) <= 0)
         if len(empty):
-            raise ValueError(f"{self.n_mels} mel bands from fmin_hz={self.fmin_hz:g} to fmax_hz={self.fmax_hz:g} "
-                             f"leave band {int(empty[0])} with no FFT bin (n_fft={self.n_fft}): the band range is too narrow")
+            raise ValueError(
+                f"{self.n_mels} mel bands from fmin_hz={self.fmin_hz:g} to fmax_hz={self.fmax_hz:g} "
+                f"leave band {int(empty[0])} with no FFT bin (n_fft={self.n_fft}): the band range is too narrow"
+            )
 
     @property
     def window_samples(self) -> int:
@@ -167,7 +183,7 @@ class _Kernel:
         e = np.moveaxis(np.asarray(mel, np.float64), -2, 0)
         out = np.empty_like(e)
         s, a, d, r, eps = cfg.pcen_smooth, cfg.pcen_alpha, cfg.pcen_delta, cfg.pcen_root, cfg.pcen_eps
-        d_r = d ** r
+        d_r = d**r
         for t in range(len(e)):  # frame by frame: the same arithmetic for one frame or a whole clip
             m = e[t].copy() if m is None else (1.0 - s) * m + s * e[t]
             out[t] = (e[t] / (eps + m) ** a + d) ** r - d_r
@@ -248,6 +264,9 @@ class StreamingLogMel:
         features, self._m = self._kernel.compress(mel, self._m)
         # the loudest band of each frame returned, as log(energy + floor) whatever the
         # compression: what a silence gate compares with a power (log features already are that)
-        self.peaks = features.max(1) if self.cfg.compression == "log" else \
-            np.log(mel.max(1) + np.float32(self.cfg.log_floor)).astype(np.float32)
+        self.peaks = (
+            features.max(1)
+            if self.cfg.compression == "log"
+            else np.log(mel.max(1) + np.float32(self.cfg.log_floor)).astype(np.float32)
+        )
         return features

@@ -23,12 +23,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .audio_io import read_audio
-from .datasets import Clip
-from .errors import DatasetError
-from .events import Annotation
-from .frontend import FrontendConfig
-from .settings import BACKGROUND, LABELS, SAMPLE_RATE
+from edge_sed.core.audio_io import read_audio
+from edge_sed.data.datasets import Clip
+from edge_sed.core.errors import DatasetError
+from edge_sed.core.events import Annotation
+from edge_sed.core.frontend import FrontendConfig
+from edge_sed.core.settings import BACKGROUND, LABELS, SAMPLE_RATE
 
 CROSSFADE_S = 0.25
 EDGE_FADE_S = 0.005
@@ -49,8 +49,12 @@ def dbfs(x: np.ndarray) -> float:
     return 20.0 * np.log10(rms(x))
 
 
-def active_blocks(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, below_peak_db: float = 20.0,
-                  above_floor_db: float = 6.0) -> tuple[np.ndarray, int]:
+def active_blocks(
+    audio: np.ndarray,
+    sample_rate: int = SAMPLE_RATE,
+    below_peak_db: float = 20.0,
+    above_floor_db: float = 6.0,
+) -> tuple[np.ndarray, int]:
     """(active, peak): which 10 ms blocks of ``audio`` are loud (energy smoothed over 30 ms within
     ``below_peak_db`` of the loudest block and ``above_floor_db`` over the 10th percentile), and
     the loudest block's index."""
@@ -66,9 +70,14 @@ def active_blocks(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, below_peak_
     return db >= max(db[peak] - below_peak_db, np.percentile(db, 10) + above_floor_db), peak
 
 
-def active_span(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, below_peak_db: float = 20.0,
-                above_floor_db: float = 6.0, max_gap_s: float = 0.5, min_len_s: float = 0.05
-                ) -> tuple[float, float]:
+def active_span(
+    audio: np.ndarray,
+    sample_rate: int = SAMPLE_RATE,
+    below_peak_db: float = 20.0,
+    above_floor_db: float = 6.0,
+    max_gap_s: float = 0.5,
+    min_len_s: float = 0.05,
+) -> tuple[float, float]:
     """(onset_s, offset_s) of the loud part of an event clip, by energy in 10 ms blocks.
 
     A block is active when its energy (smoothed over 30 ms) is within ``below_peak_db`` of the
@@ -100,7 +109,7 @@ def active_span(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, below_peak_db
 class EventSound:
     label: str
     audio: np.ndarray  # float32, span plus pad
-    onset_s: float     # span within audio
+    onset_s: float  # span within audio
     offset_s: float
     group: str
     active: np.ndarray | None = None  # loud 10 ms blocks of audio (within the span), for frame targets
@@ -114,8 +123,9 @@ def _annotated_span(clip: Clip) -> tuple[float, float] | None:
     return (onset, offset) if offset > onset >= 0 else None
 
 
-def event_sound(clip: Clip, audio: np.ndarray | None = None, pad_s: float = 0.05,
-                max_len_s: float = 6.0) -> EventSound:
+def event_sound(
+    clip: Clip, audio: np.ndarray | None = None, pad_s: float = 0.05, max_len_s: float = 6.0
+) -> EventSound:
     """The clip's active span (annotated, else ``active_span``) with ``pad_s`` either side,
     at most ``max_len_s`` long."""
     audio = read_audio(clip.path) if audio is None else audio
@@ -182,7 +192,9 @@ def perturb(ev: EventSound, rng: np.random.Generator, speed=(0.9, 1.1), tilt_b=(
     audio = tilt(audio, rng.uniform(*tilt_b))
     active = None
     if ev.active is not None and len(ev.active):
-        idx = np.minimum((np.arange(int(np.ceil(m / (SPAN_BLOCK_S * SAMPLE_RATE)))) * r).astype(int), len(ev.active) - 1)
+        idx = np.minimum(
+            (np.arange(int(np.ceil(m / (SPAN_BLOCK_S * SAMPLE_RATE)))) * r).astype(int), len(ev.active) - 1
+        )
         active = ev.active[idx]
     return EventSound(ev.label, audio, ev.onset_s / r, ev.offset_s / r, ev.group, active)
 
@@ -202,8 +214,9 @@ def append_crossfaded(pieces: list, x: np.ndarray) -> int:
     return len(x)
 
 
-def make_bed(banks: Banks, n: int, rng: np.random.Generator, bed_dbfs=(-45.0, -25.0), segments: list | None = None
-             ) -> np.ndarray:
+def make_bed(
+    banks: Banks, n: int, rng: np.random.Generator, bed_dbfs=(-45.0, -25.0), segments: list | None = None
+) -> np.ndarray:
     """``n`` samples of background: groups in random order, a random start in the first clip of
     each (groups drawn by ``banks.bed_weights`` when set), one level per group drawn uniformly from
     ``bed_dbfs`` (a fixed level if one number). ``segments``, if a list, gets (first sample, group)
@@ -212,8 +225,11 @@ def make_bed(banks: Banks, n: int, rng: np.random.Generator, bed_dbfs=(-45.0, -2
     lo, hi = (bed_dbfs, bed_dbfs) if np.isscalar(bed_dbfs) else bed_dbfs
     pieces, have = [], 0
     while have < n + fade:
-        g = (rng.integers(len(banks.groups)) if banks.bed_weights is None
-             else rng.choice(len(banks.groups), p=banks.bed_weights))
+        g = (
+            rng.integers(len(banks.groups))
+            if banks.bed_weights is None
+            else rng.choice(len(banks.groups), p=banks.bed_weights)
+        )
         group = banks.backgrounds[banks.groups[g]]
         if segments is not None:
             segments.append((have, banks.groups[g]))
@@ -223,7 +239,7 @@ def make_bed(banks: Banks, n: int, rng: np.random.Generator, bed_dbfs=(-45.0, -2
         for i in order:
             x = group[i]
             if first:  # start anywhere in the group's first clip
-                x = x[rng.integers(0, max(1, len(x) - 2 * fade)):]
+                x = x[rng.integers(0, max(1, len(x) - 2 * fade)) :]
                 first = False
             if len(x) <= 2 * fade:
                 continue
@@ -244,7 +260,10 @@ def add_event(audio: np.ndarray, ev: EventSound, start: int, ebr_db: float) -> A
     if len(seg) > 2 * fade:
         seg[:fade] *= np.linspace(0, 1, fade, dtype=np.float32)
         seg[-fade:] *= np.linspace(1, 0, fade, dtype=np.float32)
-    a, b = int(ev.onset_s * SAMPLE_RATE), max(int(ev.onset_s * SAMPLE_RATE) + 1, int(ev.offset_s * SAMPLE_RATE))
+    a, b = (
+        int(ev.onset_s * SAMPLE_RATE),
+        max(int(ev.onset_s * SAMPLE_RATE) + 1, int(ev.offset_s * SAMPLE_RATE)),
+    )
     lo, hi = max(0, start + a), min(n, start + b)
     if hi - lo < int(0.02 * SAMPLE_RATE):
         return None
@@ -252,7 +271,7 @@ def add_event(audio: np.ndarray, ev: EventSound, start: int, ebr_db: float) -> A
     seg *= np.float32(10 ** (ebr_db / 20) * rms(under) / rms(seg[a:b]))
     s0, s1 = max(0, -start), min(len(seg), n - start)
     part = seg[s0:s1]
-    under_all = audio[start + s0:start + s1]
+    under_all = audio[start + s0 : start + s1]
     headroom = (PEAK - float(np.abs(under_all).max())) / (float(np.abs(part).max()) + 1e-12)
     gain = 1.0
     if headroom < 1.0:  # never clip: a loud impulse gets less EBR
@@ -260,15 +279,31 @@ def add_event(audio: np.ndarray, ev: EventSound, start: int, ebr_db: float) -> A
             return None
         gain = headroom
         part = part * np.float32(gain)
-    audio[start + s0:start + s1] += part
-    return Annotation(round(lo / SAMPLE_RATE, 4), round(hi / SAMPLE_RATE, 4), ev.label,
-                      ebr_db=round(ebr_db + 20 * np.log10(gain), 2), bed_dbfs=round(dbfs(under), 2))
+    audio[start + s0 : start + s1] += part
+    return Annotation(
+        round(lo / SAMPLE_RATE, 4),
+        round(hi / SAMPLE_RATE, 4),
+        ev.label,
+        ebr_db=round(ebr_db + 20 * np.log10(gain), 2),
+        bed_dbfs=round(dbfs(under), 2),
+    )
 
 
-def mix(banks: Banks, duration_s: float, rng: np.random.Generator, events_per_min: float = 12.0,
-        ebr_db=(-9.0, 9.0), bed_dbfs=(-45.0, -25.0), min_gap_s: float = 1.0, cut_edges: bool = True,
-        event_free_prob: float = 0.2, lead_in_s: float = 0.0, activity: bool = False, augment: bool = False,
-        segments: list | None = None):
+def mix(
+    banks: Banks,
+    duration_s: float,
+    rng: np.random.Generator,
+    events_per_min: float = 12.0,
+    ebr_db=(-9.0, 9.0),
+    bed_dbfs=(-45.0, -25.0),
+    min_gap_s: float = 1.0,
+    cut_edges: bool = True,
+    event_free_prob: float = 0.2,
+    lead_in_s: float = 0.0,
+    activity: bool = False,
+    augment: bool = False,
+    segments: list | None = None,
+):
     """One mixture of ``duration_s`` seconds: a bed with events of classes drawn in turn from a
     random permutation (balanced, whatever the clip counts), event sounds drawn at random from
     their class. Event count ~ Poisson(events_per_min * minutes); with probability
@@ -318,11 +353,11 @@ def mix(banks: Banks, duration_s: float, rng: np.random.Generator, events_per_mi
             t += length + min_gap_s
     if pad_s:
         p = int(round(pad_s * SAMPLE_RATE))
-        audio = audio[p:p + int(round(duration_s * SAMPLE_RATE))]
+        audio = audio[p : p + int(round(duration_s * SAMPLE_RATE))]
         if segments is not None:
             kept = [(max(0, s - p), g) for s, g in segments if s - p < len(audio)]
             segments[:] = [seg for k, seg in enumerate(kept) if k + 1 == len(kept) or kept[k + 1][0] > 0]
-        blocks = blocks[int(round(pad_s / SPAN_BLOCK_S)):]
+        blocks = blocks[int(round(pad_s / SPAN_BLOCK_S)) :]
         clipped = []
         for a in annotations:
             on, off = max(0.0, a.onset_s - pad_s), min(duration_s, a.offset_s - pad_s)
@@ -334,7 +369,9 @@ def mix(banks: Banks, duration_s: float, rng: np.random.Generator, events_per_mi
     return audio, annotations
 
 
-def block_frame_targets(blocks: np.ndarray, n_frames: int, cfg: FrontendConfig = FrontendConfig()) -> np.ndarray:
+def block_frame_targets(
+    blocks: np.ndarray, n_frames: int, cfg: FrontendConfig = FrontendConfig()
+) -> np.ndarray:
     """(n_frames,) class index of every front-end frame from ``mix(..., activity=True)``'s 10 ms
     block labels: the block that holds the frame's centre."""
     centre = np.arange(n_frames) * cfg.hop_samples + cfg.window_samples // 2
@@ -342,7 +379,9 @@ def block_frame_targets(blocks: np.ndarray, n_frames: int, cfg: FrontendConfig =
     return blocks[idx]
 
 
-def frame_targets(annotations, n_frames: int, cfg: FrontendConfig = FrontendConfig(), labels=LABELS) -> np.ndarray:
+def frame_targets(
+    annotations, n_frames: int, cfg: FrontendConfig = FrontendConfig(), labels=LABELS
+) -> np.ndarray:
     """(n_frames,) int64 class index of every front-end frame: the class of the span that holds
     the frame's centre, else background."""
     labels = list(labels)
@@ -359,29 +398,46 @@ def split_clips(source, seed: int, ratio: str | None = None, fractions=(0.7, 0.1
     splits it, so streams of a split hold only that split's recordings."""
     from pathlib import Path
 
-    from .datasets import SPLITS, load_clips, parse_ratio, prepare_splits, read_metadata_csv
+    from edge_sed.data.datasets import SPLITS, load_clips, parse_ratio, prepare_splits, read_metadata_csv
 
     source = Path(source)
     if source.is_dir() and all((source / f"{s}.csv").exists() for s in SPLITS):
         return {s: read_metadata_csv(source / f"{s}.csv") for s in SPLITS}
-    return prepare_splits(load_clips(source), ratio=parse_ratio(ratio) if ratio else None,
-                          fractions=fractions, seed=seed)
+    return prepare_splits(
+        load_clips(source), ratio=parse_ratio(ratio) if ratio else None, fractions=fractions, seed=seed
+    )
 
 
 EVAL_EBR_DB = [-6.0, 0.0, 6.0]
 EVAL_BED_DBFS = (-40.0, -25.0)
 
 
-def evaluation_streams(banks: Banks, seed: int, count: int, seconds: float, events_per_min: float = 8.0,
-                       ebr_db=EVAL_EBR_DB, bed_dbfs=EVAL_BED_DBFS) -> list:
+def evaluation_streams(
+    banks: Banks,
+    seed: int,
+    count: int,
+    seconds: float,
+    events_per_min: float = 8.0,
+    ebr_db=EVAL_EBR_DB,
+    bed_dbfs=EVAL_BED_DBFS,
+) -> list:
     """[(audio, annotations, seconds)]: DCASE 2017 task 2 style test mixtures, EBR -6/0/+6 dB,
     beds over 15 dB (-40..-25 dBFS RMS), events >= 2 s apart, none cut by an edge, a 2 s lead-in.
     Deterministic by ``seed``."""
     rng = np.random.default_rng([seed, 7919])
     out = []
     for _ in range(count):
-        audio, ann = mix(banks, seconds, rng, events_per_min=events_per_min, ebr_db=list(ebr_db),
-                         bed_dbfs=tuple(bed_dbfs), min_gap_s=2.0, cut_edges=False, event_free_prob=0.0,
-                         lead_in_s=2.0)
+        audio, ann = mix(
+            banks,
+            seconds,
+            rng,
+            events_per_min=events_per_min,
+            ebr_db=list(ebr_db),
+            bed_dbfs=tuple(bed_dbfs),
+            min_gap_s=2.0,
+            cut_edges=False,
+            event_free_prob=0.0,
+            lead_in_s=2.0,
+        )
         out.append((audio, ann, seconds))
     return out

@@ -28,7 +28,7 @@ A deploy is three remote steps, and only the last one touches anything live:
    and check it is up; if it is not, flip back and restart the old pair.
 Several hosts run steps 1-2 in parallel and step 3 only on hosts whose steps 1-2 passed (with
 ``all_or_nothing``: only if every host passed). The same shell steps drive the generated
-Ansible playbook (edge_sed.deploy_playbook) for real fleets.
+Ansible playbook (edge_sed.deploy.playbook) for real fleets.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import EdgeSedError
+from edge_sed.core.errors import EdgeSedError
 
 DEFAULT_ROOT = "~/edge-sed"
 DEFAULT_SERVICE = "edge-sed"
@@ -114,8 +114,10 @@ class Target:
 def parse_target(spec: str, port: int | None = None) -> Target:
     m = re.fullmatch(rf"(?:({NAME})@)?({NAME}|\[[0-9a-fA-F:]+\])(?::(\d{{1,5}}))?", spec)
     if not m or (m.group(3) and not 0 < int(m.group(3)) < 65536):
-        raise EdgeSedError(f"--host {spec!r}: expected [user@]host[:port] (names of letters, digits and "
-                           "_.-, not starting with '-')")
+        raise EdgeSedError(
+            f"--host {spec!r}: expected [user@]host[:port] (names of letters, digits and "
+            "_.-, not starting with '-')"
+        )
     user, host, p = m.groups()
     return Target(host.strip("[]"), user, int(p) if p else port)
 
@@ -128,8 +130,10 @@ def listen_tokens(listen_args: str) -> list[str]:
         raise EdgeSedError(f"--listen-args {listen_args!r}: {exc} (quote as for a shell)") from None
     for t in tokens:
         if CONTROL.search(t):
-            raise EdgeSedError(f"--listen-args: {t!r} holds a control character (a newline?); "
-                               "the unit's ExecStart= is one line")
+            raise EdgeSedError(
+                f"--listen-args: {t!r} holds a control character (a newline?); "
+                "the unit's ExecStart= is one line"
+            )
     return tokens
 
 
@@ -155,17 +159,28 @@ class Options:
             raise EdgeSedError(f"{option} {value!r}: {why}")
 
         if not re.fullmatch(rf"~|~/[{ROOT_CHARS}]*|/[{ROOT_CHARS}]*", self.root or ""):
-            refuse("--root", self.root, "give an absolute path or ~/PATH made of letters, digits and ._/+@- "
-                                        "(it is written into the systemd unit)")
+            refuse(
+                "--root",
+                self.root,
+                "give an absolute path or ~/PATH made of letters, digits and ._/+@- "
+                "(it is written into the systemd unit)",
+            )
         if not UNIT_NAME.fullmatch(self.service or "") or ".." in self.service or len(self.service) > 200:
-            refuse("--service", self.service, "not a systemd unit name (letters, digits and _.@-, "
-                                              "starting with a letter or digit)")
+            refuse(
+                "--service",
+                self.service,
+                "not a systemd unit name (letters, digits and _.@-, starting with a letter or digit)",
+            )
         if not COMMAND_WORD.fullmatch(self.python or "") or self.python.startswith("-"):
             refuse("--python", self.python, "give a command name or path (letters, digits and _./+@=:,-)")
         words = (self.systemctl or "").split(" ")
         if not all(COMMAND_WORD.fullmatch(w) for w in words) or words[0].startswith("-"):
-            refuse("--systemctl", self.systemctl, "give a command and its options, e.g. 'sudo systemctl' "
-                                                  "(words of letters, digits and _./+@=:,- separated by one space)")
+            refuse(
+                "--systemctl",
+                self.systemctl,
+                "give a command and its options, e.g. 'sudo systemctl' "
+                "(words of letters, digits and _./+@=:,- separated by one space)",
+            )
         if self.scope not in ("auto", "system", "user"):
             refuse("--scope", self.scope, "choose auto, system or user")
         listen_tokens(self.listen_args)
@@ -173,8 +188,11 @@ class Options:
             if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]*=.+", o) or CONTROL.search(o):
                 refuse("--ssh-option", o, "expected KEY=VALUE on one line (an ssh -o option)")
         if self.identity is not None and re.search(r"[%$]|" + CONTROL.pattern, str(self.identity)):
-            refuse("--identity", str(self.identity), "ssh would expand the % or $ in it, or it holds a control "
-                                                     "character: rename the key file")
+            refuse(
+                "--identity",
+                str(self.identity),
+                "ssh would expand the % or $ in it, or it holds a control character: rename the key file",
+            )
         if not (isinstance(self.settle_s, (int, float)) and 0 <= self.settle_s <= 3600):
             refuse("--settle", self.settle_s, "give seconds between 0 and 3600")
         for name in ("connect_timeout_s", "keep"):
@@ -183,8 +201,17 @@ class Options:
 
 
 def ssh_command(target: Target, opts: Options) -> list[str]:
-    cmd = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={opts.connect_timeout_s}",
-           "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4"]
+    cmd = [
+        "ssh",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        f"ConnectTimeout={opts.connect_timeout_s}",
+        "-o",
+        "ServerAliveInterval=15",
+        "-o",
+        "ServerAliveCountMax=4",
+    ]
     if opts.identity:
         cmd += ["-i", str(opts.identity), "-o", "IdentitiesOnly=yes"]
     for o in opts.ssh_options:
@@ -199,10 +226,15 @@ def _ssh_failure(target: Target, stderr: str) -> str:
     """One line for an ssh-level failure (exit 255)."""
     text = " ".join(stderr.split())
     for needle, reason in (
-        ("Permission denied", "no permission: the SSH login was refused (check the user, --identity and "
-                              "the board's authorized_keys)"),
-        ("Host key verification failed", "host key verification failed (unknown or changed host key: "
-                                         "check known_hosts)"),
+        (
+            "Permission denied",
+            "no permission: the SSH login was refused (check the user, --identity and "
+            "the board's authorized_keys)",
+        ),
+        (
+            "Host key verification failed",
+            "host key verification failed (unknown or changed host key: check known_hosts)",
+        ),
         ("Could not resolve hostname", "unreachable: cannot resolve the host name"),
         ("Connection refused", "unreachable: connection refused (is sshd running, is the port right?)"),
         ("timed out", "unreachable: connection timed out"),
@@ -215,18 +247,27 @@ def _ssh_failure(target: Target, stderr: str) -> str:
     return f"ssh failed: {last[:200]}"
 
 
-def run_remote(target: Target, opts: Options, script: str, data: bytes | None = None,
-               timeout_s: float = 120, what: str = "remote step") -> dict:
+def run_remote(
+    target: Target,
+    opts: Options,
+    script: str,
+    data: bytes | None = None,
+    timeout_s: float = 120,
+    what: str = "remote step",
+) -> dict:
     """Run a POSIX sh script on the target; returns its ``key=value`` lines as a dict (plus
     ``_warnings``). DeployError with one line on ssh failure, refusal or any non-zero exit."""
     if shutil.which("ssh") is None:
         raise EdgeSedError("no ssh client on this machine (Debian: apt-get install openssh-client)")
     cmd = ssh_command(target, opts) + ["sh -c " + shlex.quote(script)]
     try:
-        proc = subprocess.run(cmd, input=data if data is not None else b"", capture_output=True,
-                              timeout=timeout_s)
+        proc = subprocess.run(
+            cmd, input=data if data is not None else b"", capture_output=True, timeout=timeout_s
+        )
     except subprocess.TimeoutExpired:
-        raise DeployError(f"{target}: {what} took more than {timeout_s:.0f} s (unreachable or stuck)") from None
+        raise DeployError(
+            f"{target}: {what} took more than {timeout_s:.0f} s (unreachable or stuck)"
+        ) from None
     out = proc.stdout.decode(errors="replace")
     err = proc.stderr.decode(errors="replace")
     if proc.returncode == 255:
@@ -234,9 +275,9 @@ def run_remote(target: Target, opts: Options, script: str, data: bytes | None = 
     facts, warnings, refused = {}, [], None
     for line in out.splitlines():
         if line.startswith("REFUSED: "):
-            refused = line[len("REFUSED: "):]
+            refused = line[len("REFUSED: ") :]
         elif line.startswith("WARN: "):
-            warnings.append(line[len("WARN: "):])
+            warnings.append(line[len("WARN: ") :])
         elif "=" in line and re.match(r"^[a-z_]+=", line):
             key, _, value = line.partition("=")
             if key == "event":
@@ -251,7 +292,9 @@ def run_remote(target: Target, opts: Options, script: str, data: bytes | None = 
         elif refused is None and "Permission denied" in both:
             refused = f"no permission during {what}: " + _first_line_with(both, "Permission denied")
         if refused is None:
-            lines = [l for l in err.strip().splitlines() if l.strip()] or [l for l in out.splitlines() if l.strip()]
+            lines = [l for l in err.strip().splitlines() if l.strip()] or [
+                l for l in out.splitlines() if l.strip()
+            ]
             refused = f"{what} failed (exit {proc.returncode}): {lines[-1][:300] if lines else 'no output'}"
         raise DeployError(f"{target}: {refused}", {k: v for k, v in facts.items() if k != "_warnings"})
     return facts
@@ -287,7 +330,7 @@ def bundle_id(manifest: dict) -> str:
 
 def source_root() -> Path | None:
     """The project checkout edge_sed runs from, if any (its pyproject.toml names edge-sed)."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     py = root / "pyproject.toml"
     return root if py.is_file() and 'name = "edge-sed"' in py.read_text() else None
 
@@ -311,8 +354,10 @@ def build_wheel(out_dir: Path) -> Path:
     checkout gets no build/ or egg-info litter. The target fetches the dependencies from PyPI."""
     root = source_root()
     if root is None:
-        raise EdgeSedError("edge-sed is not running from a source checkout, so there is no wheel to build: "
-                           "give --wheel PATH (a wheel built in a checkout: pip wheel --no-deps -w dist .)")
+        raise EdgeSedError(
+            "edge-sed is not running from a source checkout, so there is no wheel to build: "
+            "give --wheel PATH (a wheel built in a checkout: pip wheel --no-deps -w dist .)"
+        )
     src = out_dir / "src"
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build", "dist")
     src.mkdir(parents=True)
@@ -322,9 +367,23 @@ def build_wheel(out_dir: Path) -> Path:
     for pkg in ("edge_sed", "train", "convert", "firmware_sim"):
         if (root / pkg).is_dir():
             shutil.copytree(root / pkg, src / pkg, ignore=ignore)
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", *_isolation_args(root),
-                           "--disable-pip-version-check", "-q", "-w", str(out_dir / "wheel"), str(src)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            *_isolation_args(root),
+            "--disable-pip-version-check",
+            "-q",
+            "-w",
+            str(out_dir / "wheel"),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+    )
     wheels = sorted((out_dir / "wheel").glob("edge_sed-*.whl"))
     if proc.returncode != 0 or not wheels:
         last = (proc.stderr.strip().splitlines() or ["no wheel produced"])[-1]
@@ -337,8 +396,9 @@ def runtime_id(wheel: Path) -> str:
     the code and not with the zip's timestamps (same code, same venv, no reinstall)."""
     m = WHEEL_NAME.fullmatch(wheel.name)
     if not m:
-        raise EdgeSedError(f"--wheel {wheel.name!r}: not an edge-sed wheel name "
-                           "(edge_sed-VERSION-PYTHON-ABI-PLATFORM.whl)")
+        raise EdgeSedError(
+            f"--wheel {wheel.name!r}: not an edge-sed wheel name (edge_sed-VERSION-PYTHON-ABI-PLATFORM.whl)"
+        )
     try:
         with zipfile.ZipFile(wheel) as z:
             record = next(n for n in z.namelist() if n.endswith(".dist-info/RECORD"))
@@ -351,7 +411,7 @@ def runtime_id(wheel: Path) -> str:
 def prepare(bundle_path, work_dir: Path, wheel: str | os.PathLike | None = None) -> Artifact:
     """Verify the bundle here (sha256, manifest, model I/O and the check windows through LiteRT),
     build (or take) the wheel, and pack both into one tar. Raises before anything is sent."""
-    from .bundle import MANIFEST_FILE, verify_bundle
+    from edge_sed.core.bundle import MANIFEST_FILE, verify_bundle
 
     bundle_path = Path(bundle_path)
     if not (bundle_path / MANIFEST_FILE).is_file():
@@ -383,10 +443,15 @@ def checked_archs(manifest: dict) -> list[str]:
     listed = manifest.get("checked_on")
     if listed is None:
         return list(RUNTIME_ARCHS)
-    if not (isinstance(listed, list) and listed
-            and all(isinstance(a, str) and ARCH_NAME.fullmatch(a) for a in listed)):
-        raise EdgeSedError("refusing to deploy: manifest.json 'checked_on' is not a list of architecture names "
-                           f"like [\"x86_64\", \"aarch64\"]: {json.dumps(listed)[:200]}")
+    if not (
+        isinstance(listed, list)
+        and listed
+        and all(isinstance(a, str) and ARCH_NAME.fullmatch(a) for a in listed)
+    ):
+        raise EdgeSedError(
+            "refusing to deploy: manifest.json 'checked_on' is not a list of architecture names "
+            f'like ["x86_64", "aarch64"]: {json.dumps(listed)[:200]}'
+        )
     return listed
 
 
@@ -396,8 +461,10 @@ def check_sha256(manifest: dict) -> str:
     digest = check.get("sha256") if isinstance(check, dict) else check
     for field, value in (("sha256", manifest.get("sha256")), ("check.sha256", digest)):
         if (value or field == "sha256") and not (isinstance(value, str) and SHA256_HEX.fullmatch(value)):
-            raise EdgeSedError(f"refusing to deploy: manifest.json '{field}' is not 64 lowercase hex digits: "
-                               f"{json.dumps(value)[:100]}")
+            raise EdgeSedError(
+                f"refusing to deploy: manifest.json '{field}' is not 64 lowercase hex digits: "
+                f"{json.dumps(value)[:100]}"
+            )
     return digest or ""
 
 
@@ -429,10 +496,20 @@ root_ok() {  # the unit holds $ROOT unquoted (systemd reads whitespace, quotes, 
 
 def _common(opts: Options, **values) -> str:
     words = " ".join(shlex.quote(w) for w in opts.systemctl.split(" "))
-    return (_assign(ROOT=opts.root, SERVICE=opts.service, PY=opts.python, SCOPE=opts.scope,
-                    SYSTEMCTL=opts.systemctl, REFUSED_EXIT=REFUSED, **values) + _COMMON
-            # the scope is only known on the target (auto = system as root, user otherwise)
-            + f'sctl() {{ if [ "$SCOPE" = user ]; then {words} --user "$@"; else {words} "$@"; fi; }}\n')
+    return (
+        _assign(
+            ROOT=opts.root,
+            SERVICE=opts.service,
+            PY=opts.python,
+            SCOPE=opts.scope,
+            SYSTEMCTL=opts.systemctl,
+            REFUSED_EXIT=REFUSED,
+            **values,
+        )
+        + _COMMON
+        # the scope is only known on the target (auto = system as root, user otherwise)
+        + f'sctl() {{ if [ "$SCOPE" = user ]; then {words} --user "$@"; else {words} "$@"; fi; }}\n'
+    )
 
 
 def _listens_to_file(opts: Options) -> bool:
@@ -473,10 +550,20 @@ fi
 
 def preflight_script(opts: Options, archs: list[str], need_kb: int, runtime: str) -> str:
     """Read-only: print the target's facts, then refuse on the first check that fails."""
-    return _common(opts, ARCHS=" ".join(archs), ARCHS_TEXT=", ".join(archs), MIN_PYTHON=".".join(map(str, MIN_PYTHON)),
-                   NEED_KB=int(need_kb), RUNTIME_KB=RUNTIME_INSTALL_MB * 1024, RUNTIME_ID=runtime,
-                   SYSTEMCTL_COMMAND=opts.systemctl.split(" ")[0],
-                   NEEDS_MICROPHONE="no" if _listens_to_file(opts) else "yes") + _PREFLIGHT
+    return (
+        _common(
+            opts,
+            ARCHS=" ".join(archs),
+            ARCHS_TEXT=", ".join(archs),
+            MIN_PYTHON=".".join(map(str, MIN_PYTHON)),
+            NEED_KB=int(need_kb),
+            RUNTIME_KB=RUNTIME_INSTALL_MB * 1024,
+            RUNTIME_ID=runtime,
+            SYSTEMCTL_COMMAND=opts.systemctl.split(" ")[0],
+            NEEDS_MICROPHONE="no" if _listens_to_file(opts) else "yes",
+        )
+        + _PREFLIGHT
+    )
 
 
 _STAGE = r"""
@@ -523,8 +610,18 @@ def stage_script(opts: Options, art: Artifact, upload: str = "") -> str:
     verify the bundle with the target's edge-sed, then move it into bundles/. Nothing live is
     touched; the staging directory is removed whatever happens. The tar comes on stdin, or (the
     playbook) from ``upload``, a path under ROOT."""
-    return _common(opts, BUNDLE_ID=art.bundle_id, RUNTIME_ID=art.runtime_id, WHEEL=art.wheel.name,
-                   SHA256=art.manifest["sha256"], CHECK_SHA256=check_sha256(art.manifest), UPLOAD=upload) + _STAGE
+    return (
+        _common(
+            opts,
+            BUNDLE_ID=art.bundle_id,
+            RUNTIME_ID=art.runtime_id,
+            WHEEL=art.wheel.name,
+            SHA256=art.manifest["sha256"],
+            CHECK_SHA256=check_sha256(art.manifest),
+            UPLOAD=upload,
+        )
+        + _STAGE
+    )
 
 
 def systemd_word(arg: str) -> str:
@@ -547,7 +644,7 @@ After=sound.target network.target
 [Service]
 Type=simple
 WorkingDirectory={root_abs}
-ExecStart={root_abs}/runtime/bin/edge-sed listen --bundle current --log logs/events.jsonl{' ' + args if args else ''}
+ExecStart={root_abs}/runtime/bin/edge-sed listen --bundle current --log logs/events.jsonl{" " + args if args else ""}
 Restart=on-failure
 RestartSec=5
 Environment=PYTHONUNBUFFERED=1
@@ -560,8 +657,9 @@ WantedBy={wanted_by}
 def _printf(text: str) -> str:
     """A shell command printing ``text`` exactly, in which \\0NAME\\0 stands for the value of the
     script's variable NAME; the text travels as single-quoted literals."""
-    return "printf '%s' " + " ".join(f'"${p}"' if i % 2 else shlex.quote(p)
-                                     for i, p in enumerate(text.split("\0")) if p)
+    return "printf '%s' " + " ".join(
+        f'"${p}"' if i % 2 else shlex.quote(p) for i, p in enumerate(text.split("\0")) if p
+    )
 
 
 _SWITCH = r"""
@@ -637,10 +735,18 @@ def switch_script(opts: Options, art: Artifact | None, rollback: bool = False) -
     check the service stays up; if not, flip back, restart the old pair, refuse. With
     ``rollback``: swap current/runtime with previous/previous-runtime instead."""
     unit = unit_text(opts, "\0ROOT\0", "\0WANTED_BY\0")
-    return (_common(opts, ACTION="rollback" if rollback else "deploy", SETTLE=f"{opts.settle_s:g}",
-                    KEEP=int(opts.keep), BUNDLE_ID=art.bundle_id if art else "",
-                    RUNTIME_ID=art.runtime_id if art else "")
-            + f"write_unit() {{ {_printf(unit)}; }}\n" + _SWITCH)
+    return (
+        _common(
+            opts,
+            ACTION="rollback" if rollback else "deploy",
+            SETTLE=f"{opts.settle_s:g}",
+            KEEP=int(opts.keep),
+            BUNDLE_ID=art.bundle_id if art else "",
+            RUNTIME_ID=art.runtime_id if art else "",
+        )
+        + f"write_unit() {{ {_printf(unit)}; }}\n"
+        + _SWITCH
+    )
 
 
 _STATUS = r"""
@@ -666,9 +772,11 @@ def status_script(opts: Options, lines: int) -> str:
 
 def host_scripts(opts: Options, art: Artifact, upload: str = "") -> dict[str, str]:
     """The three scripts of a deploy, by file name (what the playbook writes)."""
-    return {"preflight.sh": preflight_script(opts, checked_archs(art.manifest), _need_kb(art), art.runtime_id),
-            "stage.sh": stage_script(opts, art, upload),
-            "switch.sh": switch_script(opts, art)}
+    return {
+        "preflight.sh": preflight_script(opts, checked_archs(art.manifest), _need_kb(art), art.runtime_id),
+        "stage.sh": stage_script(opts, art, upload),
+        "switch.sh": switch_script(opts, art),
+    }
 
 
 def check_syntax(scripts: dict[str, str]) -> None:
@@ -679,8 +787,10 @@ def check_syntax(scripts: dict[str, str]) -> None:
     for name, text in scripts.items():
         proc = subprocess.run(["sh", "-n"], input=text, capture_output=True, text=True)
         if proc.returncode != 0:
-            raise EdgeSedError(f"the generated {name} fails sh -n (a bug in edge-sed, please report it): "
-                               f"{(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+            raise EdgeSedError(
+                f"the generated {name} fails sh -n (a bug in edge-sed, please report it): "
+                f"{(proc.stderr.strip().splitlines() or ['?'])[-1]}"
+            )
 
 
 # ---------------------------------------------------------------------------- one host
@@ -697,9 +807,15 @@ class HostResult:
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
-        return {"host": str(self.target), "status": self.status, "reason": self.reason,
-                "facts": {k: v for k, v in self.facts.items() if not k.startswith("_")},
-                "steps": self.steps, "warnings": self.warnings, "seconds": round(self.seconds, 1)}
+        return {
+            "host": str(self.target),
+            "status": self.status,
+            "reason": self.reason,
+            "facts": {k: v for k, v in self.facts.items() if not k.startswith("_")},
+            "steps": self.steps,
+            "warnings": self.warnings,
+            "seconds": round(self.seconds, 1),
+        }
 
 
 def _need_kb(art: Artifact) -> int:
@@ -714,8 +830,10 @@ def _record(res: HostResult, facts: dict, step: str) -> None:
 
 def describe_target(f: dict) -> str:
     free = int(f.get("free_kb") or 0) / 1024**2
-    return (f"{f.get('os', '?')}, {f.get('arch', '?')}, Python {f.get('python') or 'none'}, "
-            f"{free:.1f} GB free, {f.get('audio_inputs', '0')} audio input(s), {f.get('scope', '?')} service")
+    return (
+        f"{f.get('os', '?')}, {f.get('arch', '?')}, Python {f.get('python') or 'none'}, "
+        f"{free:.1f} GB free, {f.get('audio_inputs', '0')} audio input(s), {f.get('scope', '?')} service"
+    )
 
 
 def stage_host(target: Target, opts: Options, art: Artifact, dry_run: bool = False, log=None) -> HostResult:
@@ -733,9 +851,11 @@ def stage_host(target: Target, opts: Options, art: Artifact, dry_run: bool = Fal
             res.status = "dry-run"
             return res
         facts = run_remote(target, opts, scripts["stage.sh"], data=art.tar, timeout_s=1800, what="staging")
-        step = (f"staged {art.bundle_id} (sha256 ok on the target), runtime {art.runtime_id} "
-                f"{'installed' if facts.get('runtime_install') == 'new' else 'already there'}, "
-                f"bundle re-checked by the target's edge-sed on {facts.get('target_verify')}")
+        step = (
+            f"staged {art.bundle_id} (sha256 ok on the target), runtime {art.runtime_id} "
+            f"{'installed' if facts.get('runtime_install') == 'new' else 'already there'}, "
+            f"bundle re-checked by the target's edge-sed on {facts.get('target_verify')}"
+        )
         _record(res, facts, step)
         log(f"{target}: {step}")
         res.status = "staged"
@@ -747,16 +867,25 @@ def stage_host(target: Target, opts: Options, art: Artifact, dry_run: bool = Fal
     return res
 
 
-def switch_host(res: HostResult, opts: Options, art: Artifact | None, rollback: bool = False, log=None) -> HostResult:
+def switch_host(
+    res: HostResult, opts: Options, art: Artifact | None, rollback: bool = False, log=None
+) -> HostResult:
     """Step 3 on one host."""
     log = log or (lambda m: None)
     start = time.perf_counter()
     try:
-        facts = run_remote(res.target, opts, switch_script(opts, art, rollback=rollback), timeout_s=300,
-                           what="rollback" if rollback else "switch")
+        facts = run_remote(
+            res.target,
+            opts,
+            switch_script(opts, art, rollback=rollback),
+            timeout_s=300,
+            what="rollback" if rollback else "switch",
+        )
         prev = facts.get("previous") or "nothing"
-        step = (f"{'rolled back' if rollback else 'switched'}: current -> {facts.get('current')} "
-                f"(was {prev}), runtime -> {facts.get('runtime')}, service {opts.service} {facts.get('service')}")
+        step = (
+            f"{'rolled back' if rollback else 'switched'}: current -> {facts.get('current')} "
+            f"(was {prev}), runtime -> {facts.get('runtime')}, service {opts.service} {facts.get('service')}"
+        )
         _record(res, facts, step)
         log(f"{res.target}: {step}")
         res.status = "ok"
@@ -768,8 +897,11 @@ def switch_host(res: HostResult, opts: Options, art: Artifact | None, rollback: 
 
 def plan_steps(opts: Options, art: Artifact, facts: dict) -> list[str]:
     root, rt = opts.root, art.runtime_id
-    exec_start = next(line for line in unit_text(opts, facts.get("root_abs") or root, "").splitlines()
-                      if line.startswith("ExecStart="))
+    exec_start = next(
+        line
+        for line in unit_text(opts, facts.get("root_abs") or root, "").splitlines()
+        if line.startswith("ExecStart=")
+    )
     have_rt = "keep" if facts.get("runtime") == f"runtimes/{rt}" else "install (if not already there)"
     return [
         f"upload {art.bundle_dir} ({art.bundle_bytes / 1024:.0f} kB) and {art.wheel.name} to {root}/.staging/",
@@ -788,8 +920,16 @@ def plan_steps(opts: Options, art: Artifact, facts: dict) -> list[str]:
 # ------------------------------------------------------------------------------ fleets
 
 
-def deploy(bundle_path, targets: list[Target], opts: Options, wheel=None, dry_run: bool = False,
-           all_or_nothing: bool = False, log=None, parallel: int = 4) -> list[HostResult]:
+def deploy(
+    bundle_path,
+    targets: list[Target],
+    opts: Options,
+    wheel=None,
+    dry_run: bool = False,
+    all_or_nothing: bool = False,
+    log=None,
+    parallel: int = 4,
+) -> list[HostResult]:
     """Deploy to every target: preflight + stage in parallel, then switch the hosts that passed
     (all_or_nothing: none unless all passed). Returns one HostResult per target; raises only for
     problems before any host is touched (the bundle, the wheel)."""
@@ -813,7 +953,9 @@ def deploy(bundle_path, targets: list[Target], opts: Options, wheel=None, dry_ru
 def rollback(targets: list[Target], opts: Options, log=None) -> list[HostResult]:
     check_syntax({"switch.sh": switch_script(opts, None, rollback=True)})
     with ThreadPoolExecutor(max_workers=max(1, min(4, len(targets)))) as pool:
-        return list(pool.map(lambda t: switch_host(HostResult(t), opts, None, rollback=True, log=log), targets))
+        return list(
+            pool.map(lambda t: switch_host(HostResult(t), opts, None, rollback=True, log=log), targets)
+        )
 
 
 def status(target: Target, opts: Options, lines: int = 10) -> dict:
@@ -841,38 +983,75 @@ def format_table(results: list[HostResult]) -> str:
     rows = [("host", "arch", "python", "result", "seconds", "detail")]
     for r in results:
         f = r.facts
-        detail = r.reason or (f"current -> {f.get('current')}" if r.status == "ok" else
-                              f"would deploy (runtime {'kept' if f.get('runtime') else 'new'})" if r.status == "dry-run" else "")
-        rows.append((str(r.target), f.get("arch", "?"), f.get("python") or ("none" if f.get("arch") else "?"), r.status, f"{r.seconds:.1f}", detail))
+        detail = r.reason or (
+            f"current -> {f.get('current')}"
+            if r.status == "ok"
+            else f"would deploy (runtime {'kept' if f.get('runtime') else 'new'})"
+            if r.status == "dry-run"
+            else ""
+        )
+        rows.append(
+            (
+                str(r.target),
+                f.get("arch", "?"),
+                f.get("python") or ("none" if f.get("arch") else "?"),
+                r.status,
+                f"{r.seconds:.1f}",
+                detail,
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row[:5], widths)) + "  " + row[5] for row in rows)
 
 
 def format_status(s: dict) -> str:
     b = s.get("bundle") or {}
-    lines = [f"{s['host']}: service {s.get('service') or 'unknown'}"
-             + (f" since {s['since']}" if s.get("since") else "")
-             + (f", restarts {s['restarts']}" if s.get("restarts") else "")
-             + (f", pid {s['pid']}" if s.get("pid") and s.get("pid") != "0" else ""),
-             f"  bundle:   {s.get('current') or '(none)'}"
-             + (f"  ({b.get('level')} {b.get('form')}, sha256 {str(b.get('sha256'))[:12]}..., labels "
-                f"{', '.join(b.get('labels') or [])})" if b else ""),
-             f"  runtime:  {s.get('runtime') or '(none)'}",
-             f"  previous: {s.get('previous') or '(none: nothing to roll back to)'}",
-             f"  last deploy: {s.get('last_deploy') or '(none)'}",
-             f"  last {len(s['events'])} event(s) from {s.get('log')}:" if s["events"] else
-             f"  no events yet in {s.get('log')}"]
+    lines = [
+        f"{s['host']}: service {s.get('service') or 'unknown'}"
+        + (f" since {s['since']}" if s.get("since") else "")
+        + (f", restarts {s['restarts']}" if s.get("restarts") else "")
+        + (f", pid {s['pid']}" if s.get("pid") and s.get("pid") != "0" else ""),
+        f"  bundle:   {s.get('current') or '(none)'}"
+        + (
+            f"  ({b.get('level')} {b.get('form')}, sha256 {str(b.get('sha256'))[:12]}..., labels "
+            f"{', '.join(b.get('labels') or [])})"
+            if b
+            else ""
+        ),
+        f"  runtime:  {s.get('runtime') or '(none)'}",
+        f"  previous: {s.get('previous') or '(none: nothing to roll back to)'}",
+        f"  last deploy: {s.get('last_deploy') or '(none)'}",
+        f"  last {len(s['events'])} event(s) from {s.get('log')}:"
+        if s["events"]
+        else f"  no events yet in {s.get('log')}",
+    ]
     for e in s["events"]:
-        lines.append("    " + (json.dumps(e, separators=(", ", ": ")) if isinstance(e, (dict, list)) else str(e)))
+        lines.append(
+            "    " + (json.dumps(e, separators=(", ", ": ")) if isinstance(e, (dict, list)) else str(e))
+        )
     return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------- the command
 
 
-def command(bundle, hosts: list[str], inventory, opts: Options, *, port=None, wheel=None, dry_run=False,
-            do_rollback=False, do_status=False, lines=10, all_or_nothing=False, batch=1, as_json=False,
-            say=print) -> None:
+def command(
+    bundle,
+    hosts: list[str],
+    inventory,
+    opts: Options,
+    *,
+    port=None,
+    wheel=None,
+    dry_run=False,
+    do_rollback=False,
+    do_status=False,
+    lines=10,
+    all_or_nothing=False,
+    batch=1,
+    as_json=False,
+    say=print,
+) -> None:
     """``edge-sed deploy``: one of deploy / --rollback / --status to --host(s), or a deploy through
     Ansible with --inventory. Prints a report; EdgeSedError (one line) if anything failed."""
     modes = sum(bool(x) for x in (do_rollback, do_status))
@@ -882,14 +1061,23 @@ def command(bundle, hosts: list[str], inventory, opts: Options, *, port=None, wh
         raise EdgeSedError("give --host (repeatable) or --inventory, not both, not neither")
     if inventory:
         if modes:
-            raise EdgeSedError("--rollback and --status take --host; with an inventory run "
-                               "`edge-sed deploy --rollback --host ...` per host or use ansible directly")
+            raise EdgeSedError(
+                "--rollback and --status take --host; with an inventory run "
+                "`edge-sed deploy --rollback --host ...` per host or use ansible directly"
+            )
         if bundle is None:
             raise EdgeSedError("give the BUNDLE directory to deploy")
-        from .deploy_playbook import run_playbook
+        from edge_sed.deploy.playbook import run_playbook
 
-        results = run_playbook(inventory, bundle, opts, wheel=wheel, batch=batch, dry_run=dry_run,
-                               log=None if as_json else (lambda m: say(m)))
+        results = run_playbook(
+            inventory,
+            bundle,
+            opts,
+            wheel=wheel,
+            batch=batch,
+            dry_run=dry_run,
+            log=None if as_json else (lambda m: say(m)),
+        )
         return _report(results, as_json, say)
     targets = [parse_target(h, port) for h in hosts]
     log = None if as_json else say
@@ -909,7 +1097,9 @@ def command(bundle, hosts: list[str], inventory, opts: Options, *, port=None, wh
             for r in reports:
                 say(format_status(r) if "error" not in r else f"{r['host']}: {r['error']}")
         if errors:
-            raise EdgeSedError(errors[0] if len(errors) == 1 else f"{len(errors)} of {len(targets)} hosts failed")
+            raise EdgeSedError(
+                errors[0] if len(errors) == 1 else f"{len(errors)} of {len(targets)} hosts failed"
+            )
         return None
     if do_rollback:
         if bundle is not None:
@@ -917,7 +1107,9 @@ def command(bundle, hosts: list[str], inventory, opts: Options, *, port=None, wh
         return _report(rollback(targets, opts, log=log), as_json, say)
     if bundle is None:
         raise EdgeSedError("give the BUNDLE directory to deploy (or --rollback / --status)")
-    results = deploy(bundle, targets, opts, wheel=wheel, dry_run=dry_run, all_or_nothing=all_or_nothing, log=log)
+    results = deploy(
+        bundle, targets, opts, wheel=wheel, dry_run=dry_run, all_or_nothing=all_or_nothing, log=log
+    )
     if dry_run and not as_json:
         for r in results:
             if r.status == "dry-run":
@@ -940,5 +1132,7 @@ def _report(results: list[HostResult], as_json: bool, say) -> None:
     if len(results) == 1 and bad:
         raise DeployError(f"{bad[0].target}: {bad[0].reason}")
     if bad:
-        raise DeployError(f"{len(bad)} of {len(results)} hosts not deployed: "
-                          + "; ".join(f"{r.target}: {r.reason}" for r in bad))
+        raise DeployError(
+            f"{len(bad)} of {len(results)} hosts not deployed: "
+            + "; ".join(f"{r.target}: {r.reason}" for r in bad)
+        )

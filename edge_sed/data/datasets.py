@@ -51,10 +51,10 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .audio_io import audio_info, is_audio_file, read_audio
-from .atomic import atomic_path
-from .errors import DatasetError
-from .settings import BACKGROUND, CLIP_WINDOW_S, LABELS, SAMPLE_RATE
+from edge_sed.core.audio_io import audio_info, is_audio_file, read_audio
+from edge_sed.core.atomic import atomic_path
+from edge_sed.core.errors import DatasetError
+from edge_sed.core.settings import BACKGROUND, CLIP_WINDOW_S, LABELS, SAMPLE_RATE
 
 METADATA_COLUMNS = ("path", "label", "source_class", "group", "source", "license", "duration_s")
 REQUIRED_COLUMNS = ("path", "label", "group")
@@ -119,7 +119,9 @@ def _check_clips(clips: list[Clip], source: Path, unknown: Counter) -> list[Clip
         )
     missing = [c.path for c in clips if not c.path.is_file()]
     if missing:
-        raise DatasetError(f"{source}: {len(missing)} of {len(clips)} audio files missing, first {missing[0]}")
+        raise DatasetError(
+            f"{source}: {len(missing)} of {len(clips)} audio files missing, first {missing[0]}"
+        )
     if not clips:
         raise DatasetError(f"{source}: no clips")
     return _one_recording_once(clips, source)
@@ -147,8 +149,14 @@ def _one_recording_once(clips: list[Clip], source: Path) -> list[Clip]:
         st = c.path.stat()  # follows symlinks: the file itself
         if (st.st_dev, st.st_ino) in seen:
             other = seen[st.st_dev, st.st_ino][0]
-            how = "listed twice" if os.path.abspath(other.path) == os.path.abspath(c.path) else "one is a link to the other"
-            raise DatasetError(f"{source}: {other.path} and {c.path} are the same file ({how}); list each recording once")
+            how = (
+                "listed twice"
+                if os.path.abspath(other.path) == os.path.abspath(c.path)
+                else "one is a link to the other"
+            )
+            raise DatasetError(
+                f"{source}: {other.path} and {c.path} are the same file ({how}); list each recording once"
+            )
         seen[st.st_dev, st.st_ino] = (c, st.st_size)
     by_size = defaultdict(list)
     for c, size in seen.values():
@@ -201,14 +209,20 @@ def read_metadata_csv(path: str | os.PathLike) -> list[Clip]:
             raise DatasetError(f"{where}: empty {'path' if not rel else 'group'}")
         if label not in LABELS:
             unknown[label] += 1
-        clips.append(Clip(
-            path=Path(os.path.abspath(path.parent / rel)),
-            label=label,
-            group=group,
-            source_class=row.get("source_class") or label,
-            duration_s=_duration(row.get("duration_s", ""), where),
-            extra={k: v for k, v in row.items() if k not in ("path", "label", "group", "source_class", "duration_s")},
-        ))
+        clips.append(
+            Clip(
+                path=Path(os.path.abspath(path.parent / rel)),
+                label=label,
+                group=group,
+                source_class=row.get("source_class") or label,
+                duration_s=_duration(row.get("duration_s", ""), where),
+                extra={
+                    k: v
+                    for k, v in row.items()
+                    if k not in ("path", "label", "group", "source_class", "duration_s")
+                },
+            )
+        )
     return _check_clips(clips, path, unknown)
 
 
@@ -225,14 +239,18 @@ def group_from_name(stem: str) -> str:
     return stem.split("__", 1)[0] if "__" in stem else stem
 
 
-def read_folder_tree(root: str | os.PathLike, label_map: Mapping[str, str | None] | None = None) -> list[Clip]:
+def read_folder_tree(
+    root: str | os.PathLike, label_map: Mapping[str, str | None] | None = None
+) -> list[Clip]:
     """``root/<label>/**/<audio file>``; folder names are labels, or mapped by ``label_map``."""
     root = Path(os.path.abspath(root))
     if not root.is_dir():
         raise DatasetError(f"{root}: no such folder")
     clips, unknown = [], Counter()
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = sorted(p for p in folder.rglob("*") if is_audio_file(p) and not p.name.startswith(".") and p.is_file())
+        files = sorted(
+            p for p in folder.rglob("*") if is_audio_file(p) and not p.name.startswith(".") and p.is_file()
+        )
         label = _map_label(folder.name, label_map)
         if not files or label is None:
             continue
@@ -243,7 +261,8 @@ def read_folder_tree(root: str | os.PathLike, label_map: Mapping[str, str | None
         loose = any(is_audio_file(p) for p in root.iterdir() if p.is_file())
         raise DatasetError(
             f"{root}: audio files must be in one folder per label ({', '.join(LABELS)})"
-            if loose else f"{root}: no audio files found"
+            if loose
+            else f"{root}: no audio files found"
         )
     return _check_clips(clips, root, unknown)
 
@@ -256,8 +275,15 @@ def _public_clips(meta, rows, label_map, class_column, path_of, group_of, source
             continue
         if label not in LABELS:
             unknown[label] += 1
-        clips.append(Clip(path_of(row), label, group_of(row), row[class_column],
-                          extra={**row, "source": source, "license": license_}))
+        clips.append(
+            Clip(
+                path_of(row),
+                label,
+                group_of(row),
+                row[class_column],
+                extra={**row, "source": source, "license": license_},
+            )
+        )
     return _check_clips(clips, meta, unknown)
 
 
@@ -275,9 +301,14 @@ def read_urbansound8k(
         wanted = {str(int(f)) for f in folds}
         rows = [r for r in rows if r["fold"].strip() in wanted]
     return _public_clips(
-        meta, rows, label_map, "class",
+        meta,
+        rows,
+        label_map,
+        "class",
         lambda r: root / "audio" / f"fold{r['fold']}" / r["slice_file_name"],
-        lambda r: f"us8k-{r['fsID']}", "us8k", "CC BY-NC 3.0 (UrbanSound8K)",
+        lambda r: f"us8k-{r['fsID']}",
+        "us8k",
+        "CC BY-NC 3.0 (UrbanSound8K)",
     )
 
 
@@ -286,9 +317,14 @@ def read_esc50(root: str | os.PathLike, label_map: Mapping[str, str | None] = ES
     root = Path(os.path.abspath(root))
     meta = root / "meta" / "esc50.csv"
     return _public_clips(
-        meta, _read_csv(meta, ("filename", "category", "src_file")), label_map, "category",
-        lambda r: root / "audio" / r["filename"], lambda r: f"esc50-{r['src_file']}",
-        "esc50", "CC BY-NC 3.0 (ESC-50)",
+        meta,
+        _read_csv(meta, ("filename", "category", "src_file")),
+        label_map,
+        "category",
+        lambda r: root / "audio" / r["filename"],
+        lambda r: f"esc50-{r['src_file']}",
+        "esc50",
+        "CC BY-NC 3.0 (ESC-50)",
     )
 
 
@@ -347,8 +383,16 @@ def _write_clips_csv(clips: Iterable[Clip], tmp: Path, folder: Path) -> None:
             except ValueError:
                 rel = str(c.path)
             duration = "" if c.duration_s is None else repr(float(c.duration_s))
-            writer.writerow({**c.extra, "path": rel, "label": c.label, "group": c.group,
-                             "source_class": c.source_class, "duration_s": duration})
+            writer.writerow(
+                {
+                    **c.extra,
+                    "path": rel,
+                    "label": c.label,
+                    "group": c.group,
+                    "source_class": c.source_class,
+                    "duration_s": duration,
+                }
+            )
 
 
 def class_stats(clips: Iterable[Clip]) -> dict[str, dict]:
@@ -431,7 +475,10 @@ def _rng(seed: int, key: str) -> np.random.Generator:
 
 
 def subsample_to_ratio(
-    clips: Sequence[Clip], ratio: Mapping[str, int | float] | str, seed: int = 0, max_per_unit: int | None = None
+    clips: Sequence[Clip],
+    ratio: Mapping[str, int | float] | str,
+    seed: int = 0,
+    max_per_unit: int | None = None,
 ) -> list[Clip]:
     """The largest subset whose class counts are exactly k * r_c (k = min_c n_c // r_c, capped
     at ``max_per_unit``). Which clips are kept depends only on ``seed`` and the clip paths;
@@ -462,7 +509,11 @@ def subsample_to_ratio(
 
 def _check_fractions(fractions: Sequence[float]) -> list[float]:
     fractions = [float(f) for f in fractions]
-    if len(fractions) != len(SPLITS) or any(not math.isfinite(f) or f < 0 for f in fractions) or not fractions[0]:
+    if (
+        len(fractions) != len(SPLITS)
+        or any(not math.isfinite(f) or f < 0 for f in fractions)
+        or not fractions[0]
+    ):
         raise DatasetError(f"split fractions {fractions}: need 3 numbers >= 0 (train, val, test), train > 0")
     total = sum(fractions)
     return [f / total for f in fractions]  # normalised, so 70:15:15 works too
@@ -544,8 +595,12 @@ def prepare_splits(
 
 
 def locate_window(
-    audio: np.ndarray, label: str, seed: int, key: str,
-    window_s: float = CLIP_WINDOW_S, sample_rate: int = SAMPLE_RATE,
+    audio: np.ndarray,
+    label: str,
+    seed: int,
+    key: str,
+    window_s: float = CLIP_WINDOW_S,
+    sample_rate: int = SAMPLE_RATE,
 ) -> tuple[np.ndarray, int]:
     """The clip, zero-padded to one window if shorter, and the sample where the policy's window
     starts in it (policy in the module docstring). Trainers that crop around the policy window
@@ -571,8 +626,12 @@ def locate_window(
 
 
 def clip_to_window(
-    audio: np.ndarray, label: str, seed: int, key: str,
-    window_s: float = CLIP_WINDOW_S, sample_rate: int = SAMPLE_RATE,
+    audio: np.ndarray,
+    label: str,
+    seed: int,
+    key: str,
+    window_s: float = CLIP_WINDOW_S,
+    sample_rate: int = SAMPLE_RATE,
 ) -> np.ndarray:
     """One window of ``window_s`` from a clip (policy in the module docstring). ``key`` names
     the clip for the background crop's seed (load_windows passes the file name)."""
@@ -586,8 +645,11 @@ def _load_window(job: tuple) -> np.ndarray:
 
 
 def load_windows(
-    clips: Sequence[Clip], seed: int = 0, window_s: float = CLIP_WINDOW_S,
-    workers: int | None = None, progress: Callable[[int, int], None] | None = None,
+    clips: Sequence[Clip],
+    seed: int = 0,
+    window_s: float = CLIP_WINDOW_S,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Read every clip and cut its window: (N, window) float32, (N,) label indices into
     LABELS, N groups. ``workers`` > 1 reads in that many processes, with the same output;
@@ -603,8 +665,11 @@ def load_windows(
     workers = min(workers or 1, len(jobs))
     with ProcessPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:
         # map keeps the input order, so the pool cannot change the result
-        results = pool.map(_load_window, jobs, chunksize=max(1, min(32, len(jobs) // (4 * workers)))) \
-            if pool else map(_load_window, jobs)
+        results = (
+            pool.map(_load_window, jobs, chunksize=max(1, min(32, len(jobs) // (4 * workers))))
+            if pool
+            else map(_load_window, jobs)
+        )
         for i, window in enumerate(results):
             x[i] = window
             if progress:

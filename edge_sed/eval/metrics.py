@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .settings import LABELS
+from edge_sed.core.settings import LABELS
 
 
 def confusion_matrix(y_true, y_pred, num_classes: int = len(LABELS)) -> np.ndarray:
@@ -33,8 +33,9 @@ def classification_metrics(y_true, y_pred, labels=LABELS) -> dict:
     present = support > 0
     recall = np.divide(tp, support, out=np.zeros(len(labels)), where=present)
     precision = np.divide(tp, predicted, out=np.zeros(len(labels)), where=predicted > 0)
-    f1 = np.divide(2 * precision * recall, precision + recall,
-                   out=np.zeros(len(labels)), where=(precision + recall) > 0)
+    f1 = np.divide(
+        2 * precision * recall, precision + recall, out=np.zeros(len(labels)), where=(precision + recall) > 0
+    )
     per_class_error = {l: (float(1 - recall[i]) if present[i] else None) for i, l in enumerate(labels)}
     overall = float(np.mean(1 - recall[present])) if present.any() else None
     return {

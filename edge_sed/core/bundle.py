@@ -44,10 +44,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BundleError, EdgeSedError, printable
-from .frontend import FrontendConfig
-from .settings import SAMPLE_RATE
-from .tflite_info import TFLiteInfo, has_tflite_identifier, read_tflite_info
+from edge_sed.core.errors import BundleError, EdgeSedError, printable
+from edge_sed.core.frontend import FrontendConfig
+from edge_sed.core.settings import SAMPLE_RATE
+from edge_sed.core.tflite_info import TFLiteInfo, has_tflite_identifier, read_tflite_info
 
 FORMAT_VERSION = 1
 MODEL_FILE, MANIFEST_FILE, CHECK_FILE = "model.tflite", "manifest.json", "check.npz"
@@ -63,9 +63,11 @@ C_SOURCE_BYTES_PER_MODEL_BYTE = 7
 
 LEVELS = ("fp32", "fp16", "dynamic-int8", "int8", "int16x8")
 FORMS = ("windowed", "streaming-explicit-state", "stateful")
-ROLES = {"windowed": (("window",), ("scores",)),
-         "streaming-explicit-state": (("frame", "h", "c"), ("scores", "h_out", "c_out")),
-         "stateful": (("frame", "h", "c"), ("scores", "h_out", "c_out"))}
+ROLES = {
+    "windowed": (("window",), ("scores",)),
+    "streaming-explicit-state": (("frame", "h", "c"), ("scores", "h_out", "c_out")),
+    "stateful": (("frame", "h", "c"), ("scores", "h_out", "c_out")),
+}
 STATE_FORMS = ("streaming-explicit-state", "stateful")
 SMOOTHER_FIELDS = ("average_window_ms", "minimum_count", "suppression_ms", "thresholds")
 DTYPES = ("float32", "int8", "int16", "uint8")
@@ -89,8 +91,22 @@ FIELDS = {
     "accuracy": (dict, "test-split metrics through LiteRT at conversion time, and vs torch"),
 }
 
-SEMANTIC_FIELDS = ("format_version", "labels", "sample_rate", "frontend", "window_frames", "hop_frames", "form",
-                   "level", "inputs", "outputs", "sha256", "model_bytes", "ops", "smoother")
+SEMANTIC_FIELDS = (
+    "format_version",
+    "labels",
+    "sample_rate",
+    "frontend",
+    "window_frames",
+    "hop_frames",
+    "form",
+    "level",
+    "inputs",
+    "outputs",
+    "sha256",
+    "model_bytes",
+    "ops",
+    "smoother",
+)
 """The fields that decide what the model hears and what its answers mean. ``semantic_sha256``
 (written by convert) is the sha256 of their canonical JSON, so an edited front end, label
 order or quantization fails ``load_bundle`` like an edited model does."""
@@ -100,8 +116,13 @@ ARCH_NAME = re.compile(r"[A-Za-z0-9_]+")
 
 def semantic_sha256(m: dict) -> str:
     """sha256 of the canonical JSON (sorted keys, no spaces, ASCII) of ``SEMANTIC_FIELDS``."""
-    canonical = json.dumps({k: m.get(k) for k in SEMANTIC_FIELDS}, sort_keys=True, separators=(",", ":"),
-                           ensure_ascii=True, allow_nan=False)
+    canonical = json.dumps(
+        {k: m.get(k) for k in SEMANTIC_FIELDS},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
+        allow_nan=False,
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -152,34 +173,51 @@ def validate_manifest(m, where: str = "manifest") -> None:
     if not isinstance(m, dict):
         raise BundleError(f"{where}: not a JSON object")
     if "format_version" in m and m["format_version"] != FORMAT_VERSION:
-        raise BundleError(f"{where}: format_version {m['format_version']!r} is not supported "
-                          f"(this edge-sed reads {FORMAT_VERSION})")
+        raise BundleError(
+            f"{where}: format_version {m['format_version']!r} is not supported "
+            f"(this edge-sed reads {FORMAT_VERSION})"
+        )
     for name, (kind, what) in FIELDS.items():
         if name not in m:
             raise BundleError(f"{where}: required field '{name}' ({what}) is missing")
         value = m[name]
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise BundleError(f"{where}: field '{name}' should be a {kind.__name__}, got {type(value).__name__}")
+            raise BundleError(
+                f"{where}: field '{name}' should be a {kind.__name__}, got {type(value).__name__}"
+            )
     for key, value in m.items():
         bad = next((t for t in _strings({key: value}) if printable(t) != t), None)
         if bad is not None:
-            raise BundleError(f"{where}: field '{printable(key)}' holds a control character in "
-                              f"{printable(bad)[:60]!r}")
+            raise BundleError(
+                f"{where}: field '{printable(key)}' holds a control character in {printable(bad)[:60]!r}"
+            )
     for key in ("name",):
         if key in m and not isinstance(m[key], str):
             raise BundleError(f"{where}: field '{key}' should be a str, got {type(m[key]).__name__}")
-    if "checked_on" in m and not (isinstance(m["checked_on"], list)
-                                  and all(isinstance(a, str) and ARCH_NAME.fullmatch(a) for a in m["checked_on"])):
+    if "checked_on" in m and not (
+        isinstance(m["checked_on"], list)
+        and all(isinstance(a, str) and ARCH_NAME.fullmatch(a) for a in m["checked_on"])
+    ):
         raise BundleError(f"{where}: 'checked_on' must be a list of architecture names (letters, digits, _)")
     check = m.get("check")
-    if check is not None and not (isinstance(check, dict) and isinstance(check.get("sha256"), str)
-                                  and re.fullmatch(r"[0-9a-f]{64}", check["sha256"])):
-        raise BundleError(f"{where}: 'check' must be an object with the sha256 (64 lowercase hex digits) of "
-                          f"{CHECK_FILE}")
-    if SEMANTIC_KEY in m and not (isinstance(m[SEMANTIC_KEY], str) and re.fullmatch(r"[0-9a-f]{64}", m[SEMANTIC_KEY])):
+    if check is not None and not (
+        isinstance(check, dict)
+        and isinstance(check.get("sha256"), str)
+        and re.fullmatch(r"[0-9a-f]{64}", check["sha256"])
+    ):
+        raise BundleError(
+            f"{where}: 'check' must be an object with the sha256 (64 lowercase hex digits) of {CHECK_FILE}"
+        )
+    if SEMANTIC_KEY in m and not (
+        isinstance(m[SEMANTIC_KEY], str) and re.fullmatch(r"[0-9a-f]{64}", m[SEMANTIC_KEY])
+    ):
         raise BundleError(f"{where}: '{SEMANTIC_KEY}' is not 64 lowercase hex digits")
     labels = m["labels"]
-    if len(labels) < 2 or not all(isinstance(l, str) and l for l in labels) or len(set(labels)) != len(labels):
+    if (
+        len(labels) < 2
+        or not all(isinstance(l, str) and l for l in labels)
+        or len(set(labels)) != len(labels)
+    ):
         raise BundleError(f"{where}: 'labels' must be two or more distinct non-empty strings")
     if m["form"] not in FORMS:
         raise BundleError(f"{where}: unknown form {m['form']!r} (expected {' or '.join(FORMS)})")
@@ -195,16 +233,22 @@ def validate_manifest(m, where: str = "manifest") -> None:
     except (TypeError, ValueError) as exc:
         raise BundleError(f"{where}: bad 'frontend': {exc}") from None
     if m["sample_rate"] != frontend.sample_rate:
-        raise BundleError(f"{where}: sample_rate {m['sample_rate']} disagrees with frontend "
-                          f"sample_rate {frontend.sample_rate}")
+        raise BundleError(
+            f"{where}: sample_rate {m['sample_rate']} disagrees with frontend "
+            f"sample_rate {frontend.sample_rate}"
+        )
     if frontend.sample_rate != SAMPLE_RATE:
-        raise BundleError(f"{where}: sample_rate {frontend.sample_rate}: every stage works on {SAMPLE_RATE} Hz audio")
+        raise BundleError(
+            f"{where}: sample_rate {frontend.sample_rate}: every stage works on {SAMPLE_RATE} Hz audio"
+        )
     for name in ("window_frames", "hop_frames"):
         if m[name] <= 0:
             raise BundleError(f"{where}: '{name}' must be positive")
     if m["form"] == "stateful" and m["hop_frames"] > m["window_frames"]:
-        raise BundleError(f"{where}: a stateful model stepping every {m['hop_frames']} frames on the last "
-                          f"{m['window_frames']} would never see some frames ('hop_frames' > 'window_frames')")
+        raise BundleError(
+            f"{where}: a stateful model stepping every {m['hop_frames']} frames on the last "
+            f"{m['window_frames']} would never see some frames ('hop_frames' > 'window_frames')"
+        )
     if not re.fullmatch(r"[0-9a-f]{64}", m["sha256"]):
         raise BundleError(f"{where}: 'sha256' is not 64 lowercase hex digits")
     want_in, want_out = ROLES[m["form"]]
@@ -214,7 +258,9 @@ def validate_manifest(m, where: str = "manifest") -> None:
             raise BundleError(f"{where}: '{key}' must be a list of objects")
         got = sorted(str(t.get("role")) for t in tensors)
         if got != sorted(roles):
-            raise BundleError(f"{where}: '{key}' roles {got} do not match a {m['form']} model {sorted(roles)}")
+            raise BundleError(
+                f"{where}: '{key}' roles {got} do not match a {m['form']} model {sorted(roles)}"
+            )
         for t in tensors:
             for f in ("index", "dtype", "shape", "quantization"):
                 if f not in t:
@@ -224,25 +270,37 @@ def validate_manifest(m, where: str = "manifest") -> None:
             q = t["quantization"]
             if t["dtype"] == "float32" and q is not None:
                 raise BundleError(f"{where}: {key} '{t['role']}' is float32 but has a quantization")
-            if t["dtype"] != "float32" and not (isinstance(q, dict) and isinstance(q.get("scale"), (int, float))
-                                                and q["scale"] > 0 and isinstance(q.get("zero_point"), int)):
-                raise BundleError(f"{where}: {key} '{t['role']}' is {t['dtype']} but has no valid "
-                                  "per-tensor quantization {scale > 0, zero_point}")
+            if t["dtype"] != "float32" and not (
+                isinstance(q, dict)
+                and isinstance(q.get("scale"), (int, float))
+                and q["scale"] > 0
+                and isinstance(q.get("zero_point"), int)
+            ):
+                raise BundleError(
+                    f"{where}: {key} '{t['role']}' is {t['dtype']} but has no valid "
+                    "per-tensor quantization {scale > 0, zero_point}"
+                )
 
 
 def _validate_smoother(sm, labels, where: str) -> None:
     """The manifest's smoother settings: what ``listen`` uses by default, so bounded here."""
     if not isinstance(sm, dict) or set(sm) != set(SMOOTHER_FIELDS):
         raise BundleError(f"{where}: 'smoother' must hold exactly {', '.join(SMOOTHER_FIELDS)}")
-    for key, lo, hi in (("average_window_ms", 0, 10_000), ("suppression_ms", 0, 600_000), ("minimum_count", 1, 1000)):
+    for key, lo, hi in (
+        ("average_window_ms", 0, 10_000),
+        ("suppression_ms", 0, 600_000),
+        ("minimum_count", 1, 1000),
+    ):
         v = sm[key]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
             raise BundleError(f"{where}: smoother '{key}' must be a number in [{lo}, {hi}], got {v!r}")
     thr = sm["thresholds"]
     values = thr.values() if isinstance(thr, dict) else [thr]
     if isinstance(thr, dict) and not set(thr) <= set(labels):
-        raise BundleError(f"{where}: smoother thresholds name classes that are not labels: "
-                          f"{', '.join(sorted(map(str, set(thr) - set(labels))))}")
+        raise BundleError(
+            f"{where}: smoother thresholds name classes that are not labels: "
+            f"{', '.join(sorted(map(str, set(thr) - set(labels))))}"
+        )
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1 for v in values):
         raise BundleError(f"{where}: smoother thresholds must be probabilities in [0, 1)")
 
@@ -257,28 +315,41 @@ def _check_io_against_model(m: dict, info: TFLiteInfo, where: str) -> None:
         for d, t in zip(described, tensors):
             role = d["role"]
             if d["index"] != t.index:
-                raise BundleError(f"{where}: {key} '{role}' is tensor {d['index']} in the manifest, "
-                                  f"{t.index} in the model")
+                raise BundleError(
+                    f"{where}: {key} '{role}' is tensor {d['index']} in the manifest, {t.index} in the model"
+                )
             if d["dtype"] != t.dtype or list(d["shape"]) != t.shape:
-                raise BundleError(f"{where}: {key} '{role}' is {d['dtype']}{list(d['shape'])} in the manifest, "
-                                  f"{t.dtype}{t.shape} in the model")
+                raise BundleError(
+                    f"{where}: {key} '{role}' is {d['dtype']}{list(d['shape'])} in the manifest, "
+                    f"{t.dtype}{t.shape} in the model"
+                )
             q = t.quantization if t.dtype != "float32" else None
             mq = d["quantization"]
-            if (q is None) != (mq is None) or (q is not None and (
-                    not np.isclose(q["scale"], mq["scale"], rtol=1e-6, atol=0) or q["zero_point"] != mq["zero_point"])):
-                raise BundleError(f"{where}: {key} '{role}' quantization {mq} in the manifest, {q} in the model")
+            if (q is None) != (mq is None) or (
+                q is not None
+                and (
+                    not np.isclose(q["scale"], mq["scale"], rtol=1e-6, atol=0)
+                    or q["zero_point"] != mq["zero_point"]
+                )
+            ):
+                raise BundleError(
+                    f"{where}: {key} '{role}' quantization {mq} in the manifest, {q} in the model"
+                )
     roles = {d["role"]: d for d in m["inputs"] + m["outputs"]}
     n_mels = m["frontend"]["n_mels"]
     if m["form"] == "windowed":
         want = [1, m["window_frames"], n_mels]
         if list(roles["window"]["shape"]) != want:
-            raise BundleError(f"{where}: the model's window input is {roles['window']['shape']}, "
-                              f"the manifest's front end and window_frames say {want}")
+            raise BundleError(
+                f"{where}: the model's window input is {roles['window']['shape']}, "
+                f"the manifest's front end and window_frames say {want}"
+            )
     else:
         k = m["window_frames"] if m["form"] == "stateful" else 1
         if list(roles["frame"]["shape"]) != [1, k, n_mels]:
-            raise BundleError(f"{where}: the model's frame input is {roles['frame']['shape']}, "
-                              f"expected [1, {k}, {n_mels}]")
+            raise BundleError(
+                f"{where}: the model's frame input is {roles['frame']['shape']}, expected [1, {k}, {n_mels}]"
+            )
         if roles["h"]["shape"] != roles["h_out"]["shape"] or roles["c"]["shape"] != roles["c_out"]["shape"]:
             raise BundleError(f"{where}: state inputs and outputs have different shapes")
     scores = roles["scores"]["shape"]
@@ -354,20 +425,26 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     if len(model) < MIN_MODEL_BYTES or not has_tflite_identifier(model):
         raise BundleError(f"{model_path}: not a TFLite model (no 'TFL3' identifier at bytes 4..8)")
     if len(model) != manifest["model_bytes"]:
-        raise BundleError(f"{model_path}: {len(model)} bytes, the manifest says {manifest['model_bytes']} "
-                          "(truncated or replaced)")
+        raise BundleError(
+            f"{model_path}: {len(model)} bytes, the manifest says {manifest['model_bytes']} "
+            "(truncated or replaced)"
+        )
     digest = hashlib.sha256(model).hexdigest()
     if digest != manifest["sha256"]:
-        raise BundleError(f"{model_path}: sha256 {digest[:12]}... does not match the manifest's "
-                          f"{manifest['sha256'][:12]}... (file changed or corrupt)")
+        raise BundleError(
+            f"{model_path}: sha256 {digest[:12]}... does not match the manifest's "
+            f"{manifest['sha256'][:12]}... (file changed or corrupt)"
+        )
     try:
         info = read_tflite_info(model)
     except ValueError as exc:
         raise BundleError(f"{model_path}: {exc}") from None
     _check_io_against_model(manifest, info, str(path))
     if SEMANTIC_KEY in manifest and semantic_sha256(manifest) != manifest[SEMANTIC_KEY]:
-        raise BundleError(f"{path / MANIFEST_FILE}: labels, front end, windows or tensors do not match the "
-                          f"manifest's {SEMANTIC_KEY} (edited after conversion, or corrupt)")
+        raise BundleError(
+            f"{path / MANIFEST_FILE}: labels, front end, windows or tensors do not match the "
+            f"manifest's {SEMANTIC_KEY} (edited after conversion, or corrupt)"
+        )
     return Bundle(path, manifest, model, info)
 
 
@@ -393,7 +470,7 @@ def dequantize(v: np.ndarray, q: dict | None) -> np.ndarray:
 def _quiet_stderr():
     """LiteRT's C++ prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." on fd 2
     when it loads a model; it would break the CLI's one-line errors. Real failures still
-    surface, as exceptions. edge_sed.audio_io silences libsndfile's decoders with it too
+    surface, as exceptions. edge_sed.core.audio_io silences libsndfile's decoders with it too
     (libmpg123 prints a line per damaged MP3 frame)."""
     sys.stderr.flush()
     saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
@@ -408,13 +485,13 @@ def _quiet_stderr():
 
 
 class LiteRTBackend:
-    """The five methods BundleRunner needs, on edge_sed.runtime's LiteRT interpreter. Inputs and
+    """The five methods BundleRunner needs, on edge_sed.core.runtime's LiteRT interpreter. Inputs and
     outputs are addressed by position in the model's input/output lists."""
 
     name = "litert"
 
     def __init__(self, model_bytes: bytes, num_threads: int = 1):
-        from .runtime import load_interpreter
+        from edge_sed.core.runtime import load_interpreter
 
         with _quiet_stderr():
             self.interpreter = load_interpreter(model_bytes, num_threads=num_threads)
@@ -454,8 +531,9 @@ class BundleRunner:
         self._out = {d["role"]: (i, d) for i, d in enumerate(m["outputs"])}
         n_scores = int(np.prod(shapes[self._out["scores"][0]]))
         if n_scores != len(bundle.labels):
-            raise BundleError(f"{bundle.path}: the loaded model outputs {n_scores} scores for "
-                              f"{len(bundle.labels)} labels")
+            raise BundleError(
+                f"{bundle.path}: the loaded model outputs {n_scores} scores for {len(bundle.labels)} labels"
+            )
         self.streaming = bundle.form in STATE_FORMS
         self.carried = bundle.form == "stateful"
         if self.streaming:
@@ -508,7 +586,11 @@ class BundleRunner:
         if not self.streaming:
             raise ValueError("step() is for streaming bundles; use predict(window)")
         shape = self._in["frame"][1]["shape"]
-        for role, value in (("frame", np.asarray(frame, np.float32).reshape(shape)), ("h", self.h), ("c", self.c)):
+        for role, value in (
+            ("frame", np.asarray(frame, np.float32).reshape(shape)),
+            ("h", self.h),
+            ("c", self.c),
+        ):
             i, d = self._in[role]
             self.backend.set_input(i, quantize(value, d["quantization"], d["dtype"]))
         self.backend.invoke()
@@ -516,7 +598,6 @@ class BundleRunner:
             i, d = self._out[f"{role}_out"]
             setattr(self, role, dequantize(self.backend.get_output(i), d["quantization"]).reshape(1, -1))
         return self._scores()
-
 
     def run_stream(self, features: np.ndarray) -> np.ndarray:
         """Stateful form: (frames, n_mels) -> (frames // stride, labels), one step every
@@ -529,14 +610,19 @@ class BundleRunner:
         padded = np.concatenate([np.repeat(features[:1], k - 1, 0), features]) if len(features) else features
         self.reset()
         steps = range(stride - 1, len(features), stride)
-        return np.stack([self.step(padded[t:t + k]) for t in steps]) if len(steps) else \
-            np.zeros((0, len(self.bundle.labels)), np.float32)
+        return (
+            np.stack([self.step(padded[t : t + k]) for t in steps])
+            if len(steps)
+            else np.zeros((0, len(self.bundle.labels)), np.float32)
+        )
 
 
 # ----------------------------------------------------------------------------- verifying
 
 
-def read_c_array(path: str | os.PathLike, max_bytes: int = C_SOURCE_BYTES_PER_MODEL_BYTE * MAX_MODEL_BYTES) -> bytes:
+def read_c_array(
+    path: str | os.PathLike, max_bytes: int = C_SOURCE_BYTES_PER_MODEL_BYTE * MAX_MODEL_BYTES
+) -> bytes:
     """The bytes of the model array in a model_data.cc written by convert (a regular file of
     at most ``max_bytes``)."""
     text = _size_checked(Path(path), max_bytes, "C array source").decode("utf-8", errors="replace")
@@ -554,27 +640,36 @@ def output_tolerance(bundle: Bundle) -> float:
     return 1e-4 if q is None else max(2 * q["scale"], 1e-3) + 1e-6
 
 
-def verify_bundle(path: str | os.PathLike, windows: np.ndarray | None = None,
-                  y: np.ndarray | None = None) -> dict:
+def verify_bundle(
+    path: str | os.PathLike, windows: np.ndarray | None = None, y: np.ndarray | None = None
+) -> dict:
     """Re-check a bundle: checksum and manifest (load_bundle), op list against the manifest, C
     array against model.tflite, labels against the loaded model's outputs, and parity: the
     stored check windows re-run through LiteRT must give the conversion-time outputs within
     ``output_tolerance``. With ``windows``/``y`` (e.g. the test split), also re-measures the
     accuracy and compares it with the manifest's (within 0.01 overall error). Returns a report;
     BundleError on the first failure."""
-    from .metrics import classification_metrics
+    from edge_sed.eval.metrics import classification_metrics
 
     bundle = load_bundle(path)
     m = bundle.manifest
-    report = {"bundle": str(bundle.path), "level": m["level"], "form": m["form"],
-              "sha256": "ok", "manifest": "ok", "model_bytes": len(bundle.model_bytes)}
+    report = {
+        "bundle": str(bundle.path),
+        "level": m["level"],
+        "form": m["form"],
+        "sha256": "ok",
+        "manifest": "ok",
+        "model_bytes": len(bundle.model_bytes),
+    }
     ops = bundle.info.op_counts()
     if ops != m["ops"]:
         raise BundleError(f"{bundle.path}: the model's operators {ops} differ from the manifest's {m['ops']}")
     report["ops"] = ops
     if SEMANTIC_KEY not in m:
-        raise BundleError(f"{bundle.path / MANIFEST_FILE}: no '{SEMANTIC_KEY}' (written by an older convert): its "
-                          "labels and front end cannot be verified; re-convert the run")
+        raise BundleError(
+            f"{bundle.path / MANIFEST_FILE}: no '{SEMANTIC_KEY}' (written by an older convert): its "
+            "labels and front end cannot be verified; re-convert the run"
+        )
     report[SEMANTIC_KEY] = "ok"
     source = bundle.path / C_SOURCE
     if os.path.lexists(source):
@@ -593,13 +688,17 @@ def verify_bundle(path: str | os.PathLike, windows: np.ndarray | None = None,
         report["max_diff_vs_torch"] = float(np.abs(got - check["torch"]).max())
         report["tolerance"] = tol
         if diff > tol:
-            raise BundleError(f"{bundle.path}: outputs on the check windows differ from the conversion-time "
-                              f"outputs by {diff:.3g} (> {tol:.3g})")
+            raise BundleError(
+                f"{bundle.path}: outputs on the check windows differ from the conversion-time "
+                f"outputs by {diff:.3g} (> {tol:.3g})"
+            )
     elif windows is None:
         raise BundleError(f"{bundle.path}: no {CHECK_FILE} and no data given: nothing to check parity on")
     if windows is not None and runner.carried:
-        raise BundleError(f"{bundle.path}: a stateful bundle is measured on streams, not windows: "
-                          "use `edge-sed evaluate BUNDLE STREAMS`")
+        raise BundleError(
+            f"{bundle.path}: a stateful bundle is measured on streams, not windows: "
+            "use `edge-sed evaluate BUNDLE STREAMS`"
+        )
     if windows is not None:
         probs = runner.predict_many(windows)
         metrics = classification_metrics(y, probs.argmax(1), bundle.labels)
@@ -608,6 +707,8 @@ def verify_bundle(path: str | os.PathLike, windows: np.ndarray | None = None,
         report["overall_error"] = metrics["overall_error"]
         report["recorded_overall_error"] = recorded
         if recorded is not None and abs(metrics["overall_error"] - recorded) > 0.01:
-            raise BundleError(f"{bundle.path}: overall error {metrics['overall_error']:.4f} on the given data, "
-                              f"{recorded:.4f} recorded at conversion (is it the same test split?)")
+            raise BundleError(
+                f"{bundle.path}: overall error {metrics['overall_error']:.4f} on the given data, "
+                f"{recorded:.4f} recorded at conversion (is it the same test split?)"
+            )
     return report

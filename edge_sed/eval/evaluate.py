@@ -1,8 +1,8 @@
 """``edge-sed evaluate``: a bundle through the device loop over labelled streams, scored by
-events. The loop is the one ``listen`` runs (edge_sed.loop.Detector: front end -> model ->
+events. The loop is the one ``listen`` runs (edge_sed.core.loop.Detector: front end -> model ->
 smoother, the bundle's calibrated smoother by default), fed the file in 10 ms blocks.
 
-Metrics (edge_sed.events.event_metrics), pooled over all streams:
+Metrics (edge_sed.core.events.event_metrics), pooled over all streams:
 - **event** (DCASE 2017 task 2 event-based, onset only, 0.5 s collar): the decision time is
   the estimated onset, so a detection counts when it is within 0.5 s of the reference onset;
   F1 and error rate (S + D + I) / N;
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio_io import _kind, read_audio
-from .errors import AudioError, DatasetError, EdgeSedError, install_extra
-from .events import Annotation, Event, event_metrics, read_annotations
+from edge_sed.core.audio_io import _kind, read_audio
+from edge_sed.core.errors import AudioError, DatasetError, EdgeSedError, install_extra
+from edge_sed.core.events import Annotation, Event, event_metrics, read_annotations
 
 STREAM_SUFFIXES = (".wav", ".flac")
 BLOCK_S = 0.01
@@ -56,7 +56,7 @@ def run_stream(detector, audio: np.ndarray, keep: list | None = None) -> tuple[l
     block = int(round(BLOCK_S * detector.bundle.frontend.sample_rate))
     events, decisions = [], 0
     for i in range(0, len(audio), block):
-        for d in detector.push(audio[i:i + block]):
+        for d in detector.push(audio[i : i + block]):
             decisions += 1
             if keep is not None:
                 keep.append(d)
@@ -69,28 +69,40 @@ def micro_backend(bundle):
     """The bundle's model in tflite-micro (the MCU's kernels, firmware_sim's [sim] extra), with
     the tensor arena its manifest gives."""
     if bundle.level != "int8":
-        raise EdgeSedError(f"--runtime tflm runs full-integer int8 bundles (the MCU's); {bundle.path} is {bundle.level}")
+        raise EdgeSedError(
+            f"--runtime tflm runs full-integer int8 bundles (the MCU's); {bundle.path} is {bundle.level}"
+        )
     try:
         from firmware_sim.tflm import MicroBackend, find_arena_bytes
     except ImportError as exc:
         raise EdgeSedError(f"--runtime tflm needs the simulators ({exc}): {install_extra('sim')}") from None
-    arena = (bundle.manifest.get("tflm") or {}).get("arena_bytes") or find_arena_bytes(bundle.model_bytes)["arena_bytes"]
+    arena = (bundle.manifest.get("tflm") or {}).get("arena_bytes") or find_arena_bytes(bundle.model_bytes)[
+        "arena_bytes"
+    ]
     return MicroBackend(bundle.model_bytes, arena)
 
 
-def evaluate(bundle_path, streams, smoother_overrides: dict | None = None, hop_frames: int | None = None,
-             progress=None, runtime: str = "litert") -> dict:
+def evaluate(
+    bundle_path,
+    streams,
+    smoother_overrides: dict | None = None,
+    hop_frames: int | None = None,
+    progress=None,
+    runtime: str = "litert",
+) -> dict:
     """The report of ``edge-sed evaluate`` (module doc) for a bundle over stream files/folders;
     ``runtime="tflm"``: the model in tflite-micro, as the MCU runs it."""
-    from .bundle import load_bundle
-    from .loop import Detector, bundle_smoother
+    from edge_sed.core.bundle import load_bundle
+    from edge_sed.core.loop import Detector, bundle_smoother
 
     bundle = load_bundle(bundle_path)
     pairs = find_streams(streams)
     smoother = bundle_smoother(bundle, **(smoother_overrides or {}))
     backend = micro_backend(bundle) if runtime == "tflm" else None
     detector = Detector(bundle, hop_frames=hop_frames, smoother=smoother, backend=backend)
-    fe = bundle.frontend  # settings that could never fire an event (e.g. --min-count 1000) are refused, as by listen
+    fe = (
+        bundle.frontend
+    )  # settings that could never fire an event (e.g. --min-count 1000) are refused, as by listen
     smoother.check_hop(detector.hop_frames * fe.hop_samples / fe.sample_rate)
     refs, dets, per_stream, offset, total = [], [], [], 0.0, 0.0
     gap = 60.0  # streams are laid end to end this far apart: no match window spans two
@@ -100,12 +112,23 @@ def evaluate(bundle_path, streams, smoother_overrides: dict | None = None, hop_f
         duration = len(audio) / bundle.frontend.sample_rate
         late = [a for a in ann if a.onset_s > duration]
         if late:
-            raise DatasetError(f"{csv}: an event at {late[0].onset_s:g} s, after the end of {wav.name} ({duration:.1f} s)")
+            raise DatasetError(
+                f"{csv}: an event at {late[0].onset_s:g} s, after the end of {wav.name} ({duration:.1f} s)"
+            )
         events, _ = run_stream(detector, audio)
         m = event_metrics(ann, events, duration, collar_s=0.5, delay_s=0.0, labels=_event_labels(bundle))
-        per_stream.append({"stream": str(wav), "seconds": round(duration, 2), "events": len(ann),
-                           "detections": len(events), "event_f1": m["f1"]})
-        refs += [Annotation(a.onset_s + offset, a.offset_s + offset, a.label, a.ebr_db, a.bed_dbfs) for a in ann]
+        per_stream.append(
+            {
+                "stream": str(wav),
+                "seconds": round(duration, 2),
+                "events": len(ann),
+                "detections": len(events),
+                "event_f1": m["f1"],
+            }
+        )
+        refs += [
+            Annotation(a.onset_s + offset, a.offset_s + offset, a.label, a.ebr_db, a.bed_dbfs) for a in ann
+        ]
         dets += [e.shifted(offset) for e in events]
         offset += duration + gap
         total += duration
@@ -116,17 +139,29 @@ def evaluate(bundle_path, streams, smoother_overrides: dict | None = None, hop_f
     detection = event_metrics(refs, dets, total, collar_s=0.5, delay_s=None, labels=labels)
     sm = smoother
     return {
-        "bundle": str(bundle.path), "level": bundle.level, "form": bundle.form, "runtime": runtime,
-        "streams": len(pairs), "seconds": total, "reference_events": len(refs), "detections": len(dets),
-        "smoother": {"average_window_ms": sm.average_window_s * 1000, "minimum_count": sm.minimum_count,
-                     "suppression_ms": sm.suppression_s * 1000, "thresholds": sm.thresholds},
+        "bundle": str(bundle.path),
+        "level": bundle.level,
+        "form": bundle.form,
+        "runtime": runtime,
+        "streams": len(pairs),
+        "seconds": total,
+        "reference_events": len(refs),
+        "detections": len(dets),
+        "smoother": {
+            "average_window_ms": sm.average_window_s * 1000,
+            "minimum_count": sm.minimum_count,
+            "suppression_ms": sm.suppression_s * 1000,
+            "thresholds": sm.thresholds,
+        },
         "hop_frames": detector.hop_frames,
-        "event": _strip(event), "detection": _strip(detection), "per_stream": per_stream,
+        "event": _strip(event),
+        "detection": _strip(detection),
+        "per_stream": per_stream,
     }
 
 
 def _event_labels(bundle) -> list[str]:
-    from .settings import BACKGROUND
+    from edge_sed.core.settings import BACKGROUND
 
     return [l for l in bundle.labels if l != BACKGROUND]
 
@@ -142,25 +177,37 @@ def format_report(r: dict) -> str:
     def lat(x):
         return "-" if x is None else f"{x:.2f}"
 
-    lines = [f"{r['bundle']} ({r['level']} {r['form']}{', tflite-micro' if r.get('runtime') == 'tflm' else ''}): {r['streams']} stream(s), {r['seconds'] / 60:.1f} min, "
-             f"{r['reference_events']} events, {r['detections']} detections",
-             f"{'class':<11}{'events':>7}{'event F1':>10}{'ER':>7}{'det. F1':>9}{'recall':>8}{'FA/h':>8}"
-             f"{'latency p50':>13}"]
+    lines = [
+        f"{r['bundle']} ({r['level']} {r['form']}{', tflite-micro' if r.get('runtime') == 'tflm' else ''}): {r['streams']} stream(s), {r['seconds'] / 60:.1f} min, "
+        f"{r['reference_events']} events, {r['detections']} detections",
+        f"{'class':<11}{'events':>7}{'event F1':>10}{'ER':>7}{'det. F1':>9}{'recall':>8}{'FA/h':>8}"
+        f"{'latency p50':>13}",
+    ]
     for label in e["per_class"]:
         ec, dc = e["per_class"][label], d["per_class"][label]
-        lines.append(f"{label:<11}{ec['reference']:>7}{ec['f1']:>10.3f}{ec['error_rate']:>7.2f}{dc['f1']:>9.3f}"
-                     f"{dc['recall']:>8.3f}{dc['false_alarms_per_hour']:>8.1f}{lat(dc['latency_median_s']):>13}")
-    lines.append(f"{'overall':<11}{e['reference']:>7}{e['f1']:>10.3f}{e['error_rate']:>7.2f}{d['f1']:>9.3f}"
-                 f"{d['recall']:>8.3f}{d['false_alarms_per_hour']:>8.1f}{lat(d['latency_median_s']):>13}")
+        lines.append(
+            f"{label:<11}{ec['reference']:>7}{ec['f1']:>10.3f}{ec['error_rate']:>7.2f}{dc['f1']:>9.3f}"
+            f"{dc['recall']:>8.3f}{dc['false_alarms_per_hour']:>8.1f}{lat(dc['latency_median_s']):>13}"
+        )
+    lines.append(
+        f"{'overall':<11}{e['reference']:>7}{e['f1']:>10.3f}{e['error_rate']:>7.2f}{d['f1']:>9.3f}"
+        f"{d['recall']:>8.3f}{d['false_alarms_per_hour']:>8.1f}{lat(d['latency_median_s']):>13}"
+    )
     for key, title in (("ebr_db", "by EBR"), ("bed_dbfs", "by bed level")):
         rows = d.get("recall_by", {}).get(key)
         if rows:
-            lines.append(f"detection recall {title}: " + ", ".join(
-                f"{k} {v['tp']}/{v['reference']}" for k, v in rows.items()))
+            lines.append(
+                f"detection recall {title}: "
+                + ", ".join(f"{k} {v['tp']}/{v['reference']}" for k, v in rows.items())
+            )
     k = d.get("false_alarm_kinds")
     if k:
-        lines.append(f"false alarms: {k['background']} on background alone, {k['confusion']} during an event of "
-                     f"another class, {k['duplicate']} repeats within an event already found")
-    lines.append("event: DCASE event-based, onset within 0.5 s of the decision; det.: a decision from onset-0.5 s "
-                 "to offset+0.5 s; FA/h and latency by the detection rule; latency in s from the reference onset")
+        lines.append(
+            f"false alarms: {k['background']} on background alone, {k['confusion']} during an event of "
+            f"another class, {k['duplicate']} repeats within an event already found"
+        )
+    lines.append(
+        "event: DCASE event-based, onset within 0.5 s of the decision; det.: a decision from onset-0.5 s "
+        "to offset+0.5 s; FA/h and latency by the detection rule; latency in s from the reference onset"
+    )
     return "\n".join(lines)

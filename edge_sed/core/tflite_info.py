@@ -61,19 +61,40 @@ BUILTIN_OPERATORS = """
     REDUCE_WINDOW STABLEHLO_COMPOSITE STABLEHLO_SHIFT_LEFT STABLEHLO_CBRT STABLEHLO_CASE
 """.split()
 
-TENSOR_TYPES = ("float32", "float16", "int32", "uint8", "int64", "string", "bool", "int16",
-                "complex64", "int8", "float64", "complex128", "uint64", "resource", "variant",
-                "uint32", "uint16", "int4", "bfloat16", "int2", "uint4", "float8_e4m3fn",
-                "float8_e5m2")
+TENSOR_TYPES = (
+    "float32",
+    "float16",
+    "int32",
+    "uint8",
+    "int64",
+    "string",
+    "bool",
+    "int16",
+    "complex64",
+    "int8",
+    "float64",
+    "complex128",
+    "uint64",
+    "resource",
+    "variant",
+    "uint32",
+    "uint16",
+    "int4",
+    "bfloat16",
+    "int2",
+    "uint4",
+    "float8_e4m3fn",
+    "float8_e5m2",
+)
 
 
 @dataclass
 class TensorInfo:
-    index: int                      # the tensor's index in its subgraph (= the interpreter's "index")
+    index: int  # the tensor's index in its subgraph (= the interpreter's "index")
     name: str
-    dtype: str                      # numpy-style name: "float32", "int8", ...
+    dtype: str  # numpy-style name: "float32", "int8", ...
     shape: list[int]
-    scale: list[float] = field(default_factory=list)       # empty: not quantized
+    scale: list[float] = field(default_factory=list)  # empty: not quantized
     zero_point: list[int] = field(default_factory=list)
 
     @property
@@ -88,10 +109,10 @@ class TensorInfo:
 
 @dataclass
 class TFLiteInfo:
-    ops: list[str]                  # every operator of the main subgraph, in execution order
-    inputs: list[TensorInfo]        # the main subgraph's inputs, in the interpreter's order
+    ops: list[str]  # every operator of the main subgraph, in execution order
+    inputs: list[TensorInfo]  # the main subgraph's inputs, in the interpreter's order
     outputs: list[TensorInfo]
-    signature_inputs: dict[str, int]   # signature name -> tensor index (serving_default or the first)
+    signature_inputs: dict[str, int]  # signature name -> tensor index (serving_default or the first)
     signature_outputs: dict[str, int]
     num_subgraphs: int
 
@@ -163,7 +184,7 @@ class _Reader:
         length = self._unpack("<I", start)
         if start + 4 + length > self.n:
             raise ValueError("string runs past the end of the file")
-        return bytes(self.buf[start + 4:start + 4 + length]).decode("utf-8", "replace")
+        return bytes(self.buf[start + 4 : start + 4 + length]).decode("utf-8", "replace")
 
 
 def has_tflite_identifier(data: bytes) -> bool:
@@ -188,7 +209,9 @@ def _tensor(r: _Reader, tensors: list[int], index: int) -> TensorInfo:
     q = r.table(t, 4)
     scale = [float(s) for s in r.scalars(q, 2, "<f")] if q is not None else []
     zero_point = [int(z) for z in r.scalars(q, 3, "<q")] if q is not None else []
-    return TensorInfo(index, r.string(t, 3), dtype, [int(d) for d in r.scalars(t, 0, "<i")], scale, zero_point)
+    return TensorInfo(
+        index, r.string(t, 3), dtype, [int(d) for d in r.scalars(t, 0, "<i")], scale, zero_point
+    )
 
 
 def read_tflite_info(data: bytes) -> TFLiteInfo:

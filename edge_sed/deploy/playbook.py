@@ -3,7 +3,7 @@
 We generate a playbook and run ``ansible-playbook`` (ansible-core, the ``deploy`` extra) rather
 than growing a fleet engine of our own: inventories, groups, host vars, SSH multiplexing, forks,
 retries and reporting are Ansible's job. The playbook runs the very shell steps of
-edge_sed.deploy (preflight, stage, switch) as ``script`` tasks, so both paths behave alike:
+edge_sed.deploy.steps (preflight, stage, switch) as ``script`` tasks, so both paths behave alike:
 
 - ``serial: N`` rolls through the fleet N hosts at a time;
 - ``any_errors_fatal: true`` + ``max_fail_percentage: 0``: a failure on any host of a batch ends
@@ -24,8 +24,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .deploy import HostResult, Options, Target, check_syntax, host_scripts, prepare
-from .errors import EdgeSedError, install_extra
+from edge_sed.deploy.steps import HostResult, Options, Target, check_syntax, host_scripts, prepare
+from edge_sed.core.errors import EdgeSedError, install_extra
 
 TASKS = ("preflight", "staging directory", "upload", "stage", "switch")
 
@@ -33,7 +33,7 @@ TASKS = ("preflight", "staging directory", "upload", "stage", "switch")
 def write_playbook(out_dir: Path, opts: Options, art, batch: int = 1) -> Path:
     """Write playbook.yml, the three scripts and upload.tar into ``out_dir``; returns the
     playbook's path. The playbook is JSON, which is YAML too (no YAML writer needed). The
-    scripts are edge_sed.deploy's (every outside value a quoted variable) and pass ``sh -n``."""
+    scripts are edge_sed.deploy.steps's (every outside value a quoted variable) and pass ``sh -n``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     upload = f".staging/upload-{art.bundle_id}.tar"  # under ROOT, as the target's shell resolves it
     scripts = host_scripts(opts, art, upload=upload)
@@ -43,8 +43,11 @@ def write_playbook(out_dir: Path, opts: Options, art, batch: int = 1) -> Path:
     (out_dir / "upload.tar").write_bytes(art.tar)
 
     def script(name, title, changed=True, register=None):
-        task = {"name": title, "ansible.builtin.script": {"cmd": str(out_dir / name), "executable": "/bin/sh"},
-                "changed_when": changed}
+        task = {
+            "name": title,
+            "ansible.builtin.script": {"cmd": str(out_dir / name), "executable": "/bin/sh"},
+            "changed_when": changed,
+        }
         return {**task, "register": register} if register else task
 
     # ROOT as the target's shell sees it (Ansible's own ~ is the passwd home, which may differ)
@@ -58,11 +61,20 @@ def write_playbook(out_dir: Path, opts: Options, art, batch: int = 1) -> Path:
         "max_fail_percentage": 0,
         "any_errors_fatal": True,
         "tasks": [
-            script("preflight.sh", "preflight: OS, architecture, Python >= 3.9, disk, audio, permission", False,
-                   register="preflight"),
-            {"name": "staging directory", "ansible.builtin.file": {"path": root + "/.staging", "state": "directory"}},
-            {"name": f"upload bundle {art.bundle_id} and the edge-sed wheel",
-             "ansible.builtin.copy": {"src": str(out_dir / "upload.tar"), "dest": root + "/" + upload}},
+            script(
+                "preflight.sh",
+                "preflight: OS, architecture, Python >= 3.9, disk, audio, permission",
+                False,
+                register="preflight",
+            ),
+            {
+                "name": "staging directory",
+                "ansible.builtin.file": {"path": root + "/.staging", "state": "directory"},
+            },
+            {
+                "name": f"upload bundle {art.bundle_id} and the edge-sed wheel",
+                "ansible.builtin.copy": {"src": str(out_dir / "upload.tar"), "dest": root + "/" + upload},
+            },
             script("stage.sh", "stage: sha256 on the target, runtime venv, edge-sed verify on the target"),
             script("switch.sh", f"switch current and restart {opts.service}"),
         ],
@@ -80,18 +92,29 @@ def ansible_playbook() -> str:
 
 
 def _ansible_env() -> dict:
-    env = dict(os.environ, ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_NOCOLOR="1",
-               ANSIBLE_PYTHON_INTERPRETER="auto_silent", ANSIBLE_DEPRECATION_WARNINGS="0")
+    env = dict(
+        os.environ,
+        ANSIBLE_RETRY_FILES_ENABLED="0",
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_PYTHON_INTERPRETER="auto_silent",
+        ANSIBLE_DEPRECATION_WARNINGS="0",
+    )
     env.setdefault("ANSIBLE_LOCAL_TEMP", tempfile.gettempdir() + "/edge-sed-ansible")
     return env
 
 
 def syntax_check(playbook: Path, inventory) -> str:
-    proc = subprocess.run([ansible_playbook(), "--syntax-check", "-i", str(inventory), str(playbook)],
-                          capture_output=True, text=True, env=_ansible_env())
+    proc = subprocess.run(
+        [ansible_playbook(), "--syntax-check", "-i", str(inventory), str(playbook)],
+        capture_output=True,
+        text=True,
+        env=_ansible_env(),
+    )
     if proc.returncode != 0:
-        raise EdgeSedError(f"the generated playbook fails ansible-playbook --syntax-check: "
-                           f"{(proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1]}")
+        raise EdgeSedError(
+            f"the generated playbook fails ansible-playbook --syntax-check: "
+            f"{(proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1]}"
+        )
     return proc.stdout
 
 
@@ -107,10 +130,17 @@ def parse_run(output: str) -> list[HostResult]:
             data = {"msg": body}
         text = str(data.get("stdout", "")) + "\n" + str(data.get("msg", ""))
         refused = re.search(r"REFUSED: ([^\r\n]+)", text)
-        reasons.setdefault(host, refused.group(1) if refused else
-                           ("unreachable: " if kind == "UNREACHABLE" else "") + str(data.get("msg", kind)).splitlines()[0][:300])
+        reasons.setdefault(
+            host,
+            refused.group(1)
+            if refused
+            else ("unreachable: " if kind == "UNREACHABLE" else "")
+            + str(data.get("msg", kind)).splitlines()[0][:300],
+        )
     results = []
-    for m in re.finditer(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=\d+\s+unreachable=(\d+)\s+failed=(\d+)", output, re.M):
+    for m in re.finditer(
+        r"^(\S+)\s+:\s+ok=(\d+)\s+changed=\d+\s+unreachable=(\d+)\s+failed=(\d+)", output, re.M
+    ):
         host, ok, unreachable, failed = m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(4))
         r = HostResult(Target(host))
         if failed or unreachable:
@@ -118,14 +148,25 @@ def parse_run(output: str) -> list[HostResult]:
         elif ok >= len(TASKS):
             r.status = "ok"
         else:
-            r.status, r.reason = "stopped", f"not switched: the play stopped after {ok} of {len(TASKS)} tasks " \
-                                            "(another host of its batch failed)"
+            r.status, r.reason = (
+                "stopped",
+                f"not switched: the play stopped after {ok} of {len(TASKS)} tasks "
+                "(another host of its batch failed)",
+            )
         results.append(r)
     return results
 
 
-def run_playbook(inventory, bundle, opts: Options, wheel=None, batch: int = 1, dry_run: bool = False,
-                 log=None, keep_dir: str | None = None) -> list[HostResult]:
+def run_playbook(
+    inventory,
+    bundle,
+    opts: Options,
+    wheel=None,
+    batch: int = 1,
+    dry_run: bool = False,
+    log=None,
+    keep_dir: str | None = None,
+) -> list[HostResult]:
     """Verify the bundle and build the wheel here, write the playbook, syntax-check it, then (not
     with ``dry_run``) run it. One HostResult per host of the recap; hosts of batches that never
     started are listed as 'not started'."""
@@ -140,7 +181,9 @@ def run_playbook(inventory, bundle, opts: Options, wheel=None, batch: int = 1, d
         hosts = list_hosts(playbook, inventory)
         if dry_run:  # keep the playbook for inspection
             keep = True
-            log(f"playbook: {playbook} (syntax ok: playbook and its sh scripts; {len(hosts)} host(s): {', '.join(hosts)}; batches of {batch})")
+            log(
+                f"playbook: {playbook} (syntax ok: playbook and its sh scripts; {len(hosts)} host(s): {', '.join(hosts)}; batches of {batch})"
+            )
             return [HostResult(Target(h), status="dry-run") for h in hosts]
         return _run(exe, playbook, inventory, hosts, batch, log)
     finally:
@@ -150,8 +193,13 @@ def run_playbook(inventory, bundle, opts: Options, wheel=None, batch: int = 1, d
 
 def _run(exe, playbook: Path, inventory, hosts: list[str], batch: int, log) -> list[HostResult]:
     log(f"running {playbook} on {len(hosts)} host(s) in batches of {batch}")
-    proc = subprocess.Popen([exe, "-i", str(inventory), str(playbook)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=_ansible_env())
+    proc = subprocess.Popen(
+        [exe, "-i", str(inventory), str(playbook)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_ansible_env(),
+    )
     lines = []
     for line in proc.stdout:
         lines.append(line)
@@ -159,18 +207,27 @@ def _run(exe, playbook: Path, inventory, hosts: list[str], batch: int, log) -> l
     proc.wait()
     results = parse_run("".join(lines))
     seen = {str(r.target) for r in results}
-    results += [HostResult(Target(h), status="not started", reason="an earlier batch failed") for h in hosts
-                if h not in seen]
+    results += [
+        HostResult(Target(h), status="not started", reason="an earlier batch failed")
+        for h in hosts
+        if h not in seen
+    ]
     if proc.returncode != 0 and not any(r.status == "failed" for r in results):
         raise EdgeSedError(f"ansible-playbook failed (exit {proc.returncode}); see its output above")
     return results
 
 
 def list_hosts(playbook: Path, inventory) -> list[str]:
-    proc = subprocess.run([ansible_playbook(), "--list-hosts", "-i", str(inventory), str(playbook)],
-                          capture_output=True, text=True, env=_ansible_env())
+    proc = subprocess.run(
+        [ansible_playbook(), "--list-hosts", "-i", str(inventory), str(playbook)],
+        capture_output=True,
+        text=True,
+        env=_ansible_env(),
+    )
     if proc.returncode != 0:
-        raise EdgeSedError(f"ansible-playbook --list-hosts failed: {(proc.stderr.strip() or 'no output').splitlines()[-1]}")
+        raise EdgeSedError(
+            f"ansible-playbook --list-hosts failed: {(proc.stderr.strip() or 'no output').splitlines()[-1]}"
+        )
     hosts = []
     for line in proc.stdout.splitlines():
         s = line.strip()

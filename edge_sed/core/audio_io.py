@@ -35,9 +35,9 @@ from typing import Iterator
 import numpy as np
 import soundfile as sf
 
-from .atomic import atomic_path
-from .errors import AudioError
-from .settings import SAMPLE_RATE
+from edge_sed.core.atomic import atomic_path
+from edge_sed.core.errors import AudioError
+from edge_sed.core.settings import SAMPLE_RATE
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif")
 
@@ -69,16 +69,22 @@ def _short(exc: BaseException) -> str:
 
 
 def _quiet():
-    """fd 2 silenced (edge_sed.bundle's silencer): libmpg123 writes its decoding errors there."""
-    from .bundle import _quiet_stderr
+    """fd 2 silenced (edge_sed.core.bundle's silencer): libmpg123 writes its decoding errors there."""
+    from edge_sed.core.bundle import _quiet_stderr
 
     return _quiet_stderr()
 
 
 def _kind(mode: int) -> str:
     """What a stat mode is, in words."""
-    for test, kind in ((stat.S_ISREG, "regular file"), (stat.S_ISFIFO, "pipe"), (stat.S_ISCHR, "character device"),
-                       (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket"), (stat.S_ISDIR, "directory")):
+    for test, kind in (
+        (stat.S_ISREG, "regular file"),
+        (stat.S_ISFIFO, "pipe"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISDIR, "directory"),
+    ):
         if test(mode):
             return kind
     return "special file"
@@ -97,8 +103,10 @@ def _open(path: Path, pipes: bool = False) -> sf.SoundFile:
     kind = _kind(st.st_mode)
     name = "stdin" if stdin else str(path)
     if stdin and os.isatty(0):
-        raise AudioError("stdin is a terminal: pipe a WAV into it, e.g. arecord -f S16_LE -r 16000 -c 1 -t wav | "
-                         "edge-sed listen --file -")
+        raise AudioError(
+            "stdin is a terminal: pipe a WAV into it, e.g. arecord -f S16_LE -r 16000 -c 1 -t wav | "
+            "edge-sed listen --file -"
+        )
     if kind != "regular file" and not (pipes and kind == "pipe"):
         raise AudioError(f"{name}: not a regular file{' or pipe' if pipes else ''}: {kind}")
     if kind == "regular file" and st.st_size == 0:
@@ -108,19 +116,25 @@ def _open(path: Path, pipes: bool = False) -> sf.SoundFile:
         with _quiet():
             f = sf.SoundFile(0, closefd=False) if stdin else sf.SoundFile(str(path))
     except Exception as exc:  # libsndfile says why in its message; soundfile raises several types
-        raise AudioError(f"{name}: not a readable audio file ({_short(exc)})"
-                         + (f"; {pipe_hint}" if kind == "pipe" else "")) from None
+        raise AudioError(
+            f"{name}: not a readable audio file ({_short(exc)})"
+            + (f"; {pipe_hint}" if kind == "pipe" else "")
+        ) from None
     if kind == "pipe" and f.format == "MP3":  # it opens, then fails seeking after the first blocks
         f.close()
         raise AudioError(f"{name}: MP3 cannot be streamed; {pipe_hint}")
     if not MIN_SAMPLE_RATE <= f.samplerate <= MAX_SAMPLE_RATE:
         f.close()
-        raise AudioError(f"{name}: sample rate {f.samplerate} Hz in the header is outside "
-                         f"{MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz (a corrupt header?)")
+        raise AudioError(
+            f"{name}: sample rate {f.samplerate} Hz in the header is outside "
+            f"{MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz (a corrupt header?)"
+        )
     missing = _wav_data_bytes_missing(path) if kind == "regular file" and not stdin else 0
     if missing:
         f.close()
-        raise AudioError(f"{name}: truncated (the WAV header promises {missing} more bytes than the file has)")
+        raise AudioError(
+            f"{name}: truncated (the WAV header promises {missing} more bytes than the file has)"
+        )
     return f
 
 
@@ -172,8 +186,10 @@ def _to_mono_checked(data: np.ndarray, path) -> np.ndarray:
         raise AudioError(f"{path}: contains NaN or Inf samples")
     peak = max(hi, -lo)
     if peak > MAX_FLOAT_PEAK:
-        raise AudioError(f"{path}: samples reach {peak:.3g}, more than {MAX_FLOAT_PEAK:g} times full scale: not "
-                         "audio (a corrupt float file, or samples in integer units?)")
+        raise AudioError(
+            f"{path}: samples reach {peak:.3g}, more than {MAX_FLOAT_PEAK:g} times full scale: not "
+            "audio (a corrupt float file, or samples in integer units?)"
+        )
     mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
     return np.clip(mono, -1.0, 1.0) if peak > 1.0 else mono
 
@@ -199,7 +215,8 @@ def read_audio(
         too_big = AudioError(
             f"{path}: not enough memory to read {frames / native_sr:.0f} s of {channels}-channel audio at "
             f"{native_sr} Hz whole ({frames * channels * 4 / 1e6:.0f} MB as float32); convert it to "
-            f"{sample_rate} Hz mono first (e.g. with sox)")
+            f"{sample_rate} Hz mono first (e.g. with sox)"
+        )
         try:
             with _quiet():
                 data = f.read(dtype="float32", always_2d=True)
@@ -376,8 +393,10 @@ def resample_factors(from_hz: int, to_hz: int) -> tuple[int, int]:
     """(up, down) for resampling ``from_hz`` to ``to_hz``: the exact ratio in lowest terms, or
     the closest ratio whose terms are at most ``MAX_RESAMPLE_FACTOR``."""
     if not all(MIN_SAMPLE_RATE <= hz <= MAX_SAMPLE_RATE for hz in (from_hz, to_hz)):
-        raise AudioError(f"cannot resample from {from_hz} Hz to {to_hz} Hz "
-                         f"(rates must be {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz)")
+        raise AudioError(
+            f"cannot resample from {from_hz} Hz to {to_hz} Hz "
+            f"(rates must be {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz)"
+        )
     ratio = Fraction(to_hz, from_hz)
     if ratio < 1:  # the denominator is the larger term
         ratio = ratio.limit_denominator(MAX_RESAMPLE_FACTOR)

@@ -6,11 +6,11 @@ stream-level evaluation).
   order, levelled to ``bed_rms`` (default: the median RMS of the background clips) and joined with 250 ms equal-power cross-fades until the stream
   is long enough (their distractors stay: they must not fire).
 - Events: for each event a clip of an event class (classes in turn, clips drawn without
-  replacement where possible). A clip of edge_sed.synth gives its isolated event (regenerated
+  replacement where possible). A clip of edge_sed.data.synth gives its isolated event (regenerated
   from seed and index), as DCASE 2017 mixed isolated events; any other clip gives a segment of
   itself (its own background included). The segment is cut out: the annotated active span
   [onset_s, offset_s) plus ``pad_s`` either side when the metadata has one (synthetic data),
-  else the clip's 1 s policy window (edge_sed.datasets.locate_window). The segment is scaled to
+  else the clip's 1 s policy window (edge_sed.data.datasets.locate_window). The segment is scaled to
   ``ebr_db`` over the background under it (RMS vs RMS; None keeps the clip's level; less if
   the sum would exceed a peak of 0.99 — the bed is never rescaled, so it keeps the level the
   model knows), faded in and out over 5 ms and added at a random onset, events ``min_gap_s``
@@ -27,15 +27,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path
-from .audio_io import read_audio, write_audio
-from .datasets import Clip, load_clips, locate_window
-from .errors import DatasetError
-from .events import Annotation, write_annotations
-from .mixer import CROSSFADE_S, EDGE_FADE_S, MIN_EVENT_EBR_DB, PEAK, append_crossfaded
-from .mixer import rms as _rms
-from .settings import BACKGROUND, CLIP_WINDOW_S, SAMPLE_RATE
-from .synth import make_components
+from edge_sed.core.atomic import atomic_path
+from edge_sed.core.audio_io import read_audio, write_audio
+from edge_sed.data.datasets import Clip, load_clips, locate_window
+from edge_sed.core.errors import DatasetError
+from edge_sed.core.events import Annotation, write_annotations
+from edge_sed.data.mixer import CROSSFADE_S, EDGE_FADE_S, MIN_EVENT_EBR_DB, PEAK, append_crossfaded
+from edge_sed.data.mixer import rms as _rms
+from edge_sed.core.settings import BACKGROUND, CLIP_WINDOW_S, SAMPLE_RATE
+from edge_sed.data.synth import make_components
 
 
 def _background_bed(clips: list[Clip], n: int, rng, bed_rms: float) -> np.ndarray:
@@ -63,14 +63,15 @@ def _background_bed(clips: list[Clip], n: int, rng, bed_rms: float) -> np.ndarra
 
 
 def _synthetic_event(clip: Clip, onset_s: float) -> np.ndarray | None:
-    """The isolated event of a clip made by edge_sed.synth (regenerated from its seed and index:
+    """The isolated event of a clip made by edge_sed.data.synth (regenerated from its seed and index:
     the generator is deterministic), or None for any other clip."""
     m = re.fullmatch(rf"synth-{re.escape(clip.label)}-(\d+)", clip.path.stem)
     if not m or clip.extra.get("source") != "synth" or clip.duration_s is None:
         return None
     try:
-        event, _, meta = make_components(clip.label, int(m.group(1)), int(clip.extra.get("seed", "")),
-                                         clip_s=clip.duration_s)
+        event, _, meta = make_components(
+            clip.label, int(m.group(1)), int(clip.extra.get("seed", "")), clip_s=clip.duration_s
+        )
     except (ValueError, DatasetError):
         return None
     if meta["onset_s"] is None or abs(meta["onset_s"] - onset_s) > 1e-3:
@@ -78,7 +79,9 @@ def _synthetic_event(clip: Clip, onset_s: float) -> np.ndarray | None:
     return event.astype(np.float32)
 
 
-def _event_segment(clip: Clip, pad_s: float, seed: int, isolate: bool = True) -> tuple[np.ndarray, float, float]:
+def _event_segment(
+    clip: Clip, pad_s: float, seed: int, isolate: bool = True
+) -> tuple[np.ndarray, float, float]:
     """(segment, onset within it, offset within it), seconds."""
     onset, offset = clip.extra.get("onset_s"), clip.extra.get("offset_s")
     try:
@@ -93,13 +96,22 @@ def _event_segment(clip: Clip, pad_s: float, seed: int, isolate: bool = True) ->
         return audio[a:b], onset - a / SAMPLE_RATE, offset - a / SAMPLE_RATE
     audio, start = locate_window(audio, clip.label, seed, clip.path.name)
     n = int(round(CLIP_WINDOW_S * SAMPLE_RATE))
-    return audio[start:start + n], 0.0, n / SAMPLE_RATE
+    return audio[start : start + n], 0.0, n / SAMPLE_RATE
 
 
-def make_stream(clips, duration_s: float, n_events: int, seed: int = 0, ebr_db: float | None = 6.0,
-                min_gap_s: float = 3.0, pad_s: float = 0.1, lead_in_s: float = 2.0,
-                labels=None, bed_rms: float | None = None, isolate: bool = True
-                ) -> tuple[np.ndarray, list[Annotation]]:
+def make_stream(
+    clips,
+    duration_s: float,
+    n_events: int,
+    seed: int = 0,
+    ebr_db: float | None = 6.0,
+    min_gap_s: float = 3.0,
+    pad_s: float = 0.1,
+    lead_in_s: float = 2.0,
+    labels=None,
+    bed_rms: float | None = None,
+    isolate: bool = True,
+) -> tuple[np.ndarray, list[Annotation]]:
     """A stream of ``duration_s`` seconds (float32, 16 kHz) with ``n_events`` events of the
     event classes in ``clips`` (Clip list, or a split CSV / data set path for load_clips),
     none in the first ``lead_in_s`` seconds; ``labels`` limits the event classes. Returns
@@ -115,13 +127,16 @@ def make_stream(clips, duration_s: float, n_events: int, seed: int = 0, ebr_db: 
     if not backgrounds:
         raise DatasetError("a stream needs background clips; the split has none")
     if n_events and not events_by_label:
-        raise DatasetError("a stream needs event clips; the split has none" +
-                           (f" of {', '.join(labels)}" if labels else ""))
+        raise DatasetError(
+            "a stream needs event clips; the split has none" + (f" of {', '.join(labels)}" if labels else "")
+        )
     n = int(round(duration_s * SAMPLE_RATE))
     usable = duration_s - lead_in_s - 1.5
     if n_events and usable < n_events * min_gap_s:
-        raise DatasetError(f"{n_events} events {min_gap_s:g} s apart do not fit in {duration_s:g} s "
-                           f"(after a {lead_in_s:g} s lead-in)")
+        raise DatasetError(
+            f"{n_events} events {min_gap_s:g} s apart do not fit in {duration_s:g} s "
+            f"(after a {lead_in_s:g} s lead-in)"
+        )
     if bed_rms is None:  # the level the background clips have (what a model trained on them knows)
         bed_rms = float(np.median([_rms(read_audio(c.path)) for c in backgrounds[:50]]))
     audio = _background_bed(backgrounds, n, rng, bed_rms)
@@ -144,7 +159,7 @@ def make_stream(clips, duration_s: float, n_events: int, seed: int = 0, ebr_db: 
             continue
         seg[:fade] *= np.linspace(0, 1, fade, dtype=np.float32)
         seg[-fade:] *= np.linspace(1, 0, fade, dtype=np.float32)
-        under = audio[start:start + len(seg)]
+        under = audio[start : start + len(seg)]
         if ebr_db is not None:
             a, b = int(on * SAMPLE_RATE), max(int(on * SAMPLE_RATE) + 1, int(off * SAMPLE_RATE))
             seg *= np.float32(10 ** (ebr_db / 20) * _rms(under[a:b]) / _rms(seg[a:b]))
@@ -155,9 +170,14 @@ def make_stream(clips, duration_s: float, n_events: int, seed: int = 0, ebr_db: 
             continue  # inaudible once it fits: left out, annotation and all
         if headroom < 1.0:
             seg *= np.float32(headroom)
-        audio[start:start + len(seg)] += seg
-        annotations.append(Annotation(round(start / SAMPLE_RATE + on, 4),
-                                      round(min(start / SAMPLE_RATE + off, duration_s), 4), label))
+        audio[start : start + len(seg)] += seg
+        annotations.append(
+            Annotation(
+                round(start / SAMPLE_RATE + on, 4),
+                round(min(start / SAMPLE_RATE + off, duration_s), 4),
+                label,
+            )
+        )
     return audio.astype(np.float32), sorted(annotations, key=lambda a: a.onset_s)
 
 

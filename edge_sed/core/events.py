@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path
-from .errors import DatasetError
+from edge_sed.core.atomic import atomic_path
+from edge_sed.core.errors import DatasetError
 
 ANNOTATION_COLUMNS = ("onset_s", "offset_s", "label")
 OPTIONAL_COLUMNS = ("ebr_db", "bed_dbfs")
@@ -36,7 +36,7 @@ OPTIONAL_COLUMNS = ("ebr_db", "bed_dbfs")
 class Event:
     """A detection: ``label`` with averaged probability ``score`` decided at stream time ``t_s``
     (seconds: the end of the audio the decision used); ``onset_s``, when the smoother gives it,
-    is where it reckons the sound began (edge_sed.smoother.estimate_onset), at or before ``t_s``."""
+    is where it reckons the sound began (edge_sed.core.smoother.estimate_onset), at or before ``t_s``."""
 
     label: str
     score: float
@@ -48,7 +48,9 @@ class Event:
 
     def shifted(self, dt: float) -> "Event":
         """The same event ``dt`` seconds later (streams laid end to end, another clock)."""
-        return Event(self.label, self.score, self.t_s + dt, None if self.onset_s is None else self.onset_s + dt)
+        return Event(
+            self.label, self.score, self.t_s + dt, None if self.onset_s is None else self.onset_s + dt
+        )
 
     @property
     def estimated_onset_s(self) -> float:
@@ -76,8 +78,10 @@ def write_annotations(path: str | os.PathLike, annotations) -> None:
         w = csv.writer(f)
         w.writerow(ANNOTATION_COLUMNS + tuple(extra))
         for a in annotations:
-            w.writerow([f"{a.onset_s:.4f}", f"{a.offset_s:.4f}", a.label]
-                       + ["" if getattr(a, c) is None else f"{getattr(a, c):.2f}" for c in extra])
+            w.writerow(
+                [f"{a.onset_s:.4f}", f"{a.offset_s:.4f}", a.label]
+                + ["" if getattr(a, c) is None else f"{getattr(a, c):.2f}" for c in extra]
+            )
 
 
 def read_annotations(path: str | os.PathLike) -> list[Annotation]:
@@ -90,14 +94,21 @@ def read_annotations(path: str | os.PathLike) -> list[Annotation]:
         reader = csv.DictReader(f)
         missing = [c for c in ANNOTATION_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
-            raise DatasetError(f"{path}: missing column(s) {', '.join(missing)} (need {','.join(ANNOTATION_COLUMNS)})")
+            raise DatasetError(
+                f"{path}: missing column(s) {', '.join(missing)} (need {','.join(ANNOTATION_COLUMNS)})"
+            )
         out = []
         for n, row in enumerate(reader, start=2):
             try:
                 onset, offset = float(row["onset_s"]), float(row["offset_s"])
             except (TypeError, ValueError):
                 raise DatasetError(f"{path}:{n}: onset_s/offset_s are not numbers") from None
-            if not (np.isfinite(onset) and np.isfinite(offset)) or onset < 0 or offset < onset or not row["label"]:
+            if (
+                not (np.isfinite(onset) and np.isfinite(offset))
+                or onset < 0
+                or offset < onset
+                or not row["label"]
+            ):
                 raise DatasetError(f"{path}:{n}: need 0 <= onset_s <= offset_s and a label")
             extra = {}
             for c in OPTIONAL_COLUMNS:
@@ -127,7 +138,11 @@ def _greedy_match(reference, detected, collar_s, delay_s, same_label: bool):
     for j in sorted(range(len(detected)), key=key):
         ev = detected[j]
         for i, ref in enumerate(reference):
-            if i in used or (same_label and ref.label != ev.label) or not _matches(ref, ev, collar_s, delay_s):
+            if (
+                i in used
+                or (same_label and ref.label != ev.label)
+                or not _matches(ref, ev, collar_s, delay_s)
+            ):
                 continue
             used.add(i)
             pairs.append((i, j))
@@ -135,8 +150,9 @@ def _greedy_match(reference, detected, collar_s, delay_s, same_label: bool):
     return pairs
 
 
-def event_metrics(reference, detected, duration_s: float, collar_s: float = 0.5, delay_s: float = 1.0,
-                  labels=None) -> dict:
+def event_metrics(
+    reference, detected, duration_s: float, collar_s: float = 0.5, delay_s: float = 1.0, labels=None
+) -> dict:
     """Event-based F1, error rate, precision/recall (overall and per class), onset->detection
     latency (median, p95, seconds) and false alarms per hour, for ``detected`` Events against
     ``reference`` Annotations on a stream of ``duration_s`` seconds (matching rule: module doc)."""
@@ -176,7 +192,13 @@ def event_metrics(reference, detected, duration_s: float, collar_s: float = 0.5,
         p, r, f = prf(tp_l, fp_l, fn_l)
         lat = [detected[j].t_s - reference[i].onset_s for i, j in pairs if reference[i].label == label]
         per_class[label] = {
-            "reference": n_l, "tp": tp_l, "fp": fp_l, "fn": fn_l, "precision": p, "recall": r, "f1": f,
+            "reference": n_l,
+            "tp": tp_l,
+            "fp": fp_l,
+            "fn": fn_l,
+            "precision": p,
+            "recall": r,
+            "f1": f,
             "error_rate": (fn_l + fp_l) / n_l if n_l else float("nan"),
             "latency_median_s": float(np.median(lat)) if lat else None,
             "false_alarms_per_hour": fp_l / hours,
@@ -191,23 +213,45 @@ def event_metrics(reference, detected, duration_s: float, collar_s: float = 0.5,
             bucket = round
         rows = {}
         for v in values:
-            refs = [i for i, a in enumerate(reference) if getattr(a, key) is not None and bucket(getattr(a, key)) == v]
+            refs = [
+                i
+                for i, a in enumerate(reference)
+                if getattr(a, key) is not None and bucket(getattr(a, key)) == v
+            ]
             hit = sum(i in tp_ref for i in refs)
-            rows[fmt.format(v)] = {"reference": len(refs), "tp": hit, "recall": hit / len(refs) if refs else None}
+            rows[fmt.format(v)] = {
+                "reference": len(refs),
+                "tp": hit,
+                "recall": hit / len(refs) if refs else None,
+            }
         if rows:
             by_condition[key] = rows
-    rule = (f"onset-{collar_s:g} s <= decision time <= offset+{collar_s:g} s (detection: a decision while "
-            "the event lasts counts)" if delay_s is None else
-            f"onset-{collar_s:g} s <= decision time <= onset+{collar_s:g} s"
-            + (f"+{delay_s:g} s (DCASE 2017 task 2 collar with a causal delay)" if delay_s else
-               " (DCASE event-based, onset collar, on the event's estimated onset: the smoother's "
-               "onset_s, else its decision time)"))
+    rule = (
+        f"onset-{collar_s:g} s <= decision time <= offset+{collar_s:g} s (detection: a decision while "
+        "the event lasts counts)"
+        if delay_s is None
+        else f"onset-{collar_s:g} s <= decision time <= onset+{collar_s:g} s"
+        + (
+            f"+{delay_s:g} s (DCASE 2017 task 2 collar with a causal delay)"
+            if delay_s
+            else " (DCASE event-based, onset collar, on the event's estimated onset: the smoother's "
+            "onset_s, else its decision time)"
+        )
+    )
     return {
         "metric": f"event-based, onset only: match if {rule}",
         "recall_by": by_condition,
-        "reference": n_ref, "detected": len(detected), "tp": tp, "fp": fp, "fn": fn,
-        "substitutions": subs, "deletions": fn - subs, "insertions": fp - subs,
-        "precision": precision, "recall": recall, "f1": f1,
+        "reference": n_ref,
+        "detected": len(detected),
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "substitutions": subs,
+        "deletions": fn - subs,
+        "insertions": fp - subs,
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
         "error_rate": (fn + fp - subs) / n_ref if n_ref else float("nan"),
         "latency_median_s": float(np.median(latencies)) if latencies else None,
         "latency_p95_s": float(np.percentile(latencies, 95)) if latencies else None,

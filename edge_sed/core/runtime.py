@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 
-from .errors import EdgeSedError
+from edge_sed.core.errors import EdgeSedError
 
 RUNTIME_MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
 

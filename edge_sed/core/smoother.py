@@ -26,9 +26,9 @@ from typing import Mapping
 
 import numpy as np
 
-from .errors import EdgeSedError
-from .events import Event
-from .settings import BACKGROUND
+from edge_sed.core.errors import EdgeSedError
+from edge_sed.core.events import Event
+from edge_sed.core.settings import BACKGROUND
 
 DEFAULT_AVERAGE_WINDOW_MS = 750.0
 DEFAULT_THRESHOLD = 0.6
@@ -47,8 +47,14 @@ was tried"): DCASE event F1 0.333 -> 0.456 (seed 0) and 0.417 -> 0.476 (seed 1) 
 decisions."""
 
 
-def estimate_onset(times, scores, top: int, ratio: float = ONSET_RATIO, lookback_s: float = ONSET_LOOKBACK_MS / 1000,
-                   lead_s: float = ONSET_LEAD_MS / 1000) -> float:
+def estimate_onset(
+    times,
+    scores,
+    top: int,
+    ratio: float = ONSET_RATIO,
+    lookback_s: float = ONSET_LOOKBACK_MS / 1000,
+    lead_s: float = ONSET_LEAD_MS / 1000,
+) -> float:
     """Where the sound of class ``top`` began, for an event that fired at the last of the
     decisions ``times`` (s, ascending) with per-decision ``scores`` (decisions, classes): walk back
     from the firing decision while the one before it lies within ``lookback_s`` and gave class
@@ -57,8 +63,11 @@ def estimate_onset(times, scores, top: int, ratio: float = ONSET_RATIO, lookback
     times = np.asarray(times, np.float64)
     scores = np.asarray(scores, np.float32)
     j = len(times) - 1
-    while (j > 0 and times[j - 1] >= times[-1] - lookback_s - 1e-9
-           and scores[j - 1, top] >= ratio * scores[j - 1].max()):
+    while (
+        j > 0
+        and times[j - 1] >= times[-1] - lookback_s - 1e-9
+        and scores[j - 1, top] >= ratio * scores[j - 1].max()
+    ):
         j -= 1
     return max(0.0, float(times[j]) - lead_s)
 
@@ -68,23 +77,38 @@ class Smoother:
     are probabilities (0..1), one for every class or ``{label: p}`` (labels not named keep
     ``DEFAULT_THRESHOLD``)."""
 
-    def __init__(self, labels, background: str = BACKGROUND,
-                 average_window_ms: float = DEFAULT_AVERAGE_WINDOW_MS,
-                 threshold: float | Mapping[str, float] = DEFAULT_THRESHOLD,
-                 suppression_ms: float = DEFAULT_SUPPRESSION_MS,
-                 minimum_count: int = DEFAULT_MINIMUM_COUNT, onset_lookback_ms: float = ONSET_LOOKBACK_MS):
+    def __init__(
+        self,
+        labels,
+        background: str = BACKGROUND,
+        average_window_ms: float = DEFAULT_AVERAGE_WINDOW_MS,
+        threshold: float | Mapping[str, float] = DEFAULT_THRESHOLD,
+        suppression_ms: float = DEFAULT_SUPPRESSION_MS,
+        minimum_count: int = DEFAULT_MINIMUM_COUNT,
+        onset_lookback_ms: float = ONSET_LOOKBACK_MS,
+    ):
         self.labels = list(labels)
         self.background = background if background in self.labels else None
-        if not (isinstance(average_window_ms, (int, float)) and 0 <= average_window_ms <= MAX_AVERAGE_WINDOW_MS):
-            raise EdgeSedError(f"averaging window of {average_window_ms!r} ms: must be a number from 0 to "
-                               f"{MAX_AVERAGE_WINDOW_MS:g} ms")
-        if not (isinstance(suppression_ms, (int, float)) and math.isfinite(suppression_ms) and suppression_ms >= 0):
+        if not (
+            isinstance(average_window_ms, (int, float)) and 0 <= average_window_ms <= MAX_AVERAGE_WINDOW_MS
+        ):
+            raise EdgeSedError(
+                f"averaging window of {average_window_ms!r} ms: must be a number from 0 to "
+                f"{MAX_AVERAGE_WINDOW_MS:g} ms"
+            )
+        if not (
+            isinstance(suppression_ms, (int, float)) and math.isfinite(suppression_ms) and suppression_ms >= 0
+        ):
             raise EdgeSedError(f"suppression period of {suppression_ms!r} ms: must be a finite number >= 0")
         if not isinstance(minimum_count, int) or isinstance(minimum_count, bool) or minimum_count < 1:
             raise EdgeSedError(f"minimum count must be a whole number of at least 1, got {minimum_count!r}")
-        if not (isinstance(onset_lookback_ms, (int, float)) and 0 <= onset_lookback_ms <= MAX_AVERAGE_WINDOW_MS):
-            raise EdgeSedError(f"onset look-back of {onset_lookback_ms!r} ms: must be a number from 0 to "
-                               f"{MAX_AVERAGE_WINDOW_MS:g} ms")
+        if not (
+            isinstance(onset_lookback_ms, (int, float)) and 0 <= onset_lookback_ms <= MAX_AVERAGE_WINDOW_MS
+        ):
+            raise EdgeSedError(
+                f"onset look-back of {onset_lookback_ms!r} ms: must be a number from 0 to "
+                f"{MAX_AVERAGE_WINDOW_MS:g} ms"
+            )
         self.average_window_s = average_window_ms / 1000.0
         self.onset_lookback_s = onset_lookback_ms / 1000.0
         self.suppression_s = suppression_ms / 1000.0
@@ -92,8 +116,10 @@ class Smoother:
         if isinstance(threshold, Mapping):
             unknown = set(threshold) - set(self.labels)
             if unknown:
-                raise EdgeSedError(f"threshold for unknown class(es) {', '.join(sorted(unknown))}; "
-                                   f"classes are {', '.join(self.labels)}")
+                raise EdgeSedError(
+                    f"threshold for unknown class(es) {', '.join(sorted(unknown))}; "
+                    f"classes are {', '.join(self.labels)}"
+                )
             per_class = {l: float(threshold.get(l, DEFAULT_THRESHOLD)) for l in self.labels}
         else:
             per_class = {l: float(threshold) for l in self.labels}
@@ -103,8 +129,10 @@ class Smoother:
         self.thresholds = per_class
         self._threshold = np.array([per_class[l] for l in self.labels], np.float32)
         if all(p >= 1.0 for l, p in per_class.items() if l != self.background):
-            raise EdgeSedError("every class's threshold is 1: an average probability is never above it, so no "
-                               "event could ever fire")
+            raise EdgeSedError(
+                "every class's threshold is 1: an average probability is never above it, so no "
+                "event could ever fire"
+            )
         self.reset()
 
     def decisions_in_window(self, hop_s: float) -> int:
@@ -120,7 +148,8 @@ class Smoother:
             raise EdgeSedError(
                 f"a {self.average_window_s * 1000:g} ms averaging window holds {held} decision(s) "
                 f"{hop_s * 1000:g} ms apart, fewer than the minimum count {self.minimum_count}: no event could ever "
-                "fire (shorten the hop (--hop-ms), widen the window (--window-ms) or lower --min-count)")
+                "fire (shorten the hop (--hop-ms), widen the window (--window-ms) or lower --min-count)"
+            )
 
     def reset(self) -> None:
         self._recent: deque[tuple[float, np.ndarray]] = deque()
@@ -152,13 +181,20 @@ class Smoother:
         label, score = self.labels[top], float(self.average[top])
         if score <= self._threshold[top]:
             return None
-        since = (np.inf if self.previous_top in (None, self.background) or self.previous_time_s is None
-                 else t_s - self.previous_time_s)
+        since = (
+            np.inf
+            if self.previous_top in (None, self.background) or self.previous_time_s is None
+            else t_s - self.previous_time_s
+        )
         if label == self.previous_top and since <= self.suppression_s:
             return None
         self.previous_top, self.previous_time_s = label, t_s
         if label == self.background:
             return None
-        onset = estimate_onset([t for t, _ in self._history], [x for _, x in self._history], top,
-                               lookback_s=self.onset_lookback_s)
+        onset = estimate_onset(
+            [t for t, _ in self._history],
+            [x for _, x in self._history],
+            top,
+            lookback_s=self.onset_lookback_s,
+        )
         return Event(label=label, score=score, t_s=float(t_s), onset_s=onset)

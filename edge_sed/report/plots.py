@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path
-from .errors import EdgeSedError, install_extra
-from .settings import LABELS
+from edge_sed.core.atomic import atomic_path
+from edge_sed.core.errors import EdgeSedError, install_extra
+from edge_sed.core.settings import LABELS
 
 
 def _pyplot():
@@ -32,9 +32,9 @@ def save_figure(fig, path: Path) -> None:
 def plot_log_mel_examples(clips, png: Path, examples_per_class: int = 3, seed: int = 0) -> Path:
     """A grid of log-mel spectrograms: one row per class, ``examples_per_class`` columns, each
     the 1 s training window of a randomly chosen clip (seeded)."""
-    from .audio_io import read_audio
-    from .datasets import clip_to_window
-    from .frontend import FrontendConfig, log_mel
+    from edge_sed.core.audio_io import read_audio
+    from edge_sed.data.datasets import clip_to_window
+    from edge_sed.core.frontend import FrontendConfig, log_mel
 
     plt = _pyplot()
     cfg = FrontendConfig()
@@ -42,8 +42,9 @@ def plot_log_mel_examples(clips, png: Path, examples_per_class: int = 3, seed: i
     labels = [l for l in LABELS if any(c.label == l for c in clips)]
     if not labels:
         raise EdgeSedError("no clips to draw")
-    fig, axes = plt.subplots(len(labels), examples_per_class, squeeze=False,
-                             figsize=(2.6 * examples_per_class, 1.9 * len(labels)))
+    fig, axes = plt.subplots(
+        len(labels), examples_per_class, squeeze=False, figsize=(2.6 * examples_per_class, 1.9 * len(labels))
+    )
     drawn = []  # (row, col, name, features): drawn after, on one shared colour scale
     for row, label in enumerate(labels):
         members = [c for c in clips if c.label == label]
@@ -64,7 +65,10 @@ def plot_log_mel_examples(clips, png: Path, examples_per_class: int = 3, seed: i
         ax.set_title(name[:28], fontsize=7)
         if col == 0:
             ax.set_ylabel(f"{labels[row]}\nmel 0-{cfg.n_mels - 1}", fontsize=8)
-    fig.suptitle(f"log-mel windows (1 s, {cfg.n_mels} mels {cfg.fmin_hz:.0f}-{cfg.fmax_hz:.0f} Hz, "
-                 f"hop {cfg.hop_ms:.0f} ms)", fontsize=9)
+    fig.suptitle(
+        f"log-mel windows (1 s, {cfg.n_mels} mels {cfg.fmin_hz:.0f}-{cfg.fmax_hz:.0f} Hz, "
+        f"hop {cfg.hop_ms:.0f} ms)",
+        fontsize=9,
+    )
     save_figure(fig, png)
     return Path(png)

@@ -1,0 +1,1 @@
+"""`edge-sed report`: accuracy and latency per quantization level and device, with plots."""
