@@ -136,10 +136,12 @@ def main(argv=None) -> int:
     kb = lambda b: "-" if b is None else f"{b / 1024:.1f}"  # noqa: E731
     for r in table:
         lines.append(
-            f"| {r['variant']} | {r['model']} | {len(r['seeds'])} | {r['val_f1']:.3f} ± {r['val_f1_sd']:.3f} | "
+            f"| {r['variant']} | {r['model']} | {len(r['seeds'])} | "
+            f"{r['val_f1']:.3f} ± {r['val_f1_sd']:.3f} | "
             f"{r['test_f1']:.3f} ± {r['test_f1_sd']:.3f} | {r['test_fa_per_hour']:.0f} | "
             f"{100 * r['duty_cycle']:.1f} % | {r['cycles_per_frame'] / 1000:.0f} k "
-            f"({r['frontend_cycles_per_frame'] / 1000:.0f} k) | {kb(r['model_bytes'])} | {kb(r['arena_bytes'])} |"
+            f"({r['frontend_cycles_per_frame'] / 1000:.0f} k) | {kb(r['model_bytes'])} | "
+            f"{kb(r['arena_bytes'])} |"
         )
     md = "\n".join(lines) + "\n"
     (args.out / "accuracy_vs_cycles.md").write_text(md)

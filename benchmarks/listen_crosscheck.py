@@ -98,10 +98,15 @@ def main(argv=None) -> int:
         print(json.dumps(result, indent=2))
     else:
         print(
-            f"{len(pairs)} streams, {total / 60:.0f} min, {len(refs)} events, through `edge-sed listen --file`: "
+            f"{len(pairs)} streams, {total / 60:.0f} min, {len(refs)} events, "
+            "through `edge-sed listen --file`: "
             f"event F1 {event['f1']:.3f}, detection F1 {detection['f1']:.3f}, "
             f"{detection['false_alarms_per_hour']:.0f} false alarms/h, median latency "
-            f"{detection['latency_median_s'] if detection['latency_median_s'] is not None else float('nan'):.2f} s; "
+            f"""{
+                detection["latency_median_s"]
+                if detection["latency_median_s"] is not None
+                else float("nan"):.2f}"""
+            " s; "
             + (
                 "every stream's events equal `edge-sed evaluate`'s"
                 if not mismatches

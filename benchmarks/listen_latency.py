@@ -117,7 +117,9 @@ def main(argv=None) -> int:
         for name in args.bundle_names.split(",")
     ]
     report = {
-        "host": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}",
+        "host": (
+            f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}"
+        ),
         "stream": str(stream),
         "rows": rows,
     }

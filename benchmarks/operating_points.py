@@ -2,7 +2,8 @@
 (the decisions kept), then the bundle's own smoother replays those decisions at one threshold
 for every class after another. Prints, per threshold, detection recall / precision / F1, DCASE
 event F1 and false alarms per hour (the rules of `edge-sed evaluate`), the bundle's calibrated
-thresholds first (its replay must equal the loop's own events); writes a PNG (0 false alarms drawn at 0.5) of recall against false alarms per hour with --png.
+thresholds first (its replay must equal the loop's own events); writes a PNG (0 false alarms
+drawn at 0.5) of recall against false alarms per hour with --png.
 
     .venv/bin/python benchmarks/operating_points.py BUNDLE STREAMS... [--thresholds 0.5,0.7,0.9,0.95,0.99]
         [--png out/op.png] [--json]

@@ -131,7 +131,10 @@ def main(argv=None) -> int:
         piece_wall += w
         cut_events += [(e["class"], round(e["stream_s"] + k * piece_s, 3)) for e in s["detected"]]
     cuts = [k * piece_s for k in range(1, a.pieces)]
-    near = lambda t: any(0 <= t - c < a.cut_margin_s for c in cuts)
+
+    def near(t):
+        return any(0 <= t - c < a.cut_margin_s for c in cuts)
+
     away_whole = [e for e in whole if not near(e[1])]
     away_cut = [e for e in cut_events if not near(e[1])]
     result = {
@@ -140,8 +143,8 @@ def main(argv=None) -> int:
         "bundle": str(a.bundle),
         "data": a.data,
         "listen_args": a.listen_args,
-        "command": f"edge-sed listen --bundle {a.bundle} --file {long_path} --json --log {work / 'long.jsonl'} "
-        + " ".join(a.listen_args),
+        "command": f"edge-sed listen --bundle {a.bundle} --file {long_path} "
+        f"--json --log {work / 'long.jsonl'} " + " ".join(a.listen_args),
         "audio_hours": round(summary["audio_s"] / 3600, 4),
         "wall_s": round(wall, 1),
         "real_time_factor": round(summary["audio_s"] / wall, 1),
@@ -179,7 +182,8 @@ def main(argv=None) -> int:
         print(json.dumps(result, indent=2))
     else:
         print(
-            f"{result['audio_hours']:.2f} h of audio in {result['wall_s']:.0f} s wall ({result['real_time_factor']:.0f}x "
+            f"{result['audio_hours']:.2f} h of audio in {result['wall_s']:.0f} s wall "
+            f"({result['real_time_factor']:.0f}x "
             f"real time) on {result['machine']}"
         )
         print(
@@ -188,12 +192,14 @@ def main(argv=None) -> int:
             f"{len(samples)} samples every {a.interval:g} s)"
         )
         print(
-            f"{result['decisions']} decisions, {result['events']} events ({result['events_in_log']} in the log), "
+            f"{result['decisions']} decisions, {result['events']} events "
+            f"({result['events_in_log']} in the log), "
             f"dropped blocks {result['dropped_blocks']}, overflows {result['overflows']}"
         )
         print(
             f"{a.pieces} pieces of {piece_s:.0f} s: {result['events_pieces']} events; away from the cuts "
-            f"{result['events_away_from_cuts_whole']} vs {result['events_away_from_cuts_pieces']}, identical: "
+            f"{result['events_away_from_cuts_whole']} vs {result['events_away_from_cuts_pieces']}, "
+            "identical: "
             f"{result['events_away_from_cuts_identical']}; within {a.cut_margin_s:g} s after a cut "
             f"{result['events_near_cuts_whole']} vs {result['events_near_cuts_pieces']}"
         )

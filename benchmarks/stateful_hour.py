@@ -142,13 +142,15 @@ def main(argv=None) -> int:
         print(json.dumps(result, indent=2))
         return 0
     print(
-        f"{args.minutes:g} min stream ({len(refs)} events) of the {args.split} split through `edge-sed listen --file` "
+        f"{args.minutes:g} min stream ({len(refs)} events) of the {args.split} split "
+        "through `edge-sed listen --file` "
         f"({wall:.0f} s wall, {total_s / wall:.0f}x real time): state never reset"
     )
     print(f"{'segment':<14}{'events':>7}{'F1':>7}{'recall':>8}{'FA/h':>8}  per class F1")
     for s in segments:
         print(
-            f"{s['start_min']:>5.0f}-{s['start_min'] + args.segment_min:<5.0f} min{s['events']:>7}{s['f1']:>7.3f}"
+            f"{s['start_min']:>5.0f}-{s['start_min'] + args.segment_min:<5.0f} min"
+            f"{s['events']:>7}{s['f1']:>7.3f}"
             f"{s['recall']:>8.3f}{s['false_alarms_per_hour']:>8.1f}  "
             + ", ".join(f"{k} {v:.2f}" for k, v in s["per_class_f1"].items())
         )
@@ -158,7 +160,8 @@ def main(argv=None) -> int:
     )
     print(
         f"first vs last {args.segment_min:g} min: F1 {segments[0]['f1']:.3f} vs {segments[-1]['f1']:.3f}, "
-        f"false alarms/h {segments[0]['false_alarms_per_hour']:.1f} vs {segments[-1]['false_alarms_per_hour']:.1f}"
+        f"false alarms/h {segments[0]['false_alarms_per_hour']:.1f} vs "
+        f"{segments[-1]['false_alarms_per_hour']:.1f}"
     )
     return 0
 

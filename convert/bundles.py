@@ -58,7 +58,7 @@ from edge_sed.core.bundle import (
     verify_bundle,
 )
 from edge_sed.core.errors import ConvertError
-from edge_sed.eval.metrics import classification_metrics
+from edge_sed.core.metrics import classification_metrics
 from edge_sed.core.tflite_info import read_tflite_info
 
 from . import port

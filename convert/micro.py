@@ -46,8 +46,10 @@ extern const char* const kLabels[kNumLabels];
 // {min_note}, plus a margin ({margin_note}).
 constexpr size_t kTensorArenaSize = {arena_bytes};
 
-// Front end: {manifest["frontend"]["n_mels"]} log-mel bands, compression {manifest["frontend"].get("compression", "log")} (manifest "frontend"; in C:
-// firmware_sim/c/frontend_cmsis.c, and pcen_frame_q16 in kernels.c), {manifest["window_frames"]} frames per window.
+// Front end: {manifest["frontend"]["n_mels"]} log-mel bands, \
+compression {manifest["frontend"].get("compression", "log")} (manifest "frontend"; in C:
+// firmware_sim/c/frontend_cmsis.c, and pcen_frame_q16 in kernels.c), \
+{manifest["window_frames"]} frames per window.
 constexpr int kNumMels = {manifest["frontend"]["n_mels"]};
 constexpr int kWindowFrames = {manifest["window_frames"]};
 constexpr int kHopFrames = {manifest["hop_frames"]};

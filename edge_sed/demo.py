@@ -139,7 +139,8 @@ def run_demo(
     total = sum(size.counts.values())
     csv_path = out / "synth" / "metadata.csv"
     say(
-        f"[1/6] synthesising {total} clips ({':'.join(str(size.counts[l]) for l in LABELS)}) into {out / 'synth'}"
+        f"[1/6] synthesising {total} clips ({':'.join(str(size.counts[l]) for l in LABELS)}) "
+        f"into {out / 'synth'}"
     )
     stage("synthesise")
     if csv_path.exists():
@@ -186,7 +187,8 @@ def run_demo(
             def on_epoch(info):
                 if info.get("val_event_f1") is not None and info["epoch"] % 5 == 0:
                     say(
-                        f"    epoch {info['epoch']:>3} ({info['stage']}): val event F1 {info['val_event_f1']:.3f}"
+                        f"    epoch {info['epoch']:>3} ({info['stage']}): "
+                        f"val event F1 {info['val_event_f1']:.3f}"
                     )
 
             with bar(f"training {objective}", 1) as advance:

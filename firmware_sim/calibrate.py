@@ -248,7 +248,8 @@ def calibrate(progress=None) -> dict:
                     + (
                         f"checksum {b['fnv']} differs from the numpy reference {b['reference_fnv']}"
                         if "reference_fnv" in b
-                        else f"is {b['max_error_nats']} nats from the float log-mel (tolerance {CMSIS_FRONTEND_TOLERANCE})"
+                        else f"is {b['max_error_nats']} nats from the float log-mel "
+                        f"(tolerance {CMSIS_FRONTEND_TOLERANCE})"
                     )
                 )
             builds[name] = {
@@ -342,7 +343,9 @@ def dscnn_check(counts: dict | None = None) -> dict:
         )
     return {
         "model": str(DSCNN_TFLITE.relative_to(Path(__file__).parent.parent)),
-        "model_note": "MLPerf Tiny KWS DS-CNN architecture, random weights, int8 (firmware_sim/make_dscnn.py)",
+        "model_note": (
+            "MLPerf Tiny KWS DS-CNN architecture, random weights, int8 (firmware_sim/make_dscnn.py)"
+        ),
         "tolerance": DSCNN_TOLERANCE,
         "devices": rows,
     }
@@ -358,14 +361,16 @@ def print_report(report: dict, dscnn: dict, echo=print) -> None:
                 else f"{r['max_error_nats']:.3f} nats from the float log-mel"
             )
             echo(
-                f"  {r['kernel']:24s} {json.dumps(r['params']):44s} {r['insns_per_call']:12.1f}  output {check}"
+                f"  {r['kernel']:24s} {json.dumps(r['params']):44s} {r['insns_per_call']:12.1f}  "
+                f"output {check}"
             )
         for group, c in b["coefficients"].items():
             echo(f"  {group:16s} {c}")
     echo("DS-CNN (MLPerf Tiny KWS) estimate vs published:")
     for d in dscnn["devices"]:
         echo(
-            f"  {d['device']:36s} {d['estimated_ms']:7.1f} ms vs {d['published_ms']:.0f} ms: ratio {d['ratio']:.2f} "
+            f"  {d['device']:36s} {d['estimated_ms']:7.1f} ms vs {d['published_ms']:.0f} ms: "
+            f"ratio {d['ratio']:.2f} "
             f"({'within' if d['within_tolerance'] else 'OUTSIDE'} +-{dscnn['tolerance']:.0%})"
         )
 

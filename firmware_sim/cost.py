@@ -14,7 +14,8 @@ Work per operator (read from the FlatBuffer: operator inputs/outputs, tensor sha
 - AVERAGE_POOL_2D/MEAN/SUM: a reduction - input elements at the FC kernel's per-MAC cost plus
   its per-output requantization
 - MUL: output elements x the int8 MUL kernel's per-element cost (one requantization)
-- everything else (ADD, SOFTMAX, LOGISTIC, TANH, (de)quantize, a requantizing concatenation...): output elements x the
+- everything else (ADD, SOFTMAX, LOGISTIC, TANH, (de)quantize, a requantizing concatenation...): output
+  elements x the
   int8 ADD kernel's per-element cost (three requantizations per element) - measured for ADD, an
   approximation for the others (TFLM's int8 LOGISTIC/TANH go through a fixed-point int16 path
   of similar length; (de)quantize is cheaper: an overestimate).

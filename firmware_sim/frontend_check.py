@@ -168,17 +168,20 @@ def read_source(path: str, seconds: float) -> tuple[str, np.ndarray]:
 
 def print_table(report: dict, echo=print) -> None:
     echo(
-        f"|error| in nats vs edge_sed.core.frontend's float log-mel, bands with mel energy >= {report['floor']:g}"
+        "|error| in nats vs edge_sed.core.frontend's float log-mel, "
+        f"bands with mel energy >= {report['floor']:g}"
     )
     echo(
-        "| source | level dBFS | bands kept | project FFT median / p99 / max | CMSIS-DSP median / p99 / max | between p99 |"
+        "| source | level dBFS | bands kept | project FFT median / p99 / max | "
+        "CMSIS-DSP median / p99 / max | between p99 |"
     )
     echo("|---|---|---|---|---|---|")
     for r in report["results"]:
         a, b = (r["kernels"][k] for k in KERNELS)
         echo(
             f"| {r['source']} | {r['level_dbfs']:g} | {r['bands_above_floor']:.0%} | "
-            f"{a['median']:.3f} / {a['p99']:.3f} / {a['max']:.2f} | {b['median']:.3f} / {b['p99']:.3f} / {b['max']:.2f} | "
+            f"{a['median']:.3f} / {a['p99']:.3f} / {a['max']:.2f} | "
+            f"{b['median']:.3f} / {b['p99']:.3f} / {b['max']:.2f} | "
             f"{r['between_kernels']['p99']:.3f} |"
         )
     echo("PCEN (the C stage on each front end's output) |error| vs the float PCEN, every band:")

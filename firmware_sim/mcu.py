@@ -36,7 +36,8 @@ MCU_LEVELS = {"int8"}
 
 GOAL_NOTES = {
     "model_bytes<=48KB": "the .tflite file",
-    "arena_bytes<=12KB": "smallest arena that allocates and invokes (host build, 64-bit pointers); the memory plan "
+    "arena_bytes<=12KB": "smallest arena that allocates and invokes (host build, 64-bit pointers); "
+    "the memory plan "
     "adds the 10 % margin",
     "ram<=40KB": "the memory plan's RAM total (arena, audio ring, front end, features, stack allowance)",
     "duty_cycle<=10%_at_80MHz": "this profile's busy cycles per second / 80 MHz",
@@ -116,7 +117,10 @@ def memory_plan(
     inputs = {d["role"]: d for d in bundle.manifest["inputs"]}
     if bundle.form == "windowed":
         feature_bytes = bundle.window_frames * n_mels * np.dtype(inputs["window"]["dtype"]).itemsize
-        feature_note = f"{bundle.window_frames} frames x {n_mels} mels, {inputs['window']['dtype']} (ring of the model window)"
+        feature_note = (
+            f"{bundle.window_frames} frames x {n_mels} mels, {inputs['window']['dtype']} "
+            "(ring of the model window)"
+        )
     else:
         h = inputs["h"]
         per_state = 2 * int(np.prod(h["shape"])) * np.dtype(h["dtype"]).itemsize
@@ -171,7 +175,9 @@ def memory_plan(
         "notes": (
             f"audio ring: {ring_blocks} DMA blocks (sized to absorb the longest block's work, at most "
             f"{MAX_RING_S:g} s) + one front-end window of int16 PCM; front-end scratch: the 512 int16 "
-            "windowed samples and 512 complex int16 spectrum values of CMSIS-DSP's RFFT + 40 int64 mel energies (+ 40 uint64 PCEN states with PCEN); code and "
+            "windowed samples and 512 complex int16 spectrum values of CMSIS-DSP's RFFT + 40 int64 mel "
+            "energies "
+            "(+ 40 uint64 PCEN states with PCEN); code and "
             "stack are stated allowances from the "
             "profile, not measured"
         ),

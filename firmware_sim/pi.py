@@ -254,7 +254,7 @@ def run_windows(runner: BundleRunner, x: np.ndarray) -> np.ndarray:
 
 def clip_accuracy(y, scores: np.ndarray, labels) -> dict | None:
     """Accuracy on labelled windows; None for a stateful bundle's unlabelled check sequence."""
-    from edge_sed.eval.metrics import classification_metrics
+    from edge_sed.core.metrics import classification_metrics
 
     return None if y is None else classification_metrics(y, scores.argmax(1), labels)
 
@@ -426,7 +426,8 @@ def simulate_profile(
     stateful = bundle.form == "stateful"
     unit = f"step ({bundle.hop_frames} frames)" if stateful else "inference"
     record["summary"] = (
-        f"emulated {profile.qemu_cpu}: {invoke / 1e6:.2f} M insns/{unit} -> est. {c['est_ms_per_inference']:.2f} ms "
+        f"emulated {profile.qemu_cpu}: {invoke / 1e6:.2f} M insns/{unit} -> "
+        f"est. {c['est_ms_per_inference']:.2f} ms "
         f"(CPI {profile.cpi}, {profile.clock_hz / 1e9:g} GHz, 1 thread; {predict / 1e6:.2f} M per "
         f"{'step' if stateful else 'window'} with the Python glue); "
         f"front end {c['frontend_insns_per_frame'] / 1e3:.0f} k insns/frame; scores vs host: max |d| "
@@ -436,7 +437,8 @@ def simulate_profile(
     record["verdict"] = (
         f"{'real time' if clock['overruns'] == 0 and clock['dropped_blocks'] == 0 else 'NOT real time'}: "
         f"est. duty cycle {clock['duty_cycle']:.1%} of one core, worst decision latency "
-        f"{clock['decision_latency_worst_ms']:.1f} ms; scores {'match' if par['ok'] else 'DO NOT match'} the host"
+        f"{clock['decision_latency_worst_ms']:.1f} ms; "
+        f"scores {'match' if par['ok'] else 'DO NOT match'} the host"
     )
     return record
 
@@ -486,7 +488,8 @@ def simulate_pi(bundle, profiles="pi", levels=DEFAULT_LEVELS, data: str | None =
     for cpu in sorted({p.qemu_cpu for p in profiles}):
         if log:
             log(
-                f"pi: emulating {cpu}: {len(bundles)} bundle(s) x {len(x)} windows + {LOOP_AUDIO_S:g} s of device loop"
+                f"pi: emulating {cpu}: {len(bundles)} bundle(s) x {len(x)} windows + "
+                f"{LOOP_AUDIO_S:g} s of device loop"
             )
         runs[cpu] = measure_pi(
             [b.path for b in bundles], cpu, x, loop_audio(), profiles[0].dma_block_samples, log

@@ -249,7 +249,8 @@ def cpu_view(root: Path, cpu: str) -> Path:
         (view / "proc/cpuinfo").write_text(
             "".join(
                 f"processor\t: {i}\nBogoMIPS\t: 108.00\nFeatures\t: {features}\nCPU implementer\t: 0x41\n"
-                f"CPU architecture: 8\nCPU variant\t: {variant}\nCPU part\t: {part}\nCPU revision\t: {revision}\n\n"
+                f"CPU architecture: 8\nCPU variant\t: {variant}\nCPU part\t: {part}\n"
+                f"CPU revision\t: {revision}\n\n"
                 for i in range(4)
             )
             + f"Model\t\t: {board}\n"
@@ -311,7 +312,8 @@ def ensure_plugins(log=None) -> dict[str, Path]:
     glib = subprocess.run(["pkg-config", "--cflags", "glib-2.0"], capture_output=True, text=True)
     if glib.returncode != 0:
         raise PiRootError(
-            "no glib headers for the QEMU plugin (Debian package libglib2.0-dev; scripts/setup.sh installs it)"
+            "no glib headers for the QEMU plugin "
+            "(Debian package libglib2.0-dev; scripts/setup.sh installs it)"
         )
     with _locked(out.parent / ".lock"):
         if all(p.exists() for p in plugins.values()):
@@ -331,7 +333,8 @@ def ensure_plugins(log=None) -> dict[str, Path]:
                 # that exact revision left the archive (a newer security update replaced it): any
                 # revision of the same upstream release has the same plugin API
                 _log(
-                    f"qemu plugins: qemu={src_version} is no longer in the archive; using bookworm's current qemu source",
+                    f"qemu plugins: qemu={src_version} is no longer in the archive; "
+                    "using bookworm's current qemu source",
                     log,
                 )
                 _run(apt + ["source", "--download-only", "qemu"], "apt-get source qemu", cwd=work)

@@ -201,7 +201,8 @@ def format_tables(report: dict) -> str:
             ev, ck = r.get("events", {}), r.get("clock", {})
             if ev:
                 lines.append(
-                    f"   event F1 {ev.get('f1', float('nan')):.3f}, error rate {ev.get('error_rate', float('nan')):.3f}"
+                    f"   event F1 {ev.get('f1', float('nan')):.3f}, "
+                    f"error rate {ev.get('error_rate', float('nan')):.3f}"
                 )
             if ck:
                 lines.append(
@@ -222,11 +223,13 @@ def format_tables(report: dict) -> str:
         lines.append(
             f"   per decision {c['cycles_per_decision'] / 1e6:.2f} M cycles = {c['ms_per_decision']:.2f} ms "
             f"(model {c['model_ms_per_decision']:.2f} ms, {c['invokes_per_decision']:.1f} invokes, "
-            f"{c['frames_per_decision']:.0f} front-end frames at {c['frontend_cycles_per_frame'] / 1e3:.1f} k cycles); "
+            f"{c['frames_per_decision']:.0f} front-end frames at "
+            f"{c['frontend_cycles_per_frame'] / 1e3:.1f} k cycles); "
             f"{c['decisions_per_s']:.2f} decisions/s"
         )
         lines.append(
-            f"   clock       duty cycle {ck['duty_cycle']:.1%}; overruns {ck['overruns']} of {ck['blocks']} blocks "
+            f"   clock       duty cycle {ck['duty_cycle']:.1%}; "
+            f"overruns {ck['overruns']} of {ck['blocks']} blocks "
             f"(done after the next block arrived; a {m['audio_ring_blocks']}-block ring absorbs them); "
             f"dropped blocks {ck['dropped_blocks']}; worst decision latency "
             f"{ck['decision_latency_worst_ms']:.1f} ms; RAM high-water {_kb(r['ram_high_water_bytes'])}"
@@ -245,7 +248,8 @@ def format_tables(report: dict) -> str:
     lines.append(
         "cost model check, MLPerf Tiny KWS DS-CNN: "
         + "; ".join(
-            f"{x['device']} {x['estimated_ms']:.1f} ms vs {x['published_ms']:.0f} ms published (ratio {x['ratio']:.2f})"
+            f"{x['device']} {x['estimated_ms']:.1f} ms vs {x['published_ms']:.0f} ms published "
+            f"(ratio {x['ratio']:.2f})"
             for x in d["devices"]
         )
     )

@@ -23,6 +23,8 @@ import sys
 
 import numpy as np
 
+from edge_sed.core.errors import EdgeSedError, install_extra
+
 
 @contextlib.contextmanager
 def silenced_fds(fds=(1, 2)):
@@ -54,8 +56,6 @@ def _runtime():
     try:
         from tflite_micro.python.tflite_micro import runtime
     except ImportError as exc:
-        from edge_sed.core.errors import EdgeSedError, install_extra
-
         raise EdgeSedError(
             f"the MCU simulator runs the model in tflite-micro, which is not installed ({exc}): "
             f"{install_extra('sim')} (tflite-micro has wheels for Linux x86_64 only)"
@@ -199,3 +199,15 @@ def compare_outputs(a: np.ndarray, b: np.ndarray, scale: float) -> dict:
         "identical_windows": float(np.mean(steps.max(1) == 0)),
         "argmax_agreement": float(np.mean(a.argmax(1) == b.argmax(1))),
     }
+
+
+def bundle_backend(bundle) -> MicroBackend:
+    """A loaded int8 bundle's model in tflite-micro (the MCU's kernels), with the tensor arena
+    its manifest gives (found by running TFLM if the manifest has none): ``edge-sed evaluate
+    --runtime tflm``."""
+    if bundle.level != "int8":
+        raise EdgeSedError(
+            f"--runtime tflm runs full-integer int8 bundles (the MCU's); {bundle.path} is {bundle.level}"
+        )
+    arena = (bundle.manifest.get("tflm") or {}).get("arena_bytes")
+    return MicroBackend(bundle.model_bytes, arena or find_arena_bytes(bundle.model_bytes)["arena_bytes"])

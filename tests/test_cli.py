@@ -289,7 +289,8 @@ def test_zero_negative_and_absurd_numbers_are_refused(tmp_path, args, text):
     [
         (
             ["train", "--synthetic", "--epochs", "0"],
-            "error: Invalid value for '--epochs': 0 is not in the range 1<=x<=10000. (see edge-sed train --help)",
+            "error: Invalid value for '--epochs': 0 is not in the range 1<=x<=10000. "
+            "(see edge-sed train --help)",
         ),
         (["listen", "--nope"], "error: No such option '--nope'. (see edge-sed listen --help)"),
         (["nocmd"], "error: No such command 'nocmd'. (see edge-sed --help)"),

@@ -15,9 +15,9 @@ starts the unit's ExecStart in its WorkingDirectory in the background (pid and e
 ``$HOME/.fake-systemd/``; ``is-active`` = that process is alive). The deployed ``edge-sed listen``
 then runs from the deployed venv on a synthetic WAV (``--listen-args "--file ... --realtime"``:
 no microphone here) and writes real events to ``logs/events.jsonl``, which ``--status`` shows.
-No Restart=on-failure emulation. Everything else is real: ssh, the tar upload, sha256sum on the target, ``python -m
-venv`` + ``pip install`` of the wheel built from this checkout (dependencies from PyPI; the
-test sessions share the real pip cache so only the first install downloads), the target's own
+No Restart=on-failure emulation. Everything else is real: ssh, the tar upload, sha256sum on the
+target, ``python -m venv`` + ``pip install`` of the wheel built from this checkout (dependencies from
+PyPI; the test sessions share the real pip cache so only the first install downloads), the target's own
 ``edge-sed verify`` through LiteRT, the symlink switches, and ansible-playbook.
 """
 
@@ -38,7 +38,8 @@ pytestmark = pytest.mark.skipif(
     reason="needs OpenSSH (scripts/setup.sh installs openssh-server/-client)",
 )
 
-FAKE_SYSTEMCTL = r"""#!/bin/sh
+FAKE_SYSTEMCTL = (
+    r"""#!/bin/sh
 # Fake systemctl for the deploy tests (see tests/test_deploy.py).
 state="$HOME/.fake-systemd"; mkdir -p "$state"
 echo "$*" >> "$state/calls.log"
@@ -49,7 +50,8 @@ name=${1%.service}
 pidf="$state/$name.pid"; rcf="$state/$name.rc"
 stop() {  # SIGTERM the process, wait (<= 10 s) for its exit status to be written
   [ -f "$pidf" ] || return 0
-  kill "$(cat "$pidf")" 2>/dev/null && { i=0; while [ ! -f "$rcf" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done; }
+  kill "$(cat "$pidf")" 2>/dev/null && { i=0; while [ ! -f "$rcf" ] && [ $i -lt 100 ]; do sleep 0.1; """
+    r"""i=$((i + 1)); done; }
   rm -f "$pidf"
 }
 active_state() {
@@ -83,6 +85,7 @@ case "$cmd" in
   *) echo "fake systemctl: unsupported command: $cmd" >&2; exit 1;;
 esac
 """
+)
 
 
 def free_port() -> int:
@@ -253,7 +256,10 @@ def bundles(tiny_bundles):
 
 def target_state(home: Path, root="edge-sed"):
     r = home / root
-    link = lambda name: os.readlink(r / name) if (r / name).is_symlink() else None
+
+    def link(name):
+        return os.readlink(r / name) if (r / name).is_symlink() else None
+
     return {
         "current": link("current"),
         "previous": link("previous"),
@@ -381,7 +387,8 @@ def test_stateful_bundle_deploys_and_its_service_listens(lab, stateful_bundles, 
         time.sleep(0.5)
     journal = home / ".fake-systemd" / "edge-sed-stateful.journal"
     assert events_log.exists() and events_log.read_text().strip(), (
-        f"no events from the stateful service; journal: {journal.read_text()[-2000:] if journal.exists() else ''}"
+        "no events from the stateful service; journal: "
+        f"{journal.read_text()[-2000:] if journal.exists() else ''}"
     )
     logged = [json.loads(l) for l in events_log.read_text().splitlines()]
     assert all(e["onset_s"] <= e["stream_s"] for e in logged)  # the estimated onset rides along

@@ -514,6 +514,7 @@ def test_playbook_scripts_carry_metacharacters_exactly(sandbox, bundles, wheel, 
         tasks = json.loads(playbook.read_text())[0]["tasks"]
         upload = tasks[2]["ansible.builtin.copy"]["dest"].rsplit("}}", 1)[1].lstrip("/")
         env = sandbox.env()
+        root = None  # set from preflight.sh's output, which runs before stage.sh needs it
         for name in ("preflight.sh", "stage.sh", "switch.sh"):
             script = playbook.parent / name
             assert_sh_n(script.read_text())

@@ -206,7 +206,10 @@ def test_two_workers_give_the_same_numbers(data, table, tmp_path):
     two = run_table(
         data, ratios=(RATIO,), objectives=OBJECTIVES, seeds=SEEDS, out_dir=tmp_path, workers=2, **SMALL
     )
-    strip = lambda g: {k: v for k, v in g.items() if k != "seconds"}
+
+    def strip(g):
+        return {k: v for k, v in g.items() if k != "seconds"}
+
     assert [strip(g) for g in two["groups"]] == [strip(g) for g in one["groups"]]
 
 

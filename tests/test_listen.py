@@ -859,3 +859,41 @@ def test_non_finite_model_output_is_counted_never_an_event(tiny_bundles, capfd):
     assert summary["decisions"] > 10 and summary["nonfinite_decisions"] == summary["decisions"]
     assert summary["events"] == 0
     assert err.count("\n") == 1 and err.startswith("warning: ") and "non-finite" in err
+
+
+HOST_SIDE = ["train", "convert", "firmware_sim", "torch", "tensorflow", "tflite_micro", "matplotlib"]
+HOST_SIDE += [f"edge_sed.{p}" for p in ("data", "eval", "report", "deploy", "demo")]
+
+
+def test_listen_runs_with_every_host_side_package_blocked(tiny_bundles, stream_file, tmp_path):
+    """The device runtime is edge_sed.core + edge_sed.listen + the CLI: `listen` on a bundle must
+    give the same events with the host-side subpackages (and train/convert/firmware_sim) made
+    unimportable."""
+    argv = ["listen", "--bundle", str(tiny_bundles[0] / "int8"), "--file", str(stream_file), "--json"]
+    argv += ["--threshold", "0.3", "--min-count", "1"]
+    script = tmp_path / "blocked_listen.py"
+    script.write_text(
+        "import importlib.abc, sys\n"
+        f"BLOCKED = {HOST_SIDE!r}\n"
+        "class Blocker(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if any(name == b or name.startswith(b + '.') for b in BLOCKED):\n"
+        "            raise ImportError(f'{name} is blocked in this test')\n"
+        "sys.meta_path.insert(0, Blocker())\n"
+        "from edge_sed.cli import main\n"
+        f"code = main({argv!r})\n"
+        "loaded = sorted(n for n in sys.modules if any(n == b or n.startswith(b + '.') for b in BLOCKED))\n"
+        "assert not loaded, loaded\n"
+        "sys.exit(code)\n"
+    )
+    blocked = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert blocked.returncode == 0, blocked.stderr
+    free = edge_sed(*argv)
+    assert free.returncode == 0, free.stderr
+    got, want = json.loads(blocked.stdout), json.loads(free.stdout)
+    assert got["decisions"] == want["decisions"] > 0
+
+    def events(summary):  # the decision latency is wall-clock time, the rest must be equal
+        return [{k: v for k, v in e.items() if k != "decision_latency_ms"} for e in summary["detected"]]
+
+    assert events(got) == events(want)

@@ -103,9 +103,10 @@ def test_instruction_counts_per_inference_are_stable(emulated):
 @needs_qemu
 def test_marker_counts_agree_with_qemus_insn_plugin(tiny_bundles, tmp_path):
     """Independent check of the counting: QEMU's own libinsn.so (one inline add per instruction),
-    loaded into the same process, counts what pi_marks.c counts (one add per block); and the whole-process difference between
-    10 and 50 predicts, / 40, is the per-predict count the markers give (start-up varies by ~1 M
-    instructions from run to run, hence 40 extra predicts and a 3 % margin)."""
+    loaded into the same process, counts what pi_marks.c counts (one add per block); and the
+    whole-process difference between 10 and 50 predicts, / 40, is the per-predict count the
+    markers give (start-up varies by ~1 M instructions from run to run, hence 40 extra predicts
+    and a 3 % margin)."""
     from firmware_sim import pi_root
     from firmware_sim.pi import parse_marks, per_inference
 

@@ -98,7 +98,10 @@ def test_training_killed_mid_epoch_resumes_to_the_same_weights(tiny_data, tmp_pa
     torch = pytest.importorskip("torch")
     whole = Proc("train", "--data", tiny_data, "--out", tmp_path / "whole", *TRAIN_ARGS)
     killed = Proc("train", "--data", tiny_data, "--out", tmp_path / "killed", *TRAIN_ARGS)
-    epoch_line = lambda n: lambda l: l.startswith(f"epoch {n:>3} ")
+
+    def epoch_line(n):
+        return lambda l: l.startswith(f"epoch {n:>3} ")
+
     killed.wait_line("err", epoch_line(1), timeout=240)
     t1 = time.monotonic()
     killed.wait_line("err", epoch_line(2), timeout=120)
@@ -208,7 +211,10 @@ def test_listen_log_survives_a_kill(tiny_bundles, stream, tmp_path):
     proc.kill()
     logged = _events(tmp_path / "killed.jsonl")
     assert len(logged) < len(everything), "the kill came after the end of the stream"
-    key = lambda e: (e["class"], e["stream_s"], e["score"])
+
+    def key(e):
+        return (e["class"], e["stream_s"], e["score"])
+
     assert [key(e) for e in logged] == [key(e) for e in everything[: len(logged)]]
     # every event the console showed before the kill is in the log (the log is written first)
     shown = [(l.split()[2], float(l.split()[0])) for l in printed]
@@ -268,7 +274,10 @@ def test_long_listen_memory_is_flat_and_pieces_agree(tiny_bundles, stream, tmp_p
         summary, _ = listen_with_memory(bundle, piece, *args)
         got += [(e["class"], round(e["stream_s"] + k * piece_s, 2)) for e in summary["detected"]]
     want = [(e["class"], round(e["stream_s"], 2)) for e in whole["detected"]]
-    near_cut = lambda t: any(-0.1 < t - c < 2.0 for c in (piece_s, 2 * piece_s))
+
+    def near_cut(t):
+        return any(-0.1 < t - c < 2.0 for c in (piece_s, 2 * piece_s))
+
     assert [e for e in got if not near_cut(e[1])] == [e for e in want if not near_cut(e[1])]
 
 

@@ -12,7 +12,7 @@ exists is not trained again (a killed table resumes; a run killed mid-training c
 its checkpoint), and a run directory whose config.json differs from the requested one is an
 error rather than silently mixed into the table.
 
-Two levels of metrics (edge_sed.eval.metrics.classification_metrics):
+Two levels of metrics (edge_sed.core.metrics.classification_metrics):
 - window (secondary): the test windows the trainer evaluates, one per clip by the project's
   clip-to-window policy (event windows centred on the energy peak);
 - clip (primary): the whole test clip, as a device listening to it would see it. It is cut
@@ -58,7 +58,7 @@ from edge_sed.core.atomic import write_json
 from edge_sed.core.audio_io import read_audio
 from edge_sed.data.datasets import clip_to_window
 from edge_sed.core.errors import EdgeSedError
-from edge_sed.eval.metrics import classification_metrics
+from edge_sed.core.metrics import classification_metrics
 from edge_sed.core.settings import BACKGROUND, CLIP_WINDOW_S, LABELS, SAMPLE_RATE
 
 from .data import features, load_splits, synthetic_source
@@ -477,7 +477,8 @@ def _pm(s: dict, digits: int = 3) -> str:
 
 def _totals(table: dict) -> str:
     return (
-        f"Total training time {table['train_seconds_total']:.0f} s (wall) and {table['cpu_seconds_total']:.0f} s "
+        f"Total training time {table['train_seconds_total']:.0f} s (wall) and "
+        f"{table['cpu_seconds_total']:.0f} s "
         f"(CPU, whole runs) over {table['runs']} runs; this invocation's wall time "
         f"{table['wall_seconds']:.0f} s with {table['settings']['workers']} workers."
     )
@@ -499,18 +500,25 @@ def stateful_markdown(table: dict) -> str:
     lines = [
         f"# Stateful streaming detector: objectives vs {BASELINE}, event level",
         "",
-        f"Data `{st['data']}`; seeds {st['seeds']}; epochs {tr['epochs']} (clustered: + {tr['stage1_epochs']} "
-        f"stage-1 epochs), patience {tr['patience']}, {tr['sequences']} mixtures of {tr['seq_s']:g} s per epoch, "
-        f"batch {tr['batch_size']}, TBPTT {tr['tbptt_frames']} frames, lr {tr['lr']:g} ({tr['lr_schedule']}), "
-        f"hidden {tr['hidden']}, context frames {tr['context_frames']} / conv channels {tr['conv_channels']}, "
+        f"Data `{st['data']}`; seeds {st['seeds']}; epochs {tr['epochs']} "
+        f"(clustered: + {tr['stage1_epochs']} "
+        f"stage-1 epochs), patience {tr['patience']}, {tr['sequences']} mixtures of "
+        f"{tr['seq_s']:g} s per epoch, "
+        f"batch {tr['batch_size']}, TBPTT {tr['tbptt_frames']} frames, "
+        f"lr {tr['lr']:g} ({tr['lr_schedule']}), "
+        f"hidden {tr['hidden']}, context frames {tr['context_frames']} / "
+        f"conv channels {tr['conv_channels']}, "
         f"a step every {tr.get('frame_stride', 1)} frame(s), {tr.get('compression', 'log')} features, "
-        f"hard-negative share {tr.get('hard_negatives', 0):g}, frequency masks up to {tr.get('freq_mask', 0)} bands, "
+        f"hard-negative share {tr.get('hard_negatives', 0):g}, "
+        f"frequency masks up to {tr.get('freq_mask', 0)} bands, "
         f"background-source loss weight {tr.get('bed_aux', 0):g}, dropout {tr.get('dropout', 0):g}, "
         f"weight average {tr.get('ema', 0):g}, "
-        f"frame targets {tr['frame_targets']}; validation {tr['val_streams']} streams of {tr['val_stream_s']:g} s "
+        f"frame targets {tr['frame_targets']}; validation {tr['val_streams']} streams of "
+        f"{tr['val_stream_s']:g} s "
         "(checkpoint selection and threshold calibration). "
         "Event F1: a detection of the class from 0.5 s before to 1.5 s after the reference onset counts "
-        "(edge_sed.core.events with a 1 s causal delay); DCASE event F1: the strict 0.5 s collar on the event's "
+        "(edge_sed.core.events with a 1 s causal delay); DCASE event F1: the strict 0.5 s collar on "
+        "the event's "
         "estimated onset (`edge-sed evaluate`'s 'event' column); both pooled over the test streams "
         "(mixtures of the test groups, EBR −6/0/+6 dB), mean ± sd over seeds; false alarms per hour and "
         "median onset latency (s) of the same streams. "
@@ -704,13 +712,16 @@ def run_table(
         for s in seeds
     ]
     total = len(tasks) * len(objectives)
-    count = lambda: sum(
-        _done(out_dir / "runs" / run_name(m, r, o, s))
-        for m in models
-        for r in ratios
-        for o in objectives
-        for s in seeds
-    )
+
+    def count():
+        return sum(
+            _done(out_dir / "runs" / run_name(m, r, o, s))
+            for m in models
+            for r in ratios
+            for o in objectives
+            for s in seeds
+        )
+
     report = progress or (lambda done, total: None)
     report(count(), total)
     loads = []

@@ -6,7 +6,8 @@ Data (edge_sed.data.mixer): every epoch ``sequences`` fresh mixtures of ``seq_s`
 the training split only, deterministic by (seed, epoch): event spans of the split laid on beds
 of the split's background recordings, EBR uniform in ``ebr_db``, bed level uniform in
 ``bed_dbfs``, events cut by the sequence edges, event-free sequences; mixed as audio, then the
-real front end (log-mel, or PCEN with ``compression="pcen"``). Validation streams are built once from the validation groups
+real front end (log-mel, or PCEN with ``compression="pcen"``). Validation streams are built once from
+the validation groups
 (EBR -6/0/+6 dB, beds over 15 dB) and the checkpoint with the best validation event F1 is kept.
 
 TBPTT: each batch of sequences is cut into chunks of ``tbptt_frames``; the state passes from

@@ -30,7 +30,7 @@ import torch
 from edge_sed.core.atomic import atomic_path, write_json
 from edge_sed.core.errors import EdgeSedError
 from edge_sed.core.frontend import FrontendConfig
-from edge_sed.eval.metrics import classification_metrics
+from edge_sed.core.metrics import classification_metrics
 from edge_sed.core.settings import LABELS, MAX_EPOCHS, MAX_SEED
 
 from .data import Split, load_splits
@@ -196,7 +196,8 @@ lr 2e-3 with a cosine decay over 100-frame TBPTT chunks of 16 mixtures learns wh
 constant over 200-frame chunks of 32 barely moved in 40 epochs; frame targets on the event's loud
 blocks only (not the gaps between barks) gave validation event F1 0.393 vs 0.342 (seed 0, 12
 validation streams); PCEN features instead of log-mel 0.486 vs 0.331 (seed 0, stride 4; seed 1:
-0.515 with PCEN where the log-mel default had 0.18); the LSTM stepping every 4th frame on a conv over the last 8 frames costs a
+0.515 with PCEN where the log-mel default had 0.18); the LSTM stepping every 4th frame on a conv over
+the last 8 frames costs a
 quarter of the per-frame LSTM's cycles for validation F1 0.486 vs 0.530 (seed 0, PCEN, 60 epochs:
 within seed noise); 120 epochs 0.551 vs 60 epochs 0.486 (seed 0); the background-source auxiliary
 loss (``bed_aux`` 0.3) 0.555 vs 0.520 over 5 paired seeds (4 of 5 higher) (README, "What was tried");

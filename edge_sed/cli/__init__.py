@@ -2,7 +2,7 @@
 
 Each subcommand imports what it needs when it runs, so ``edge-sed --help`` and the on-device
 commands never load torch or TensorFlow. Errors a user can act on print one line and exit
-non-zero (EdgeSedError.exit_code); a stage that is not built yet says so and exits 3.
+non-zero (EdgeSedError.exit_code).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 import click
 
 from edge_sed import __version__
-from edge_sed.core.errors import EdgeSedError, NotBuiltError, install_extra, printable
+from edge_sed.core.errors import EdgeSedError, install_extra, printable
 from edge_sed.core.settings import LABELS, MAX_EPOCHS, MAX_SEED, SAMPLE_RATE
 
 MAX_STREAM_S = 24 * 3600.0
@@ -464,13 +464,6 @@ def check_audio_files(paths, progress: bool = True) -> None:
         raise AudioError(f"{len(bad)} of {len(paths)} audio files are unusable; first: {bad[0]}")
 
 
-# ------------------------------------------------------------- stages not built yet
-
-
-def _not_built(stage: str, issue: int):
-    raise NotBuiltError(f"edge-sed {stage}: not built yet (tracked in issue #{issue})")
-
-
 def _import_extra(module: str, extra: str):
     """Import a heavy package for one subcommand, or say which extra installs it."""
     import importlib
@@ -532,12 +525,14 @@ _ema_option = click.option(
     "--ema",
     type=FiniteFloat(0, 0.99999),
     help="stateful: validate and keep an exponential moving average of the "
-    "weights, this decay per optimizer step (0: off, e.g. 0.999; default from train.trainer.STATEFUL_DEFAULTS).",
+    "weights, this decay per optimizer step (0: off, e.g. 0.999; default from "
+    "train.trainer.STATEFUL_DEFAULTS).",
 )
 
 
 def _check_stateful_options(cfg) -> None:
-    """Stateful-only options: PCEN, and a frame stride the model can run (the conv spanning every frame it skips,
+    """Stateful-only options: PCEN, and a frame stride the model can run (the conv spanning every frame
+    it skips,
     truncated-BPTT chunks a whole number of steps)."""
     for name in ("bed_aux", "freq_mask", "dropout", "ema"):
         if getattr(cfg, name) and cfg.form != "stateful":
@@ -915,14 +910,17 @@ def convert(run_dir, out_dir, levels, data_path, as_json):
             lat = s["latency_median_s"]
             say(
                 f"{result.name:<18} {s['model_bytes'] / 1024:7.1f} kB  event F1 {s['event_f1']:.3f} "
-                f"(torch {s['torch']['event_f1']:.3f}), {s['false_alarms_per_hour']:.0f} false alarms/h, median "
+                f"(torch {s['torch']['event_f1']:.3f}), {s['false_alarms_per_hour']:.0f} false alarms/h, "
+                "median "
                 f"latency {'-' if lat is None else f'{lat:.2f} s'} on the test streams; max |dp| vs torch "
                 f"{vs['max_abs_prob_diff']:.2g}"
             )
         else:
             say(
-                f"{result.name:<18} {s['model_bytes'] / 1024:7.1f} kB  overall error {s['overall_error']:.3f} "
-                f"(torch {s['overall_error'] - vs['overall_error_diff']:.3f}, diff {vs['overall_error_diff']:+.3f}; "
+                f"{result.name:<18} {s['model_bytes'] / 1024:7.1f} kB  overall error "
+                f"{s['overall_error']:.3f} "
+                f"(torch {s['overall_error'] - vs['overall_error_diff']:.3f}, diff "
+                f"{vs['overall_error_diff']:+.3f}; "
                 f"agreement {vs['prediction_agreement']:.3f}, max |dp| {vs['max_abs_prob_diff']:.2g})"
             )
         say(f"{'':<18} ops: " + ", ".join(f"{k}x{v}" for k, v in s["ops"].items()))
@@ -932,7 +930,8 @@ def convert(run_dir, out_dir, levels, data_path, as_json):
             say(
                 f"{'':<18} tflite-micro: arena {t['arena_bytes']} B (min {t['arena_min_bytes']} + margin); "
                 f"vs LiteRT max |dp| {v['max_abs_prob_diff']:.2g} ({v['max_output_steps']} output steps), "
-                f"{v['identical_windows']:.0%} of {v['windows']} {'frames' if s['form'] == 'stateful' else 'windows'} "
+                f"{v['identical_windows']:.0%} of {v['windows']} "
+                f"{'frames' if s['form'] == 'stateful' else 'windows'} "
                 f"identical, argmax agreement {v['argmax_agreement']:.3f}"
                 + (
                     f" (vs LiteRT reference kernels: max |dp| {r['max_abs_prob_diff']:.2g}, "
@@ -957,7 +956,8 @@ def convert(run_dir, out_dir, levels, data_path, as_json):
         measured = (
             f"{report['test_events']} events in {report['test_seconds'] / 60:.0f} min of test streams"
             if report["form"] == "stateful"
-            else f"torch test overall error {report['torch']['overall_error']:.3f} on {report['test_windows']} windows"
+            else f"torch test overall error {report['torch']['overall_error']:.3f} on "
+            f"{report['test_windows']} windows"
         )
         click.echo(
             f"{ok} of {len(report['levels'])} bundles written to {out_dir} in {report['seconds']:.0f} s "
@@ -1010,7 +1010,12 @@ def evaluate(bundle_path, streams, threshold, window_ms, suppression_ms, min_cou
         "minimum_count": min_count,
     }
     with progress_bar("streams", 1, enabled=not as_json) as advance:
-        report = run_evaluate(bundle_path, streams, overrides, progress=advance, runtime=runtime)
+        backend_for = None
+        if runtime == "tflm":
+            from firmware_sim.tflm import bundle_backend as backend_for
+        report = run_evaluate(
+            bundle_path, streams, overrides, progress=advance, runtime=runtime, backend_for=backend_for
+        )
     if as_json:
         _emit_json(report)
     else:
@@ -1069,7 +1074,8 @@ def verify(bundle_path, data_path, as_json):
         reports.append(report)
         if not as_json:
             line = (
-                f"{printable(str(path))}: OK  {report['level']} {report['form']}, {report['model_bytes']} bytes, "
+                f"{printable(str(path))}: OK  {report['level']} {report['form']}, {report['model_bytes']} "
+                "bytes, "
                 f"sha256 ok, manifest ok (semantic sha256 ok), ops ok ({sum(report['ops'].values())} ops)"
             )
             if "c_array" in report:
@@ -1139,7 +1145,8 @@ def verify(bundle_path, data_path, as_json):
     "--calibrate",
     is_flag=True,
     help="Rebuild the C kernels, count their instructions on QEMU, "
-    "rewrite firmware_sim/c/counts.json and check the DS-CNN estimate (needs gcc-arm-none-eabi, qemu-system-arm).",
+    "rewrite firmware_sim/c/counts.json and check the DS-CNN estimate (needs gcc-arm-none-eabi, "
+    "qemu-system-arm).",
 )
 def simulate(
     bundle_path,
@@ -1206,7 +1213,8 @@ def simulate(
     "--profile",
     default="rpi-4",
     show_default=True,
-    help="Pi profile whose core QEMU emulates (rpi-zero-2w: cortex-a53, rpi-4: cortex-a72, rpi-5: cortex-a76).",
+    help="Pi profile whose core QEMU emulates (rpi-zero-2w: cortex-a53, rpi-4: cortex-a72, "
+    "rpi-5: cortex-a76).",
 )
 @click.option(
     "--count-insns", is_flag=True, help="Print the instructions executed (QEMU's insn plugin) at the end."
@@ -1217,7 +1225,8 @@ def pi_shell(profile, count_insns, command):
     ai-edge-litert, this checkout's edge_sed on PYTHONPATH) under qemu-aarch64, for debugging the
     Pi simulator. Without a command: python3. `-- busybox ls /opt` etc. run busybox's tools; a program
     the command starts itself (a shell's children) is NOT emulated: without binfmt_misc it runs on the
-    host. Built and cached under ~/.cache/edge-sed on first use (~40 s). Example: edge-sed pi-shell -- python3 -c "import platform; print(platform.machine())"."""
+    host. Built and cached under ~/.cache/edge-sed on first use (~40 s).
+    Example: edge-sed pi-shell -- python3 -c "import platform; print(platform.machine())"."""
     from firmware_sim.pi_root import shell
     from firmware_sim.profiles import load_profile
 
@@ -1480,7 +1489,8 @@ def report(
     screenshot,
     as_json,
 ):
-    """Accuracy and latency per quantization level and per device: window-level error (one window per test clip; per class,
+    """Accuracy and latency per quantization level and per device: window-level error (one window per
+    test clip; per class,
     overall, macro-F1; from the bundles' manifests), event F1 and onset latency on a labelled
     stream (the device loop, measured here), host latency (LiteRT, interleaved, median), the
     simulators' device estimates (latency, duty cycle, RAM/flash, fits), and the training
@@ -1535,7 +1545,8 @@ def report(
     default=50,
     show_default=True,
     type=click.IntRange(1, 6000),
-    help="Decision hop (10 ms frames, at most a minute) used to turn ms per invoke into ms per second of audio.",
+    help="Decision hop (10 ms frames, at most a minute) used to turn ms per invoke into ms per "
+    "second of audio.",
 )
 @click.option(
     "--demo",
@@ -1555,7 +1566,7 @@ def bench(bundles_path, rounds, hop_frames, demo_dir, quick, as_json):
         raise click.UsageError("give a BUNDLES folder, --demo DIR, or both")
     result = {}
     if demo_dir:
-        from .demo import run_demo
+        from edge_sed.demo import run_demo
 
         say = (lambda *a: None) if as_json else (lambda m: click.echo(m, err=True))
         summary = run_demo(demo_dir, quick=quick, fresh=True, say=say)
@@ -1727,7 +1738,10 @@ def experiments(
     if bool(data_path) == synthetic:
         raise click.UsageError("give exactly one of --data PATH or --synthetic")
     experiments_mod = _import_extra("train.experiments", "train")
-    split = lambda text: [p.strip() for p in text.split(",") if p.strip()]
+
+    def split(text):
+        return [p.strip() for p in text.split(",") if p.strip()]
+
     try:
         if "," in seeds:
             seed_list = [int(s) for s in split(seeds)]
@@ -1827,7 +1841,7 @@ def demo(out_dir, seed, quick, fresh, profiles, as_json):
     (fp32, int8, int16x8) -> report (stream evaluation: event F1, false alarms per hour, onset
     latency; host latency; MCU estimates) -> print the headline table. Resumable: finished stages
     are skipped on a re-run (--fresh starts over)."""
-    from .demo import run_demo
+    from edge_sed.demo import run_demo
 
     say = (lambda *a: None) if as_json else click.echo
     summary = run_demo(
@@ -2056,7 +2070,3 @@ def _echo_error(line: str) -> None:
         click.echo(line, err=True)
     except OSError:  # stderr on the full disk too
         pass
-
-
-if __name__ == "__main__":
-    sys.exit(main())

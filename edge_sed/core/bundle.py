@@ -27,8 +27,9 @@ Two forms of model:
   is the last ``window_frames`` frames (1, window_frames, n_mels; 1 without a conv front) and
   the state is carried through the whole stream, never reset; one invoke every ``hop_frames``
   frames (the model's stride: 1 = every frame, 4 = the LSTM steps every 40 ms on the last
-  ``window_frames`` frames); every step's scores go to the smoother, whose settings (averaging window, minimum count, suppression, per-class
-  thresholds calibrated on validation streams) the manifest's ``smoother`` holds.
+  ``window_frames`` frames); every step's scores go to the smoother, whose settings (averaging
+  window, minimum count, suppression, per-class thresholds calibrated on validation streams) the manifest's
+  ``smoother`` holds.
 """
 
 from __future__ import annotations
@@ -649,7 +650,7 @@ def verify_bundle(
     ``output_tolerance``. With ``windows``/``y`` (e.g. the test split), also re-measures the
     accuracy and compares it with the manifest's (within 0.01 overall error). Returns a report;
     BundleError on the first failure."""
-    from edge_sed.eval.metrics import classification_metrics
+    from edge_sed.core.metrics import classification_metrics
 
     bundle = load_bundle(path)
     m = bundle.manifest

@@ -24,12 +24,6 @@ class ConvertError(EdgeSedError):
     """A run that cannot be converted faithfully (e.g. the port does not match the trained model)."""
 
 
-class NotBuiltError(EdgeSedError):
-    """A pipeline stage that does not exist yet. Exit code 3 so scripts can tell it apart."""
-
-    exit_code = 3
-
-
 def printable(text: str) -> str:
     """``text`` with every non-printable character (newline, ANSI escape, ...) written as its
     Python escape, so a name from a file or the command line cannot drive the terminal or

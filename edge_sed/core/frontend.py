@@ -110,7 +110,8 @@ class FrontendConfig:
         if len(empty):
             raise ValueError(
                 f"{self.n_mels} mel bands from fmin_hz={self.fmin_hz:g} to fmax_hz={self.fmax_hz:g} "
-                f"leave band {int(empty[0])} with no FFT bin (n_fft={self.n_fft}): the band range is too narrow"
+                f"leave band {int(empty[0])} with no FFT bin (n_fft={self.n_fft}): "
+                "the band range is too narrow"
             )
 
     @property

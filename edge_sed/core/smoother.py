@@ -147,7 +147,8 @@ class Smoother:
         if held < self.minimum_count:
             raise EdgeSedError(
                 f"a {self.average_window_s * 1000:g} ms averaging window holds {held} decision(s) "
-                f"{hop_s * 1000:g} ms apart, fewer than the minimum count {self.minimum_count}: no event could ever "
+                f"{hop_s * 1000:g} ms apart, fewer than the minimum count {self.minimum_count}: "
+                "no event could ever "
                 "fire (shorten the hop (--hop-ms), widen the window (--window-ms) or lower --min-count)"
             )
 

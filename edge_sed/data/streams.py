@@ -3,8 +3,8 @@ onsets, with an annotation list. The test input of the device loop (listen, the 
 stream-level evaluation).
 
 - Background: background clips of the split, a group (recording) at a time in a seeded random
-  order, levelled to ``bed_rms`` (default: the median RMS of the background clips) and joined with 250 ms equal-power cross-fades until the stream
-  is long enough (their distractors stay: they must not fire).
+  order, levelled to ``bed_rms`` (default: the median RMS of the background clips) and joined with
+  250 ms equal-power cross-fades until the stream is long enough (their distractors stay: they must not fire).
 - Events: for each event a clip of an event class (classes in turn, clips drawn without
   replacement where possible). A clip of edge_sed.data.synth gives its isolated event (regenerated
   from seed and index), as DCASE 2017 mixed isolated events; any other clip gives a segment of

@@ -51,7 +51,10 @@ def write_playbook(out_dir: Path, opts: Options, art, batch: int = 1) -> Path:
         return {**task, "register": register} if register else task
 
     # ROOT as the target's shell sees it (Ansible's own ~ is the passwd home, which may differ)
-    root = "{{ preflight.stdout_lines | select('match', '^root_abs=') | first | regex_replace('^root_abs=', '') }}"
+    root = (
+        "{{ preflight.stdout_lines | select('match', '^root_abs=') | first "
+        "| regex_replace('^root_abs=', '') }}"
+    )
 
     play = {
         "name": f"edge-sed deploy {art.bundle_id} (runtime {art.runtime_id})",
@@ -182,7 +185,8 @@ def run_playbook(
         if dry_run:  # keep the playbook for inspection
             keep = True
             log(
-                f"playbook: {playbook} (syntax ok: playbook and its sh scripts; {len(hosts)} host(s): {', '.join(hosts)}; batches of {batch})"
+                f"playbook: {playbook} (syntax ok: playbook and its sh scripts; "
+                f"{len(hosts)} host(s): {', '.join(hosts)}; batches of {batch})"
             )
             return [HostResult(Target(h), status="dry-run") for h in hosts]
         return _run(exe, playbook, inventory, hosts, batch, log)

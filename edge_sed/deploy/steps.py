@@ -459,10 +459,10 @@ def check_sha256(manifest: dict) -> str:
     """The check windows' sha256 ('' if the bundle has none); it and the model's must be hex."""
     check = manifest.get("check") or {}
     digest = check.get("sha256") if isinstance(check, dict) else check
-    for field, value in (("sha256", manifest.get("sha256")), ("check.sha256", digest)):
-        if (value or field == "sha256") and not (isinstance(value, str) and SHA256_HEX.fullmatch(value)):
+    for name, value in (("sha256", manifest.get("sha256")), ("check.sha256", digest)):
+        if (value or name == "sha256") and not (isinstance(value, str) and SHA256_HEX.fullmatch(value)):
             raise EdgeSedError(
-                f"refusing to deploy: manifest.json '{field}' is not 64 lowercase hex digits: "
+                f"refusing to deploy: manifest.json '{name}' is not 64 lowercase hex digits: "
                 f"{json.dumps(value)[:100]}"
             )
     return digest or ""
@@ -528,22 +528,31 @@ venv=no; [ -n "$pyver" ] && "$PY" -c 'import venv, ensurepip' 2>/dev/null && ven
 d="$ROOT"; while [ ! -e "$d" ]; do d=$(dirname "$d"); done
 free_kb=$(df -Pk "$d" | awk 'NR==2 {print $4}'); echo "free_kb=$free_kb"
 writable=no; [ -w "$d" ] && writable=yes; echo "writable=$writable"
-audio_inputs=0; [ -r /proc/asound/pcm ] && audio_inputs=$(grep -c capture /proc/asound/pcm || true); echo "audio_inputs=$audio_inputs"
+audio_inputs=0; [ -r /proc/asound/pcm ] && audio_inputs=$(grep -c capture /proc/asound/pcm || true); \
+  echo "audio_inputs=$audio_inputs"
 echo "current=$(readlink "$ROOT/current" 2>/dev/null || true)"
 echo "runtime=$(readlink "$ROOT/runtime" 2>/dev/null || true)"
 echo "previous=$(readlink "$ROOT/previous" 2>/dev/null || true)"
-root_ok || refuse "install directory $ROOT: a systemd unit can hold only letters, digits and ._/+@- there (give another --root)"
-case " $ARCHS " in *" $arch "*) ;; *) refuse "target architecture $arch: this bundle was not checked on it (checked on: $ARCHS_TEXT; 32-bit Pi OS has no LiteRT: use the 64-bit image)";; esac
-[ -n "$pyver" ] || refuse "no Python on the target ($PY not found; Debian/Pi OS: apt-get install python3 python3-venv)"
-"$PY" -c 'import sys; sys.exit(sys.version_info[:2] < tuple(map(int, sys.argv[1].split("."))))' "$MIN_PYTHON" || refuse "Python $pyver on the target, edge-sed needs >= $MIN_PYTHON"
+root_ok || refuse "install directory $ROOT: a systemd unit can hold only letters, digits \
+and ._/+@- there (give another --root)"
+case " $ARCHS " in *" $arch "*) ;; *) \
+  refuse "target architecture $arch: this bundle was not checked on it (checked on: $ARCHS_TEXT; \
+32-bit Pi OS has no LiteRT: use the 64-bit image)";; esac
+[ -n "$pyver" ] \
+  || refuse "no Python on the target ($PY not found; Debian/Pi OS: apt-get install python3 python3-venv)"
+"$PY" -c \
+  'import sys; sys.exit(sys.version_info[:2] < tuple(map(int, sys.argv[1].split("."))))' "$MIN_PYTHON" \
+  || refuse "Python $pyver on the target, edge-sed needs >= $MIN_PYTHON"
 [ "$venv" = yes ] || refuse "$PY has no venv/ensurepip module (Debian/Pi OS: apt-get install python3-venv)"
 [ "$writable" = yes ] || refuse "no permission to write $d (needed for $ROOT)"
 need=$NEED_KB
 [ -f "$ROOT/runtimes/$RUNTIME_ID/.complete" ] || need=$((need + RUNTIME_KB))
-[ "$free_kb" -ge "$need" ] || refuse "disk full: $((free_kb / 1024)) MB free under $d, the deploy needs ~$((need / 1024)) MB"
+[ "$free_kb" -ge "$need" ] \
+  || refuse "disk full: $((free_kb / 1024)) MB free under $d, the deploy needs ~$((need / 1024)) MB"
 command -v "$SYSTEMCTL_COMMAND" >/dev/null 2>&1 || refuse "no systemd on the target ($SYSTEMCTL not found)"
 if [ "$NEEDS_MICROPHONE" = yes ] && [ "$audio_inputs" = 0 ]; then
-  echo "WARN: no audio input device found (/proc/asound): the service will fail until a microphone is plugged in"
+  echo "WARN: no audio input device found (/proc/asound): the service will fail \
+until a microphone is plugged in"
 fi
 """
 
@@ -567,15 +576,20 @@ def preflight_script(opts: Options, archs: list[str], need_kb: int, runtime: str
 
 
 _STAGE = r"""
-mkdir -p "$ROOT/.staging" "$ROOT/bundles" "$ROOT/runtimes" "$ROOT/logs" || refuse "no permission to create $ROOT"
+mkdir -p "$ROOT/.staging" "$ROOT/bundles" "$ROOT/runtimes" "$ROOT/logs" \
+  || refuse "no permission to create $ROOT"
 ST=$(mktemp -d "$ROOT/.staging/$BUNDLE_ID.XXXXXX") || refuse "cannot create a staging directory under $ROOT"
 if [ -n "$UPLOAD" ]; then TARFILE="$ROOT/$UPLOAD"; else TARFILE=-; fi
 trap 'rm -rf "$ST"; [ "$TARFILE" = - ] || rm -f "$TARFILE"' EXIT
-tar -xf "$TARFILE" -C "$ST" 2>"$ST/.tar-err" || { grep -q "No space" "$ST/.tar-err" && refuse "disk full while copying the bundle"; refuse "copying the bundle failed: $(tail -n1 "$ST/.tar-err")"; }
+tar -xf "$TARFILE" -C "$ST" 2>"$ST/.tar-err" || { \
+  grep -q "No space" "$ST/.tar-err" && refuse "disk full while copying the bundle"; \
+  refuse "copying the bundle failed: $(tail -n1 "$ST/.tar-err")"; }
 cd "$ST/bundle" || refuse "the upload has no bundle"
-[ "$(sha256sum model.tflite | cut -d' ' -f1)" = "$SHA256" ] || refuse "model.tflite sha256 on the target does not match the manifest (corrupted in transfer?)"
+[ "$(sha256sum model.tflite | cut -d' ' -f1)" = "$SHA256" ] \
+  || refuse "model.tflite sha256 on the target does not match the manifest (corrupted in transfer?)"
 if [ -n "$CHECK_SHA256" ]; then
-  [ "$(sha256sum check.npz | cut -d' ' -f1)" = "$CHECK_SHA256" ] || refuse "check.npz sha256 mismatch on the target (corrupted in transfer?)"
+  [ "$(sha256sum check.npz | cut -d' ' -f1)" = "$CHECK_SHA256" ] \
+    || refuse "check.npz sha256 mismatch on the target (corrupted in transfer?)"
 fi
 echo "sha256=ok"
 RT="$ROOT/runtimes/$RUNTIME_ID"
@@ -583,14 +597,19 @@ if [ -f "$RT/.complete" ]; then
   echo "runtime_install=kept"
 else
   rm -rf "$RT"
-  "$PY" -m venv "$RT" >"$ST/venv.log" 2>&1 || refuse "python -m venv failed: $(tail -n1 "$ST/venv.log")"
-  "$RT/bin/python" -m pip install --disable-pip-version-check -q "$ST/wheel/$WHEEL" >"$ST/pip.log" 2>&1 || {
-    grep -q "No space left" "$ST/pip.log" && { rm -rf "$RT"; refuse "disk full while installing the runtime"; }
-    rm -rf "$RT"; refuse "installing edge-sed on the target failed: $(grep -i error "$ST/pip.log" | tail -n1)"; }
+  "$PY" -m venv "$RT" >"$ST/venv.log" 2>&1 \
+    || refuse "python -m venv failed: $(tail -n1 "$ST/venv.log")"
+  "$RT/bin/python" -m pip install --disable-pip-version-check -q "$ST/wheel/$WHEEL" \
+    >"$ST/pip.log" 2>&1 || {
+    grep -q "No space left" "$ST/pip.log" \
+      && { rm -rf "$RT"; refuse "disk full while installing the runtime"; }
+    rm -rf "$RT"; \
+    refuse "installing edge-sed on the target failed: $(grep -i error "$ST/pip.log" | tail -n1)"; }
   touch "$RT/.complete"
   echo "runtime_install=new"
 fi
-"$RT/bin/edge-sed" verify "$ST/bundle" >"$ST/verify.log" 2>&1 || refuse "the bundle fails its check on this target ($(uname -m)): $(tail -n1 "$ST/verify.log")"
+"$RT/bin/edge-sed" verify "$ST/bundle" >"$ST/verify.log" 2>&1 \
+  || refuse "the bundle fails its check on this target ($(uname -m)): $(tail -n1 "$ST/verify.log")"
 echo "target_verify=$(uname -m)"
 B="$ROOT/bundles/$BUNDLE_ID"
 if [ -d "$B" ] && [ "$(sha256sum "$B/model.tflite" 2>/dev/null | cut -d' ' -f1)" = "$SHA256" ]; then
@@ -644,7 +663,8 @@ After=sound.target network.target
 [Service]
 Type=simple
 WorkingDirectory={root_abs}
-ExecStart={root_abs}/runtime/bin/edge-sed listen --bundle current --log logs/events.jsonl{" " + args if args else ""}
+ExecStart={root_abs}/runtime/bin/edge-sed listen --bundle current \
+--log logs/events.jsonl{" " + args if args else ""}
 Restart=on-failure
 RestartSec=5
 Environment=PYTHONUNBUFFERED=1
@@ -671,9 +691,11 @@ health() {  # is the service up, and still up after the settle time?
   sctl is-active --quiet "$SERVICE"
 }
 if [ "$ACTION" = rollback ]; then
-  NEW_B=$(readlink "$ROOT/previous" 2>/dev/null) || refuse "nothing to roll back to on this target (no previous bundle)"
+  NEW_B=$(readlink "$ROOT/previous" 2>/dev/null) \
+    || refuse "nothing to roll back to on this target (no previous bundle)"
   NEW_R=$(readlink "$ROOT/previous-runtime" 2>/dev/null || readlink "$ROOT/runtime")
-  [ -d "$ROOT/$NEW_B" ] && [ -x "$ROOT/$NEW_R/bin/edge-sed" ] || refuse "the previous bundle or runtime is gone from $ROOT"
+  [ -d "$ROOT/$NEW_B" ] && [ -x "$ROOT/$NEW_R/bin/edge-sed" ] \
+    || refuse "the previous bundle or runtime is gone from $ROOT"
 else
   NEW_B=bundles/$BUNDLE_ID; NEW_R=runtimes/$RUNTIME_ID
   [ -d "$ROOT/$NEW_B" ] && [ -f "$ROOT/$NEW_R/.complete" ] || refuse "the staged bundle or runtime is missing"
@@ -684,7 +706,8 @@ OLD_B=$(readlink current 2>/dev/null || true); OLD_R=$(readlink runtime 2>/dev/n
 OLD_PB=$(readlink previous 2>/dev/null || true); OLD_PR=$(readlink previous-runtime 2>/dev/null || true)
 UNIT_CHANGED=
 if [ "$ACTION" = deploy ]; then  # a rollback keeps the unit as it is
-  root_ok || refuse "install directory $ROOT: a systemd unit can hold only letters, digits and ._/+@- there (give another --root)"
+  root_ok || refuse "install directory $ROOT: a systemd unit can hold only letters, digits \
+and ._/+@- there (give another --root)"
   mkdir -p "$UNIT_DIR" || refuse "no permission to create $UNIT_DIR"
   if [ "$SCOPE" = system ]; then WANTED_BY=multi-user.target; else WANTED_BY=default.target; fi
   write_unit > "$UNIT.tmp" || refuse "no permission to write $UNIT"
@@ -693,8 +716,12 @@ if [ "$ACTION" = deploy ]; then  # a rollback keeps the unit as it is
     mv "$UNIT.tmp" "$UNIT" && sctl daemon-reload || refuse "systemctl daemon-reload failed"
     UNIT_CHANGED=1; echo "unit_written=yes"
   fi
-  sctl enable "$SERVICE" >/dev/null 2>&1 || echo "WARN: systemctl enable $SERVICE failed (the service will not start at boot)"
-  if [ "$SCOPE" = user ]; then loginctl enable-linger "$(id -un)" >/dev/null 2>&1 || echo "WARN: loginctl enable-linger failed: the user service stops at logout and does not start at boot"; fi
+  sctl enable "$SERVICE" >/dev/null 2>&1 \
+    || echo "WARN: systemctl enable $SERVICE failed (the service will not start at boot)"
+  if [ "$SCOPE" = user ]; then loginctl enable-linger "$(id -un)" >/dev/null 2>&1 \
+    || echo "WARN: loginctl enable-linger failed: the user service stops at logout \
+and does not start at boot"; \
+  fi
 fi
 [ -f "$UNIT" ] || refuse "no unit $UNIT on the target"
 if [ "$OLD_B" != "$NEW_B" ] || [ "$OLD_R" != "$NEW_R" ]; then
@@ -709,10 +736,12 @@ if sctl restart "$SERVICE" && health; then
   echo "service=active"
   # prune: runtimes (~200 MB each) nothing points at; bundles beyond the newest $KEEP
   for d in runtimes/*; do
-    [ -d "$d" ] && [ "$d" != "$(readlink runtime)" ] && [ "$d" != "$(readlink previous-runtime)" ] && rm -rf "$d" && echo "pruned=$d"
+    [ -d "$d" ] && [ "$d" != "$(readlink runtime)" ] && [ "$d" != "$(readlink previous-runtime)" ] \
+      && rm -rf "$d" && echo "pruned=$d"
   done
   ls -1t bundles | tail -n "+$((KEEP + 1))" | while read -r b; do
-    [ "bundles/$b" != "$(readlink current)" ] && [ "bundles/$b" != "$(readlink previous)" ] && rm -rf "bundles/$b"
+    [ "bundles/$b" != "$(readlink current)" ] && [ "bundles/$b" != "$(readlink previous)" ] \
+      && rm -rf "bundles/$b"
   done
 else
   state=$(sctl is-active "$SERVICE" 2>/dev/null || true)
@@ -723,9 +752,11 @@ else
     if [ -n "$UNIT_CHANGED" ] && [ -f "$UNIT.prev" ]; then mv "$UNIT.prev" "$UNIT"; sctl daemon-reload; fi
     echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) auto-rollback $OLD_B $OLD_R" >> deployments.log
     if sctl restart "$SERVICE" && health; then back="it runs again"; else back="it does not start either"; fi
-    refuse "service $SERVICE did not stay up on $NEW_B (state: ${state:-unknown}): switched back to $OLD_B, $back"
+    refuse "service $SERVICE did not stay up on $NEW_B (state: ${state:-unknown}): \
+switched back to $OLD_B, $back"
   fi
-  refuse "service $SERVICE did not stay up on $NEW_B (state: ${state:-unknown}); see: journalctl $( [ "$SCOPE" = user ] && echo --user ) -u $SERVICE"
+  refuse "service $SERVICE did not stay up on $NEW_B (state: ${state:-unknown}); \
+see: journalctl $( [ "$SCOPE" = user ] && echo --user ) -u $SERVICE"
 fi
 """
 
@@ -758,7 +789,8 @@ echo "runtime=$(readlink runtime 2>/dev/null || true)"
 echo "previous=$(readlink previous 2>/dev/null || true)"
 echo "arch=$(uname -m)"
 echo "service=$(sctl is-active "$SERVICE" 2>/dev/null || true)"
-sctl show "$SERVICE" -p ActiveEnterTimestamp -p NRestarts -p MainPID 2>/dev/null | sed 's/^ActiveEnterTimestamp=/since=/; s/^NRestarts=/restarts=/; s/^MainPID=/pid=/'
+sctl show "$SERVICE" -p ActiveEnterTimestamp -p NRestarts -p MainPID 2>/dev/null \
+  | sed 's/^ActiveEnterTimestamp=/since=/; s/^NRestarts=/restarts=/; s/^MainPID=/pid=/'
 [ -f current/manifest.json ] && echo "manifest=$(tr -d '\n' < current/manifest.json | head -c 200000)"
 echo "last_deploy=$(tail -n1 deployments.log 2>/dev/null || true)"
 echo "log=$(pwd -P)/logs/events.jsonl"
@@ -904,9 +936,11 @@ def plan_steps(opts: Options, art: Artifact, facts: dict) -> list[str]:
     )
     have_rt = "keep" if facts.get("runtime") == f"runtimes/{rt}" else "install (if not already there)"
     return [
-        f"upload {art.bundle_dir} ({art.bundle_bytes / 1024:.0f} kB) and {art.wheel.name} to {root}/.staging/",
+        f"upload {art.bundle_dir} ({art.bundle_bytes / 1024:.0f} kB) and {art.wheel.name} "
+        f"to {root}/.staging/",
         f"check sha256 {art.manifest['sha256'][:12]}... of model.tflite on the target",
-        f"runtime {root}/runtimes/{rt}: {have_rt} (python -m venv + pip install of the wheel; deps from PyPI)",
+        f"runtime {root}/runtimes/{rt}: {have_rt} "
+        "(python -m venv + pip install of the wheel; deps from PyPI)",
         f"re-run the bundle's check windows with the target's edge-sed verify ({facts.get('arch')})",
         f"move to {root}/bundles/{art.bundle_id}",
         f"write {facts.get('unit')} ({exec_start}; Restart=on-failure)",

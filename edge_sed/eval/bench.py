@@ -226,7 +226,8 @@ def measure_latency(
 def latency_table(result: dict) -> str:
     """The measurement as a Markdown table."""
     lines = [
-        "| bundle | form | ms/invoke (median) | p10-p90 | invokes/s audio | ms per s audio | host duty | vs fp32 |",
+        "| bundle | form | ms/invoke (median) | p10-p90 | invokes/s audio | ms per s audio "
+        "| host duty | vs fp32 |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, v in result["levels"].items():

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_sed.core.audio_io import _kind, read_audio
-from edge_sed.core.errors import AudioError, DatasetError, EdgeSedError, install_extra
+from edge_sed.core.errors import AudioError, DatasetError
 from edge_sed.core.events import Annotation, Event, event_metrics, read_annotations
 
 STREAM_SUFFIXES = (".wav", ".flac")
@@ -65,23 +65,6 @@ def run_stream(detector, audio: np.ndarray, keep: list | None = None) -> tuple[l
     return events, decisions
 
 
-def micro_backend(bundle):
-    """The bundle's model in tflite-micro (the MCU's kernels, firmware_sim's [sim] extra), with
-    the tensor arena its manifest gives."""
-    if bundle.level != "int8":
-        raise EdgeSedError(
-            f"--runtime tflm runs full-integer int8 bundles (the MCU's); {bundle.path} is {bundle.level}"
-        )
-    try:
-        from firmware_sim.tflm import MicroBackend, find_arena_bytes
-    except ImportError as exc:
-        raise EdgeSedError(f"--runtime tflm needs the simulators ({exc}): {install_extra('sim')}") from None
-    arena = (bundle.manifest.get("tflm") or {}).get("arena_bytes") or find_arena_bytes(bundle.model_bytes)[
-        "arena_bytes"
-    ]
-    return MicroBackend(bundle.model_bytes, arena)
-
-
 def evaluate(
     bundle_path,
     streams,
@@ -89,16 +72,20 @@ def evaluate(
     hop_frames: int | None = None,
     progress=None,
     runtime: str = "litert",
+    backend_for=None,
 ) -> dict:
-    """The report of ``edge-sed evaluate`` (module doc) for a bundle over stream files/folders;
-    ``runtime="tflm"``: the model in tflite-micro, as the MCU runs it."""
+    """The report of ``edge-sed evaluate`` (module doc) for a bundle over stream files/folders.
+    ``backend_for(bundle)``, if given, returns the model backend to run instead of LiteRT (the
+    CLI's ``--runtime tflm`` passes firmware_sim.tflm.bundle_backend: the MCU's kernels)."""
     from edge_sed.core.bundle import load_bundle
     from edge_sed.core.loop import Detector, bundle_smoother
 
     bundle = load_bundle(bundle_path)
     pairs = find_streams(streams)
     smoother = bundle_smoother(bundle, **(smoother_overrides or {}))
-    backend = micro_backend(bundle) if runtime == "tflm" else None
+    if (runtime == "litert") != (backend_for is None):
+        raise ValueError("runtime names the backend backend_for gives: 'litert' exactly when there is none")
+    backend = backend_for(bundle) if backend_for is not None else None
     detector = Detector(bundle, hop_frames=hop_frames, smoother=smoother, backend=backend)
     fe = (
         bundle.frontend
@@ -178,7 +165,8 @@ def format_report(r: dict) -> str:
         return "-" if x is None else f"{x:.2f}"
 
     lines = [
-        f"{r['bundle']} ({r['level']} {r['form']}{', tflite-micro' if r.get('runtime') == 'tflm' else ''}): {r['streams']} stream(s), {r['seconds'] / 60:.1f} min, "
+        f"{r['bundle']} ({r['level']} {r['form']}{', tflite-micro' if r.get('runtime') == 'tflm' else ''}): "
+        f"{r['streams']} stream(s), {r['seconds'] / 60:.1f} min, "
         f"{r['reference_events']} events, {r['detections']} detections",
         f"{'class':<11}{'events':>7}{'event F1':>10}{'ER':>7}{'det. F1':>9}{'recall':>8}{'FA/h':>8}"
         f"{'latency p50':>13}",

@@ -573,7 +573,8 @@ class ConsoleSink:
             return
         if not self.live_mode:
             print(
-                f"{event.t_s:9.2f} s  {event.label:<10} {event.score:.2f}  (began {event.estimated_onset_s:.2f} s; "
+                f"{event.t_s:9.2f} s  {event.label:<10} {event.score:.2f}  "
+                f"(began {event.estimated_onset_s:.2f} s; "
                 f"decided in {latency_s * 1000:.1f} ms)",
                 flush=True,
             )
@@ -712,7 +713,9 @@ def run_loop(
         "inferences": stats.inferences,
         "inference_ms_p50": _pct(stats.model_ms, 50),
         "inference_ms_p99": _pct(stats.model_ms, 99),
-        "inference_note": "model time per decision (streaming: every frame's invokes of the staggered states)",
+        "inference_note": (
+            "model time per decision (streaming: every frame's invokes of the staggered states)"
+        ),
         "decision_latency_ms_p50": _pct(stats.latency_ms, 50),
         "decision_latency_ms_p95": _pct(stats.latency_ms, 95),
         "cpu_percent_one_core": round(100.0 * cpu / wall, 1) if wall > 0 else None,
@@ -759,7 +762,8 @@ def summary_text(s: dict) -> str:
         f"dropped blocks {s['dropped_blocks']}; stopped by {printable(s['stopped_by'])}"
         + printable(lost)
         + (
-            f"\non {s['device']['profile']} (estimated): duty cycle {100 * (s['device']['duty_cycle'] or 0):.1f} %, "
+            f"\non {s['device']['profile']} (estimated): "
+            f"duty cycle {100 * (s['device']['duty_cycle'] or 0):.1f} %, "
             f"device decision latency {s['device']['decision_latency_ms_p50']} ms p50 / "
             f"{s['device']['decision_latency_ms_max']} ms max, overruns {s['device']['overruns']}"
             + (

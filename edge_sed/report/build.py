@@ -401,11 +401,17 @@ def simulate_devices(
                         "profile": p.name,
                         "kind": p.kind,
                         "bundle": lv["path"],
-                        "reason": "the report emulates windowed and streaming bundles on Pi profiles, not stateful ones "
-                        f"(QEMU takes minutes per level and core): edge-sed simulate BUNDLE --profile {p.name}"
+                        "reason": (
+                            "the report emulates windowed and streaming bundles on Pi profiles, "
+                            "not stateful ones (QEMU takes minutes per level and core): "
+                            f"edge-sed simulate BUNDLE --profile {p.name}"
+                        )
                         if stateful
-                        else f"the report emulates {', '.join(pi_levels)} on Pi profiles (QEMU takes minutes per "
-                        f"level and core): edge-sed simulate BUNDLE --profile {p.name}",
+                        else (
+                            f"the report emulates {', '.join(pi_levels)} on Pi profiles "
+                            "(QEMU takes minutes per level and core): "
+                            f"edge-sed simulate BUNDLE --profile {p.name}"
+                        ),
                     }
                 )
         if not names:
@@ -612,7 +618,8 @@ def build_report(
                     "duration_s": len(audio) / 16000,
                 }
                 say(
-                    f"stream for {s.name}: {len(audio) / 16000:.0f} s, {len(ann)} events from {described} -> {wav}"
+                    f"stream for {s.name}: {len(audio) / 16000:.0f} s, {len(ann)} events "
+                    f"from {described} -> {wav}"
                 )
             except EdgeSedError as exc:
                 stream_info[key] = {"error": str(exc)}
@@ -679,7 +686,9 @@ def build_report(
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "host": host["machine"] if host else machine(),
         "metrics_note": (
-            "window level (one 1 s window per test clip, as scored at conversion): per-class error = 1 - recall, overall error = mean of the per-class errors, "
+            "window level (one 1 s window per test clip, as scored at conversion): per-class error = 1 - "
+            "recall, "
+            "overall error = mean of the per-class errors, "
             "macro-F1, on the run's test split (LiteRT, at conversion). Stream level: event F1 and "
             "error rate, DCASE 2017 task 2 onset collar 0.5 s + 1 s causal delay; onset latency = "
             "decision time - reference onset. Host latency: measured. Device figures: ESTIMATES "
@@ -938,7 +947,8 @@ def training_comparison(runs) -> dict:
             }
     stateful = (
         (
-            "; of a stateful run its test streams: per-class error = 1 - event recall, overall error = their mean "
+            "; of a stateful run its test streams: per-class error = 1 - event recall, "
+            "overall error = their mean "
             "over the event classes, macro-F1 = mean event F1"
         )
         if any(r["form"] == "stateful" for r in rows)
@@ -947,7 +957,8 @@ def training_comparison(runs) -> dict:
     return {
         "runs": rows,
         "by_objective": summary,
-        "note": f"test split of each run (metrics.json){stateful}; relative error reduction = (err_wce - err) / "
+        "note": f"test split of each run (metrics.json){stateful}; "
+        "relative error reduction = (err_wce - err) / "
         "err_wce, paired by seed",
     }
 
@@ -1029,10 +1040,13 @@ def _tables(report: dict) -> list[dict]:
             ],
             "rows": rows,
             "notes": [
-                f"Event F1 (a detection of the class from 0.5 s before to 1.5 s after the onset counts), false "
-                f"alarms per hour and onset latency: the device loop on a {report_stream_desc(report)} ({seeds_note}). "
+                f"Event F1 (a detection of the class from 0.5 s before to 1.5 s after the onset counts), "
+                f"false "
+                f"alarms per hour and onset latency: the device loop on a {report_stream_desc(report)} "
+                f"({seeds_note}). "
                 "Window error (windowed bundles only; n/a for stateful ones, which are measured on streams): "
-                "overall error over one 1 s window per test clip of the run's test split, LiteRT at conversion. "
+                "overall error over one 1 s window per test clip of the run's test split, LiteRT at "
+                "conversion. "
                 "Host latency MEASURED on "
                 f"{m['cpu']} ({m['cores']} cores, 1 thread, load {m['load_average_1min']}) on the bundles of "
                 f"{report['model_sets'][0]['name']} ({_architecture_note(report)}). {_invoke_note(report)} "
@@ -1111,15 +1125,23 @@ def _tables(report: dict) -> list[dict]:
             ],
             "rows": dev_rows,
             "notes": [
-                "host: MEASURED (LiteRT, 1 thread; ms per invoke; duty cycle = model + front end per second of "
-                "audio; flash = model size). Devices: ESTIMATES by firmware_sim on the first model's bundles and "
-                "stream, never measured on a board. MCU: scores from tflite-micro's kernels; cycles = instruction "
+                "host: MEASURED (LiteRT, 1 thread; ms per invoke; duty cycle = model + front end per second "
+                "of "
+                "audio; flash = model size). Devices: ESTIMATES by firmware_sim on the first model's bundles "
+                "and "
+                "stream, never measured on a board. MCU: scores from tflite-micro's kernels; cycles = "
+                "instruction "
                 "counts of the project's C kernels on QEMU x the profile's assumed CPI; latency per decision "
-                "(front end + model + smoother); RAM and flash from the memory plan (arena, audio ring, buffers, "
-                "stated allowances for code and stack). Pi: the bundle in LiteRT on an emulated aarch64 core, "
-                "instructions counted by QEMU x assumed CPI, latency per inference; 'error on device' = overall "
-                "error of the emulated Pi's scores on the evaluation windows. Event F1 / onset latency / overruns: "
-                "the device loop on the virtual device clock (each simulator's own decision hop). Rows that are "
+                "(front end + model + smoother); RAM and flash from the memory plan (arena, audio ring, "
+                "buffers, "
+                "stated allowances for code and stack). Pi: the bundle in LiteRT on an emulated aarch64 "
+                "core, "
+                "instructions counted by QEMU x assumed CPI, latency per inference; 'error on device' = "
+                "overall "
+                "error of the emulated Pi's scores on the evaluation windows. Event F1 / onset latency / "
+                "overruns: "
+                "the device loop on the virtual device clock (each simulator's own decision hop). Rows that "
+                "are "
                 "not figures say why."
             ]
             + [f"{d['profile']}: {d['device']}" for d in report["devices"] if d.get("device")],
@@ -1166,10 +1188,13 @@ def _tables(report: dict) -> list[dict]:
                 ],
                 "notes": [
                     "One point per network size and rate, so a user can pick one for their chip. Duty cycle, "
-                    "latency and memory: ESTIMATES by firmware_sim for the first model of each size, on its own "
+                    "latency and memory: ESTIMATES by firmware_sim for the first model of each size, on its "
+                    "own "
                     "test stream. Event F1 and false alarms/h: the device loop (LiteRT) on the test streams, "
-                    f"{seeds_note}; event F1 on the device: tflite-micro on the first model's stream. These are test "
-                    "figures: choose a size on validation streams (benchmarks/accuracy_vs_cycles.py), then read "
+                    f"{seeds_note}; event F1 on the device: tflite-micro on the first model's stream. These "
+                    f"are test "
+                    "figures: choose a size on validation streams (benchmarks/accuracy_vs_cycles.py), then "
+                    "read "
                     "its test figures here."
                 ]
                 + curve["notes"],
@@ -1300,12 +1325,15 @@ def render_markdown(report: dict, plots: dict) -> str:
 
 
 NUMERIC = re.compile(r"^[-+]?(\d|n/a$)")
-CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1200px;
+CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;\
+margin:24px auto;max-width:1200px;
 color:#222;line-height:1.4;padding:0 16px}h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em}
 table{border-collapse:collapse;margin:8px 0;font-size:13px}th,td{border:1px solid #ccc;padding:3px 7px;
 text-align:right;vertical-align:top}th{background:#f0f3f7;text-align:left}td:first-child,th:first-child{text-align:left}
-td.bad{color:#a33;text-align:left}td.txt{text-align:left}.note{color:#555;font-size:12px;max-width:1100px}img{max-width:100%;
-border:1px solid #ddd;margin:6px 0}.warn{color:#8a5a00;font-size:12px}code{background:#f4f4f4;padding:0 3px}"""
+td.bad{color:#a33;text-align:left}td.txt{text-align:left}\
+.note{color:#555;font-size:12px;max-width:1100px}img{max-width:100%;
+border:1px solid #ddd;margin:6px 0}.warn{color:#8a5a00;font-size:12px}\
+code{background:#f4f4f4;padding:0 3px}"""
 
 
 def render_html(report: dict, plots: dict) -> str:
@@ -1318,7 +1346,8 @@ def render_html(report: dict, plots: dict) -> str:
         f"{e(report['metrics_note'])}</p>",
         "<p class='note'>Models: "
         + ", ".join(
-            f"<code>{e(s['name'])}</code> ({e(str(s['model']))}, {e(s['objective'])}, seed {e(str(s['seed']))})"
+            f"<code>{e(s['name'])}</code> ({e(str(s['model']))}, {e(s['objective'])}, seed "
+            f"{e(str(s['seed']))})"
             for s in report["model_sets"]
         )
         + "</p>",
