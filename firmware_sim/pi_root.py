@@ -445,10 +445,10 @@ def stage_edge_sed(folder: Path) -> Path:
     import edge_sed
 
     src = Path(edge_sed.__file__).parent
-    dst = folder / "edge_sed"
-    dst.mkdir(parents=True, exist_ok=True)
-    for f in src.glob("*.py"):
-        shutil.copy2(f, dst / f.name)
+    for f in src.rglob("*.py"):
+        dst = folder / "edge_sed" / f.relative_to(src)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(f, dst)
     return folder
 
 

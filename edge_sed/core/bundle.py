@@ -1,11 +1,11 @@
 """Model bundles: load one safely, run it, verify it. numpy and the standard library only (plus
 the TFLite runtime once a model has passed every check), because a Pi has no TensorFlow.
 
-A bundle is a directory (written by ``edge-sed convert``, see DESIGN.md):
+A bundle is a directory (written by ``edge-sed convert``; README "Convert" lists its files):
 - ``model.tflite``;
 - ``manifest.json`` — everything needed to feed the model and read its output (FIELDS below);
 - ``check.npz`` — a few test windows with the outputs LiteRT and torch gave at conversion
-  time, which ``verify`` re-runs (an addition to DESIGN.md's contract; a device can drop it);
+  time, which ``verify`` re-runs (a device can drop it);
 - for MCU levels: ``model_data.h`` / ``model_data.cc``, the model as a C array.
 
 ``load_bundle`` checks, in this order and before any runtime sees the model: file sizes, the

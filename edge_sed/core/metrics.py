@@ -1,4 +1,4 @@
-"""Clip/window-level classification metrics (numpy only), as defined in DESIGN.md:
+"""Clip/window-level classification metrics (numpy only), as the paper reports them:
 
 - per-class error rate = 1 - recall of that class;
 - overall error = mean of the per-class error rates (= 1 - balanced accuracy), so a class with
