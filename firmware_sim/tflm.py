@@ -16,35 +16,13 @@ time); imports tflite_micro only when a function needs it.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import sys
 
 import numpy as np
 
 from edge_sed.core.errors import EdgeSedError, install_extra
-
-
-@contextlib.contextmanager
-def silenced_fds(fds=(1, 2)):
-    """Send what C++ writes straight to these file descriptors (tflite-micro's allocation errors
-    on a too-small arena) to /dev/null for the block; the errors come back as exceptions."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(fd) for fd in fds]
-    null = os.open(os.devnull, os.O_WRONLY)
-    try:
-        for fd in fds:
-            os.dup2(null, fd)
-        yield
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        for fd, old in zip(fds, saved):
-            os.dup2(old, fd)
-            os.close(old)
-        os.close(null)
+from edge_sed.core.quiet import silenced_fds
 
 
 ARENA_MARGIN_FRACTION = 0.10

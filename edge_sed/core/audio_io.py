@@ -37,6 +37,7 @@ import soundfile as sf
 
 from edge_sed.core.atomic import atomic_path
 from edge_sed.core.errors import AudioError
+from edge_sed.core.quiet import silenced_fds
 from edge_sed.core.settings import SAMPLE_RATE
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif")
@@ -66,13 +67,6 @@ def _short(exc: BaseException) -> str:
     if "possibly a pipe?" in first:  # libsndfile's word when a decoder gives up on a file that exists
         first = "its decoder gave up on it"
     return first
-
-
-def _quiet():
-    """fd 2 silenced (edge_sed.core.bundle's silencer): libmpg123 writes its decoding errors there."""
-    from edge_sed.core.bundle import _quiet_stderr
-
-    return _quiet_stderr()
 
 
 def _kind(mode: int) -> str:
@@ -113,7 +107,7 @@ def _open(path: Path, pipes: bool = False) -> sf.SoundFile:
         raise AudioError(f"{name}: empty file (0 bytes)")
     pipe_hint = "send WAV, AIFF, AU or Ogg through a pipe (libsndfile cannot read FLAC or MP3 from one)"
     try:
-        with _quiet():
+        with silenced_fds((2,)):
             f = sf.SoundFile(0, closefd=False) if stdin else sf.SoundFile(str(path))
     except Exception as exc:  # libsndfile says why in its message; soundfile raises several types
         raise AudioError(
@@ -218,7 +212,7 @@ def read_audio(
             f"{sample_rate} Hz mono first (e.g. with sox)"
         )
         try:
-            with _quiet():
+            with silenced_fds((2,)):
                 data = f.read(dtype="float32", always_2d=True)
         except MemoryError:
             raise too_big from None
@@ -266,7 +260,7 @@ class AudioStream:
         read = 0
         while True:
             try:
-                with _quiet():
+                with silenced_fds((2,)):
                     data = f.read(block_samples, dtype="float32", always_2d=True)
             except Exception as exc:
                 raise AudioError(f"{name}: corrupt audio data ({_short(exc)})") from None

@@ -34,12 +34,10 @@ Two forms of model:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +45,7 @@ import numpy as np
 
 from edge_sed.core.errors import BundleError, EdgeSedError, printable
 from edge_sed.core.frontend import FrontendConfig
+from edge_sed.core.quiet import silenced_fds
 from edge_sed.core.settings import SAMPLE_RATE
 from edge_sed.core.tflite_info import TFLiteInfo, has_tflite_identifier, read_tflite_info
 
@@ -467,24 +466,6 @@ def dequantize(v: np.ndarray, q: dict | None) -> np.ndarray:
     return ((np.asarray(v, np.float64) - q["zero_point"]) * q["scale"]).astype(np.float32)
 
 
-@contextlib.contextmanager
-def _quiet_stderr():
-    """LiteRT's C++ prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." on fd 2
-    when it loads a model; it would break the CLI's one-line errors. Real failures still
-    surface, as exceptions. edge_sed.core.audio_io silences libsndfile's decoders with it too
-    (libmpg123 prints a line per damaged MP3 frame)."""
-    sys.stderr.flush()
-    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(null, 2)
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(null)
-
-
 class LiteRTBackend:
     """The five methods BundleRunner needs, on edge_sed.core.runtime's LiteRT interpreter. Inputs and
     outputs are addressed by position in the model's input/output lists."""
@@ -494,7 +475,7 @@ class LiteRTBackend:
     def __init__(self, model_bytes: bytes, num_threads: int = 1):
         from edge_sed.core.runtime import load_interpreter
 
-        with _quiet_stderr():
+        with silenced_fds((2,)):
             self.interpreter = load_interpreter(model_bytes, num_threads=num_threads)
         self._in = [d["index"] for d in self.interpreter.get_input_details()]
         self._out = [d["index"] for d in self.interpreter.get_output_details()]

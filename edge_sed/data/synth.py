@@ -41,7 +41,9 @@ DISTRACTORS = ("beep", "knock", "speech")
 EVENT_OF_LABEL = {"dog": "bark", "baby_cry": "cry", "gunshot": "gunshot"}
 LOWPASS_HZ = (3600.0, 3900.0)  # pass-band edge, stop-band edge
 MIN_CLIP_S = 0.5  # the shortest clip that still holds a whole bark / beep
-DEFAULT_COUNTS = {"dog": 60, "baby_cry": 60, "gunshot": 60, "background": 120}
+DEFAULT_COUNTS = {"dog": 60, "baby_cry": 60, "gunshot": 60, "background": 120}  # edge-sed data synth
+# the built-in synthetic training set (train --synthetic, the demo): the paper's 2:2:1:26 imbalance
+TRAIN_SYNTH_COUNTS = "120:120:60:1560"
 CSV_COLUMNS = (
     "path",
     "label",
