@@ -523,8 +523,9 @@ def ansible():
 
 
 def test_playbook_syntax_and_rolling_stop(lab, bundles, tmp_path, capsys, ansible):
-    from edge_sed.deploy.steps import Options, prepare
+    from edge_sed.deploy.options import Options
     from edge_sed.deploy.playbook import syntax_check, write_playbook
+    from edge_sed.deploy.steps import prepare
 
     inv = write_inventory(tmp_path / "hosts.ini", lab, ["good", "nopython"], "~/ans")
     art = prepare(bundles / "int8", tmp_path / "work", lab.wheel)

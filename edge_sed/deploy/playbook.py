@@ -1,9 +1,14 @@
-"""``edge-sed deploy --inventory hosts.ini``: the same deploy, driven by Ansible for real fleets.
+"""The order of the deploy steps over a fleet: ``edge-sed deploy --host ...`` runs it here over
+SSH, ``edge-sed deploy --inventory hosts.ini`` has Ansible run it.
 
-We generate a playbook and run ``ansible-playbook`` (ansible-core, the ``deploy`` extra) rather
-than growing a fleet engine of our own: inventories, groups, host vars, SSH multiplexing, forks,
-retries and reporting are Ansible's job. The playbook runs the very shell steps of
-edge_sed.deploy.steps (preflight, stage, switch) as ``script`` tasks, so both paths behave alike:
+Over SSH: several hosts run steps 1-2 (preflight, stage) in parallel and step 3 (switch) only on
+hosts whose steps 1-2 passed (with ``all_or_nothing``: only if every host passed).
+
+With an inventory we generate a playbook and run ``ansible-playbook`` (ansible-core, the ``deploy``
+extra) rather than growing a fleet engine of our own: inventories, groups, host vars, SSH
+multiplexing, forks, retries and reporting are Ansible's job. The playbook runs the very shell
+steps of edge_sed.deploy.steps (preflight, stage, switch) as ``script`` tasks, so both paths
+behave alike:
 
 - ``serial: N`` rolls through the fleet N hosts at a time;
 - ``any_errors_fatal: true`` + ``max_fail_percentage: 0``: a failure on any host of a batch ends
@@ -22,10 +27,64 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from edge_sed.deploy.steps import HostResult, Options, Target, check_syntax, host_scripts, prepare
 from edge_sed.core.errors import EdgeSedError, install_extra
+from edge_sed.deploy.options import Options, Target
+from edge_sed.deploy.steps import (
+    HostResult,
+    check_syntax,
+    host_scripts,
+    prepare,
+    stage_host,
+    switch_host,
+    switch_script,
+)
+
+# ------------------------------------------------------------------------- over SSH
+
+
+def deploy(
+    bundle_path,
+    targets: list[Target],
+    opts: Options,
+    wheel=None,
+    dry_run: bool = False,
+    all_or_nothing: bool = False,
+    log=None,
+    parallel: int = 4,
+) -> list[HostResult]:
+    """Deploy to every target: preflight + stage in parallel, then switch the hosts that passed
+    (all_or_nothing: none unless all passed). Returns one HostResult per target; raises only for
+    problems before any host is touched (the bundle, the wheel)."""
+    with tempfile.TemporaryDirectory(prefix="edge-sed-deploy-") as tmp:
+        art = prepare(bundle_path, Path(tmp), wheel)
+        check_syntax(host_scripts(opts, art))
+        with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(targets)))) as pool:
+            results = list(pool.map(lambda t: stage_host(t, opts, art, dry_run, log), targets))
+            if dry_run:
+                return results
+            if all_or_nothing and any(r.status != "staged" for r in results):
+                for r in results:
+                    if r.status == "staged":
+                        r.status, r.reason = "staged", "not switched: another host failed (--all-or-nothing)"
+                return results
+            staged = [r for r in results if r.status == "staged"]
+            list(pool.map(lambda r: switch_host(r, opts, art, log=log), staged))
+    return results
+
+
+def rollback(targets: list[Target], opts: Options, log=None) -> list[HostResult]:
+    check_syntax({"switch.sh": switch_script(opts, None, rollback=True)})
+    with ThreadPoolExecutor(max_workers=max(1, min(4, len(targets)))) as pool:
+        return list(
+            pool.map(lambda t: switch_host(HostResult(t), opts, None, rollback=True, log=log), targets)
+        )
+
+
+# -------------------------------------------------------------------------- Ansible
+
 
 TASKS = ("preflight", "staging directory", "upload", "stage", "switch")
 
