@@ -1977,9 +1977,10 @@ def deploy(
     directory, check its sha256 there, install the runtime in a venv (no torch/TensorFlow), re-check
     the bundle with the board's own LiteRT, write a systemd unit, switch `current` atomically and
     restart. Nothing live changes until every check on that host passed."""
-    from edge_sed.deploy import steps as deploy_mod
+    from edge_sed.deploy.command import command
+    from edge_sed.deploy.options import Options
 
-    opts = deploy_mod.Options(
+    opts = Options(
         root=root,
         service=service,
         identity=identity,
@@ -1990,7 +1991,7 @@ def deploy(
         listen_args=listen_args,
         settle_s=settle,
     )
-    deploy_mod.command(
+    command(
         bundle_path,
         list(hosts),
         inventory,
