@@ -303,9 +303,7 @@ class Converter:
 
         self.data = data or cfg["data"]
         self.log(f"loading {self.data} (ratio {cfg.get('ratio')}, seed {cfg['seed']})")
-        splits = load_splits(
-            self.data, cfg.get("ratio"), cfg["seed"], cfg.get("synth_counts", "120:120:60:1560")
-        )
+        splits = load_splits(self.data, cfg.get("ratio"), cfg["seed"], cfg.get("synth_counts"))
         self.train, self.test = splits["train"], splits["test"]
         if len(self.test.y) == 0:
             raise ConvertError("the test split is empty: nothing to prove parity or accuracy on")

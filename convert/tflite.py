@@ -28,13 +28,14 @@ import tempfile
 import warnings
 from typing import Callable, Iterable
 
+from edge_sed.core.bundle import LEVELS as BUNDLE_LEVELS
 from edge_sed.core.tflite_info import lstm_cell_clips, read_tflite_info
 
 from ._quiet import import_tensorflow, silenced_fds
 
 tf, _ = import_tensorflow()
 
-LEVELS = ("fp32", "fp16", "dynamic-int8", "int8", "int16x8")
+LEVELS = BUNDLE_LEVELS  # every quantization level (edge_sed.core.bundle defines them)
 FUSED_LSTM_OP = "UNIDIRECTIONAL_SEQUENCE_LSTM"
 
 

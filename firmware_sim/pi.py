@@ -201,8 +201,6 @@ def estimate_ms(insns: float, profile: DeviceProfile) -> float:
 
 # ------------------------------------------------------------------------- evaluation windows
 
-_SPLIT_CACHE: dict = {}
-
 
 def evaluation_windows(bundle: Bundle, data: str | None = "auto") -> tuple[np.ndarray, np.ndarray, str]:
     """(windows, labels, what they are). ``data``: "check" or None - the bundle's check.npz (a few
@@ -232,15 +230,12 @@ def evaluation_windows(bundle: Bundle, data: str | None = "auto") -> tuple[np.nd
     source = prov.get("dataset") if data == "run" else data
     if not source:
         raise EdgeSedError(f"{bundle.path}: the manifest records no data set; give one")
-    key = (source, prov.get("ratio"), prov.get("seed", 0), prov.get("synth_counts"))
-    if key not in _SPLIT_CACHE:
-        try:
-            from train.data import load_splits
-        except ImportError as exc:
-            raise EdgeSedError(f"test-split windows need the project's train package: {exc}") from None
-        split = load_splits(source, key[1], key[2], key[3] or "120:120:60:1560")["test"]
-        _SPLIT_CACHE[key] = (split.x, split.y)
-    x, y = _SPLIT_CACHE[key]
+    try:
+        from train.data import run_test_split
+    except ImportError as exc:
+        raise EdgeSedError(f"test-split windows need the project's train package: {exc}") from None
+    split = run_test_split(prov, source)
+    x, y = split.x, split.y
     return x, y, f"test split of {source} ({len(x)} windows)"
 
 

@@ -26,9 +26,9 @@ from edge_sed.core.bundle import MANIFEST_FILE, load_bundle
 from edge_sed.core.errors import EdgeSedError
 from edge_sed.core.events import read_annotations
 
+from .mcu import MCU_LEVELS
 from .profiles import load_profiles
 
-MCU_LEVELS = {"int8"}
 
 FORMAT = "edge-sed-simulate/1"
 AUDIO_SUFFIXES = {".wav", ".flac"}

@@ -31,6 +31,7 @@ from edge_sed.data.datasets import (
 )
 from edge_sed.core.frontend import FrontendConfig, log_mel
 from edge_sed.core.settings import BACKGROUND, CLIP_WINDOW_S, LABELS, SAMPLE_RATE
+from edge_sed.core.settings import TRAIN_SYNTH_COUNTS
 
 
 @dataclass
@@ -128,13 +129,13 @@ def load_splits(
     data: str,
     ratio: str | None,
     seed: int,
-    synth_counts: str = "120:120:60:1560",
+    synth_counts: str | None = None,
     fractions=(0.7, 0.15, 0.15),
     ratio_splits=("train",),
 ) -> dict[str, Split]:
     """Train/val/test splits as log-mel windows (see the module doc for ``data``)."""
     if data == "synthetic":
-        source = synthetic_source(synth_counts, seed)
+        source = synthetic_source(synth_counts or TRAIN_SYNTH_COUNTS, seed)
     else:
         source = Path(data)
     if source.is_dir() and all((source / f"{s}.csv").exists() for s in SPLITS):
@@ -148,6 +149,20 @@ def load_splits(
             ratio_splits=ratio_splits,
         )
     return {name: clips_to_split(clips, seed) for name, clips in clip_splits.items()}
+
+
+_RUN_SPLITS: dict = {}
+
+
+def run_test_split(provenance: dict, data: str | None = None) -> Split:
+    """The test split of the run a bundle (or a run's config) came from, rebuilt as the trainer
+    built it: ``data`` (default: the run's own data set) with the run's ratio, seed and synthetic
+    counts. Cached per process: verify, the Pi simulator and convert ask for it bundle by bundle."""
+    source = data or provenance.get("dataset") or provenance.get("data")
+    key = (source, provenance.get("ratio"), provenance.get("seed") or 0, provenance.get("synth_counts"))
+    if key not in _RUN_SPLITS:
+        _RUN_SPLITS[key] = load_splits(*key)["test"]
+    return _RUN_SPLITS[key]
 
 
 def clips_to_split(clips, seed: int, cfg: FrontendConfig = FrontendConfig()) -> Split:

@@ -22,7 +22,8 @@ import click
 
 from edge_sed import __version__
 from edge_sed.core.errors import EdgeSedError, install_extra, printable
-from edge_sed.core.settings import LABELS, MAX_EPOCHS, MAX_SEED, SAMPLE_RATE
+from edge_sed.core.settings import LABELS, MAX_EPOCHS, MAX_SEED, SAMPLE_RATE, TRAIN_SYNTH_COUNTS
+
 
 MAX_STREAM_S = 24 * 3600.0
 """A built stream is held in memory whole: a day at most (and what this machine's memory allows)."""
@@ -583,7 +584,7 @@ def _parse_params(params) -> dict:
 @click.option("--synthetic", is_flag=True, help="Use the built-in synthetic set (made once, cached).")
 @click.option(
     "--synth-counts",
-    default="120:120:60:1560",
+    default=TRAIN_SYNTH_COUNTS,
     show_default=True,
     help="Clips per class of the synthetic set.",
 )
@@ -1054,22 +1055,15 @@ def verify(bundle_path, data_path, as_json):
     )
     if not paths:
         raise EdgeSedError(f"{bundle_path}: no manifest.json here or in its sub-directories: not a bundle")
-    reports, split_cache = [], {}
+    reports = []
     for path in paths:
         windows = y = None
         if data_path:
             prov = load_bundle(path).manifest["provenance"]
-            source = prov.get("dataset") if data_path == "run" else data_path
-            key = (source, prov.get("ratio"), prov.get("seed"), prov.get("synth_counts"))
-            if key not in split_cache:
-                data_mod = _import_extra("train.data", "train")
-                split_cache[key] = data_mod.load_splits(
-                    source,
-                    prov.get("ratio"),
-                    prov.get("seed", 0),
-                    prov.get("synth_counts") or "120:120:60:1560",
-                )["test"]
-            windows, y = split_cache[key].x, split_cache[key].y
+            split = _import_extra("train.data", "train").run_test_split(
+                prov, None if data_path == "run" else data_path
+            )
+            windows, y = split.x, split.y
         report = verify_bundle(path, windows, y)
         reports.append(report)
         if not as_json:
@@ -1600,7 +1594,7 @@ def bench(bundles_path, rounds, hop_frames, demo_dir, quick, as_json):
 @click.option("--synthetic", is_flag=True, help="Use the built-in synthetic set (one per seed, cached).")
 @click.option(
     "--synth-counts",
-    default="120:120:60:1560",
+    default=TRAIN_SYNTH_COUNTS,
     show_default=True,
     help="Clips per class of the synthetic set.",
 )

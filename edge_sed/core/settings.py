@@ -20,3 +20,7 @@ MAX_SEED = 2**32 - 1
 
 MAX_EPOCHS = 10_000
 """Most epochs a run may ask for (the trainer lists every epoch's stage up front)."""
+
+TRAIN_SYNTH_COUNTS = "120:120:60:1560"
+"""Clips per class (dog:baby_cry:gunshot:background) of the built-in synthetic training set
+(``train --synthetic``, the demo): the paper's 2:2:1:26 imbalance."""

@@ -32,7 +32,7 @@ import numpy as np
 from edge_sed.core.audio_io import write_audio
 from edge_sed.core.atomic import atomic_path
 from edge_sed.core.errors import DatasetError
-from edge_sed.core.settings import BACKGROUND, LABELS, SAMPLE_RATE
+from edge_sed.core.settings import BACKGROUND, LABELS, SAMPLE_RATE, TRAIN_SYNTH_COUNTS  # noqa: F401 (re-exported)
 
 CLIPS_PER_GROUP = 5
 EBR_DB = (-6.0, 0.0, 6.0)
@@ -42,8 +42,6 @@ EVENT_OF_LABEL = {"dog": "bark", "baby_cry": "cry", "gunshot": "gunshot"}
 LOWPASS_HZ = (3600.0, 3900.0)  # pass-band edge, stop-band edge
 MIN_CLIP_S = 0.5  # the shortest clip that still holds a whole bark / beep
 DEFAULT_COUNTS = {"dog": 60, "baby_cry": 60, "gunshot": 60, "background": 120}  # edge-sed data synth
-# the built-in synthetic training set (train --synthetic, the demo): the paper's 2:2:1:26 imbalance
-TRAIN_SYNTH_COUNTS = "120:120:60:1560"
 CSV_COLUMNS = (
     "path",
     "label",
