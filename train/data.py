@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_sed.core.audio_io import read_audio
+from edge_sed.core.errors import DatasetError
 from edge_sed.data.datasets import (
     SPLITS,
     load_clips,
@@ -30,8 +31,7 @@ from edge_sed.data.datasets import (
     read_metadata_csv,
 )
 from edge_sed.core.frontend import FrontendConfig, log_mel
-from edge_sed.core.settings import BACKGROUND, CLIP_WINDOW_S, LABELS, SAMPLE_RATE
-from edge_sed.core.settings import TRAIN_SYNTH_COUNTS
+from edge_sed.core.settings import BACKGROUND, CLIP_WINDOW_S, LABELS, SAMPLE_RATE, TRAIN_SYNTH_COUNTS
 
 
 @dataclass
@@ -155,10 +155,12 @@ _RUN_SPLITS: dict = {}
 
 
 def run_test_split(provenance: dict, data: str | None = None) -> Split:
-    """The test split of the run a bundle (or a run's config) came from, rebuilt as the trainer
-    built it: ``data`` (default: the run's own data set) with the run's ratio, seed and synthetic
-    counts. Cached per process: verify, the Pi simulator and convert ask for it bundle by bundle."""
-    source = data or provenance.get("dataset") or provenance.get("data")
+    """The test split of the run a bundle came from (its manifest's ``provenance``), rebuilt as the
+    trainer built it: ``data`` (default: the run's own data set) with the run's ratio, seed and
+    synthetic counts. Cached per process: verify and the Pi simulator ask for it bundle by bundle."""
+    source = data or provenance.get("dataset")
+    if not source:
+        raise DatasetError("the bundle's manifest records no data set: give one (--data PATH)")
     key = (source, provenance.get("ratio"), provenance.get("seed") or 0, provenance.get("synth_counts"))
     if key not in _RUN_SPLITS:
         _RUN_SPLITS[key] = load_splits(*key)["test"]

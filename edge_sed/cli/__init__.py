@@ -24,7 +24,6 @@ from edge_sed import __version__
 from edge_sed.core.errors import EdgeSedError, install_extra, printable
 from edge_sed.core.settings import LABELS, MAX_EPOCHS, MAX_SEED, SAMPLE_RATE, TRAIN_SYNTH_COUNTS
 
-
 MAX_STREAM_S = 24 * 3600.0
 """A built stream is held in memory whole: a day at most (and what this machine's memory allows)."""
 STREAM_BYTES_PER_SAMPLE = 16
