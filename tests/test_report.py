@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_sed.report.build import build_report, chromium, fmt_stat, screenshot_html
+from edge_sed.eval.stats import fmt_stat
+from edge_sed.report.build import build_report, chromium, screenshot_html
 
 EDGE_SED = str(Path(sys.executable).with_name("edge-sed"))
 

@@ -60,6 +60,7 @@ from edge_sed.data.datasets import clip_to_window
 from edge_sed.core.errors import EdgeSedError
 from edge_sed.core.metrics import classification_metrics
 from edge_sed.core.settings import BACKGROUND, CLIP_WINDOW_S, LABELS, SAMPLE_RATE
+from edge_sed.eval.stats import fmt_stat, mean_sd
 
 from .data import features, load_splits, synthetic_source
 from .models import build_model
@@ -313,13 +314,6 @@ def _run_stateful(cfgs: list[TrainConfig], test_streams: int, on_run) -> dict:
 # ---------------------------------------------------------------- statistics
 
 
-def mean_sd(values) -> dict:
-    v = np.asarray([x for x in values if x is not None], np.float64)
-    if not len(v):
-        return {"mean": None, "sd": None, "n": 0}
-    return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}
-
-
 def paired_stats(err_base, err_obj, higher_is_better: bool = False) -> dict:
     """Objective vs baseline over paired seeds. d = err_base - err_obj (positive: fewer errors).
     Relative reduction per seed d / err_base (undefined, so left out, where err_base = 0).
@@ -472,7 +466,7 @@ def summarise_stateful(out_dir, models, ratios, objectives, seeds) -> list[dict]
 
 
 def _pm(s: dict, digits: int = 3) -> str:
-    return "–" if s["mean"] is None else f"{s['mean']:.{digits}f} ± {s['sd']:.{digits}f}"
+    return fmt_stat(s, digits, missing="–")
 
 
 def _totals(table: dict) -> str:

@@ -48,6 +48,7 @@ from edge_sed.eval.bench import DECISION_HOP_FRAMES, bundle_dirs, machine, measu
 from edge_sed.core.bundle import MANIFEST_FILE, load_bundle
 from edge_sed.core.errors import DatasetError, EdgeSedError, install_extra
 from edge_sed.core.settings import BACKGROUND, LABELS
+from edge_sed.eval.stats import fmt_stat, mean_sd
 
 LEVEL_ORDER = (
     "fp32",
@@ -503,30 +504,6 @@ def simulate_devices(
 # --------------------------------------------------------------------------- helpers
 
 
-def _mean_sd(values):
-    v = [x for x in values if x is not None and not (isinstance(x, float) and math.isnan(x))]
-    if not v:
-        return {"mean": None, "sd": None, "n": 0, "values": list(values)}
-    a = np.asarray(v, float)
-    return {
-        "mean": float(a.mean()),
-        "sd": float(a.std(ddof=1)) if len(a) > 1 else None,
-        "n": len(a),
-        "values": list(values),
-    }
-
-
-def fmt_stat(s: dict | None, digits: int = 3, pct: bool = False) -> str:
-    """How a mean ± sd (n) cell is printed, in md and html alike."""
-    if not s or s.get("mean") is None:
-        return "n/a"
-    k = 100 if pct else 1
-    text = f"{s['mean'] * k:.{digits}f}"
-    if s.get("sd") is not None:
-        text += f" ± {s['sd'] * k:.{digits}f}"
-    return text + ("%" if pct else "")
-
-
 def _fmt(v, digits=3, suffix=""):
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}{suffix}"
 
@@ -847,16 +824,16 @@ def summarise(report: dict) -> list[dict]:
                 continue
             row["status"] = "ok"
             row["form"] = oks[0]["form"]
-            row["overall_error"] = _mean_sd([lv["clip"]["overall_error"] for lv in oks])
-            row["macro_f1"] = _mean_sd([lv["clip"]["macro_f1"] for lv in oks])
+            row["overall_error"] = mean_sd([lv["clip"]["overall_error"] for lv in oks])
+            row["macro_f1"] = mean_sd([lv["clip"]["macro_f1"] for lv in oks])
             row["per_class_error"] = {
-                c: _mean_sd([lv["clip"]["per_class_error"].get(c) for lv in oks])
+                c: mean_sd([lv["clip"]["per_class_error"].get(c) for lv in oks])
                 for c in oks[0]["clip"]["per_class_error"]
             }
             streams = [lv["stream"] for lv in oks if "f1" in lv.get("stream", {})]
-            row["event_f1"] = _mean_sd([st["f1"] for st in streams])
-            row["onset_latency_s"] = _mean_sd([st["latency_median_s"] for st in streams])
-            row["false_alarms_per_hour"] = _mean_sd([st["false_alarms_per_hour"] for st in streams])
+            row["event_f1"] = mean_sd([st["f1"] for st in streams])
+            row["onset_latency_s"] = mean_sd([st["latency_median_s"] for st in streams])
+            row["false_alarms_per_hour"] = mean_sd([st["false_alarms_per_hour"] for st in streams])
             row["model_bytes"] = oks[0]["model_bytes"]
             row["arena_bytes"] = oks[0].get("arena_bytes")
             row["warnings"] = sorted({w for lv in oks for w in lv.get("warnings", [])})
@@ -923,10 +900,10 @@ def training_comparison(runs) -> dict:
         summary[objective] = {
             "runs": len(rs),
             "seeds": [r["seed"] for r in rs],
-            "overall_error": _mean_sd([r["overall_error"] for r in rs]),
-            "macro_f1": _mean_sd([r["macro_f1"] for r in rs]),
+            "overall_error": mean_sd([r["overall_error"] for r in rs]),
+            "macro_f1": mean_sd([r["macro_f1"] for r in rs]),
             "per_class_error": {
-                c: _mean_sd([r["per_class_error"].get(c) for r in rs]) for c in rs[0]["per_class_error"]
+                c: mean_sd([r["per_class_error"].get(c) for r in rs]) for c in rs[0]["per_class_error"]
             },
         }
     base = {r["seed"]: r for r in groups.get("weighted-ce", [])}
@@ -942,7 +919,7 @@ def training_comparison(runs) -> dict:
             ]
             summary[objective]["vs_weighted_ce"] = {
                 "paired_seeds": [a["seed"] for a, _ in pairs],
-                "relative_error_reduction": _mean_sd(red),
+                "relative_error_reduction": mean_sd(red),
                 "wins": sum(a["overall_error"] < b["overall_error"] for a, b in pairs),
             }
     stateful = (
