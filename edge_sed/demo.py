@@ -6,6 +6,7 @@ and with clustered -> convert both runs to the stateful levels (fp32, int8, int1
 (stream evaluation, host latency, the simulators' device estimates) -> print the headline
 table (event F1, false alarms per hour, onset latency first).
 
+The stages are ``STAGES`` (name, heading, finished?, run), run in order by ``run_demo``.
 Resumable: a finished stage is not redone (data with its metadata.csv, a run with its
 metrics.json, a conversion with its convert-report.json); an interrupted training resumes from
 its checkpoint. ``--fresh`` starts over. Stage timings go to ``<out>/demo.json``.
@@ -18,15 +19,18 @@ from __future__ import annotations
 import importlib
 import shutil
 import time
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 from edge_sed.core.atomic import write_json
 from edge_sed.core.errors import EdgeSedError, install_extra
-from edge_sed.core.settings import LABELS
+from edge_sed.core.settings import LABELS, TRAIN_SYNTH_COUNTS
 
 OBJECTIVES = ("weighted-ce", "clustered")
 LEVELS = ("fp32", "int8", "int16x8")  # every level the stateful form converts to
+SPLIT_RATIO = "2:2:1:26"  # the full demo's training split (dog:baby_cry:gunshot:background)
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,7 @@ class DemoSize:
 
 
 FULL = DemoSize(
-    counts={"dog": 120, "baby_cry": 120, "gunshot": 60, "background": 1560},
+    counts=dict(zip(LABELS, (int(n) for n in TRAIN_SYNTH_COUNTS.split(":")))),
     train={
         "epochs": 30,
         "stage1_epochs": 4,
@@ -99,6 +103,205 @@ def _extra(module: str, extra: str):
         raise EdgeSedError(f"the demo needs the '{extra}' extra ({exc}): {install_extra(extra)}") from None
 
 
+@dataclass
+class Demo:
+    """What the stages share: the settings, the output folders, and what earlier stages found."""
+
+    out: Path
+    seed: int
+    quick: bool
+    size: DemoSize
+    profiles: str
+    say: Callable
+    bar: Callable
+    trainer: Any  # train.trainer
+    bundles: Any  # convert.bundles
+    counts: dict = field(default_factory=dict)  # clips per split and label (the split stage)
+    report: dict = field(default_factory=dict)  # report.json's content (the report stage)
+
+    @property
+    def splits_dir(self) -> Path:
+        return self.out / "splits"
+
+    @property
+    def png(self) -> Path:
+        return self.out / "logmel-examples.png"
+
+    @property
+    def runs(self) -> dict:
+        return {o: self.out / "runs" / o for o in OBJECTIVES}
+
+    @property
+    def bundle_dirs(self) -> dict:
+        return {o: self.out / "bundles" / o for o in OBJECTIVES}
+
+    @property
+    def levels(self) -> list:
+        return self.bundles.parse_levels(",".join(self.size.levels))
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the demo. ``heading`` gives the lines said before it; ``finished`` says its
+    outputs are already there (then it is skipped with ``skip_note``); ``run`` does it and returns
+    the note said after its time."""
+
+    name: str
+    heading: Callable[[Demo], list]
+    run: Callable[[Demo], str]
+    finished: Callable[[Demo], bool] = lambda demo: False
+    skip_note: str = ""
+
+
+def _synthesise_heading(d: Demo) -> list:
+    total = sum(d.size.counts.values())
+    counts = ":".join(str(d.size.counts[label]) for label in LABELS)
+    return [f"[1/6] synthesising {total} clips ({counts}) into {d.out / 'synth'}"]
+
+
+def _synthesise(d: Demo) -> str:
+    from edge_sed.data.synth import write_dataset
+
+    with d.bar("synthesising", sum(d.size.counts.values())) as advance:
+        write_dataset(d.out / "synth", d.size.counts, seed=d.seed, progress=advance)
+    return ""
+
+
+def _split_heading(d: Demo) -> list:
+    ratio = f"; training split at {SPLIT_RATIO}" if not d.quick else ""
+    return [f"[2/6] splitting by recording group{ratio}; drawing log-mel examples"]
+
+
+def _split(d: Demo) -> str:
+    """Split by group (reusing written splits) and draw the log-mel PNG (unless there); always
+    counts the clips."""
+    from edge_sed.data.datasets import class_stats, load_clips, parse_ratio, prepare_splits, write_split_csv
+    from edge_sed.report.plots import plot_log_mel_examples
+
+    names = ("train", "val", "test")
+    if not all((d.splits_dir / f"{s}.csv").exists() for s in names):
+        ratio = None if d.quick else parse_ratio(SPLIT_RATIO)
+        splits = prepare_splits(load_clips(d.out / "synth" / "metadata.csv"), ratio=ratio, seed=d.seed)
+        for name, split in splits.items():
+            write_split_csv(split, d.splits_dir / f"{name}.csv")
+    else:
+        splits = {s: load_clips(d.splits_dir / f"{s}.csv") for s in names}
+    if not d.png.exists():
+        plot_log_mel_examples(splits["train"], d.png, examples_per_class=3, seed=d.seed)
+    d.counts = {n: {l: st["clips"] for l, st in class_stats(sp).items()} for n, sp in splits.items()}
+    for name, c in d.counts.items():
+        d.say(f"    {name:<6}" + "  ".join(f"{l}={c.get(l, 0)}" for l in LABELS))
+    return ""
+
+
+def _train_stage(k: int, objective: str) -> Stage:
+    def heading(d: Demo) -> list:
+        return [
+            f"[3/6] training the stateful LSTM with {objective} on mixtures ({k}/{len(OBJECTIVES)}) "
+            f"-> {d.runs[objective]}"
+        ]
+
+    def run(d: Demo) -> str:
+        run_dir = d.runs[objective]
+        cfg = d.trainer.stateful_config(
+            data=str(d.splits_dir), out=str(run_dir), objective=objective, seed=d.seed, **d.size.train
+        )
+
+        def on_epoch(info):
+            if info.get("val_event_f1") is not None and info["epoch"] % 5 == 0:
+                d.say(
+                    f"    epoch {info['epoch']:>3} ({info['stage']}): val event F1 {info['val_event_f1']:.3f}"
+                )
+
+        with d.bar(f"training {objective}", 1) as advance:
+            resume = (run_dir / "checkpoint.pt").exists()
+            m = d.trainer.train(cfg, resume=resume, on_epoch=on_epoch, on_batch=advance)
+        return (
+            f" ({m['epochs_run']} epochs, best {m['best_epoch']}; val event F1 "
+            f"{m['val_stream']['f1']:.3f}, test streams {m['test_stream']['f1']:.3f})"
+        )
+
+    def trained(d: Demo) -> bool:
+        return (d.runs[objective] / "metrics.json").exists()
+
+    return Stage(f"train {objective}", heading, run, trained, " (already trained)")
+
+
+def _convert_stage(k: int, objective: str) -> Stage:
+    def heading(d: Demo) -> list:
+        return [
+            f"[4/6] converting the {objective} run to {len(d.levels)} stateful TFLite levels "
+            f"({k}/{len(OBJECTIVES)}) -> {d.bundle_dirs[objective]}"
+        ]
+
+    def converted(d: Demo) -> bool:
+        target = d.bundle_dirs[objective]
+        report_path = target / "convert-report.json"
+        return report_path.exists() and all(
+            (target / n).exists() or n in _not_ok(report_path) for n in d.levels
+        )
+
+    def run(d: Demo) -> str:
+        def on_level(result):
+            if result.status == "ok":
+                s = result.summary()
+                d.say(
+                    f"    {result.name:<8} {s['model_bytes'] / 1024:7.1f} kB  test streams: event F1 "
+                    f"{s['event_f1']:.3f}, {s['false_alarms_per_hour']:.0f} false alarms/h"
+                )
+            else:
+                d.say(f"    {result.name:<18} {result.status}: {result.reason}")
+
+        with d.bar(f"converting {objective}", 1) as advance:
+            d.bundles.convert_run(
+                d.runs[objective], d.bundle_dirs[objective], d.levels, on_level=on_level, progress=advance
+            )
+        return ""
+
+    return Stage(f"convert {objective}", heading, run, converted, " (already converted)")
+
+
+def _report_heading(d: Demo) -> list:
+    return [
+        "[5/6] report: stream evaluation (device loop on LiteRT), host latency, device simulators",
+        "[6/6]   ... and rendering report.md / report.html / report.json",
+    ]
+
+
+def _report(d: Demo) -> str:
+    from edge_sed.report.build import build_report
+
+    with d.bar("report: streams", 1) as advance:
+        d.report = build_report(
+            list(d.bundle_dirs.values()),
+            d.out / "report",
+            profiles=d.profiles,
+            runs=list(d.runs.values()),
+            stream_s=d.size.stream_s,
+            stream_events=d.size.stream_events,
+            latency_rounds=d.size.latency_rounds,
+            say=lambda m: d.say(f"    {m}"),
+            progress=advance,
+        )
+    return ""
+
+
+STAGES = [
+    Stage(
+        "synthesise",
+        _synthesise_heading,
+        _synthesise,
+        lambda d: (d.out / "synth" / "metadata.csv").exists(),
+        " (already there)",
+    ),
+    Stage("split", _split_heading, _split),
+    *(_train_stage(k, o) for k, o in enumerate(OBJECTIVES, 1)),
+    *(_convert_stage(k, o) for k, o in enumerate(OBJECTIVES, 1)),
+    Stage("report", _report_heading, _report),
+]
+"""The demo, in order: a stage whose outputs are there is skipped (the split and the report always run)."""
+
+
 def run_demo(
     out_dir,
     seed: int = 0,
@@ -110,155 +313,44 @@ def run_demo(
 ) -> dict:
     """Run (or resume) the demo into ``out_dir``; returns demo.json's content. ``bar(description,
     total)`` is a context manager yielding ``advance(done, total)`` (the CLI's progress bar)."""
-    from contextlib import nullcontext
+    from edge_sed.report.build import headline_markdown
 
-    from edge_sed.data.datasets import class_stats, load_clips, parse_ratio, prepare_splits, write_split_csv
-    from edge_sed.report.plots import plot_log_mel_examples
-    from edge_sed.report.build import build_report, headline_markdown
-    from edge_sed.data.synth import write_dataset
-
-    bar = bar or (lambda description, total: nullcontext(lambda d, t: None))
-    size = QUICK if quick else FULL
     out = Path(out_dir)
     if fresh and out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()  # importing torch and TensorFlow is part of the demo's time
-    trainer = _extra("train.trainer", "train")
-    bundles_mod = _extra("convert.bundles", "convert")
+    d = Demo(
+        out=out,
+        seed=seed,
+        quick=quick,
+        size=QUICK if quick else FULL,
+        profiles=profiles,
+        say=say,
+        bar=bar or (lambda description, total: nullcontext(lambda d, t: None)),
+        trainer=_extra("train.trainer", "train"),
+        bundles=_extra("convert.bundles", "convert"),
+    )
     timings = {}
-
-    def stage(name):
-        timings[name] = -time.perf_counter()
-        return name
-
-    def done(name, note=""):
-        timings[name] += time.perf_counter()
-        say(f"    {name}: {timings[name]:.1f} s{note}")
-
-    total = sum(size.counts.values())
-    csv_path = out / "synth" / "metadata.csv"
-    say(
-        f"[1/6] synthesising {total} clips ({':'.join(str(size.counts[l]) for l in LABELS)}) "
-        f"into {out / 'synth'}"
-    )
-    stage("synthesise")
-    if csv_path.exists():
-        done("synthesise", " (already there)")
-    else:
-        with bar("synthesising", total) as advance:
-            write_dataset(out / "synth", size.counts, seed=seed, progress=advance)
-        done("synthesise")
-
-    ratio = "2:2:1:26" if not quick else None
-    say(
-        "[2/6] splitting by recording group"
-        + (f"; training split at {ratio}" if ratio else "")
-        + "; drawing log-mel examples"
-    )
-    stage("split")
-    splits_dir = out / "splits"
-    if not all((splits_dir / f"{s}.csv").exists() for s in ("train", "val", "test")):
-        splits = prepare_splits(load_clips(csv_path), ratio=parse_ratio(ratio) if ratio else None, seed=seed)
-        for name, split in splits.items():
-            write_split_csv(split, splits_dir / f"{name}.csv")
-    else:
-        splits = {s: load_clips(splits_dir / f"{s}.csv") for s in ("train", "val", "test")}
-    png = out / "logmel-examples.png"
-    if not png.exists():
-        plot_log_mel_examples(splits["train"], png, examples_per_class=3, seed=seed)
-    counts = {n: {l: st["clips"] for l, st in class_stats(sp).items()} for n, sp in splits.items()}
-    for name, c in counts.items():
-        say(f"    {name:<6}" + "  ".join(f"{l}={c.get(l, 0)}" for l in LABELS))
-    done("split")
-
-    runs = {}
-    for k, objective in enumerate(OBJECTIVES, 1):
-        run = out / "runs" / objective
-        say(f"[3/6] training the stateful LSTM with {objective} on mixtures ({k}/{len(OBJECTIVES)}) -> {run}")
-        stage(f"train {objective}")
-        if (run / "metrics.json").exists():
-            done(f"train {objective}", " (already trained)")
-        else:
-            cfg = trainer.stateful_config(
-                data=str(splits_dir), out=str(run), objective=objective, seed=seed, **size.train
-            )
-
-            def on_epoch(info):
-                if info.get("val_event_f1") is not None and info["epoch"] % 5 == 0:
-                    say(
-                        f"    epoch {info['epoch']:>3} ({info['stage']}): "
-                        f"val event F1 {info['val_event_f1']:.3f}"
-                    )
-
-            with bar(f"training {objective}", 1) as advance:
-                m = trainer.train(
-                    cfg, resume=(run / "checkpoint.pt").exists(), on_epoch=on_epoch, on_batch=advance
-                )
-            done(
-                f"train {objective}",
-                f" ({m['epochs_run']} epochs, best {m['best_epoch']}; val event F1 "
-                f"{m['val_stream']['f1']:.3f}, test streams {m['test_stream']['f1']:.3f})",
-            )
-        runs[objective] = run
-
-    bundle_dirs = {}
-    levels = bundles_mod.parse_levels(",".join(size.levels))
-    for k, (objective, run) in enumerate(runs.items(), 1):
-        target = out / "bundles" / objective
-        say(
-            f"[4/6] converting the {objective} run to {len(levels)} stateful TFLite levels ({k}/{len(runs)}) "
-            f"-> {target}"
-        )
-        stage(f"convert {objective}")
-        report_path = target / "convert-report.json"
-        if report_path.exists() and all((target / n).exists() or n in _not_ok(report_path) for n in levels):
-            done(f"convert {objective}", " (already converted)")
-        else:
-
-            def on_level(result):
-                if result.status == "ok":
-                    s = result.summary()
-                    say(
-                        f"    {result.name:<8} {s['model_bytes'] / 1024:7.1f} kB  test streams: event F1 "
-                        f"{s['event_f1']:.3f}, {s['false_alarms_per_hour']:.0f} false alarms/h"
-                    )
-                else:
-                    say(f"    {result.name:<18} {result.status}: {result.reason}")
-
-            with bar(f"converting {objective}", 1) as advance:
-                bundles_mod.convert_run(run, target, levels, on_level=on_level, progress=advance)
-            done(f"convert {objective}")
-        bundle_dirs[objective] = target
-
-    say("[5/6] report: stream evaluation (device loop on LiteRT), host latency, device simulators")
-    say("[6/6]   ... and rendering report.md / report.html / report.json")
-    stage("report")
-    with bar("report: streams", 1) as advance:
-        report = build_report(
-            list(bundle_dirs.values()),
-            out / "report",
-            profiles=profiles,
-            runs=list(runs.values()),
-            stream_s=size.stream_s,
-            stream_events=size.stream_events,
-            latency_rounds=size.latency_rounds,
-            say=lambda m: say(f"    {m}"),
-            progress=advance,
-        )
-    done("report")
+    for stage in STAGES:
+        for line in stage.heading(d):
+            say(line)
+        timings[stage.name] = -time.perf_counter()
+        note = stage.skip_note if stage.finished(d) else stage.run(d)
+        timings[stage.name] += time.perf_counter()
+        say(f"    {stage.name}: {timings[stage.name]:.1f} s{note}")
     summary = {
         "out": str(out),
         "quick": quick,
         "seed": seed,
-        "splits": counts,
-        "logmel_png": str(png),
-        "runs": {o: str(r) for o, r in runs.items()},
-        "bundles": {o: str(b) for o, b in bundle_dirs.items()},
+        "splits": d.counts,
+        "logmel_png": str(d.png),
+        "runs": {o: str(r) for o, r in d.runs.items()},
+        "bundles": {o: str(b) for o, b in d.bundle_dirs.items()},
         "report": {k: str(out / "report" / f"report.{k}") for k in ("md", "html", "json")},
         "stage_seconds": {k: round(v, 1) for k, v in timings.items()},
         "seconds": round(time.perf_counter() - started, 1),
-        "headline": headline_markdown(report),
+        "headline": headline_markdown(d.report),
     }
     write_json(summary, out / "demo.json")
     return summary

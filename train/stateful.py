@@ -33,8 +33,9 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -55,9 +56,9 @@ from edge_sed.eval.scoring import score_streams
 from edge_sed.core.settings import BACKGROUND, LABELS, SAMPLE_RATE
 from edge_sed.core.smoother import Smoother
 
-from .models import build_model, encoder_parameters
+from .models import build_model
 from .objectives import make_objective
-from .trainer import _atomic_save, _diverged, _finite
+from .trainer import _atomic_save, _checkpoint, _diverged, _finite, _fresh_state, _optimizer, _resume, _stages
 
 STATEFUL_SMOOTHER = {"average_window_ms": 200.0, "minimum_count": 3, "suppression_ms": 3000.0}
 """Per-frame decisions: a short average (a gunshot lasts 0.1-0.5 s) over >= 3 frames."""
@@ -271,18 +272,67 @@ def calibrate(probs_streams, grid=np.round(np.arange(0.3, 0.96, 0.05), 2), every
     return thr
 
 
+@dataclass
+class StatefulRun:
+    """Everything one stateful training holds: the data (fixed when it starts), the model and
+    its objective, and what changes epoch by epoch (optimizer, state, averaged weights)."""
+
+    cfg: Any
+    out: Path
+    fe: FrontendConfig
+    banks: dict  # split name -> Banks
+    mix_kw: dict  # the training mixtures' settings (edge_sed.data.mixer.mix)
+    val_streams: list
+    frame_counts: np.ndarray = None
+    unit_counts: np.ndarray = None
+    model: Any = None
+    objective: Any = None
+    stages: list = None
+    bed_head: Any = None  # the background-source head (training only, never exported)
+    bed_opt: Any = None
+    beds: list = None  # hard-negative mining's background features
+    optimizer: Any = None
+    opt_stage: str = None
+    ema: dict = None  # the averaged weights (cfg.ema), from the first classify step on
+    state: dict = field(default_factory=_fresh_state)
+
+    @property
+    def two_stage(self) -> bool:
+        return self.objective.two_stage
+
+
 def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> dict:
+    """Train the stateful form, write the run directory, return metrics.json's content (the
+    arguments as for train.trainer.train)."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     started = time.perf_counter()
+    run = _setup_data(cfg)
+    _setup_model(run, _sample_epoch(run))
+    _setup_training(run, resume)
+    while run.state["epoch"] < len(run.stages) and not run.state.get("stopped"):
+        epoch = run.state["epoch"]
+        stage = run.stages[epoch]
+        if stage != run.opt_stage:
+            run.optimizer, run.opt_stage = _optimizer(cfg, run.model, stage, run.two_stage), stage
+        losses = _train_epoch(run, epoch, stage, on_batch)
+        info = {"epoch": epoch + 1, "stage": stage, "loss": float(np.mean(losses)) if losses else None}
+        if stage == "classify":
+            _validate(run, epoch, info)
+        run.state["history"].append(info)
+        run.state["epoch"] = epoch + 1
+        _save_checkpoint(run)
+        if on_epoch:
+            on_epoch(info)
+    return _write_outputs(run, started)
+
+
+def _setup_data(cfg) -> StatefulRun:
+    """The splits' banks, the validation streams and the mixtures' settings."""
     fe = FrontendConfig(compression=cfg.compression)
-    splits = clip_splits(cfg)
-    banks = {name: Banks(clips) for name, clips in splits.items()}
-    val_streams = eval_streams(
-        banks["val"], cfg.seed, cfg.val_streams, cfg.val_stream_s, fe, cfg.feature_norm
-    )
+    banks = {name: Banks(clips) for name, clips in clip_splits(cfg).items()}
     mix_kw = dict(
         events_per_min=cfg.events_per_min,
         ebr_db=tuple(cfg.ebr_db),
@@ -290,25 +340,32 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
         targets=cfg.frame_targets,
         **({"augment": True} if cfg.augment else {}),
     )
+    val_streams = eval_streams(
+        banks["val"], cfg.seed, cfg.val_streams, cfg.val_stream_s, fe, cfg.feature_norm
+    )
+    return StatefulRun(cfg, Path(cfg.out), fe, banks, mix_kw, val_streams)
 
-    # frame counts of a sample epoch: the class weights, and the standardisation statistics
+
+def _sample_epoch(run: StatefulRun) -> np.ndarray:
+    """A sample epoch's frame counts (the frame losses' class weights) and segment counts (stage 1
+    of clustered: clusters of about the rarest class's segment count); returns its features (the
+    standardisation statistics)."""
+    cfg = run.cfg
+    rng = np.random.default_rng([cfg.seed, 999_983])
     x0, y0, anns0 = mixture_batch(
-        banks["train"],
-        np.random.default_rng([cfg.seed, 999_983]),
-        min(cfg.sequences, 64),
-        cfg.seq_s,
-        fe,
-        cfg.feature_norm,
-        **mix_kw,
+        run.banks["train"], rng, min(cfg.sequences, 64), cfg.seq_s, run.fe, cfg.feature_norm, **run.mix_kw
     )
-    frame_counts = np.maximum(np.bincount(y0.ravel(), minlength=len(LABELS)), 1)
-    # stage 1 of clustered counts segments (clusters of about the rarest class's segment count);
-    # the frame losses weigh classes by their frame counts
-    unit_counts = np.maximum(
-        np.bincount(_segment_units(anns0, y0.shape[1], fe)[:, 2], minlength=len(LABELS)), 1
-    )
+    run.frame_counts = np.maximum(np.bincount(y0.ravel(), minlength=len(LABELS)), 1)
+    units = _segment_units(anns0, y0.shape[1], run.fe)
+    run.unit_counts = np.maximum(np.bincount(units[:, 2], minlength=len(LABELS)), 1)
+    return x0
+
+
+def _setup_model(run: StatefulRun, x0: np.ndarray) -> None:
+    """The model (seeded, standardised on ``x0``), the objective and the epochs' stages."""
+    cfg = run.cfg
     torch.manual_seed(cfg.seed)
-    model = build_model(
+    run.model = build_model(
         cfg.model,
         n_mels=x0.shape[-1],
         embed_dim=cfg.embed_dim,
@@ -319,176 +376,200 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
         stride=cfg.frame_stride,
         dropout=cfg.dropout,
     )
-    stride = model.stride
+    stride = run.model.stride
     if cfg.tbptt_frames % stride:
         raise ValueError(f"tbptt_frames ({cfg.tbptt_frames}) must be a multiple of frame_stride ({stride})")
-    model.standardise.fit(torch.from_numpy(x0))
+    run.model.standardise.fit(torch.from_numpy(x0))
     objective = make_objective(
-        cfg.objective, frame_counts.tolist(), embed_dim=cfg.embed_dim, **cfg.objective_params
+        cfg.objective, run.frame_counts.tolist(), embed_dim=cfg.embed_dim, **cfg.objective_params
     )
-    two_stage = objective.two_stage
-    if two_stage:
+    if objective.two_stage:  # stage 1 counts segments; the frame losses keep the frame counts' weights
         frame_weights = objective.class_weights
         objective = make_objective(
-            cfg.objective, unit_counts.tolist(), embed_dim=cfg.embed_dim, **cfg.objective_params
+            cfg.objective, run.unit_counts.tolist(), embed_dim=cfg.embed_dim, **cfg.objective_params
         )
         objective.class_weights = frame_weights
-    stages = ["embed"] * cfg.stage1_epochs * two_stage + ["classify"] * cfg.epochs
-    state = {"epoch": 0, "best_score": -1.0, "best_epoch": None, "bad_epochs": 0, "history": []}
-    optimizer = opt_stage = None
-    # the background-source head (training only, never exported): from the embedding of a background
-    # step, which kind of recording plays (siren, street music, ...)
-    bed_head = torch.nn.Linear(cfg.embed_dim, len(banks["train"].bed_classes)) if cfg.bed_aux > 0 else None
-    bed_opt = torch.optim.AdamW(bed_head.parameters(), lr=cfg.lr) if bed_head is not None else None
-    ckpt_path = out / "checkpoint.pt"
-    ema = None  # the averaged weights (cfg.ema), from the first classify step on
+    run.objective = objective
+    run.stages = _stages(cfg, objective.two_stage)
+
+
+def _setup_training(run: StatefulRun, resume: bool) -> None:
+    """The background-source head, the checkpoint to resume from (if asked and there), the
+    hard-negative features; writes config.json."""
+    cfg = run.cfg
+    if cfg.bed_aux > 0:  # from the embedding of a background step, which kind of recording plays
+        run.bed_head = torch.nn.Linear(cfg.embed_dim, len(run.banks["train"].bed_classes))
+        run.bed_opt = torch.optim.AdamW(run.bed_head.parameters(), lr=cfg.lr)
+    ckpt_path = run.out / "checkpoint.pt"
     if resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, weights_only=False)
-        model.load_state_dict(ckpt["model"])
-        if two_stage:
-            objective.embedding_loss.load_state_dict(ckpt["embedding_loss"])
-        state, opt_stage = ckpt["state"], ckpt["opt_stage"]
-        optimizer = _optimizer(cfg, model, opt_stage, two_stage)
-        optimizer.load_state_dict(ckpt["optimizer"])
-        if bed_head is not None:
-            bed_head.load_state_dict(ckpt["bed_head"])
-            bed_opt.load_state_dict(ckpt["bed_opt"])
-        ema = ckpt.get("ema")
-    if state.get("bed_weights") is not None:
-        banks["train"].bed_weights = np.asarray(state["bed_weights"])
-    beds = bed_features(banks["train"], fe, cfg.feature_norm) if cfg.hard_negatives > 0 else None
-    write_json(asdict(cfg), out / "config.json")
+        ckpt, run.state, run.optimizer, run.opt_stage = _resume(cfg, ckpt_path, run.model, run.objective)
+        if run.bed_head is not None:
+            run.bed_head.load_state_dict(ckpt["bed_head"])
+            run.bed_opt.load_state_dict(ckpt["bed_opt"])
+        run.ema = ckpt.get("ema")
+    if run.state.get("bed_weights") is not None:
+        run.banks["train"].bed_weights = np.asarray(run.state["bed_weights"])
+    if cfg.hard_negatives > 0:
+        run.beds = bed_features(run.banks["train"], run.fe, cfg.feature_norm)
+    write_json(asdict(cfg), run.out / "config.json")
 
-    while state["epoch"] < len(stages) and not state.get("stopped"):
-        epoch = state["epoch"]
-        stage = stages[epoch]
-        if stage != opt_stage:
-            optimizer, opt_stage = _optimizer(cfg, model, stage, two_stage), stage
-        rng = np.random.default_rng([cfg.seed, epoch])
-        batch = mixture_batch(
-            banks["train"],
-            rng,
-            cfg.sequences,
-            cfg.seq_s,
-            fe,
-            cfg.feature_norm,
-            bed_targets=bed_head is not None,
-            **mix_kw,
+
+def _train_epoch(run: StatefulRun, epoch: int, stage: str, on_batch) -> list:
+    """One epoch of ``stage`` on fresh mixtures (seeded by (seed, epoch)), each batch by TBPTT
+    chunks: the chunks' losses."""
+    cfg, model = run.cfg, run.model
+    rng = np.random.default_rng([cfg.seed, epoch])
+    batch = mixture_batch(
+        run.banks["train"],
+        rng,
+        cfg.sequences,
+        cfg.seq_s,
+        run.fe,
+        cfg.feature_norm,
+        bed_targets=run.bed_head is not None,
+        **run.mix_kw,
+    )
+    x, y, anns = batch[:3]
+    if cfg.freq_mask:
+        x = freq_mask(x, model.standardise.mean.numpy(), cfg.freq_mask, rng)
+    units = cluster_ids = None
+    if stage == "embed":
+        units = _segment_units(anns, y.shape[1], run.fe)
+        cluster_ids = run.objective.embedding_loss.assign(
+            _unit_embeddings(model, x, units), torch.from_numpy(units[:, 2]), seed=cfg.seed * 1000 + epoch
         )
-        x, y, anns = batch[:3]
-        if cfg.freq_mask:
-            x = freq_mask(x, model.standardise.mean.numpy(), cfg.freq_mask, rng)
-        units = _segment_units(anns, y.shape[1], fe) if stage == "embed" else None
-        cluster_ids = None
-        if units is not None:
-            z_all = _unit_embeddings(model, x, units)
-            cluster_ids = objective.embedding_loss.assign(
-                z_all, torch.from_numpy(units[:, 2]), seed=cfg.seed * 1000 + epoch
-            )
-        torch.manual_seed(cfg.seed * 1000 + epoch)
-        model.train()
-        order = rng.permutation(len(x))
-        losses = []
-        n_batches = -(-len(x) // cfg.batch_size)
-        for b in range(n_batches):
-            idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-            xb, yb = torch.from_numpy(x[idx]), torch.from_numpy(y[idx])
-            bb = torch.from_numpy(batch[3][idx]) if bed_head is not None else None
-            hc = None
-            for t0 in range(0, xb.shape[1], cfg.tbptt_frames):
-                t1 = min(t0 + cfg.tbptt_frames, xb.shape[1])
-                z, hc = model.frame_embed(xb[:, t0:t1], hc)
-                hc = tuple(s.detach() for s in hc)
-                if stage == "classify":
-                    logits = model.classify(z.reshape(-1, z.shape[-1]))
-                    target = yb[:, t0 + stride - 1 : t1 : stride].reshape(-1)
-                    loss = objective.classification_loss(logits, target)
-                    if bed_head is not None:
-                        quiet = target == LABELS.index(BACKGROUND)
-                        if quiet.any():
-                            bed = bb[:, t0 + stride - 1 : t1 : stride].reshape(-1)[quiet]
-                            loss = loss + cfg.bed_aux * torch.nn.functional.cross_entropy(
-                                bed_head(z.reshape(-1, z.shape[-1])[quiet]), bed
-                            )
-                else:
-                    sel = _units_in(units, idx, t0, t1)
-                    if not len(sel):
-                        continue
-                    row_of = {int(seq): r for r, seq in enumerate(idx)}
-                    rows = torch.tensor([row_of[int(s)] for s in units[sel, 0]])
-                    zs = z[rows, torch.from_numpy(np.minimum((units[sel, 1] - t0) // stride, z.shape[1] - 1))]
-                    cid = cluster_ids[torch.from_numpy(sel)]
-                    loss = objective.embedding_loss(zs, torch.from_numpy(units[sel, 2]), cid)
-                if cfg.lr_schedule == "cosine":
-                    done = (epoch + (b + t0 / xb.shape[1]) / n_batches) / len(stages)
-                    for g, base in zip(optimizer.param_groups, _base_lrs(cfg, stage, two_stage)):
-                        g["lr"] = base * 0.5 * (1 + np.cos(np.pi * min(done, 1.0)))
-                value = loss.item()
-                if not math.isfinite(value):
-                    raise _diverged(cfg, state, epoch, stage, f"the loss is {value}")
-                optimizer.zero_grad()
-                if bed_opt is not None:
-                    bed_opt.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-                optimizer.step()
-                if bed_opt is not None and stage == "classify":
-                    bed_opt.step()
-                if cfg.ema and stage == "classify":
-                    ema = ema_update(ema, model, cfg.ema)
-                if stage == "embed":
-                    objective.embedding_loss.update_centroids(zs.detach(), cid)
-                losses.append(value)
-            if on_batch:
-                on_batch(b + 1, n_batches)
-        if not _finite(model):  # the last step of the epoch: before best.pt or checkpoint.pt could keep it
-            raise _diverged(cfg, state, epoch, stage, "the weights are no longer finite")
-        info = {"epoch": epoch + 1, "stage": stage, "loss": float(np.mean(losses)) if losses else None}
-        if stage == "classify":
-            judged = model
-            if ema is not None:  # validate (and keep) the averaged weights
-                judged = copy.deepcopy(model)
-                judged.load_state_dict(ema)
-            probs = scored_streams(judged, val_streams)
-            m = max(
-                (score_streams(probs, make_smoother(p), every=stride) for p in SELECTION_THRESHOLDS),
-                key=lambda r: r["f1"],
-            )
-            info.update(val_event_f1=m["f1"], val_false_alarms_per_hour=m["false_alarms_per_hour"])
-            if m["f1"] > state["best_score"]:
-                state.update(best_score=m["f1"], best_epoch=epoch + 1, bad_epochs=0)
-                _atomic_save(judged.state_dict(), out / "best.pt")
+    torch.manual_seed(cfg.seed * 1000 + epoch)
+    model.train()
+    order = rng.permutation(len(x))
+    losses = []
+    n_batches = -(-len(x) // cfg.batch_size)
+    for b in range(n_batches):
+        idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+        xb, yb = torch.from_numpy(x[idx]), torch.from_numpy(y[idx])
+        bb = torch.from_numpy(batch[3][idx]) if run.bed_head is not None else None
+        hc = None
+        for t0 in range(0, xb.shape[1], cfg.tbptt_frames):
+            t1 = min(t0 + cfg.tbptt_frames, xb.shape[1])
+            z, hc = model.frame_embed(xb[:, t0:t1], hc)
+            hc = tuple(s.detach() for s in hc)
+            zs = cid = None
+            if stage == "classify":
+                loss = _frame_loss(run, z, yb, bb, t0, t1)
             else:
-                state["bad_epochs"] += 1
-                if state["bad_epochs"] >= cfg.patience:
-                    state["stopped"] = f"no better val event F1 for {cfg.patience} epochs"
-            if beds is not None and (epoch + 1) % cfg.mine_every == 0:
-                w = bed_weights(model, beds, cfg.hard_negatives)
-                banks["train"].bed_weights, state["bed_weights"] = w, w.tolist()
-                info["hard_negative_top_share"] = float(np.sort(w)[-max(1, len(w) // 10) :].sum())
-        state["history"].append(info)
-        state["epoch"] = epoch + 1
-        ckpt = {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "opt_stage": opt_stage,
-            "state": state,
-        }
-        if two_stage:
-            ckpt["embedding_loss"] = objective.embedding_loss.state_dict()
-        if bed_head is not None:
-            ckpt["bed_head"], ckpt["bed_opt"] = bed_head.state_dict(), bed_opt.state_dict()
-        if ema is not None:
-            ckpt["ema"] = ema
-        _atomic_save(ckpt, ckpt_path)  # a kill mid-write must not break --resume
-        if on_epoch:
-            on_epoch(info)
+                sel = _units_in(units, idx, t0, t1)
+                if not len(sel):
+                    continue
+                loss, zs, cid = _segment_loss(run, z, units, sel, idx, t0, cluster_ids)
+            if cfg.lr_schedule == "cosine":
+                _cosine_lr(run, stage, (epoch + (b + t0 / xb.shape[1]) / n_batches) / len(run.stages))
+            losses.append(_step(run, loss, epoch, stage, zs, cid))
+        if on_batch:
+            on_batch(b + 1, n_batches)
+    if not _finite(model):  # the last step of the epoch: before best.pt or checkpoint.pt could keep it
+        raise _diverged(cfg, run.state, epoch, stage, "the weights are no longer finite")
+    return losses
 
-    model.load_state_dict(torch.load(out / "best.pt", weights_only=True))
-    val_probs = scored_streams(model, val_streams)
+
+def _frame_loss(run: StatefulRun, z, yb, bb, t0: int, t1: int):
+    """Classify stage: the frame loss of one chunk's steps, plus the background-source loss."""
+    stride = run.model.stride
+    logits = run.model.classify(z.reshape(-1, z.shape[-1]))
+    target = yb[:, t0 + stride - 1 : t1 : stride].reshape(-1)
+    loss = run.objective.classification_loss(logits, target)
+    if run.bed_head is not None:
+        quiet = target == LABELS.index(BACKGROUND)
+        if quiet.any():
+            bed = bb[:, t0 + stride - 1 : t1 : stride].reshape(-1)[quiet]
+            loss = loss + run.cfg.bed_aux * torch.nn.functional.cross_entropy(
+                run.bed_head(z.reshape(-1, z.shape[-1])[quiet]), bed
+            )
+    return loss
+
+
+def _segment_loss(run: StatefulRun, z, units, sel, idx, t0: int, cluster_ids):
+    """Embed stage: the clustered-centroid loss of the segment units ``sel`` in one chunk; (loss,
+    their embeddings, their cluster ids)."""
+    row_of = {int(seq): r for r, seq in enumerate(idx)}
+    rows = torch.tensor([row_of[int(s)] for s in units[sel, 0]])
+    zs = z[rows, torch.from_numpy(np.minimum((units[sel, 1] - t0) // run.model.stride, z.shape[1] - 1))]
+    cid = cluster_ids[torch.from_numpy(sel)]
+    return run.objective.embedding_loss(zs, torch.from_numpy(units[sel, 2]), cid), zs, cid
+
+
+def _cosine_lr(run: StatefulRun, stage: str, done: float) -> None:
+    """Set the optimizer's learning rates ``done`` (0..1) of the way down the cosine."""
+    for g, base in zip(run.optimizer.param_groups, _base_lrs(run.cfg, stage, run.two_stage)):
+        g["lr"] = base * 0.5 * (1 + np.cos(np.pi * min(done, 1.0)))
+
+
+def _step(run: StatefulRun, loss, epoch: int, stage: str, zs, cid) -> float:
+    """One optimizer step on ``loss`` (the head's too, and the averaged weights and centroids);
+    its value. A loss that is not finite stops the run before the step."""
+    cfg = run.cfg
+    value = loss.item()
+    if not math.isfinite(value):
+        raise _diverged(cfg, run.state, epoch, stage, f"the loss is {value}")
+    run.optimizer.zero_grad()
+    if run.bed_opt is not None:
+        run.bed_opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(run.model.parameters(), 5.0)
+    run.optimizer.step()
+    if run.bed_opt is not None and stage == "classify":
+        run.bed_opt.step()
+    if cfg.ema and stage == "classify":
+        run.ema = ema_update(run.ema, run.model, cfg.ema)
+    if stage == "embed":
+        run.objective.embedding_loss.update_centroids(zs.detach(), cid)
+    return value
+
+
+def _validate(run: StatefulRun, epoch: int, info: dict) -> None:
+    """After a classify epoch: the validation event F1 (of the averaged weights with cfg.ema)
+    into ``info``; best.pt and early stopping in the state; hard-negative mining's new bed weights."""
+    cfg, state = run.cfg, run.state
+    judged = run.model
+    if run.ema is not None:  # validate (and keep) the averaged weights
+        judged = copy.deepcopy(run.model)
+        judged.load_state_dict(run.ema)
+    probs = scored_streams(judged, run.val_streams)
+    m = max(
+        (score_streams(probs, make_smoother(p), every=run.model.stride) for p in SELECTION_THRESHOLDS),
+        key=lambda r: r["f1"],
+    )
+    info.update(val_event_f1=m["f1"], val_false_alarms_per_hour=m["false_alarms_per_hour"])
+    if m["f1"] > state["best_score"]:
+        state.update(best_score=m["f1"], best_epoch=epoch + 1, bad_epochs=0)
+        _atomic_save(judged.state_dict(), run.out / "best.pt")
+    else:
+        state["bad_epochs"] += 1
+        if state["bad_epochs"] >= cfg.patience:
+            state["stopped"] = f"no better val event F1 for {cfg.patience} epochs"
+    if run.beds is not None and (epoch + 1) % cfg.mine_every == 0:
+        w = bed_weights(run.model, run.beds, cfg.hard_negatives)
+        run.banks["train"].bed_weights, state["bed_weights"] = w, w.tolist()
+        info["hard_negative_top_share"] = float(np.sort(w)[-max(1, len(w) // 10) :].sum())
+
+
+def _save_checkpoint(run: StatefulRun) -> None:
+    ckpt = _checkpoint(run.model, run.optimizer, run.opt_stage, run.state, run.objective)
+    if run.bed_head is not None:
+        ckpt["bed_head"], ckpt["bed_opt"] = run.bed_head.state_dict(), run.bed_opt.state_dict()
+    if run.ema is not None:
+        ckpt["ema"] = run.ema
+    _atomic_save(ckpt, run.out / "checkpoint.pt")  # a kill mid-write must not break --resume
+
+
+def _write_outputs(run: StatefulRun, started: float) -> dict:
+    """The best checkpoint's per-class thresholds (calibrated on the validation streams), its
+    validation and test stream figures: metrics.json and history.json."""
+    cfg, model, state = run.cfg, run.model, run.state
+    model.load_state_dict(torch.load(run.out / "best.pt", weights_only=True))
+    stride = model.stride
+    val_probs = scored_streams(model, run.val_streams)
     thresholds = calibrate(val_probs, every=stride)
     test_streams = eval_streams(
-        banks["test"], cfg.seed + 1, cfg.val_streams, cfg.val_stream_s, fe, cfg.feature_norm
+        run.banks["test"], cfg.seed + 1, cfg.val_streams, cfg.val_stream_s, run.fe, cfg.feature_norm
     )
     metrics = {
         "objective": cfg.objective,
@@ -497,21 +578,21 @@ def train_stateful(cfg, resume: bool = False, on_epoch=None, on_batch=None) -> d
         "seed": cfg.seed,
         "data": cfg.data,
         "ratio": cfg.ratio,
-        "frame_counts": dict(zip(LABELS, frame_counts.tolist())),
-        "segment_counts": dict(zip(LABELS, unit_counts.tolist())),
+        "frame_counts": dict(zip(LABELS, run.frame_counts.tolist())),
+        "segment_counts": dict(zip(LABELS, run.unit_counts.tolist())),
         "best_epoch": state["best_epoch"],
         "epochs_run": state["epoch"],
         "stopped": state.get("stopped"),
         "train_seconds": round(time.perf_counter() - started, 2),
-        "frontend": fe.to_dict(),
+        "frontend": run.fe.to_dict(),
         "parameters": sum(p.numel() for p in model.parameters()),
         "smoother": {**STATEFUL_SMOOTHER, "thresholds": thresholds},
         "frame_stride": stride,
         "val_stream": stream_summary(val_probs, thresholds, stride),
         "test_stream": stream_summary(scored_streams(model, test_streams), thresholds, stride),
     }
-    write_json(metrics, out / "metrics.json")
-    write_json(state["history"], out / "history.json")
+    write_json(metrics, run.out / "metrics.json")
+    write_json(state["history"], run.out / "history.json")
     return metrics
 
 
@@ -541,18 +622,6 @@ def _base_lrs(cfg, stage: str, two_stage: bool) -> list[float]:
     if stage == "embed" or not two_stage:
         return [cfg.lr]
     return [cfg.lr] + ([] if cfg.freeze_embedding else [cfg.finetune_lr])
-
-
-def _optimizer(cfg, model, stage: str, two_stage: bool):
-    if stage == "embed":
-        params = [{"params": encoder_parameters(model), "lr": cfg.lr}]
-    elif two_stage:
-        params = [{"params": list(model.classifier.parameters()), "lr": cfg.lr}]
-        if not cfg.freeze_embedding:
-            params.append({"params": encoder_parameters(model), "lr": cfg.finetune_lr})
-    else:
-        params = [{"params": list(model.parameters()), "lr": cfg.lr}]
-    return torch.optim.AdamW(params, weight_decay=cfg.weight_decay)
 
 
 def _segment_units(anns, n_frames: int, fe: FrontendConfig) -> np.ndarray:

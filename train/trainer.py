@@ -31,7 +31,7 @@ from edge_sed.core.atomic import atomic_path, write_json
 from edge_sed.core.errors import EdgeSedError
 from edge_sed.core.frontend import FrontendConfig
 from edge_sed.core.metrics import classification_metrics
-from edge_sed.core.settings import LABELS, MAX_EPOCHS, MAX_SEED
+from edge_sed.core.settings import LABELS, MAX_EPOCHS, MAX_SEED, TRAIN_SYNTH_COUNTS
 
 from .data import Split, load_splits
 from .models import build_model, encoder_parameters
@@ -46,7 +46,7 @@ class TrainConfig:
     objective: str = "weighted-ce"  # see train.objectives.OBJECTIVES
     ratio: str | None = "2:2:1:26"  # imposed on every split (dog:baby_cry:gunshot:background)
     seed: int = 0  # split, subsample, init and batch order
-    synth_counts: str = "120:120:60:1560"
+    synth_counts: str = TRAIN_SYNTH_COUNTS
     epochs: int = 120  # most epochs of the classify stage
     stage1_epochs: int = 15  # clustered only: epochs of the embed stage
     patience: int = 25  # classify-stage epochs without a better val score
@@ -297,9 +297,42 @@ def train(
         torch.set_num_threads(cfg.threads)
     started = time.perf_counter()
     splits = splits or load_splits(cfg.data, cfg.ratio, cfg.seed, cfg.synth_counts)
-    train_set, val = splits["train"], splits["val"]
-    counts = train_set.counts()
+    model, objective = _model_and_objective(cfg, splits["train"])
+    stages = _stages(cfg, objective.two_stage)
+    state = _fresh_state()
+    optimizer, opt_stage = None, None
+    if resume and (out / "checkpoint.pt").exists():
+        _, state, optimizer, opt_stage = _resume(cfg, out / "checkpoint.pt", model, objective)
+    write_json(asdict(cfg), out / "config.json")
 
+    while state["epoch"] < len(stages) and not state.get("stopped"):
+        epoch = state["epoch"]
+        stage = stages[epoch]
+        if stage != opt_stage:
+            optimizer, opt_stage = _optimizer(cfg, model, stage, objective.two_stage), stage
+        losses = _train_epoch(
+            cfg, model, objective, optimizer, splits["train"], epoch, stage, state, on_batch
+        )
+        info = {"epoch": epoch + 1, "stage": stage, "loss": float(np.mean(losses)) if losses else None}
+        if stage == "classify":
+            _validate(cfg, model, splits["val"], epoch, state, info)
+        state["history"].append(info)
+        state["epoch"] = epoch + 1
+        _atomic_save(_checkpoint(model, optimizer, opt_stage, state, objective), out / "checkpoint.pt")
+        if on_epoch:
+            on_epoch(info)
+
+    model.load_state_dict(torch.load(out / "best.pt", weights_only=True))
+    return _finish(cfg, model, objective, splits, state, time.perf_counter() - started)
+
+
+def _fresh_state() -> dict:
+    """The loop's state before the first epoch (a checkpoint's ``state``)."""
+    return {"epoch": 0, "best_score": -1.0, "best_epoch": None, "bad_epochs": 0, "history": []}
+
+
+def _model_and_objective(cfg: TrainConfig, train_set: Split):
+    """The model (seeded, its standardisation fitted on the training windows) and the objective."""
     torch.manual_seed(cfg.seed)
     model = build_model(
         cfg.model,
@@ -309,107 +342,103 @@ def train(
         **({"hidden": cfg.hidden} if cfg.model == "lstm" else {}),
     )
     model.standardise.fit(torch.from_numpy(train_set.x))
-    objective = make_objective(cfg.objective, counts, embed_dim=cfg.embed_dim, **cfg.objective_params)
-    stages = _stages(cfg, objective.two_stage)
-    state = {"epoch": 0, "best_score": -1.0, "best_epoch": None, "bad_epochs": 0, "history": []}
-    optimizer, opt_stage = None, None
+    objective = make_objective(
+        cfg.objective, train_set.counts(), embed_dim=cfg.embed_dim, **cfg.objective_params
+    )
+    return model, objective
 
-    ckpt_path = out / "checkpoint.pt"
-    if resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, weights_only=False)
-        model.load_state_dict(ckpt["model"])
-        if objective.two_stage:
-            objective.embedding_loss.load_state_dict(ckpt["embedding_loss"])
-        state = ckpt["state"]
-        opt_stage = ckpt["opt_stage"]
-        optimizer = _optimizer(cfg, model, opt_stage, objective.two_stage)
-        optimizer.load_state_dict(ckpt["optimizer"])
-    write_json(asdict(cfg), out / "config.json")
 
+def _resume(cfg, ckpt_path: Path, model, objective) -> tuple:
+    """Load a checkpoint into ``model`` (and the objective's centroids): (the checkpoint, the
+    loop's state, the optimizer, its stage)."""
+    ckpt = torch.load(ckpt_path, weights_only=False)
+    model.load_state_dict(ckpt["model"])
+    if objective.two_stage:
+        objective.embedding_loss.load_state_dict(ckpt["embedding_loss"])
+    optimizer = _optimizer(cfg, model, ckpt["opt_stage"], objective.two_stage)
+    optimizer.load_state_dict(ckpt["optimizer"])
+    return ckpt, ckpt["state"], optimizer, ckpt["opt_stage"]
+
+
+def _checkpoint(model, optimizer, opt_stage: str, state: dict, objective) -> dict:
+    """What ``_resume`` needs to go on from the end of an epoch."""
+    ckpt = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "opt_stage": opt_stage,
+        "state": state,
+    }
+    if objective.two_stage:
+        ckpt["embedding_loss"] = objective.embedding_loss.state_dict()
+    return ckpt
+
+
+def _train_epoch(cfg, model, objective, optimizer, train_set: Split, epoch: int, stage: str, state, on_batch):
+    """One epoch of ``stage``, seeded by (seed, epoch): its batch losses."""
     y_train = torch.from_numpy(train_set.y)
+    rng = np.random.default_rng([cfg.seed, epoch])
+    centroid_weight = 1.0 if stage == "embed" else cfg.stage2_embedding_weight if objective.two_stage else 0.0
     cluster_ids = None
-    while state["epoch"] < len(stages) and not state.get("stopped"):
-        epoch = state["epoch"]
-        stage = stages[epoch]
-        if stage != opt_stage:
-            optimizer, opt_stage = _optimizer(cfg, model, stage, objective.two_stage), stage
-        rng = np.random.default_rng([cfg.seed, epoch])
-        centroid_weight = (
-            1.0 if stage == "embed" else cfg.stage2_embedding_weight if objective.two_stage else 0.0
+    if centroid_weight:
+        _, emb = predict(model, train_set.x)
+        cluster_ids = objective.embedding_loss.assign(
+            torch.from_numpy(emb), y_train, seed=cfg.seed * 1000 + epoch
         )
-        if centroid_weight:
-            _, emb = predict(model, train_set.x)
-            cluster_ids = objective.embedding_loss.assign(
-                torch.from_numpy(emb), y_train, seed=cfg.seed * 1000 + epoch
-            )
-        if stage == "embed":
-            weights = objective.stage1_sample_weights(train_set.y, cluster_ids.numpy())
-        else:
-            weights = objective.sample_weights(train_set.y)
+    if stage == "embed":
+        weights = objective.stage1_sample_weights(train_set.y, cluster_ids.numpy())
+    else:
+        weights = objective.sample_weights(train_set.y)
 
-        model.train()
-        if stage == "classify" and objective.two_stage and cfg.freeze_embedding:
-            model.eval()  # frozen encoder: its batch-norm statistics stay as stage 1 left them
-            model.classifier.train()
-        torch.manual_seed(cfg.seed * 1000 + epoch)
-        losses, n_batches = [], -(-len(y_train) // cfg.batch_size)
-        jitter = int(round(cfg.crop_jitter_s * 1000 / FrontendConfig().hop_ms))
-        aug_rng = np.random.default_rng([cfg.seed, epoch, 1])
-        x_epoch = train_set.random_crops(aug_rng, jitter)
-        x_epoch = torch.from_numpy(
-            train_set.mix_backgrounds(x_epoch, aug_rng, cfg.mix_background, gain_db=cfg.gain_db)
-        )
-        for b, idx in enumerate(_batches(len(y_train), cfg.batch_size, rng, weights)):
-            idx = torch.from_numpy(idx)
-            z = model.embed(x_epoch[idx])
-            loss = 0.0
-            if stage == "classify":
-                loss = objective.classification_loss(model.classify(z), y_train[idx])
-            if centroid_weight:
-                loss = loss + centroid_weight * objective.embedding_loss(z, y_train[idx], cluster_ids[idx])
-            value = loss.item()
-            if not math.isfinite(value):
-                raise _diverged(cfg, state, epoch, stage, f"the loss is {value}")
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            optimizer.step()
-            if centroid_weight:
-                objective.embedding_loss.update_centroids(z.detach(), cluster_ids[idx])
-            losses.append(value)
-            if on_batch:
-                on_batch(b + 1, n_batches)
-        if not _finite(model):  # the last step of the epoch: before best.pt or checkpoint.pt could keep it
-            raise _diverged(cfg, state, epoch, stage, "the weights are no longer finite")
-
-        info = {"epoch": epoch + 1, "stage": stage, "loss": float(np.mean(losses)) if losses else None}
+    model.train()
+    if stage == "classify" and objective.two_stage and cfg.freeze_embedding:
+        model.eval()  # frozen encoder: its batch-norm statistics stay as stage 1 left them
+        model.classifier.train()
+    torch.manual_seed(cfg.seed * 1000 + epoch)
+    losses, n_batches = [], -(-len(y_train) // cfg.batch_size)
+    jitter = int(round(cfg.crop_jitter_s * 1000 / FrontendConfig().hop_ms))
+    aug_rng = np.random.default_rng([cfg.seed, epoch, 1])
+    x_epoch = train_set.random_crops(aug_rng, jitter)
+    x_epoch = torch.from_numpy(
+        train_set.mix_backgrounds(x_epoch, aug_rng, cfg.mix_background, gain_db=cfg.gain_db)
+    )
+    for b, idx in enumerate(_batches(len(y_train), cfg.batch_size, rng, weights)):
+        idx = torch.from_numpy(idx)
+        z = model.embed(x_epoch[idx])
+        loss = 0.0
         if stage == "classify":
-            probs, _ = predict(model, val.x)
-            score = classification_metrics(val.y, probs.argmax(1))["balanced_accuracy"]
-            info["val_balanced_accuracy"] = score
-            if score > state["best_score"]:
-                state.update(best_score=score, best_epoch=epoch + 1, bad_epochs=0)
-                _atomic_save(model.state_dict(), out / "best.pt")
-            else:
-                state["bad_epochs"] += 1
-                if state["bad_epochs"] >= cfg.patience:
-                    state["stopped"] = f"no better val score for {cfg.patience} epochs"
-        state["history"].append(info)
-        state["epoch"] = epoch + 1
-        ckpt = {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "opt_stage": opt_stage,
-            "state": state,
-        }
-        if objective.two_stage:
-            ckpt["embedding_loss"] = objective.embedding_loss.state_dict()
-        _atomic_save(ckpt, ckpt_path)
-        if on_epoch:
-            on_epoch(info)
+            loss = objective.classification_loss(model.classify(z), y_train[idx])
+        if centroid_weight:
+            loss = loss + centroid_weight * objective.embedding_loss(z, y_train[idx], cluster_ids[idx])
+        value = loss.item()
+        if not math.isfinite(value):
+            raise _diverged(cfg, state, epoch, stage, f"the loss is {value}")
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        optimizer.step()
+        if centroid_weight:
+            objective.embedding_loss.update_centroids(z.detach(), cluster_ids[idx])
+        losses.append(value)
+        if on_batch:
+            on_batch(b + 1, n_batches)
+    if not _finite(model):  # the last step of the epoch: before best.pt or checkpoint.pt could keep it
+        raise _diverged(cfg, state, epoch, stage, "the weights are no longer finite")
+    return losses
 
-    model.load_state_dict(torch.load(out / "best.pt", weights_only=True))
-    return _finish(cfg, model, objective, splits, state, time.perf_counter() - started)
+
+def _validate(cfg, model, val: Split, epoch: int, state: dict, info: dict) -> None:
+    """After a classify epoch: the validation balanced accuracy into ``info``; best.pt and early
+    stopping in ``state``."""
+    probs, _ = predict(model, val.x)
+    score = classification_metrics(val.y, probs.argmax(1))["balanced_accuracy"]
+    info["val_balanced_accuracy"] = score
+    if score > state["best_score"]:
+        state.update(best_score=score, best_epoch=epoch + 1, bad_epochs=0)
+        _atomic_save(model.state_dict(), Path(cfg.out) / "best.pt")
+    else:
+        state["bad_epochs"] += 1
+        if state["bad_epochs"] >= cfg.patience:
+            state["stopped"] = f"no better val score for {cfg.patience} epochs"
 
 
 def _finish(cfg, model, objective, splits, state, seconds) -> dict:
