@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from edge_sed.eval.stats import fmt_stat
-from edge_sed.report.build import build_report, chromium, screenshot_html
+from edge_sed.report.build import build_report
+from edge_sed.report.render import chromium, screenshot_html
+from firmware_sim.report_sim import SIMULATOR
 
 EDGE_SED = str(Path(sys.executable).with_name("edge-sed"))
 
@@ -46,6 +48,7 @@ def report(broken_bundles, tiny_run, tiny_data, tmp_path_factory):
         stream_events=4,
         latency_rounds=2,
         profiles="cortex-m4-80mhz",
+        simulator=SIMULATOR,
     )  # the Pi's QEMU emulation is tested by its own tests
     return out, r
 
@@ -228,7 +231,7 @@ def test_cli_report_and_bench(broken_bundles, tiny_data, tmp_path):
 def test_sets_of_different_sizes_are_told_apart_in_the_report(tmp_path):
     """Bundles of one objective but different network sizes or rates are grouped (summary rows,
     the accuracy-against-compute plot) by objective and architecture; of one size, by objective."""
-    from edge_sed.report.build import ModelSet, variant_labels
+    from edge_sed.report.collect import ModelSet, variant_labels
 
     def model_set(name, hidden, stride=4):
         return ModelSet(
@@ -270,6 +273,7 @@ def test_sets_of_different_sizes_get_a_size_curve(tiny_bundles, stateful_bundles
         stream_events=4,
         latency_rounds=2,
         profiles="cortex-m4-80mhz",
+        simulator=SIMULATOR,
     )
     curve = r["size_curve"]
     assert curve["profiles"] == ["cortex-m4-80mhz"] and not curve["notes"]

@@ -14,24 +14,20 @@ that is what makes objective-vs-objective differences paired.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from edge_sed.core.audio_io import read_audio
 from edge_sed.core.errors import DatasetError
-from edge_sed.data.datasets import (
-    SPLITS,
-    load_clips,
+from edge_sed.data.datasets import (  # noqa: F401 (synthetic_source: train.stateful, experiments use it)
+    data_source,
     locate_window,
-    parse_ratio,
-    prepare_splits,
-    read_metadata_csv,
+    run_clip_splits,
+    synthetic_source,
 )
 from edge_sed.core.frontend import FrontendConfig, log_mel
-from edge_sed.core.settings import BACKGROUND, CLIP_WINDOW_S, LABELS, SAMPLE_RATE, TRAIN_SYNTH_COUNTS
+from edge_sed.core.settings import BACKGROUND, CLIP_WINDOW_S, LABELS, SAMPLE_RATE
 
 
 @dataclass
@@ -101,22 +97,6 @@ class Split:
         return out.astype(np.float32)
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("EDGE_SED_CACHE", Path.home() / ".cache" / "edge-sed"))
-
-
-def synthetic_source(counts: str, seed: int) -> Path:
-    """The metadata.csv of the synthetic set with these counts and this seed, made if missing."""
-    from edge_sed.data.synth import write_dataset
-
-    parsed = {k: int(v) for k, v in parse_ratio(counts).items()}
-    folder = cache_dir() / "synth" / f"{'-'.join(str(parsed[l]) for l in LABELS)}-seed{seed}"
-    csv_path = folder / "metadata.csv"
-    if not csv_path.exists():  # written last and atomically, so its presence means complete
-        write_dataset(folder, parsed, seed=seed)
-    return csv_path
-
-
 def features(windows: np.ndarray, cfg: FrontendConfig = FrontendConfig()) -> np.ndarray:
     return (
         np.stack([log_mel(w, cfg) for w in windows])
@@ -134,20 +114,8 @@ def load_splits(
     ratio_splits=("train",),
 ) -> dict[str, Split]:
     """Train/val/test splits as log-mel windows (see the module doc for ``data``)."""
-    if data == "synthetic":
-        source = synthetic_source(synth_counts or TRAIN_SYNTH_COUNTS, seed)
-    else:
-        source = Path(data)
-    if source.is_dir() and all((source / f"{s}.csv").exists() for s in SPLITS):
-        clip_splits = {s: read_metadata_csv(source / f"{s}.csv") for s in SPLITS}
-    else:
-        clip_splits = prepare_splits(
-            load_clips(source),
-            ratio=parse_ratio(ratio) if ratio else None,
-            fractions=fractions,
-            seed=seed,
-            ratio_splits=ratio_splits,
-        )
+    source = data_source(data, seed, synth_counts)
+    clip_splits = run_clip_splits(source, ratio, seed, fractions, ratio_splits)
     return {name: clips_to_split(clips, seed) for name, clips in clip_splits.items()}
 
 

@@ -1489,7 +1489,9 @@ def report(
     simulators' device estimates (latency, duty cycle, RAM/flash, fits), and the training
     comparison of --runs. Writes report.md, a self-contained report.html and report.json (every
     number with the file and JSON field it came from)."""
-    from edge_sed.report.build import build_report, headline_markdown, screenshot_html
+    from edge_sed.report.build import build_report
+    from edge_sed.report.render import headline_markdown, screenshot_html
+    from firmware_sim.report_sim import SIMULATOR
 
     say = (lambda *a: None) if as_json else (lambda m: click.echo(m, err=True))
     with progress_bar("streams", 1, enabled=not as_json) as advance:
@@ -1506,6 +1508,7 @@ def report(
             say=say,
             progress=advance,
             pi_levels="all" if pi_levels == "all" else tuple(pi_levels.split(",")),
+            simulator=SIMULATOR,
         )
     if screenshot:
         screenshot_html(out_dir / "report.html", screenshot)

@@ -54,7 +54,7 @@ import numpy as np
 from edge_sed.core.audio_io import audio_info, is_audio_file, read_audio
 from edge_sed.core.atomic import atomic_path
 from edge_sed.core.errors import DatasetError
-from edge_sed.core.settings import BACKGROUND, CLIP_WINDOW_S, LABELS, SAMPLE_RATE
+from edge_sed.core.settings import BACKGROUND, CLIP_WINDOW_S, LABELS, SAMPLE_RATE, TRAIN_SYNTH_COUNTS
 
 METADATA_COLUMNS = ("path", "label", "source_class", "group", "source", "license", "duration_s")
 REQUIRED_COLUMNS = ("path", "label", "group")
@@ -589,6 +589,63 @@ def prepare_splits(
         except DatasetError as exc:
             raise DatasetError(f"{name} split: {exc}") from None
     return out
+
+
+# ---------------------------------------------------------------- a run's splits, rebuilt
+
+
+def cache_dir() -> Path:
+    """Where edge-sed keeps what it can rebuild: $EDGE_SED_CACHE, else ~/.cache/edge-sed."""
+    return Path(os.environ.get("EDGE_SED_CACHE", Path.home() / ".cache" / "edge-sed"))
+
+
+def synthetic_source(counts: str, seed: int, make: bool = True) -> Path:
+    """The metadata.csv of the cached synthetic set with these counts and this seed (a run's
+    ``data="synthetic"``), made if missing and ``make``."""
+    parsed = {k: int(v) for k, v in parse_ratio(counts).items()}
+    folder = cache_dir() / "synth" / f"{'-'.join(str(parsed[l]) for l in LABELS)}-seed{seed}"
+    csv_path = folder / "metadata.csv"
+    if make and not csv_path.exists():  # written last and atomically, so its presence means complete
+        from edge_sed.data.synth import write_dataset
+
+        write_dataset(folder, parsed, seed=seed)
+    return csv_path
+
+
+def data_source(data, seed: int, synth_counts: str | None = None, make: bool = True) -> Path:
+    """A run's ``data`` as a path: ``synthetic`` is the cached synthetic set of the run's counts
+    (TRAIN_SYNTH_COUNTS when it records none) and seed; anything else is a path as it is."""
+    if str(data) == "synthetic":
+        return synthetic_source(synth_counts or TRAIN_SYNTH_COUNTS, seed, make)
+    return Path(data)
+
+
+def is_prepared_splits(source: Path) -> bool:
+    """A folder with train.csv, val.csv and test.csv (what ``edge-sed data prepare`` writes)."""
+    return source.is_dir() and all((source / f"{s}.csv").exists() for s in SPLITS)
+
+
+def run_clip_splits(
+    source: Path,
+    ratio: str | None,
+    seed: int,
+    fractions: Sequence[float] = (0.7, 0.15, 0.15),
+    ratio_splits: Sequence[str] = ("train",),
+    names: Sequence[str] = SPLITS,
+) -> dict[str, list[Clip]]:
+    """The clip-level splits ``names`` a run trained on, rebuilt as the trainer built them: a
+    prepared-splits folder's CSVs as they are, anything else split by group with ``prepare_splits``
+    (the run's ratio, fractions and seed)."""
+    if is_prepared_splits(source):
+        return {s: read_metadata_csv(source / f"{s}.csv") for s in names}
+    splits = prepare_splits(
+        load_clips(source),
+        ratio=parse_ratio(ratio) if ratio else None,
+        fractions=fractions,
+        seed=seed,
+        ratio_splits=ratio_splits,
+    )
+    return {s: splits[s] for s in names}
 
 
 # ---------------------------------------------------------------- clip-to-window policy
