@@ -10,8 +10,9 @@ The stages are ``STAGES`` (name, heading, finished?, run), run in order by ``run
 Resumable: a finished stage is not redone (data with its metadata.csv, a run with its
 metrics.json, a conversion with its convert-report.json); an interrupted training resumes from
 its checkpoint. ``--fresh`` starts over. Stage timings go to ``<out>/demo.json``.
-train/ and convert/ are imported only here, when the demo runs (they need the train/convert
-extras); edge_sed itself never imports them at module level.
+train/, convert/ and firmware_sim/ are imported only here, when the demo runs (they need the
+train/convert/sim extras), by name through ``_extra``: the demo is, like the CLI's commands, an
+orchestrator of the host packages; no other edge_sed module loads them.
 """
 
 from __future__ import annotations
@@ -271,6 +272,7 @@ def _report_heading(d: Demo) -> list:
 def _report(d: Demo) -> str:
     from edge_sed.report.build import build_report
 
+    report_sim = _extra("firmware_sim.report_sim", "sim")
     with d.bar("report: streams", 1) as advance:
         d.report = build_report(
             list(d.bundle_dirs.values()),
@@ -282,6 +284,7 @@ def _report(d: Demo) -> str:
             latency_rounds=d.size.latency_rounds,
             say=lambda m: d.say(f"    {m}"),
             progress=advance,
+            simulator=report_sim.SIMULATOR,
         )
     return ""
 
@@ -313,7 +316,7 @@ def run_demo(
 ) -> dict:
     """Run (or resume) the demo into ``out_dir``; returns demo.json's content. ``bar(description,
     total)`` is a context manager yielding ``advance(done, total)`` (the CLI's progress bar)."""
-    from edge_sed.report.build import headline_markdown
+    from edge_sed.report.render import headline_markdown
 
     out = Path(out_dir)
     if fresh and out.exists():
