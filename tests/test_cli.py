@@ -304,7 +304,7 @@ def test_a_bad_option_is_one_line_too(args, line):
 
 
 def test_a_stream_too_big_for_memory_is_refused(capfd, tmp_path, monkeypatch):
-    import edge_sed.cli as cli
+    import edge_sed.cli.common as cli
 
     from test_bad_audio import assert_one_line_error, run_cli
 

@@ -114,7 +114,7 @@ def _history(cfg):
 def test_train_command_defaults_are_the_config_defaults():
     """The CLI cannot import TrainConfig (torch) at definition time, so its defaults are
     literals: they must not drift from the dataclass."""
-    from edge_sed.cli import experiments, train as train_command
+    from edge_sed.cli.train import experiments, train as train_command
 
     for command in (train_command, experiments):
         for param in command.params:

@@ -761,3 +761,44 @@ def run_table(
     }
     write_table(table, out_dir)
     return table
+
+
+def plan(models: str, ratios: str, objectives: str, seeds: str) -> dict:
+    """The grid of `edge-sed experiments` from its comma-list options: ``models``, ``ratios``,
+    ``objectives`` and ``seeds`` lists for run_table. ``seeds`` is N (0..N-1), A-B or a comma list;
+    ``objectives`` "all" or a comma list. ValueError saying what is wrong with an option; a bad ratio
+    fails here too (parse_ratio's DatasetError), not in a worker."""
+    import itertools
+
+    from edge_sed.core.settings import MAX_SEED
+    from edge_sed.data.datasets import parse_ratio
+
+    def split(text):
+        return [p.strip() for p in text.split(",") if p.strip()]
+
+    try:
+        if "," in seeds:
+            seed_list = [int(s) for s in split(seeds)]
+        elif "-" in seeds:
+            lo, hi = (int(s) for s in seeds.split("-", 1))
+            seed_list = range(lo, hi + 1)
+        else:
+            seed_list = range(int(seeds))
+    except ValueError:
+        raise ValueError(f"--seeds wants N, A-B or a comma list, got {seeds!r}") from None
+    if not seed_list:
+        raise ValueError(f"--seeds {seeds!r} names no seed")
+    seed_list = list(itertools.islice(seed_list, 1001))  # a range of 10^20 seeds is not listed whole
+    if len(seed_list) > 1000 or not all(0 <= s <= MAX_SEED for s in seed_list):
+        raise ValueError(f"--seeds {seeds!r}: at most 1000 seeds, each from 0 to {MAX_SEED}")
+    objective_list = list(OBJECTIVES) if objectives == "all" else split(objectives)
+    unknown = [o for o in objective_list if o not in OBJECTIVES]
+    if unknown:
+        raise ValueError(f"unknown objective(s) {', '.join(unknown)}; choose from {', '.join(OBJECTIVES)}")
+    model_list = split(models)
+    if not model_list or any(m not in ("lstm", "cnn") for m in model_list):
+        raise ValueError(f"--models wants lstm and/or cnn, got {models!r}")
+    ratio_list = split(ratios)
+    for r in ratio_list:
+        parse_ratio(r)
+    return {"models": model_list, "ratios": ratio_list, "objectives": objective_list, "seeds": seed_list}

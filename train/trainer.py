@@ -19,192 +19,23 @@ the field).
 from __future__ import annotations
 
 import math
-import numbers
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from edge_sed.config import STATEFUL_DEFAULTS, TrainConfig
 from edge_sed.core.atomic import atomic_path, write_json
 from edge_sed.core.errors import EdgeSedError
 from edge_sed.core.frontend import FrontendConfig
 from edge_sed.core.metrics import classification_metrics
-from edge_sed.core.settings import LABELS, MAX_EPOCHS, MAX_SEED, TRAIN_SYNTH_COUNTS
+from edge_sed.core.settings import LABELS
 
 from .data import Split, load_splits
 from .models import build_model, encoder_parameters
 from .objectives import make_objective
-
-
-@dataclass
-class TrainConfig:
-    data: str = "synthetic"  # a data set path, a prepared-splits folder, or "synthetic"
-    out: str = "runs/default"
-    model: str = "lstm"  # lstm | cnn
-    objective: str = "weighted-ce"  # see train.objectives.OBJECTIVES
-    ratio: str | None = "2:2:1:26"  # imposed on every split (dog:baby_cry:gunshot:background)
-    seed: int = 0  # split, subsample, init and batch order
-    synth_counts: str = TRAIN_SYNTH_COUNTS
-    epochs: int = 120  # most epochs of the classify stage
-    stage1_epochs: int = 15  # clustered only: epochs of the embed stage
-    patience: int = 25  # classify-stage epochs without a better val score
-    batch_size: int = 64
-    lr: float = 1e-3
-    finetune_lr: float = 1e-3  # clustered stage 2: the embedding net's lr (1e-4 was 37 % worse on val)
-    freeze_embedding: bool = False  # clustered stage 2 ablation
-    stage2_embedding_weight: float = 0.0  # clustered stage 2: keep lambda * the centroid loss
-    # beside the classifier's loss (0: classifier loss only)
-    weight_decay: float = 1e-4
-    hidden: int = 64  # lstm units
-    embed_dim: int = 32
-    threads: int = 0  # torch threads (0: torch's default)
-    mix_background: float = 0.0  # augmentation: probability an event window is laid over a
-    # random background window (EBR -3..+12 dB), as in a stream
-    gain_db: float = 0.0  # augmentation: random gain of every window, +-this many dB
-    crop_jitter_s: float = 0.3  # augmentation: event windows shift up to +-this, background
-    # windows anywhere in the clip (0: the fixed policy windows)
-    objective_params: dict = field(default_factory=dict)
-    # the stateful streaming form (train.stateful): per-frame LSTM trained on mixtures
-    form: str = "windowed"  # windowed (one 1 s window per clip) | stateful
-    seq_s: float = 12.0  # stateful: seconds per training mixture
-    sequences: int = 192  # stateful: fresh mixtures per epoch
-    tbptt_frames: int = 200  # stateful: frames per truncated-BPTT chunk
-    events_per_min: float = 12.0  # stateful: event density of the training mixtures
-    ebr_db: tuple = (-9.0, 9.0)  # stateful: event-to-background ratio range (dB)
-    bed_dbfs: tuple = (-50.0, -10.0)  # stateful: background level range (dBFS RMS), +-20 dB
-    val_streams: int = 6  # stateful: validation streams (and test streams)
-    val_stream_s: float = 60.0  # stateful: seconds per validation stream
-    feature_norm: str = "none"  # stateful experiment: none | floor | both
-    compression: str = "log"  # stateful: the front end's log | pcen (edge_sed.core.frontend)
-    lr_schedule: str = "constant"  # constant | cosine (per step, over all epochs)
-    frame_targets: str = "span"  # stateful: span (the whole event span) | active (its loud blocks only)
-    augment: bool = False  # stateful: events at a random speed (0.9-1.1) and tilt, beds tilted
-    context_frames: int = 1  # lstm: frames stacked into a causal conv before the LSTM
-    conv_channels: int = 0  # lstm: that conv's channels (0: no conv)
-    frame_stride: int = 1  # stateful: the LSTM steps (and decides) every this many frames
-    freq_mask: int = 0  # stateful: SpecAugment-style, up to this many adjacent mel bands of
-    # each training mixture set to their mean (0: off)
-    bed_aux: float = 0.0  # stateful: weight of an auxiliary loss that names the background
-    # recording's source class (siren, street music...) from a
-    # background step's embedding (a training-only head; 0: off)
-    hard_negatives: float = 0.0  # stateful: share of bed draws that follow where the model fires
-    # on the training backgrounds alone (hard-negative mining; 0: off)
-    mine_every: int = 5  # stateful: re-score the training backgrounds every this many epochs
-    dropout: float = 0.0  # stateful: dropout on the conv's and the LSTM's outputs in training
-    ema: float = 0.0  # stateful: validate and keep an exponential moving average of the
-    # weights, this decay per optimizer step (0: off; e.g. 0.999)
-
-    def __post_init__(self):
-        _check_numbers(self)
-
-
-_WHOLE = {
-    "seed": (0, MAX_SEED),
-    "epochs": (1, MAX_EPOCHS),
-    "stage1_epochs": (1, MAX_EPOCHS),
-    "patience": (1, MAX_EPOCHS),
-    "batch_size": (2, None),
-    "hidden": (1, None),
-    "embed_dim": (1, None),
-    "threads": (0, 1024),
-    "sequences": (1, None),
-    "tbptt_frames": (1, None),
-    "val_streams": (1, None),
-    "context_frames": (1, None),
-    "conv_channels": (0, None),
-    "frame_stride": (1, None),
-    "freq_mask": (0, None),
-    "mine_every": (1, None),
-}
-"""Whole-number fields of TrainConfig: (least, most). A batch needs two windows (batch norm):
-``_batches`` skips a batch of one, so a batch size of 1 would train nothing."""
-_POSITIVE, _NON_NEGATIVE = (lambda v: v > 0, "> 0"), (lambda v: v >= 0, ">= 0")
-_FRACTION, _BELOW_ONE = (lambda v: 0 <= v <= 1, "from 0 to 1"), (lambda v: 0 <= v < 1, "from 0 to below 1")
-_REAL = {
-    "lr": _POSITIVE,
-    "seq_s": _POSITIVE,
-    "val_stream_s": _POSITIVE,
-    "finetune_lr": _NON_NEGATIVE,
-    "stage2_embedding_weight": _NON_NEGATIVE,
-    "weight_decay": _NON_NEGATIVE,
-    "gain_db": _NON_NEGATIVE,
-    "crop_jitter_s": _NON_NEGATIVE,
-    "events_per_min": _NON_NEGATIVE,
-    "bed_aux": _NON_NEGATIVE,
-    "mix_background": _FRACTION,
-    "hard_negatives": _FRACTION,
-    "dropout": _BELOW_ONE,
-    "ema": _BELOW_ONE,
-}
-"""Real-valued fields of TrainConfig: each finite and within (test, as said in the error)."""
-
-
-def _check_numbers(cfg: "TrainConfig") -> None:
-    """EdgeSedError (one line, naming the field) for a numeric field out of its range: a config
-    made in Python (experiments, the demo) is held to what the CLI's options allow."""
-    number = lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool)  # noqa: E731
-    for name, (lo, hi) in _WHOLE.items():
-        v = getattr(cfg, name)
-        if not (
-            isinstance(v, numbers.Integral)
-            and not isinstance(v, bool)
-            and lo <= v
-            and (hi is None or v <= hi)
-        ):
-            raise EdgeSedError(
-                f"training setting {name}={v!r}: must be a whole number "
-                + (f">= {lo}" if hi is None else f"from {lo} to {hi}")
-            )
-    for name, (within, said) in _REAL.items():
-        v = getattr(cfg, name)
-        if not (number(v) and math.isfinite(v) and within(v)):
-            raise EdgeSedError(f"training setting {name}={v!r}: must be a finite number {said}")
-    for name in ("ebr_db", "bed_dbfs"):
-        v = getattr(cfg, name)
-        if not (
-            isinstance(v, (list, tuple))
-            and len(v) == 2
-            and all(number(x) and math.isfinite(x) for x in v)
-            and v[0] <= v[1]
-        ):
-            raise EdgeSedError(
-                f"training setting {name}={v!r}: must be a range (low, high) of two finite numbers"
-            )
-
-
-STATEFUL_DEFAULTS = {
-    "lr": 2e-3,
-    "lr_schedule": "cosine",
-    "batch_size": 16,
-    "tbptt_frames": 100,
-    "epochs": 120,
-    "patience": 40,
-    "hidden": 32,
-    "context_frames": 8,
-    "conv_channels": 32,
-    "frame_stride": 4,
-    "compression": "pcen",
-    "val_streams": 12,
-    "frame_targets": "active",
-    "bed_aux": 0.3,
-}
-"""What the stateful form trains with unless told otherwise (TrainConfig's own defaults are the
-windowed trainer's). Chosen on real-dev validation streams (README, "The streaming detector"):
-lr 2e-3 with a cosine decay over 100-frame TBPTT chunks of 16 mixtures learns where 1e-3
-constant over 200-frame chunks of 32 barely moved in 40 epochs; frame targets on the event's loud
-blocks only (not the gaps between barks) gave validation event F1 0.393 vs 0.342 (seed 0, 12
-validation streams); PCEN features instead of log-mel 0.486 vs 0.331 (seed 0, stride 4; seed 1:
-0.515 with PCEN where the log-mel default had 0.18); the LSTM stepping every 4th frame on a conv over
-the last 8 frames costs a
-quarter of the per-frame LSTM's cycles for validation F1 0.486 vs 0.530 (seed 0, PCEN, 60 epochs:
-within seed noise); 120 epochs 0.551 vs 60 epochs 0.486 (seed 0); the background-source auxiliary
-loss (``bed_aux`` 0.3) 0.555 vs 0.520 over 5 paired seeds (4 of 5 higher) (README, "What was tried");
-32 LSTM units after a conv of 32 channels (issue 15: the cheapest point that meets every
-cortex-m4-80mhz goal, duty cycle 10.0 %, model 31.9 KB) 0.510 +- 0.032 vs 64 x 64 0.527 +- 0.030
-and 48 x 48 0.509 +- 0.017 (seeds 0-1; README, "Accuracy against cost"); over 5 paired seeds 0.520
-vs 0.563 (-0.042): the price of the M4 budget; --hidden 64 --conv-channels 64 where it is not needed."""
 
 
 def stateful_config(**kw) -> "TrainConfig":
