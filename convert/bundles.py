@@ -23,9 +23,7 @@ Levels the converter cannot produce are reported "unsupported" with the converte
 from __future__ import annotations
 
 import errno
-import hashlib
 import importlib.util
-import io
 import json
 import os
 import secrets
@@ -48,7 +46,6 @@ from edge_sed.core.bundle import (
     C_HEADER,
     C_SOURCE,
     CHECK_FILE,
-    FORMAT_VERSION,
     MANIFEST_FILE,
     MODEL_FILE,
     SEMANTIC_KEY,
@@ -59,9 +56,10 @@ from edge_sed.core.bundle import (
 )
 from edge_sed.core.errors import ConvertError
 from edge_sed.core.metrics import classification_metrics
-from edge_sed.core.tflite_info import read_tflite_info
+from edge_sed.core.tflite_info import TFLiteInfo, read_tflite_info
 
 from . import port
+from .manifest import by_role, check_entry, model_manifest, runtime_name, state_size
 from .tflite import (
     FUSED_LSTM_OP,
     UnsupportedLevel,
@@ -209,33 +207,6 @@ def lstm_trajectories(model, windows: np.ndarray) -> tuple[np.ndarray, np.ndarra
         c = sig(f) * c + sig(i) * np.tanh(g)
         h = sig(o) * np.tanh(c)
     return windows.transpose(1, 0, 2).reshape(-1, 1, windows.shape[2]), np.concatenate(hs), np.concatenate(cs)
-
-
-def _io_spec(info, roles: dict[str, str]) -> tuple[list, list]:
-    """Manifest inputs/outputs in the model's order, each tensor's role from the signature."""
-    by_index = {}
-    for sig in (info.signature_inputs, info.signature_outputs):
-        for name, index in sig.items():
-            if name in roles:
-                by_index[index] = roles[name]
-
-    def spec(t):
-        if t.index not in by_index:
-            raise ConvertError(
-                f"tensor {t.name} has no role in the model's signature {info.signature_inputs}, "
-                f"{info.signature_outputs}"
-            )
-        q = t.quantization if t.dtype != "float32" else None
-        return {
-            "role": by_index[t.index],
-            "name": t.name,
-            "index": t.index,
-            "dtype": t.dtype,
-            "shape": t.shape,
-            "quantization": q,
-        }
-
-    return [spec(t) for t in info.inputs], [spec(t) for t in info.outputs]
 
 
 def _pid_alive(pid: int) -> bool:
@@ -453,87 +424,12 @@ class Converter:
             model_bytes, facts = self.build(name)
         except UnsupportedLevel as exc:
             return LevelResult(name, "unsupported", str(exc))
-        info = read_tflite_info(model_bytes)
-        inputs, outputs = _io_spec(info, facts["roles"])
-        streaming = facts["form"] != "windowed"
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "name": name,
-            "labels": self.labels,
-            "sample_rate": self.run.metrics.get("frontend", {}).get("sample_rate", 16000),
-            "frontend": self.run.metrics.get("frontend") or _default_frontend(),
-            "window_frames": int(self.frames),
-            "hop_frames": int(self.frames if streaming else WINDOWED_HOP_FRAMES),
-            "form": facts["form"],
-            "level": facts["level"],
-            "lstm": facts["lstm"],
-            "inputs": inputs,
-            "outputs": outputs,
-            "sha256": hashlib.sha256(model_bytes).hexdigest(),
-            "model_bytes": len(model_bytes),
-            "ops": info.op_counts(),
-            "provenance": self.provenance,
-            "accuracy": {},
-            "notes": facts.get("notes", []),
-        }
-        if streaming:
-            manifest["state"] = {
-                "size": int(inputs[[d["role"] for d in inputs].index("h")]["shape"][-1]),
-                "usage": "one frame per invoke; feed h_out/c_out back as h/c (dequantize with the output's "
-                "quantization, quantize with the input's); zero the state every hop_frames frames: the "
-                "scores after window_frames frames from zero are the windowed model's. For a shorter "
-                "hop run several staggered states.",
-            }
-        else:
-            manifest["usage"] = (
-                "invoke on window_frames log-mel frames; a fused-LSTM model keeps state in "
-                "variable tensors between invokes in LiteRT: reset_all_variables() before each "
-                "window (BundleRunner does)"
-            )
+        manifest, info = self._manifest(name, model_bytes, facts)
         bundle = Bundle(out_dir, manifest, model_bytes, info)
-        runner = BundleRunner(bundle)
-        litert = runner.predict_many(self.test.x, progress=progress)
-        metrics = classification_metrics(self.test.y, litert.argmax(1), self.labels)
+        litert = BundleRunner(bundle).predict_many(self.test.x, progress=progress)
         diff = np.abs(litert - self.torch_test)
-        manifest["accuracy"] = {
-            "split": "test",
-            "windows": int(len(self.test.y)),
-            "runtime": _runtime_name(),
-            "metric_note": "per-class error = 1 - recall; overall error = mean of per-class errors; macro-F1",
-            **{
-                k: metrics[k]
-                for k in (
-                    "per_class_error",
-                    "overall_error",
-                    "macro_f1",
-                    "accuracy",
-                    "support",
-                    "confusion_matrix",
-                )
-            },
-            "torch": {k: self.torch_metrics[k] for k in ("per_class_error", "overall_error", "macro_f1")},
-            "vs_torch": {
-                "overall_error_diff": metrics["overall_error"] - self.torch_metrics["overall_error"],
-                "macro_f1_diff": metrics["macro_f1"] - self.torch_metrics["macro_f1"],
-                "prediction_agreement": float(np.mean(litert.argmax(1) == self.torch_test.argmax(1))),
-                "max_abs_prob_diff": float(diff.max()),
-                "mean_abs_prob_diff": float(diff.mean()),
-            },
-        }
-        vs = manifest["accuracy"]["vs_torch"]
-        manifest["warnings"] = []
-        if vs["overall_error_diff"] > WARN_ERROR_INCREASE or vs["prediction_agreement"] < WARN_AGREEMENT:
-            advice = (
-                "; an int8 LSTM state fed back every frame is too coarse: prefer int16x8-streaming "
-                "or the windowed int8 model"
-                if name == "int8-streaming"
-                else ""
-            )
-            manifest["warnings"].append(
-                f"{name} loses accuracy: overall error {metrics['overall_error']:.3f} vs torch "
-                f"{self.torch_metrics['overall_error']:.3f}, predictions agree on "
-                f"{vs['prediction_agreement']:.1%} of test windows{advice}"
-            )
+        manifest["accuracy"] = self._accuracy(litert, diff)
+        manifest["warnings"] = self._warnings(name, manifest["accuracy"])
         manifest["parity"] = {
             "keras_vs_torch_max_abs": self.keras_parity,
             "keras_tolerance": port.PARITY_TOLERANCE,
@@ -548,25 +444,94 @@ class Converter:
                     f"fp32 TFLite differs from torch by {diff.max():.2e} "
                     f"(> {FP32_TOLERANCE:.0e}): a conversion bug, not quantization",
                 )
-        files = {MODEL_FILE: model_bytes}
-        check_x = self.test.x[self.check_idx]
-        buf = io.BytesIO()
-        np.savez(
-            buf,
-            x=check_x,
-            y=self.test.y[self.check_idx],
-            litert=litert[self.check_idx],
-            torch=self.torch_test[self.check_idx],
+        idx = self.check_idx
+        check, manifest["check"] = check_entry(
+            {
+                "x": self.test.x[idx],
+                "y": self.test.y[idx],
+                "litert": litert[idx],
+                "torch": self.torch_test[idx],
+            },
+            "windows",
+            "test windows with LiteRT's and torch's outputs at conversion; verify re-runs them",
         )
-        files[CHECK_FILE] = buf.getvalue()
-        manifest["check"] = {
-            "file": CHECK_FILE,
-            "sha256": hashlib.sha256(files[CHECK_FILE]).hexdigest(),
-            "windows": int(len(check_x)),
-            "note": "test windows with LiteRT's and torch's outputs at conversion; verify re-runs them",
-        }
+        files = {MODEL_FILE: model_bytes, CHECK_FILE: check}
         tflm = self._tflm(bundle, litert) if name in MCU_BUNDLES and tflm_available(manifest) else None
         return finish_bundle(out_dir, name, manifest, files, tflm)
+
+    def _manifest(self, name: str, model_bytes: bytes, facts: dict) -> tuple[dict, TFLiteInfo]:
+        """The manifest before the model has run: what it is, its tensors, and how to use it."""
+        streaming = facts["form"] != "windowed"
+        manifest, info = model_manifest(
+            model_bytes,
+            facts["roles"],
+            name=name,
+            labels=self.labels,
+            sample_rate=self.run.metrics.get("frontend", {}).get("sample_rate", 16000),
+            frontend=self.run.metrics.get("frontend") or _default_frontend(),
+            window_frames=int(self.frames),
+            hop_frames=int(self.frames if streaming else WINDOWED_HOP_FRAMES),
+            form=facts["form"],
+            level=facts["level"],
+            lstm=facts["lstm"],
+            provenance=self.provenance,
+        )
+        manifest["accuracy"] = {}
+        manifest["notes"] = facts.get("notes", [])
+        if streaming:
+            manifest["state"] = {
+                "size": state_size(manifest["inputs"]),
+                "usage": "one frame per invoke; feed h_out/c_out back as h/c (dequantize with the output's "
+                "quantization, quantize with the input's); zero the state every hop_frames frames: the "
+                "scores after window_frames frames from zero are the windowed model's. For a shorter "
+                "hop run several staggered states.",
+            }
+        else:
+            manifest["usage"] = (
+                "invoke on window_frames log-mel frames; a fused-LSTM model keeps state in "
+                "variable tensors between invokes in LiteRT: reset_all_variables() before each "
+                "window (BundleRunner does)"
+            )
+        return manifest, info
+
+    def _accuracy(self, litert: np.ndarray, diff: np.ndarray) -> dict:
+        """The bundle's scores on the test split (LiteRT), torch's, and how far apart they are."""
+        metrics = classification_metrics(self.test.y, litert.argmax(1), self.labels)
+        keys = ("per_class_error", "overall_error", "macro_f1", "accuracy", "support", "confusion_matrix")
+        return {
+            "split": "test",
+            "windows": int(len(self.test.y)),
+            "runtime": runtime_name(),
+            "metric_note": "per-class error = 1 - recall; overall error = mean of per-class errors; macro-F1",
+            **{k: metrics[k] for k in keys},
+            "torch": {k: self.torch_metrics[k] for k in ("per_class_error", "overall_error", "macro_f1")},
+            "vs_torch": {
+                "overall_error_diff": metrics["overall_error"] - self.torch_metrics["overall_error"],
+                "macro_f1_diff": metrics["macro_f1"] - self.torch_metrics["macro_f1"],
+                "prediction_agreement": float(np.mean(litert.argmax(1) == self.torch_test.argmax(1))),
+                "max_abs_prob_diff": float(diff.max()),
+                "mean_abs_prob_diff": float(diff.mean()),
+            },
+        }
+
+    def _warnings(self, name: str, accuracy: dict) -> list[str]:
+        """A bundle that converted faithfully but lost accuracy against torch says so."""
+        vs = accuracy["vs_torch"]
+        if not (
+            vs["overall_error_diff"] > WARN_ERROR_INCREASE or vs["prediction_agreement"] < WARN_AGREEMENT
+        ):
+            return []
+        advice = (
+            "; an int8 LSTM state fed back every frame is too coarse: prefer int16x8-streaming "
+            "or the windowed int8 model"
+            if name == "int8-streaming"
+            else ""
+        )
+        return [
+            f"{name} loses accuracy: overall error {accuracy['overall_error']:.3f} vs torch "
+            f"{self.torch_metrics['overall_error']:.3f}, predictions agree on "
+            f"{vs['prediction_agreement']:.1%} of test windows{advice}"
+        ]
 
     def _tflm(self, bundle: Bundle, litert: np.ndarray) -> dict:
         """Arena size, and tflite-micro's outputs against LiteRT's (as the Pi runs it, with
@@ -579,8 +544,7 @@ class Converter:
         micro_out = micro.predict_many(self.test.x[:n])
         reference_backend = LiteRTReferenceBackend(bundle.model_bytes)
         reference = BundleRunner(bundle, backend=reference_backend).predict_many(self.test.x[:n])
-        outputs = bundle.manifest["outputs"]
-        scale = outputs[[d["role"] for d in outputs].index("scores")]["quantization"]["scale"]
+        scale = by_role(bundle.manifest["outputs"], "scores")["quantization"]["scale"]
         arena["vs_litert"] = compare_outputs(micro_out, litert[:n], scale)
         arena["vs_litert_reference_kernels"] = compare_outputs(micro_out, reference, scale)
         arena["litert_xnnpack_vs_reference_kernels"] = compare_outputs(litert[:n], reference, scale)
@@ -622,19 +586,6 @@ def _default_frontend() -> dict:
     from edge_sed.core.frontend import FrontendConfig
 
     return FrontendConfig().to_dict()
-
-
-def _runtime_name() -> str:
-    from edge_sed.core.runtime import interpreter_class
-
-    _, module = interpreter_class()
-    top = module.split(".")[0]
-    try:
-        from importlib.metadata import version
-
-        return f"{top} {version(top.replace('_', '-'))}"
-    except Exception:
-        return top
 
 
 class Terminated(SystemExit):

@@ -17,8 +17,6 @@ What differs from the windowed converter (convert.bundles.Converter):
 
 from __future__ import annotations
 
-import hashlib
-import io
 import time
 from pathlib import Path
 
@@ -26,24 +24,17 @@ import numpy as np
 import torch
 
 from edge_sed import __version__
-from edge_sed.core.bundle import CHECK_FILE, FORMAT_VERSION, MODEL_FILE, Bundle, BundleRunner
+from edge_sed.core.bundle import CHECK_FILE, MODEL_FILE, Bundle, BundleRunner
 from edge_sed.core.errors import ConvertError
 from edge_sed.core.events import Annotation, event_metrics
 from edge_sed.core.frontend import FrontendConfig, log_mel
 from edge_sed.data.mixer import Banks
 from edge_sed.eval.scoring import detect
-from edge_sed.core.tflite_info import read_tflite_info
+from edge_sed.core.tflite_info import TFLiteInfo
 
 from . import port
-from .bundles import (
-    LevelResult,
-    UnsupportedLevel,
-    _io_spec,
-    _runtime_name,
-    finish_bundle,
-    git_commit,
-    tflm_available,
-)
+from .bundles import LevelResult, UnsupportedLevel, finish_bundle, git_commit, tflm_available
+from .manifest import by_role, check_entry, model_manifest, runtime_name, state_size
 from .tflite import convert_saved_model, export_saved_model
 
 STATEFUL_BUNDLES = ("fp32", "int8", "int16x8")
@@ -238,51 +229,85 @@ class StatefulConverter:
         return convert_saved_model(self._saved, name, rep)
 
     def make_bundle(self, name: str, out_dir: Path, progress=None) -> LevelResult:
-        from edge_sed.core.loop import Detector
-        from edge_sed.core.smoother import Smoother
-
         try:
             model_bytes = self.build(name)
         except UnsupportedLevel as exc:
             return LevelResult(name, "unsupported", str(exc))
-        info = read_tflite_info(model_bytes)
-        roles = {"frame": "frame", "h": "h", "c": "c", "scores": "scores", "h_out": "h_out", "c_out": "c_out"}
-        inputs, outputs = _io_spec(info, roles)
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "name": name,
-            "labels": self.labels,
-            "sample_rate": self.fe.sample_rate,
-            "frontend": self.fe.to_dict(),
-            "window_frames": self.k,
-            "hop_frames": self.stride,
-            "form": "stateful",
-            "level": name,
-            "lstm": "cell",
-            "inputs": inputs,
-            "outputs": outputs,
-            "sha256": hashlib.sha256(model_bytes).hexdigest(),
-            "model_bytes": len(model_bytes),
-            "ops": info.op_counts(),
-            "provenance": self.provenance,
-            "smoother": self.smoother,
-            "state": {
-                "size": int(inputs[[d["role"] for d in inputs].index("h")]["shape"][-1]),
-                "mode": "carried",
-                "usage": "one invoke every hop_frames front-end frames (after frames hop-1, 2*hop-1, ...) "
-                "with the last window_frames frames as 'frame'; feed h_out/c_out back as h/c "
-                "(dequantize with the output's quantization, quantize with the input's) for the "
-                "whole stream, never reset; every invoke's scores go to the smoother (manifest "
-                "'smoother')",
-            },
-            "notes": [],
-            "warnings": [],
-        }
+        manifest, info = self._manifest(name, model_bytes)
         bundle = Bundle(out_dir, manifest, model_bytes, info)
+        refs, dets, torch_dets, litert_scores = self._run_streams(bundle, progress)
+        diff = max(float(np.abs(a - b).max()) for a, b in zip(litert_scores, self.torch_scores))
+        manifest["accuracy"] = acc = self._accuracy(refs, dets, torch_dets, diff)
+        manifest["parity"] = {"keras_vs_torch_max_abs": self.keras_parity, "tflite_vs_torch_max_abs": diff}
+        if name == "fp32" and not diff < FP32_TOLERANCE:
+            return LevelResult(
+                name,
+                "failed",
+                f"fp32 TFLite differs from torch by {diff:.2e} over the test streams "
+                f"(> {FP32_TOLERANCE:.0e}): a conversion bug, not quantization",
+            )
+        if acc["event_f1"] < acc["torch"]["event_f1"] - 0.05:
+            manifest["warnings"].append(
+                f"{name} loses event F1: {acc['event_f1']:.3f} vs torch {acc['torch']['event_f1']:.3f} "
+                "on the test streams"
+            )
+        check_x = self.test_features[0][:CHECK_FRAMES]
+        steps = len(check_x) // self.stride
+        check, manifest["check"] = check_entry(
+            {"x": check_x, "litert": litert_scores[0][:steps], "torch": self.torch_scores[0][:steps]},
+            "frames",
+            "a test-stream feature sequence with LiteRT's and torch's per-frame outputs "
+            "(state carried); verify re-runs it",
+        )
+        files = {MODEL_FILE: model_bytes, CHECK_FILE: check}
+        tflm = (
+            self._tflm(bundle, check_x, litert_scores[0][:steps])
+            if name in STATEFUL_MCU and tflm_available(manifest)
+            else None
+        )
+        return finish_bundle(out_dir, name, manifest, files, tflm)
+
+    def _manifest(self, name: str, model_bytes: bytes) -> tuple[dict, TFLiteInfo]:
+        """The manifest before the model has run: what it is, its tensors, how to carry its state."""
+        roles = {"frame": "frame", "h": "h", "c": "c", "scores": "scores", "h_out": "h_out", "c_out": "c_out"}
+        manifest, info = model_manifest(
+            model_bytes,
+            roles,
+            name=name,
+            labels=self.labels,
+            sample_rate=self.fe.sample_rate,
+            frontend=self.fe.to_dict(),
+            window_frames=self.k,
+            hop_frames=self.stride,
+            form="stateful",
+            level=name,
+            lstm="cell",
+            provenance=self.provenance,
+        )
+        manifest["smoother"] = self.smoother
+        manifest["state"] = {
+            "size": state_size(manifest["inputs"]),
+            "mode": "carried",
+            "usage": "one invoke every hop_frames front-end frames (after frames hop-1, 2*hop-1, ...) "
+            "with the last window_frames frames as 'frame'; feed h_out/c_out back as h/c "
+            "(dequantize with the output's quantization, quantize with the input's) for the "
+            "whole stream, never reset; every invoke's scores go to the smoother (manifest "
+            "'smoother')",
+        }
+        manifest["notes"] = []
+        manifest["warnings"] = []
+        return manifest, info
+
+    def _run_streams(self, bundle: Bundle, progress=None) -> tuple[list, list, list, list]:
+        """(reference events, the bundle's events, torch's events, the bundle's per-step scores per
+        stream) over the test streams, laid end to end: the bundle's from its own device loop over
+        the stream's audio, torch's from its scores through the same smoother."""
+        from edge_sed.core.loop import Detector
+        from edge_sed.core.smoother import Smoother
+
         runner = BundleRunner(bundle)
         refs, dets, torch_dets, litert_scores, total = [], [], [], [], 0.0
         for n, ((audio, ann, dur), tscores) in enumerate(zip(self.test_audio, self.torch_scores)):
-            # the device loop over the stream's audio: its events, and its per-frame scores for parity
             det = Detector(
                 bundle, runner=runner, smoother=Smoother(self.labels, **_smoother_args(self.smoother))
             )
@@ -304,23 +329,21 @@ class StatefulConverter:
             total += dur + 30.0  # streams laid end to end, a gap wider than any match window between them
             if progress:
                 progress(n + 1, len(self.test_audio))
-        diff = max(float(np.abs(a - b).max()) for a, b in zip(litert_scores, self.torch_scores))
+        return refs, dets, torch_dets, litert_scores
+
+    def _accuracy(self, refs: list, dets: list, torch_dets: list, diff: float) -> dict:
+        """Event metrics of the bundle's and torch's events on the test streams."""
         duration = sum(d for _, _, d in self.test_audio)
-        m = event_metrics(
-            refs, dets, duration, delay_s=1.0, labels=[l for l in self.labels if l != "background"]
-        )
-        mt = event_metrics(
-            refs, torch_dets, duration, delay_s=1.0, labels=[l for l in self.labels if l != "background"]
-        )
-        strict = event_metrics(
-            refs, dets, duration, delay_s=0.0, labels=[l for l in self.labels if l != "background"]
-        )
-        manifest["accuracy"] = {
+        labels = [l for l in self.labels if l != "background"]
+        m = event_metrics(refs, dets, duration, delay_s=1.0, labels=labels)
+        mt = event_metrics(refs, torch_dets, duration, delay_s=1.0, labels=labels)
+        strict = event_metrics(refs, dets, duration, delay_s=0.0, labels=labels)
+        return {
             "split": "test streams",
             "streams": len(self.test_audio),
             "seconds": duration,
             "events": len(refs),
-            "runtime": _runtime_name(),
+            "runtime": runtime_name(),
             "metric_note": m["metric"],
             "event_f1": m["f1"],
             "dcase_event_f1": strict["f1"],
@@ -331,44 +354,13 @@ class StatefulConverter:
             "torch": {"event_f1": mt["f1"], "false_alarms_per_hour": mt["false_alarms_per_hour"]},
             "vs_torch": {"event_f1_diff": m["f1"] - mt["f1"], "max_abs_prob_diff": diff},
         }
-        manifest["parity"] = {"keras_vs_torch_max_abs": self.keras_parity, "tflite_vs_torch_max_abs": diff}
-        if name == "fp32" and not diff < FP32_TOLERANCE:
-            return LevelResult(
-                name,
-                "failed",
-                f"fp32 TFLite differs from torch by {diff:.2e} over the test streams "
-                f"(> {FP32_TOLERANCE:.0e}): a conversion bug, not quantization",
-            )
-        if m["f1"] < mt["f1"] - 0.05:
-            manifest["warnings"].append(
-                f"{name} loses event F1: {m['f1']:.3f} vs torch {mt['f1']:.3f} on the test streams"
-            )
-        check_x = self.test_features[0][:CHECK_FRAMES]
-        steps = len(check_x) // self.stride
-        buf = io.BytesIO()
-        np.savez(buf, x=check_x, litert=litert_scores[0][:steps], torch=self.torch_scores[0][:steps])
-        files = {MODEL_FILE: model_bytes, CHECK_FILE: buf.getvalue()}
-        manifest["check"] = {
-            "file": CHECK_FILE,
-            "sha256": hashlib.sha256(files[CHECK_FILE]).hexdigest(),
-            "frames": int(len(check_x)),
-            "note": "a test-stream feature sequence with LiteRT's and torch's per-frame outputs "
-            "(state carried); verify re-runs it",
-        }
-        tflm = (
-            self._tflm(bundle, check_x, litert_scores[0][:steps])
-            if name in STATEFUL_MCU and tflm_available(manifest)
-            else None
-        )
-        return finish_bundle(out_dir, name, manifest, files, tflm)
 
     def _tflm(self, bundle: Bundle, frames: np.ndarray, litert: np.ndarray) -> dict:
         from firmware_sim.tflm import MicroBackend, compare_outputs, find_arena_bytes
 
         arena = find_arena_bytes(bundle.model_bytes)
         micro = BundleRunner(bundle, backend=MicroBackend(bundle.model_bytes, arena["arena_bytes"]))
-        outputs = bundle.manifest["outputs"]
-        scale = outputs[[d["role"] for d in outputs].index("scores")]["quantization"]["scale"]
+        scale = by_role(bundle.manifest["outputs"], "scores")["quantization"]["scale"]
         arena["vs_litert"] = compare_outputs(micro.run_stream(frames), litert, scale)
         arena["vs_litert_note"] = f"{len(frames)} frames of a test stream, state carried"
         return arena

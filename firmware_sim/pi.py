@@ -305,22 +305,7 @@ def prepare(bundle: Bundle, data: str | None = "auto") -> PiModel:
     return PiModel(bundle, data)
 
 
-def simulate_profile(
-    model: PiModel,
-    profile: DeviceProfile,
-    audio: np.ndarray,
-    annotations,
-    stream_info: dict,
-    progress=None,
-    log=None,
-) -> dict:
-    """One record: emulated scores vs host, instructions and estimated ms per inference, the loop's
-    stage costs, and the stream on the virtual device clock (events, latency, duty cycle)."""
-    from edge_sed.core.events import event_metrics
-
-    from .clock import simulate_stream
-
-    bundle = model.bundle
+def _check_profile(profile: DeviceProfile, bundle: Bundle) -> None:
     if profile.kind != "pi":
         raise EdgeSedError(f"profile {profile.name} is a {profile.kind} profile, not a Pi")
     if profile.sample_rate != bundle.frontend.sample_rate:
@@ -328,15 +313,22 @@ def simulate_profile(
             f"profile {profile.name} delivers {profile.sample_rate} Hz audio, the bundle's "
             f"front end wants {bundle.frontend.sample_rate} Hz"
         )
-    block = profile.dma_block_samples
+
+
+def _emulate(model: PiModel, profile: DeviceProfile, audio: np.ndarray, log) -> dict:
+    """The emulated run on the profile's core: the evaluation windows, and the first
+    LOOP_AUDIO_S of the stream (or a synthetic clip, for a shorter stream) through the loop."""
     n_loop = int(LOOP_AUDIO_S * profile.sample_rate)
     sample = audio[:n_loop] if len(audio) >= n_loop else loop_audio()
-    e = model.emulated(profile.qemu_cpu, sample, block, log)
-    par = parity(bundle, e["scores"], model.host_scores)
-    acc = clip_accuracy(model.y, e["scores"], bundle.labels)
-    host_acc = clip_accuracy(model.y, model.host_scores, bundle.labels)
-    costs = loop_costs(e)
-    invoke, predict = per_inference(e["invoke"]), per_inference(e["predict"])
+    return model.emulated(profile.qemu_cpu, sample, profile.dma_block_samples, log)
+
+
+def _run_clock(model: PiModel, profile: DeviceProfile, audio: np.ndarray, costs: dict, progress):
+    """The stream through the host detector on the virtual device clock, each block's work
+    costed with the emulated instruction counts (``costs``) on the profile's core."""
+    from .clock import simulate_stream
+
+    block = profile.dma_block_samples
     scale = profile.cpi / profile.clock_hz
 
     def work_s(frames, inferences, decisions):
@@ -358,11 +350,104 @@ def simulate_profile(
         progress=progress,
     )
     model.trace[block] = clean
+    return result
+
+
+def _emulation(e: dict, profile: DeviceProfile) -> dict:
+    return {
+        "root": str(pi_root.root_dir()),
+        "qemu": "qemu-aarch64 " + pi_root.qemu_source_version(),
+        "cpu": profile.qemu_cpu,
+        "seconds": e["seconds"],
+        "guest_total_insns": e["total_insns"],
+        "xnnpack_applied": e["xnnpack_applied"],
+    }
+
+
+def _accuracy(model: PiModel, e: dict) -> dict:
+    """The emulated scores against the evaluation windows' labels (none for a stateful bundle)."""
+    acc = clip_accuracy(model.y, e["scores"], model.bundle.labels)
+    if not acc:
+        return {"overall_error": None, "note": "stateful: no clip labels; see events (the stream)"}
+    host_acc = clip_accuracy(model.y, model.host_scores, model.bundle.labels)
+    return {
+        "overall_error": acc["overall_error"],
+        "macro_f1": acc["macro_f1"],
+        "per_class_error": acc.get("per_class_error"),
+        "host_overall_error": host_acc["overall_error"],
+    }
+
+
+def _cost(e: dict, costs: dict, profile: DeviceProfile) -> dict:
+    """Instructions per inference (the model alone, and with the Python glue), their spread and
+    ESTIMATED ms, and the loop's stage costs."""
+    invoke, predict = per_inference(e["invoke"]), per_inference(e["predict"])
+    rest = e["invoke"][1:] if len(e["invoke"]) > 1 else e["invoke"]
+    return {
+        "insns_per_inference": invoke,
+        "insns_per_predict": predict,
+        "insns_first_inference": float(e["invoke"][0]) if len(e["invoke"]) else None,
+        "insns_spread": float((rest.max() - rest.min()) / invoke) if len(rest) else None,
+        "est_ms_per_inference": estimate_ms(invoke, profile),
+        "est_ms_per_predict": estimate_ms(predict, profile),
+        **costs,
+        "est_ms_per_frame": estimate_ms(
+            costs["frontend_insns_per_frame"] + costs["loop_insns_per_frame"], profile
+        ),
+        "est_ms_per_decision_model": estimate_ms(costs["model_insns_per_inference"], profile),
+    }
+
+
+def _summary(record: dict, model: PiModel, profile: DeviceProfile) -> str:
+    c, par, acc = record["cost"], record["parity"], record["accuracy"]
+    bundle = model.bundle
+    stateful = bundle.form == "stateful"
+    unit = f"step ({bundle.hop_frames} frames)" if stateful else "inference"
+    return (
+        f"emulated {profile.qemu_cpu}: {c['insns_per_inference'] / 1e6:.2f} M insns/{unit} -> "
+        f"est. {c['est_ms_per_inference']:.2f} ms "
+        f"(CPI {profile.cpi}, {profile.clock_hz / 1e9:g} GHz, 1 thread; "
+        f"{c['insns_per_predict'] / 1e6:.2f} M per "
+        f"{'step' if stateful else 'window'} with the Python glue); "
+        f"front end {c['frontend_insns_per_frame'] / 1e3:.0f} k insns/frame; scores vs host: max |d| "
+        f"{par['max_abs_diff_vs_host']:.1e}, top-1 {par['top1_agreement']:.0%} on {record['windows']}"
+        + (f"; overall error {acc['overall_error']:.3f}" if model.y is not None else "")
+    )
+
+
+def _verdict(clock: dict, par: dict) -> str:
+    return (
+        f"{'real time' if clock['overruns'] == 0 and clock['dropped_blocks'] == 0 else 'NOT real time'}: "
+        f"est. duty cycle {clock['duty_cycle']:.1%} of one core, worst decision latency "
+        f"{clock['decision_latency_worst_ms']:.1f} ms; "
+        f"scores {'match' if par['ok'] else 'DO NOT match'} the host"
+    )
+
+
+def simulate_profile(
+    model: PiModel,
+    profile: DeviceProfile,
+    audio: np.ndarray,
+    annotations,
+    stream_info: dict,
+    progress=None,
+    log=None,
+) -> dict:
+    """One record: emulated scores vs host, instructions and estimated ms per inference, the loop's
+    stage costs, and the stream on the virtual device clock (events, latency, duty cycle)."""
+    from edge_sed.core.events import event_metrics
+
+    bundle = model.bundle
+    _check_profile(profile, bundle)
+    e = _emulate(model, profile, audio, log)
+    par = parity(bundle, e["scores"], model.host_scores)
+    accuracy = _accuracy(model, e)
+    costs = loop_costs(e)
+    result = _run_clock(model, profile, audio, costs, progress)
     metrics = event_metrics(
         annotations, result.events, result.duration_s, labels=[l for l in bundle.labels if l != "background"]
     )
     clock = result.summary()
-    rest = e["invoke"][1:] if len(e["invoke"]) > 1 else e["invoke"]
     record = {
         "kind": "pi",
         "bundle": str(bundle.path),
@@ -379,62 +464,18 @@ def simulate_profile(
         "profile_sources": profile.sources,
         "estimate_note": ESTIMATE_NOTE,
         "model_bytes": len(bundle.model_bytes),
-        "emulation": {
-            "root": str(pi_root.root_dir()),
-            "qemu": "qemu-aarch64 " + pi_root.qemu_source_version(),
-            "cpu": profile.qemu_cpu,
-            "seconds": e["seconds"],
-            "guest_total_insns": e["total_insns"],
-            "xnnpack_applied": e["xnnpack_applied"],
-        },
+        "emulation": _emulation(e, profile),
         "windows": model.windows_what,
         "n_windows": int(len(model.x)),
         "parity": par,
-        "accuracy": (
-            {
-                "overall_error": acc["overall_error"],
-                "macro_f1": acc["macro_f1"],
-                "per_class_error": acc.get("per_class_error"),
-                "host_overall_error": host_acc["overall_error"],
-            }
-            if acc
-            else {"overall_error": None, "note": "stateful: no clip labels; see events (the stream)"}
-        ),
-        "cost": {
-            "insns_per_inference": invoke,
-            "insns_per_predict": predict,
-            "insns_first_inference": float(e["invoke"][0]) if len(e["invoke"]) else None,
-            "insns_spread": float((rest.max() - rest.min()) / invoke) if len(rest) else None,
-            "est_ms_per_inference": estimate_ms(invoke, profile),
-            "est_ms_per_predict": estimate_ms(predict, profile),
-            **costs,
-            "est_ms_per_frame": estimate_ms(
-                costs["frontend_insns_per_frame"] + costs["loop_insns_per_frame"], profile
-            ),
-            "est_ms_per_decision_model": estimate_ms(costs["model_insns_per_inference"], profile),
-        },
+        "accuracy": accuracy,
+        "cost": _cost(e, costs, profile),
         "clock": clock,
         "stream": stream_info,
         "events": {k: v for k, v in metrics.items() if k != "latencies_s"},
     }
-    c = record["cost"]
-    stateful = bundle.form == "stateful"
-    unit = f"step ({bundle.hop_frames} frames)" if stateful else "inference"
-    record["summary"] = (
-        f"emulated {profile.qemu_cpu}: {invoke / 1e6:.2f} M insns/{unit} -> "
-        f"est. {c['est_ms_per_inference']:.2f} ms "
-        f"(CPI {profile.cpi}, {profile.clock_hz / 1e9:g} GHz, 1 thread; {predict / 1e6:.2f} M per "
-        f"{'step' if stateful else 'window'} with the Python glue); "
-        f"front end {c['frontend_insns_per_frame'] / 1e3:.0f} k insns/frame; scores vs host: max |d| "
-        f"{par['max_abs_diff_vs_host']:.1e}, top-1 {par['top1_agreement']:.0%} on {model.windows_what}"
-        + (f"; overall error {acc['overall_error']:.3f}" if acc else "")
-    )
-    record["verdict"] = (
-        f"{'real time' if clock['overruns'] == 0 and clock['dropped_blocks'] == 0 else 'NOT real time'}: "
-        f"est. duty cycle {clock['duty_cycle']:.1%} of one core, worst decision latency "
-        f"{clock['decision_latency_worst_ms']:.1f} ms; "
-        f"scores {'match' if par['ok'] else 'DO NOT match'} the host"
-    )
+    record["summary"] = _summary(record, model, profile)
+    record["verdict"] = _verdict(clock, par)
     return record
 
 

@@ -624,6 +624,111 @@ def write_table(table: dict, out_dir) -> str:
     return md
 
 
+def _check_table_args(models: list, objectives: list, form: str, test_streams: int) -> None:
+    """The table's own arguments: known objectives and form, the stateful form's model."""
+    unknown = [o for o in objectives if o not in OBJECTIVES]
+    if unknown:
+        raise EdgeSedError(f"unknown objective(s) {', '.join(unknown)}; choose from {', '.join(OBJECTIVES)}")
+    if form not in ("windowed", "stateful"):
+        raise EdgeSedError(f"unknown form {form!r}; choose windowed or stateful")
+    if form == "stateful" and models != ["lstm"]:
+        raise EdgeSedError(f"the stateful form is an LSTM; --models {','.join(models)} has no stateful form")
+    if form == "windowed" and test_streams:
+        raise EdgeSedError("--test-streams is for --form stateful (the windowed table scores clips)")
+
+
+def _base_config(data: str, form: str, epochs: int | None, seeds: list, train_kwargs: dict) -> dict:
+    """The TrainConfig fields every run of the table shares (all but model, ratio, seed and
+    objective), checked once here so that a bad setting fails in one line, not in every worker."""
+    base = {
+        **asdict(TrainConfig()),
+        **(STATEFUL_DEFAULTS if form == "stateful" else {}),
+        **train_kwargs,
+        **({} if epochs is None else {"epochs": epochs}),
+        "data": data,
+        "threads": 1,
+        "form": form,
+    }
+    base.pop("out"), base.pop("objective")
+    for s in seeds:
+        TrainConfig(**{**base, "seed": s})
+    stride = base.get("frame_stride", 1)
+    if stride > 1 and not (
+        form == "stateful"
+        and base["conv_channels"]
+        and base["context_frames"] >= stride
+        and base["tbptt_frames"] % stride == 0
+    ):
+        raise EdgeSedError(
+            f"a frame stride of {stride} needs --form stateful, a conv over at least {stride} frames "
+            f"and TBPTT chunks that are a multiple of {stride}"
+        )
+    if (
+        any(base.get(k) for k in ("hard_negatives", "freq_mask", "bed_aux", "dropout", "ema"))
+        and form != "stateful"
+    ):
+        raise EdgeSedError(
+            "hard-negative mining, frequency masks, the background-source loss, dropout and weight "
+            "averaging are for --form stateful"
+        )
+    return base
+
+
+def _tasks(base: dict, models, ratios, seeds, objectives, out_dir: Path, test_streams: int) -> list[dict]:
+    """One task (run_task's argument) per (model, ratio, seed): it trains every objective."""
+    return [
+        {
+            "config": {**base, "model": m, "ratio": r, "seed": s},
+            "objectives": objectives,
+            "out_dir": str(out_dir),
+            "test_streams": test_streams,
+        }
+        for m in models
+        for r in ratios
+        for s in seeds
+    ]
+
+
+def _run_tasks(tasks: list[dict], workers: int, on_progress) -> list[dict]:
+    """Run every task (in this process, or in ``workers`` spawned ones), calling ``on_progress()``
+    as runs finish; returns run_task's answers."""
+    loads = []
+    if workers <= 1:
+        for task in tasks:
+            loads.append(run_task(task, on_run=on_progress))
+        return loads
+    # spawn: a fresh interpreter per worker, nothing inherited from torch in this process
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx) as pool:
+        pending = {pool.submit(run_task, task) for task in tasks}
+        try:
+            while pending:  # the workers write run directories; count them for the progress
+                finished, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+                loads += [f.result() for f in finished]  # re-raises a worker's error here
+                on_progress()
+        except BaseException:  # an error or ^C: do not start the queued tasks first
+            pool.shutdown(cancel_futures=True)
+            raise
+    return loads
+
+
+def _table(
+    settings: dict, groups: list[dict], runs: int, seeds: list, loads: list[dict], started: float
+) -> dict:
+    """table.json's content: the settings, the groups' statistics and the time totals."""
+    return {
+        "settings": settings,
+        "groups": groups,
+        "runs": runs,
+        "train_seconds_total": float(sum(s["train_total"] for g in groups for s in g["seconds"].values())),
+        "cpu_seconds_total": float(
+            sum(s["run_cpu_mean"] * len(seeds) for g in groups for s in g["seconds"].values())
+        ),
+        "load_seconds_total": float(sum(x["load_seconds"] for x in loads)),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
+
+
 def run_table(
     data: str,
     models=("lstm",),
@@ -649,116 +754,38 @@ def run_table(
     started = time.perf_counter()
     out_dir = Path(out_dir)
     models, ratios, objectives, seeds = list(models), list(ratios), list(objectives), list(seeds)
-    unknown = [o for o in objectives if o not in OBJECTIVES]
-    if unknown:
-        raise EdgeSedError(f"unknown objective(s) {', '.join(unknown)}; choose from {', '.join(OBJECTIVES)}")
-    if form not in ("windowed", "stateful"):
-        raise EdgeSedError(f"unknown form {form!r}; choose windowed or stateful")
-    if form == "stateful" and models != ["lstm"]:
-        raise EdgeSedError(f"the stateful form is an LSTM; --models {','.join(models)} has no stateful form")
-    if form == "windowed" and test_streams:
-        raise EdgeSedError("--test-streams is for --form stateful (the windowed table scores clips)")
+    _check_table_args(models, objectives, form, test_streams)
     if data != "synthetic":
         data = str(Path(data).resolve())  # the same run, whatever the working directory
-    base = {
-        **asdict(TrainConfig()),
-        **(STATEFUL_DEFAULTS if form == "stateful" else {}),
-        **train_kwargs,
-        **({} if epochs is None else {"epochs": epochs}),
-        "data": data,
-        "threads": 1,
-        "form": form,
-    }
-    base.pop("out"), base.pop("objective")
-    for s in seeds:  # a setting out of range fails here, in one line, not in every worker
-        TrainConfig(**{**base, "seed": s})
-    stride = base.get("frame_stride", 1)
-    if stride > 1 and not (
-        form == "stateful"
-        and base["conv_channels"]
-        and base["context_frames"] >= stride
-        and base["tbptt_frames"] % stride == 0
-    ):
-        raise EdgeSedError(
-            f"a frame stride of {stride} needs --form stateful, a conv over at least {stride} frames "
-            f"and TBPTT chunks that are a multiple of {stride}"
-        )
-    if (
-        any(base.get(k) for k in ("hard_negatives", "freq_mask", "bed_aux", "dropout", "ema"))
-        and form != "stateful"
-    ):
-        raise EdgeSedError(
-            "hard-negative mining, frequency masks, the background-source loss, dropout and weight "
-            "averaging are for --form stateful"
-        )
+    base = _base_config(data, form, epochs, seeds, train_kwargs)
     if data == "synthetic":  # make each seed's set here, not twice at once in two workers
         for s in seeds:
             synthetic_source(base["synth_counts"], s)
-    tasks = [
-        {
-            "config": {**base, "model": m, "ratio": r, "seed": s},
-            "objectives": objectives,
-            "out_dir": str(out_dir),
-            "test_streams": test_streams,
-        }
-        for m in models
-        for r in ratios
-        for s in seeds
-    ]
+    tasks = _tasks(base, models, ratios, seeds, objectives, out_dir, test_streams)
     total = len(tasks) * len(objectives)
-
-    def count():
-        return sum(
-            _done(out_dir / "runs" / run_name(m, r, o, s))
-            for m in models
-            for r in ratios
-            for o in objectives
-            for s in seeds
-        )
-
+    names = [run_name(m, r, o, s) for m in models for r in ratios for o in objectives for s in seeds]
     report = progress or (lambda done, total: None)
-    report(count(), total)
-    loads = []
-    if workers <= 1:
-        for task in tasks:
-            loads.append(run_task(task, on_run=lambda: report(count(), total)))
-    else:
-        # spawn: a fresh interpreter per worker, nothing inherited from torch in this process
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx) as pool:
-            pending = {pool.submit(run_task, task) for task in tasks}
-            try:
-                while pending:  # the workers write run directories; count them for the progress
-                    finished, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
-                    loads += [f.result() for f in finished]  # re-raises a worker's error here
-                    report(count(), total)
-            except BaseException:  # an error or ^C: do not start the queued tasks first
-                pool.shutdown(cancel_futures=True)
-                raise
+
+    def on_progress():
+        report(sum(_done(out_dir / "runs" / n) for n in names), total)
+
+    on_progress()
+    loads = _run_tasks(tasks, workers, on_progress)
     groups = (summarise_stateful if form == "stateful" else summarise)(
         out_dir, models, ratios, objectives, seeds
     )
-    table = {
-        "settings": {
-            "data": data,
-            "form": form,
-            "models": models,
-            "ratios": ratios,
-            "objectives": objectives,
-            "seeds": seeds,
-            "workers": workers,
-            "test_streams": test_streams,
-            "train": {k: v for k, v in base.items() if k != "data"},
-        },
-        "groups": groups,
-        "runs": total,
-        "train_seconds_total": float(sum(s["train_total"] for g in groups for s in g["seconds"].values())),
-        "cpu_seconds_total": float(
-            sum(s["run_cpu_mean"] * len(seeds) for g in groups for s in g["seconds"].values())
-        ),
-        "load_seconds_total": float(sum(x["load_seconds"] for x in loads)),
-        "wall_seconds": round(time.perf_counter() - started, 1),
+    settings = {
+        "data": data,
+        "form": form,
+        "models": models,
+        "ratios": ratios,
+        "objectives": objectives,
+        "seeds": seeds,
+        "workers": workers,
+        "test_streams": test_streams,
+        "train": {k: v for k, v in base.items() if k != "data"},
     }
+    table = _table(settings, groups, total, seeds, loads, started)
     write_table(table, out_dir)
     return table
 
