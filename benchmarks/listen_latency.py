@@ -1,7 +1,7 @@
 """Onset->event latency and CPU load of the listen loop on this host, windowed vs streaming.
 
 For each bundle the labelled stream is played through the same loop as ``edge-sed listen
---file --realtime`` (edge_sed.listen.run: FileSource at real-time pace -> Detector -> smoother), so
+--file --realtime`` (edge_sed.listen: FileSource at real-time pace -> Detector -> smoother), so
 the CPU share is the one a microphone would cost. An event's latency is
 
     onset->event = (decision stream time - reference onset) + decision latency on this host
@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edge_sed.core.bundle import load_bundle  # noqa: E402
 from edge_sed.core.events import Event, event_metrics, read_annotations  # noqa: E402
-from edge_sed.listen.run import FileSource, run_loop  # noqa: E402
+from edge_sed.listen.run import run_loop  # noqa: E402
+from edge_sed.listen.sources import FileSource  # noqa: E402
 from edge_sed.core.loop import Detector  # noqa: E402
 from edge_sed.core.smoother import Smoother  # noqa: E402
 

@@ -18,7 +18,7 @@ sampled all along, and the same audio cut into pieces to check the long run find
 
 `listen --file` reads a file block by block (edge_sed.core.audio_io.iter_audio_blocks): there is no
 queue between a file and the loop, so "no queue growth" shows as dropped_blocks = overflows = 0
-and flat memory; the microphone's callback queue is bounded (edge_sed.listen.run.QUEUE_S) and its
+and flat memory; the microphone's callback queue is bounded (edge_sed.listen.sources.QUEUE_S) and its
 drops are counted - tests/test_listen.py covers that.
 """
 

@@ -102,38 +102,53 @@ class ClockResult:
         }
 
 
+class DeviceClock:
+    """The timing model (module docstring), one block at a time: :func:`run_clock` replays a trace
+    on it, ``edge-sed listen --profile`` (firmware_sim.listen_mcu) a live stream."""
+
+    def __init__(self, block_s: float, ring_blocks: int = 2):
+        if ring_blocks < 1:
+            raise ValueError("ring_blocks must be at least 1")
+        self.block_s, self.ring_blocks = block_s, ring_blocks
+        self.free_at = self.busy = 0.0
+        self.blocks = self.overruns = self.max_backlog = 0
+        self.dropped: list[int] = []
+        self._in_flight: deque = deque()  # end times of blocks that have arrived
+
+    def step(self, arrive: float, work_s: float) -> float:
+        """Charge the next block, complete at ``arrive``, ``work_s`` seconds of work; returns the
+        device time its work ends (the device time of its decisions)."""
+        k = self.blocks
+        start = max(arrive, self.free_at)
+        # (k + ring_blocks) * block_s = arrive_{k + ring_blocks - 1}: the DMA refills block k's buffer
+        if start > (k + self.ring_blocks) * self.block_s:
+            self.dropped.append(k)
+        end = start + work_s
+        self.busy += work_s
+        self.free_at = end
+        if end > arrive + self.block_s:
+            self.overruns += 1
+        while self._in_flight and self._in_flight[0] <= arrive:
+            self._in_flight.popleft()
+        self._in_flight.append(end)
+        self.max_backlog = max(self.max_backlog, len(self._in_flight))
+        self.blocks += 1
+        return end
+
+
 def run_clock(
     trace: list[BlockTrace], block_s: float, work_s: Callable[[int, int, int], float], ring_blocks: int = 2
 ) -> ClockResult:
     """Replay a trace on a device whose work per block costs ``work_s(frames, inferences,
     decisions)`` seconds (timing model: module docstring)."""
-    if ring_blocks < 1:
-        raise ValueError("ring_blocks must be at least 1")
+    clock = DeviceClock(block_s, ring_blocks)
     n = len(trace)
-    free_at = 0.0
-    busy = 0.0
-    overruns = 0
-    dropped = []
-    in_flight: deque = deque()  # end times of blocks that have arrived
-    max_backlog = 0
     events, latencies = [], []
     work = np.zeros(n)
     for k, b in enumerate(trace):
-        arrive = (k + 1) * block_s
-        start = max(arrive, free_at)
-        if start > (k + ring_blocks) * block_s:  # = arrive_{k + ring_blocks - 1}: the DMA refills it
-            dropped.append(k)
         w = work_s(b.frames, b.inferences, len(b.decisions))
         work[k] = w
-        end = start + w
-        busy += w
-        free_at = end
-        if end > arrive + block_s:
-            overruns += 1
-        while in_flight and in_flight[0] <= arrive:
-            in_flight.popleft()
-        in_flight.append(end)
-        max_backlog = max(max_backlog, len(in_flight))
+        end = clock.step((k + 1) * block_s, w)
         for d in b.decisions:
             latencies.append(end - d.t_s)
             if d.event is not None:
@@ -144,10 +159,10 @@ def run_clock(
         block_s,
         n,
         n * block_s,
-        busy,
-        overruns,
-        dropped,
-        max_backlog,
+        clock.busy,
+        clock.overruns,
+        clock.dropped,
+        clock.max_backlog,
         events,
         np.asarray(latencies),
         sum(len(b.decisions) for b in trace),

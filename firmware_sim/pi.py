@@ -51,7 +51,7 @@ DEFAULT_LEVELS = ("fp32", "fp16", "dynamic-int8", "int8")
 KIND_EMPTY = 1  # the kinds of pi_guest.py's markers
 KINDS = {2: "invoke", 3: "predict", 4: "block", 5: "frontend", 6: "smoother"}
 LOOP_AUDIO_S = 3.0
-RING_S = 2.0  # audio the Pi can hold while busy: edge_sed.listen.run's callback queue (QUEUE_S = 2 s)
+RING_S = 2.0  # audio the Pi can hold while busy: edge_sed.listen.sources' callback queue (QUEUE_S = 2 s)
 ESTIMATE_NOTE = (
     "estimate: ms = instructions x assumed CPI / clock, 1 thread; instructions counted by a QEMU "
     "TCG plugin while the bundle ran in LiteRT on the emulated core (qemu-aarch64 user mode), "

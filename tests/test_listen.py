@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_sed.core.audio_io import read_audio, resample_poly, write_audio
-from edge_sed.listen.run import FileSource, StreamingResampler, run_loop
+from edge_sed.core.audio_io import StreamingResampler, read_audio, resample_poly, write_audio
+from edge_sed.listen.run import run_loop
+from edge_sed.listen.sources import FileSource
 from edge_sed.core.bundle import load_bundle
 from edge_sed.core.loop import Detector
 from edge_sed.core.smoother import Smoother
@@ -583,7 +584,7 @@ def test_unknown_input_device(pulse, tiny_bundles):
 
 CAPTURE_SNIPPET = """
 import sys, time, numpy as np
-from edge_sed.listen.run import MicSource
+from edge_sed.listen.sources import MicSource
 src = MicSource(None, capture_hz=int(sys.argv[1]))
 got, slow_s = [], float(sys.argv[3])
 with src:

@@ -137,6 +137,11 @@ def listen(
         raise click.UsageError("--realtime goes with --file (a microphone is real time already)")
     if file and device is not None:
         raise click.UsageError("give --file or --input-device, not both")
+    target = None
+    if profile:  # the MCU view: firmware_sim's glue, loaded only for --profile
+        from firmware_sim.listen_mcu import target_for
+
+        target = target_for(profile)
     run(
         bundle_path,
         device=device,
@@ -152,7 +157,7 @@ def listen(
         log=log,
         record=record,
         as_json=as_json,
-        profile=profile,
+        target=target,
     )
 
 
@@ -160,7 +165,7 @@ def listen(
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
 def devices(as_json):
     """List the audio input devices PortAudio sees (for `edge-sed listen --input-device`)."""
-    from edge_sed.listen.run import input_devices
+    from edge_sed.listen.sources import input_devices
 
     found = input_devices()
     if as_json:

@@ -344,35 +344,88 @@ def _kaiser_lowpass(num_taps: int, cutoff: float, beta: float = 5.0) -> np.ndarr
     return h / h.sum()
 
 
-def resample_poly(x: np.ndarray, up: int, down: int, chunk_values: int = 1 << 21) -> np.ndarray:
-    """Resample by the rational factor up/down with a polyphase FIR filter.
+class StreamingResampler:
+    """Resampling block by block with a polyphase FIR filter, the one resampler here: the same
+    filter and alignment as ``scipy.signal.resample_poly`` (Kaiser beta 5, half length
+    10 * max(up, down)). The concatenated outputs equal :func:`resample_poly` of the concatenated
+    input, except the last few, which need input that has not arrived yet (half the filter:
+    < 1 ms). Only the outputs that are kept are computed, in chunks of at most ``chunk_values``
+    products (16 MB) whatever the filter length."""
 
-    Same filter and alignment as ``scipy.signal.resample_poly(x, up, down)`` (Kaiser beta 5,
-    half length 10 * max(up, down)); only the outputs that are kept are computed, in chunks
-    of at most ``chunk_values`` products (16 MB) whatever the filter length."""
+    def __init__(self, from_hz: int, to_hz: int = SAMPLE_RATE, chunk_values: int = 1 << 21):
+        self._design(*resample_factors(from_hz, to_hz), chunk_values)  # bounded factors
+
+    @classmethod
+    def by_factors(cls, up: int, down: int, chunk_values: int = 1 << 21) -> StreamingResampler:
+        """A resampler by the rational factor up/down (in lowest terms), exactly."""
+        resampler = cls.__new__(cls)
+        resampler._design(up, down, chunk_values)
+        return resampler
+
+    def _design(self, up: int, down: int, chunk_values: int) -> None:
+        self.up, self.down, self.chunk_values = up, down, chunk_values
+        self.half_len = 10 * max(up, down)
+        h = _kaiser_lowpass(2 * self.half_len + 1, 1.0 / max(up, down)) * up
+        self.taps = -(-len(h) // up)
+        phases = np.zeros((up, self.taps))
+        for p in range(up):
+            sub = h[p::up]
+            phases[p, : len(sub)] = sub
+        self.phases = phases[:, ::-1]  # so a forward window of x lines up with the taps
+        self._buf = np.zeros(self.taps - 1)  # padded input: buf[i] is x[i - (taps - 1) + offset]
+        self._offset = 0  # x index of buf[taps - 1]
+        self._n = 0  # next output index
+
+    def push(self, block: np.ndarray) -> np.ndarray:
+        """The float32 outputs that ``block`` (at the input rate) completes."""
+        if self.up == self.down:
+            return np.asarray(block, np.float32)
+        return self.push64(block).astype(np.float32)
+
+    def push64(self, block: np.ndarray) -> np.ndarray:
+        """:meth:`push` in float64 (for :func:`resample_poly`)."""
+        self._buf = np.concatenate([self._buf, np.asarray(block, np.float64).reshape(-1)])
+        last_x = self._offset + len(self._buf) - self.taps  # last x index available
+        # output n needs x up to (n * down + half_len) // up
+        n_end = max(self._n, ((last_x + 1) * self.up - self.half_len + self.down - 1) // self.down)
+        y = np.empty(n_end - self._n)
+        if len(y):
+            windows = np.lib.stride_tricks.sliding_window_view(self._buf, self.taps)
+            chunk = max(1, self.chunk_values // self.taps)
+            for start in range(self._n, n_end, chunk):
+                s = np.arange(start, min(start + chunk, n_end)) * self.down + self.half_len  # upsampled time
+                # output n = sum_i h[s%up + i*up] * x[s//up - i]; the window at buf index s//up - offset
+                # covers x[s//up - taps + 1 .. s//up]
+                centre = s // self.up - self._offset
+                y[start - self._n : start - self._n + len(s)] = np.einsum(
+                    "nk,nk->n", windows[centre], self.phases[s % self.up]
+                )
+        self._n = n_end
+        # keep what the next output needs: from its first x minus taps - 1
+        keep_from = (self._n * self.down + self.half_len) // self.up - self._offset
+        keep_from = max(0, min(keep_from, len(self._buf) - self.taps + 1))
+        self._buf = self._buf[keep_from:]
+        self._offset += keep_from
+        return y
+
+
+def resample_poly(x: np.ndarray, up: int, down: int, chunk_values: int = 1 << 21) -> np.ndarray:
+    """Resample by the rational factor up/down: a :class:`StreamingResampler` fed ``x`` (in
+    pieces of ``chunk_values`` samples) and then the zeros after it; ``ceil(len(x) * up / down)``
+    float64 samples, the same as ``scipy.signal.resample_poly(x, up, down)``."""
     x = np.asarray(x, dtype=np.float64)
     g = gcd(up, down)
     up, down = up // g, down // g
     if up == down == 1:
         return x.copy()
-    max_rate = max(up, down)
-    half_len = 10 * max_rate
-    h = _kaiser_lowpass(2 * half_len + 1, 1.0 / max_rate) * up
-    taps = -(-len(h) // up)
-    phases = np.zeros((up, taps))
-    for p in range(up):
-        sub = h[p::up]
-        phases[p, : len(sub)] = sub
-    phases = phases[:, ::-1]  # so a forward window of x lines up with the taps
-    n_out = -(-len(x) * up // down)
-    xpad = np.concatenate([np.zeros(taps - 1), x, np.zeros(taps + 1)])
-    windows = np.lib.stride_tricks.sliding_window_view(xpad, taps)
-    y = np.empty(n_out)
-    chunk = max(1, chunk_values // taps)
-    for start in range(0, n_out, chunk):
-        s = np.arange(start, min(start + chunk, n_out)) * down + half_len  # upsampled time
-        # output n = sum_i h[s%up + i*up] * x[s//up - i]; window s//up covers x[s//up-taps+1 .. s//up]
-        y[start : start + len(s)] = np.einsum("nk,nk->n", windows[s // up], phases[s % up])
+    resampler = StreamingResampler.by_factors(up, down, chunk_values)
+    y = np.empty(-(-len(x) * up // down))
+    pieces = [x[i : i + chunk_values] for i in range(0, len(x), chunk_values)]
+    done = 0
+    for piece in pieces + [np.zeros(resampler.taps + 1)]:
+        out = resampler.push64(piece)[: len(y) - done]
+        y[done : done + len(out)] = out
+        done += len(out)
     return y
 
 
