@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -898,3 +899,28 @@ def test_listen_runs_with_every_host_side_package_blocked(tiny_bundles, stream_f
         return [{k: v for k, v in e.items() if k != "decision_latency_ms"} for e in summary["detected"]]
 
     assert events(got) == events(want)
+
+
+def test_portaudio_noise_is_kept_out_and_every_other_stderr_line_kept(tmp_path):
+    """listen runs a microphone with fd 2 filtered (core.quiet.silenced_fds with noise): the ALSA
+    lines go, what C code or Python writes otherwise comes back after the block, in order."""
+    code = textwrap.dedent(
+        """
+        import os, sys
+        from edge_sed.core.quiet import silenced_fds
+        from edge_sed.listen.sources import PORTAUDIO_NOISE
+        with silenced_fds((2,), noise=PORTAUDIO_NOISE):
+            os.write(2, b"ALSA lib pcm.c:2664:(snd_pcm_open_noupdate) Unknown PCM\\n")
+            os.write(2, b"Expression 'ret' failed in 'src/hostapi/alsa/pa_linux_alsa.c'\\n")
+            os.write(2, b"a real C-level warning\\n")
+            print("a Python warning", file=sys.stderr)
+        with silenced_fds():
+            os.write(1, b"gone\\n")
+            os.write(2, b"gone too\\n")
+        print("done")
+        """
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "done\n"
+    assert r.stderr == "a real C-level warning\na Python warning\n"

@@ -25,10 +25,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge_sed.core.errors import AudioError, EdgeSedError
+from edge_sed.core.quiet import silenced_fds
 from edge_sed.core.settings import SAMPLE_RATE
 from edge_sed.listen.console import ConsoleSink, summary_text
 from edge_sed.listen.sinks import JsonlSink, RecordSink, warn
-from edge_sed.listen.sources import BLOCK_MS, DeviceError, FileSource, FilteredStderr, MicSource
+from edge_sed.listen.sources import BLOCK_MS, DeviceError, FileSource, MicSource, PORTAUDIO_NOISE
 
 
 class Stopped(BaseException):
@@ -269,7 +270,7 @@ def listen(
     else:
         detector = Detector(bundle, hop_frames=hop_frames, smoother=smoother)
         target_sink, block_ms = None, BLOCK_MS
-    with FilteredStderr() if not file else _nothing():
+    with _nothing() if file else silenced_fds((2,), noise=PORTAUDIO_NOISE):
         source = (
             FileSource(file, realtime=realtime, block_ms=block_ms)
             if file
@@ -286,7 +287,7 @@ def listen(
             signal.signal(signal.SIGINT, signal.default_int_handler),
         )
     try:
-        with FilteredStderr() if not file else _nothing(), source:
+        with _nothing() if file else silenced_fds((2,), noise=PORTAUDIO_NOISE), source:
             # the console last: an event is on disk (JSONL, fsync'd) before it is shown, so a kill
             # can never leave a shown event out of the log
             sinks.append(ConsoleSink(bundle.labels, source.name, live=live, quiet=as_json))

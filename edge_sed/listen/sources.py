@@ -6,9 +6,7 @@ available. sounddevice (PortAudio) is imported only when a microphone is used.""
 
 from __future__ import annotations
 
-import os
 import queue
-import sys
 import threading
 import time
 
@@ -211,32 +209,12 @@ class FileSource:
             yield (resampler.push(block) if resampler else block), arrived
 
 
-class FilteredStderr:
-    """PortAudio's ALSA layer prints "Expression '...' failed" and ALSA "ALSA lib ..." lines on
-    fd 2 (e.g. when a device disappears); they would bury the one-line error. fd 2 goes to a
-    temporary file while the stream runs and everything else in it is written back after."""
-
-    NOISE = ("Expression '", "ALSA lib ", "Cannot connect to server", "jack server", "JackShmReadWritePtr")
-
-    def __enter__(self):
-        import tempfile
-
-        sys.stderr.flush()
-        self._tmp = tempfile.TemporaryFile()
-        self._saved = os.dup(2)
-        os.dup2(self._tmp.fileno(), 2)
-        return self
-
-    def __exit__(self, *exc):
-        sys.stderr.flush()
-        os.dup2(self._saved, 2)
-        os.close(self._saved)
-        self._tmp.seek(0)
-        kept = [
-            l
-            for l in self._tmp.read().decode(errors="replace").splitlines()
-            if l.strip() and not l.startswith(self.NOISE)
-        ]
-        self._tmp.close()
-        if kept:
-            print("\n".join(kept), file=sys.stderr, flush=True)
+PORTAUDIO_NOISE = (
+    "Expression '",
+    "ALSA lib ",
+    "Cannot connect to server",
+    "jack server",
+    "JackShmReadWritePtr",
+)
+"""Lines PortAudio's ALSA layer prints on fd 2 (e.g. when a device disappears); ``listen`` keeps
+them out of the terminal (core.quiet.silenced_fds with ``noise``) and writes back the rest."""
