@@ -216,13 +216,7 @@ def simulate_profile(
 ) -> dict:
     """One record: memory plan, costs, clock figures and event metrics of the bundle on the profile."""
     bundle = model.bundle
-    if profile.kind != "mcu":
-        raise EdgeSedError(f"profile {profile.name} is a {profile.kind} profile, not an MCU")
-    if profile.sample_rate != bundle.frontend.sample_rate:
-        raise EdgeSedError(
-            f"profile {profile.name} delivers {profile.sample_rate} Hz audio, the bundle's "
-            f"front end wants {bundle.frontend.sample_rate} Hz"
-        )
+    profile.check_runs(bundle, "mcu")
     counts = counts or load_counts()
     coef = coefficients(profile.kernel_build, counts)
     costs = stage_costs(bundle, profile, coef)

@@ -305,16 +305,6 @@ def prepare(bundle: Bundle, data: str | None = "auto") -> PiModel:
     return PiModel(bundle, data)
 
 
-def _check_profile(profile: DeviceProfile, bundle: Bundle) -> None:
-    if profile.kind != "pi":
-        raise EdgeSedError(f"profile {profile.name} is a {profile.kind} profile, not a Pi")
-    if profile.sample_rate != bundle.frontend.sample_rate:
-        raise EdgeSedError(
-            f"profile {profile.name} delivers {profile.sample_rate} Hz audio, the bundle's "
-            f"front end wants {bundle.frontend.sample_rate} Hz"
-        )
-
-
 def _emulate(model: PiModel, profile: DeviceProfile, audio: np.ndarray, log) -> dict:
     """The emulated run on the profile's core: the evaluation windows, and the first
     LOOP_AUDIO_S of the stream (or a synthetic clip, for a shorter stream) through the loop."""
@@ -438,7 +428,7 @@ def simulate_profile(
     from edge_sed.core.events import event_metrics
 
     bundle = model.bundle
-    _check_profile(profile, bundle)
+    profile.check_runs(bundle, "pi")
     e = _emulate(model, profile, audio, log)
     par = parity(bundle, e["scores"], model.host_scores)
     accuracy = _accuracy(model, e)

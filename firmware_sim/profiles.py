@@ -77,6 +77,18 @@ class DeviceProfile:
         data["sources"] = dict(self.data["sources"], **{k: "changed by the caller" for k in changes})
         return DeviceProfile(data)
 
+    def check_runs(self, bundle, kind: str) -> None:
+        """A one-line error unless this is a ``kind`` ("mcu", "pi") profile whose audio rate is the
+        bundle front end's."""
+        if self.kind != kind:
+            what = "an MCU" if kind == "mcu" else "a Pi"
+            raise EdgeSedError(f"profile {self.name} is a {self.kind} profile, not {what}")
+        if self.sample_rate != bundle.frontend.sample_rate:
+            raise EdgeSedError(
+                f"profile {self.name} delivers {self.sample_rate} Hz audio, the bundle's "
+                f"front end wants {bundle.frontend.sample_rate} Hz"
+            )
+
 
 def validate_profile(d, where: str) -> DeviceProfile:
     if not isinstance(d, dict):

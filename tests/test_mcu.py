@@ -486,3 +486,22 @@ def test_goals_are_judged_for_the_figures_given():
         set(mcu.judge_goals(ram_bytes=1)) == {"ram<=40KB"}
         and "note" in mcu.judge_goals(ram_bytes=1)["ram<=40KB"]
     )
+
+
+def test_a_profile_refuses_the_wrong_kind_and_sample_rate():
+    from types import SimpleNamespace
+
+    from edge_sed.core.errors import EdgeSedError
+    from firmware_sim.profiles import load_profile
+
+    m4, pi = load_profile("cortex-m4-80mhz"), load_profile("rpi-4")
+    bundle = SimpleNamespace(frontend=SimpleNamespace(sample_rate=m4.sample_rate))
+    m4.check_runs(bundle, "mcu")
+    pi.check_runs(bundle, "pi")
+    with pytest.raises(EdgeSedError, match="rpi-4 is a pi profile, not an MCU"):
+        pi.check_runs(bundle, "mcu")
+    with pytest.raises(EdgeSedError, match="cortex-m4-80mhz is a mcu profile, not a Pi"):
+        m4.check_runs(bundle, "pi")
+    other = SimpleNamespace(frontend=SimpleNamespace(sample_rate=8000))
+    with pytest.raises(EdgeSedError, match="delivers 16000 Hz audio, the bundle's front end wants 8000 Hz"):
+        m4.check_runs(other, "mcu")
