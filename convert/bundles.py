@@ -43,6 +43,7 @@ import numpy as np
 from edge_sed import __version__
 from edge_sed.core.atomic import write_json
 from edge_sed.core.bundle import (
+    BUNDLE_NAMES,
     C_HEADER,
     C_SOURCE,
     CHECK_FILE,
@@ -68,16 +69,7 @@ from .tflite import (
     remove_lstm_cell_clip,
 )
 
-BUNDLES = (
-    "fp32",
-    "fp16",
-    "dynamic-int8",
-    "int8",
-    "int16x8",
-    "fp32-streaming",
-    "int8-streaming",
-    "int16x8-streaming",
-)
+BUNDLES = BUNDLE_NAMES
 """Bundle names: a quantization level, optionally in the LSTM's streaming form."""
 MCU_BUNDLES = ("int8", "int8-streaming", "int16x8-streaming")
 """Full-integer bundles tflite-micro runs: they get an arena size, a TFLM check and C files.

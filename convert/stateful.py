@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from edge_sed import __version__
-from edge_sed.core.bundle import CHECK_FILE, MODEL_FILE, Bundle, BundleRunner
+from edge_sed.core.bundle import CHECK_FILE, MODEL_FILE, STATEFUL_LEVELS, Bundle, BundleRunner
 from edge_sed.core.errors import ConvertError
 from edge_sed.core.events import Annotation, event_metrics
 from edge_sed.core.frontend import FrontendConfig, log_mel
@@ -37,7 +37,7 @@ from .bundles import LevelResult, UnsupportedLevel, finish_bundle, git_commit, t
 from .manifest import by_role, check_entry, model_manifest, runtime_name, state_size
 from .tflite import convert_saved_model, export_saved_model
 
-STATEFUL_BUNDLES = ("fp32", "int8", "int16x8")
+STATEFUL_BUNDLES = STATEFUL_LEVELS
 STATEFUL_MCU = ("int8", "int16x8")
 PARITY_FRAMES = 300
 """Frames of a test stream run through the Keras port step by step to prove it equals torch."""

@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edge_sed.core.atomic import write_json
+from edge_sed.core.bundle import STATEFUL_LEVELS
 from edge_sed.core.errors import EdgeSedError, install_extra
 from edge_sed.core.settings import LABELS, TRAIN_SYNTH_COUNTS
 
 OBJECTIVES = ("weighted-ce", "clustered")
-LEVELS = ("fp32", "int8", "int16x8")  # every level the stateful form converts to
+LEVELS = STATEFUL_LEVELS  # every level the stateful form converts to
 SPLIT_RATIO = "2:2:1:26"  # the full demo's training split (dog:baby_cry:gunshot:background)
 
 

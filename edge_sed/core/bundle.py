@@ -62,6 +62,11 @@ C_SOURCE_BYTES_PER_MODEL_BYTE = 7
 """model_data.cc spells each model byte as "0x00, " (6 characters) plus line breaks."""
 
 LEVELS = ("fp32", "fp16", "dynamic-int8", "int8", "int16x8")
+BUNDLE_NAMES = (*LEVELS, "fp32-streaming", "int8-streaming", "int16x8-streaming")
+"""Every bundle a windowed run converts to, in report order: the levels, then the streaming
+form's (explicit LSTM state) levels."""
+STATEFUL_LEVELS = ("fp32", "int8", "int16x8")
+"""The levels a stateful run converts to (its fused LSTM keeps state across invokes)."""
 FORMS = ("windowed", "streaming-explicit-state", "stateful")
 ROLES = {
     "windowed": (("window",), ("scores",)),

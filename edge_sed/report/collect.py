@@ -31,21 +31,12 @@ from pathlib import Path
 import numpy as np
 
 from edge_sed.core.atomic import write_json
-from edge_sed.core.bundle import MANIFEST_FILE, load_bundle
+from edge_sed.core.bundle import BUNDLE_NAMES, MANIFEST_FILE, load_bundle
 from edge_sed.core.errors import DatasetError, EdgeSedError, install_extra
 from edge_sed.core.settings import BACKGROUND
 from edge_sed.eval.bench import DECISION_HOP_FRAMES, bundle_dirs, measure_latency
 
-LEVEL_ORDER = (
-    "fp32",
-    "fp16",
-    "dynamic-int8",
-    "int8",
-    "int16x8",
-    "fp32-streaming",
-    "int8-streaming",
-    "int16x8-streaming",
-)
+LEVEL_ORDER = BUNDLE_NAMES
 """The bundles ``edge-sed convert`` writes, in the order the report lists them."""
 CONVERT_REPORT = "convert-report.json"
 STREAM_S = 240.0
