@@ -218,8 +218,36 @@ def simulate_profile(
     bundle = model.bundle
     profile.check_runs(bundle, "mcu")
     counts = counts or load_counts()
-    coef = coefficients(profile.kernel_build, counts)
-    costs = stage_costs(bundle, profile, coef)
+    costs = stage_costs(bundle, profile, coefficients(profile.kernel_build, counts))
+    result, clean, ring = _run_clock(model, profile, audio, costs, progress)
+    metrics = event_metrics(
+        annotations, result.events, result.duration_s, labels=[l for l in bundle.labels if l != "background"]
+    )
+    clock = result.summary()
+    plan, ram_high_water = _memory(model, profile, ring, clock)
+    return {
+        **_header(bundle, profile, counts),
+        "memory": plan,
+        "cost": _cost(costs, clean, result, float(profile.clock_hz)),
+        "clock": clock,
+        "ram_high_water_bytes": ram_high_water,
+        "stream": stream_info,
+        "events": {k: v for k, v in metrics.items() if k != "latencies_s"},
+        "goals": judge_goals(
+            model_bytes=len(bundle.model_bytes),
+            arena_bytes=model.arena["arena_min_bytes"],
+            ram_bytes=plan["ram_total_bytes"],
+            duty_at_80mhz=result.duty_cycle * profile.clock_hz / 80e6,
+            overruns=clock["overruns"],
+            latency_median_s=metrics.get("latency_median_s"),
+        ),
+    }
+
+
+def _run_clock(model: McuModel, profile: DeviceProfile, audio: np.ndarray, costs, progress):
+    """The stream through the detector on the device clock, each block's work costed in cycles
+    at the profile's clock; the detector's work per block is traced once per DMA block size.
+    Returns (clock result, the clean trace, ring blocks)."""
     hz = float(profile.clock_hz)
 
     def work_s(frames, inferences, decisions):
@@ -243,15 +271,12 @@ def simulate_profile(
         trace=clean,
         progress=progress,
     )
-    metrics = event_metrics(
-        annotations, result.events, result.duration_s, labels=[l for l in bundle.labels if l != "background"]
-    )
-    clock = result.summary()
-    n_dec = max(result.decisions, 1)
-    inferences = sum(b.inferences for b in clean)
-    frames = sum(b.frames for b in clean)
-    cycles_per_decision = result.busy_s * hz / n_dec
-    decisions_per_s = result.decisions / result.duration_s if result.duration_s else float("nan")
+    return result, clean, ring
+
+
+def _memory(model: McuModel, profile: DeviceProfile, ring: int, clock: dict) -> tuple[dict, int]:
+    """The memory plan with that ring, and the RAM high-water mark over the stream."""
+    bundle = model.bundle
     plan = memory_plan(
         bundle,
         profile,
@@ -264,10 +289,13 @@ def simulate_profile(
         plan["ram_total_bytes"]
         - plan["ram"]["audio_ring"]
         + fe_history_bytes(bundle)
-        + min(ring, clock["max_backlog_blocks"] + 1) * block_samples * PCM_BYTES
+        + min(ring, clock["max_backlog_blocks"] + 1) * profile.dma_block_samples * PCM_BYTES
     )
-    duty_80 = result.duty_cycle * hz / 80e6
-    model_bytes = len(bundle.model_bytes)
+    return plan, ram_high_water
+
+
+def _header(bundle: Bundle, profile: DeviceProfile, counts: dict) -> dict:
+    """What was simulated where, and what the estimate rests on."""
     return {
         "kind": "mcu",
         "bundle": str(bundle.path),
@@ -287,33 +315,28 @@ def simulate_profile(
             f"({counts['builds'][profile.kernel_build]['board']}, {COUNTS_JSON.name}); scores from "
             "tflite-micro's kernels (x86-64 host build)"
         ),
-        "memory": plan,
-        "cost": {
-            "frontend_cycles_per_frame": costs.frontend_frame_cycles,
-            "invoke_cycles": costs.invoke_cycles,
-            "model_macs_per_invoke": costs.model["macs"],
-            "ops": [{k: v for k, v in o.items() if k != "index"} for o in costs.model["ops"]],
-            "smoother_cycles_per_decision": costs.decision_cycles,
-            "frames_per_decision": frames / n_dec,
-            "invokes_per_decision": inferences / n_dec,
-            "cycles_per_decision": cycles_per_decision,
-            "ms_per_decision": cycles_per_decision / hz * 1e3,
-            "model_ms_per_decision": costs.invoke_cycles * inferences / n_dec / hz * 1e3,
-            "decisions_per_s": decisions_per_s,
-            "cycles_per_audio_s": result.busy_s * hz / result.duration_s if result.duration_s else None,
-        },
-        "clock": clock,
-        "ram_high_water_bytes": ram_high_water,
-        "stream": stream_info,
-        "events": {k: v for k, v in metrics.items() if k != "latencies_s"},
-        "goals": judge_goals(
-            model_bytes=model_bytes,
-            arena_bytes=model.arena["arena_min_bytes"],
-            ram_bytes=plan["ram_total_bytes"],
-            duty_at_80mhz=duty_80,
-            overruns=clock["overruns"],
-            latency_median_s=metrics.get("latency_median_s"),
-        ),
+    }
+
+
+def _cost(costs, clean, result, hz: float) -> dict:
+    """Cycles per stage and per decision over the stream."""
+    n_dec = max(result.decisions, 1)
+    inferences = sum(b.inferences for b in clean)
+    frames = sum(b.frames for b in clean)
+    cycles_per_decision = result.busy_s * hz / n_dec
+    return {
+        "frontend_cycles_per_frame": costs.frontend_frame_cycles,
+        "invoke_cycles": costs.invoke_cycles,
+        "model_macs_per_invoke": costs.model["macs"],
+        "ops": [{k: v for k, v in o.items() if k != "index"} for o in costs.model["ops"]],
+        "smoother_cycles_per_decision": costs.decision_cycles,
+        "frames_per_decision": frames / n_dec,
+        "invokes_per_decision": inferences / n_dec,
+        "cycles_per_decision": cycles_per_decision,
+        "ms_per_decision": cycles_per_decision / hz * 1e3,
+        "model_ms_per_decision": costs.invoke_cycles * inferences / n_dec / hz * 1e3,
+        "decisions_per_s": result.decisions / result.duration_s if result.duration_s else float("nan"),
+        "cycles_per_audio_s": result.busy_s * hz / result.duration_s if result.duration_s else None,
     }
 
 
