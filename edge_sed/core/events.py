@@ -167,80 +167,11 @@ def event_metrics(
     subs = len(_greedy_match(left_ref, left_det, collar_s, delay_s, same_label=False))
     n_ref, tp = len(reference), len(pairs)
     fp, fn = len(detected) - tp, n_ref - tp
-
-    def prf(tp_, fp_, fn_):
-        p = tp_ / (tp_ + fp_) if tp_ + fp_ else 0.0
-        r = tp_ / (tp_ + fn_) if tp_ + fn_ else 0.0
-        f = 2 * tp_ / (2 * tp_ + fp_ + fn_) if tp_ + fp_ + fn_ else 1.0
-        return p, r, f
-
-    precision, recall, f1 = prf(tp, fp, fn)
-    # where the unmatched detections fall (the detection rule's window of each reference)
-    kinds = {"duplicate": 0, "confusion": 0, "background": 0}
-    for j in range(len(detected)):
-        if j in tp_det:
-            continue
-        near = [a.label for a in reference if _matches(a, detected[j], collar_s, None)]
-        kinds["duplicate" if detected[j].label in near else "confusion" if near else "background"] += 1
+    precision, recall, f1 = _prf(tp, fp, fn)
     hours = duration_s / 3600.0 if duration_s > 0 else float("nan")
-    per_class = {}
-    for label in labels:
-        n_l = sum(a.label == label for a in reference)
-        tp_l = sum(reference[i].label == label for i, _ in pairs)
-        fp_l = sum(e.label == label for e in detected) - tp_l
-        fn_l = n_l - tp_l
-        p, r, f = prf(tp_l, fp_l, fn_l)
-        lat = [detected[j].t_s - reference[i].onset_s for i, j in pairs if reference[i].label == label]
-        per_class[label] = {
-            "reference": n_l,
-            "tp": tp_l,
-            "fp": fp_l,
-            "fn": fn_l,
-            "precision": p,
-            "recall": r,
-            "f1": f,
-            "error_rate": (fn_l + fp_l) / n_l if n_l else float("nan"),
-            "latency_median_s": float(np.median(lat)) if lat else None,
-            "false_alarms_per_hour": fp_l / hours,
-        }
-    by_condition = {}
-    for key, fmt in (("ebr_db", "{:+.0f} dB"), ("bed_dbfs", "{:.0f} dBFS")):
-        values = sorted({round(getattr(a, key)) for a in reference if getattr(a, key) is not None})
-        if key == "bed_dbfs" and len(values) > 4:  # a spread of levels: 5 dB bins
-            values = sorted({5 * round(v / 5) for v in values})
-            bucket = lambda v: 5 * round(v / 5)  # noqa: E731
-        else:
-            bucket = round
-        rows = {}
-        for v in values:
-            refs = [
-                i
-                for i, a in enumerate(reference)
-                if getattr(a, key) is not None and bucket(getattr(a, key)) == v
-            ]
-            hit = sum(i in tp_ref for i in refs)
-            rows[fmt.format(v)] = {
-                "reference": len(refs),
-                "tp": hit,
-                "recall": hit / len(refs) if refs else None,
-            }
-        if rows:
-            by_condition[key] = rows
-    rule = (
-        f"onset-{collar_s:g} s <= decision time <= offset+{collar_s:g} s (detection: a decision while "
-        "the event lasts counts)"
-        if delay_s is None
-        else f"onset-{collar_s:g} s <= decision time <= onset+{collar_s:g} s"
-        + (
-            f"+{delay_s:g} s (DCASE 2017 task 2 collar with a causal delay)"
-            if delay_s
-            else " (DCASE event-based, onset collar, on the event's estimated onset: the smoother's "
-            "onset_s, else its decision time)"
-        )
-    )
     return {
-        "metric": f"event-based, onset only: match if {rule}",
-        "recall_by": by_condition,
+        "metric": f"event-based, onset only: match if {_rule(collar_s, delay_s)}",
+        "recall_by": _recall_by(reference, tp_ref),
         "reference": n_ref,
         "detected": len(detected),
         "tp": tp,
@@ -257,7 +188,89 @@ def event_metrics(
         "latency_p95_s": float(np.percentile(latencies, 95)) if latencies else None,
         "latencies_s": [float(x) for x in latencies],
         "false_alarms_per_hour": fp / hours,
-        "false_alarm_kinds": kinds,
+        "false_alarm_kinds": _false_alarm_kinds(reference, detected, tp_det, collar_s),
         "duration_s": float(duration_s),
-        "per_class": per_class,
+        "per_class": {label: _class_metrics(label, reference, detected, pairs, hours) for label in labels},
     }
+
+
+def _prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
+    """Precision, recall, F1 (F1 is 1 when there is nothing to find and nothing found)."""
+    p = tp / (tp + fp) if tp + fp else 0.0
+    r = tp / (tp + fn) if tp + fn else 0.0
+    f = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
+    return p, r, f
+
+
+def _false_alarm_kinds(reference, detected, tp_det: set, collar_s: float) -> dict:
+    """Where the unmatched detections fall (the detection rule's window of each reference)."""
+    kinds = {"duplicate": 0, "confusion": 0, "background": 0}
+    for j in range(len(detected)):
+        if j in tp_det:
+            continue
+        near = [a.label for a in reference if _matches(a, detected[j], collar_s, None)]
+        kinds["duplicate" if detected[j].label in near else "confusion" if near else "background"] += 1
+    return kinds
+
+
+def _class_metrics(label: str, reference, detected, pairs, hours: float) -> dict:
+    n_l = sum(a.label == label for a in reference)
+    tp_l = sum(reference[i].label == label for i, _ in pairs)
+    fp_l = sum(e.label == label for e in detected) - tp_l
+    fn_l = n_l - tp_l
+    p, r, f = _prf(tp_l, fp_l, fn_l)
+    lat = [detected[j].t_s - reference[i].onset_s for i, j in pairs if reference[i].label == label]
+    return {
+        "reference": n_l,
+        "tp": tp_l,
+        "fp": fp_l,
+        "fn": fn_l,
+        "precision": p,
+        "recall": r,
+        "f1": f,
+        "error_rate": (fn_l + fp_l) / n_l if n_l else float("nan"),
+        "latency_median_s": float(np.median(lat)) if lat else None,
+        "false_alarms_per_hour": fp_l / hours,
+    }
+
+
+def _recall_by(reference, tp_ref: set) -> dict:
+    """Recall per event-to-background ratio (dB) and per bed level (dBFS; 5 dB bins when spread)."""
+    by_condition = {}
+    for key, fmt in (("ebr_db", "{:+.0f} dB"), ("bed_dbfs", "{:.0f} dBFS")):
+        values = sorted({round(getattr(a, key)) for a in reference if getattr(a, key) is not None})
+        bucket = round
+        if key == "bed_dbfs" and len(values) > 4:  # a spread of levels: 5 dB bins
+            values = sorted({5 * round(v / 5) for v in values})
+
+            def bucket(v):
+                return 5 * round(v / 5)
+
+        rows = {}
+        for v in values:
+            refs = [
+                i
+                for i, a in enumerate(reference)
+                if getattr(a, key) is not None and bucket(getattr(a, key)) == v
+            ]
+            hit = sum(i in tp_ref for i in refs)
+            recall = hit / len(refs) if refs else None
+            rows[fmt.format(v)] = {"reference": len(refs), "tp": hit, "recall": recall}
+        if rows:
+            by_condition[key] = rows
+    return by_condition
+
+
+def _rule(collar_s: float, delay_s) -> str:
+    """The matching rule in words, for the record."""
+    if delay_s is None:
+        return (
+            f"onset-{collar_s:g} s <= decision time <= offset+{collar_s:g} s (detection: a decision while "
+            "the event lasts counts)"
+        )
+    return f"onset-{collar_s:g} s <= decision time <= onset+{collar_s:g} s" + (
+        f"+{delay_s:g} s (DCASE 2017 task 2 collar with a causal delay)"
+        if delay_s
+        else " (DCASE event-based, onset collar, on the event's estimated onset: the smoother's "
+        "onset_s, else its decision time)"
+    )
