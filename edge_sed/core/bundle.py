@@ -182,6 +182,17 @@ def validate_manifest(m, where: str = "manifest") -> None:
             f"{where}: format_version {m['format_version']!r} is not supported "
             f"(this edge-sed reads {FORMAT_VERSION})"
         )
+    _check_fields(m, where)
+    _check_optional(m, where)
+    _check_kinds(m, where)
+    _check_frontend(m, where)
+    if not re.fullmatch(r"[0-9a-f]{64}", m["sha256"]):
+        raise BundleError(f"{where}: 'sha256' is not 64 lowercase hex digits")
+    _check_tensors(m, where)
+
+
+def _check_fields(m: dict, where: str) -> None:
+    """Every required field, of its type."""
     for name, (kind, what) in FIELDS.items():
         if name not in m:
             raise BundleError(f"{where}: required field '{name}' ({what}) is missing")
@@ -190,6 +201,10 @@ def validate_manifest(m, where: str = "manifest") -> None:
             raise BundleError(
                 f"{where}: field '{name}' should be a {kind.__name__}, got {type(value).__name__}"
             )
+
+
+def _check_optional(m: dict, where: str) -> None:
+    """No control characters anywhere; the optional fields well formed."""
     for key, value in m.items():
         bad = next((t for t in _strings({key: value}) if printable(t) != t), None)
         if bad is not None:
@@ -217,6 +232,10 @@ def validate_manifest(m, where: str = "manifest") -> None:
         isinstance(m[SEMANTIC_KEY], str) and re.fullmatch(r"[0-9a-f]{64}", m[SEMANTIC_KEY])
     ):
         raise BundleError(f"{where}: '{SEMANTIC_KEY}' is not 64 lowercase hex digits")
+
+
+def _check_kinds(m: dict, where: str) -> None:
+    """Labels, form, smoother and level."""
     labels = m["labels"]
     if (
         len(labels) < 2
@@ -230,6 +249,10 @@ def validate_manifest(m, where: str = "manifest") -> None:
         _validate_smoother(m["smoother"], labels, where)
     if m["level"] not in LEVELS:
         raise BundleError(f"{where}: unknown level {m['level']!r} (expected one of {', '.join(LEVELS)})")
+
+
+def _check_frontend(m: dict, where: str) -> None:
+    """The front end, its sample rate and the window/hop frames."""
     missing = [f for f in FrontendConfig().to_dict() if f not in m["frontend"]]
     try:
         if missing:
@@ -254,8 +277,10 @@ def validate_manifest(m, where: str = "manifest") -> None:
             f"{where}: a stateful model stepping every {m['hop_frames']} frames on the last "
             f"{m['window_frames']} would never see some frames ('hop_frames' > 'window_frames')"
         )
-    if not re.fullmatch(r"[0-9a-f]{64}", m["sha256"]):
-        raise BundleError(f"{where}: 'sha256' is not 64 lowercase hex digits")
+
+
+def _check_tensors(m: dict, where: str) -> None:
+    """Inputs and outputs: the form's roles, dtypes and quantization."""
     want_in, want_out = ROLES[m["form"]]
     for key, roles in (("inputs", want_in), ("outputs", want_out)):
         tensors = m[key]
