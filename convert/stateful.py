@@ -110,19 +110,11 @@ def keras_stream(keras_model, features: np.ndarray, k: int, stride: int = 1) -> 
 
 class StatefulConverter:
     def __init__(self, run_dir, data: str | None = None, log=None):
-        from train.stateful import STATEFUL_SMOOTHER, clip_splits, eval_audio, stream_probabilities
-
         self.log = log or (lambda msg: None)
         self.run = port.load_run(run_dir)
         model = self.run.model
         self.cfg = _run_config({**self.run.config, **({"data": data} if data else {})})
-        if self.cfg.model != "lstm":
-            raise ConvertError("the stateful form exists only for the LSTM model")
-        if getattr(self.cfg, "feature_norm", "none") != "none":
-            raise ConvertError(
-                f"feature_norm={self.cfg.feature_norm!r} is a training experiment the device front "
-                "end does not compute: only feature_norm 'none' converts"
-            )
+        self._check_config()
         self.fe = (
             FrontendConfig(**self.run.metrics["frontend"])
             if self.run.metrics.get("frontend")
@@ -130,6 +122,33 @@ class StatefulConverter:
         )
         self.k = model.context_frames if model.conv is not None else 1
         self.stride = getattr(model, "stride", 1)
+        splits = self._test_streams()
+        self.smoother = self._smoother()
+        from edge_sed.core.settings import LABELS
+
+        self.labels = list(LABELS)[: model.classifier[1].out_features]
+        self.keras = port.keras_streaming(model)
+        self._check_keras_parity()
+        self.rep = self._calibration_states(splits["train"])
+        import tempfile
+
+        self._tmp = tempfile.TemporaryDirectory(prefix="edge-sed-convert-")
+        self._saved = None
+        self.provenance = self._provenance(run_dir)
+
+    def _check_config(self) -> None:
+        if self.cfg.model != "lstm":
+            raise ConvertError("the stateful form exists only for the LSTM model")
+        if getattr(self.cfg, "feature_norm", "none") != "none":
+            raise ConvertError(
+                f"feature_norm={self.cfg.feature_norm!r} is a training experiment the device front "
+                "end does not compute: only feature_norm 'none' converts"
+            )
+
+    def _test_streams(self) -> dict:
+        """The run's test streams, their features and torch's per-step scores; returns the splits."""
+        from train.stateful import clip_splits, eval_audio, stream_probabilities
+
         self.log(f"loading {self.cfg.data} and building the run's test streams")
         splits = clip_splits(self.cfg)
         test = Banks(splits["test"])
@@ -137,20 +156,20 @@ class StatefulConverter:
         self.test_features = [log_mel(a, self.fe) for a, _, _ in self.test_audio]
         # per step (one every ``stride`` frames): what the device loop's decisions carry
         self.torch_scores = [
-            stream_probabilities(model, f)[self.stride - 1 :: self.stride][: len(f) // self.stride]
+            stream_probabilities(self.run.model, f)[self.stride - 1 :: self.stride][: len(f) // self.stride]
             for f in self.test_features
         ]
-        smoother = dict(self.run.metrics.get("smoother") or {**STATEFUL_SMOOTHER, "thresholds": 0.5})
-        self.smoother = {
-            "average_window_ms": smoother["average_window_ms"],
-            "minimum_count": smoother["minimum_count"],
-            "suppression_ms": smoother["suppression_ms"],
-            "thresholds": smoother["thresholds"],
-        }
-        from edge_sed.core.settings import LABELS
+        return splits
 
-        self.labels = list(LABELS)[: model.classifier[1].out_features]
-        self.keras = port.keras_streaming(model)
+    def _smoother(self) -> dict:
+        """The run's smoother settings (the stateful defaults with threshold 0.5 when it has none)."""
+        from train.stateful import STATEFUL_SMOOTHER
+
+        smoother = dict(self.run.metrics.get("smoother") or {**STATEFUL_SMOOTHER, "thresholds": 0.5})
+        keys = ("average_window_ms", "minimum_count", "suppression_ms", "thresholds")
+        return {k: smoother[k] for k in keys}
+
+    def _check_keras_parity(self) -> None:
         n = min(PARITY_FRAMES, len(self.test_features[0]))
         keras_out = keras_stream(self.keras, self.test_features[0][:n], self.k, self.stride)
         self.keras_parity = float(np.abs(keras_out - self.torch_scores[0][: len(keras_out)]).max())
@@ -159,19 +178,19 @@ class StatefulConverter:
                 f"the Keras step model differs from torch by {self.keras_parity:.2e} on a test stream "
                 f"(> {port.PARITY_TOLERANCE:.0e}): not converting"
             )
-        self.log("calibration data: the float model's states over training mixtures")
+
+    def _calibration_states(self, train_split):
+        """The float model's (frame, h, c) states over training mixtures, for int8 calibration."""
         from train.stateful import mixture_batch
 
-        train_banks = Banks(splits["train"])
-        x_rep, _, _ = mixture_batch(
-            train_banks, np.random.default_rng([self.cfg.seed, 4242]), 16, self.cfg.seq_s, self.fe
-        )
-        self.rep = trajectories(model, x_rep, REP_SAMPLES, self.cfg.seed)
-        import tempfile
+        self.log("calibration data: the float model's states over training mixtures")
+        rng = np.random.default_rng([self.cfg.seed, 4242])
+        x_rep, _, _ = mixture_batch(Banks(train_split), rng, 16, self.cfg.seq_s, self.fe)
+        return trajectories(self.run.model, x_rep, REP_SAMPLES, self.cfg.seed)
 
-        self._tmp = tempfile.TemporaryDirectory(prefix="edge-sed-convert-")
-        self._saved = None
-        self.provenance = {
+    def _provenance(self, run_dir) -> dict:
+        model = self.run.model
+        return {
             "objective": self.cfg.objective,
             "model": "lstm",
             "form": "stateful",
