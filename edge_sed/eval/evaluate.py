@@ -25,6 +25,7 @@ from edge_sed.core.events import Annotation, Event, event_metrics, read_annotati
 
 STREAM_SUFFIXES = (".wav", ".flac")
 BLOCK_S = 0.01
+STREAM_GAP_S = 60.0  # evaluate's streams are scored laid end to end this far apart
 
 
 def find_streams(paths) -> list[tuple[Path, Path]]:
@@ -78,21 +79,56 @@ def evaluate(
     ``backend_for(bundle)``, if given, returns the model backend to run instead of LiteRT (the
     CLI's ``--runtime tflm`` passes firmware_sim.tflm.bundle_backend: the MCU's kernels)."""
     from edge_sed.core.bundle import load_bundle
-    from edge_sed.core.loop import Detector, bundle_smoother
 
     bundle = load_bundle(bundle_path)
     pairs = find_streams(streams)
+    detector = _detector(bundle, smoother_overrides, hop_frames, runtime, backend_for)
+    refs, dets, per_stream, total = _run_streams(bundle, detector, pairs, progress)
+    labels = _event_labels(bundle)
+    event = event_metrics(refs, dets, total, collar_s=0.5, delay_s=0.0, labels=labels)
+    detection = event_metrics(refs, dets, total, collar_s=0.5, delay_s=None, labels=labels)
+    sm = detector.smoother
+    return {
+        "bundle": str(bundle.path),
+        "level": bundle.level,
+        "form": bundle.form,
+        "runtime": runtime,
+        "streams": len(pairs),
+        "seconds": total,
+        "reference_events": len(refs),
+        "detections": len(dets),
+        "smoother": {
+            "average_window_ms": sm.average_window_s * 1000,
+            "minimum_count": sm.minimum_count,
+            "suppression_ms": sm.suppression_s * 1000,
+            "thresholds": sm.thresholds,
+        },
+        "hop_frames": detector.hop_frames,
+        "event": _strip(event),
+        "detection": _strip(detection),
+        "per_stream": per_stream,
+    }
+
+
+def _detector(bundle, smoother_overrides, hop_frames, runtime: str, backend_for):
+    """The device loop for the bundle; settings that could never fire an event (e.g. --min-count
+    1000) are refused, as by listen."""
+    from edge_sed.core.loop import Detector, bundle_smoother
+
     smoother = bundle_smoother(bundle, **(smoother_overrides or {}))
     if (runtime == "litert") != (backend_for is None):
         raise ValueError("runtime names the backend backend_for gives: 'litert' exactly when there is none")
     backend = backend_for(bundle) if backend_for is not None else None
     detector = Detector(bundle, hop_frames=hop_frames, smoother=smoother, backend=backend)
-    fe = (
-        bundle.frontend
-    )  # settings that could never fire an event (e.g. --min-count 1000) are refused, as by listen
+    fe = bundle.frontend
     smoother.check_hop(detector.hop_frames * fe.hop_samples / fe.sample_rate)
+    return detector
+
+
+def _run_streams(bundle, detector, pairs, progress):
+    """Every stream through the loop, laid end to end ``STREAM_GAP_S`` apart (no match window spans
+    two): (references, detections, per-stream rows, seconds of audio)."""
     refs, dets, per_stream, offset, total = [], [], [], 0.0, 0.0
-    gap = 60.0  # streams are laid end to end this far apart: no match window spans two
     for n, (wav, csv) in enumerate(pairs):
         audio = read_audio(wav)
         ann = read_annotations(csv)
@@ -117,34 +153,11 @@ def evaluate(
             Annotation(a.onset_s + offset, a.offset_s + offset, a.label, a.ebr_db, a.bed_dbfs) for a in ann
         ]
         dets += [e.shifted(offset) for e in events]
-        offset += duration + gap
+        offset += duration + STREAM_GAP_S
         total += duration
         if progress:
             progress(n + 1, len(pairs))
-    labels = _event_labels(bundle)
-    event = event_metrics(refs, dets, total, collar_s=0.5, delay_s=0.0, labels=labels)
-    detection = event_metrics(refs, dets, total, collar_s=0.5, delay_s=None, labels=labels)
-    sm = smoother
-    return {
-        "bundle": str(bundle.path),
-        "level": bundle.level,
-        "form": bundle.form,
-        "runtime": runtime,
-        "streams": len(pairs),
-        "seconds": total,
-        "reference_events": len(refs),
-        "detections": len(dets),
-        "smoother": {
-            "average_window_ms": sm.average_window_s * 1000,
-            "minimum_count": sm.minimum_count,
-            "suppression_ms": sm.suppression_s * 1000,
-            "thresholds": sm.thresholds,
-        },
-        "hop_frames": detector.hop_frames,
-        "event": _strip(event),
-        "detection": _strip(detection),
-        "per_stream": per_stream,
-    }
+    return refs, dets, per_stream, total
 
 
 def _event_labels(bundle) -> list[str]:
