@@ -19,6 +19,7 @@ import signal
 import threading
 import time
 from collections import Counter, deque
+from contextlib import contextmanager
 from contextlib import nullcontext as _nothing
 from dataclasses import dataclass, field
 
@@ -279,24 +280,30 @@ def listen(
     sinks = [JsonlSink(log)] if log else []
     sinks += [RecordSink(record)] if record else []
     sinks += [target_sink] if target_sink is not None else []
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        # Ctrl-C stops listen even where the shell started it with SIGINT ignored (a background job)
-        previous = (
-            signal.signal(signal.SIGTERM, _raise_stopped),
-            signal.signal(signal.SIGINT, signal.default_int_handler),
-        )
-    try:
-        with _nothing() if file else silenced_fds((2,), noise=PORTAUDIO_NOISE), source:
-            # the console last: an event is on disk (JSONL, fsync'd) before it is shown, so a kill
-            # can never leave a shown event out of the log
-            sinks.append(ConsoleSink(bundle.labels, source.name, live=live, quiet=as_json))
-            summary = run_loop(detector, source, sinks, duration_s=duration_s)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous[0])
-            signal.signal(signal.SIGINT, previous[1])
+    with _stop_signals(), _nothing() if file else silenced_fds((2,), noise=PORTAUDIO_NOISE), source:
+        # the console last: an event is on disk (JSONL, fsync'd) before it is shown, so a kill
+        # can never leave a shown event out of the log
+        sinks.append(ConsoleSink(bundle.labels, source.name, live=live, quiet=as_json))
+        summary = run_loop(detector, source, sinks, duration_s=duration_s)
     return _report(summary, as_json)
+
+
+@contextmanager
+def _stop_signals():
+    """SIGTERM stops listen (``Stopped``), and so does Ctrl-C even where the shell started it
+    with SIGINT ignored (a background job); the old handlers come back after. Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = (
+        signal.signal(signal.SIGTERM, _raise_stopped),
+        signal.signal(signal.SIGINT, signal.default_int_handler),
+    )
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous[0])
+        signal.signal(signal.SIGINT, previous[1])
 
 
 def _report(summary: dict, as_json: bool) -> int:
