@@ -43,7 +43,6 @@ import numpy as np
 from edge_sed import __version__
 from edge_sed.core.atomic import write_json
 from edge_sed.core.bundle import (
-    BUNDLE_NAMES,
     C_HEADER,
     C_SOURCE,
     CHECK_FILE,
@@ -55,6 +54,7 @@ from edge_sed.core.bundle import (
     semantic_sha256,
     verify_bundle,
 )
+from edge_sed.core.settings import BUNDLE_NAMES
 from edge_sed.core.errors import ConvertError
 from edge_sed.core.metrics import classification_metrics
 from edge_sed.core.tflite_info import TFLiteInfo, read_tflite_info

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from edge_sed import __version__
-from edge_sed.core.bundle import CHECK_FILE, MODEL_FILE, STATEFUL_LEVELS, Bundle, BundleRunner
+from edge_sed.core.bundle import CHECK_FILE, MODEL_FILE, Bundle, BundleRunner
+from edge_sed.core.settings import STATEFUL_LEVELS
 from edge_sed.core.errors import ConvertError
 from edge_sed.core.events import Annotation, event_metrics
 from edge_sed.core.frontend import FrontendConfig, log_mel

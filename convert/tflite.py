@@ -28,7 +28,7 @@ import tempfile
 import warnings
 from typing import Callable, Iterable
 
-from edge_sed.core.bundle import LEVELS as BUNDLE_LEVELS
+from edge_sed.core.settings import LEVELS as BUNDLE_LEVELS
 from edge_sed.core.tflite_info import lstm_cell_clips, read_tflite_info
 
 from ._quiet import import_tensorflow, silenced_fds

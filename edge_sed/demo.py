@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edge_sed.core.atomic import write_json
-from edge_sed.core.bundle import STATEFUL_LEVELS
 from edge_sed.core.errors import EdgeSedError, install_extra
-from edge_sed.core.settings import LABELS, TRAIN_SYNTH_COUNTS
+from edge_sed.core.settings import LABELS, STATEFUL_LEVELS, TRAIN_SYNTH_COUNTS
 
 OBJECTIVES = ("weighted-ce", "clustered")
 LEVELS = STATEFUL_LEVELS  # every level the stateful form converts to

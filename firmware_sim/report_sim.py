@@ -13,6 +13,7 @@ from pathlib import Path
 
 from edge_sed.core.atomic import atomic_path
 from edge_sed.core.errors import EdgeSedError, install_extra
+from edge_sed.core.settings import PI_LEVELS
 
 DEVICE_POINTERS = {
     # report field: pointer inside a firmware_sim record
@@ -40,10 +41,6 @@ DEVICE_POINTERS = {
     },
 }
 LATENCY_UNIT = {"mcu": "ms per decision (front end + model + smoother)", "pi": "ms per inference (model)"}
-
-PI_LEVELS = ("fp32", "int8")
-"""Levels the report emulates on Pi profiles by default: emulating LiteRT on an aarch64 core under
-QEMU takes minutes per level and core; `edge-sed simulate BUNDLE --profile rpi-4` does any other."""
 
 
 def resolve_profiles(spec: str) -> list:

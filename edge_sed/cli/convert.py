@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from edge_sed.cli.common import _emit_json, _import_extra, progress_bar
+from edge_sed.core.settings import BUNDLE_NAMES
 
 
 @click.command(context_settings={"max_content_width": 100})
@@ -24,8 +25,7 @@ from edge_sed.cli.common import _emit_json, _import_extra, progress_bar
     "--levels",
     default="all",
     show_default=True,
-    help="all, or a comma list of fp32, fp16, dynamic-int8, int8, int16x8, fp32-streaming, "
-    "int8-streaming, int16x8-streaming (the -streaming forms are LSTM only).",
+    help=f"all, or a comma list of {', '.join(BUNDLE_NAMES)} (the -streaming forms are LSTM only).",
 )
 @click.option(
     "--data",

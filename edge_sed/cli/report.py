@@ -9,6 +9,7 @@ import click
 
 from edge_sed.cli.common import MAX_EVENTS, FiniteFloat, _emit_json, progress_bar
 from edge_sed.core.errors import EdgeSedError
+from edge_sed.core.settings import PI_LEVELS
 
 MAX_ROUNDS = 10_000
 """Most latency-measurement rounds (each times 10 calls of every level)."""
@@ -90,7 +91,7 @@ def evaluate(bundle_path, streams, threshold, window_ms, suppression_ms, min_cou
 )
 @click.option(
     "--pi-levels",
-    default="fp32,int8",
+    default=",".join(PI_LEVELS),
     show_default=True,
     help="Levels emulated on Pi profiles ('all': every one; QEMU takes minutes per level and core).",
 )

@@ -46,7 +46,7 @@ import numpy as np
 from edge_sed.core.errors import BundleError, EdgeSedError, printable
 from edge_sed.core.frontend import FrontendConfig
 from edge_sed.core.quiet import silenced_fds
-from edge_sed.core.settings import SAMPLE_RATE
+from edge_sed.core.settings import LEVELS, SAMPLE_RATE
 from edge_sed.core.tflite_info import TFLiteInfo, has_tflite_identifier, read_tflite_info
 
 FORMAT_VERSION = 1
@@ -61,12 +61,6 @@ MIN_MODEL_BYTES = 32
 C_SOURCE_BYTES_PER_MODEL_BYTE = 7
 """model_data.cc spells each model byte as "0x00, " (6 characters) plus line breaks."""
 
-LEVELS = ("fp32", "fp16", "dynamic-int8", "int8", "int16x8")
-BUNDLE_NAMES = (*LEVELS, "fp32-streaming", "int8-streaming", "int16x8-streaming")
-"""Every bundle a windowed run converts to, in report order: the levels, then the streaming
-form's (explicit LSTM state) levels."""
-STATEFUL_LEVELS = ("fp32", "int8", "int16x8")
-"""The levels a stateful run converts to (its fused LSTM keeps state across invokes)."""
 FORMS = ("windowed", "streaming-explicit-state", "stateful")
 ROLES = {
     "windowed": (("window",), ("scores",)),

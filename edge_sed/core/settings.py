@@ -24,3 +24,15 @@ MAX_EPOCHS = 10_000
 TRAIN_SYNTH_COUNTS = "120:120:60:1560"
 """Clips per class (dog:baby_cry:gunshot:background) of the built-in synthetic training set
 (``train --synthetic``, the demo): the paper's 2:2:1:26 imbalance."""
+
+LEVELS = ("fp32", "fp16", "dynamic-int8", "int8", "int16x8")
+"""The quantization levels of a bundle (its manifest's ``level``)."""
+BUNDLE_NAMES = (*LEVELS, "fp32-streaming", "int8-streaming", "int16x8-streaming")
+"""Every bundle a windowed run converts to, in report order: the levels, then the streaming
+form's (explicit LSTM state) levels."""
+STATEFUL_LEVELS = ("fp32", "int8", "int16x8")
+"""The levels a stateful run converts to (its fused LSTM keeps state across invokes)."""
+PI_LEVELS = ("fp32", "int8")
+"""Levels ``edge-sed report`` emulates on Pi profiles by default: emulating LiteRT on an aarch64
+core under QEMU takes minutes per level and core; `edge-sed simulate BUNDLE --profile rpi-4` does
+any other."""

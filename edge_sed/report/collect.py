@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from edge_sed.core.atomic import write_json
-from edge_sed.core.bundle import BUNDLE_NAMES, MANIFEST_FILE, load_bundle
+from edge_sed.core.bundle import MANIFEST_FILE, load_bundle
 from edge_sed.core.errors import DatasetError, EdgeSedError, install_extra
-from edge_sed.core.settings import BACKGROUND
+from edge_sed.core.settings import BACKGROUND, BUNDLE_NAMES
 from edge_sed.eval.bench import DECISION_HOP_FRAMES, bundle_dirs, measure_latency
 
 LEVEL_ORDER = BUNDLE_NAMES
